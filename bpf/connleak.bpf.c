@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* connleak: count libpq connections per process and acquiring site.
+ *
+ * Uprobes on libpq's exported connection API; state lives in bounded maps
+ * that userspace reads each interval. Nothing is streamed, so nothing is
+ * lost when the reader is slow; what does not fit a map is counted. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "connleak.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Set before load: children forked by a traced process are traced too. */
+const volatile bool follow_children = true;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CONNLEAK_MAX_PROCS);
+	__type(key, __u32);
+	__type(value, struct proc_stats);
+} procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CONNLEAK_MAX_CONNS);
+	__type(key, struct conn_key);
+	__type(value, struct conn_info);
+} conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CONNLEAK_MAX_SITES);
+	__type(key, struct site_key);
+	__type(value, struct site_stats);
+} sites SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CONNLEAK_MAX_THREADS);
+	__type(key, __u32);
+	__type(value, struct thread_call);
+} threads SEC(".maps");
+
+/* The in-kernel filter: stats of a traced, still running process, or NULL. */
+static __always_inline struct proc_stats *traced_proc(__u32 tgid)
+{
+	struct proc_stats *ps = bpf_map_lookup_elem(&procs, &tgid);
+
+	if (!ps || ps->exited_ns)
+		return NULL;
+	return ps;
+}
+
+static __always_inline void atomic_max(__u64 *slot, __u64 val)
+{
+	__u64 cur = *slot;
+
+	/* A few tries suffice: only concurrent finishes of one site race. */
+	for (int i = 0; i < 4 && val > cur; i++) {
+		__u64 seen = __sync_val_compare_and_swap(slot, cur, val);
+
+		if (seen == cur)
+			break;
+		cur = seen;
+	}
+}
+
+static __always_inline int call_enter(struct pt_regs *ctx, __u32 kind)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid;
+	struct proc_stats *ps = traced_proc(pid_tgid >> 32);
+	struct thread_call *tc, call = {};
+
+	if (!ps)
+		return 0;
+	tc = bpf_map_lookup_elem(&threads, &tid);
+	if (tc) { /* libpq calling its own API: only the outermost call counts */
+		tc->depth++;
+		return 0;
+	}
+	call.start_ns = bpf_ktime_get_ns();
+	call.depth = 1;
+	call.kind = kind;
+	/* At function entry the return address is on top of the stack: the
+	 * caller, found without frame pointers. */
+	bpf_probe_read_user(&call.site, sizeof(call.site), (void *)PT_REGS_SP(ctx));
+	if (bpf_map_update_elem(&threads, &tid, &call, BPF_NOEXIST))
+		__sync_fetch_and_add(&ps->dropped_threads, 1);
+	return 0;
+}
+
+/* bpf_find_vma callback: where in which file the site lies. */
+static long describe_site(struct task_struct *task, struct vm_area_struct *vma, void *data)
+{
+	struct site_stats *ss = data;
+	struct file *file = vma->vm_file;
+
+	ss->file_offset = ss->file_offset - vma->vm_start + (vma->vm_pgoff << 12);
+	if (!file)
+		return 0;
+	ss->inode = BPF_CORE_READ(file, f_inode, i_ino);
+	ss->dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
+	bpf_probe_read_kernel_str(ss->module, sizeof(ss->module),
+				  BPF_CORE_READ(file, f_path.dentry, d_name.name));
+	return 0;
+}
+
+static __always_inline void count_site_acquired(struct proc_stats *ps, __u32 tgid, __u64 site)
+{
+	struct site_key key = { .tgid = tgid, .site = site };
+	struct site_stats *ss = bpf_map_lookup_elem(&sites, &key);
+
+	if (!ss) {
+		/* First acquisition from this site: a one-off VMA lookup, off
+		 * the common path. */
+		struct site_stats fresh = { .file_offset = site };
+
+		if (bpf_find_vma(bpf_get_current_task_btf(), site, describe_site, &fresh, 0))
+			fresh.file_offset = 0;
+		bpf_map_update_elem(&sites, &key, &fresh, BPF_NOEXIST);
+		ss = bpf_map_lookup_elem(&sites, &key);
+		if (!ss) {
+			__sync_fetch_and_add(&ps->dropped_sites, 1);
+			return;
+		}
+	}
+	__sync_fetch_and_add(&ss->acquired, 1);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(connect_enter)
+{
+	return call_enter(ctx, CALL_CONNECT);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ping_enter)
+{
+	return call_enter(ctx, CALL_PING);
+}
+
+/* Return of any probed connect or ping function: act on the outermost. */
+SEC("uretprobe")
+int BPF_KRETPROBE(call_exit, void *conn)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid, tgid = pid_tgid >> 32;
+	struct thread_call *tc = bpf_map_lookup_elem(&threads, &tid);
+	struct proc_stats *ps;
+	struct conn_info info = {};
+	struct conn_key key = {};
+
+	if (!tc)
+		return 0;
+	if (tc->depth > 1) {
+		tc->depth--;
+		return 0;
+	}
+	info.start_ns = tc->start_ns;
+	info.site = tc->site;
+	info.tid = tid;
+	__u32 kind = tc->kind;
+	bpf_map_delete_elem(&threads, &tid);
+
+	ps = traced_proc(tgid);
+	if (!ps)
+		return 0;
+	if (kind == CALL_PING) {
+		__sync_fetch_and_add(&ps->pings, 1);
+		return 0;
+	}
+	if (!conn) /* out of memory in libpq: nothing was handed out */
+		return 0;
+	/* A failed connect still returns a PGconn that needs PQfinish: it is
+	 * an acquisition like any other. */
+	info.acquired_ns = bpf_ktime_get_ns();
+	key.tgid = tgid;
+	key.conn = (__u64)conn;
+	if (bpf_map_update_elem(&conns, &key, &info, BPF_ANY))
+		__sync_fetch_and_add(&ps->dropped_conns, 1);
+	__sync_fetch_and_add(&ps->acquired, 1);
+	count_site_acquired(ps, tgid, info.site);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(finish_enter, void *conn)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid, tgid = pid_tgid >> 32;
+	struct proc_stats *ps = traced_proc(tgid);
+	struct conn_key key = { .tgid = tgid, .conn = (__u64)conn };
+	struct thread_call *tc;
+	struct conn_info *live, info;
+	struct site_stats *ss;
+
+	if (!ps || !conn)
+		return 0;
+	tc = bpf_map_lookup_elem(&threads, &tid);
+	if (tc && tc->kind == CALL_PING) /* PQping finishing its own handle */
+		return 0;
+	live = bpf_map_lookup_elem(&conns, &key);
+	if (!live) {
+		__sync_fetch_and_add(&ps->released_untracked, 1);
+		return 0;
+	}
+	info = *live;
+	/* Whoever deletes the entry counts it, so a racing double finish
+	 * cannot count twice. */
+	if (bpf_map_delete_elem(&conns, &key))
+		return 0;
+	__sync_fetch_and_add(&ps->released, 1);
+
+	struct site_key skey = { .tgid = tgid, .site = info.site };
+	__u64 hold = bpf_ktime_get_ns() - info.acquired_ns;
+
+	ss = bpf_map_lookup_elem(&sites, &skey);
+	if (!ss) /* its acquisition was counted in dropped_sites */
+		return 0;
+	__sync_fetch_and_add(&ss->released, 1);
+	__sync_fetch_and_add(&ss->hold_ns_total, hold);
+	atomic_max(&ss->hold_ns_max, hold);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(reset_enter)
+{
+	struct proc_stats *ps = traced_proc(bpf_get_current_pid_tgid() >> 32);
+
+	if (ps)
+		__sync_fetch_and_add(&ps->resets, 1);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 parent_tgid = BPF_CORE_READ(parent, tgid);
+	__u32 child_pid = BPF_CORE_READ(child, pid);
+	struct proc_stats zero = {}, *ps;
+
+	if (!follow_children || child_pid != BPF_CORE_READ(child, tgid))
+		return 0; /* a new thread, not a new process */
+	ps = traced_proc(parent_tgid);
+	if (!ps)
+		return 0;
+	if (bpf_map_update_elem(&procs, &child_pid, &zero, BPF_ANY))
+		__sync_fetch_and_add(&ps->dropped_children, 1);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(handle_exit, struct task_struct *task)
+{
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	__u32 tid = BPF_CORE_READ(task, pid);
+	struct proc_stats *ps = traced_proc(tgid);
+
+	if (!ps)
+		return 0;
+	bpf_map_delete_elem(&threads, &tid);
+	/* signal->live reaches 0 when the last thread of the group exits;
+	 * from then on nothing can finish the handles still live. */
+	if (BPF_CORE_READ(task, signal, live.counter) == 0) {
+		bpf_probe_read_kernel_str(ps->comm, sizeof(ps->comm), task->comm);
+		ps->exited_ns = bpf_ktime_get_ns();
+	}
+	return 0;
+}

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Types shared by connleak.bpf.c and the userspace loader.
+ *
+ * Everything the kernel side learns is kept in bounded maps (counters and
+ * live handles), never streamed, so a slow reader loses nothing. Every
+ * insertion that does not fit is counted in proc_stats.dropped_*. */
+#ifndef CONNLEAK_H
+#define CONNLEAK_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Default map sizes; the loader may change them before load (--max-*). */
+#define CONNLEAK_MAX_PROCS 1024
+#define CONNLEAK_MAX_CONNS 65536
+#define CONNLEAK_MAX_SITES 8192
+#define CONNLEAK_MAX_THREADS 8192
+
+/* Per traced process (key: tgid). Its presence is the in-kernel filter:
+ * probes ignore any process without an entry or whose entry is exited. */
+struct proc_stats {
+	__u64 acquired;           /* PGconn handed to the application */
+	__u64 released;           /* PQfinish of a handle seen acquired */
+	__u64 released_untracked; /* PQfinish of a handle never seen acquired */
+	__u64 pings;              /* PQping/PQpingParams calls (not acquisitions) */
+	__u64 resets;             /* PQreset/PQresetStart calls (same handle) */
+	__u64 dropped_conns;      /* acquisitions the live-handle map had no room for */
+	__u64 dropped_sites;      /* acquisitions the site map had no room for */
+	__u64 dropped_threads;    /* outermost calls the thread map had no room for */
+	__u64 dropped_children;   /* forked children the process map had no room for */
+	__u64 exited_ns;          /* bpf_ktime_get_ns() when the last thread exited, else 0 */
+	char comm[16];            /* set at exit, for processes gone before userspace looked */
+};
+
+/* Live handle (key: conn_key). Deleted by PQfinish. */
+struct conn_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 conn; /* the PGconn* in the target's address space */
+};
+
+struct conn_info {
+	__u64 start_ns;  /* entry of the outermost connect call */
+	__u64 acquired_ns; /* return of the outermost connect call */
+	__u64 site;      /* return address into the caller: the acquiring site */
+	__u32 tid;
+	__u32 pad;
+};
+
+/* Counters per acquiring site (key: site_key). */
+struct site_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 site;
+};
+
+#define CONNLEAK_MODULE_LEN 64
+
+struct site_stats {
+	__u64 acquired;
+	__u64 released;
+	__u64 hold_ns_total; /* sum of hold times of released handles */
+	__u64 hold_ns_max;   /* longest hold of a released handle */
+	/* Where the site lies, found once when the site is first seen, so it
+	 * can be named even after the process exited and its maps are gone. */
+	__u64 file_offset;   /* offset of the site in the mapped file */
+	__u64 inode;
+	__u32 dev;           /* kernel encoding: major << 20 | minor */
+	__u32 pad;
+	char module[CONNLEAK_MODULE_LEN]; /* file name of the mapping, or "" */
+};
+
+/* Per-thread state while inside a libpq connect or ping call (key: tid).
+ * libpq nests its own API (PQconnectdb -> PQconnectStart, PQping ->
+ * PQconnectStart + PQfinish), so only the outermost call counts. */
+enum call_kind {
+	CALL_CONNECT = 1,
+	CALL_PING = 2,
+};
+
+struct thread_call {
+	__u64 start_ns;
+	__u64 site;
+	__u32 depth;
+	__u32 kind;
+};
+
+#endif /* CONNLEAK_H */

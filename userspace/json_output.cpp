@@ -1,0 +1,90 @@
+#include "json_output.h"
+
+#include <cinttypes>
+#include <cmath>
+#include <ctime>
+
+namespace connleak {
+namespace {
+
+using nlohmann::json;
+
+// Milliseconds to one decimal: enough for people, stable for diffs.
+double round_ms(double ms) { return std::round(ms * 10.0) / 10.0; }
+
+std::string hex_address(uint64_t addr)
+{
+    char buf[2 + 16 + 1];
+    std::snprintf(buf, sizeof(buf), "0x%" PRIx64, addr);
+    return buf;
+}
+
+json site_json(const SiteReport& s)
+{
+    return {{"site", s.site},         {"acquired", s.acquired}, {"released", s.released},
+            {"active", s.active},     {"leaks", s.leaks},       {"leaked_at_exit", s.leaked_at_exit},
+            {"avg_ms", round_ms(s.avg_ms)}, {"max_ms", round_ms(s.max_ms)}};
+}
+
+json conn_json(const ConnReport& c)
+{
+    return {{"conn", hex_address(c.conn)}, {"tid", c.tid}, {"site", c.site},
+            {"age_ms", round_ms(c.age_ms)}, {"leak", c.leak}};
+}
+
+json process_json(const ProcessReport& p)
+{
+    json sites = json::array(), conns = json::array();
+    for (const auto& s : p.sites)
+        sites.push_back(site_json(s));
+    for (const auto& c : p.connections)
+        conns.push_back(conn_json(c));
+    return {{"pid", p.pid},
+            {"comm", p.comm},
+            {"exited", p.exited},
+            {"acquired", p.acquired},
+            {"released", p.released},
+            {"released_untracked", p.released_untracked},
+            {"active", p.active},
+            {"leaks", p.leaks},
+            {"leaked_at_exit", p.leaked_at_exit},
+            {"pings", p.pings},
+            {"resets", p.resets},
+            {"dropped", p.dropped},
+            {"top_connection_users", std::move(sites)},
+            {"connections", std::move(conns)}};
+}
+
+}  // namespace
+
+std::string format_utc(int64_t unix_seconds)
+{
+    std::time_t t = static_cast<std::time_t>(unix_seconds);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+json snapshot_to_json(const Snapshot& snap)
+{
+    const Totals& t = snap.totals;
+    json procs = json::array();
+    for (const auto& p : snap.processes)
+        procs.push_back(process_json(p));
+    return {{"version", 1},
+            {"time", format_utc(snap.wall_time_s)},
+            {"leak_after_s", snap.leak_after_s},
+            {"tracking_stats",
+             {{"total_acquired", t.acquired},
+              {"total_released", t.released},
+              {"total_active", t.active},
+              {"total_leaks", t.leaks},
+              {"leak_ratio", std::round(t.leak_ratio * 100.0) / 100.0},
+              {"total_leaked_at_exit", t.leaked_at_exit},
+              {"total_dropped", t.dropped}}},
+            {"processes", std::move(procs)}};
+}
+
+}  // namespace connleak

@@ -1,0 +1,17 @@
+// The version-1 JSON snapshot (see README "JSON snapshot"): keys are a
+// contract with scripts and dashboards; extend, never rename.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "model.h"
+
+namespace connleak {
+
+nlohmann::json snapshot_to_json(const Snapshot& snap);
+
+// RFC 3339 UTC, e.g. "2026-11-26T20:00:00Z".
+std::string format_utc(int64_t unix_seconds);
+
+}  // namespace connleak

@@ -1,0 +1,150 @@
+#include "launcher.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace connleak {
+namespace {
+
+bool is_executable_file(const std::string& path)
+{
+    struct stat st;
+    return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(path.c_str(), X_OK) == 0;
+}
+
+// The file execvp would run, found the same way, so a typo is reported
+// before anything is forked.
+std::optional<std::string> find_in_path(const std::string& name)
+{
+    if (name.find('/') != std::string::npos)
+        return is_executable_file(name) ? std::optional<std::string>(name) : std::nullopt;
+    const char* env = std::getenv("PATH");
+    std::string path = env ? env : "/usr/local/bin:/usr/bin:/bin";
+    size_t begin = 0;
+    while (begin <= path.size()) {
+        size_t end = path.find(':', begin);
+        if (end == std::string::npos)
+            end = path.size();
+        std::string dir = path.substr(begin, end - begin);
+        std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
+        if (is_executable_file(candidate))
+            return candidate;
+        begin = end + 1;
+    }
+    return std::nullopt;
+}
+
+int status_to_exit_code(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return 1;
+}
+
+[[noreturn]] void run_child(int gate_read, int exec_write, const std::string& exe, const std::vector<std::string>& argv)
+{
+    // The parent blocks signals to wait for them; the command must not
+    // inherit that.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    char byte;
+    while (read(gate_read, &byte, 1) < 0 && errno == EINTR) {
+    }
+    close(gate_read);
+    std::vector<char*> args;
+    for (const auto& a : argv)
+        args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(exe.c_str(), args.data());
+    int err = errno;
+    (void)!write(exec_write, &err, sizeof(err));
+    _exit(127);
+}
+
+}  // namespace
+
+Result<Launcher> Launcher::start(const std::vector<std::string>& argv)
+{
+    auto exe = find_in_path(argv.at(0));
+    if (!exe)
+        return Error{"cannot run " + argv[0] + ": no such executable (in PATH)"};
+    int gate[2], exec_pipe[2];
+    if (pipe2(gate, O_CLOEXEC) != 0)
+        return Error{std::string("pipe: ") + std::strerror(errno)};
+    if (pipe2(exec_pipe, O_CLOEXEC) != 0) {
+        close(gate[0]);
+        close(gate[1]);
+        return Error{std::string("pipe: ") + std::strerror(errno)};
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        int err = errno;
+        for (int fd : {gate[0], gate[1], exec_pipe[0], exec_pipe[1]})
+            close(fd);
+        return Error{std::string("fork: ") + std::strerror(err)};
+    }
+    if (pid == 0) {
+        close(gate[1]);
+        close(exec_pipe[0]);
+        run_child(gate[0], exec_pipe[1], *exe, argv);
+    }
+    close(gate[0]);
+    close(exec_pipe[1]);
+    return Launcher(pid, gate[1], exec_pipe[0], *exe);
+}
+
+Launcher::Launcher(Launcher&& o) noexcept
+    : pid_(o.pid_), gate_fd_(o.gate_fd_), exec_fd_(o.exec_fd_), executable_(std::move(o.executable_)),
+      exit_status_(o.exit_status_)
+{
+    o.pid_ = -1;
+    o.gate_fd_ = o.exec_fd_ = -1;
+}
+
+Launcher::~Launcher()
+{
+    if (gate_fd_ >= 0 && pid_ > 0) {  // never released: the command must not run untraced
+        kill(pid_, SIGKILL);
+        waitpid(pid_, nullptr, 0);
+    }
+    if (gate_fd_ >= 0)
+        close(gate_fd_);
+    if (exec_fd_ >= 0)
+        close(exec_fd_);
+}
+
+Status Launcher::release()
+{
+    close(gate_fd_);
+    gate_fd_ = -1;
+    int err = 0;
+    ssize_t n;
+    while ((n = read(exec_fd_, &err, sizeof(err))) < 0 && errno == EINTR) {
+    }
+    close(exec_fd_);
+    exec_fd_ = -1;
+    if (n == static_cast<ssize_t>(sizeof(err)))
+        return Error{"cannot run " + executable_ + ": " + std::strerror(err)};
+    return Ok{};
+}
+
+std::optional<int> Launcher::poll_exit()
+{
+    if (exit_status_ || pid_ <= 0)
+        return exit_status_;
+    int status;
+    if (waitpid(pid_, &status, WNOHANG) == pid_)
+        exit_status_ = status_to_exit_code(status);
+    return exit_status_;
+}
+
+}  // namespace connleak

@@ -1,0 +1,46 @@
+// Launching COMMAND held at a gate, so probes are attached before its first
+// instruction runs.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+#include "result.h"
+
+namespace connleak {
+
+class Launcher {
+public:
+    // Forks a child that waits at the gate; nothing of COMMAND runs yet.
+    // Fails when COMMAND cannot be found as an executable.
+    static Result<Launcher> start(const std::vector<std::string>& argv);
+
+    Launcher(Launcher&& other) noexcept;
+    Launcher& operator=(Launcher&&) = delete;
+    Launcher(const Launcher&) = delete;
+    ~Launcher();  // a child still at the gate is killed and reaped
+
+    pid_t pid() const { return pid_; }
+    const std::string& executable() const { return executable_; }
+
+    // Opens the gate and waits until exec succeeded or failed.
+    Status release();
+
+    // The command's exit status once it ended (128 + signal when killed);
+    // nullopt while it runs. Never blocks.
+    std::optional<int> poll_exit();
+
+private:
+    Launcher(pid_t pid, int gate_fd, int exec_fd, std::string exe)
+        : pid_(pid), gate_fd_(gate_fd), exec_fd_(exec_fd), executable_(std::move(exe)) {}
+
+    pid_t pid_ = -1;
+    int gate_fd_ = -1;  // closing it lets the child exec
+    int exec_fd_ = -1;  // child's exec error (errno) arrives here; EOF on success
+    std::string executable_;
+    std::optional<int> exit_status_;
+};
+
+}  // namespace connleak

@@ -1,0 +1,20 @@
+// Which libpq file to put the probes on.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "result.h"
+
+namespace connleak {
+
+// The libpq the process has mapped, as a path openable from here (through
+// /proc/PID/root or /proc/PID/map_files). Fails when the process is gone or
+// has no libpq mapped.
+Result<std::string> libpq_of_process(uint32_t pid);
+
+// The libpq a launched command would load: LD_LIBRARY_PATH first, then the
+// dynamic linker's cache (ldconfig -p), then the usual directories.
+Result<std::string> system_libpq();
+
+}  // namespace connleak

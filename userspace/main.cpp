@@ -1,0 +1,291 @@
+// connleak: attach to processes (or launch one), count their libpq
+// connections in the kernel, and report leaks each interval.
+#include <bpf/libbpf.h>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <signal.h>
+#include <unistd.h>
+
+#include "atomic_file.h"
+#include "json_output.h"
+#include "launcher.h"
+#include "libpq_locator.h"
+#include "model.h"
+#include "options.h"
+#include "preflight.h"
+#include "site_names.h"
+#include "text_report.h"
+#include "tracer.h"
+
+namespace connleak {
+namespace {
+
+int fail(const std::string& message)
+{
+    std::fprintf(stderr, "connleak: %s\n", message.c_str());
+    return 1;
+}
+
+bool process_exists(uint32_t pid) { return kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM; }
+
+std::string read_comm(uint32_t pid)
+{
+    std::ifstream f("/proc/" + std::to_string(pid) + "/comm");
+    std::string comm;
+    std::getline(f, comm);
+    return comm;
+}
+
+// What is kept of a process after it exited and its map entries were freed.
+struct Archived {
+    RawProcess process;
+    std::vector<RawConn> conns;
+    std::vector<RawSite> sites;
+};
+
+// Owns the tracing session: reads the maps, keeps exited processes, and
+// writes each report.
+class Session {
+public:
+    Session(const Options& opts, Tracer& tracer) : opts_(opts), tracer_(tracer) {}
+
+    SiteNames& names() { return names_; }
+
+    // True once every traced process has exited.
+    bool all_exited() const
+    {
+        for (const RawProcess& p : tracer_.read_processes())
+            if (!p.stats.exited_ns && process_exists(p.pid))
+                return false;
+        return true;
+    }
+
+    // One report: text on stdout and/or the JSON snapshot. Returns "" or
+    // the reason the JSON could not be written.
+    std::string report()
+    {
+        RawState raw = collect();
+        ModelOptions mopts;
+        mopts.leak_after_s = opts_.leak_after_s;
+        mopts.top_sites = opts_.top_sites;
+        Snapshot snap = build_snapshot(raw, mopts, [&](const RawSite& s) {
+            return names_.name(s, !archive_.count(s.pid));
+        });
+        if (opts_.json_path == "-") {
+            std::printf("%s\n", snapshot_to_json(snap).dump().c_str());
+        } else {
+            if (!opts_.quiet)
+                std::printf("%s\n", render_text_report(snap).c_str());
+            if (!opts_.json_path.empty())
+                if (std::string err = write_file_atomically(opts_.json_path, snapshot_to_json(snap).dump(2) + "\n");
+                    !err.empty())
+                    return err;
+        }
+        std::fflush(stdout);
+        return "";
+    }
+
+private:
+    // The maps, with processes that exited moved to the archive (and freed
+    // in the kernel) and the archive added back.
+    RawState collect()
+    {
+        RawState kernel = tracer_.read();
+        RawState raw;
+        raw.now_ns = kernel.now_ns;
+        raw.wall_time_s = kernel.wall_time_s;
+        for (RawProcess& p : kernel.processes) {
+            // A process gone before its exit could be seen (it exited while
+            // being added) is treated as exited now.
+            if (!p.stats.exited_ns && !process_exists(p.pid))
+                p.stats.exited_ns = kernel.now_ns;
+            if (p.stats.exited_ns) {
+                archive(p, kernel);
+                continue;
+            }
+            p.comm = read_comm(p.pid);
+            comms_[p.pid] = p.comm;
+            raw.processes.push_back(p);
+        }
+        for (const RawConn& c : kernel.conns)
+            if (!archive_.count(c.pid))
+                raw.conns.push_back(c);
+        for (const RawSite& s : kernel.sites)
+            if (!archive_.count(s.pid))
+                raw.sites.push_back(s);
+        for (const auto& [pid, a] : archive_) {
+            raw.processes.push_back(a.process);
+            raw.conns.insert(raw.conns.end(), a.conns.begin(), a.conns.end());
+            raw.sites.insert(raw.sites.end(), a.sites.begin(), a.sites.end());
+        }
+        return raw;
+    }
+
+    void archive(RawProcess p, const RawState& kernel)
+    {
+        if (p.comm.empty())
+            p.comm = comms_.count(p.pid) ? comms_[p.pid] : "?";
+        Archived a{p, {}, {}};
+        for (const RawConn& c : kernel.conns)
+            if (c.pid == p.pid)
+                a.conns.push_back(c);
+        for (const RawSite& s : kernel.sites)
+            if (s.pid == p.pid) {
+                names_.name(s, false);  // nothing more can be learnt of it
+                a.sites.push_back(s);
+            }
+        archive_[p.pid] = std::move(a);
+        tracer_.forget_process(p.pid);
+    }
+
+    const Options& opts_;
+    Tracer& tracer_;
+    SiteNames names_;
+    std::map<uint32_t, Archived> archive_;
+    std::map<uint32_t, std::string> comms_;
+};
+
+int libbpf_quiet(enum libbpf_print_level level, const char* format, va_list args)
+{
+    // libbpf's own lines would bury connleak's one-line diagnostics; they
+    // are there when asked for.
+    static const bool verbose = getenv("CONNLEAK_VERBOSE") != nullptr;
+    (void)level;
+    return verbose ? vfprintf(stderr, format, args) : 0;
+}
+
+// The probe targets: --libpq, else each process's own libpq, else (for a
+// launched command) the system's.
+Result<std::vector<std::string>> find_libpqs(const Options& o)
+{
+    std::vector<std::string> paths;
+    for (uint32_t pid : o.pids)
+        if (!process_exists(pid))
+            return Error{"no process with PID " + std::to_string(pid)};
+    if (!o.libpq_path.empty()) {
+        if (access(o.libpq_path.c_str(), R_OK) != 0)
+            return Error{"cannot read --libpq " + o.libpq_path + ": " + std::strerror(errno)};
+        paths.push_back(o.libpq_path);
+        return paths;
+    }
+    for (uint32_t pid : o.pids) {
+        auto path = libpq_of_process(pid);
+        if (!path)
+            return path.error();
+        paths.push_back(path.value());
+    }
+    if (!o.command.empty()) {
+        auto path = system_libpq();
+        if (!path)
+            return path.error();
+        paths.push_back(path.value());
+    }
+    return paths;
+}
+
+double seconds_since(uint64_t start_ns) { return (monotonic_ns() - start_ns) / 1e9; }
+
+int run(const Options& o)
+{
+    if (auto s = check_privileges(); !s)
+        return fail(s.error().message);
+    if (auto s = check_kernel_btf(); !s)
+        return fail(s.error().message);
+    if (!o.json_path.empty() && o.json_path != "-")
+        if (std::string err = check_writable(o.json_path); !err.empty())
+            return fail(err);
+    auto libpqs = find_libpqs(o);
+    if (!libpqs)
+        return fail(libpqs.error().message);
+
+    // Signals are taken synchronously (sigtimedwait) in the report loop.
+    sigset_t signals;
+    sigemptyset(&signals);
+    for (int sig : {SIGINT, SIGTERM, SIGCHLD})
+        sigaddset(&signals, sig);
+    sigprocmask(SIG_BLOCK, &signals, nullptr);
+
+    TracerConfig cfg;
+    cfg.follow_children = o.follow_children;
+    cfg.max_conns = o.max_conns;
+    cfg.max_sites = o.max_sites;
+    cfg.max_procs = o.max_procs;
+    auto tracer = Tracer::load(cfg);
+    if (!tracer)
+        return fail(tracer.error().message);
+
+    std::optional<Launcher> launcher;
+    std::vector<uint32_t> targets = o.pids;
+    if (!o.command.empty()) {
+        auto l = Launcher::start(o.command);
+        if (!l)
+            return fail(l.error().message);
+        launcher.emplace(std::move(l.value()));
+        targets.push_back(static_cast<uint32_t>(launcher->pid()));
+    }
+    for (uint32_t pid : targets)
+        if (auto s = tracer.value()->trace_process(pid); !s)
+            return fail(s.error().message);
+    for (const std::string& path : libpqs.value())
+        if (auto s = tracer.value()->attach_libpq(path); !s)
+            return fail(s.error().message);
+
+    Session session(o, *tracer.value());
+    for (uint32_t pid : o.pids)
+        session.names().learn_process(pid);
+    if (launcher) {
+        session.names().learn_file(launcher->executable());
+        if (auto s = launcher->release(); !s)
+            return fail(s.error().message);
+    }
+
+    const uint64_t start = monotonic_ns();
+    double next_report = o.interval_s;
+    bool interrupted = false;
+    for (;;) {
+        // Wake at least every 200 ms to notice targets that exited.
+        double until = next_report;
+        if (o.duration_s > 0 && o.duration_s < until)
+            until = o.duration_s;
+        double wait = std::min(0.2, std::max(0.0, until - seconds_since(start)));
+        timespec ts{static_cast<time_t>(wait), static_cast<long>((wait - static_cast<time_t>(wait)) * 1e9)};
+        int sig = sigtimedwait(&signals, nullptr, &ts);
+        if (sig == SIGINT || sig == SIGTERM) {
+            interrupted = true;
+            break;
+        }
+        if (launcher && launcher->poll_exit() && session.all_exited())
+            break;
+        if (!launcher && session.all_exited())
+            break;
+        if (o.duration_s > 0 && seconds_since(start) >= o.duration_s)
+            break;
+        if (seconds_since(start) >= next_report) {
+            if (std::string err = session.report(); !err.empty())
+                return fail(err);
+            next_report += o.interval_s;
+        }
+    }
+    if (std::string err = session.report(); !err.empty())
+        return fail(err);
+    // Ctrl-C is a normal end. Otherwise a launched command's status is
+    // connleak's, so connleak can stand in for it in scripts.
+    if (launcher && !interrupted)
+        if (auto code = launcher->poll_exit())
+            return *code;
+    return 0;
+}
+
+}  // namespace
+}  // namespace connleak
+
+int main(int argc, char** argv)
+{
+    connleak::Options opts = connleak::parse_options(argc, argv);
+    libbpf_set_print(connleak::libbpf_quiet);
+    return connleak::run(opts);
+}

@@ -1,0 +1,137 @@
+#include "model.h"
+
+#include <algorithm>
+#include <map>
+#include <tuple>
+
+namespace connleak {
+namespace {
+
+constexpr double kNsPerMs = 1e6;
+
+uint64_t dropped_of(const proc_stats& s)
+{
+    return s.dropped_conns + s.dropped_sites + s.dropped_threads + s.dropped_children;
+}
+
+// Worst first: leaks, then live handles, then volume; site name breaks ties
+// so the order is stable between intervals.
+bool worse_site(const SiteReport& a, const SiteReport& b)
+{
+    auto rank = [](const SiteReport& s) { return std::make_tuple(s.leaks, s.leaked_at_exit, s.active, s.acquired); };
+    if (rank(a) != rank(b))
+        return rank(a) > rank(b);
+    return a.site < b.site;
+}
+
+struct ProcessView {
+    const RawProcess* proc = nullptr;
+    std::vector<const RawConn*> conns;
+    std::map<uint64_t, const RawSite*> sites;  // by site address
+};
+
+ProcessReport build_process(const ProcessView& view, const RawState& raw, const ModelOptions& opts,
+                            const SiteNamer& name_site)
+{
+    const RawProcess& p = *view.proc;
+    const bool exited = p.stats.exited_ns != 0;
+    const uint64_t leak_after_ns = static_cast<uint64_t>(opts.leak_after_s * 1e9);
+
+    ProcessReport r;
+    r.pid = p.pid;
+    r.comm = p.comm;
+    r.exited = exited;
+    r.acquired = p.stats.acquired;
+    r.released = p.stats.released;
+    r.released_untracked = p.stats.released_untracked;
+    r.pings = p.stats.pings;
+    r.resets = p.stats.resets;
+    r.dropped = dropped_of(p.stats);
+
+    std::map<uint64_t, SiteReport> sites;
+    auto site_name = [&](uint64_t addr) {
+        auto it = view.sites.find(addr);
+        if (it != view.sites.end())
+            return name_site(*it->second);
+        RawSite unknown;  // its site entry was dropped: name it by address alone
+        unknown.pid = p.pid;
+        unknown.site = addr;
+        return name_site(unknown);
+    };
+    for (const auto& [addr, s] : view.sites) {
+        SiteReport& sr = sites[addr];
+        sr.site = name_site(*s);
+        sr.acquired = s->stats.acquired;
+        sr.released = s->stats.released;
+        sr.avg_ms = s->stats.released ? s->stats.hold_ns_total / kNsPerMs / s->stats.released : 0;
+        sr.max_ms = s->stats.hold_ns_max / kNsPerMs;
+    }
+
+    for (const RawConn* c : view.conns) {
+        auto it = sites.find(c->info.site);
+        SiteReport* sr = it != sites.end() ? &it->second : nullptr;
+        if (exited) {
+            r.leaked_at_exit++;
+            if (sr)
+                sr->leaked_at_exit++;
+            continue;
+        }
+        // A handle acquired after the maps were read has a later timestamp.
+        const uint64_t age_ns = raw.now_ns > c->info.acquired_ns ? raw.now_ns - c->info.acquired_ns : 0;
+        const bool leak = age_ns >= leak_after_ns;
+        r.active++;
+        r.leaks += leak;
+        if (sr) {
+            sr->active++;
+            sr->leaks += leak;
+            sr->max_ms = std::max(sr->max_ms, age_ns / kNsPerMs);
+        }
+        r.connections.push_back({c->conn, c->info.tid, sr ? sr->site : site_name(c->info.site),
+                                 age_ns / kNsPerMs, leak});
+    }
+    std::sort(r.connections.begin(), r.connections.end(), [](const ConnReport& a, const ConnReport& b) {
+        return a.age_ms != b.age_ms ? a.age_ms > b.age_ms : a.conn < b.conn;
+    });
+
+    for (auto& [addr, sr] : sites)
+        r.sites.push_back(std::move(sr));
+    std::sort(r.sites.begin(), r.sites.end(), worse_site);
+    if (r.sites.size() > opts.top_sites)
+        r.sites.resize(opts.top_sites);
+    return r;
+}
+
+}  // namespace
+
+Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const SiteNamer& name_site)
+{
+    std::map<uint32_t, ProcessView> views;
+    for (const RawProcess& p : raw.processes)
+        views[p.pid].proc = &p;
+    for (const RawConn& c : raw.conns)
+        if (auto it = views.find(c.pid); it != views.end())
+            it->second.conns.push_back(&c);
+    for (const RawSite& s : raw.sites)
+        if (auto it = views.find(s.pid); it != views.end())
+            it->second.sites[s.site] = &s;
+
+    Snapshot snap;
+    snap.wall_time_s = raw.wall_time_s;
+    snap.leak_after_s = opts.leak_after_s;
+    for (const auto& [pid, view] : views) {
+        ProcessReport pr = build_process(view, raw, opts, name_site);
+        Totals& t = snap.totals;
+        t.acquired += pr.acquired;
+        t.released += pr.released;
+        t.active += pr.active;
+        t.leaks += pr.leaks;
+        t.leaked_at_exit += pr.leaked_at_exit;
+        t.dropped += pr.dropped;
+        snap.processes.push_back(std::move(pr));
+    }
+    if (snap.totals.acquired)
+        snap.totals.leak_ratio = 100.0 * snap.totals.leaks / snap.totals.acquired;
+    return snap;
+}
+
+}  // namespace connleak

@@ -1,0 +1,96 @@
+// The pure model: raw map contents in, a report (Snapshot) out.
+// No kernel, no files, no terminal here, so every rule of the report is
+// unit-testable.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "connleak.h"
+
+namespace connleak {
+
+// One traced process as read from the maps (or kept after it exited).
+struct RawProcess {
+    uint32_t pid = 0;
+    std::string comm;
+    proc_stats stats{};  // stats.exited_ns != 0 once its last thread exited
+};
+
+struct RawConn {
+    uint32_t pid = 0;
+    uint64_t conn = 0;
+    conn_info info{};
+};
+
+struct RawSite {
+    uint32_t pid = 0;
+    uint64_t site = 0;  // return address in the caller
+    site_stats stats{};
+};
+
+// Everything read in one pass over the maps, plus what userspace kept of
+// processes that have exited since.
+struct RawState {
+    uint64_t now_ns = 0;  // CLOCK_MONOTONIC, same clock as bpf_ktime_get_ns()
+    int64_t wall_time_s = 0;
+    std::vector<RawProcess> processes;
+    std::vector<RawConn> conns;
+    std::vector<RawSite> sites;
+};
+
+struct ModelOptions {
+    double leak_after_s = 30;
+    size_t top_sites = 10;  // sites listed per process
+};
+
+struct SiteReport {
+    std::string site;
+    uint64_t acquired = 0, released = 0, active = 0, leaks = 0, leaked_at_exit = 0;
+    double avg_ms = 0;  // mean hold time of released handles
+    double max_ms = 0;  // longest hold, released or still live
+};
+
+struct ConnReport {
+    uint64_t conn = 0;
+    uint32_t tid = 0;
+    std::string site;
+    double age_ms = 0;
+    bool leak = false;
+};
+
+struct ProcessReport {
+    uint32_t pid = 0;
+    std::string comm;
+    bool exited = false;
+    uint64_t acquired = 0, released = 0, released_untracked = 0, active = 0, leaks = 0;
+    uint64_t leaked_at_exit = 0, pings = 0, resets = 0, dropped = 0;
+    std::vector<SiteReport> sites;         // worst first, at most top_sites
+    std::vector<ConnReport> connections;   // live handles, oldest first
+};
+
+struct Totals {
+    uint64_t acquired = 0, released = 0, active = 0, leaks = 0, leaked_at_exit = 0, dropped = 0;
+    double leak_ratio = 0;  // leaks / acquired * 100
+};
+
+struct Snapshot {
+    int64_t wall_time_s = 0;
+    double leak_after_s = 30;
+    Totals totals;
+    std::vector<ProcessReport> processes;  // by pid
+};
+
+// Names a site for people, e.g. "get_users+0x3c (api)".
+using SiteNamer = std::function<std::string(const RawSite& site)>;
+
+// The only place report rules live:
+// - active: live handles; an exited process holds none (leaked_at_exit instead)
+// - leaks: live handles at least leak_after_s old (0 gives acquired - released)
+// - leak_ratio: leaks / acquired * 100, 0 when nothing was acquired
+// - dropped: every map insertion that did not fit, summed
+Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const SiteNamer& name_site);
+
+}  // namespace connleak

@@ -1,0 +1,28 @@
+// The command line (see README "Usage"): parsed once into plain values.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace connleak {
+
+struct Options {
+    std::vector<uint32_t> pids;          // -p, repeatable
+    std::vector<std::string> command;    // after --
+    double interval_s = 2;
+    double duration_s = 0;               // 0: until Ctrl-C or every target exited
+    std::string json_path;               // "" none, "-" JSON Lines on stdout
+    double leak_after_s = 30;
+    std::string libpq_path;              // "" : the one the target maps
+    size_t top_sites = 10;
+    bool follow_children = true;
+    bool quiet = false;                  // no text report (JSON only)
+    uint32_t max_conns = 0, max_sites = 0, max_procs = 0;  // 0: defaults of connleak.h
+};
+
+// Parses argv. On --help prints usage and exits 0; on a usage error prints
+// one line and exits 2.
+Options parse_options(int argc, char** argv);
+
+}  // namespace connleak

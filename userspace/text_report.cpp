@@ -1,0 +1,84 @@
+#include "text_report.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <string>
+
+#include "json_output.h"
+
+namespace connleak {
+namespace {
+
+// printf into a std::string: the report is a handful of fixed-width columns.
+template <typename... Args>
+std::string fmt(const char* format, Args... args)
+{
+    int n = std::snprintf(nullptr, 0, format, args...);
+    std::string out(static_cast<size_t>(n), '\0');
+    std::snprintf(out.data(), out.size() + 1, format, args...);
+    return out;
+}
+
+std::string process_header(const ProcessReport& p)
+{
+    std::string s = fmt("PID %u (%s)%s  acquired %" PRIu64 "  released %" PRIu64 "  active %" PRIu64
+                        "  leaks %" PRIu64,
+                        p.pid, p.comm.c_str(), p.exited ? " exited" : "", p.acquired, p.released, p.active,
+                        p.leaks);
+    if (p.leaked_at_exit)
+        s += fmt("  leaked at exit %" PRIu64, p.leaked_at_exit);
+    if (p.released_untracked)
+        s += fmt("  released untracked %" PRIu64, p.released_untracked);
+    if (p.pings)
+        s += fmt("  pings %" PRIu64, p.pings);
+    if (p.resets)
+        s += fmt("  resets %" PRIu64, p.resets);
+    if (p.dropped)
+        s += fmt("  DROPPED %" PRIu64 " (maps full: counts are low)", p.dropped);
+    return s + "\n";
+}
+
+std::string site_table(const ProcessReport& p)
+{
+    if (p.sites.empty())
+        return "  no connections acquired while traced\n";
+    std::string s = fmt("  %-44s %7s %9s %9s %6s %10s %10s\n", "SITE", "ACTIVE", "ACQUIRED", "RELEASED",
+                        p.exited ? "AT EXIT" : "LEAKS", "AVG MS", "MAX MS");
+    for (const SiteReport& r : p.sites)
+        s += fmt("  %-44s %7" PRIu64 " %9" PRIu64 " %9" PRIu64 " %6" PRIu64 " %10.1f %10.1f\n", r.site.c_str(),
+                 r.active, r.acquired, r.released, p.exited ? r.leaked_at_exit : r.leaks, r.avg_ms, r.max_ms);
+    return s;
+}
+
+std::string leaked_connections(const ProcessReport& p, double leak_after_s)
+{
+    std::string rows;
+    for (const ConnReport& c : p.connections)
+        if (c.leak)
+            rows += fmt("  %-18s %8u %9.1f  %s\n", fmt("0x%" PRIx64, c.conn).c_str(), c.tid, c.age_ms / 1000.0,
+                        c.site.c_str());
+    if (rows.empty())
+        return "";
+    return fmt("  connections held %gs or longer:\n  %-18s %8s %9s  %s\n", leak_after_s, "CONN", "TID", "AGE S",
+               "SITE") +
+           rows;
+}
+
+}  // namespace
+
+std::string render_text_report(const Snapshot& snap)
+{
+    const Totals& t = snap.totals;
+    std::string out = fmt("connleak %s  leak-after %gs  acquired %" PRIu64 "  released %" PRIu64 "  active %" PRIu64
+                          "  leaks %" PRIu64 " (%.1f%%)",
+                          format_utc(snap.wall_time_s).c_str(), snap.leak_after_s, t.acquired, t.released, t.active,
+                          t.leaks, t.leak_ratio);
+    if (t.leaked_at_exit)
+        out += fmt("  leaked at exit %" PRIu64, t.leaked_at_exit);
+    out += fmt("  dropped %" PRIu64 "\n", t.dropped);
+    for (const ProcessReport& p : snap.processes)
+        out += process_header(p) + site_table(p) + leaked_connections(p, snap.leak_after_s);
+    return out;
+}
+
+}  // namespace connleak

@@ -1,0 +1,180 @@
+#include "tracer.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <map>
+#include <sys/stat.h>
+
+#include "connleak.skel.h"
+
+namespace connleak {
+namespace {
+
+std::string errstr(int err) { return std::strerror(err < 0 ? -err : err); }
+
+// Every entry of a hash map. Keys deleted while we walk make
+// get_next_key restart from the first key, so entries are collected by key
+// (std::map) to never count one twice.
+template <typename K, typename V, typename Less>
+std::vector<std::pair<K, V>> dump_map(int fd, Less less)
+{
+    std::map<K, V, Less> seen(less);
+    K key{}, next{};
+    K* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        V value{};
+        if (bpf_map_lookup_elem(fd, &next, &value) == 0)
+            seen[next] = value;
+        key = next;
+        prev = &key;
+    }
+    return {seen.begin(), seen.end()};
+}
+
+bool conn_key_less(const conn_key& a, const conn_key& b)
+{
+    return a.tgid != b.tgid ? a.tgid < b.tgid : a.conn < b.conn;
+}
+bool site_key_less(const site_key& a, const site_key& b)
+{
+    return a.tgid != b.tgid ? a.tgid < b.tgid : a.site < b.site;
+}
+bool u32_less(const __u32& a, const __u32& b) { return a < b; }
+
+// The libpq entry points and what each probe does there.
+struct Probe {
+    const char* function;
+    bool retprobe;
+    bpf_program* decltype(connleak_bpf::progs)::*prog;  // which program handles it
+};
+
+}  // namespace
+
+uint64_t monotonic_ns()
+{
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
+{
+    std::unique_ptr<Tracer> t(new Tracer());
+    t->skel_ = connleak_bpf__open();
+    if (!t->skel_)
+        return Error{"cannot open the BPF object: " + errstr(errno)};
+    t->skel_->rodata->follow_children = cfg.follow_children;
+    if (cfg.max_conns)
+        bpf_map__set_max_entries(t->skel_->maps.conns, cfg.max_conns);
+    if (cfg.max_sites)
+        bpf_map__set_max_entries(t->skel_->maps.sites, cfg.max_sites);
+    if (cfg.max_procs)
+        bpf_map__set_max_entries(t->skel_->maps.procs, cfg.max_procs);
+    if (int err = connleak_bpf__load(t->skel_))
+        return Error{"cannot load the BPF programs: " + errstr(err) + " (run with --verbose for the verifier log)"};
+    if (auto s = t->attach("tp_btf/sched_process_fork", bpf_program__attach(t->skel_->progs.handle_fork)); !s)
+        return s.error();
+    if (auto s = t->attach("tp_btf/sched_process_exit", bpf_program__attach(t->skel_->progs.handle_exit)); !s)
+        return s.error();
+    return t;
+}
+
+Tracer::~Tracer()
+{
+    for (bpf_link* link : links_)
+        bpf_link__destroy(link);
+    connleak_bpf__destroy(skel_);
+}
+
+Status Tracer::attach(const char* what, bpf_link* link)
+{
+    if (!link)
+        return Error{std::string("cannot attach ") + what + ": " + errstr(errno)};
+    links_.push_back(link);
+    return Ok{};
+}
+
+Status Tracer::attach_libpq(const std::string& path)
+{
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0)
+        return Error{"cannot use libpq " + path + ": " + errstr(errno)};
+    if (!probed_files_.insert({st.st_dev, st.st_ino}).second)
+        return Ok{};
+
+    using P = decltype(connleak_bpf::progs);
+    static const Probe probes[] = {
+        // Acquisitions: entry notes the outermost call, return counts it.
+        {"PQconnectdb", false, &P::connect_enter},          {"PQconnectdb", true, &P::call_exit},
+        {"PQconnectdbParams", false, &P::connect_enter},    {"PQconnectdbParams", true, &P::call_exit},
+        {"PQconnectStart", false, &P::connect_enter},       {"PQconnectStart", true, &P::call_exit},
+        {"PQconnectStartParams", false, &P::connect_enter}, {"PQconnectStartParams", true, &P::call_exit},
+        {"PQsetdbLogin", false, &P::connect_enter},         {"PQsetdbLogin", true, &P::call_exit},
+        // Pings open and finish a handle of their own: not the app's.
+        {"PQping", false, &P::ping_enter},                  {"PQping", true, &P::call_exit},
+        {"PQpingParams", false, &P::ping_enter},            {"PQpingParams", true, &P::call_exit},
+        {"PQfinish", false, &P::finish_enter},
+        {"PQreset", false, &P::reset_enter},
+        {"PQresetStart", false, &P::reset_enter},
+    };
+    for (const Probe& p : probes) {
+        LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = p.retprobe, .func_name = p.function);
+        bpf_link* link = bpf_program__attach_uprobe_opts(skel_->progs.*p.prog, -1 /* any process */, path.c_str(),
+                                                         0, &opts);
+        std::string what = std::string(p.retprobe ? "uretprobe " : "uprobe ") + p.function + " in " + path;
+        if (auto s = attach(what.c_str(), link); !s)
+            return s;
+    }
+    return Ok{};
+}
+
+Status Tracer::trace_process(uint32_t pid)
+{
+    proc_stats zero{};
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.procs), &pid, &zero, BPF_ANY) != 0)
+        return Error{"cannot trace process " + std::to_string(pid) + ": " + errstr(errno)};
+    return Ok{};
+}
+
+std::vector<RawProcess> Tracer::read_processes() const
+{
+    std::vector<RawProcess> out;
+    for (auto& [pid, stats] : dump_map<__u32, proc_stats>(bpf_map__fd(skel_->maps.procs), u32_less)) {
+        RawProcess p;
+        p.pid = pid;
+        p.stats = stats;
+        p.comm.assign(stats.comm, strnlen(stats.comm, sizeof(stats.comm)));
+        out.push_back(std::move(p));
+    }
+    return out;
+}
+
+RawState Tracer::read() const
+{
+    RawState raw;
+    raw.processes = read_processes();
+    for (auto& [k, v] : dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less))
+        raw.conns.push_back({k.tgid, k.conn, v});
+    for (auto& [k, v] : dump_map<site_key, site_stats>(bpf_map__fd(skel_->maps.sites), site_key_less))
+        raw.sites.push_back({k.tgid, k.site, v});
+    // Read after the maps: every handle then looks at least as old as it is.
+    raw.now_ns = monotonic_ns();
+    raw.wall_time_s = static_cast<int64_t>(time(nullptr));
+    return raw;
+}
+
+void Tracer::forget_process(uint32_t pid)
+{
+    bpf_map_delete_elem(bpf_map__fd(skel_->maps.procs), &pid);
+    for (auto& [k, v] : dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less))
+        if (k.tgid == pid)
+            bpf_map_delete_elem(bpf_map__fd(skel_->maps.conns), &k);
+    for (auto& [k, v] : dump_map<site_key, site_stats>(bpf_map__fd(skel_->maps.sites), site_key_less))
+        if (k.tgid == pid)
+            bpf_map_delete_elem(bpf_map__fd(skel_->maps.sites), &k);
+}
+
+}  // namespace connleak

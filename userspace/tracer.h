@@ -1,0 +1,62 @@
+// The kernel side as one object: open -> configure -> load -> attach, and
+// reads of the maps. Owns every libbpf object it makes (RAII).
+#pragma once
+
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model.h"
+#include "result.h"
+
+struct connleak_bpf;
+struct bpf_link;
+
+namespace connleak {
+
+struct TracerConfig {
+    bool follow_children = true;
+    uint32_t max_conns = 0, max_sites = 0, max_procs = 0;  // 0: defaults of connleak.h
+};
+
+class Tracer {
+public:
+    // Opens, sizes and loads the BPF object and attaches the process
+    // fork/exit tracepoints. No libpq probe yet.
+    static Result<std::unique_ptr<Tracer>> load(const TracerConfig& cfg);
+    ~Tracer();
+    Tracer(const Tracer&) = delete;
+    Tracer& operator=(const Tracer&) = delete;
+
+    // Puts the probes on one libpq file, for every process that maps it
+    // (the in-kernel filter picks the traced ones). A file already probed
+    // (same device and inode) is skipped.
+    Status attach_libpq(const std::string& path);
+
+    // Adds a process to the in-kernel filter.
+    Status trace_process(uint32_t pid);
+
+    // One pass over the maps. Kernel clock and wall clock are read with it.
+    RawState read() const;
+
+    // Only the process entries: cheap, for noticing exits between reports.
+    std::vector<RawProcess> read_processes() const;
+
+    // Drops an exited process's entries from the maps, once userspace kept them.
+    void forget_process(uint32_t pid);
+
+private:
+    Tracer() = default;
+    Status attach(const char* what, bpf_link* link);
+
+    connleak_bpf* skel_ = nullptr;
+    std::vector<bpf_link*> links_;
+    std::set<std::pair<dev_t, ino_t>> probed_files_;
+};
+
+// CLOCK_MONOTONIC in ns, the clock bpf_ktime_get_ns() reads.
+uint64_t monotonic_ns();
+
+}  // namespace connleak
