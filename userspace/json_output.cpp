@@ -7,7 +7,7 @@
 namespace connleak {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 // Milliseconds to one decimal: enough for people, stable for diffs.
 double round_ms(double ms) { return std::round(ms * 10.0) / 10.0; }

@@ -4,10 +4,13 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <optional>
+#include <poll.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "atomic_file.h"
@@ -17,6 +20,7 @@
 #include "model.h"
 #include "options.h"
 #include "preflight.h"
+#include "report_sink.h"
 #include "site_names.h"
 #include "text_report.h"
 #include "tracer.h"
@@ -51,7 +55,7 @@ struct Archived {
 // writes each report.
 class Session {
 public:
-    Session(const Options& opts, Tracer& tracer) : opts_(opts), tracer_(tracer) {}
+    Session(const Options& opts, Tracer& tracer, ReportSink& sink) : opts_(opts), tracer_(tracer), sink_(sink) {}
 
     SiteNames& names() { return names_; }
 
@@ -64,9 +68,9 @@ public:
         return true;
     }
 
-    // One report: text on stdout and/or the JSON snapshot. Returns "" or
-    // the reason the JSON could not be written.
-    std::string report()
+    // One report to the sink and the JSON snapshot file. Returns "" or the
+    // reason the JSON could not be written.
+    std::string report(bool final)
     {
         RawState raw = collect();
         ModelOptions mopts;
@@ -75,17 +79,12 @@ public:
         Snapshot snap = build_snapshot(raw, mopts, [&](const RawSite& s) {
             return names_.name(s, !archive_.count(s.pid));
         });
-        if (opts_.json_path == "-") {
-            std::printf("%s\n", snapshot_to_json(snap).dump().c_str());
-        } else {
-            if (!opts_.quiet)
-                std::printf("%s\n", render_text_report(snap).c_str());
-            if (!opts_.json_path.empty())
-                if (std::string err = write_file_atomically(opts_.json_path, snapshot_to_json(snap).dump(2) + "\n");
-                    !err.empty())
-                    return err;
-        }
-        std::fflush(stdout);
+        if (final)
+            sink_.finish(snap);
+        else
+            sink_.show(snap);
+        if (!opts_.json_path.empty() && opts_.json_path != "-")
+            return write_file_atomically(opts_.json_path, snapshot_to_json(snap).dump(2) + "\n");
         return "";
     }
 
@@ -144,6 +143,7 @@ private:
 
     const Options& opts_;
     Tracer& tracer_;
+    ReportSink& sink_;
     SiteNames names_;
     std::map<uint32_t, Archived> archive_;
     std::map<uint32_t, std::string> comms_;
@@ -202,12 +202,16 @@ int run(const Options& o)
     if (!libpqs)
         return fail(libpqs.error().message);
 
-    // Signals are taken synchronously (sigtimedwait) in the report loop.
+    // Signals arrive on a signalfd, polled with the sink's keyboard in the
+    // report loop: no handler runs at an arbitrary point.
     sigset_t signals;
     sigemptyset(&signals);
-    for (int sig : {SIGINT, SIGTERM, SIGCHLD})
+    for (int sig : {SIGINT, SIGTERM, SIGCHLD, SIGWINCH})
         sigaddset(&signals, sig);
     sigprocmask(SIG_BLOCK, &signals, nullptr);
+    int sigfd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sigfd < 0)
+        return fail(std::string("signalfd: ") + std::strerror(errno));
 
     TracerConfig cfg;
     cfg.follow_children = o.follow_children;
@@ -234,7 +238,10 @@ int run(const Options& o)
         if (auto s = tracer.value()->attach_libpq(path); !s)
             return fail(s.error().message);
 
-    Session session(o, *tracer.value());
+    std::unique_ptr<ReportSink> sink = o.json_path == "-" ? make_json_lines_sink()
+                                       : o.quiet          ? make_null_sink()
+                                                          : make_text_sink();
+    Session session(o, *tracer.value(), *sink);
     for (uint32_t pid : o.pids)
         session.names().learn_process(pid);
     if (launcher) {
@@ -251,13 +258,21 @@ int run(const Options& o)
         double until = next_report;
         if (o.duration_s > 0 && o.duration_s < until)
             until = o.duration_s;
-        double wait = std::min(0.2, std::max(0.0, until - seconds_since(start)));
-        timespec ts{static_cast<time_t>(wait), static_cast<long>((wait - static_cast<time_t>(wait)) * 1e9)};
-        int sig = sigtimedwait(&signals, nullptr, &ts);
-        if (sig == SIGINT || sig == SIGTERM) {
-            interrupted = true;
-            break;
+        double wait_s = std::min(0.2, std::max(0.0, until - seconds_since(start)));
+        pollfd fds[2] = {{sigfd, POLLIN, 0}, {sink->input_fd(), POLLIN, 0}};
+        if (poll(fds, fds[1].fd >= 0 ? 2 : 1, static_cast<int>(wait_s * 1000)) > 0) {
+            signalfd_siginfo si;
+            while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
+                if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
+                    interrupted = true;
+                else if (si.ssi_signo == SIGWINCH)
+                    sink->resized();
+            }
+            if (fds[1].fd >= 0 && (fds[1].revents & POLLIN) && !sink->handle_input())
+                interrupted = true;
         }
+        if (interrupted)
+            break;
         if (launcher && launcher->poll_exit() && session.all_exited())
             break;
         if (!launcher && session.all_exited())
@@ -265,12 +280,12 @@ int run(const Options& o)
         if (o.duration_s > 0 && seconds_since(start) >= o.duration_s)
             break;
         if (seconds_since(start) >= next_report) {
-            if (std::string err = session.report(); !err.empty())
+            if (std::string err = session.report(false); !err.empty())
                 return fail(err);
             next_report += o.interval_s;
         }
     }
-    if (std::string err = session.report(); !err.empty())
+    if (std::string err = session.report(true); !err.empty())
         return fail(err);
     // Ctrl-C is a normal end. Otherwise a launched command's status is
     // connleak's, so connleak can stand in for it in scripts.
