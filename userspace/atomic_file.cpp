@@ -49,6 +49,9 @@ std::string write_file_atomically(const std::string& path, const std::string& co
 
 std::string check_writable(const std::string& path)
 {
+    struct stat st;
+    if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+        return "cannot write " + path + ": it is a directory";
     std::string tmp = path + ".tmp.XXXXXX";
     int fd = mkstemp(tmp.data());
     if (fd < 0)

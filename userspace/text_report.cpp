@@ -1,5 +1,6 @@
 #include "text_report.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <string>
@@ -42,10 +43,14 @@ std::string site_table(const ProcessReport& p)
 {
     if (p.sites.empty())
         return "  no connections acquired while traced\n";
-    std::string s = fmt("  %-44s %7s %9s %9s %6s %10s %10s\n", "SITE", "ACTIVE", "ACQUIRED", "RELEASED",
+    // As wide as the longest site name, so long module names stay aligned.
+    int width = 4;
+    for (const SiteReport& r : p.sites)
+        width = std::max(width, static_cast<int>(r.site.size()));
+    std::string s = fmt("  %-*s %7s %9s %9s %7s %10s %10s\n", width, "SITE", "ACTIVE", "ACQUIRED", "RELEASED",
                         p.exited ? "AT EXIT" : "LEAKS", "AVG MS", "MAX MS");
     for (const SiteReport& r : p.sites)
-        s += fmt("  %-44s %7" PRIu64 " %9" PRIu64 " %9" PRIu64 " %6" PRIu64 " %10.1f %10.1f\n", r.site.c_str(),
+        s += fmt("  %-*s %7" PRIu64 " %9" PRIu64 " %9" PRIu64 " %7" PRIu64 " %10.1f %10.1f\n", width, r.site.c_str(),
                  r.active, r.acquired, r.released, p.exited ? r.leaked_at_exit : r.leaks, r.avg_ms, r.max_ms);
     return s;
 }
