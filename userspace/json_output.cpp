@@ -4,6 +4,8 @@
 #include <cmath>
 #include <ctime>
 
+#include "safe_text.h"
+
 namespace connleak {
 namespace {
 
@@ -21,14 +23,14 @@ std::string hex_address(uint64_t addr)
 
 json site_json(const SiteReport& s)
 {
-    return {{"site", s.site},         {"acquired", s.acquired}, {"released", s.released},
+    return {{"site", utf8_text(s.site)},         {"acquired", s.acquired}, {"released", s.released},
             {"active", s.active},     {"leaks", s.leaks},       {"leaked_at_exit", s.leaked_at_exit},
             {"avg_ms", round_ms(s.avg_ms)}, {"max_ms", round_ms(s.max_ms)}};
 }
 
 json conn_json(const ConnReport& c)
 {
-    return {{"conn", hex_address(c.conn)}, {"tid", c.tid}, {"site", c.site},
+    return {{"conn", hex_address(c.conn)}, {"tid", c.tid}, {"site", utf8_text(c.site)},
             {"age_ms", round_ms(c.age_ms)}, {"leak", c.leak}};
 }
 
@@ -40,7 +42,7 @@ json process_json(const ProcessReport& p)
     for (const auto& c : p.connections)
         conns.push_back(conn_json(c));
     return {{"pid", p.pid},
-            {"comm", p.comm},
+            {"comm", utf8_text(p.comm)},
             {"exited", p.exited},
             {"acquired", p.acquired},
             {"released", p.released},

@@ -35,7 +35,8 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
 {
     const RawProcess& p = *view.proc;
     const bool exited = p.stats.exited_ns != 0;
-    const uint64_t leak_after_ns = static_cast<uint64_t>(opts.leak_after_s * 1e9);
+    // In double: a huge --leak-after must not overflow 64-bit nanoseconds.
+    const double leak_after_ns = opts.leak_after_s * 1e9;
 
     ProcessReport r;
     r.pid = p.pid;
@@ -78,7 +79,7 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
         }
         // A handle acquired after the maps were read has a later timestamp.
         const uint64_t age_ns = raw.now_ns > c->info.acquired_ns ? raw.now_ns - c->info.acquired_ns : 0;
-        const bool leak = age_ns >= leak_after_ns;
+        const bool leak = static_cast<double>(age_ns) >= leak_after_ns;
         r.active++;
         r.leaks += leak;
         if (sr) {

@@ -4,8 +4,10 @@
 #include <cinttypes>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "json_output.h"
+#include "safe_text.h"
 
 namespace connleak {
 namespace {
@@ -24,7 +26,7 @@ std::string process_header(const ProcessReport& p)
 {
     std::string s = fmt("PID %u (%s)%s  acquired %" PRIu64 "  released %" PRIu64 "  active %" PRIu64
                         "  leaks %" PRIu64,
-                        p.pid, p.comm.c_str(), p.exited ? " exited" : "", p.acquired, p.released, p.active,
+                        p.pid, safe_text(p.comm).c_str(), p.exited ? " exited" : "", p.acquired, p.released, p.active,
                         p.leaks);
     if (p.leaked_at_exit)
         s += fmt("  leaked at exit %" PRIu64, p.leaked_at_exit);
@@ -44,14 +46,19 @@ std::string site_table(const ProcessReport& p)
     if (p.sites.empty())
         return "  no connections acquired while traced\n";
     // As wide as the longest site name, so long module names stay aligned.
+    std::vector<std::string> names;
     int width = 4;
-    for (const SiteReport& r : p.sites)
-        width = std::max(width, static_cast<int>(r.site.size()));
+    for (const SiteReport& r : p.sites) {
+        names.push_back(safe_text(r.site));
+        width = std::max(width, static_cast<int>(names.back().size()));
+    }
     std::string s = fmt("  %-*s %7s %9s %9s %7s %10s %10s\n", width, "SITE", "ACTIVE", "ACQUIRED", "RELEASED",
                         p.exited ? "AT EXIT" : "LEAKS", "AVG MS", "MAX MS");
-    for (const SiteReport& r : p.sites)
-        s += fmt("  %-*s %7" PRIu64 " %9" PRIu64 " %9" PRIu64 " %7" PRIu64 " %10.1f %10.1f\n", width, r.site.c_str(),
+    for (size_t i = 0; i < p.sites.size(); i++) {
+        const SiteReport& r = p.sites[i];
+        s += fmt("  %-*s %7" PRIu64 " %9" PRIu64 " %9" PRIu64 " %7" PRIu64 " %10.1f %10.1f\n", width, names[i].c_str(),
                  r.active, r.acquired, r.released, p.exited ? r.leaked_at_exit : r.leaks, r.avg_ms, r.max_ms);
+    }
     return s;
 }
 
@@ -61,7 +68,7 @@ std::string leaked_connections(const ProcessReport& p, double leak_after_s)
     for (const ConnReport& c : p.connections)
         if (c.leak)
             rows += fmt("  %-18s %8u %9.1f  %s\n", fmt("0x%" PRIx64, c.conn).c_str(), c.tid, c.age_ms / 1000.0,
-                        c.site.c_str());
+                        safe_text(c.site).c_str());
     if (rows.empty())
         return "";
     return fmt("  connections held %gs or longer:\n  %-18s %8s %9s  %s\n", leak_after_s, "CONN", "TID", "AGE S",
