@@ -37,22 +37,18 @@ Options parse_options(int argc, char** argv)
                  "  connleak [OPTIONS] -- COMMAND [ARGS ...]   launch COMMAND, traced from its first instruction",
                  "connleak"};
     app.add_option("-p,--pid", o.pids, "Attach to this running process (repeatable)");
-    app.add_option("-i,--interval", o.interval_s, "Report every SEC seconds")->default_val(2)->check(CLI::PositiveNumber);
-    app.add_option("-d,--duration", o.duration_s, "Stop after SEC seconds (default: Ctrl-C, or when every target exits)")
-        ->check(CLI::NonNegativeNumber);
+    app.add_option("-i,--interval", o.interval_s, "Report every SEC seconds")->default_val(2);
+    app.add_option("-d,--duration", o.duration_s, "Stop after SEC seconds (default: Ctrl-C, or when every target exits)");
     app.add_option("-j,--json", o.json_path, "Write the JSON snapshot to FILE each interval and at exit (atomically); - for JSON Lines on stdout");
     app.add_option("--leak-after", o.leak_after_s, "A live connection this many seconds old is a leak (0: every live one)")
-        ->default_val(30)->check(CLI::NonNegativeNumber);
+        ->default_val(30);
     app.add_option("--libpq", o.libpq_path, "Probe this libpq instead of the one the target maps");
-    app.add_option("--top", o.top_sites, "Sites listed per process")->default_val(10)->check(CLI::PositiveNumber);
+    app.add_option("--top", o.top_sites, "Sites listed per process")->default_val(10);
     app.add_flag("!--no-follow", o.follow_children, "Do not trace children forked by traced processes");
     app.add_flag("-q,--quiet", o.quiet, "No text report (use with --json)");
-    app.add_option("--max-conns", o.max_conns, "Live handles the kernel map holds (default " + std::to_string(CONNLEAK_MAX_CONNS) + ")")
-        ->check(CLI::PositiveNumber);
-    app.add_option("--max-sites", o.max_sites, "Sites the kernel map holds (default " + std::to_string(CONNLEAK_MAX_SITES) + ")")
-        ->check(CLI::PositiveNumber);
-    app.add_option("--max-procs", o.max_procs, "Processes the kernel map holds (default " + std::to_string(CONNLEAK_MAX_PROCS) + ")")
-        ->check(CLI::PositiveNumber);
+    app.add_option("--max-conns", o.max_conns, "Live handles the kernel map holds (default " + std::to_string(CONNLEAK_MAX_CONNS) + ")");
+    app.add_option("--max-sites", o.max_sites, "Sites the kernel map holds (default " + std::to_string(CONNLEAK_MAX_SITES) + ")");
+    app.add_option("--max-procs", o.max_procs, "Processes the kernel map holds (default " + std::to_string(CONNLEAK_MAX_PROCS) + ")");
     app.footer("Exit status: 0 done (with COMMAND: its exit status), 1 runtime failure, 2 usage error.");
 
     try {
@@ -63,6 +59,19 @@ Options parse_options(int argc, char** argv)
     } catch (const CLI::ParseError& e) {
         usage_error(e.what());
     }
+    // Ranges checked here, not by CLI11's validators, whose messages print
+    // DBL_MAX in full.
+    if (!(o.interval_s > 0))
+        usage_error("--interval must be a number of seconds above 0");
+    if (!(o.duration_s >= 0))
+        usage_error("--duration must be a number of seconds, 0 or more");
+    if (!(o.leak_after_s >= 0))
+        usage_error("--leak-after must be a number of seconds, 0 or more");
+    if (o.top_sites == 0)
+        usage_error("--top must be 1 or more");
+    for (const char* name : {"--max-conns", "--max-sites", "--max-procs"})
+        if (app.count(name) && app.get_option(name)->as<uint32_t>() == 0)
+            usage_error(std::string(name) + " must be 1 or more");
     if (o.pids.empty() && o.command.empty())
         usage_error("nothing to trace: give -p PID or -- COMMAND");
     if (!o.pids.empty() && !o.command.empty())
