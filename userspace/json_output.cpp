@@ -21,6 +21,14 @@ std::string hex_address(uint64_t addr)
     return buf;
 }
 
+// 30, not 30.0, for whole seconds (as people wrote them).
+json seconds_json(double s)
+{
+    if (s == std::floor(s) && s >= 0 && s < 1e15)
+        return static_cast<uint64_t>(s);
+    return s;
+}
+
 json site_json(const SiteReport& s)
 {
     return {{"site", utf8_text(s.site)},         {"acquired", s.acquired}, {"released", s.released},
@@ -77,7 +85,7 @@ json snapshot_to_json(const Snapshot& snap)
         procs.push_back(process_json(p));
     return {{"version", 1},
             {"time", format_utc(snap.wall_time_s)},
-            {"leak_after_s", snap.leak_after_s},
+            {"leak_after_s", seconds_json(snap.leak_after_s)},
             {"tracking_stats",
              {{"total_acquired", t.acquired},
               {"total_released", t.released},

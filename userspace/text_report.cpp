@@ -22,6 +22,15 @@ std::string fmt(const char* format, Args... args)
     return out;
 }
 
+// Columns people see: UTF-8 continuation bytes take no column.
+int display_width(const std::string& s)
+{
+    int w = 0;
+    for (unsigned char c : s)
+        w += (c & 0xc0) != 0x80;
+    return w;
+}
+
 std::string process_header(const ProcessReport& p)
 {
     std::string s = fmt("PID %u (%s)%s  acquired %" PRIu64 "  released %" PRIu64 "  active %" PRIu64
@@ -50,14 +59,15 @@ std::string site_table(const ProcessReport& p)
     int width = 4;
     for (const SiteReport& r : p.sites) {
         names.push_back(safe_text(r.site));
-        width = std::max(width, static_cast<int>(names.back().size()));
+        width = std::max(width, display_width(names.back()));
     }
     std::string s = fmt("  %-*s %7s %9s %9s %7s %10s %10s\n", width, "SITE", "ACTIVE", "ACQUIRED", "RELEASED",
                         p.exited ? "AT EXIT" : "LEAKS", "AVG MS", "MAX MS");
     for (size_t i = 0; i < p.sites.size(); i++) {
         const SiteReport& r = p.sites[i];
-        s += fmt("  %-*s %7" PRIu64 " %9" PRIu64 " %9" PRIu64 " %7" PRIu64 " %10.1f %10.1f\n", width, names[i].c_str(),
-                 r.active, r.acquired, r.released, p.exited ? r.leaked_at_exit : r.leaks, r.avg_ms, r.max_ms);
+        s += "  " + names[i] + std::string(static_cast<size_t>(width - display_width(names[i])), ' ');
+        s += fmt(" %7" PRIu64 " %9" PRIu64 " %9" PRIu64 " %7" PRIu64 " %10.1f %10.1f\n", r.active, r.acquired,
+                 r.released, p.exited ? r.leaked_at_exit : r.leaks, r.avg_ms, r.max_ms);
     }
     return s;
 }
