@@ -17,6 +17,7 @@
 #include "json_output.h"
 #include "launcher.h"
 #include "libpq_locator.h"
+#include "live_view.h"
 #include "model.h"
 #include "options.h"
 #include "preflight.h"
@@ -187,6 +188,24 @@ Result<std::vector<std::string>> find_libpqs(const Options& o)
     return paths;
 }
 
+// The live view when a person watches a terminal; plain text for pipes,
+// files and CI (and when the terminal cannot be taken).
+std::unique_ptr<ReportSink> make_sink(const Options& o)
+{
+    if (o.json_path == "-")
+        return make_json_lines_sink();
+    if (o.quiet)
+        return make_null_sink();
+    if (live_view_possible()) {
+        LiveViewOptions lv;
+        lv.interval_s = o.interval_s;
+        lv.color = color_wanted(o.no_color);
+        if (auto view = make_live_view(lv))
+            return view;
+    }
+    return make_text_sink();
+}
+
 double seconds_since(uint64_t start_ns) { return (monotonic_ns() - start_ns) / 1e9; }
 
 int run(const Options& o)
@@ -238,16 +257,16 @@ int run(const Options& o)
         if (auto s = tracer.value()->attach_libpq(path); !s)
             return fail(s.error().message);
 
-    std::unique_ptr<ReportSink> sink = o.json_path == "-" ? make_json_lines_sink()
-                                       : o.quiet          ? make_null_sink()
-                                                          : make_text_sink();
+    std::unique_ptr<ReportSink> sink = make_sink(o);
     Session session(o, *tracer.value(), *sink);
     for (uint32_t pid : o.pids)
         session.names().learn_process(pid);
     if (launcher) {
         session.names().learn_file(launcher->executable());
-        if (auto s = launcher->release(); !s)
+        if (auto s = launcher->release(); !s) {
+            sink.reset();  // the terminal back first, or the message is lost with the view
             return fail(s.error().message);
+        }
     }
 
     const uint64_t start = monotonic_ns();
@@ -280,8 +299,10 @@ int run(const Options& o)
         if (o.duration_s > 0 && seconds_since(start) >= o.duration_s)
             break;
         if (seconds_since(start) >= next_report) {
-            if (std::string err = session.report(false); !err.empty())
+            if (std::string err = session.report(false); !err.empty()) {
+                sink.reset();  // the terminal back first, or the message is lost with the view
                 return fail(err);
+            }
             next_report += o.interval_s;
         }
     }

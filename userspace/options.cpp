@@ -46,6 +46,7 @@ Options parse_options(int argc, char** argv)
     app.add_option("--top", o.top_sites, "Sites listed per process")->default_val(10);
     app.add_flag("!--no-follow", o.follow_children, "Do not trace children forked by traced processes");
     app.add_flag("-q,--quiet", o.quiet, "No text report (use with --json)");
+    app.add_flag("--no-color", o.no_color, "No colours in the live view (also when NO_COLOR is set)");
     app.add_option("--max-conns", o.max_conns, "Live handles the kernel map holds (default " + std::to_string(CONNLEAK_MAX_CONNS) + ")");
     app.add_option("--max-sites", o.max_sites, "Sites the kernel map holds (default " + std::to_string(CONNLEAK_MAX_SITES) + ")");
     app.add_option("--max-procs", o.max_procs, "Processes the kernel map holds (default " + std::to_string(CONNLEAK_MAX_PROCS) + ")");

@@ -18,6 +18,7 @@ struct Options {
     size_t top_sites = 10;
     bool follow_children = true;
     bool quiet = false;                  // no text report (JSON only)
+    bool no_color = false;               // --no-color (NO_COLOR is honoured too)
     uint32_t max_conns = 0, max_sites = 0, max_procs = 0;  // 0: defaults of connleak.h
 };
 

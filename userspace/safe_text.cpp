@@ -33,7 +33,11 @@ static std::string escape(std::string_view raw, bool keep_controls)
             out += raw[i++];
             continue;
         }
-        if (size_t n = b >= 0x80 ? utf8_length(raw, i) : 0) {
+        size_t n = b >= 0x80 ? utf8_length(raw, i) : 0;
+        // C1 controls (U+0080..U+009F, e.g. CSI) steer some terminals too.
+        if (n == 2 && !keep_controls && b == 0xc2 && static_cast<unsigned char>(raw[i + 1]) < 0xa0)
+            n = 0;
+        if (n) {
             out.append(raw.substr(i, n));
             i += n;
             continue;

@@ -1,0 +1,554 @@
+#include "screen_layout.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+
+#include "json_output.h"
+#include "safe_text.h"
+
+namespace connleak {
+namespace {
+
+template <typename... Args>
+std::string fmt(const char* format, Args... args)
+{
+    int n = std::snprintf(nullptr, 0, format, args...);
+    std::string out(static_cast<size_t>(n), '\0');
+    std::snprintf(out.data(), out.size() + 1, format, args...);
+    return out;
+}
+
+bool continuation(unsigned char c) { return (c & 0xC0) == 0x80; }
+
+std::string pad_right(std::string_view s, size_t width)
+{
+    std::string out = clip(s, width);
+    out.append(width - text_width(out), ' ');
+    return out;
+}
+
+std::string pad_left(std::string_view s, size_t width)
+{
+    std::string out = clip(s, width);
+    return std::string(width - text_width(out), ' ') + out;
+}
+
+std::string signed_text(int64_t v) { return v > 0 ? fmt("+%" PRId64, v) : fmt("%" PRId64, v); }
+
+// Cuts a line to width columns, span by span.
+Line fit(Line line, size_t width)
+{
+    Line out;
+    size_t used = 0;
+    for (Span& s : line) {
+        const size_t w = text_width(s.text);
+        if (used + w <= width) {
+            used += w;
+            out.push_back(std::move(s));
+            continue;
+        }
+        if (used < width)
+            out.push_back({clip(s.text, width - used), s.style});
+        break;
+    }
+    return out;
+}
+
+// A bar across the whole width: left text, right text when it fits too.
+Line bar(const std::string& left, const std::string& right, size_t width, Style style)
+{
+    std::string text = left;
+    if (text_width(left) + text_width(right) + 1 <= width)
+        text += std::string(width - text_width(left) - text_width(right), ' ') + right;
+    return {{pad_right(text, width), style}};
+}
+
+// "label value" pairs laid out like words in a paragraph: the header and
+// process headings wrap on narrow terminals instead of losing numbers.
+struct Field {
+    std::string label;  // "" for a bare value
+    std::string value;
+    Style style = Style::Strong;
+};
+
+std::vector<Line> flow(const std::vector<Field>& fields, size_t width, const std::string& indent,
+                       const std::string& wrap_indent)
+{
+    std::vector<Line> lines;
+    Line line;
+    size_t used = 0;
+    for (const Field& f : fields) {
+        const std::string label = f.label.empty() ? "" : f.label + " ";
+        const size_t w = text_width(label) + text_width(f.value);
+        if (!line.empty() && used + 2 + w > width) {
+            lines.push_back(fit(std::move(line), width));
+            line.clear();
+        }
+        const std::string sep = !line.empty() ? "  " : lines.empty() ? indent : wrap_indent;
+        used = (line.empty() ? 0 : used) + text_width(sep) + w;
+        line.push_back({sep, Style::Plain});
+        if (!label.empty())
+            line.push_back({label, Style::Plain});
+        line.push_back({f.value, f.style});
+    }
+    if (!line.empty())
+        lines.push_back(fit(std::move(line), width));
+    return lines;
+}
+
+Style leak_style(uint64_t leaks) { return leaks ? Style::Leak : Style::Healthy; }
+
+// ---- the header --------------------------------------------------------
+
+// TODO(sockets): THE one place for "db sockets" and "discrepancy" in the
+// header, between the leak ratio and dropped. Totals has no such fields
+// yet; once the model adds them, fill this in, e.g.
+//   fields.push_back({"db sockets", format_count(t.db_sockets, 20)});
+//   fields.push_back({"discrepancy", signed_text(t.discrepancy),
+//                     t.discrepancy ? Style::Warn : Style::Healthy});
+// (discrepancy != 0: database sockets and live libpq handles disagree, so
+// it is highlighted.) Nothing else in the view needs to change.
+void add_socket_fields(const Totals& t, std::vector<Field>& fields)
+{
+    (void)t;
+    (void)fields;
+}
+
+std::vector<Field> total_fields(const Snapshot& snap, const Trends& trends)
+{
+    const Totals& t = snap.totals;
+    const Trend active = trends.total();
+    std::string active_text = format_count(t.active, 20);
+    if (active.samples >= 2)
+        active_text += " (" + signed_text(active.since_last) + ")";
+    std::vector<Field> fields = {
+        {"acquired", format_count(t.acquired, 20)},
+        {"released", format_count(t.released, 20)},
+        {"active", active_text, active.direction == Direction::Up ? Style::Warn : Style::Strong},
+        {"leaks", format_count(t.leaks, 20), leak_style(t.leaks)},
+        {"leak ratio", fmt("%.1f%%", t.leak_ratio), leak_style(t.leaks)},
+    };
+    if (t.leaked_at_exit)
+        fields.push_back({"leaked at exit", format_count(t.leaked_at_exit, 20), Style::Leak});
+    add_socket_fields(t, fields);
+    fields.push_back({"dropped", format_count(t.dropped, 20), t.dropped ? Style::Warn : Style::Strong});
+    if (t.dropped)
+        fields.push_back({"", "(maps full: counts are low)", Style::Warn});
+    return fields;
+}
+
+// ---- the site table ----------------------------------------------------
+
+enum class Col { Active, Chg, Session, Trend, Leaks, Acquired, Released, AvgMs, MaxMs };
+
+struct Column {
+    Col id;
+    const char* title;
+    size_t width;
+    int drop;  // order in which narrow terminals give it up; 0: never
+};
+
+// Trends sit next to ACTIVE because they describe it. LEAKS is wide
+// enough for "AT EXIT", its heading for exited processes.
+constexpr Column kColumns[] = {
+    {Col::Active, "ACTIVE", 6, 0},
+    {Col::Chg, "CHG", 5, 7},          // since the last report
+    {Col::Session, "SESSION", 7, 4},  // since first seen
+    {Col::Trend, "TREND", 5, 6},      // up / flat / down over the last reports
+    {Col::Leaks, "LEAKS", 7, 0},
+    {Col::Acquired, "ACQUIRED", 8, 5},
+    {Col::Released, "RELEASED", 8, 1},
+    {Col::AvgMs, "AVG MS", 8, 3},
+    {Col::MaxMs, "MAX MS", 8, 2},
+};
+constexpr size_t kIndent = 2;    // "! " marks a leaking row without colour
+constexpr size_t kSiteMin = 24;  // narrower than this, numbers make room for names
+constexpr int kMaxDrop = 7;
+
+struct Table {
+    std::vector<Column> cols;
+    size_t site_width = 0;
+};
+
+// Columns that fit: the least telling numbers go first (RELEASED is
+// ACQUIRED - ACTIVE; MAX and AVG hold matter less than the counts).
+Table plan_table(size_t width, size_t longest_site)
+{
+    Table t;
+    t.cols.assign(std::begin(kColumns), std::end(kColumns));
+    const size_t want = std::min(kSiteMin, longest_site);
+    auto room_for_site = [&] {
+        size_t used = kIndent;
+        for (const Column& c : t.cols)
+            used += 1 + c.width;
+        return width > used ? width - used : 0;
+    };
+    for (int rank = 1; rank <= kMaxDrop && room_for_site() < want; rank++)
+        t.cols.erase(std::remove_if(t.cols.begin(), t.cols.end(), [&](const Column& c) { return c.drop == rank; }),
+                     t.cols.end());
+    t.site_width = std::min(room_for_site(), longest_site);
+    return t;
+}
+
+const char* direction_name(Direction d)
+{
+    switch (d) {
+    case Direction::Up: return "up";
+    case Direction::Flat: return "flat";
+    case Direction::Down: return "down";
+    case Direction::New: break;
+    }
+    return "new";
+}
+
+uint64_t site_leaks(const ProcessReport& p, const SiteReport& s) { return p.exited ? s.leaked_at_exit : s.leaks; }
+
+std::string cell(Col col, const ProcessReport& p, const SiteReport& s, const Trend& tr, size_t w)
+{
+    switch (col) {
+    case Col::Active: return format_count(s.active, w);
+    case Col::Chg: return tr.samples >= 2 ? signed_text(tr.since_last) : "";
+    case Col::Session: return tr.samples >= 1 ? signed_text(tr.since_first) : "";
+    case Col::Trend: return tr.samples >= 1 ? direction_name(tr.direction) : "";
+    case Col::Leaks: return format_count(site_leaks(p, s), w);
+    case Col::Acquired: return format_count(s.acquired, w);
+    case Col::Released: return format_count(s.released, w);
+    case Col::AvgMs: return format_ms(s.avg_ms, w);
+    case Col::MaxMs: return format_ms(s.max_ms, w);
+    }
+    return "";
+}
+
+Line table_heading(const Table& t, bool exited)
+{
+    std::string text(kIndent, ' ');
+    text += pad_right("SITE", t.site_width);
+    for (const Column& c : t.cols)
+        text += " " + pad_left(c.id == Col::Leaks && exited ? "AT EXIT" : c.title, c.width);
+    return {{text, Style::Heading}};
+}
+
+// Red: leaking. Yellow: climbing, not yet old enough to be a leak. Green:
+// neither. The whole row, so the colour is what the eye catches first.
+Line site_row(const Table& t, const ProcessReport& p, const SiteReport& s, const Trend& tr)
+{
+    const bool leak = site_leaks(p, s) > 0;
+    const Style style = leak ? Style::Leak : tr.direction == Direction::Up ? Style::Warn : Style::Healthy;
+    std::string text = leak ? "! " : "  ";
+    text += pad_right(printable(s.site), t.site_width);
+    for (const Column& c : t.cols)
+        text += " " + pad_left(cell(c.id, p, s, tr, c.width), c.width);
+    return {{text, style}};
+}
+
+// ---- sorting -----------------------------------------------------------
+
+double site_key(const ProcessReport& p, const SiteReport& s, SortKey k)
+{
+    switch (k) {
+    case SortKey::Leaks: return static_cast<double>(site_leaks(p, s));
+    case SortKey::Active: return static_cast<double>(s.active);
+    case SortKey::Acquired: return static_cast<double>(s.acquired);
+    case SortKey::AvgHold: return s.avg_ms;
+    }
+    return 0;
+}
+
+double process_key(const ProcessReport& p, SortKey k)
+{
+    switch (k) {
+    case SortKey::Leaks: return static_cast<double>(p.exited ? p.leaked_at_exit : p.leaks);
+    case SortKey::Active: return static_cast<double>(p.active);
+    case SortKey::Acquired: return static_cast<double>(p.acquired);
+    case SortKey::AvgHold: {
+        double worst = 0;
+        for (const SiteReport& s : p.sites)
+            worst = std::max(worst, s.avg_ms);
+        return worst;
+    }
+    }
+    return 0;
+}
+
+// Largest first; stable, so ties keep the model's order (worst first, then
+// by name; processes by pid) and rows do not jump between reports.
+std::vector<const SiteReport*> sorted_sites(const ProcessReport& p, SortKey k)
+{
+    std::vector<const SiteReport*> out;
+    for (const SiteReport& s : p.sites)
+        out.push_back(&s);
+    std::stable_sort(out.begin(), out.end(),
+                     [&](const SiteReport* a, const SiteReport* b) { return site_key(p, *a, k) > site_key(p, *b, k); });
+    return out;
+}
+
+// Live processes first: the ones a person can still do something about.
+std::vector<const ProcessReport*> sorted_processes(const Snapshot& snap, SortKey k)
+{
+    std::vector<const ProcessReport*> out;
+    for (const ProcessReport& p : snap.processes)
+        out.push_back(&p);
+    std::stable_sort(out.begin(), out.end(), [&](const ProcessReport* a, const ProcessReport* b) {
+        if (a->exited != b->exited)
+            return !a->exited;
+        return process_key(*a, k) > process_key(*b, k);
+    });
+    return out;
+}
+
+// ---- the body ----------------------------------------------------------
+
+std::vector<Field> process_fields(const ProcessReport& p)
+{
+    std::vector<Field> f = {{"", fmt("PID %u %s", p.pid, printable(p.comm).c_str()), Style::Strong}};
+    if (p.exited)
+        f.push_back({"", "exited", Style::Muted});
+    else
+        f.push_back({"active", format_count(p.active, 20)});
+    if (p.exited)
+        f.push_back({"leaked at exit", format_count(p.leaked_at_exit, 20), leak_style(p.leaked_at_exit)});
+    else
+        f.push_back({"leaks", format_count(p.leaks, 20), leak_style(p.leaks)});
+    f.push_back({"acquired", format_count(p.acquired, 20)});
+    f.push_back({"released", format_count(p.released, 20)});
+    if (p.released_untracked)
+        f.push_back({"released untracked", format_count(p.released_untracked, 20)});
+    if (p.pings)
+        f.push_back({"pings", format_count(p.pings, 20)});
+    if (p.resets)
+        f.push_back({"resets", format_count(p.resets, 20)});
+    if (p.dropped)
+        f.push_back({"dropped", format_count(p.dropped, 20) + " (counts are low)", Style::Warn});
+    return f;
+}
+
+// The oldest live handles: their age says how long a leak has been going.
+void add_connections(std::vector<Line>& body, const ProcessReport& p, size_t shown, size_t width)
+{
+    if (p.connections.empty() || shown == 0)
+        return;
+    body.push_back(fit({{fmt("  %-18s %8s %8s  %s", "OLDEST LIVE", "AGE", "TID", "SITE"), Style::Heading}}, width));
+    const size_t n = std::min(shown, p.connections.size());
+    for (size_t i = 0; i < n; i++) {
+        const ConnReport& c = p.connections[i];
+        std::string text = fmt("%s%-18s %8s %8u  %s", c.leak ? "! " : "  ", fmt("0x%" PRIx64, c.conn).c_str(),
+                               format_age(c.age_ms).c_str(), c.tid, printable(c.site).c_str());
+        body.push_back(fit({{text, c.leak ? Style::Leak : Style::Plain}}, width));
+    }
+    if (p.connections.size() > n)
+        body.push_back(fit({{fmt("  +%zu more live", p.connections.size() - n), Style::Muted}}, width));
+}
+
+std::vector<Line> layout_body(const Snapshot& snap, const Trends& trends, const ViewState& view,
+                              const LayoutParams& params)
+{
+    const size_t width = static_cast<size_t>(params.width);
+    std::vector<Line> body;
+    if (params.waiting) {
+        body.push_back({{fmt("  waiting for the first report (every %gs)", params.interval_s), Style::Muted}});
+        return body;
+    }
+    if (snap.processes.empty()) {
+        body.push_back({{"  no traced process yet", Style::Muted}});
+        return body;
+    }
+    // One column plan for every process, so the tables line up.
+    size_t longest = text_width("SITE");
+    for (const ProcessReport& p : snap.processes)
+        for (const SiteReport& s : p.sites)
+            longest = std::max(longest, text_width(printable(s.site)));
+    const Table table = plan_table(width, longest);
+
+    for (const ProcessReport* p : sorted_processes(snap, view.sort)) {
+        if (!body.empty())
+            body.push_back({});
+        for (Line& l : flow(process_fields(*p), width, "", "  "))
+            body.push_back(std::move(l));
+        if (p->sites.empty()) {
+            body.push_back(fit({{"  no connections acquired while traced", Style::Muted}}, width));
+        } else {
+            body.push_back(fit(table_heading(table, p->exited), width));
+            for (const SiteReport* s : sorted_sites(*p, view.sort))
+                body.push_back(fit(site_row(table, *p, *s, trends.site(p->pid, s->site)), width));
+        }
+        add_connections(body, *p, params.oldest_conns, width);
+    }
+    return body;
+}
+
+Line title_bar(const Snapshot& snap, const LayoutParams& params, size_t width)
+{
+    if (params.waiting)
+        return bar(" connleak", fmt("every %gs ", params.interval_s), width, Style::Bar);
+    std::string when = format_utc(snap.wall_time_s);  // "2026-11-26T20:00:00Z", for people:
+    when = when.substr(0, 10) + " " + when.substr(11, 8) + " UTC";
+    return bar(" connleak  " + when,
+               fmt("every %gs  leak after %gs ", params.interval_s, snap.leak_after_s), width, Style::Bar);
+}
+
+Line key_bar(const ViewState& view, int scroll, int page, size_t body_lines, size_t width)
+{
+    std::string sort = std::string("sort: ") + sort_name(view.sort);
+    std::string keys = view.paused ? " PAUSED  p resume  q quit  s " + sort : " q quit  s " + sort + "  p pause";
+    std::string where;
+    if (page > 0 && body_lines > static_cast<size_t>(page)) {
+        keys += "  j/k scroll";
+        where = fmt("lines %d-%d of %zu ", scroll + 1, scroll + page, body_lines);
+    }
+    if (text_width(keys) + text_width(where) + 1 > width)  // narrow: the short form
+        keys = view.paused ? " PAUSED p q s j/k" : " q s p j/k";
+    return bar(keys, where, width, view.paused ? Style::BarWarn : Style::Bar);
+}
+
+}  // namespace
+
+size_t text_width(std::string_view s)
+{
+    size_t n = 0;
+    for (unsigned char c : s)
+        n += !continuation(c);
+    return n;
+}
+
+size_t line_width(const Line& line)
+{
+    size_t n = 0;
+    for (const Span& s : line)
+        n += text_width(s.text);
+    return n;
+}
+
+std::string line_text(const Line& line)
+{
+    std::string out;
+    for (const Span& s : line)
+        out += s.text;
+    return out;
+}
+
+std::string clip(std::string_view s, size_t width)
+{
+    if (text_width(s) <= width)
+        return std::string(s);
+    if (width == 0)
+        return "";
+    size_t end = 0, points = 0;  // keep width-1 code points, then the mark
+    for (; end < s.size(); end++)
+        if (!continuation(static_cast<unsigned char>(s[end])) && points++ == width - 1)
+            break;
+    return std::string(s.substr(0, end)) + "~";
+}
+
+std::string printable(std::string_view s)
+{
+    // safe_text, as the text report shows names, plus the C1 controls it
+    // keeps as valid UTF-8 (U+009B is CSI to terminals that honour C1).
+    const std::string safe = safe_text(s);
+    std::string out;
+    for (size_t i = 0; i < safe.size(); i++) {
+        const auto next = i + 1 < safe.size() ? static_cast<unsigned char>(safe[i + 1]) : 0;
+        if (static_cast<unsigned char>(safe[i]) == 0xC2 && next >= 0x80 && next <= 0x9F) {
+            out += fmt("\\xc2\\x%02x", next);
+            i++;
+            continue;
+        }
+        out += safe[i];
+    }
+    return out;
+}
+
+std::string format_count(uint64_t v, size_t width)
+{
+    std::string plain = std::to_string(v);
+    if (plain.size() <= width)
+        return plain;
+    double scaled = static_cast<double>(v);
+    for (char unit : {'k', 'M', 'G', 'T', 'P', 'E'}) {
+        scaled /= 1000;
+        if (scaled >= 999.5)
+            continue;
+        if (std::string s = fmt("%.1f%c", scaled, unit); scaled < 9.95 && s.size() <= width)
+            return s;  // "1.2M"
+        if (std::string s = fmt("%.0f%c", scaled, unit); s.size() <= width)
+            return s;  // "12M", "123M"
+    }
+    return clip(plain, width);
+}
+
+std::string format_ms(double ms, size_t width)
+{
+    std::string s = fmt("%.1f", ms);
+    return s.size() <= width ? s : format_count(static_cast<uint64_t>(std::llround(ms)), width);
+}
+
+std::string format_age(double ms)
+{
+    if (ms < 1000)
+        return fmt("%.0fms", ms);
+    const double s = ms / 1000;
+    if (s < 60)
+        return fmt("%.1fs", s);
+    const uint64_t secs = static_cast<uint64_t>(s);
+    if (secs < 3600)
+        return fmt("%" PRIu64 "m%02" PRIu64 "s", secs / 60, secs % 60);
+    if (secs < 86400)
+        return fmt("%" PRIu64 "h%02" PRIu64 "m", secs / 3600, secs % 3600 / 60);
+    return fmt("%" PRIu64 "d%02" PRIu64 "h", secs / 86400, secs % 86400 / 3600);
+}
+
+SortKey next_sort(SortKey k)
+{
+    switch (k) {
+    case SortKey::Leaks: return SortKey::Active;
+    case SortKey::Active: return SortKey::Acquired;
+    case SortKey::Acquired: return SortKey::AvgHold;
+    case SortKey::AvgHold: break;
+    }
+    return SortKey::Leaks;
+}
+
+const char* sort_name(SortKey k)
+{
+    switch (k) {
+    case SortKey::Leaks: return "leaks";
+    case SortKey::Active: return "active";
+    case SortKey::Acquired: return "acquired";
+    case SortKey::AvgHold: return "avg hold";
+    }
+    return "?";
+}
+
+Screen layout_screen(const Snapshot& snap, const Trends& trends, const ViewState& view, const LayoutParams& params)
+{
+    const size_t width = static_cast<size_t>(std::max(params.width, 1));
+    const size_t height = static_cast<size_t>(std::max(params.height, 1));
+
+    std::vector<Line> top = {title_bar(snap, params, width)};
+    if (!params.waiting)
+        for (Line& l : flow(total_fields(snap, trends), width, " ", " "))
+            top.push_back(std::move(l));
+    top.push_back({});
+    // Tiny terminals: the title and the key bar win over the header.
+    if (top.size() + 1 > height)
+        top.resize(std::max<size_t>(height, 2) - 1);
+
+    const std::vector<Line> body = layout_body(snap, trends, view, params);
+    Screen screen;
+    screen.page = static_cast<int>(height > top.size() + 1 ? height - top.size() - 1 : 0);
+    screen.max_scroll = std::max(0, static_cast<int>(body.size()) - screen.page);
+    screen.scroll = std::clamp(view.scroll, 0, screen.max_scroll);
+
+    screen.lines = std::move(top);
+    for (int i = 0; i < screen.page && screen.scroll + i < static_cast<int>(body.size()); i++)
+        screen.lines.push_back(body[static_cast<size_t>(screen.scroll + i)]);
+    if (height >= 2) {  // the key bar on the last row, however short the body
+        screen.lines.resize(height - 1);
+        screen.lines.push_back(key_bar(view, screen.scroll, screen.page, body.size(), width));
+    }
+    screen.lines.resize(std::min(screen.lines.size(), height));
+    return screen;
+}
+
+}  // namespace connleak
