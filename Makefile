@@ -5,7 +5,7 @@ JOBS  ?= $(shell nproc)
 
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES := clang llvm cmake g++ make pkg-config libbpf-dev bpftool \
-	libelf-dev zlib1g-dev libcli11-dev nlohmann-json3-dev catch2 libpq-dev \
+	libelf-dev libdw-dev zlib1g-dev libcli11-dev nlohmann-json3-dev catch2 libpq-dev \
 	postgresql postgresql-client python3 python3-psycopg2 tmux procps
 
 .PHONY: all build deps test demo bench vmlinux clean

@@ -14,6 +14,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set before load: children forked by a traced process are traced too. */
 const volatile bool follow_children = true;
+/* Set before load: bytes of user stack sent per acquisition; 0: no events. */
+const volatile __u32 stack_size = CONNLEAK_STACK_SIZE;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -42,6 +44,11 @@ struct {
 	__type(key, __u32);
 	__type(value, struct thread_call);
 } threads SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, CONNLEAK_EVENTS_SIZE);
+} events SEC(".maps");
 
 /* The in-kernel filter: stats of a traced, still running process, or NULL. */
 static __always_inline struct proc_stats *traced_proc(__u32 tgid)
@@ -130,6 +137,100 @@ static __always_inline void count_site_acquired(struct proc_stats *ps, __u32 tgi
 	__sync_fetch_and_add(&ss->acquired, 1);
 }
 
+#define PAGE_BYTES 4096
+
+/* bpf_find_vma callback: the end of the mapping holding the stack pointer. */
+static long stack_end(struct task_struct *task, struct vm_area_struct *vma, void *data)
+{
+	*(__u64 *)data = vma->vm_end;
+	return 0;
+}
+
+/* The caller's registers and the top of its stack, for userspace to unwind.
+ * Sent after the counters are updated: an event read implies its counts. */
+static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats *ps,
+					 const struct conn_key *key, const struct conn_info *info)
+{
+	struct acquire_event *e;
+	__u64 sp = ctx->sp, end = 0, len, off = 0;
+
+	if (!stack_size)
+		return;
+	/* A page of slack after the stack: the verifier then accepts any
+	 * page-sized read at an offset below stack_size. */
+	e = bpf_ringbuf_reserve(&events, sizeof(*e) + stack_size + PAGE_BYTES, 0);
+	if (!e) {
+		__sync_fetch_and_add(&ps->dropped_stacks, 1);
+		return;
+	}
+	e->kind = EVENT_ACQUIRE;
+	e->tgid = key->tgid;
+	e->tid = info->tid;
+	e->conn = key->conn;
+	e->start_ns = info->start_ns;
+	e->acquired_ns = info->acquired_ns;
+	e->site = info->site;
+	e->regs[0] = ctx->ax;
+	e->regs[1] = ctx->dx;
+	e->regs[2] = ctx->cx;
+	e->regs[3] = ctx->bx;
+	e->regs[4] = ctx->si;
+	e->regs[5] = ctx->di;
+	e->regs[6] = ctx->bp;
+	e->regs[7] = sp;
+	e->regs[8] = ctx->r8;
+	e->regs[9] = ctx->r9;
+	e->regs[10] = ctx->r10;
+	e->regs[11] = ctx->r11;
+	e->regs[12] = ctx->r12;
+	e->regs[13] = ctx->r13;
+	e->regs[14] = ctx->r14;
+	e->regs[15] = ctx->r15;
+	e->regs[16] = ctx->ip;
+	/* Copy up to the end of the stack's mapping (a read past it would
+	 * fail), page by page: a page never touched (the random gap exec
+	 * leaves above the first frame, a large unused local array) cannot be
+	 * read without faulting, and reads as zeros, the rest still copied. */
+	if (bpf_find_vma(bpf_get_current_task_btf(), sp, stack_end, &end, 0) || end <= sp)
+		end = sp;
+	len = end - sp;
+	if (len > stack_size)
+		len = stack_size;
+	for (int i = 0; i < CONNLEAK_STACK_SIZE_MAX / PAGE_BYTES + 1; i++) {
+		__u64 chunk = PAGE_BYTES - ((sp + off) & (PAGE_BYTES - 1));
+
+		if (off >= len)
+			break;
+		if (chunk > len - off)
+			chunk = len - off;
+		bpf_probe_read_user(e->data + off, chunk, (void *)(sp + off));
+		off += chunk;
+	}
+	e->stack_len = len;
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline void send_release(struct proc_stats *ps, const struct conn_key *key,
+					 const struct conn_info *info, __u64 hold)
+{
+	struct release_event *e;
+
+	if (!stack_size)
+		return;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		__sync_fetch_and_add(&ps->dropped_stacks, 1);
+		return;
+	}
+	e->kind = EVENT_RELEASE;
+	e->tgid = key->tgid;
+	e->conn = key->conn;
+	e->start_ns = info->start_ns;
+	e->hold_ns = hold;
+	/* No wakeup: userspace reads these before each read of the maps. */
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+}
+
 SEC("uprobe")
 int BPF_KPROBE(connect_enter)
 {
@@ -183,6 +284,7 @@ int BPF_KRETPROBE(call_exit, void *conn)
 		__sync_fetch_and_add(&ps->dropped_conns, 1);
 	__sync_fetch_and_add(&ps->acquired, 1);
 	count_site_acquired(ps, tgid, info.site);
+	send_acquire(ctx, ps, &key, &info);
 	return 0;
 }
 
@@ -218,11 +320,12 @@ int BPF_KPROBE(finish_enter, void *conn)
 	__u64 hold = bpf_ktime_get_ns() - info.acquired_ns;
 
 	ss = bpf_map_lookup_elem(&sites, &skey);
-	if (!ss) /* its acquisition was counted in dropped_sites */
-		return 0;
-	__sync_fetch_and_add(&ss->released, 1);
-	__sync_fetch_and_add(&ss->hold_ns_total, hold);
-	atomic_max(&ss->hold_ns_max, hold);
+	if (ss) { /* else its acquisition was counted in dropped_sites */
+		__sync_fetch_and_add(&ss->released, 1);
+		__sync_fetch_and_add(&ss->hold_ns_total, hold);
+		atomic_max(&ss->hold_ns_max, hold);
+	}
+	send_release(ps, &key, &info, hold);
 	return 0;
 }
 

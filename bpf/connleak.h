@@ -16,6 +16,11 @@
 #define CONNLEAK_MAX_CONNS 65536
 #define CONNLEAK_MAX_SITES 8192
 #define CONNLEAK_MAX_THREADS 8192
+/* Stack events: bytes of user stack copied per acquisition (the loader may
+ * change it before load, --stack-size; 0: no stacks), and the ring buffer. */
+#define CONNLEAK_STACK_SIZE 8192
+#define CONNLEAK_STACK_SIZE_MAX 65536
+#define CONNLEAK_EVENTS_SIZE (4 << 20)
 
 /* Per traced process (key: tgid). Its presence is the in-kernel filter:
  * probes ignore any process without an entry or whose entry is exited. */
@@ -29,6 +34,7 @@ struct proc_stats {
 	__u64 dropped_sites;      /* acquisitions the site map had no room for */
 	__u64 dropped_threads;    /* outermost calls the thread map had no room for */
 	__u64 dropped_children;   /* forked children the process map had no room for */
+	__u64 dropped_stacks;     /* stack or release events the ring buffer had no room for */
 	__u64 exited_ns;          /* bpf_ktime_get_ns() when the last thread exited, else 0 */
 	char comm[16];            /* set at exit, for processes gone before userspace looked */
 };
@@ -84,6 +90,41 @@ struct thread_call {
 	__u64 site;
 	__u32 depth;
 	__u32 kind;
+};
+
+/* Events (ring buffer): what maps cannot hold. Each acquisition sends the
+ * caller's registers and the top of its stack, taken at the return of the
+ * outermost connect call (so the stack is the caller's, unwound in
+ * userspace with DWARF CFI); each release of a handle so described sends
+ * its hold time, so userspace can attribute releases to stacks. */
+enum event_kind {
+	EVENT_ACQUIRE = 1,
+	EVENT_RELEASE = 2,
+};
+
+/* x86-64 registers in DWARF order (rax rdx rcx rbx rsi rdi rbp rsp r8-r15),
+ * then the return address (rip). */
+#define CONNLEAK_NREGS 17
+
+struct acquire_event {
+	__u32 kind;        /* EVENT_ACQUIRE */
+	__u32 tgid;
+	__u32 tid;
+	__u32 stack_len;   /* bytes of data[] that hold the stack from regs[7] (sp) */
+	__u64 conn;
+	__u64 start_ns;    /* as in conn_info: together with tgid and conn, the join key */
+	__u64 acquired_ns;
+	__u64 site;        /* the kernel's site key (return address into the caller) */
+	__u64 regs[CONNLEAK_NREGS];
+	__u8 data[];       /* stack_size bytes (and a page of slack) reserved */
+};
+
+struct release_event {
+	__u32 kind;        /* EVENT_RELEASE */
+	__u32 tgid;
+	__u64 conn;
+	__u64 start_ns;
+	__u64 hold_ns;
 };
 
 #endif /* CONNLEAK_H */

@@ -29,11 +29,37 @@ json seconds_json(double s)
     return s;
 }
 
+json frames_json(const Frames& frames)
+{
+    json out = json::array();
+    if (frames)
+        for (const std::string& f : *frames)
+            out.push_back(utf8_text(f));
+    return out;
+}
+
 json site_json(const SiteReport& s)
 {
-    return {{"site", utf8_text(s.site)},         {"acquired", s.acquired}, {"released", s.released},
-            {"active", s.active},     {"leaks", s.leaks},       {"leaked_at_exit", s.leaked_at_exit},
-            {"avg_ms", round_ms(s.avg_ms)}, {"max_ms", round_ms(s.max_ms)}};
+    json j = {{"site", utf8_text(s.site)},         {"acquired", s.acquired}, {"released", s.released},
+              {"active", s.active},     {"leaks", s.leaks},       {"leaked_at_exit", s.leaked_at_exit},
+              {"avg_ms", round_ms(s.avg_ms)}, {"max_ms", round_ms(s.max_ms)}};
+    if (s.frames)
+        j["frames"] = frames_json(s.frames);
+    return j;
+}
+
+json notice_json(const Notice& n)
+{
+    return {{"seq", n.seq},
+            {"kind", n.kind},
+            {"time", format_utc(n.wall_time_s)},
+            {"pid", n.pid},
+            {"tid", n.tid},
+            {"comm", utf8_text(n.comm)},
+            {"conn", hex_address(n.conn)},
+            {n.kind == "leak" ? "age_ms" : "held_ms", round_ms(n.age_ms)},
+            {"site", utf8_text(n.site)},
+            {"frames", frames_json(n.frames)}};
 }
 
 json conn_json(const ConnReport& c)
@@ -61,6 +87,9 @@ json process_json(const ProcessReport& p)
             {"pings", p.pings},
             {"resets", p.resets},
             {"dropped", p.dropped},
+            {"dropped_stacks", p.dropped_stacks},
+            {"stacks_unwound", p.stacks_unwound},
+            {"stacks_truncated", p.stacks_truncated},
             {"top_connection_users", std::move(sites)},
             {"connections", std::move(conns)}};
 }
@@ -83,6 +112,9 @@ json snapshot_to_json(const Snapshot& snap)
     json procs = json::array();
     for (const auto& p : snap.processes)
         procs.push_back(process_json(p));
+    json notices = json::array();
+    for (const auto& n : snap.notices)
+        notices.push_back(notice_json(n));
     return {{"version", 1},
             {"time", format_utc(snap.wall_time_s)},
             {"leak_after_s", seconds_json(snap.leak_after_s)},
@@ -94,7 +126,8 @@ json snapshot_to_json(const Snapshot& snap)
               {"leak_ratio", std::round(t.leak_ratio * 100.0) / 100.0},
               {"total_leaked_at_exit", t.leaked_at_exit},
               {"total_dropped", t.dropped}}},
-            {"processes", std::move(procs)}};
+            {"processes", std::move(procs)},
+            {"notices", std::move(notices)}};
 }
 
 }  // namespace connleak

@@ -16,6 +16,7 @@
 #include "atomic_file.h"
 #include "json_output.h"
 #include "launcher.h"
+#include "leak_notices.h"
 #include "libpq_locator.h"
 #include "live_view.h"
 #include "model.h"
@@ -23,6 +24,7 @@
 #include "preflight.h"
 #include "report_sink.h"
 #include "site_names.h"
+#include "stack_table.h"
 #include "text_report.h"
 #include "tracer.h"
 
@@ -56,9 +58,15 @@ struct Archived {
 // writes each report.
 class Session {
 public:
-    Session(const Options& opts, Tracer& tracer, ReportSink& sink) : opts_(opts), tracer_(tracer), sink_(sink) {}
+    Session(const Options& opts, Tracer& tracer, ReportSink& sink, StackTable& stacks)
+        : opts_(opts), tracer_(tracer), sink_(sink), stacks_(stacks)
+    {
+    }
 
     SiteNames& names() { return names_; }
+
+    // Stack and release events pending in the ring buffer.
+    void consume_events() { tracer_.consume_events(on_event_); }
 
     // True once every traced process has exited.
     bool all_exited() const
@@ -77,9 +85,19 @@ public:
         ModelOptions mopts;
         mopts.leak_after_s = opts_.leak_after_s;
         mopts.top_sites = opts_.top_sites;
-        Snapshot snap = build_snapshot(raw, mopts, [&](const RawSite& s) {
-            return names_.name(s, !archive_.count(s.pid));
-        });
+        mopts.frames_shown = opts_.stack_frames;
+        Snapshot snap = build_snapshot(
+            raw, mopts,
+            [&](const RawSite& s) {
+                return StackTable::is_stack_key(s.site) ? stacks_.site_name(s.site)
+                                                        : names_.name(s, !archive_.count(s.pid));
+            },
+            [&](const RawSite& s) { return stacks_.frames(s.site); });
+        for (const Notice& n : notices_.update(snap, [&](uint32_t pid, uint64_t conn, uint64_t acquired_ns) {
+                 return stacks_.hold_ms(pid, conn, acquired_ns);
+             }))
+            std::fputs(render_notice(n, opts_.leak_after_s, opts_.stack_frames).c_str(), stderr);
+        snap.notices.assign(notices_.recent().begin(), notices_.recent().end());
         if (final)
             sink_.finish(snap);
         else
@@ -94,6 +112,7 @@ private:
     // in the kernel) and the archive added back.
     RawState collect()
     {
+        consume_events();  // first: an event read implies its counts in the maps
         RawState kernel = tracer_.read();
         RawState raw;
         raw.now_ns = kernel.now_ns;
@@ -122,6 +141,7 @@ private:
             raw.conns.insert(raw.conns.end(), a.conns.begin(), a.conns.end());
             raw.sites.insert(raw.sites.end(), a.sites.begin(), a.sites.end());
         }
+        stacks_.refine(raw);
         return raw;
     }
 
@@ -140,11 +160,15 @@ private:
             }
         archive_[p.pid] = std::move(a);
         tracer_.forget_process(p.pid);
+        stacks_.process_exited(p.pid);
     }
 
     const Options& opts_;
     Tracer& tracer_;
     ReportSink& sink_;
+    StackTable& stacks_;
+    EventHandler on_event_ = [this](const void* data, size_t size) { stacks_.on_event(data, size); };
+    LeakNotices notices_;
     SiteNames names_;
     std::map<uint32_t, Archived> archive_;
     std::map<uint32_t, std::string> comms_;
@@ -237,6 +261,7 @@ int run(const Options& o)
     cfg.max_conns = o.max_conns;
     cfg.max_sites = o.max_sites;
     cfg.max_procs = o.max_procs;
+    cfg.stack_size = o.stack_size;
     auto tracer = Tracer::load(cfg);
     if (!tracer)
         return fail(tracer.error().message);
@@ -258,7 +283,11 @@ int run(const Options& o)
             return fail(s.error().message);
 
     std::unique_ptr<ReportSink> sink = make_sink(o);
-    Session session(o, *tracer.value(), *sink);
+    StackOptions sopts;
+    sopts.site_skip.insert(sopts.site_skip.end(), o.site_skip.begin(), o.site_skip.end());
+    sopts.debug_root = o.debug_dir;
+    StackTable stacks(sopts);
+    Session session(o, *tracer.value(), *sink, stacks);
     for (uint32_t pid : o.pids)
         session.names().learn_process(pid);
     if (launcher) {
@@ -278,8 +307,10 @@ int run(const Options& o)
         if (o.duration_s > 0 && o.duration_s < until)
             until = o.duration_s;
         double wait_s = std::min(0.2, std::max(0.0, until - seconds_since(start)));
-        pollfd fds[2] = {{sigfd, POLLIN, 0}, {sink->input_fd(), POLLIN, 0}};
-        if (poll(fds, fds[1].fd >= 0 ? 2 : 1, static_cast<int>(wait_s * 1000)) > 0) {
+        pollfd fds[3] = {{sigfd, POLLIN, 0}, {sink->input_fd(), POLLIN, 0}, {tracer.value()->events_fd(), POLLIN, 0}};
+        if (poll(fds, 3, static_cast<int>(wait_s * 1000)) > 0) {
+            if (fds[2].revents & POLLIN)
+                session.consume_events();
             signalfd_siginfo si;
             while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
                 if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
@@ -308,6 +339,8 @@ int run(const Options& o)
     }
     if (std::string err = session.report(true); !err.empty())
         return fail(err);
+    if (getenv("CONNLEAK_STACK_STATS"))  // measurements: what unwinding cost
+        std::fputs(stacks.cost_summary().c_str(), stderr);
     // Ctrl-C is a normal end. Otherwise a launched command's status is
     // connleak's, so connleak can stand in for it in scripts.
     if (launcher && !interrupted)

@@ -31,7 +31,7 @@ struct ProcessView {
 };
 
 ProcessReport build_process(const ProcessView& view, const RawState& raw, const ModelOptions& opts,
-                            const SiteNamer& name_site)
+                            const SiteNamer& name_site, const SiteFrames& site_frames)
 {
     const RawProcess& p = *view.proc;
     const bool exited = p.stats.exited_ns != 0;
@@ -48,6 +48,9 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
     r.pings = p.stats.pings;
     r.resets = p.stats.resets;
     r.dropped = dropped_of(p.stats);
+    r.dropped_stacks = p.stats.dropped_stacks;
+    r.stacks_unwound = p.stacks_unwound;
+    r.stacks_truncated = p.stacks_truncated;
 
     std::map<uint64_t, SiteReport> sites;
     auto site_name = [&](uint64_t addr) {
@@ -66,6 +69,8 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
         sr.released = s->stats.released;
         sr.avg_ms = s->stats.released ? s->stats.hold_ns_total / kNsPerMs / s->stats.released : 0;
         sr.max_ms = s->stats.hold_ns_max / kNsPerMs;
+        if (site_frames)
+            sr.frames = site_frames(*s);
     }
 
     for (const RawConn* c : view.conns) {
@@ -88,7 +93,7 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
             sr->max_ms = std::max(sr->max_ms, age_ns / kNsPerMs);
         }
         r.connections.push_back({c->conn, c->info.tid, sr ? sr->site : site_name(c->info.site),
-                                 age_ns / kNsPerMs, leak});
+                                 age_ns / kNsPerMs, leak, c->info.acquired_ns, sr ? sr->frames : nullptr});
     }
     std::sort(r.connections.begin(), r.connections.end(), [](const ConnReport& a, const ConnReport& b) {
         return a.age_ms != b.age_ms ? a.age_ms > b.age_ms : a.conn < b.conn;
@@ -104,7 +109,8 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
 
 }  // namespace
 
-Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const SiteNamer& name_site)
+Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const SiteNamer& name_site,
+                        const SiteFrames& site_frames)
 {
     std::map<uint32_t, ProcessView> views;
     for (const RawProcess& p : raw.processes)
@@ -119,8 +125,9 @@ Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const Sit
     Snapshot snap;
     snap.wall_time_s = raw.wall_time_s;
     snap.leak_after_s = opts.leak_after_s;
+    snap.frames_shown = opts.frames_shown;
     for (const auto& [pid, view] : views) {
-        ProcessReport pr = build_process(view, raw, opts, name_site);
+        ProcessReport pr = build_process(view, raw, opts, name_site, site_frames);
         Totals& t = snap.totals;
         t.acquired += pr.acquired;
         t.released += pr.released;

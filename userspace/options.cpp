@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <regex>
 
 #include "connleak.h"
 
@@ -50,6 +51,16 @@ Options parse_options(int argc, char** argv)
     app.add_option("--max-conns", o.max_conns, "Live handles the kernel map holds (default " + std::to_string(CONNLEAK_MAX_CONNS) + ")");
     app.add_option("--max-sites", o.max_sites, "Sites the kernel map holds (default " + std::to_string(CONNLEAK_MAX_SITES) + ")");
     app.add_option("--max-procs", o.max_procs, "Processes the kernel map holds (default " + std::to_string(CONNLEAK_MAX_PROCS) + ")");
+    app.add_option("--stack-size", o.stack_size,
+                   "Bytes of user stack copied per acquisition, unwound with DWARF CFI (0: no stacks)")
+        ->default_val(CONNLEAK_STACK_SIZE)->check(CLI::Range(0, CONNLEAK_STACK_SIZE_MAX));
+    app.add_option("--stacks", o.stack_frames, "Frames shown per stack in the text report and leak notices")
+        ->default_val(10);
+    app.add_option("--site-skip", o.site_skip,
+                   "A frame matching this regex (\"func+0x1c (module) file.c:3\") is not the site: driver glue "
+                   "(repeatable; libpq and libpqxx are always skipped)");
+    app.add_option("--debug-dir", o.debug_dir, "Where separate debug files live (.build-id/, debuglink)")
+        ->default_val("/usr/lib/debug");
     app.footer("Exit status: 0 done (with COMMAND: its exit status), 1 runtime failure, 2 usage error.");
 
     try {
@@ -80,6 +91,12 @@ Options parse_options(int argc, char** argv)
     for (uint32_t pid : o.pids)
         if (pid == 0)
             usage_error("-p 0 is not a process id");
+    for (const std::string& re : o.site_skip)
+        try {
+            std::regex check(re);
+        } catch (const std::regex_error& e) {
+            usage_error("--site-skip " + re + ": " + e.what());
+        }
     return o;
 }
 

@@ -20,6 +20,10 @@ struct Options {
     bool quiet = false;                  // no text report (JSON only)
     bool no_color = false;               // --no-color (NO_COLOR is honoured too)
     uint32_t max_conns = 0, max_sites = 0, max_procs = 0;  // 0: defaults of connleak.h
+    uint32_t stack_size = 8192;          // user stack bytes copied per acquisition; 0: no stacks
+    size_t stack_frames = 10;            // frames shown per stack (text, notices)
+    std::vector<std::string> site_skip;  // frames that are not the site, besides libpq's
+    std::string debug_dir = "/usr/lib/debug";
 };
 
 // Parses argv. On --help prints usage and exits 0; on a usage error prints

@@ -47,10 +47,30 @@ std::string process_header(const ProcessReport& p)
         s += fmt("  resets %" PRIu64, p.resets);
     if (p.dropped)
         s += fmt("  DROPPED %" PRIu64 " (maps full: counts are low)", p.dropped);
+    if (p.dropped_stacks)
+        s += fmt("  stacks dropped %" PRIu64, p.dropped_stacks);
+    if (p.stacks_truncated)
+        s += fmt("  stacks truncated %" PRIu64, p.stacks_truncated);
     return s + "\n";
 }
 
-std::string site_table(const ProcessReport& p)
+// The site's stack under its row, at most `shown` frames.
+std::string frame_lines(const SiteReport& r, size_t shown)
+{
+    std::string s;
+    if (!r.frames || !shown)
+        return s;
+    for (size_t i = 0; i < r.frames->size(); i++) {
+        if (i == shown) {
+            s += fmt("      ... %zu more frames\n", r.frames->size() - shown);
+            break;
+        }
+        s += "      at " + safe_text((*r.frames)[i]) + "\n";
+    }
+    return s;
+}
+
+std::string site_table(const ProcessReport& p, size_t frames_shown)
 {
     if (p.sites.empty())
         return "  no connections acquired while traced\n";
@@ -68,6 +88,7 @@ std::string site_table(const ProcessReport& p)
         s += "  " + names[i] + std::string(static_cast<size_t>(width - display_width(names[i])), ' ');
         s += fmt(" %7" PRIu64 " %9" PRIu64 " %9" PRIu64 " %7" PRIu64 " %10.1f %10.1f\n", r.active, r.acquired,
                  r.released, p.exited ? r.leaked_at_exit : r.leaks, r.avg_ms, r.max_ms);
+        s += frame_lines(r, frames_shown);
     }
     return s;
 }
@@ -99,7 +120,7 @@ std::string render_text_report(const Snapshot& snap)
         out += fmt("  leaked at exit %" PRIu64, t.leaked_at_exit);
     out += fmt("  dropped %" PRIu64 "\n", t.dropped);
     for (const ProcessReport& p : snap.processes)
-        out += process_header(p) + site_table(p) + leaked_connections(p, snap.leak_after_s);
+        out += process_header(p) + site_table(p, snap.frames_shown) + leaked_connections(p, snap.leak_after_s);
     return out;
 }
 

@@ -73,17 +73,35 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
         bpf_map__set_max_entries(t->skel_->maps.sites, cfg.max_sites);
     if (cfg.max_procs)
         bpf_map__set_max_entries(t->skel_->maps.procs, cfg.max_procs);
+    t->skel_->rodata->stack_size = cfg.stack_size;
+    // Room for 64 stacks at least (a power of two of pages, as ring buffers need).
+    size_t ring = CONNLEAK_EVENTS_SIZE;
+    while (ring < 64 * (sizeof(acquire_event) + size_t{cfg.stack_size} + 4096))
+        ring *= 2;
+    bpf_map__set_max_entries(t->skel_->maps.events, ring);
     if (int err = connleak_bpf__load(t->skel_))
         return Error{"cannot load the BPF programs: " + errstr(err) + " (run with --verbose for the verifier log)"};
     if (auto s = t->attach("tp_btf/sched_process_fork", bpf_program__attach(t->skel_->progs.handle_fork)); !s)
         return s.error();
     if (auto s = t->attach("tp_btf/sched_process_exit", bpf_program__attach(t->skel_->progs.handle_exit)); !s)
         return s.error();
+    if (cfg.stack_size) {
+        auto cb = [](void* ctx, void* data, size_t size) {
+            const Tracer* self = static_cast<const Tracer*>(ctx);
+            if (self->handler_)
+                (*self->handler_)(data, size);
+            return 0;
+        };
+        t->events_ = ring_buffer__new(bpf_map__fd(t->skel_->maps.events), cb, t.get(), nullptr);
+        if (!t->events_)
+            return Error{"cannot open the event ring buffer: " + errstr(errno)};
+    }
     return t;
 }
 
 Tracer::~Tracer()
 {
+    ring_buffer__free(events_);
     for (bpf_link* link : links_)
         bpf_link__destroy(link);
     connleak_bpf__destroy(skel_);
@@ -164,6 +182,17 @@ RawState Tracer::read() const
     raw.now_ns = monotonic_ns();
     raw.wall_time_s = static_cast<int64_t>(time(nullptr));
     return raw;
+}
+
+int Tracer::events_fd() const { return events_ ? ring_buffer__epoll_fd(events_) : -1; }
+
+void Tracer::consume_events(const EventHandler& handler)
+{
+    if (!events_)
+        return;
+    handler_ = &handler;
+    ring_buffer__consume(events_);
+    handler_ = nullptr;
 }
 
 void Tracer::forget_process(uint32_t pid)

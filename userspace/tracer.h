@@ -2,6 +2,7 @@
 // reads of the maps. Owns every libbpf object it makes (RAII).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -13,13 +14,18 @@
 
 struct connleak_bpf;
 struct bpf_link;
+struct ring_buffer;
 
 namespace connleak {
 
 struct TracerConfig {
     bool follow_children = true;
     uint32_t max_conns = 0, max_sites = 0, max_procs = 0;  // 0: defaults of connleak.h
+    uint32_t stack_size = CONNLEAK_STACK_SIZE;  // user stack bytes sent per acquisition; 0: no events
 };
+
+// One ring-buffer record (acquire_event or release_event of connleak.h).
+using EventHandler = std::function<void(const void* data, size_t size)>;
 
 class Tracer {
 public:
@@ -47,6 +53,11 @@ public:
     // Drops an exited process's entries from the maps, once userspace kept them.
     void forget_process(uint32_t pid);
 
+    // Events: a descriptor to poll (-1 without events), and a pass over
+    // what is pending, each record handed to `handler` (set once).
+    int events_fd() const;
+    void consume_events(const EventHandler& handler);
+
 private:
     Tracer() = default;
     Status attach(const char* what, bpf_link* link);
@@ -54,6 +65,8 @@ private:
     connleak_bpf* skel_ = nullptr;
     std::vector<bpf_link*> links_;
     std::set<std::pair<dev_t, ino_t>> probed_files_;
+    ring_buffer* events_ = nullptr;
+    const EventHandler* handler_ = nullptr;
 };
 
 // CLOCK_MONOTONIC in ns, the clock bpf_ktime_get_ns() reads.

@@ -103,7 +103,8 @@ TEST_CASE("format_utc writes RFC 3339 UTC", "[json]")
 TEST_CASE("the top level: version 1, time, leak_after_s, tracking_stats, processes", "[json]")
 {
     json j = snapshot_to_json(design_example());
-    CHECK(keys(j) == std::vector<std::string>{"version", "time", "leak_after_s", "tracking_stats", "processes"});
+    CHECK(keys(j) ==
+          std::vector<std::string>{"version", "time", "leak_after_s", "tracking_stats", "processes", "notices"});
     CHECK(j["version"].is_number_integer());
     CHECK(j["version"] == 1);
     CHECK(j["time"] == "2026-11-26T20:00:00Z");
@@ -145,6 +146,7 @@ TEST_CASE("each process has its keys in contract order", "[json]")
     const json jp = snapshot_to_json(s)["processes"][0];
     CHECK(keys(jp) == std::vector<std::string>{"pid", "comm", "exited", "acquired", "released", "released_untracked",
                                                "active", "leaks", "leaked_at_exit", "pings", "resets", "dropped",
+                                               "dropped_stacks", "stacks_unwound", "stacks_truncated",
                                                "top_connection_users", "connections"});
     CHECK(in_order({"pid", "comm", "exited", "acquired", "released", "released_untracked", "active", "leaks",
                     "leaked_at_exit", "pings", "dropped", "top_connection_users", "connections"},

@@ -1,0 +1,188 @@
+// LeakNotices: one notice per connection crossing leak-after, one release
+// notice per reported connection finished later, nothing repeated.
+#include <catch2/catch.hpp>
+
+#include "leak_notices.h"
+
+using namespace connleak;
+
+namespace {
+
+ConnReport conn(uint64_t addr, uint64_t acquired_ns, double age_ms, bool leak)
+{
+    ConnReport c;
+    c.conn = addr;
+    c.tid = 11;
+    c.site = "get_users+0x3c (api)";
+    c.age_ms = age_ms;
+    c.leak = leak;
+    c.acquired_ns = acquired_ns;
+    c.frames = std::make_shared<const std::vector<std::string>>(
+        std::vector<std::string>{"get_users+0x3c (api)", "handle+0x10 (api)", "main+0x91 (api)"});
+    return c;
+}
+
+Snapshot snap(int64_t t, std::vector<ConnReport> conns, bool exited = false)
+{
+    Snapshot s;
+    s.wall_time_s = t;
+    ProcessReport p;
+    p.pid = 10;
+    p.comm = "api";
+    p.exited = exited;
+    if (!exited)
+        p.connections = std::move(conns);
+    s.processes.push_back(p);
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("a leak is noticed once, its release once")
+{
+    LeakNotices ln;
+    auto n1 = ln.update(snap(100, {conn(0xa, 1, 500, false), conn(0xb, 2, 31000, true)}));
+    REQUIRE(n1.size() == 1);
+    CHECK(n1[0].kind == "leak");
+    CHECK(n1[0].conn == 0xb);
+    CHECK(n1[0].pid == 10);
+    CHECK(n1[0].tid == 11);
+    CHECK(n1[0].comm == "api");
+    CHECK(n1[0].age_ms == 31000);
+    CHECK(n1[0].seq == 1);
+    CHECK(n1[0].wall_time_s == 100);
+    REQUIRE(n1[0].frames);
+    CHECK(n1[0].frames->size() == 3);
+
+    auto n2 = ln.update(snap(102, {conn(0xa, 1, 30500, true), conn(0xb, 2, 33000, true)}));
+    REQUIRE(n2.size() == 1);
+    CHECK(n2[0].conn == 0xa);
+    CHECK(n2[0].seq == 2);
+    CHECK(ln.update(snap(104, {conn(0xa, 1, 32500, true), conn(0xb, 2, 35000, true)})).empty());
+
+    // b finished: its exact hold time comes from the lookup when known.
+    auto n3 = ln.update(snap(106, {conn(0xa, 1, 34500, true)}),
+                        [](uint32_t pid, uint64_t c, uint64_t acq) -> std::optional<double> {
+                            if (pid == 10 && c == 0xb && acq == 2)
+                                return 35500.0;
+                            return std::nullopt;
+                        });
+    REQUIRE(n3.size() == 1);
+    CHECK(n3[0].kind == "released");
+    CHECK(n3[0].conn == 0xb);
+    CHECK(n3[0].age_ms == 35500);
+    CHECK(n3[0].site == "get_users+0x3c (api)");
+    CHECK(n3[0].wall_time_s == 106);
+
+    // a finished, no lookup: the last age seen.
+    auto n4 = ln.update(snap(108, {}));
+    REQUIRE(n4.size() == 1);
+    CHECK(n4[0].conn == 0xa);
+    CHECK(n4[0].age_ms == 34500);
+    CHECK(ln.update(snap(110, {})).empty());
+    CHECK(ln.recent().size() == 4);
+    CHECK(ln.reported() == 0);
+}
+
+TEST_CASE("a reused handle address is another connection")
+{
+    LeakNotices ln;
+    CHECK(ln.update(snap(1, {conn(0xa, 1, 40000, true)})).size() == 1);
+    auto n = ln.update(snap(2, {conn(0xa, 7, 40000, true)}));
+    REQUIRE(n.size() == 2);
+    CHECK(n[0].kind == "released");
+    CHECK(n[1].kind == "leak");
+    CHECK(n[1].conn == 0xa);
+}
+
+TEST_CASE("leaked at exit is no release, unless the release was seen")
+{
+    LeakNotices a, b;
+    a.update(snap(1, {conn(0xa, 1, 40000, true)}));
+    CHECK(a.update(snap(2, {}, true)).empty());
+    CHECK(a.reported() == 0);
+
+    b.update(snap(1, {conn(0xa, 1, 40000, true)}));
+    auto n = b.update(snap(2, {}, true), [](uint32_t, uint64_t, uint64_t) { return std::optional<double>(41000); });
+    REQUIRE(n.size() == 1);
+    CHECK(n[0].kind == "released");
+    CHECK(n[0].age_ms == 41000);
+}
+
+TEST_CASE("a process no longer listed forgets its leaks silently")
+{
+    LeakNotices ln;
+    ln.update(snap(1, {conn(0xa, 1, 40000, true)}));
+    Snapshot empty;
+    CHECK(ln.update(empty).empty());
+    CHECK(ln.reported() == 0);
+}
+
+TEST_CASE("recent notices are bounded, oldest dropped first")
+{
+    LeakNotices ln(2);
+    ln.update(snap(1, {conn(0xa, 1, 40000, true), conn(0xb, 2, 40000, true), conn(0xc, 3, 40000, true)}));
+    REQUIRE(ln.recent().size() == 2);
+    CHECK(ln.recent().front().seq == 2);
+    CHECK(ln.recent().back().seq == 3);
+}
+
+TEST_CASE("notice text: one line, frames bounded")
+{
+    LeakNotices ln;
+    auto n = ln.update(snap(1, {conn(0xab, 1, 31234, true)}));
+    REQUIRE(n.size() == 1);
+    std::string text = render_notice(n[0], 30, 2);
+    CHECK(text ==
+          "connleak: leak: connection 0xab of pid 10 (api) on thread 11 held 31.2s (leak-after 30s), acquired at "
+          "get_users+0x3c (api)\n"
+          "    at get_users+0x3c (api)\n"
+          "    at handle+0x10 (api)\n"
+          "    ... 1 more\n");
+    auto r = ln.update(snap(2, {}));
+    REQUIRE(r.size() == 1);
+    CHECK(render_notice(r[0], 30, 2) ==
+          "connleak: released: previously reported leaked connection 0xab of pid 10 (api) on thread 11 was "
+          "finished after 31.2s, acquired at get_users+0x3c (api)\n");
+}
+
+#include "json_output.h"
+
+TEST_CASE("notices and frames in the JSON snapshot")
+{
+    LeakNotices ln;
+    Snapshot s = snap(1795723200, {conn(0xab, 1, 31234, true)});
+    SiteReport site;
+    site.site = "get_users+0x3c (api)";
+    site.frames = s.processes[0].connections[0].frames;
+    s.processes[0].sites.push_back(site);
+    SiteReport bare;  // no stack collected: no "frames" key
+    bare.site = "api+0x1234";
+    s.processes[0].sites.push_back(bare);
+    auto n = ln.update(s);
+    s.notices.assign(ln.recent().begin(), ln.recent().end());
+    auto j = snapshot_to_json(s);
+    REQUIRE(j["notices"].size() == 1);
+    auto& jn = j["notices"][0];
+    CHECK(jn["seq"] == 1);
+    CHECK(jn["kind"] == "leak");
+    CHECK(jn["time"] == "2026-11-26T20:00:00Z");
+    CHECK(jn["pid"] == 10);
+    CHECK(jn["tid"] == 11);
+    CHECK(jn["conn"] == "0xab");
+    CHECK(jn["age_ms"] == 31234.0);
+    CHECK(jn["site"] == "get_users+0x3c (api)");
+    CHECK(jn["frames"].size() == 3);
+    CHECK(jn["frames"][2] == "main+0x91 (api)");
+    auto& sites = j["processes"][0]["top_connection_users"];
+    CHECK(sites[0]["frames"].size() == 3);
+    CHECK_FALSE(sites[1].contains("frames"));
+
+    ln.update(snap(1795723202, {}));
+    s.notices.assign(ln.recent().begin(), ln.recent().end());
+    j = snapshot_to_json(s);
+    REQUIRE(j["notices"].size() == 2);
+    CHECK(j["notices"][1]["kind"] == "released");
+    CHECK(j["notices"][1]["held_ms"] == 31234.0);
+    CHECK_FALSE(j["notices"][1].contains("age_ms"));
+}

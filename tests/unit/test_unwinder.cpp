@@ -1,0 +1,193 @@
+// Unwinder: DWARF CFI unwinding of a copied stack, on this test binary's own
+// stack (built -O2, so without frame pointers), and StackTable's site rule.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <cstring>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "proc_maps.h"
+#include "stack_table.h"
+#include "symbolizer.h"
+#include "unwinder.h"
+
+using namespace connleak;
+
+namespace {
+
+volatile int g_sink;
+
+struct Captured {
+    UnwindInput in;
+    std::vector<uint8_t> stack;
+};
+
+// Takes this thread's registers (DWARF order) and a copy of its stack from
+// sp up, the way the kernel side does at an acquisition.
+__attribute__((noinline)) void capture(Captured& out, size_t max_bytes)
+{
+    uint64_t* r = out.in.regs;
+    asm volatile(
+        "movq %%rax, 0(%0)\n\t"
+        "movq %%rdx, 8(%0)\n\t"
+        "movq %%rcx, 16(%0)\n\t"
+        "movq %%rbx, 24(%0)\n\t"
+        "movq %%rsi, 32(%0)\n\t"
+        "movq %%rdi, 40(%0)\n\t"
+        "movq %%rbp, 48(%0)\n\t"
+        "movq %%rsp, 56(%0)\n\t"
+        "movq %%r8, 64(%0)\n\t"
+        "movq %%r9, 72(%0)\n\t"
+        "movq %%r10, 80(%0)\n\t"
+        "movq %%r11, 88(%0)\n\t"
+        "movq %%r12, 96(%0)\n\t"
+        "movq %%r13, 104(%0)\n\t"
+        "movq %%r14, 112(%0)\n\t"
+        "movq %%r15, 120(%0)\n\t"
+        "leaq 0(%%rip), %%rax\n\t"
+        "movq %%rax, 128(%0)\n\t"
+        :
+        : "r"(r)
+        : "rax", "memory");
+    out.in.pid = static_cast<uint32_t>(getpid());
+    out.in.tid = static_cast<uint32_t>(gettid());
+    const uint64_t sp = r[7];
+    auto maps = read_maps(out.in.pid);
+    REQUIRE(maps);
+    const Mapping* m = find_mapping(*maps, sp);
+    REQUIRE(m);
+    size_t n = std::min<uint64_t>(max_bytes, m->end - sp);
+    out.stack.assign(reinterpret_cast<const uint8_t*>(sp), reinterpret_cast<const uint8_t*>(sp) + n);
+    out.in.stack = out.stack.data();
+    out.in.stack_len = out.stack.size();
+}
+
+__attribute__((noinline)) void level3(Captured& out, size_t max_bytes)
+{
+    capture(out, max_bytes);
+    g_sink = g_sink + 1;  // no tail calls: each level keeps its frame
+}
+
+__attribute__((noinline)) void level2(Captured& out, size_t max_bytes)
+{
+    level3(out, max_bytes);
+    g_sink = g_sink + 2;
+}
+
+__attribute__((noinline)) void level1(Captured& out, size_t max_bytes)
+{
+    level2(out, max_bytes);
+    g_sink = g_sink + 3;
+}
+
+std::vector<std::string> names(Unwinder& u, const UnwindResult& r, uint32_t pid)
+{
+    Symbolizer sym;
+    std::vector<std::string> out;
+    for (const UnwoundFrame& f : r.frames) {
+        if (!f.mapping) {
+            out.push_back("?");
+            continue;
+        }
+        out.push_back(sym.name(path_in_target(pid, *f.mapping), "", f.file_offset));
+    }
+    (void)u;
+    return out;
+}
+
+bool has_prefix(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
+
+}  // namespace
+
+TEST_CASE("unwinds this test's own stack without frame pointers")
+{
+    Captured c;
+    level1(c, 64 * 1024);
+    Unwinder u;
+    UnwindResult r = u.unwind(c.in);
+    auto n = names(u, r, c.in.pid);
+    INFO("error: " << r.error);
+    for (const std::string& s : n)
+        INFO(s);
+    REQUIRE(n.size() >= 5);
+    CHECK(n[0].find("capture") != std::string::npos);
+    CHECK(n[1].find("level3") != std::string::npos);
+    CHECK(n[2].find("level2") != std::string::npos);
+    CHECK(n[3].find("level1") != std::string::npos);
+    // On through Catch2 to main and libc's start.
+    bool main_seen = false;
+    for (const std::string& s : n)
+        main_seen = main_seen || has_prefix(s, "main+");
+    CHECK(main_seen);
+    CHECK(r.complete);
+    CHECK(has_prefix(n.back(), "_start+"));
+    // file:line from this binary's DWARF (RelWithDebInfo).
+    CHECK(u.source_line(c.in.pid, r.frames[1].pc, false).find("test_unwinder.cpp:") == 0);
+    CHECK(u.build_id(c.in.pid, r.frames[1].pc).size() == 40);
+}
+
+TEST_CASE("a short copy gives a truncated stack, not garbage")
+{
+    Captured c;
+    level1(c, 64 * 1024);
+    c.in.stack_len = 16;  // less than capture's own frame
+    Unwinder u;
+    UnwindResult r = u.unwind(c.in);
+    CHECK_FALSE(r.complete);
+    CHECK_FALSE(r.error.empty());
+    REQUIRE(r.frames.size() >= 1);
+    CHECK(r.frames[0].pc == c.in.regs[16]);
+    CHECK(r.frames.size() <= 2);
+}
+
+TEST_CASE("max_frames bounds the unwinding")
+{
+    Captured c;
+    level1(c, 64 * 1024);
+    UnwinderOptions o;
+    o.max_frames = 3;
+    Unwinder u(o);
+    UnwindResult r = u.unwind(c.in);
+    CHECK(r.frames.size() == 3);
+    CHECK_FALSE(r.complete);
+}
+
+TEST_CASE("an unknown process gives one frame and an error")
+{
+    UnwindInput in;
+    in.pid = 0x7ffffff0;
+    in.tid = in.pid;
+    in.regs[16] = 0x1234;
+    Unwinder u;
+    UnwindResult r = u.unwind(in);
+    REQUIRE(r.frames.size() == 1);
+    CHECK(r.frames[0].pc == 0x1234);
+    CHECK(r.frames[0].mapping == nullptr);
+    CHECK_FALSE(r.complete);
+}
+
+TEST_CASE("the site is the first frame outside libpq and glue")
+{
+    std::vector<std::regex> skip;
+    for (const std::string& s : StackOptions::default_site_skip())
+        skip.emplace_back(s);
+    std::vector<std::string> frames = {
+        "PQconnectdb+0x12 (libpq.so.5)",
+        "pqxx::connection::connection()+0x40 (libpqxx-6.4.so)",
+        "db_open+0x9 (app) glue.c:10",
+        "repo_a+0xc (app) repo.c:22",
+        "main+0x10 (app)",
+    };
+    CHECK(StackTable::site_index(frames, skip) == 2);
+    skip.emplace_back(R"(^db_open\+)");
+    CHECK(StackTable::site_index(frames, skip) == 3);
+    // A pattern sees the name without file:line.
+    skip.emplace_back(R"(repo\.c)");
+    CHECK(StackTable::site_index(frames, skip) == 3);
+    // Everything glue: the innermost frame.
+    CHECK(StackTable::site_index({"PQconnectdb+0x12 (libpq.so.5)"}, skip) == 0);
+    CHECK(StackTable::site_index({}, skip) == 0);
+}

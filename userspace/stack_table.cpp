@@ -1,0 +1,314 @@
+// Acquiring stacks (see stack_table.h).
+#include "stack_table.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
+#include "connleak.h"
+
+namespace connleak {
+namespace {
+
+constexpr uint64_t kStackKey = 1ULL << 63;
+
+uint64_t now_ns()
+{
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+std::string hex(uint64_t v)
+{
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);
+    return buf;
+}
+
+std::string base_name(const std::string& path)
+{
+    size_t slash = path.rfind('/');
+    return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// The name without " file.c:42", which skip patterns match.
+std::string without_line(const std::string& frame)
+{
+    size_t paren = frame.rfind(')');
+    return paren == std::string::npos ? frame : frame.substr(0, paren + 1);
+}
+
+}  // namespace
+
+std::vector<std::string> StackOptions::default_site_skip()
+{
+    // libpq itself, and C++ wrappers whose frames only forward to it.
+    return {R"(\(libpq\.so[^)]*\)$)", R"(\(libpqxx[^)]*\)$)"};
+}
+
+StackTable::StackTable(StackOptions opts)
+    : opts_(std::move(opts)),
+      unwinder_(UnwinderOptions{opts_.max_frames, opts_.debug_root}),
+      symbolizer_(ElfOptions{opts_.debug_root, true})
+{
+    for (const std::string& re : opts_.site_skip)
+        skip_.emplace_back(re);
+}
+
+size_t StackTable::site_index(const std::vector<std::string>& frames, const std::vector<std::regex>& skip)
+{
+    for (size_t i = 0; i < frames.size(); i++) {
+        const std::string name = without_line(frames[i]);
+        bool skipped = false;
+        for (const std::regex& re : skip)
+            if (std::regex_search(name, re)) {
+                skipped = true;
+                break;
+            }
+        if (!skipped)
+            return i;
+    }
+    return 0;  // every frame is glue: the innermost is the best there is
+}
+
+void StackTable::on_event(const void* data, size_t size)
+{
+    uint32_t kind = 0;
+    if (size < sizeof(kind))
+        return;
+    std::memcpy(&kind, data, sizeof(kind));
+    if (kind == EVENT_ACQUIRE && size >= sizeof(acquire_event)) {
+        const auto& e = *static_cast<const acquire_event*>(data);
+        on_acquire(e, std::min<size_t>(e.stack_len, size - sizeof(acquire_event)));
+    } else if (kind == EVENT_RELEASE && size >= sizeof(release_event)) {
+        on_release(*static_cast<const release_event*>(data));
+    }
+}
+
+StackTable::FrameId StackTable::frame_id(uint32_t pid, const UnwoundFrame& f)
+{
+    if (!f.mapping)
+        return {"", f.pc};
+    const Mapping& m = *f.mapping;
+    std::string module_id = unwinder_.build_id(pid, f.pc);
+    if (module_id.empty())
+        module_id = std::to_string(m.dev_major) + ":" + std::to_string(m.dev_minor) + ":" +
+                    std::to_string(m.inode) + ":" + m.path;
+    return {module_id, f.file_offset};
+}
+
+// "func+0x1c (module) file.c:42", named once per module (build id) and
+// offset, whichever process it came from.
+std::string StackTable::frame_name(uint32_t pid, const UnwoundFrame& f, const FrameId& id)
+{
+    if (!f.mapping)
+        return hex(f.pc);
+    const Mapping& m = *f.mapping;
+    if (auto it = names_.find(id); it != names_.end())
+        return it->second;
+    const std::string module = base_name(m.path);
+    std::string name = symbolizer_.name(path_in_target(pid, m), module, f.file_offset);
+    if (name.compare(0, module.size() + 1, module + "+") == 0) {
+        // No symbol from the file (or the process is gone): the module
+        // libdwfl holds open may still have one.
+        uint64_t off = 0;
+        std::string sym = unwinder_.symbol(pid, f.pc, &off);
+        if (!sym.empty())
+            name = demangle(sym) + "+" + hex(off) + " (" + module + ")";
+    }
+    std::string line = unwinder_.source_line(pid, f.pc, false);
+    if (!line.empty())
+        name += " " + line;
+    names_.emplace(id, name);
+    return name;
+}
+
+void StackTable::on_acquire(const acquire_event& e, size_t stack_len)
+{
+    const uint64_t t0 = now_ns();
+    UnwindInput in;
+    in.pid = e.tgid;
+    in.tid = e.tid;
+    std::memcpy(in.regs, e.regs, sizeof(in.regs));
+    in.stack = e.data;
+    in.stack_len = stack_len;
+    UnwindResult r = unwinder_.unwind(in);
+    const uint64_t t1 = now_ns();
+
+    std::vector<FrameId> ids;
+    ids.reserve(r.frames.size());
+    for (const UnwoundFrame& f : r.frames)
+        ids.push_back(frame_id(e.tgid, f));
+
+    StackCounts& c = counts_[e.tgid];
+    (r.complete ? c.unwound : c.truncated)++;
+    if (r.frames.size() == 1 && !r.frames[0].mapping) {
+        // Nothing known of the process (gone before its maps were read):
+        // the kernel's site, named from what the kernel found, says more.
+        c.unwind_ns += now_ns() - t0;
+        return;
+    }
+
+    auto key = std::make_tuple(e.tgid, e.site, std::move(ids));
+    auto it = by_frames_.find(key);
+    if (it == by_frames_.end()) {
+        std::vector<std::string> names;
+        for (size_t i = 0; i < r.frames.size(); i++)
+            names.push_back(frame_name(e.tgid, r.frames[i], std::get<2>(key)[i]));
+        Stack s;
+        s.pid = e.tgid;
+        s.kernel_site = e.site;
+        s.site = names.empty() ? hex(e.site) : names[site_index(names, skip_)];
+        s.frames = std::make_shared<const std::vector<std::string>>(names);
+        stacks_.push_back(std::move(s));
+        it = by_frames_.emplace(std::move(key), stacks_.size() - 1).first;
+        by_kernel_site_[{e.tgid, e.site}].push_back(it->second);
+    }
+    stacks_[it->second].acquired++;
+    handles_[{e.tgid, e.conn}] = Handle{e.start_ns, e.acquired_ns, it->second};
+    c.unwind_ns += t1 - t0;
+    if (cost_us_.size() < 100000)
+        cost_us_.push_back({static_cast<uint32_t>((t1 - t0) / 1000), static_cast<uint32_t>((now_ns() - t1) / 1000)});
+    c.name_ns += now_ns() - t1;
+}
+
+void StackTable::on_release(const release_event& e)
+{
+    auto it = handles_.find({e.tgid, e.conn});
+    if (it == handles_.end() || it->second.start_ns != e.start_ns)
+        return;  // its acquire event was dropped: the kernel site keeps it
+    Stack& s = stacks_[it->second.stack];
+    s.released++;
+    s.hold_ns_total += e.hold_ns;
+    s.hold_ns_max = std::max<uint64_t>(s.hold_ns_max, e.hold_ns);
+    HandleId id{e.tgid, e.conn, it->second.acquired_ns};
+    holds_[id] = e.hold_ns;
+    hold_order_.push_back(id);
+    if (hold_order_.size() > 4096) {
+        holds_.erase(hold_order_.front());
+        hold_order_.pop_front();
+    }
+    handles_.erase(it);
+}
+
+void StackTable::refine(RawState& raw)
+{
+    for (uint32_t pid : forget_next_)
+        unwinder_.forget(pid);
+    forget_next_ = std::move(exited_);
+    exited_.clear();
+
+    std::vector<RawSite> sites;
+    for (const RawSite& ks : raw.sites) {
+        RawSite rest = ks;
+        auto it = by_kernel_site_.find({ks.pid, ks.site});
+        if (it != by_kernel_site_.end()) {
+            for (size_t i : it->second) {
+                const Stack& s = stacks_[i];
+                RawSite out = ks;
+                out.site = kStackKey | i;
+                out.stats.acquired = s.acquired;
+                out.stats.released = s.released;
+                out.stats.hold_ns_total = s.hold_ns_total;
+                out.stats.hold_ns_max = s.hold_ns_max;
+                sites.push_back(out);
+                auto take = [](__u64& from, uint64_t n) { from = from > n ? from - n : 0; };
+                take(rest.stats.acquired, s.acquired);
+                take(rest.stats.released, s.released);
+                take(rest.stats.hold_ns_total, s.hold_ns_total);
+            }
+            // What the events do not explain stays on the kernel's site.
+            // (Its longest hold is not known apart: the kernel's bounds it.)
+            if (!rest.stats.released)
+                rest.stats.hold_ns_max = 0;
+            if (!rest.stats.acquired && !rest.stats.released)
+                continue;
+        }
+        sites.push_back(rest);
+    }
+    raw.sites = std::move(sites);
+
+    for (RawConn& c : raw.conns) {
+        auto it = handles_.find({c.pid, c.conn});
+        if (it != handles_.end() && it->second.start_ns == c.info.start_ns)
+            c.info.site = kStackKey | it->second.stack;
+    }
+    for (RawProcess& p : raw.processes) {
+        auto it = counts_.find(p.pid);
+        if (it == counts_.end())
+            continue;
+        p.stacks_unwound = it->second.unwound;
+        p.stacks_truncated = it->second.truncated;
+    }
+}
+
+std::string StackTable::site_name(uint64_t key) const
+{
+    size_t i = key & ~kStackKey;
+    return i < stacks_.size() ? stacks_[i].site : hex(key);
+}
+
+std::shared_ptr<const std::vector<std::string>> StackTable::frames(uint64_t key) const
+{
+    size_t i = key & ~kStackKey;
+    return is_stack_key(key) && i < stacks_.size() ? stacks_[i].frames : nullptr;
+}
+
+std::optional<double> StackTable::hold_ms(uint32_t pid, uint64_t conn, uint64_t acquired_ns) const
+{
+    auto it = holds_.find({pid, conn, acquired_ns});
+    if (it == holds_.end())
+        return std::nullopt;
+    return it->second / 1e6;
+}
+
+std::string StackTable::cost_summary() const
+{
+    StackCounts c = total_counts();
+    uint64_t n = c.unwound + c.truncated;
+    char buf[512];
+    int len = std::snprintf(buf, sizeof buf,
+                            "connleak: stacks: %" PRIu64 " unwound, %" PRIu64 " truncated, %zu distinct; per stack"
+                            " %.1f us unwinding, %.1f us naming\n",
+                            c.unwound, c.truncated, stacks_.size(), n ? c.unwind_ns / 1e3 / n : 0.0,
+                            n ? c.name_ns / 1e3 / n : 0.0);
+    std::string out(buf, static_cast<size_t>(len));
+    std::vector<uint32_t> unwind, name;
+    for (auto [u, nm] : cost_us_) {
+        unwind.push_back(u);
+        name.push_back(nm);
+    }
+    std::sort(unwind.begin(), unwind.end());
+    std::sort(name.begin(), name.end());
+    if (!unwind.empty()) {
+        len = std::snprintf(buf, sizeof buf, "connleak: stacks: median %u us unwinding (max %u), %u us naming (max %u)\n",
+                            unwind[unwind.size() / 2], unwind.back(), name[name.size() / 2], name.back());
+        out.append(buf, static_cast<size_t>(len));
+    }
+    return out;
+}
+
+void StackTable::process_exited(uint32_t pid) { exited_.push_back(pid); }
+
+StackCounts StackTable::counts(uint32_t pid) const
+{
+    auto it = counts_.find(pid);
+    return it == counts_.end() ? StackCounts{} : it->second;
+}
+
+StackCounts StackTable::total_counts() const
+{
+    StackCounts t;
+    for (const auto& [pid, c] : counts_) {
+        t.unwound += c.unwound;
+        t.truncated += c.truncated;
+        t.unwind_ns += c.unwind_ns;
+        t.name_ns += c.name_ns;
+    }
+    return t;
+}
+
+}  // namespace connleak

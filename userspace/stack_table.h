@@ -1,0 +1,122 @@
+// Acquiring stacks: the kernel's acquire events unwound (Unwinder) and named
+// (Symbolizer, file:line from libdw), identical stacks sharing one site,
+// and the kernel's per-caller counters split by stack.
+//
+// The kernel's counters per (process, caller return address) stay the
+// ground truth. Each acquire event is counted on its stack, each release
+// event (hold time) on the stack of the handle it finishes; refine() then
+// replaces every kernel site by its stacks, and whatever the events do not
+// explain (events the ring buffer dropped, or not read yet) stays on the
+// kernel site. So every total is exact, and per stack too when no event was
+// dropped (proc_stats.dropped_stacks counts them).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "model.h"
+#include "symbolizer.h"
+#include "unwinder.h"
+
+namespace connleak {
+
+struct StackOptions {
+    // A frame whose name ("func+0x1c (module) file.c:3") matches one of
+    // these is not the site: libpq and driver glue. Always skipped: libpq.
+    std::vector<std::string> site_skip = default_site_skip();
+    std::string debug_root = "/usr/lib/debug";
+    size_t max_frames = 128;
+
+    static std::vector<std::string> default_site_skip();
+};
+
+// Per process: how the stacks went.
+struct StackCounts {
+    uint64_t unwound = 0;    // reached the outermost frame
+    uint64_t truncated = 0;  // stopped early (copy too short, no CFI...)
+    uint64_t unwind_ns = 0;  // time spent unwinding (libdwfl session made when needed)
+    uint64_t name_ns = 0;    // time spent naming frames (cached per module and offset)
+};
+
+class StackTable {
+public:
+    explicit StackTable(StackOptions opts = {});
+
+    // One ring-buffer record (acquire_event or release_event).
+    void on_event(const void* data, size_t size);
+
+    // Splits the kernel's sites of `raw` by stack (see above): stacks get
+    // keys of their own (is_stack_key), handles are moved to their stack.
+    // Read the events first, then the maps, then refine.
+    void refine(RawState& raw);
+
+    static bool is_stack_key(uint64_t site) { return site >> 63; }
+    // For keys made by refine().
+    std::string site_name(uint64_t key) const;
+    std::shared_ptr<const std::vector<std::string>> frames(uint64_t key) const;
+
+    // The process exited: its stacks are kept, its unwinding state freed
+    // after the next refine() (its last events may still be unread).
+    void process_exited(uint32_t pid);
+
+    // How long a handle was held, if its release was seen (recent ones).
+    std::optional<double> hold_ms(uint32_t pid, uint64_t conn, uint64_t acquired_ns) const;
+
+    StackCounts counts(uint32_t pid) const;
+    StackCounts total_counts() const;
+    size_t stack_count() const { return stacks_.size(); }
+    // (unwinding, naming) in µs of each stack so far, in order (the first
+    // 100000), for measurements.
+    const std::vector<std::pair<uint32_t, uint32_t>>& costs_us() const { return cost_us_; }
+    // Two lines for people: counts, and mean and median costs.
+    std::string cost_summary() const;
+
+    // A frame list and the index of its site frame (exposed for tests).
+    static size_t site_index(const std::vector<std::string>& frames, const std::vector<std::regex>& skip);
+
+private:
+    struct Stack {
+        uint32_t pid = 0;
+        uint64_t kernel_site = 0;
+        std::string site;
+        std::shared_ptr<const std::vector<std::string>> frames;
+        uint64_t acquired = 0, released = 0, hold_ns_total = 0, hold_ns_max = 0;
+    };
+    struct Handle {
+        uint64_t start_ns = 0, acquired_ns = 0;
+        size_t stack = 0;
+    };
+
+    void on_acquire(const struct acquire_event& e, size_t stack_len);
+    void on_release(const struct release_event& e);
+    using FrameId = std::pair<std::string, uint64_t>;  // module (build id), file offset
+    FrameId frame_id(uint32_t pid, const UnwoundFrame& f);
+    std::string frame_name(uint32_t pid, const UnwoundFrame& f, const FrameId& id);
+
+    StackOptions opts_;
+    std::vector<std::regex> skip_;
+    Unwinder unwinder_;
+    Symbolizer symbolizer_;
+    std::vector<Stack> stacks_;  // key: (1 << 63) | index
+    // Identical stacks (same code addresses, wherever loaded) share one.
+    std::map<std::tuple<uint32_t, uint64_t, std::vector<FrameId>>, size_t> by_frames_;
+    std::map<std::pair<uint32_t, uint64_t>, std::vector<size_t>> by_kernel_site_;
+    std::map<std::pair<uint32_t, uint64_t>, Handle> handles_;  // (pid, conn)
+    std::map<FrameId, std::string> names_;
+    std::map<uint32_t, StackCounts> counts_;
+    std::vector<uint32_t> exited_, forget_next_;
+    std::vector<std::pair<uint32_t, uint32_t>> cost_us_;
+    using HandleId = std::tuple<uint32_t, uint64_t, uint64_t>;  // pid, conn, acquired_ns
+    std::map<HandleId, uint64_t> holds_;  // of the latest releases
+    std::deque<HandleId> hold_order_;
+};
+
+}  // namespace connleak

@@ -1,0 +1,318 @@
+// libdwfl unwinding of copied stacks (see unwinder.h).
+#include "unwinder.h"
+
+#include <elfutils/libdwfl.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <set>
+#include <tuple>
+
+namespace connleak {
+
+struct Unwinder::Process {
+    uint32_t pid = 0;
+    std::vector<Mapping> maps;  // every mapping, as last read
+    std::string files;          // the file mappings, to notice a change
+    Dwfl_Callbacks callbacks{};
+    std::string debuginfo_path;
+    char* debuginfo_path_ptr = nullptr;
+    Dwfl* dwfl = nullptr;
+    bool attached = false;
+    const UnwindInput* in = nullptr;  // the stack being unwound
+    bool read_failed = false;         // a read fell outside the copy
+
+    ~Process()
+    {
+        if (dwfl)
+            dwfl_end(dwfl);
+    }
+};
+
+namespace {
+
+std::string dwfl_error() { return dwfl_errmsg(-1) ? dwfl_errmsg(-1) : "unknown libdwfl error"; }
+
+// Modules are reported under the path that opens them from here
+// (/proc/PID/root/..., /proc/PID/map_files/... for deleted files).
+int find_elf(Dwfl_Module*, void**, const char* modname, Dwarf_Addr, char** file_name, Elf** elfp)
+{
+    *elfp = nullptr;
+    int fd = ::open(modname, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0)
+        *file_name = ::strdup(modname);
+    return fd;
+}
+
+pid_t next_thread(Dwfl*, void* arg, void** thread_argp)
+{
+    if (*thread_argp)
+        return 0;
+    *thread_argp = arg;
+    return static_cast<pid_t>(static_cast<Unwinder::Process*>(arg)->in->tid);
+}
+
+bool get_thread(Dwfl*, pid_t, void* arg, void** thread_argp)
+{
+    *thread_argp = arg;
+    return true;
+}
+
+// Only the copied stack is memory: anything else stops the unwinding.
+bool memory_read(Dwfl*, Dwarf_Addr addr, Dwarf_Word* result, void* arg)
+{
+    auto* p = static_cast<Unwinder::Process*>(arg);
+    const UnwindInput& in = *p->in;
+    const uint64_t sp = in.regs[7];
+    if (addr < sp || addr - sp > in.stack_len || in.stack_len - (addr - sp) < sizeof(Dwarf_Word)) {
+        p->read_failed = true;
+        return false;
+    }
+    std::memcpy(result, in.stack + (addr - sp), sizeof(Dwarf_Word));
+    return true;
+}
+
+bool set_initial_registers(Dwfl_Thread* thread, void* arg)
+{
+    const UnwindInput& in = *static_cast<Unwinder::Process*>(arg)->in;
+    Dwarf_Word regs[kUnwindRegs];
+    for (size_t i = 0; i < kUnwindRegs; i++)
+        regs[i] = in.regs[i];
+    if (!dwfl_thread_state_registers(thread, 0, kUnwindRegs, regs))
+        return false;
+    dwfl_thread_state_register_pc(thread, in.regs[16]);
+    return true;
+}
+
+const Dwfl_Thread_Callbacks kThreadCallbacks = {
+    next_thread, get_thread, memory_read, set_initial_registers, nullptr, nullptr,
+};
+
+bool is_file(const Mapping& m) { return m.inode != 0 && !m.path.empty() && m.path[0] == '/'; }
+
+std::string file_signature(const std::vector<Mapping>& maps)
+{
+    std::string s;
+    char buf[96];
+    for (const Mapping& m : maps)
+        if (is_file(m)) {
+            std::snprintf(buf, sizeof buf, "%llx-%llx %llx %llu;", (unsigned long long)m.start,
+                          (unsigned long long)m.end, (unsigned long long)m.offset, (unsigned long long)m.inode);
+            s += buf;
+        }
+    return s;
+}
+
+struct UnwindState {
+    std::vector<uint64_t> pcs;
+    size_t max = 0;
+};
+
+int on_frame(Dwfl_Frame* state, void* arg)
+{
+    auto* st = static_cast<UnwindState*>(arg);
+    Dwarf_Addr pc = 0;
+    bool activation = false;
+    if (!dwfl_frame_pc(state, &pc, &activation))
+        return DWARF_CB_ABORT;
+    st->pcs.push_back(pc);
+    return st->pcs.size() >= st->max ? DWARF_CB_ABORT : DWARF_CB_OK;
+}
+
+}  // namespace
+
+Unwinder::Unwinder(UnwinderOptions opts) : opts_(std::move(opts)) {}
+Unwinder::~Unwinder() = default;
+
+const std::vector<Mapping>* Unwinder::maps(uint32_t pid) const
+{
+    auto it = procs_.find(pid);
+    return it == procs_.end() ? nullptr : &it->second->maps;
+}
+
+void Unwinder::forget(uint32_t pid) { procs_.erase(pid); }
+
+// The process's libdwfl session; with `refresh`, made again if its file
+// mappings changed. A process that is gone keeps the session it had: its
+// modules were opened when it was made.
+Unwinder::Process* Unwinder::process(uint32_t pid, bool refresh)
+{
+    auto it = procs_.find(pid);
+    if (it != procs_.end() && !refresh)
+        return it->second.get();
+    auto maps = read_maps(pid);
+    // A process that exited reads as no maps at all (zombie) or none.
+    if (!maps || maps->empty())
+        return it == procs_.end() ? nullptr : it->second.get();
+    std::string files = file_signature(*maps);
+    if (it != procs_.end() && it->second->files == files) {
+        it->second->maps = std::move(*maps);
+        return it->second.get();
+    }
+
+    auto p = std::make_unique<Process>();
+    p->pid = pid;
+    p->maps = std::move(*maps);
+    p->files = std::move(files);
+    const std::string root = "/proc/" + std::to_string(pid) + "/root";
+    p->debuginfo_path = ":.debug:" + opts_.debug_root + ":" + root + opts_.debug_root;
+    p->debuginfo_path_ptr = p->debuginfo_path.data();
+    p->callbacks.find_elf = find_elf;
+    p->callbacks.find_debuginfo = dwfl_standard_find_debuginfo;
+    p->callbacks.debuginfo_path = &p->debuginfo_path_ptr;
+    p->dwfl = dwfl_begin(&p->callbacks);
+    if (!p->dwfl)
+        return nullptr;
+
+    // One module per file with code: from its lowest mapping (the ELF
+    // header, offset 0) to its highest.
+    struct Range {
+        uint64_t low = UINT64_MAX, high = 0;
+        bool exec = false;
+        std::string path;
+    };
+    std::map<std::tuple<uint32_t, uint32_t, uint64_t, std::string>, Range> files_by_id;
+    for (const Mapping& m : p->maps) {
+        if (!is_file(m))
+            continue;
+        Range& r = files_by_id[{m.dev_major, m.dev_minor, m.inode, m.path}];
+        if (m.start < r.low) {
+            r.low = m.start;
+            r.path = path_in_target(pid, m);
+        }
+        r.high = std::max(r.high, m.end);
+        r.exec = r.exec || m.perms.find('x') != std::string::npos;
+    }
+    dwfl_report_begin(p->dwfl);
+    for (const auto& [id, r] : files_by_id)
+        if (r.exec)
+            dwfl_report_module(p->dwfl, r.path.c_str(), r.low, r.high);
+    dwfl_report_end(p->dwfl, nullptr, nullptr);
+    // Open every module now, so the process can still be unwound (from
+    // a late event) once it exited.
+    dwfl_getmodules(
+        p->dwfl,
+        [](Dwfl_Module* mod, void**, const char*, Dwarf_Addr, void*) -> int {
+            Dwarf_Addr bias;
+            dwfl_module_getelf(mod, &bias);
+            return DWARF_CB_OK;
+        },
+        nullptr, 0);
+    p->attached = dwfl_attach_state(p->dwfl, nullptr, static_cast<pid_t>(pid), &kThreadCallbacks, p.get());
+    Process* raw = p.get();
+    procs_[pid] = std::move(p);
+    return raw;
+}
+
+UnwindResult Unwinder::unwind(const UnwindInput& in)
+{
+    // The session made at the first stack serves the next ones; the maps
+    // are read again only when a frame lies in no module it knows (a
+    // library loaded since).
+    Process* p = process(in.pid, false);
+    UnwindResult out = unwind_in(p, in);
+    if (p && !out.complete && !out.frames.empty() && !dwfl_addrmodule(p->dwfl, out.frames.back().pc)) {
+        Process* fresh = process(in.pid, true);
+        if (fresh != p)
+            out = unwind_in(fresh, in);
+    }
+    return out;
+}
+
+UnwindResult Unwinder::unwind_in(Process* p, const UnwindInput& in)
+{
+    UnwindResult out;
+    UnwindState st;
+    st.max = opts_.max_frames;
+    if (!p || !p->attached) {
+        out.error = p ? "libdwfl: " + dwfl_error() : "process maps unreadable";
+        st.pcs.push_back(in.regs[16]);
+    } else {
+        p->in = &in;
+        p->read_failed = false;
+        int rc = dwfl_getthread_frames(p->dwfl, static_cast<pid_t>(in.tid), on_frame, &st);
+        p->in = nullptr;
+        // libdwfl ends quietly when a return address cannot be read: only
+        // an end where the CFI says "no caller" (_start, clone) is complete.
+        if (rc == 0 && !p->read_failed && st.pcs.size() > 1)
+            out.complete = true;
+        else if (rc == 0)
+            out.error = "the stack copy ends (--stack-size)";
+        else if (rc == DWARF_CB_ABORT && st.pcs.size() >= st.max)
+            out.error = "more than " + std::to_string(st.max) + " frames";
+        else
+            out.error = dwfl_error();
+        if (st.pcs.empty())
+            st.pcs.push_back(in.regs[16]);
+    }
+    const std::vector<Mapping>* maps = p ? &p->maps : nullptr;
+    for (uint64_t pc : st.pcs) {
+        UnwoundFrame f;
+        f.pc = pc;
+        if (maps)
+            if (const Mapping* m = find_mapping(*maps, pc); m && is_file(*m)) {
+                f.mapping = m;
+                f.file_offset = pc - m->start + m->offset;
+            }
+        out.frames.push_back(f);
+    }
+    return out;
+}
+
+std::string Unwinder::source_line(uint32_t pid, uint64_t pc, bool exact)
+{
+    auto it = procs_.find(pid);
+    if (it == procs_.end() || !it->second->dwfl)
+        return "";
+    const uint64_t at = exact || pc == 0 ? pc : pc - 1;
+    Dwfl_Module* mod = dwfl_addrmodule(it->second->dwfl, at);
+    if (!mod)
+        return "";
+    Dwfl_Line* line = dwfl_module_getsrc(mod, at);
+    if (!line)
+        return "";
+    int lineno = 0;
+    const char* file = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr);
+    if (!file || lineno <= 0)
+        return "";
+    const char* base = std::strrchr(file, '/');
+    return std::string(base ? base + 1 : file) + ":" + std::to_string(lineno);
+}
+
+std::string Unwinder::symbol(uint32_t pid, uint64_t pc, uint64_t* offset)
+{
+    auto it = procs_.find(pid);
+    if (it == procs_.end() || !it->second->dwfl)
+        return "";
+    Dwfl_Module* mod = dwfl_addrmodule(it->second->dwfl, pc);
+    GElf_Off off = 0;
+    GElf_Sym sym;
+    const char* name = mod ? dwfl_module_addrinfo(mod, pc, &off, &sym, nullptr, nullptr, nullptr) : nullptr;
+    if (!name)
+        return "";
+    *offset = off;
+    return name;
+}
+
+std::string Unwinder::build_id(uint32_t pid, uint64_t pc)
+{
+    auto it = procs_.find(pid);
+    if (it == procs_.end() || !it->second->dwfl)
+        return "";
+    Dwfl_Module* mod = dwfl_addrmodule(it->second->dwfl, pc);
+    const unsigned char* bits = nullptr;
+    GElf_Addr vaddr = 0;
+    int n = mod ? dwfl_module_build_id(mod, &bits, &vaddr) : 0;
+    std::string hex;
+    char buf[3];
+    for (int i = 0; i < n; i++) {
+        std::snprintf(buf, sizeof buf, "%02x", bits[i]);
+        hex += buf;
+    }
+    return hex;
+}
+
+}  // namespace connleak

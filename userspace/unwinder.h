@@ -1,0 +1,91 @@
+// Unwinds a copied user stack with the binaries' DWARF CFI (.eh_frame,
+// .debug_frame) through elfutils libdwfl, the way perf's unwind-libdw does:
+// registers and stack bytes taken by the kernel at an acquisition, memory
+// reads served from that copy only. Works without frame pointers; libdwfl
+// falls back to frame pointers where a module has no CFI.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proc_maps.h"
+
+namespace connleak {
+
+// x86-64 registers in DWARF order (rax rdx rcx rbx rsi rdi rbp rsp r8-r15),
+// then rip: as in connleak.h's acquire_event.
+constexpr size_t kUnwindRegs = 17;
+
+struct UnwindInput {
+    uint32_t pid = 0, tid = 0;
+    uint64_t regs[kUnwindRegs] = {};
+    const uint8_t* stack = nullptr;  // bytes copied from regs[7] (sp) upwards
+    size_t stack_len = 0;
+};
+
+// One frame: an address in the target, and where it lies.
+struct UnwoundFrame {
+    uint64_t pc = 0;           // regs' rip for the first frame, else a return address
+    const Mapping* mapping = nullptr;  // in Unwinder::maps(pid); null: no file maps it
+    uint64_t file_offset = 0;  // of pc in mapping's file
+};
+
+struct UnwindResult {
+    std::vector<UnwoundFrame> frames;  // innermost first
+    // Reached the outermost frame (the CFI says there is no caller). Else
+    // unwinding stopped early: `error` says why (the copy ended, no CFI and
+    // no frame pointer, an address outside every module...).
+    bool complete = false;
+    std::string error;
+};
+
+struct UnwinderOptions {
+    size_t max_frames = 128;
+    // Where separate debug files live (ROOT/.build-id/..., ROOT/DIR/DEBUGLINK),
+    // for .debug_frame and file:line.
+    std::string debug_root = "/usr/lib/debug";
+};
+
+// Not thread-safe. One libdwfl session per process (its modules at their
+// load addresses), made again when the process maps other files.
+class Unwinder {
+public:
+    explicit Unwinder(UnwinderOptions opts = {});
+    ~Unwinder();
+    Unwinder(const Unwinder&) = delete;
+    Unwinder& operator=(const Unwinder&) = delete;
+
+    UnwindResult unwind(const UnwindInput& in);
+
+    // "file.c:42" of the call before return address `pc` (of the first
+    // frame, the instruction itself when `exact`), "" without line info.
+    // Valid for a pid unwound before and not forgotten since.
+    std::string source_line(uint32_t pid, uint64_t pc, bool exact);
+    // The GNU build id (hex) of the module holding `pc`, "" if none.
+    std::string build_id(uint32_t pid, uint64_t pc);
+    // The symbol holding `pc` and the offset into it, from the module
+    // libdwfl holds open (so also once the process exited); "" if none.
+    std::string symbol(uint32_t pid, uint64_t pc, uint64_t* offset);
+
+    // The process's mappings as last read (for naming frames; valid until
+    // the next unwind).
+    const std::vector<Mapping>* maps(uint32_t pid) const;
+
+    // Frees what is kept for a process that exited.
+    void forget(uint32_t pid);
+
+    struct Process;  // libdwfl state of one process (unwinder.cpp)
+
+private:
+    Process* process(uint32_t pid, bool refresh);
+    UnwindResult unwind_in(Process* p, const UnwindInput& in);
+
+    UnwinderOptions opts_;
+    std::map<uint32_t, std::unique_ptr<Process>> procs_;
+};
+
+}  // namespace connleak
