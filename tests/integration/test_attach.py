@@ -8,12 +8,14 @@ awaited in the JSON (generous timeout), then asserted exactly."""
 
 import os
 import signal
+import socket
+import subprocess
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from connleak_run import (Client, ConnleakTestCase, Tracer, counts, dump, find_process,  # noqa: E402
+from connleak_run import (PQCLIENT, Client, ConnleakTestCase, Tracer, counts, dump, find_process,  # noqa: E402
                           pqclient_summaries, proc_counts)
 
 WAIT = 60  # seconds to wait for an expected snapshot
@@ -209,6 +211,28 @@ class AttachTest(ConnleakTestCase):
                             "JSON file not replaced within %ss\n%s" % (WAIT, t.describe() + dump(replaced)))
         c.exit()
         self.finish_tracer(t)
+
+    def test_connect_in_flight_at_attach(self):
+        """A connect under way when the probes go in has no return probe
+        (uretprobes are armed at function entry), so its handle is like one
+        made before attach: not acquired, its PQfinish released_untracked.
+        A fake server accepts and stays silent to hold PQconnectdb open."""
+        srv = socket.socket()
+        self.addCleanup(srv.close)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+        c = subprocess.Popen([PQCLIENT, "fail", "host=127.0.0.1 port=%d connect_timeout=60" % port, "1", "0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: c.poll() is None and c.kill())
+        peer, _ = srv.accept()  # pqclient is now inside PQconnectdb
+        t = self.attach([c.pid])
+        peer.close()  # PQconnectdb returns a failed handle; pqclient finishes it and exits
+        out, err = c.communicate(timeout=WAIT)
+        self.assertEqual(pqclient_summaries(out)[-1]["finished"], 1, err)
+        self.assertEqual(t.wait(), 0, t.describe())
+        proc = find_process(t.last, c.pid)
+        self.assertEqual(proc_counts(proc), counts(True, released_untracked=1), t.describe())
 
 
 if __name__ == "__main__":
