@@ -1,0 +1,925 @@
+#!/usr/bin/python3
+"""connleak's benchmarks: what tracing costs, and proof that no count is lost.
+
+    bench/bench.py --build BUILD_DIR [--quick] [--only SECTION,...] [--out FILE]
+    bench/bench.py --markdown [FILE]      # render a results.json as Markdown
+
+Sections (all by default; see BENCHMARKS.md for what each measures):
+    cost        per-event cost: PQconnectStart+PQfinish cycles, untraced, under
+                no-op probes (the floor) and under connleak; the bare cost of a
+                uprobe and uprobe+uretprobe on no-op functions (uprobe_floor)
+    pgbench     pgbench -C -S against a throwaway PostgreSQL 15, untraced and
+                traced, interleaved A/B pairs: throughput ratio
+    exactness   200,000 lifecycles, 4 processes x 4 threads, leaks and pings:
+                connleak's counts == the client's; maps too small: dropped > 0
+    bystander   a socket/syscall/fork-heavy process that never uses libpq,
+                with connleak attached to another process: its slowdown
+Footprint (connleak's peak RSS, CPU time, BPF map memory) is gathered from
+every traced run. Prints a table; writes bench/results.json (--out).
+Needs root. Traffic goes to 127.0.0.1 and Unix sockets only.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+
+import benchlib as bl  # noqa: E402
+from benchlib import summary  # noqa: E402
+
+PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+
+SECTIONS = ("cost", "pgbench", "exactness", "bystander")
+
+GOALS = {
+    "pgbench_ratio": 0.99,        # traced/untraced tps, median of pairs, >=
+    "cost_vs_floor": 1.2,         # added per cycle / floor per cycle, <=
+    "bystander_slowdown_pct": 1.0,  # <=
+    "peak_rss_mb": 30.0,          # <=
+}
+
+
+def log(msg):
+    print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- context
+
+class Ctx:
+    def __init__(self, args):
+        self.args = args
+        self.quick = args.quick
+        self.tools = bl.Tools(args.build)
+        self.tmp = bl.make_tmpdir()
+        self.libpq = bl.system_libpq()
+        self.footprints = []   # every connleak run: {"workload", peak_rss_kb, cpu_s, wall_s, cpu_percent}
+        self.bpf_maps = None   # connleak's maps at default sizes
+        self.our_pids = set()
+        self.foreign = []      # uprobes on libpq seen from other processes
+
+    def note_footprint(self, workload, mon):
+        fp = mon.footprint()
+        fp["workload"] = workload
+        self.footprints.append(fp)
+
+    def foreign_uprobes(self):
+        """Uprobes on a libpq owned by processes other than ours: another
+        connleak running on this machine makes "untraced" runs traced."""
+        try:
+            out = subprocess.run(["bpftool", "-j", "perf"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                 text=True, timeout=30).stdout
+            entries = json.loads(out or "[]")
+        except (OSError, ValueError, subprocess.SubprocessError):
+            return []
+        return sorted({e["pid"] for e in entries
+                       if e.get("fd_type", "").startswith("u") and "libpq" in e.get("filename", "")
+                       and e.get("pid") not in self.our_pids})
+
+    def check_foreign(self, where):
+        pids = self.foreign_uprobes()
+        if pids:
+            self.foreign.append({"where": where, "pids": pids})
+        return bool(pids)
+
+
+def rotate(seq, k):
+    k %= len(seq)
+    return list(seq[k:]) + list(seq[:k])
+
+
+def read_sysctl(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+# ---------------------------------------------------------------- cost
+
+def run_pqstress_cycles(ctx, cond, n, tag):
+    """One A/B run of PQconnectStart+PQfinish cycles under condition cond:
+    pqstress alternates blocks of cycles through the system libpq (where the
+    probes are) and through a copy of it (a different file: no probe), so
+    probed - plain is what the probes add, measured side by side."""
+    t = ctx.tools
+    client = [t.pqstress, "-n", n, "-B", ctx.libpq_copy, "-b", 50]
+    json_path = os.path.join(ctx.tmp, "cost-%s.json" % tag)
+    if cond == "untraced":
+        cmd = client
+    elif cond == "connleak":
+        cmd = bl.connleak_cmd(t, json_path, interval=1) + ["--"] + client
+    elif cond == "floor_points":       # no-op programs on all of connleak's probe points
+        cmd = [t.uprobe_floor, "attach", ctx.libpq, "--"] + client
+    elif cond == "floor_connect":      # no-op uprobe+uretprobe on PQconnectStart only
+        cmd = [t.uprobe_floor, "attach", ctx.libpq, "PQconnectStart:ret", "--"] + client
+    elif cond == "floor_finish_after_test":  # proposed fix: PQfinish probed past its NULL test
+        cmd = [t.uprobe_floor, "attach", ctx.libpq, "PQconnectStart:ret", "PQfinish+%d" % ctx.finish_offset,
+               "--"] + client
+    else:
+        raise ValueError(cond)
+    mon = bl.Monitored(cmd, ctx.tmp, name="cost-" + tag)
+    ctx.our_pids.add(mon.pid)
+    rc = mon.wait(600)
+    ab = [x for x in bl.tagged_json(mon.stdout(), "pqstress") if x["role"] == "ab"]
+    if rc != 0 or not ab:
+        raise RuntimeError("cost run %s failed\n%s" % (cond, mon.describe()))
+    ab = ab[0]
+    res = {"added_cpu_ns": ab["added_cpu_ns_per_cycle"], "added_cpu_ns_block_median": ab["added_cpu_ns_per_cycle_median"],
+           "added_wall_ns": ab["probed_wall_ns_per_cycle"] - ab["plain_wall_ns_per_cycle"],
+           "plain_cpu_ns": ab["plain_cpu_ns_per_cycle"], "probed_cpu_ns": ab["probed_cpu_ns_per_cycle"]}
+    if cond == "connleak":
+        ctx.note_footprint("cost: %d PQconnectStart+PQfinish cycles" % n, mon)
+        snap = bl.read_json(json_path)
+        p = bl.find_process(snap, ab["pid"]) or {}
+        want = ab["probed_cycles"]
+        res["exact"] = (p.get("acquired"), p.get("released"), p.get("dropped")) == (want, want, 0)
+    return res
+
+
+def finish_offset(libpq):
+    """Offset in PQfinish of the first instruction after its `test %rdi,%rdi;
+    je` prologue (the proposed probe point), or None if it does not start so."""
+    try:
+        nm = subprocess.run(["nm", "-D", libpq], stdout=subprocess.PIPE, text=True, timeout=30).stdout
+        addr = int(next(l.split()[0] for l in nm.splitlines() if l.endswith(" PQfinish")), 16)
+        dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "--start-address=%#x" % addr,
+                              "--stop-address=%#x" % (addr + 16), libpq],
+                             stdout=subprocess.PIPE, text=True, timeout=30).stdout
+    except (OSError, StopIteration, ValueError, subprocess.SubprocessError):
+        return None
+    insns = re.findall(r"^\s*([0-9a-f]+):\s+(\S+)\s*(.*)$", dis, re.M)
+    if len(insns) >= 3 and insns[0][1] == "test" and insns[0][2].startswith("%rdi,%rdi") and insns[1][1] == "je":
+        return int(insns[2][0], 16) - addr
+    return None
+
+
+class BpfStats:
+    """kernel.bpf_stats_enabled = 1 for a while, then back as it was."""
+    path = "/proc/sys/kernel/bpf_stats_enabled"
+
+    def __enter__(self):
+        with open(self.path) as f:
+            self.before = f.read().strip()
+        with open(self.path, "w") as f:
+            f.write("1")
+        return self
+
+    def __exit__(self, *exc):
+        with open(self.path, "w") as f:
+            f.write(self.before)
+        return False
+
+
+def bystander_accounted(ctx, idle_pid, iters):
+    """What connleak's programs cost the bystander, as the kernel counts it:
+    the bystander's forks and exits times the average run time of
+    handle_fork and handle_exit (bpf_stats_enabled), over its CPU time per
+    iteration. Steady where A/B timing drowns in a busy machine's noise."""
+    t = ctx.tools
+    json_path = os.path.join(ctx.tmp, "bystander-stats.json")
+    with BpfStats():
+        cl = bl.Monitored(bl.connleak_cmd(t, json_path, interval=1) + ["-p", idle_pid], ctx.tmp,
+                          name="bystander-stats")
+        ctx.our_pids.add(cl.pid)
+        try:
+            if not bl.wait_for(lambda: os.path.exists(json_path) or not cl.alive(), 60) or not cl.alive():
+                raise RuntimeError("connleak -p did not attach\n" + cl.describe())
+            before = {p["name"]: p for p in bl.bpf_progs_of(cl.pid)}
+            by = subprocess.run([t.bystander, "-n", str(iters)], stdout=subprocess.PIPE, text=True, timeout=600)
+            after = {p["name"]: p for p in bl.bpf_progs_of(cl.pid)}
+        finally:
+            cl.send_signal(signal.SIGINT)
+            if cl.wait(60) is None:
+                cl.kill()
+    b = bl.tagged_json(by.stdout, "bystander")[0]
+    progs = {}
+    for name in ("handle_fork", "handle_exit"):
+        cnt = after[name]["run_cnt"] - before[name]["run_cnt"]
+        ns = after[name]["run_time_ns"] - before[name]["run_time_ns"]
+        progs[name] = {"runs": cnt, "ns_per_run": ns / cnt if cnt else None}
+    # per iteration: one thread (clone + exit), and every 20th a process
+    # (fork + exit of the child)
+    per_iter = 1 + 1 / 20.0
+    ns = per_iter * sum(v["ns_per_run"] or 0 for v in progs.values())
+    return {"programs": progs, "events_per_iter": {"fork": per_iter, "exit": per_iter},
+            "bpf_ns_per_iter": ns, "cpu_ns_per_iter": b["cpu_ns_per_iter"],
+            "overhead_pct": 100.0 * ns / b["cpu_ns_per_iter"]}
+
+
+def bpf_prog_stats(ctx, n):
+    """Average run time of each connleak program per hit, with the kernel's
+    BPF statistics switched on for this one run (they cost a little, so the
+    timed runs are made without them)."""
+    t = ctx.tools
+    json_path = os.path.join(ctx.tmp, "stats.json")
+    mon = None
+    with BpfStats():
+        try:
+            mon = bl.Monitored(bl.connleak_cmd(t, json_path, interval=1) + ["--", t.pqstress, "-n", n, "-a", "start",
+                                                                               "-W", "-T", "120"],
+                               ctx.tmp, name="progstats")
+            ctx.our_pids.add(mon.pid)
+            if not bl.wait_for(lambda: '"role":"total"' in mon.stdout() or not mon.alive(), 300):
+                return None
+            progs = {p["name"]: {"run_cnt": p.get("run_cnt", 0), "run_time_ns": p.get("run_time_ns", 0),
+                                 "recursion_misses": p.get("recursion_misses"),
+                                 "ns_per_run": p["run_time_ns"] / p["run_cnt"] if p.get("run_cnt") else None}
+                     for p in bl.bpf_progs_of(mon.pid) if p.get("run_cnt")}
+            tot = [x for x in bl.tagged_json(mon.stdout(), "pqstress") if x["role"] == "total"]
+            if tot:
+                os.kill(tot[0]["pid"], signal.SIGUSR1)
+            mon.wait(120)
+            return progs
+        finally:
+            if mon is not None and mon.alive():
+                mon.kill()
+
+
+def section_cost(ctx):
+    n = 4000 if ctx.quick else 6000
+    rounds = 3 if ctx.quick else 7
+    floor_calls = 3000 if ctx.quick else 5000
+    ctx.finish_offset = finish_offset(ctx.libpq)
+    ctx.libpq_copy = os.path.join(ctx.tmp, "libpq-copy", "libpq.so.5")
+    os.makedirs(os.path.dirname(ctx.libpq_copy), exist_ok=True)
+    shutil.copyfile(os.path.realpath(ctx.libpq), ctx.libpq_copy)
+    conds = ["untraced", "floor_points", "floor_connect", "connleak"]
+    if ctx.finish_offset:
+        conds.append("floor_finish_after_test")
+    per = {c: [] for c in conds}
+    floor_rounds = []
+    contaminated = []
+    log("cost: %d rounds x %d conditions, each %d cycles in A/B blocks" % (rounds, len(conds), n))
+    for r in range(rounds):
+        foreign = ctx.check_foreign("cost round %d" % r)
+        got = {}
+        for c in rotate(conds, r):
+            got[c] = run_pqstress_cycles(ctx, c, n, "%s-%d" % (c, r))
+        out = subprocess.run([ctx.tools.uprobe_floor, "self", "-n", str(floor_calls), "-r", "1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
+        if out.returncode != 0:
+            raise RuntimeError("uprobe_floor self failed: " + out.stderr)
+        floor_rounds.append(json.loads(out.stdout))
+        foreign = ctx.check_foreign("cost round %d" % r) or foreign
+        contaminated.append(foreign)
+        for c in conds:
+            per[c].append(got[c])
+    clean = [i for i in range(rounds) if not contaminated[i]] or list(range(rounds))
+
+    def fl(fn, probe, key="added_cpu_ns"):
+        return [floor_rounds[i]["functions"][fn][probe][key][0] for i in clean]
+
+    res = {"method": "A/B blocks of 50 cycles: system libpq (probed) vs a copy (unprobed), CPU time",
+           "cycles_per_run": n, "rounds": rounds, "rounds_used": len(clean),
+           "rounds_with_foreign_uprobes": sum(contaminated), "floor_calls": floor_calls,
+           "pqfinish_probe_offset_proposed": ctx.finish_offset, "conditions": {}}
+    for c in conds:
+        res["conditions"][c] = {k: summary([per[c][i][k] for i in clean])
+                                for k in ("added_cpu_ns", "added_cpu_ns_block_median", "added_wall_ns",
+                                          "plain_cpu_ns")}
+    res["connleak_counts_exact"] = all(x.get("exact") for x in per["connleak"])
+    floor = {
+        "uprobe_push_ns": summary(fl("floor_push", "uprobe")),
+        "uprobe_uretprobe_push_ns": summary(fl("floor_push", "uprobe_uretprobe")),
+        "uprobe_test_ns": summary(fl("floor_test", "uprobe")),
+        "uprobe_uretprobe_test_ns": summary(fl("floor_test", "uprobe_uretprobe")),
+        "uprobe_push_wall_ns": summary(fl("floor_push", "uprobe", "added_wall_ns")),
+        "uprobe_uretprobe_push_wall_ns": summary(fl("floor_push", "uprobe_uretprobe", "added_wall_ns")),
+    }
+    # The probe hits one cycle takes under connleak: entry + return of
+    # PQconnectStart (starts `push %rbp`) and entry of PQfinish (starts
+    # `test %rdi,%rdi`), each measured on a no-op function starting alike.
+    floor["cycle_floor_ns"] = summary([a + b for a, b in zip(fl("floor_push", "uprobe_uretprobe"),
+                                                              fl("floor_test", "uprobe"))])
+    res["floor"] = floor
+    # Ratios per round (numerator and floor measured minutes apart drift
+    # together), then their median.
+    res["ratio_per_round_vs_cycle_floor"] = summary(
+        [per["connleak"][i]["added_cpu_ns"] / (floor_rounds[i]["functions"]["floor_push"]["uprobe_uretprobe"]
+                                                ["added_cpu_ns"][0]
+                                                + floor_rounds[i]["functions"]["floor_test"]["uprobe"]
+                                                ["added_cpu_ns"][0]) for i in clean])
+    res["ratio_per_round_vs_points_floor"] = summary(
+        [per["connleak"][i]["added_cpu_ns"] / per["floor_points"][i]["added_cpu_ns"] for i in clean])
+    res["clean"] = sum(contaminated) < rounds
+    conn_added = res["conditions"]["connleak"]["added_cpu_ns"]["median"]
+    res["connleak_added_cpu_ns"] = conn_added
+    res["ratio_vs_cycle_floor"] = conn_added / floor["cycle_floor_ns"]["median"]
+    res["ratio_vs_points_floor"] = conn_added / res["conditions"]["floor_points"]["added_cpu_ns"]["median"]
+    res["ratio_vs_one_uprobe_uretprobe"] = conn_added / floor["uprobe_uretprobe_push_ns"]["median"]
+    log("cost: BPF program run time per hit (bpf_stats_enabled, one extra run)")
+    res["bpf_prog_ns_per_run"] = bpf_prog_stats(ctx, 10000)
+    return res
+
+
+# ---------------------------------------------------------------- pgbench
+
+def section_pgbench(ctx):
+    from pgserver import PgServer  # tests/integration/pgserver.py
+    pairs = 2 if ctx.quick else 5
+    duration = 3 if ctx.quick else 6
+    clients, threads = 2, 2
+    server = PgServer().start()
+    try:
+        env = server.env()
+        init = subprocess.run([PGBENCH, "-i", "-s", "1", "-q"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=300)
+        if init.returncode != 0:
+            raise RuntimeError("pgbench -i failed:\n" + init.stdout)
+        base = [PGBENCH, "-n", "-C", "-S", "-T", str(duration), "-c", str(clients), "-j", str(threads)]
+
+        with open(os.path.join(server.data, "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+
+        def run(mode, tag):
+            app = "bench_%s" % tag
+            e = server.env(app)
+            mark = server.log_mark()
+            server_cpu0 = bl.process_cpu_s(postmaster)
+            json_path = os.path.join(ctx.tmp, "pgbench-%s.json" % tag)
+            cmd = base if mode == "untraced" else bl.connleak_cmd(ctx.tools, json_path, interval=1) + ["--"] + base
+            mon = bl.Monitored(cmd, ctx.tmp, name="pgbench-" + tag, env=e)
+            ctx.our_pids.add(mon.pid)
+            rc = mon.wait(duration + 120)
+            out = mon.stdout()
+            m = re.search(r"^tps = ([0-9.]+)", out, re.M)
+            tx = re.search(r"number of transactions actually processed: (\d+)", out)
+            if rc != 0 or not m:
+                raise RuntimeError("pgbench (%s) failed\n%s" % (mode, mon.describe()))
+            # CPU time of the server (postmaster and the backends it reaped)
+            # and of pgbench, where the probes' cost lands. Traced, pgbench is
+            # connleak's child: its time is connleak's children's time;
+            # connleak's own (mostly its one-off start-up) is under footprint.
+            server_cpu = bl.process_cpu_s(postmaster) - server_cpu0
+            client_cpu = mon.children_cpu_s if mode == "traced" else mon.cpu_s
+            r = {"tps": float(m.group(1)), "transactions": int(tx.group(1)) if tx else None,
+                 "server_connections": server.count_authorized(app, since=mark),
+                 "server_cpu_s": server_cpu, "client_cpu_s": client_cpu}
+            if r["transactions"]:
+                r["cpu_us_per_tx"] = 1e6 * (server_cpu + client_cpu) / r["transactions"]
+            if mode == "traced":
+                ctx.note_footprint("pgbench -C -S -c %d -T %d" % (clients, duration), mon)
+                snap = bl.read_json(json_path) or {}
+                procs = snap.get("processes", [])
+                p = procs[0] if procs else {}
+                r["connleak"] = {k: p.get(k) for k in ("acquired", "released", "released_untracked",
+                                                        "leaked_at_exit", "dropped")}
+                r["exact"] = (p.get("acquired") == r["server_connections"] and p.get("released") == p.get("acquired")
+                              and p.get("leaked_at_exit") == 0 and p.get("dropped") == 0
+                              and p.get("released_untracked") == 0)
+            return r
+
+        log("pgbench: warm-up")
+        run("untraced", "warmup")
+        results = []
+        contaminated = []
+        log("pgbench: %d interleaved pairs of %ds runs (-C -S -c %d -j %d)" % (pairs, duration, clients, threads))
+        for i in range(pairs):
+            foreign = ctx.check_foreign("pgbench pair %d" % i)
+            order = ("untraced", "traced") if i % 2 == 0 else ("traced", "untraced")
+            pair = {}
+            for mode in order:
+                pair[mode] = run(mode, "%s_%d" % (mode, i))
+            foreign = ctx.check_foreign("pgbench pair %d" % i) or foreign
+            contaminated.append(foreign)
+            pair["ratio"] = pair["traced"]["tps"] / pair["untraced"]["tps"]
+            if pair["traced"].get("cpu_us_per_tx") and pair["untraced"].get("cpu_us_per_tx"):
+                pair["cpu_ratio"] = pair["untraced"]["cpu_us_per_tx"] / pair["traced"]["cpu_us_per_tx"]
+            results.append(pair)
+        clean = [i for i in range(pairs) if not contaminated[i]] or list(range(pairs))
+        concurrent = pgbench_concurrent(ctx, server, duration)
+        return {
+            "concurrent": concurrent,
+            "command": "pgbench " + " ".join(base[1:]) + "  (TCP 127.0.0.1, PostgreSQL 15, scale 1)",
+            "pairs": results,
+            "pairs_used": len(clean),
+            "pairs_with_foreign_uprobes": sum(contaminated),
+            "ratio": summary([results[i]["ratio"] for i in clean]),
+            "tps_untraced": summary([results[i]["untraced"]["tps"] for i in clean]),
+            "tps_traced": summary([results[i]["traced"]["tps"] for i in clean]),
+            # CPU-bound equivalent: untraced/traced CPU per transaction, all
+            # processes included; steadier than tps on a shared machine.
+            "cpu_ratio": summary([results[i].get("cpu_ratio") for i in clean]),
+            "cpu_us_per_tx_untraced": summary([results[i]["untraced"].get("cpu_us_per_tx") for i in clean]),
+            "cpu_us_per_tx_traced": summary([results[i]["traced"].get("cpu_us_per_tx") for i in clean]),
+            "connleak_counts_exact": all(p["traced"]["exact"] for p in results),
+        }
+    finally:
+        server.stop()
+
+
+def launched_child_running(connleak_pid, exe):
+    """True once connleak's launched command runs exe (it runs only after
+    connleak attached its probes)."""
+    try:
+        with open("/proc/%d/task/%d/children" % (connleak_pid, connleak_pid)) as f:
+            kids = [int(x) for x in f.read().split()]
+    except OSError:
+        return False
+    for k in kids:
+        try:
+            if os.path.realpath("/proc/%d/exe" % k) == os.path.realpath(exe):
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def pgbench_concurrent(ctx, server, duration):
+    """Two pgbench -c 1 at the same time against the same server: one through
+    the system libpq (traced by connleak, or not in control runs), one
+    through a copy of libpq (LD_LIBRARY_PATH: a different file, which no
+    probe reaches). Both see the same machine at the same moment, so the
+    busy machine's drift cancels out of their tps ratio."""
+    copy_dir = os.path.join(ctx.tmp, "libpq-copy")
+    os.makedirs(copy_dir, exist_ok=True)
+    copy = os.path.join(copy_dir, "libpq.so.5")
+    if not os.path.exists(copy):
+        shutil.copyfile(os.path.realpath(ctx.libpq), copy)
+    base = [PGBENCH, "-n", "-C", "-S", "-T", str(duration), "-c", "1", "-j", "1"]
+    plan = (["control", "traced", "traced"] * 2) if not ctx.quick else ["control", "traced"]
+    runs = []
+    log("pgbench: %d concurrent runs (probed libpq vs copy, %s)" % (len(plan), ", ".join(plan)))
+    for i, mode in enumerate(plan):
+        tag = "cc%d_%s" % (i, mode)
+        json_path = os.path.join(ctx.tmp, "pgbench-%s.json" % tag)
+        env_a = server.env("bench_%s_probed" % tag)
+        env_b = server.env("bench_%s_copy" % tag)
+        env_b["LD_LIBRARY_PATH"] = copy_dir
+        foreign = ctx.check_foreign("pgbench concurrent %d" % i)
+        if mode == "traced":
+            a = bl.Monitored(bl.connleak_cmd(ctx.tools, json_path, interval=1) + ["--"] + base, ctx.tmp,
+                             name="pgbench-" + tag + "-a", env=env_a)
+            ctx.our_pids.add(a.pid)
+            bl.wait_for(lambda: launched_child_running(a.pid, PGBENCH) or not a.alive(), 60, 0.005)
+        else:
+            a = bl.Monitored(base, ctx.tmp, name="pgbench-" + tag + "-a", env=env_a)
+        b = bl.Monitored(base, ctx.tmp, name="pgbench-" + tag + "-b", env=env_b)
+        ra, rb = a.wait(duration + 120), b.wait(duration + 120)
+        foreign = ctx.check_foreign("pgbench concurrent %d" % i) or foreign
+        ta = re.search(r"^tps = ([0-9.]+)", a.stdout(), re.M)
+        tb = re.search(r"^tps = ([0-9.]+)", b.stdout(), re.M)
+        if ra != 0 or rb != 0 or not ta or not tb:
+            raise RuntimeError("concurrent pgbench failed\n%s\n%s" % (a.describe(), b.describe()))
+        r = {"mode": mode, "tps_system_libpq": float(ta.group(1)), "tps_copy": float(tb.group(1)),
+             "foreign_uprobes": foreign}
+        r["ratio"] = r["tps_system_libpq"] / r["tps_copy"]
+        if mode == "traced":
+            ctx.note_footprint("pgbench -C -S -c 1 -T %d, beside an untraced one" % duration, a)
+            snap = bl.read_json(json_path) or {}
+            p = (snap.get("processes") or [{}])[0]
+            n = server.count_authorized("bench_%s_probed" % tag)
+            r["exact"] = (p.get("acquired") == n and p.get("released") == n and p.get("dropped") == 0)
+        runs.append(r)
+    clean = [r for r in runs if not r["foreign_uprobes"]] or runs
+    return {
+        "command": "pgbench " + " ".join(base[1:]) + " x2 at once (system libpq | copy)",
+        "runs": runs,
+        "ratio_traced": summary([r["ratio"] for r in clean if r["mode"] == "traced"]),
+        "ratio_control": summary([r["ratio"] for r in clean if r["mode"] == "control"]),
+        "connleak_counts_exact": all(r.get("exact", True) for r in runs),
+    }
+
+
+# ---------------------------------------------------------------- exactness
+
+def section_exactness(ctx):
+    total = 40000 if ctx.quick else 200000
+    log("exactness: %d lifecycles, 4 processes x 4 threads, 1 in 50 leaked, a ping every 100" % total)
+    full = bl.run_exactness(ctx.tools, ctx.tmp, total=total, procs=4, threads=4, leak_every=50,
+                            ping_every=100, api="mix", timeout=600)
+    if full.get("footprint"):
+        ctx.footprints.append(dict(full["footprint"], workload="exactness: %d lifecycles, 16 threads" % total))
+    ctx.bpf_maps = full.get("bpf_maps")
+    log("exactness: maps too small (--max-conns 64 --max-sites 2 --max-procs 3)")
+    small = bl.run_exactness(ctx.tools, ctx.tmp, total=total // 10, procs=4, threads=4, leak_every=20,
+                             ping_every=100, api="mix", max_conns=64, max_sites=2, max_procs=3, timeout=600)
+    for r in (full, small):
+        r.pop("client_workers", None)
+        r["failed_checks"] = bl.failed_checks(r)
+        r.pop("checks", None)
+    return {"full": full, "small_maps": small}
+
+
+# ---------------------------------------------------------------- bystander
+
+def section_bystander(ctx):
+    pairs = 3 if ctx.quick else 6
+    iters = 1500 if ctx.quick else 4000
+    n_libpq = 3000 if ctx.quick else 8000
+    t = ctx.tools
+    copy = os.path.join(ctx.tmp, "libpq-copy", "libpq.so.5")
+    os.makedirs(os.path.dirname(copy), exist_ok=True)
+    if not os.path.exists(copy):
+        shutil.copyfile(os.path.realpath(ctx.libpq), copy)
+    idle = bl.Monitored([t.pqstress, "-n", 1, "-l", 1, "-W", "-T", 900], ctx.tmp, name="idle")
+    try:
+        if not bl.wait_for(lambda: '"role":"total"' in idle.stdout(), 60):
+            raise RuntimeError("idle libpq process did not start\n" + idle.describe())
+        results = []
+        contaminated = []
+        log("bystander: %d interleaved pairs (bystander -n %d; untraced libpq user -n %d)" % (pairs, iters, n_libpq))
+        for i in range(pairs):
+            foreign = ctx.check_foreign("bystander pair %d" % i)
+            order = ("alone", "connleak") if i % 2 == 0 else ("connleak", "alone")
+            pair = {}
+            for mode in order:
+                cl = None
+                if mode == "connleak":
+                    json_path = os.path.join(ctx.tmp, "bystander-%d.json" % i)
+                    cl = bl.Monitored(bl.connleak_cmd(t, json_path, interval=1) + ["-p", idle.pid], ctx.tmp,
+                                      name="bystander-connleak-%d" % i)
+                    ctx.our_pids.add(cl.pid)
+                    if not bl.wait_for(lambda: os.path.exists(json_path) or not cl.alive(), 60) or not cl.alive():
+                        raise RuntimeError("connleak -p did not attach\n" + cl.describe())
+                by = subprocess.run([t.bystander, "-n", str(iters)], stdout=subprocess.PIPE, text=True, timeout=600)
+                lp = subprocess.run([t.pqstress, "-n", str(n_libpq), "-B", copy, "-b", "50"],
+                                    stdout=subprocess.PIPE, text=True, timeout=600)
+                if cl is not None:
+                    cl.send_signal(signal.SIGINT)
+                    if cl.wait(60) != 0:
+                        raise RuntimeError("connleak -p failed\n" + cl.describe())
+                    ctx.note_footprint("bystander: attached to an idle libpq process", cl)
+                b = bl.tagged_json(by.stdout, "bystander")[0]
+                q = [x for x in bl.tagged_json(lp.stdout, "pqstress") if x["role"] == "ab"][0]
+                pair[mode] = {"ns_per_iter": b["ns_per_iter"], "cpu_ns_per_iter": b["cpu_ns_per_iter"],
+                              "libpq_cpu_ns_per_cycle": q["plain_cpu_ns_per_cycle"],
+                              "libpq_added_cpu_ns": q["added_cpu_ns_per_cycle"]}
+            foreign = ctx.check_foreign("bystander pair %d" % i) or foreign
+            contaminated.append(foreign)
+            a, c = pair["alone"], pair["connleak"]
+            pair["slowdown_pct"] = 100.0 * (c["ns_per_iter"] / a["ns_per_iter"] - 1)
+            pair["cpu_slowdown_pct"] = 100.0 * (c["cpu_ns_per_iter"] / a["cpu_ns_per_iter"] - 1)
+            pair["libpq_added_cpu_ns"] = c["libpq_added_cpu_ns"]  # A/B in pqstress: system libpq vs copy
+            results.append(pair)
+        clean = [i for i in range(pairs) if not contaminated[i]] or list(range(pairs))
+        log("bystander: BPF time charged to it (bpf_stats_enabled, one extra run)")
+        accounted = bystander_accounted(ctx, idle.pid, iters)
+        return {
+            "accounted": accounted,
+            "workload": "bystander -n %d: per iteration a loopback TCP connect/accept/64 B each way/close, "
+                        "8 Unix socketpair round trips, 8 getppid, a thread created+joined, and every 20th "
+                        "iteration a fork+exit+wait" % iters,
+            "pairs": results,
+            "pairs_used": len(clean),
+            "pairs_with_foreign_uprobes": sum(contaminated),
+            "slowdown_pct": summary([results[i]["slowdown_pct"] for i in clean]),
+            "cpu_slowdown_pct": summary([results[i]["cpu_slowdown_pct"] for i in clean]),
+            "ns_per_iter_alone": summary([results[i]["alone"]["ns_per_iter"] for i in clean]),
+            "untraced_libpq_user_added_cpu_ns": summary([results[i]["libpq_added_cpu_ns"] for i in clean]),
+            "untraced_libpq_user_cpu_ns_alone": summary([results[i]["alone"]["libpq_cpu_ns_per_cycle"]
+                                                         for i in clean]),
+        }
+    finally:
+        idle.send_signal(signal.SIGTERM)  # pqstress ends its hold
+        if idle.wait(30) is None:
+            idle.kill()
+
+
+# ---------------------------------------------------------------- machine
+
+def machine():
+    def first(path, prefix):
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith(prefix):
+                        return line.split(":", 1)[1].strip()
+        except OSError:
+            pass
+        return None
+
+    def version(cmd):
+        try:
+            return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                  timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+    mem = first("/proc/meminfo", "MemTotal")
+    return {
+        "kernel": platform.release(),
+        "cpu": first("/proc/cpuinfo", "model name"),
+        "cpus": os.cpu_count(),
+        "memory": mem,
+        "hypervisor": "yes" if "hypervisor" in (first("/proc/cpuinfo", "flags") or "") else "no",
+        "clocksource": version(["cat", "/sys/devices/system/clocksource/clocksource0/current_clocksource"]),
+        "os": version(["sh", "-c", ". /etc/os-release; echo \"$PRETTY_NAME\""]),
+        "libbpf": version(["sh", "-c", "dpkg-query -W -f='${Version}' libbpf1"]),
+        "libpq": version(["sh", "-c", "dpkg-query -W -f='${Version}' libpq5"]),
+        "postgresql": version(["/usr/lib/postgresql/15/bin/postgres", "--version"]),
+    }
+
+
+# ---------------------------------------------------------------- report
+
+def fmt(v, spec="%.1f"):
+    return "-" if v is None else spec % v
+
+
+def goals_of(res):
+    goals = []
+    pg = res.get("pgbench")
+    if pg:
+        v = pg["ratio"]["median"]
+        goals.append({"goal": "pgbench -C throughput traced/untraced", "target": ">= %.2f" % GOALS["pgbench_ratio"],
+                      "value": round(v, 4), "met": v >= GOALS["pgbench_ratio"]})
+    c = res.get("cost")
+    if c:
+        v = c["ratio_vs_cycle_floor"]
+        g = {"goal": "added cost per PQconnectStart+PQfinish / bare probe floor of the same hits",
+             "target": "<= %.1f" % GOALS["cost_vs_floor"], "value": round(v, 3), "met": v <= GOALS["cost_vs_floor"]}
+        if not c.get("clean", True):  # another tracer shared the traps: not measurable
+            g["value"], g["met"] = "not measured (foreign probes on libpq in every round)", False
+        goals.append(g)
+    b = res.get("bystander")
+    if b:
+        v = b["slowdown_pct"]["median"]
+        goals.append({"goal": "bystander slowdown (wall clock)", "target": "<= %.1f %%" % GOALS["bystander_slowdown_pct"],
+                      "value": round(v, 2), "met": v <= GOALS["bystander_slowdown_pct"]})
+    e = res.get("exactness")
+    if e or (pg and "connleak_counts_exact" in pg) or c:
+        ok = True
+        if e:
+            ok = ok and e["full"]["ok"] and e["small_maps"]["ok"]
+        if pg:
+            ok = ok and pg["connleak_counts_exact"] and pg.get("concurrent", {}).get("connleak_counts_exact", True)
+        if c:
+            ok = ok and c["connleak_counts_exact"]
+        goals.append({"goal": "exact counts (every run checked)", "target": "exact", "value": "exact" if ok else "MISMATCH",
+                      "met": ok})
+    fp = res.get("footprint")
+    if fp and fp.get("peak_rss_mb") is not None:
+        v = fp["peak_rss_mb"]
+        goals.append({"goal": "connleak peak RSS", "target": "<= %.0f MB" % GOALS["peak_rss_mb"], "value": round(v, 1),
+                      "met": v <= GOALS["peak_rss_mb"]})
+    return goals
+
+
+def table_rows(res):
+    """(figure, how, result) rows."""
+    rows = []
+    pg = res.get("pgbench")
+    if pg:
+        r = pg["ratio"]
+        rows.append(("pgbench -C -S tps, traced/untraced",
+                     "%d interleaved A/B pairs, %s" % (len(pg["pairs"]), pg["command"]),
+                     "min %.3f / median %.3f / max %.3f" % (r["min"], r["median"], r["max"])))
+        rows.append(("pgbench tps untraced | traced (median)", "same runs",
+                     "%.1f | %.1f" % (pg["tps_untraced"]["median"], pg["tps_traced"]["median"])))
+        r = pg["cpu_ratio"]
+        if r["n"]:
+            rows.append(("pgbench CPU per transaction, untraced/traced",
+                         "(server + pgbench CPU time) / transactions, same pairs",
+                         "min %.3f / median %.3f / max %.3f (%.0f vs %.0f us)" % (
+                             r["min"], r["median"], r["max"], pg["cpu_us_per_tx_untraced"]["median"],
+                             pg["cpu_us_per_tx_traced"]["median"])))
+        cc = pg.get("concurrent")
+        if cc and cc["ratio_traced"]["n"]:
+            r, k = cc["ratio_traced"], cc["ratio_control"]
+            rows.append(("pgbench -C -S tps, traced/untraced, run at once",
+                         "%d runs: -c 1 on the system libpq (traced) beside -c 1 on a libpq copy"
+                         % r["n"], "min %.3f / median %.3f / max %.3f" % (r["min"], r["median"], r["max"])))
+            if k["n"]:
+                rows.append(("  same, neither traced (control: the method's bias)", "%d runs" % k["n"],
+                             "min %.3f / median %.3f / max %.3f" % (k["min"], k["median"], k["max"])))
+        rows.append(("pgbench: connleak acquired == server's connections", "server log (log_connections)",
+                     "yes" if pg["connleak_counts_exact"] else "NO"))
+    c = res.get("cost")
+    if c:
+        co = c["conditions"]
+        rows.append(("PQconnectStart+PQfinish, untraced", "CPU time per cycle, median of %d rounds"
+                     % c["rounds_used"], "%.1f us" % (co["untraced"]["plain_cpu_ns"]["median"] / 1000)))
+        a = co["connleak"]["added_cpu_ns"]
+        rows.append(("  added by connleak", "A/B: probed libpq - unprobed copy, same process, %d cycles/run"
+                     % c["cycles_per_run"],
+                     "%.1f us (min %.1f, max %.1f)" % (a["median"] / 1000, a["min"] / 1000, a["max"] / 1000)))
+        a = co["untraced"]["added_cpu_ns"]
+        rows.append(("  added with no tracer (noise, foreign probes)", "same A/B, nothing attached",
+                     "%.1f us (min %.1f, max %.1f)" % (a["median"] / 1000, a["min"] / 1000, a["max"] / 1000)))
+        a = co["floor_points"]["added_cpu_ns"]
+        rows.append(("  added by no-op programs on connleak's probe points", "uprobe_floor attach, same A/B",
+                     "%.1f us" % (a["median"] / 1000)))
+        a = co["floor_connect"]["added_cpu_ns"]
+        rows.append(("  of which PQconnectStart entry+return", "uprobe_floor attach PQconnectStart:ret",
+                     "%.1f us" % (a["median"] / 1000)))
+        if "floor_finish_after_test" in co:
+            a = co["floor_finish_after_test"]["added_cpu_ns"]
+            rows.append(("  no-op floor with PQfinish probed at +%d (proposed)" % c["pqfinish_probe_offset_proposed"],
+                         "uprobe_floor attach PQconnectStart:ret PQfinish+%d" % c["pqfinish_probe_offset_proposed"],
+                         "%.1f us" % (a["median"] / 1000)))
+        fl = c["floor"]
+        rows.append(("bare uprobe, no-op fn (push %rbp)", "uprobe_floor self: A/B vs unprobed twin, CPU time", "%.2f us" % (fl["uprobe_push_ns"]["median"] / 1000)))
+        rows.append(("bare uprobe+uretprobe, no-op fn (push %rbp)", "uprobe_floor self, CPU time",
+                     "%.2f us" % (fl["uprobe_uretprobe_push_ns"]["median"] / 1000)))
+        rows.append(("bare uprobe, no-op fn (test %rdi: single-stepped)", "uprobe_floor self, CPU time",
+                     "%.2f us" % (fl["uprobe_test_ns"]["median"] / 1000)))
+        rows.append(("cycle floor = uprobe+uretprobe(push) + uprobe(test)", "sum per round",
+                     "%.2f us" % (fl["cycle_floor_ns"]["median"] / 1000)))
+        rows.append(("connleak added / cycle floor", "goal <= 1.2", "%.2f" % c["ratio_vs_cycle_floor"]))
+        rows.append(("connleak added / no-op programs at the same points", "program work on top of the traps",
+                     "%.2f" % c["ratio_vs_points_floor"]))
+        if "ratio_per_round_vs_cycle_floor" in c:
+            r, q = c["ratio_per_round_vs_cycle_floor"], c["ratio_per_round_vs_points_floor"]
+            rows.append(("  the same two ratios, per round", "median (min-max) of per-round ratios",
+                         "%.2f (%.2f-%.2f) | %.2f (%.2f-%.2f)" % (r["median"], r["min"], r["max"], q["median"],
+                                                                   q["min"], q["max"])))
+        rows.append(("connleak added / one uprobe+uretprobe", "literal reading (cycle has 3 hits)",
+                     "%.2f" % c["ratio_vs_one_uprobe_uretprobe"]))
+        ps = c.get("bpf_prog_ns_per_run") or {}
+        if ps:
+            rows.append(("connleak BPF program time per hit", "kernel.bpf_stats_enabled run",
+                         ", ".join("%s %.0f ns" % (k, v["ns_per_run"]) for k, v in sorted(ps.items()))))
+            rows.append(("connleak BPF program runs skipped (recursion_misses)", "same run",
+                         "%d" % sum(v.get("recursion_misses") or 0 for v in ps.values())))
+    e = res.get("exactness")
+    if e:
+        f = e["full"]
+        cl = f.get("client", {})
+        st = f.get("live_snapshot_stats") or {}
+        rows.append(("exactness: %d lifecycles, %d procs x %d threads" % (f["total"], f["procs"], f["threads"]),
+                     "client acquired/finished/held vs connleak acquired/released/active",
+                     "%s/%s/%s vs %s/%s/%s, dropped %s: %s" % (
+                         cl.get("acquired"), cl.get("finished"), cl.get("held"), st.get("total_acquired"),
+                         st.get("total_released"), st.get("total_active"), st.get("total_dropped"),
+                         "EXACT" if f["ok"] else "MISMATCH")))
+        s = e["small_maps"]
+        rows.append(("maps too small (--max-conns 64 --max-sites 2 --max-procs 3)", "%d lifecycles" % s["total"],
+                     "dropped %s, exit %s: %s" % ((s.get("connleak_final") or {}).get("total_dropped"),
+                                                  s.get("connleak_rc"), "OK" if s["ok"] else "FAILED")))
+    b = res.get("bystander")
+    if b:
+        s = b["slowdown_pct"]
+        rows.append(("bystander slowdown, wall", "%d interleaved pairs" % len(b["pairs"]),
+                     "median %.2f %% (min %.2f, max %.2f)" % (s["median"], s["min"], s["max"])))
+        s = b["cpu_slowdown_pct"]
+        rows.append(("bystander slowdown, CPU time", "same runs",
+                     "median %.2f %% (min %.2f, max %.2f)" % (s["median"], s["min"], s["max"])))
+        a = b.get("accounted")
+        if a:
+            rows.append(("bystander slowdown, BPF time charged to it", "handle_fork/handle_exit ns per run "
+                         "(bpf_stats) x its forks+exits / its CPU per iteration",
+                         "%.2f %% (%.0f ns of %.0f us per iteration)" % (a["overhead_pct"], a["bpf_ns_per_iter"],
+                                                                          a["cpu_ns_per_iter"] / 1000)))
+        s = b["untraced_libpq_user_added_cpu_ns"]
+        rows.append(("untraced libpq user (not the target): added per cycle", "same pairs, pqstress -B (A/B)",
+                     "%.1f us of %.1f us" % (s["median"] / 1000, b["untraced_libpq_user_cpu_ns_alone"]["median"] / 1000)))
+    fp = res.get("footprint")
+    if fp:
+        rows.append(("connleak peak RSS", "VmHWM, all traced runs", "%.1f MB" % fp["peak_rss_mb"]))
+        for w in fp["by_workload"]:
+            rows.append(("connleak CPU: " + w["workload"], "utime+stime / wall",
+                         "%.2f s of %.1f s (%.1f %%), peak RSS %.1f MB" % (w["cpu_s"], w["wall_s"], w["cpu_percent"],
+                                                                          w["peak_rss_kb"] / 1024)))
+        if fp.get("bpf_map_bytes"):
+            rows.append(("BPF map memory (default sizes)", "memlock of connleak's maps",
+                         "%.1f MiB: %s" % (fp["bpf_map_bytes"] / 2**20,
+                                           ", ".join("%s %.2f" % (m["name"] or m["map_id"], m["memlock"] / 2**20)
+                                                     for m in fp["bpf_maps"]))))
+    return rows
+
+
+def print_table(res, out=sys.stdout):
+    rows = table_rows(res)
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    print("", file=out)
+    print("%-*s  %-*s  %s" % (w0, "figure", w1, "how", "result"), file=out)
+    print("-" * (w0 + w1 + 40), file=out)
+    for r in rows:
+        print("%-*s  %-*s  %s" % (w0, r[0], w1, r[1], r[2]), file=out)
+    print("", file=out)
+    for g in res.get("goals", []):
+        print("goal %-4s %s: %s (target %s)" % ("MET" if g["met"] else "MISS", g["goal"], g["value"], g["target"]),
+              file=out)
+    if res.get("warnings"):
+        print("", file=out)
+        for w in res["warnings"]:
+            print("warning: " + w, file=out)
+
+
+def markdown(res):
+    lines = ["| figure | how | result |", "| --- | --- | --- |"]
+    for r in table_rows(res):
+        lines.append("| %s | %s | %s |" % tuple(x.replace("|", "\\|") for x in r))
+    lines.append("")
+    lines.append("| goal | target | measured | met |")
+    lines.append("| --- | --- | --- | --- |")
+    for g in res.get("goals", []):
+        lines.append("| %s | %s | %s | %s |" % (g["goal"], g["target"], g["value"], "yes" if g["met"] else "**no**"))
+    return "\n".join(lines)
+
+
+def footprint_of(ctx):
+    by = {}
+    for fp in ctx.footprints:
+        w = by.setdefault(fp["workload"], {"workload": fp["workload"], "runs": 0, "cpu_s": 0.0, "wall_s": 0.0,
+                                           "peak_rss_kb": 0})
+        w["runs"] += 1
+        w["cpu_s"] += fp["cpu_s"] or 0
+        w["wall_s"] += fp["wall_s"] or 0
+        w["peak_rss_kb"] = max(w["peak_rss_kb"], fp["peak_rss_kb"])
+    for w in by.values():
+        w["cpu_percent"] = 100.0 * w["cpu_s"] / w["wall_s"] if w["wall_s"] else 0
+    peak = max((fp["peak_rss_kb"] for fp in ctx.footprints), default=None)
+    maps = ctx.bpf_maps or []
+    return {"peak_rss_mb": peak / 1024 if peak else None, "by_workload": list(by.values()),
+            "bpf_maps": maps, "bpf_map_bytes": sum(m.get("memlock", 0) for m in maps)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=os.path.join(REPO, "build"), help="build directory (default: build)")
+    ap.add_argument("--quick", action="store_true", help="smaller runs (a smoke test, not figures to publish)")
+    ap.add_argument("--only", default=",".join(SECTIONS), help="sections, comma-separated: " + ",".join(SECTIONS))
+    ap.add_argument("--out", default=os.path.join(HERE, "results.json"), help="results file (default bench/results.json)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs of every run)")
+    ap.add_argument("--markdown", nargs="?", const=os.path.join(HERE, "results.json"), metavar="RESULTS",
+                    help="print RESULTS (a results.json) as Markdown tables and exit")
+    args = ap.parse_args()
+    if args.markdown:
+        with open(args.markdown) as f:
+            print(markdown(json.load(f)))
+        return 0
+    if os.geteuid() != 0:
+        log("needs root (BPF, and PostgreSQL is run as user postgres)")
+        return 1
+    sections = [s for s in args.only.split(",") if s]
+    for s in sections:
+        if s not in SECTIONS:
+            log("unknown section %r" % s)
+            return 2
+    ctx = Ctx(args)
+    missing = ctx.tools.missing()
+    if missing:
+        log("not built: %s (build with add_subdirectory(bench) in the top CMakeLists.txt)" % ", ".join(missing))
+        return 1
+    if not ctx.libpq:
+        log("libpq.so.5 not found")
+        return 1
+    res = {"version": 1, "time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "quick": ctx.quick, "machine": machine(), "loadavg_start": loadavg(), "libpq": ctx.libpq,
+           "warnings": [], "bpf_stats_enabled_at_start": read_sysctl("/proc/sys/kernel/bpf_stats_enabled")}
+    t0 = time.monotonic()
+    funcs = {"cost": section_cost, "pgbench": section_pgbench, "exactness": section_exactness,
+             "bystander": section_bystander}
+    failed = False
+    for s in SECTIONS:
+        if s not in sections:
+            continue
+        log("== %s" % s)
+        t1 = time.monotonic()
+        try:
+            res[s] = funcs[s](ctx)
+        except Exception as e:  # report the others
+            failed = True
+            res.setdefault("errors", {})[s] = str(e)
+            log("%s failed: %s" % (s, e))
+        log("%s took %.0f s" % (s, time.monotonic() - t1))
+    res["footprint"] = footprint_of(ctx)
+    res["loadavg_end"] = loadavg()
+    res["duration_s"] = round(time.monotonic() - t0, 1)
+    res["foreign_libpq_uprobes"] = ctx.foreign
+    if max(res["loadavg_start"][0], res["loadavg_end"][0]) > 1.5:
+        res["warnings"].append("the machine was busy (load average %s at start, %s at end): wall-clock figures "
+                               "(pgbench, bystander) are noisy; CPU-time figures less so"
+                               % (res["loadavg_start"], res["loadavg_end"]))
+    if res["bpf_stats_enabled_at_start"] == "1":
+        res["warnings"].append("kernel.bpf_stats_enabled was already 1 (someone else's choice): every BPF "
+                               "program ran with its statistics on, a few tens of ns more per run")
+    if ctx.foreign:
+        res["warnings"].append("other processes had uprobes on libpq during %d checks (another connleak?): "
+                               "those rounds were left out where clean rounds remained" % len(ctx.foreign))
+    res["goals"] = goals_of(res)
+    with open(args.out, "w") as f:
+        json.dump(res, f, indent=1, sort_keys=False)
+        f.write("\n")
+    print_table(res)
+    print("results: %s (%.0f s)" % (args.out, res["duration_s"]))
+    if args.keep:
+        print("logs: %s" % ctx.tmp)
+    else:
+        shutil.rmtree(ctx.tmp, ignore_errors=True)
+    exact = all(g["met"] for g in res["goals"] if g["goal"].startswith("exact"))
+    return 1 if failed or not exact else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
