@@ -7,18 +7,10 @@
 
 #include "json_output.h"
 #include "safe_text.h"
+#include "strfmt.h"
 
 namespace connleak {
 namespace {
-
-template <typename... Args>
-std::string fmt(const char* format, Args... args)
-{
-    int n = std::snprintf(nullptr, 0, format, args...);
-    std::string out(static_cast<size_t>(n), '\0');
-    std::snprintf(out.data(), out.size() + 1, format, args...);
-    return out;
-}
 
 bool continuation(unsigned char c) { return (c & 0xC0) == 0x80; }
 

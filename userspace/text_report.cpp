@@ -8,19 +8,10 @@
 
 #include "json_output.h"
 #include "safe_text.h"
+#include "strfmt.h"
 
 namespace connleak {
 namespace {
-
-// printf into a std::string: the report is a handful of fixed-width columns.
-template <typename... Args>
-std::string fmt(const char* format, Args... args)
-{
-    int n = std::snprintf(nullptr, 0, format, args...);
-    std::string out(static_cast<size_t>(n), '\0');
-    std::snprintf(out.data(), out.size() + 1, format, args...);
-    return out;
-}
 
 // Columns people see: UTF-8 continuation bytes take no column.
 int display_width(const std::string& s)
