@@ -362,6 +362,15 @@ std::optional<uint64_t> ElfSymbols::offset_to_vaddr(uint64_t file_offset) const 
     return std::nullopt;
 }
 
+std::optional<uint64_t> ElfSymbols::function_offset(const std::string& name) const {
+    for (const Symbol& sym : symbols_)
+        if (sym.name == name)
+            for (const Segment& seg : segments_)
+                if (sym.addr >= seg.vaddr && sym.addr - seg.vaddr < seg.filesz)
+                    return sym.addr - seg.vaddr + seg.offset;
+    return std::nullopt;
+}
+
 std::optional<SymbolHit> ElfSymbols::lookup_vaddr(uint64_t vaddr) const {
     auto it = std::upper_bound(symbols_.begin(), symbols_.end(), vaddr,
                                [](uint64_t v, const Symbol& s) { return v < s.addr; });

@@ -37,6 +37,8 @@ public:
     std::optional<SymbolHit> lookup_vaddr(uint64_t vaddr) const;
     // Through the PT_LOAD segment whose file bytes hold `file_offset`.
     std::optional<uint64_t> offset_to_vaddr(uint64_t file_offset) const;
+    // The file offset where function `name` starts.
+    std::optional<uint64_t> function_offset(const std::string& name) const;
 
     const std::string& build_id() const { return build_id_; }    // hex, "" if none
     const std::string& debuglink() const { return debuglink_; }  // .gnu_debuglink name, "" if none
