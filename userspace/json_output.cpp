@@ -111,11 +111,11 @@ json snapshot_to_json(const Snapshot& snap)
     const Totals& t = snap.totals;
     json procs = json::array();
     for (const auto& p : snap.processes)
-        procs.push_back(process_json(p));
+        procs.push_back(with_sockets(process_json(p), p.sockets));
     json notices = json::array();
     for (const auto& n : snap.notices)
         notices.push_back(notice_json(n));
-    return {{"version", 1},
+    json out = {{"version", 1},
             {"time", format_utc(snap.wall_time_s)},
             {"leak_after_s", seconds_json(snap.leak_after_s)},
             {"tracking_stats",
@@ -128,6 +128,11 @@ json snapshot_to_json(const Snapshot& snap)
               {"total_dropped", t.dropped}}},
             {"processes", std::move(procs)},
             {"notices", std::move(notices)}};
+    if (t.sockets_tracked) {
+        out["tracking_stats"]["total_db_sockets"] = t.db_sockets;
+        out["tracking_stats"]["tracking_discrepancy"] = t.tracking_discrepancy;
+    }
+    return out;
 }
 
 }  // namespace connleak

@@ -24,6 +24,7 @@
 #include "preflight.h"
 #include "report_sink.h"
 #include "site_names.h"
+#include "socket_tracer.h"
 #include "stack_table.h"
 #include "text_report.h"
 #include "tracer.h"
@@ -64,6 +65,7 @@ public:
     }
 
     SiteNames& names() { return names_; }
+    void set_sockets(SocketTracer* sockets) { sockets_ = sockets; }
 
     // Stack and release events pending in the ring buffer.
     void consume_events() { tracer_.consume_events(on_event_); }
@@ -142,6 +144,8 @@ private:
             raw.sites.insert(raw.sites.end(), a.sites.begin(), a.sites.end());
         }
         stacks_.refine(raw);
+        if (sockets_)
+            sockets_->annotate(raw);
         return raw;
     }
 
@@ -165,6 +169,7 @@ private:
 
     const Options& opts_;
     Tracer& tracer_;
+    SocketTracer* sockets_ = nullptr;  // null: --no-sockets
     ReportSink& sink_;
     StackTable& stacks_;
     EventHandler on_event_ = [this](const void* data, size_t size) { stacks_.on_event(data, size); };
@@ -265,6 +270,14 @@ int run(const Options& o)
     auto tracer = Tracer::load(cfg);
     if (!tracer)
         return fail(tracer.error().message);
+    std::unique_ptr<SocketTracer> sockets;  // optional: handles are counted without it
+    if (o.sockets) {
+        auto s = SocketTracer::load(tracer.value()->procs_map_fd(), {o.db_ports, o.db_hosts, o.db_socket_paths, 0});
+        if (s)
+            sockets = std::move(s.value());
+        else
+            std::fprintf(stderr, "connleak: warning: %s: no socket tracking\n", s.error().message.c_str());
+    }
 
     std::optional<Launcher> launcher;
     std::vector<uint32_t> targets = o.pids;
@@ -278,9 +291,16 @@ int run(const Options& o)
     for (uint32_t pid : targets)
         if (auto s = tracer.value()->trace_process(pid); !s)
             return fail(s.error().message);
-    for (const std::string& path : libpqs.value())
+    for (const std::string& path : libpqs.value()) {
         if (auto s = tracer.value()->attach_libpq(path); !s)
             return fail(s.error().message);
+        if (sockets)
+            if (auto s = sockets->attach_libpq(path); !s)
+                return fail(s.error().message);
+    }
+    if (sockets)  // what the targets hold now predates the attach
+        for (uint32_t pid : o.pids)
+            sockets->add_process(pid);
 
     std::unique_ptr<ReportSink> sink = make_sink(o);
     StackOptions sopts;
@@ -288,6 +308,7 @@ int run(const Options& o)
     sopts.debug_root = o.debug_dir;
     StackTable stacks(sopts);
     Session session(o, *tracer.value(), *sink, stacks);
+    session.set_sockets(sockets.get());
     for (uint32_t pid : o.pids)
         session.names().learn_process(pid);
     if (launcher) {

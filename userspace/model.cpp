@@ -48,6 +48,8 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
     r.pings = p.stats.pings;
     r.resets = p.stats.resets;
     r.dropped = dropped_of(p.stats);
+    if (auto it = raw.sockets.find(p.pid); it != raw.sockets.end())
+        r.sockets = it->second;
     r.dropped_stacks = p.stats.dropped_stacks;
     r.stacks_unwound = p.stacks_unwound;
     r.stacks_truncated = p.stacks_truncated;
@@ -104,6 +106,7 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
     std::sort(r.sites.begin(), r.sites.end(), worse_site);
     if (r.sites.size() > opts.top_sites)
         r.sites.resize(opts.top_sites);
+    r.sockets.tracking_discrepancy = static_cast<int64_t>(r.sockets.db_sockets) - static_cast<int64_t>(r.active);
     return r;
 }
 
@@ -125,6 +128,7 @@ Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const Sit
     Snapshot snap;
     snap.wall_time_s = raw.wall_time_s;
     snap.leak_after_s = opts.leak_after_s;
+    snap.totals.sockets_tracked = raw.sockets_tracked;
     snap.frames_shown = opts.frames_shown;
     for (const auto& [pid, view] : views) {
         ProcessReport pr = build_process(view, raw, opts, name_site, site_frames);
@@ -135,6 +139,8 @@ Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const Sit
         t.leaks += pr.leaks;
         t.leaked_at_exit += pr.leaked_at_exit;
         t.dropped += pr.dropped;
+        t.db_sockets += pr.sockets.db_sockets;
+        t.tracking_discrepancy += pr.sockets.tracking_discrepancy;
         snap.processes.push_back(std::move(pr));
     }
     if (snap.totals.acquired)

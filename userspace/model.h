@@ -5,11 +5,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "connleak.h"
+#include "socket_model.h"
 
 namespace connleak {
 
@@ -41,6 +43,8 @@ struct RawState {
     std::vector<RawProcess> processes;
     std::vector<RawConn> conns;
     std::vector<RawSite> sites;
+    bool sockets_tracked = false;                     // socket_tracer ran
+    std::map<uint32_t, ProcessSocketReport> sockets;  // by pid
 };
 
 struct ModelOptions {
@@ -79,11 +83,15 @@ struct ProcessReport {
     uint64_t dropped_stacks = 0, stacks_unwound = 0, stacks_truncated = 0;
     std::vector<SiteReport> sites;         // worst first, at most top_sites
     std::vector<ConnReport> connections;   // live handles, oldest first
+    ProcessSocketReport sockets;  // if sockets.tracked: db_sockets, each handle's socket...
 };
 
 struct Totals {
     uint64_t acquired = 0, released = 0, active = 0, leaks = 0, leaked_at_exit = 0, dropped = 0;
     double leak_ratio = 0;  // leaks / acquired * 100
+    bool sockets_tracked = false;
+    uint64_t db_sockets = 0;
+    int64_t tracking_discrepancy = 0;  // db_sockets - active
 };
 
 // A leak notice (HikariCP's leak detection): a live connection crossed
@@ -119,6 +127,7 @@ using SiteFrames = std::function<Frames(const RawSite& site)>;
 // - leaks: live handles at least leak_after_s old (0 gives acquired - released)
 // - leak_ratio: leaks / acquired * 100, 0 when nothing was acquired
 // - dropped: every map insertion that did not fit, summed
+// - tracking_discrepancy: db sockets - active handles
 Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const SiteNamer& name_site,
                         const SiteFrames& site_frames = nullptr);
 

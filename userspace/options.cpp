@@ -5,8 +5,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <regex>
+#include <sys/un.h>
 
 #include "connleak.h"
+#include "socket_model.h"
 
 namespace connleak {
 namespace {
@@ -61,6 +63,13 @@ Options parse_options(int argc, char** argv)
                    "(repeatable; libpq and libpqxx are always skipped)");
     app.add_option("--debug-dir", o.debug_dir, "Where separate debug files live (.build-id/, debuglink)")
         ->default_val("/usr/lib/debug");
+    app.add_option("--db-port", o.db_ports,
+                   "A database server's TCP port, besides those libpq reaches (repeatable; default 5432)");
+    app.add_option("--db-host", o.db_hosts, "A database server: ADDR, ADDR:PORT or [ADDR]:PORT (repeatable)");
+    app.add_option("--db-socket", o.db_socket_paths,
+                   "A database server's Unix socket path, besides .s.PGSQL.<port> (repeatable)");
+    app.add_flag("!--no-sockets", o.sockets,
+                 "Do not hold handles against the database sockets (no db_sockets, peer, tracking_discrepancy)");
     app.footer("Exit status: 0 done (with COMMAND: its exit status), 1 runtime failure, 2 usage error.");
 
     try {
@@ -97,6 +106,15 @@ Options parse_options(int argc, char** argv)
         } catch (const std::regex_error& e) {
             usage_error("--site-skip " + re + ": " + e.what());
         }
+    for (uint16_t port : o.db_ports)
+        if (port == 0)
+            usage_error("--db-port must be a TCP port, 1 to 65535");
+    for (const std::string& h : o.db_hosts)
+        if (!parse_db_host(h))
+            usage_error("--db-host " + h + ": not ADDR, ADDR:PORT or [ADDR]:PORT");
+    for (const std::string& path : o.db_socket_paths)
+        if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path))
+            usage_error("--db-socket " + path + ": not a Unix socket path");
     return o;
 }
 

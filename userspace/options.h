@@ -24,6 +24,10 @@ struct Options {
     size_t stack_frames = 10;            // frames shown per stack (text, notices)
     std::vector<std::string> site_skip;  // frames that are not the site, besides libpq's
     std::string debug_dir = "/usr/lib/debug";
+    bool sockets = true;                       // db sockets held against handles
+    std::vector<uint16_t> db_ports;            // --db-port (empty: 5432)
+    std::vector<std::string> db_hosts;         // --db-host ADDR[:PORT]
+    std::vector<std::string> db_socket_paths;  // --db-socket PATH
 };
 
 // Parses argv. On --help prints usage and exits 0; on a usage error prints

@@ -109,9 +109,13 @@ std::string render_text_report(const Snapshot& snap)
                           t.leaks, t.leak_ratio);
     if (t.leaked_at_exit)
         out += fmt("  leaked at exit %" PRIu64, t.leaked_at_exit);
-    out += fmt("  dropped %" PRIu64 "\n", t.dropped);
+    out += fmt("  dropped %" PRIu64, t.dropped);
+    if (t.sockets_tracked)
+        out += fmt("  db sockets %" PRIu64 "  discrepancy %+" PRId64, t.db_sockets, t.tracking_discrepancy);
+    out += "\n";
     for (const ProcessReport& p : snap.processes)
-        out += process_header(p) + site_table(p, snap.frames_shown) + leaked_connections(p, snap.leak_after_s);
+        out += process_header(p) + socket_text(p.sockets, p.exited) +
+               site_table(p, snap.frames_shown) + leaked_connections(p, snap.leak_after_s);
     return out;
 }
 

@@ -222,6 +222,8 @@ void Tracer::consume_events(const EventHandler& handler)
     handler_ = nullptr;
 }
 
+int Tracer::procs_map_fd() const { return bpf_map__fd(skel_->maps.procs); }
+
 void Tracer::forget_process(uint32_t pid)
 {
     bpf_map_delete_elem(bpf_map__fd(skel_->maps.procs), &pid);

@@ -53,6 +53,9 @@ public:
     // Drops an exited process's entries from the maps, once userspace kept them.
     void forget_process(uint32_t pid);
 
+    // The in-kernel process filter (`procs`), shared with the socket tracer.
+    int procs_map_fd() const;
+
     // Events: a descriptor to poll (-1 without events), and a pass over
     // what is pending, each record handed to `handler` (set once).
     int events_fd() const;

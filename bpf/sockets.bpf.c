@@ -1,0 +1,352 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* connleak sockets: who connected which socket, in traced processes.
+ *
+ * - TCP (IPv4, IPv6): tp_btf/inet_sock_set_state. CLOSE -> SYN_SENT runs in
+ *   the connecting thread (connect()), so the owner is taken there and
+ *   only there; later changes (ESTABLISHED, CLOSE_WAIT, closing) often run
+ *   in softirq, where the current task is anyone: they are matched by the
+ *   struct sock pointer alone.
+ * - Unix stream sockets: a cgroup sock_addr program on connect() of AF_UNIX
+ *   sockets (BPF_CGROUP_UNIX_CONNECT, kernel >= 6.7), on the cgroup v2 root.
+ *   It runs before the connect; whether it succeeded, and when the socket
+ *   closes, userspace reads from /proc and sock_diag (no exact cheap kernel
+ *   hook for a Unix close is usable here: kprobes, fentry and LSM are not).
+ * - PQconnectPoll entry/return: the PGconn whose connect is running on a
+ *   thread. libpq opens every server socket inside PQconnectPoll (connect,
+ *   async connect, reset, multi-host fallback), so a socket connected there
+ *   belongs to that PGconn, exactly.
+ *
+ * The traced-process filter is connleak.bpf.c's `procs` map, shared (the
+ * loader reuses its fd). */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "connleak.h"
+#include "sockets.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define SOCK_STREAM_TYPE 1
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CONNLEAK_MAX_PROCS);
+	__type(key, __u32);
+	__type(value, struct proc_stats);
+} procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SOCKETS_MAX_SOCKS);
+	__type(key, __u64); /* struct sock * */
+	__type(value, struct sock_rec);
+} socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SOCKETS_MAX_POLLS);
+	__type(key, __u32); /* tid */
+	__type(value, __u64); /* PGconn* */
+} polls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CONNLEAK_MAX_PROCS);
+	__type(key, __u32);
+	__type(value, struct sock_stats);
+} sock_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SOCKETS_MAX_SOCKS);
+	__type(key, struct exit_key);
+	__type(value, __u8);
+} exit_held SEC(".maps");
+
+/* --db-socket paths (zero-padded): Unix sockets outside libpq worth a record. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SOCKETS_MAX_DB_PATHS);
+	__type(key, char[SOCKETS_PATH_LEN]);
+	__type(value, __u8);
+} db_paths SEC(".maps");
+
+/* A mark on the TCP sockets that have a record: state changes of every
+ * other socket of the machine end at one pointer test (sk->sk_bpf_storage)
+ * instead of a hash lookup. Freed with the socket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u8);
+} recorded SEC(".maps");
+
+/* One record at a time is built here, not on the 512-byte stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sock_rec);
+} scratch SEC(".maps");
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+static __always_inline bool traced(__u32 tgid)
+{
+	struct proc_stats *ps = bpf_map_lookup_elem(&procs, &tgid);
+
+	return ps && !ps->exited_ns;
+}
+
+static __always_inline struct sock_rec *fresh_rec(__u64 pid_tgid)
+{
+	__u32 zero = 0, tid = (__u32)pid_tgid;
+	struct sock_rec *r = bpf_map_lookup_elem(&scratch, &zero);
+	__u64 *conn;
+
+	if (!r)
+		return NULL;
+	__builtin_memset(r, 0, sizeof(*r));
+	r->tgid = pid_tgid >> 32;
+	r->tid = tid;
+	conn = bpf_map_lookup_elem(&polls, &tid);
+	r->conn = conn ? *conn : 0;
+	r->connect_ns = bpf_ktime_get_ns();
+	return r;
+}
+
+static __always_inline __u64 sock_inode(struct sock *sk)
+{
+	struct socket *sock = BPF_CORE_READ(sk, sk_socket);
+
+	if (!sock)
+		return 0;
+	return BPF_CORE_READ(container_of(sock, struct socket_alloc, socket), vfs_inode.i_ino);
+}
+
+/* Returns 0 once stored, else counts the drop. */
+static __always_inline int store(__u64 sk, struct sock_rec *r)
+{
+	if (bpf_map_update_elem(&socks, &sk, r, BPF_ANY) == 0)
+		return 0;
+	struct sock_stats zero = {}, *st = bpf_map_lookup_elem(&sock_stats, &r->tgid);
+
+	if (!st) {
+		bpf_map_update_elem(&sock_stats, &r->tgid, &zero, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&sock_stats, &r->tgid);
+	}
+	if (st)
+		__sync_fetch_and_add(&st->dropped, 1);
+	return -1;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(connect_poll_enter, void *conn)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid;
+	__u64 c = (__u64)conn;
+
+	if (!traced(pid_tgid >> 32))
+		return 0;
+	bpf_map_update_elem(&polls, &tid, &c, BPF_ANY);
+	return 0;
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(connect_poll_exit)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	bpf_map_delete_elem(&polls, &tid);
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tcp_state, struct sock *sk, int oldstate, int newstate)
+{
+	__u64 key = (__u64)sk;
+	struct sock_rec *r;
+
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	if (newstate == TCP_SYN_SENT) {
+		/* connect(): process context, the owner is current. */
+		__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+		if (!traced(pid_tgid >> 32))
+			return 0;
+		r = fresh_rec(pid_tgid);
+		if (!r)
+			return 0;
+		r->family = sk->__sk_common.skc_family;
+		r->port = bpf_ntohs(sk->__sk_common.skc_dport);
+		if (r->family == SOCKETS_AF_INET6)
+			BPF_CORE_READ_INTO(&r->addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		else
+			BPF_CORE_READ_INTO((__u32 *)r->addr, sk, __sk_common.skc_daddr);
+		r->inode = sock_inode(sk);
+		if (store(key, r) == 0)
+			bpf_sk_storage_get(&recorded, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		return 0;
+	}
+	/* Anything else may run in softirq: match by socket only. */
+	if (newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE_WAIT && newstate != TCP_FIN_WAIT1 &&
+	    newstate != TCP_LAST_ACK && newstate != TCP_CLOSE)
+		return 0;
+	if (!bpf_sk_storage_get(&recorded, sk, 0, 0))
+		return 0;
+	r = bpf_map_lookup_elem(&socks, &key);
+	if (!r)
+		return 0;
+	if (newstate == TCP_ESTABLISHED) {
+		r->established_ns = bpf_ktime_get_ns();
+	} else if (newstate == TCP_CLOSE_WAIT) {
+		r->peer_closed_ns = bpf_ktime_get_ns();
+	} else {
+		if (!r->closed_ns)
+			r->closed_ns = bpf_ktime_get_ns();
+		/* Outside libpq only the live socket matters: free its record.
+		 * libpq's are kept so a handle can show its socket closed. */
+		if (!r->conn)
+			bpf_map_delete_elem(&socks, &key);
+	}
+	return 0;
+}
+
+/* Whether the path's last component starts with ".s.PGSQL." (PostgreSQL's
+ * socket name). Where that component starts is kept in r->scratch (map
+ * memory) rather than a register: the verifier then does not follow one
+ * path per possible value. */
+static __always_inline bool pg_socket_name(struct sock_rec *r)
+{
+	const char want[] = ".s.PGSQL.";
+	volatile __u32 *slash = &r->scratch;
+	__u32 base;
+
+	*slash = 0;
+	for (int i = 0; i < SOCKETS_PATH_LEN; i++) {
+		char c = r->path[i];
+
+		if (c == 0)
+			break;
+		if (c == '/')
+			*slash = i + 1;
+	}
+	base = *slash;
+	*slash = 0;
+	if (base > SOCKETS_PATH_LEN - 9)
+		return false;
+	for (int i = 0; i < 9; i++)
+		if (r->path[base + i] != want[i])
+			return false;
+	return true;
+}
+
+/* Attached as BPF_CGROUP_UNIX_CONNECT by the loader (libbpf 1.1 knows no
+ * section name for it). Always allows the connect. */
+SEC("cgroup/connect4")
+int unix_connect(struct bpf_sock_addr *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct bpf_sock_addr_kern *kctx;
+	struct sock *sk;
+	struct sock_rec *r;
+	const char *sun_path;
+	__u32 len;
+
+	if (!traced(pid_tgid >> 32))
+		return 1;
+	kctx = bpf_cast_to_kern_ctx(ctx);
+	sk = kctx->sk;
+	if (BPF_CORE_READ(sk, sk_type) != SOCK_STREAM_TYPE)
+		return 1;
+	r = fresh_rec(pid_tgid);
+	if (!r)
+		return 1;
+	r->family = SOCKETS_AF_UNIX;
+	len = kctx->uaddrlen;
+	len = len > 2 ? len - 2 : 0; /* minus sun_family */
+	if (len > SOCKETS_PATH_LEN)
+		len = SOCKETS_PATH_LEN;
+	sun_path = ((struct sockaddr_un *)kctx->uaddr)->sun_path;
+	if (len == 0 || bpf_probe_read_kernel(r->path, 1, sun_path))
+		return 1;
+	if (r->path[0] == 0) { /* abstract name: every byte counts, none is a database's */
+		if (!r->conn)
+			return 1;
+		bpf_probe_read_kernel(r->path, len & 127, sun_path);
+	} else {
+		/* pathname: up to its NUL, the rest stays zero (db_paths keys) */
+		bpf_probe_read_kernel_str(r->path, len & 127, sun_path);
+		if (!r->conn && !pg_socket_name(r) && !bpf_map_lookup_elem(&db_paths, r->path))
+			return 1; /* not a database socket, not libpq's: no record */
+	}
+	r->inode = sock_inode(sk);
+	store((__u64)sk, r);
+	return 1;
+}
+
+struct fd_walk {
+	struct file **fds;
+	__u32 tgid;
+	__u64 dropped;
+};
+
+#define S_IFMT_BITS 0170000
+#define S_IFSOCK_BITS 0140000
+
+static long note_socket_fd(__u64 i, void *data)
+{
+	struct fd_walk *w = data;
+	struct file *f = NULL;
+	struct inode *inode;
+	struct exit_key key = { .tgid = w->tgid };
+	__u8 one = 1;
+
+	if (bpf_probe_read_kernel(&f, sizeof(f), &w->fds[i]) || !f)
+		return 0;
+	inode = BPF_CORE_READ(f, f_inode);
+	if ((BPF_CORE_READ(inode, i_mode) & S_IFMT_BITS) != S_IFSOCK_BITS)
+		return 0;
+	key.inode = BPF_CORE_READ(inode, i_ino);
+	if (bpf_map_update_elem(&exit_held, &key, &one, BPF_ANY))
+		w->dropped++;
+	return 0;
+}
+
+/* A thread's exit. When it is the process's last, its files are still
+ * open here (exit_files() comes after this tracepoint): note each socket,
+ * the sockets the kernel is about to close for it. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(thread_exit, struct task_struct *task)
+{
+	__u32 tid = BPF_CORE_READ(task, pid), tgid = BPF_CORE_READ(task, tgid);
+	struct sock_stats zero = {}, *st;
+	struct fd_walk w = { .tgid = tgid };
+	struct fdtable *fdt;
+	__u32 max;
+
+	bpf_map_delete_elem(&polls, &tid);
+	/* traced, exited or not: connleak.bpf.c may have marked it first */
+	if (!bpf_map_lookup_elem(&procs, &tgid) || BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt)
+		return 0;
+	w.fds = BPF_CORE_READ(fdt, fd);
+	max = BPF_CORE_READ(fdt, max_fds);
+	bpf_loop(max < SOCKETS_MAX_EXIT_FDS ? max : SOCKETS_MAX_EXIT_FDS, note_socket_fd, &w, 0);
+	st = bpf_map_lookup_elem(&sock_stats, &tgid);
+	if (!st) {
+		bpf_map_update_elem(&sock_stats, &tgid, &zero, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&sock_stats, &tgid);
+	}
+	if (st) {
+		st->exit_walked = 1;
+		st->exit_dropped += w.dropped;
+	}
+	return 0;
+}

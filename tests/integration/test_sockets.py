@@ -1,0 +1,612 @@
+"""Socket truth: connleak holds libpq's handles against the database sockets
+the traced process really has open (db_sockets, tracking_discrepancy,
+peer), checked against the server's own view (pg_stat_activity).
+
+The client is this file run as `test_sockets.py client`: libpq through
+ctypes (the real libpq, probed like any other) plus raw sockets that speak
+the PostgreSQL startup protocol without libpq (another driver), driven line
+by line on stdin, one "ok ..." reply per command:
+
+    pq CONNINFO         PQconnectdb, must succeed -> ok conn=0x.. backend=PID
+    pq-any CONNINFO     PQconnectdb, may fail     -> ok conn=0x.. status=S
+    pq-async CONNINFO   PQconnectStart + a PQconnectPoll loop, must succeed
+    reset CONN          PQreset (a new socket for the same handle)
+    raw-tcp HOST PORT APP   TCP + startup packet, waits for ReadyForQuery
+    raw-unix PATH APP       same over a Unix socket
+    plain-tcp HOST PORT     connect only (not a database)
+    plain-unix PATH         connect only
+    query-all           SELECT 1 on every handle -> ok bad=N
+    finish CONN         PQfinish one handle
+    finish-all          PQfinish every handle
+    close-raw           closes the raw and plain sockets
+    exit                os._exit(0): handles and sockets left to the kernel
+
+Every expected number is awaited in the JSON, then asserted exactly."""
+
+import ctypes
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+WAIT = 60  # seconds to wait for an expected snapshot
+
+
+# ---------------------------------------------------------------- the client
+
+def startup_packet(app):
+    params = b"".join(k + b"\0" + v + b"\0" for k, v in (
+        (b"user", b"postgres"), (b"database", b"postgres"), (b"application_name", app.encode())))
+    body = struct.pack("!I", 196608) + params + b"\0"  # protocol 3.0
+    return struct.pack("!I", len(body) + 4) + body
+
+
+def recv_exact(s, n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise EOFError("server closed the connection")
+        data += chunk
+    return data
+
+
+def raw_startup(s, app):
+    """Logs in over s like a driver of its own would, up to ReadyForQuery."""
+    s.sendall(startup_packet(app))
+    while True:
+        kind, length = struct.unpack("!cI", recv_exact(s, 5))
+        body = recv_exact(s, length - 4)
+        if kind == b"E":
+            raise RuntimeError("server refused the raw login: %r" % body)
+        if kind == b"R" and struct.unpack("!I", body[:4])[0] != 0:
+            raise RuntimeError("unexpected authentication request %r" % body)
+        if kind == b"Z":
+            return
+
+
+def client_main():
+    pq = ctypes.CDLL("libpq.so.5")
+    pq.PQconnectdb.restype = ctypes.c_void_p
+    pq.PQconnectdb.argtypes = [ctypes.c_char_p]
+    for f in ("PQstatus", "PQbackendPID", "PQsocket"):
+        getattr(pq, f).argtypes = [ctypes.c_void_p]
+        getattr(pq, f).restype = ctypes.c_int
+    pq.PQfinish.argtypes = [ctypes.c_void_p]
+    pq.PQexec.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    pq.PQexec.restype = ctypes.c_void_p
+    pq.PQresultStatus.argtypes = [ctypes.c_void_p]
+    pq.PQresultStatus.restype = ctypes.c_int
+    pq.PQclear.argtypes = [ctypes.c_void_p]
+    pq.PQconnectStart.restype = ctypes.c_void_p
+    pq.PQconnectStart.argtypes = [ctypes.c_char_p]
+    pq.PQconnectPoll.restype = ctypes.c_int
+    pq.PQconnectPoll.argtypes = [ctypes.c_void_p]
+    pq.PQreset.argtypes = [ctypes.c_void_p]
+
+    handles = []
+    raws = []
+    print("ready pid=%d" % os.getpid(), flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if not words:
+            continue
+        cmd, args = words[0], words[1:]
+        try:
+            if cmd in ("pq", "pq-any"):
+                c = pq.PQconnectdb(line.split(None, 1)[1].strip().encode())
+                if not c:
+                    raise RuntimeError("PQconnectdb returned NULL")
+                handles.append(c)
+                status = pq.PQstatus(c)
+                if cmd == "pq" and status != 0:
+                    raise RuntimeError("connection failed (status %d)" % status)
+                reply = "ok conn=0x%x status=%d backend=%d" % (c, status, pq.PQbackendPID(c))
+            elif cmd == "pq-async":
+                import select
+                c = pq.PQconnectStart(line.split(None, 1)[1].strip().encode())
+                if not c:
+                    raise RuntimeError("PQconnectStart returned NULL")
+                handles.append(c)
+                state = 2  # PGRES_POLLING_WRITING
+                while state not in (0, 3):  # FAILED, OK
+                    fd = pq.PQsocket(c)
+                    if state == 1:  # READING
+                        select.select([fd], [], [], 30)
+                    else:
+                        select.select([], [fd], [], 30)
+                    state = pq.PQconnectPoll(c)
+                if state != 3 or pq.PQstatus(c) != 0:
+                    raise RuntimeError("async connection failed")
+                reply = "ok conn=0x%x status=0 backend=%d" % (c, pq.PQbackendPID(c))
+            elif cmd == "reset":
+                c = int(args[0], 16)
+                pq.PQreset(c)
+                if pq.PQstatus(c) != 0:
+                    raise RuntimeError("PQreset failed")
+                reply = "ok backend=%d" % pq.PQbackendPID(c)
+            elif cmd in ("raw-tcp", "plain-tcp"):
+                s = socket.create_connection((args[0], int(args[1])), timeout=30)
+                raws.append(s)
+                if cmd == "raw-tcp":
+                    raw_startup(s, args[2])
+                reply = "ok port=%d" % s.getsockname()[1]
+            elif cmd in ("raw-unix", "plain-unix"):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.settimeout(30)
+                s.connect(args[0])
+                raws.append(s)
+                if cmd == "raw-unix":
+                    raw_startup(s, args[1])
+                reply = "ok"
+            elif cmd == "query-all":
+                bad = 0
+                for c in handles:
+                    r = pq.PQexec(c, b"select 1")
+                    bad += not r or pq.PQresultStatus(r) != 2  # PGRES_TUPLES_OK
+                    if r:
+                        pq.PQclear(r)
+                reply = "ok bad=%d" % bad
+            elif cmd == "finish":
+                c = int(args[0], 16)
+                handles.remove(c)
+                pq.PQfinish(c)
+                reply = "ok"
+            elif cmd == "finish-all":
+                for c in handles:
+                    pq.PQfinish(c)
+                handles = []
+                reply = "ok"
+            elif cmd == "close-raw":
+                for s in raws:
+                    s.close()
+                raws = []
+                reply = "ok"
+            elif cmd == "exit":
+                sys.stdout.flush()
+                os._exit(0)
+            else:
+                raise RuntimeError("unknown command %r" % cmd)
+        except Exception as e:  # the test sees the reason
+            reply = "error %s: %s" % (type(e).__name__, str(e).replace("\n", " "))
+        print(reply, flush=True)
+
+
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "client":
+    client_main()
+    sys.exit(0)
+
+
+# ---------------------------------------------------------------- the tests
+
+from connleak_run import (PG_BIN, PQCLIENT, PYTHON, Client, ConnleakTestCase, Tracer,  # noqa: E402
+                          find_process, launch, pqclient_summaries)
+
+SOCKET_KEYS = ("paired", "pre_attach", "untracked", "connecting", "handles_without_socket", "closed_at_exit",
+               "dropped", "pre_attach_peers", "untracked_peers")
+
+
+class SockClient:
+    """This file's client, driven line by line."""
+
+    def __init__(self):
+        self.popen = subprocess.Popen([PYTHON, os.path.abspath(__file__), "client"], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+        line = self.popen.stdout.readline()
+        m = re.match(r"ready pid=(\d+)", line)
+        if not m:
+            self.popen.kill()
+            raise AssertionError("socket client did not start: %r %s" % (line, self.popen.communicate()[1]))
+        self.pid = int(m.group(1))
+
+    def cmd(self, line):
+        self.popen.stdin.write(line + "\n")
+        self.popen.stdin.flush()
+        reply = self.popen.stdout.readline().strip()
+        if not reply.startswith("ok"):
+            raise AssertionError("socket client: %r -> %r" % (line, reply))
+        return reply
+
+    def pq(self, conninfo, may_fail=False, mode=None):
+        """Returns (conn, backend pid)."""
+        r = self.cmd("%s %s" % (mode or ("pq-any" if may_fail else "pq"), conninfo))
+        m = re.search(r"conn=0x([0-9a-f]+) status=(\d+) backend=(\d+)", r)
+        return int(m.group(1), 16), int(m.group(3))
+
+    def exit(self):
+        try:
+            self.popen.stdin.write("exit\n")
+            self.popen.stdin.flush()
+        except BrokenPipeError:
+            pass
+        self.popen.communicate(timeout=60)
+
+    def cleanup(self):
+        if self.popen.poll() is None:
+            self.popen.kill()
+        try:
+            self.popen.communicate(timeout=30)
+        except Exception:
+            pass
+
+
+def socket_view(proc):
+    """The socket numbers of a process entry, for one-shot comparison."""
+    s = proc["sockets"]
+    return {"db_sockets": proc["db_sockets"], "tracking_discrepancy": proc["tracking_discrepancy"],
+            "active": proc["active"], "paired": s["paired"], "pre_attach": s["pre_attach"],
+            "untracked": s["untracked"], "connecting": s["connecting"],
+            "handles_without_socket": s["handles_without_socket"], "closed_at_exit": s["closed_at_exit"],
+            "pre_attach_peers": s["pre_attach_peers"], "untracked_peers": s["untracked_peers"]}
+
+
+def want(**kw):
+    d = {"db_sockets": 0, "tracking_discrepancy": 0, "active": 0, "paired": 0, "pre_attach": 0, "untracked": 0,
+         "connecting": 0, "handles_without_socket": 0, "closed_at_exit": 0, "pre_attach_peers": {},
+         "untracked_peers": {}}
+    for k, v in kw.items():
+        if k not in d:
+            raise KeyError(k)
+        d[k] = v
+    return d
+
+
+def conn_sockets(proc):
+    """{conn int: (peer, socket state)} of the live handles."""
+    return {int(c["conn"], 16): (c["peer"], c["socket"]) for c in proc["connections"]}
+
+
+class SocketsTest(ConnleakTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.tcp_peer = "127.0.0.1:%d" % self.server.port
+        self.unix_path = os.path.join(self.server.socket_dir, ".s.PGSQL.%d" % self.server.port)
+
+    # ---- helpers ----
+    def tcp(self, app):
+        return self.server.conninfo(app)
+
+    def unix(self, app):
+        return self.server.conninfo(app, host=self.server.socket_dir)
+
+    def sock_client(self):
+        c = SockClient()
+        self.addCleanup(c.cleanup)
+        return c
+
+    def pq_client(self, conninfo):
+        c = Client.start(conninfo)
+        self.addCleanup(c.cleanup)
+        return c
+
+    def attach(self, pids, extra=()):
+        t = Tracer.attach(pids, json_path=self.json_path(), extra=extra)
+        self.addCleanup(t.cleanup)
+        snap = t.wait_attached(timeout=WAIT)
+        self.assertIsNotNone(snap, "connleak wrote no snapshot after attaching\n" + t.describe())
+        self.assertTrue(t.alive(), "connleak exited right after attaching\n" + t.describe())
+        return t
+
+    def backends(self, *apps):
+        """The server's count of client backends with these application_names."""
+        names = ",".join("'%s'" % a for a in apps)
+        return int(self.server.psql("select count(*) from pg_stat_activity where application_name in (%s)"
+                                    % names))
+
+    def check_totals(self, snap, ctx):
+        st = snap["tracking_stats"]
+        self.assertEqual(st["total_db_sockets"], sum(p["db_sockets"] for p in snap["processes"]), ctx)
+        self.assertEqual(st["tracking_discrepancy"], sum(p["tracking_discrepancy"] for p in snap["processes"]), ctx)
+        for p in snap["processes"]:
+            s = p["sockets"]
+            for k in SOCKET_KEYS:
+                self.assertIn(k, s, ctx)
+            self.assertEqual(p["db_sockets"], s["paired"] + s["pre_attach"] + s["untracked"] + s["connecting"], ctx)
+            self.assertEqual(p["tracking_discrepancy"], p["db_sockets"] - p["active"], ctx)
+            if not p["exited"]:
+                self.assertEqual(s["paired"], p["active"] - s["handles_without_socket"], ctx)
+            for c in p["connections"]:
+                self.assertIn("peer", c, ctx)
+                self.assertIn(c["socket"], ("open", "peer_closed", "closed", "none"), ctx)
+
+    def await_sockets(self, t, pid, expected, conns=None):
+        """Waits until pid's socket numbers are expected (and its handles'
+        sockets are conns, if given), asserts them exactly."""
+        def done(s):
+            p = find_process(s, pid)
+            return p is not None and socket_view(p) == expected and (conns is None or conn_sockets(p) == conns)
+        snap = t.wait_snapshot(done, timeout=WAIT)
+        ctx = t.describe()
+        self.assertIsNotNone(snap, ctx)
+        proc = find_process(snap, pid)
+        self.assertIsNotNone(proc, "pid %d not in the snapshot\n%s" % (pid, ctx))
+        self.assertEqual(socket_view(proc), expected, ctx)
+        if conns is not None:
+            self.assertEqual(conn_sockets(proc), conns, ctx)
+        self.check_snapshot(snap, ctx)
+        self.check_totals(snap, ctx)
+        return snap, proc
+
+    # ---- the tests ----
+    def test_tcp_and_unix_clients_side_by_side(self):
+        """db_sockets of each process == the server's count of its backends."""
+        app_t, app_u = self.app("tcp"), self.app("unix")
+        ct, cu = self.pq_client(self.tcp(app_t)), self.pq_client(self.unix(app_u))
+        t = self.attach([ct.pid, cu.pid])
+        conns_t = Client.conns(ct.cmd("open 3"))
+        conns_u = Client.conns(cu.cmd("open 2"))
+        self.await_sockets(t, ct.pid, want(db_sockets=3, active=3, paired=3))
+        snap, pu = self.await_sockets(t, cu.pid, want(db_sockets=2, active=2, paired=2))
+        pt = find_process(snap, ct.pid)
+        self.assertEqual(socket_view(pt), want(db_sockets=3, active=3, paired=3), t.describe())
+        ctx = t.describe()
+        self.assertEqual(pt["db_sockets"], self.backends(app_t), ctx)
+        self.assertEqual(pu["db_sockets"], self.backends(app_u), ctx)
+        self.assertEqual(conn_sockets(pt), {c: (self.tcp_peer, "open") for c in conns_t}, ctx)
+        self.assertEqual(conn_sockets(pu), {c: (self.unix_path, "open") for c in conns_u}, ctx)
+        self.assertEqual((snap["tracking_stats"]["total_db_sockets"], snap["tracking_stats"]["tracking_discrepancy"]),
+                         (5, 0), ctx)
+
+        ct.cmd("finish-old 1")
+        cu.cmd("finish-all")
+        self.await_sockets(t, ct.pid, want(db_sockets=2, active=2, paired=2))
+        snap, pu = self.await_sockets(t, cu.pid, want())
+        pt = find_process(snap, ct.pid)
+        self.assertEqual(socket_view(pt), want(db_sockets=2, active=2, paired=2), t.describe())
+        ctx = t.describe()
+        self.assertEqual(pt["db_sockets"], self.backends(app_t), ctx)
+        self.assertEqual(0, self.backends(app_u), ctx)
+        self.assertEqual((snap["tracking_stats"]["total_db_sockets"], snap["tracking_stats"]["tracking_discrepancy"]),
+                         (2, 0), ctx)
+
+    def test_attach_after_connections_pre_attach(self):
+        """Sockets held before the attach: pre_attach, discrepancy = their number."""
+        app_t, app_u = self.app("tcp"), self.app("unix")
+        ct, cu = self.pq_client(self.tcp(app_t)), self.pq_client(self.unix(app_u))
+        ct.cmd("open 3")
+        cu.cmd("open 2")
+        t = self.attach([ct.pid, cu.pid], extra=["--db-port", str(self.server.port)])
+        self.await_sockets(t, ct.pid, want(db_sockets=3, tracking_discrepancy=3, pre_attach=3,
+                                           pre_attach_peers={self.tcp_peer: 3}))
+        # A Unix socket named .s.PGSQL.<port> is a database's without options.
+        self.await_sockets(t, cu.pid, want(db_sockets=2, tracking_discrepancy=2, pre_attach=2,
+                                           pre_attach_peers={self.unix_path: 2}))
+        self.assertEqual(self.backends(app_t), 3)
+        self.assertEqual(self.backends(app_u), 2)
+
+        ct.cmd("open 2")       # tracked: paired
+        ct.cmd("finish-old 1")  # one made before the attach
+        _, pt = self.await_sockets(t, ct.pid, want(db_sockets=4, tracking_discrepancy=2, active=2, paired=2,
+                                                   pre_attach=2, pre_attach_peers={self.tcp_peer: 2}))
+        self.assertEqual(pt["db_sockets"], self.backends(app_t), t.describe())
+
+    def test_pre_attach_tcp_learned_from_libpq(self):
+        """Without --db-port, a TCP server on another port than 5432 is known
+        once the process's own libpq reaches it."""
+        app = self.app()
+        c = self.pq_client(self.tcp(app))
+        c.cmd("open 2")
+        t = self.attach([c.pid])
+        self.await_sockets(t, c.pid, want())
+        c.cmd("open 1")
+        _, proc = self.await_sockets(t, c.pid, want(db_sockets=3, tracking_discrepancy=2, active=1, paired=1,
+                                                    pre_attach=2, pre_attach_peers={self.tcp_peer: 2}))
+        self.assertEqual(proc["db_sockets"], self.backends(app), t.describe())
+
+    def test_raw_socket_without_libpq_is_untracked(self):
+        """Another driver's sockets (the startup protocol spoken by hand):
+        untracked, each one +1 in the discrepancy."""
+        app, app_raw = self.app("pq"), self.app("raw")
+        c = self.sock_client()
+        t = self.attach([c.pid])
+        c.pq(self.tcp(app))
+        c.pq(self.tcp(app))
+        self.await_sockets(t, c.pid, want(db_sockets=2, active=2, paired=2))
+        c.cmd("raw-tcp 127.0.0.1 %d %s" % (self.server.port, app_raw))
+        _, proc = self.await_sockets(t, c.pid, want(db_sockets=3, tracking_discrepancy=1, active=2, paired=2,
+                                                    untracked=1, untracked_peers={self.tcp_peer: 1}))
+        self.assertEqual(proc["db_sockets"], self.backends(app, app_raw), t.describe())
+        self.assertEqual(self.backends(app_raw), 1)
+        c.cmd("raw-unix %s %s" % (self.unix_path, app_raw))
+        _, proc = self.await_sockets(t, c.pid, want(db_sockets=4, tracking_discrepancy=2, active=2, paired=2,
+                                                    untracked=2,
+                                                    untracked_peers={self.tcp_peer: 1, self.unix_path: 1}))
+        self.assertEqual(proc["db_sockets"], self.backends(app, app_raw), t.describe())
+        c.cmd("close-raw")
+        self.await_sockets(t, c.pid, want(db_sockets=2, active=2, paired=2))
+
+    def test_raw_socket_only_with_db_port(self):
+        """A process without libpq connections: its raw socket to the server
+        counts once the server is named (--db-port)."""
+        app_raw = self.app("raw")
+        c = self.sock_client()
+        t = self.attach([c.pid], extra=["--db-port", str(self.server.port)])
+        c.cmd("raw-tcp 127.0.0.1 %d %s" % (self.server.port, app_raw))
+        self.await_sockets(t, c.pid, want(db_sockets=1, tracking_discrepancy=1, untracked=1,
+                                          untracked_peers={self.tcp_peer: 1}))
+        self.assertEqual(self.backends(app_raw), 1)
+
+    def test_non_database_port_not_counted(self):
+        """Sockets to something else than a database are not db sockets."""
+        app = self.app()
+        lt = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lt.bind(("127.0.0.1", 0))
+        lt.listen(8)
+        self.addCleanup(lt.close)
+        upath = os.path.join(self.tmp, "not-a-db.sock")
+        lu = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        lu.bind(upath)
+        lu.listen(8)
+        self.addCleanup(lu.close)
+        c = self.sock_client()
+        t = self.attach([c.pid])
+        c.pq(self.tcp(app))
+        c.cmd("plain-tcp 127.0.0.1 %d" % lt.getsockname()[1])
+        c.cmd("plain-tcp 127.0.0.1 %d" % lt.getsockname()[1])
+        c.cmd("plain-unix %s" % upath)
+        _, proc = self.await_sockets(t, c.pid, want(db_sockets=1, active=1, paired=1))
+        self.assertEqual(proc["db_sockets"], self.backends(app), t.describe())
+
+    def test_async_connect_and_reset_keep_their_pairing(self):
+        """PQconnectStart + PQconnectPoll, and PQreset (a new socket under
+        the same handle): still paired, the old socket not counted."""
+        app = self.app()
+        c = self.sock_client()
+        t = self.attach([c.pid])
+        a, _ = c.pq(self.tcp(app), mode="pq-async")
+        u, _ = c.pq(self.unix(app), mode="pq-async")
+        self.await_sockets(t, c.pid, want(db_sockets=2, active=2, paired=2),
+                           conns={a: (self.tcp_peer, "open"), u: (self.unix_path, "open")})
+        c.cmd("reset %x" % a)
+        c.cmd("reset %x" % u)
+        t.wait_snapshot(lambda s: find_process(s, c.pid) and find_process(s, c.pid)["resets"] == 2, timeout=WAIT)
+        _, proc = self.await_sockets(t, c.pid, want(db_sockets=2, active=2, paired=2),
+                                     conns={a: (self.tcp_peer, "open"), u: (self.unix_path, "open")})
+        self.assertEqual(proc["db_sockets"], self.backends(app), t.describe())
+        self.assertEqual(proc["resets"], 2, t.describe())
+
+    def test_db_options_name_other_servers(self):
+        """--db-host and --db-socket: servers libpq never reached (here two
+        plain listeners standing in for a database behind other names)."""
+        lt = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lt.bind(("127.0.0.1", 0))
+        lt.listen(8)
+        self.addCleanup(lt.close)
+        upath = os.path.join(self.tmp, "pgbouncer.sock")
+        lu = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        lu.bind(upath)
+        lu.listen(8)
+        self.addCleanup(lu.close)
+        tport = lt.getsockname()[1]
+        c = self.sock_client()
+        t = self.attach([c.pid], extra=["--db-host", "127.0.0.1:%d" % tport, "--db-socket", upath])
+        c.cmd("plain-tcp 127.0.0.1 %d" % tport)
+        c.cmd("plain-unix %s" % upath)
+        c.cmd("plain-tcp 127.0.0.1 %d" % self.server.port)  # neither named nor reached by libpq
+        self.await_sockets(t, c.pid, want(db_sockets=2, tracking_discrepancy=2, untracked=2,
+                                          untracked_peers={"127.0.0.1:%d" % tport: 1, upath: 1}))
+
+    def test_no_sockets_option(self):
+        """--no-sockets: no socket keys at all."""
+        r = launch([PQCLIENT, "connectdb", self.tcp(self.app()), "2", "1"], tmpdir=self.tmp, extra=["--no-sockets"])
+        self.assertEqual(r.returncode, 0, r.describe())
+        self.assertNotIn("total_db_sockets", r.snapshot["tracking_stats"], r.describe())
+        self.assertNotIn("tracking_discrepancy", r.snapshot["tracking_stats"], r.describe())
+        for p in r.snapshot["processes"]:
+            for k in ("db_sockets", "tracking_discrepancy", "sockets"):
+                self.assertNotIn(k, p, r.describe())
+
+    def test_terminated_backend_handle_loses_its_socket(self):
+        """pg_terminate_backend: the handle is shown without its socket
+        (peer_closed, then closed once libpq notices), not as healthy."""
+        app_t, app_u = self.app("tcp"), self.app("unix")
+        c = self.sock_client()
+        t = self.attach([c.pid])
+        kept, _ = c.pq(self.tcp(app_t))
+        lost_t, pid_t = c.pq(self.tcp(app_t))
+        lost_u, pid_u = c.pq(self.unix(app_u))
+        self.await_sockets(t, c.pid, want(db_sockets=3, active=3, paired=3))
+        self.server.psql("select pg_terminate_backend(%d), pg_terminate_backend(%d)" % (pid_t, pid_u))
+        broken = want(db_sockets=1, tracking_discrepancy=-2, active=3, paired=1, handles_without_socket=2)
+        _, proc = self.await_sockets(t, c.pid, broken, conns={
+            kept: (self.tcp_peer, "open"), lost_t: (self.tcp_peer, "peer_closed"),
+            lost_u: (self.unix_path, "peer_closed")})
+        self.assertEqual(proc["db_sockets"], self.backends(app_t, app_u), t.describe())
+        self.assertEqual(c.cmd("query-all"), "ok bad=2")  # libpq notices and closes them
+        self.await_sockets(t, c.pid, broken, conns={
+            kept: (self.tcp_peer, "open"), lost_t: (self.tcp_peer, "closed"), lost_u: (self.unix_path, "closed")})
+        c.cmd("finish-all")
+        self.await_sockets(t, c.pid, want())
+
+    def test_failed_connect_handle_without_socket(self):
+        """A connect refused: its handle (awaiting PQfinish) has a closed socket."""
+        port = self.server.port
+        dead = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        dead.bind(("127.0.0.1", 0))
+        dead_port = dead.getsockname()[1]
+        dead.close()  # nobody listens there now
+        c = self.sock_client()
+        t = self.attach([c.pid], extra=["--db-port", str(port)])
+        bad, _ = c.pq("host=127.0.0.1 port=%d user=postgres dbname=postgres connect_timeout=5" % dead_port,
+                      may_fail=True)
+        self.await_sockets(t, c.pid, want(tracking_discrepancy=-1, active=1, handles_without_socket=1),
+                           conns={bad: ("127.0.0.1:%d" % dead_port, "closed")})
+
+    def test_exit_closes_sockets(self):
+        """At exit: live handles leaked_at_exit, the sockets the kernel closed
+        counted (closed_at_exit), nothing left open."""
+        app, app_raw = self.app("pq"), self.app("raw")
+        c = self.sock_client()
+        t = self.attach([c.pid])
+        c.pq(self.tcp(app))
+        c.pq(self.tcp(app))
+        c.pq(self.unix(app))
+        c.cmd("raw-tcp 127.0.0.1 %d %s" % (self.server.port, app_raw))
+        self.await_sockets(t, c.pid, want(db_sockets=4, tracking_discrepancy=1, active=3, paired=3, untracked=1,
+                                          untracked_peers={self.tcp_peer: 1}))
+        c.exit()
+        self.assertEqual(t.wait(), 0, t.describe())
+        proc = find_process(t.last, c.pid)
+        ctx = t.describe()
+        self.assertTrue(proc["exited"], ctx)
+        self.assertEqual(proc["leaked_at_exit"], 3, ctx)
+        self.assertEqual(socket_view(proc), want(closed_at_exit=4), ctx)
+        self.check_totals(t.last, ctx)
+
+    def test_launched_command(self):
+        """-- COMMAND: nothing predates the attach; leaked handles' sockets
+        are closed at exit."""
+        app = self.app()
+        r = launch([PQCLIENT, "connectdb", self.unix(app), "4", "3"], tmpdir=self.tmp)
+        self.assertEqual(r.returncode, 0, r.describe())
+        pid = pqclient_summaries(r.stdout)[0]["pid"]
+        proc = find_process(r.snapshot, pid)
+        self.assertIsNotNone(proc, r.describe())
+        self.assertEqual(proc["leaked_at_exit"], 3, r.describe())
+        self.assertEqual(socket_view(proc), want(closed_at_exit=3), r.describe())
+        self.check_totals(r.snapshot, r.describe())
+
+
+class ServerRestartTest(ConnleakTestCase):
+    """A server restart: every handle of the client loses its socket."""
+
+    def test_restart(self):
+        server = self.server
+        app_t, app_u = self.app("tcp"), self.app("unix")
+        c = SockClient()
+        self.addCleanup(c.cleanup)
+        t = Tracer.attach([c.pid], json_path=self.json_path())
+        self.addCleanup(t.cleanup)
+        self.assertIsNotNone(t.wait_attached(timeout=WAIT), t.describe())
+        unix_path = os.path.join(server.socket_dir, ".s.PGSQL.%d" % server.port)
+        tcp_peer = "127.0.0.1:%d" % server.port
+        a, _ = c.pq(server.conninfo(app_t))
+        b, _ = c.pq(server.conninfo(app_t))
+        u, _ = c.pq(server.conninfo(app_u, host=server.socket_dir))
+        expected = want(db_sockets=3, active=3, paired=3)
+        snap = t.wait_snapshot(lambda s: find_process(s, c.pid) and socket_view(find_process(s, c.pid)) == expected,
+                               timeout=WAIT)
+        self.assertEqual(socket_view(find_process(snap, c.pid)), expected, t.describe())
+
+        server._as_pg([os.path.join(PG_BIN, "pg_ctl"), "restart", "-D", server.data, "-m", "fast",
+                       "-l", server.logfile, "-w", "-t", "60", "-s"])
+        expected = want(tracking_discrepancy=-3, active=3, handles_without_socket=3)
+        snap = t.wait_snapshot(lambda s: find_process(s, c.pid) and socket_view(find_process(s, c.pid)) == expected,
+                               timeout=WAIT)
+        proc = find_process(snap, c.pid)
+        ctx = t.describe()
+        self.assertEqual(socket_view(proc), expected, ctx)
+        self.assertEqual(conn_sockets(proc), {a: (tcp_peer, "peer_closed"), b: (tcp_peer, "peer_closed"),
+                                              u: (unix_path, "peer_closed")}, ctx)
+        c.cmd("finish-all")
+
+
+if __name__ == "__main__":
+    unittest.main()

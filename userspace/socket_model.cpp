@@ -1,0 +1,470 @@
+#include "socket_model.h"
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <tuple>
+
+namespace connleak {
+namespace {
+
+const uint8_t kV4Mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+bool contains(const std::vector<std::string>& v, const std::string& s)
+{
+    return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+// A record that may be libpq's connection to its server: libpq's own
+// lookups (nscd over a Unix socket, inside PQconnectPoll too) are not.
+bool server_candidate(const SocketRecord& r, const DbServers& rules)
+{
+    return r.tcp || is_pg_socket_path(r.peer.path) || contains(rules.paths, r.peer.path);
+}
+
+// The state of a recorded socket: the scan says whether the process holds
+// it; the TCP hooks say what happened since.
+SocketState record_state(const SocketRecord& r, const ProcessScan& scan,
+                         const std::map<uint64_t, const HeldSocket*>& held)
+{
+    SocketState s = SocketState::Live;
+    if (scan.ok) {
+        auto it = held.find(r.inode);
+        if (it != held.end())
+            s = it->second->state;
+        else if (r.connect_ns < scan.time_ns)
+            s = SocketState::Closed;  // connected before the scan, not held in it
+    }
+    if (r.tcp) {
+        if (r.closed_ns)
+            s = SocketState::Closed;
+        else if (r.peer_closed_ns && s == SocketState::Live)
+            s = SocketState::PeerClosed;
+    }
+    return s;
+}
+
+// The latest record per inode (an inode number can be reused once freed).
+std::map<uint64_t, const SocketRecord*> records_by_inode(const std::vector<SocketRecord>& records)
+{
+    std::map<uint64_t, const SocketRecord*> out;
+    for (const SocketRecord& r : records) {
+        const SocketRecord*& slot = out[r.inode];
+        if (!slot || slot->connect_ns < r.connect_ns)
+            slot = &r;
+    }
+    return out;
+}
+
+const char* state_name(SocketState s)
+{
+    switch (s) {
+    case SocketState::Live:
+        return "open";
+    case SocketState::PeerClosed:
+        return "peer_closed";
+    case SocketState::Closed:
+        break;
+    }
+    return "closed";
+}
+
+}  // namespace
+
+Peer Peer::inet4(const uint8_t* a4, uint16_t port)
+{
+    Peer p;
+    p.kind = Kind::Inet;
+    std::memcpy(p.addr.data(), a4, 4);
+    p.port = port;
+    return p;
+}
+
+Peer Peer::inet6(const uint8_t* a16, uint16_t port)
+{
+    if (std::memcmp(a16, kV4Mapped, sizeof(kV4Mapped)) == 0)
+        return inet4(a16 + 12, port);
+    Peer p;
+    p.kind = Kind::Inet;
+    p.v6 = true;
+    std::memcpy(p.addr.data(), a16, 16);
+    p.port = port;
+    return p;
+}
+
+Peer Peer::unix_path(const char* sun_path, size_t len)
+{
+    Peer p;
+    p.kind = Kind::Unix;
+    if (len > 0 && sun_path[0] == '\0') {  // abstract: the name is every byte
+        p.path = "@" + std::string(sun_path + 1, len - 1);
+        while (!p.path.empty() && p.path.back() == '\0')
+            p.path.pop_back();
+    } else {
+        p.path.assign(sun_path, strnlen(sun_path, len));
+    }
+    return p;
+}
+
+std::string Peer::str() const
+{
+    char buf[INET6_ADDRSTRLEN];
+    switch (kind) {
+    case Kind::None:
+        return "";
+    case Kind::Unix: {
+        // Paths are any bytes: keep reports plain text and valid UTF-8.
+        std::string out;
+        for (unsigned char c : path) {
+            if (c >= 0x20 && c < 0x7f && c != '\\') {
+                out += static_cast<char>(c);
+            } else {
+                char esc[5];
+                std::snprintf(esc, sizeof(esc), "\\x%02x", c);
+                out += esc;
+            }
+        }
+        return out;
+    }
+    case Kind::Inet:
+        break;
+    }
+    if (!v6) {
+        inet_ntop(AF_INET, addr.data(), buf, sizeof(buf));
+        return std::string(buf) + ":" + std::to_string(port);
+    }
+    inet_ntop(AF_INET6, addr.data(), buf, sizeof(buf));
+    return "[" + std::string(buf) + "]:" + std::to_string(port);
+}
+
+bool Peer::operator<(const Peer& o) const
+{
+    return std::tie(kind, v6, addr, port, path) < std::tie(o.kind, o.v6, o.addr, o.port, o.path);
+}
+
+bool Peer::operator==(const Peer& o) const
+{
+    return std::tie(kind, v6, addr, port, path) == std::tie(o.kind, o.v6, o.addr, o.port, o.path);
+}
+
+std::optional<Peer> parse_db_host(const std::string& text)
+{
+    std::string host = text, port;
+    if (!text.empty() && text[0] == '[') {  // [v6]:port or [v6]
+        size_t close = text.find(']');
+        if (close == std::string::npos)
+            return std::nullopt;
+        host = text.substr(1, close - 1);
+        std::string rest = text.substr(close + 1);
+        if (!rest.empty()) {
+            if (rest[0] != ':' || rest.size() == 1)
+                return std::nullopt;
+            port = rest.substr(1);
+        }
+    } else if (std::count(text.begin(), text.end(), ':') == 1) {  // v4:port
+        size_t colon = text.find(':');
+        host = text.substr(0, colon);
+        port = text.substr(colon + 1);
+        if (port.empty())
+            return std::nullopt;
+    }
+    unsigned long p = 0;
+    if (!port.empty()) {
+        if (port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5)
+            return std::nullopt;
+        p = std::stoul(port);
+        if (p == 0 || p > 65535)
+            return std::nullopt;
+    }
+    uint8_t a[16];
+    if (inet_pton(AF_INET, host.c_str(), a) == 1)
+        return Peer::inet4(a, static_cast<uint16_t>(p));
+    if (inet_pton(AF_INET6, host.c_str(), a) == 1)
+        return Peer::inet6(a, static_cast<uint16_t>(p));
+    return std::nullopt;
+}
+
+bool is_pg_socket_path(const std::string& path)
+{
+    static const std::string prefix = ".s.PGSQL.";
+    size_t slash = path.rfind('/');
+    std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+    if (base.compare(0, prefix.size(), prefix) != 0 || base.size() == prefix.size())
+        return false;
+    return base.find_first_not_of("0123456789", prefix.size()) == std::string::npos;
+}
+
+bool DbServers::matches(const Peer& p) const
+{
+    if (p.kind == Peer::Kind::Unix)
+        return is_pg_socket_path(p.path) || contains(paths, p.path);
+    if (p.kind != Peer::Kind::Inet)
+        return false;
+    if (std::find(ports.begin(), ports.end(), p.port) != ports.end())
+        return true;
+    for (const Peer& h : hosts)
+        if (h.v6 == p.v6 && h.addr == p.addr && (h.port == 0 || h.port == p.port))
+            return true;
+    return false;
+}
+
+ProcessSocketReport build_socket_report(const ProcessScan& scan, const std::vector<SocketRecord>& records,
+                                        const std::vector<HandleRef>& handles, const DbServers& rules,
+                                        ProcessSocketMemory& mem)
+{
+    ProcessSocketReport rep;
+    rep.tracked = true;
+
+    std::map<uint64_t, const HeldSocket*> held;
+    for (const HeldSocket& h : scan.sockets)
+        held[h.inode] = &h;
+    const auto by_inode = records_by_inode(records);
+    std::multimap<uint64_t, const SocketRecord*> by_conn;
+    for (const SocketRecord& r : records)
+        if (r.conn)
+            by_conn.emplace(r.conn, &r);
+
+    // Each handle's socket: the last one its PQconnectPoll calls connected
+    // since the handle's connect began (earlier ones: addresses tried
+    // before, or the socket a PQreset replaced).
+    std::map<uint64_t, uint64_t> paired_inode;  // inode -> conn, for live handle sockets
+    for (const HandleRef& h : handles) {
+        const SocketRecord* cur = nullptr;
+        auto [lo, hi] = by_conn.equal_range(h.conn);
+        for (auto it = lo; it != hi; ++it) {
+            const SocketRecord* r = it->second;
+            if (r->connect_ns >= h.start_ns && server_candidate(*r, rules) &&
+                (!cur || r->connect_ns > cur->connect_ns))
+                cur = r;
+        }
+        ConnSocket cs{"", "none"};
+        if (cur) {
+            SocketState s = record_state(*cur, scan, held);
+            cs.peer = cur->peer.str();
+            cs.state = state_name(s);
+            if (s != SocketState::Closed || cur->established_ns)
+                mem.learned.insert(cur->peer);  // a server this process's libpq reached
+            if (s == SocketState::Live)
+                paired_inode[cur->inode] = h.conn;
+        }
+        if (cs.state != "open")
+            rep.handles_without_socket++;
+        rep.conns[h.conn] = cs;
+    }
+
+    // Every live socket the process holds, plus those connected after the
+    // scan began (known from their records only).
+    struct Candidate {
+        uint64_t inode;
+        Peer peer;
+        const SocketRecord* rec;
+    };
+    std::vector<Candidate> live;
+    for (const HeldSocket& h : scan.sockets) {
+        if (h.state != SocketState::Live)
+            continue;
+        auto it = by_inode.find(h.inode);
+        const SocketRecord* rec = it != by_inode.end() ? it->second : nullptr;
+        if (rec && record_state(*rec, scan, held) != SocketState::Live)
+            continue;  // closed since the scan
+        live.push_back({h.inode, rec ? rec->peer : h.peer, rec});
+    }
+    for (const auto& [inode, rec] : by_inode)
+        if (!held.count(inode) && (!scan.ok || rec->connect_ns >= scan.time_ns) &&
+            record_state(*rec, scan, held) == SocketState::Live)
+            live.push_back({inode, rec->peer, rec});
+
+    for (const Candidate& c : live) {
+        const bool paired = paired_inode.count(c.inode) != 0;
+        if (!paired && !rules.matches(c.peer) && !mem.learned.count(c.peer))
+            continue;  // not a database socket
+        rep.db_sockets++;
+        if (paired)
+            rep.paired++;
+        else if (c.rec && c.rec->conn)
+            rep.connecting++;
+        else if (!c.rec && mem.pre_attach.count(c.inode)) {
+            rep.pre_attach++;
+            rep.pre_attach_peers[c.peer.str()]++;
+        } else {
+            rep.untracked++;
+            rep.untracked_peers[c.peer.str()]++;
+        }
+    }
+
+    if (scan.ok) {
+        for (auto it = mem.pre_attach.begin(); it != mem.pre_attach.end();)
+            it = held.count(*it) ? std::next(it) : mem.pre_attach.erase(it);
+        mem.last_scan = scan;
+    }
+    return rep;
+}
+
+ProcessSocketReport build_exit_report(uint64_t exited_ns, const std::vector<SocketRecord>& records,
+                                      const DbServers& rules, const ProcessSocketMemory& mem,
+                                      const std::set<uint64_t>* held_at_exit)
+{
+    ProcessSocketReport rep;
+    rep.tracked = true;
+    const ProcessScan& scan = mem.last_scan;
+    const auto by_inode = records_by_inode(records);
+
+    auto is_db = [&](const Peer& peer, const SocketRecord* rec) {
+        return rules.matches(peer) || mem.learned.count(peer) || (rec && rec->conn && server_candidate(*rec, rules));
+    };
+    // Held at exit: TCP sockets the hooks did not see closed before the
+    // exit; Unix sockets held at the last scan or connected after it.
+    auto still_open = [&](const SocketRecord& r) {
+        if (r.tcp)
+            return (!r.closed_ns || r.closed_ns >= exited_ns) && (!r.peer_closed_ns || r.peer_closed_ns >= exited_ns);
+        return true;
+    };
+    if (held_at_exit) {  // exact: what its fd table held
+        std::map<uint64_t, const HeldSocket*> scanned;
+        if (scan.ok)
+            for (const HeldSocket& h : scan.sockets)
+                scanned[h.inode] = &h;
+        for (uint64_t inode : *held_at_exit) {
+            auto r = by_inode.find(inode);
+            const SocketRecord* rec = r != by_inode.end() ? r->second : nullptr;
+            auto s = scanned.find(inode);
+            const HeldSocket* h = s != scanned.end() ? s->second : nullptr;
+            if (rec && rec->tcp && ((rec->closed_ns && rec->closed_ns < exited_ns) ||
+                                    (rec->peer_closed_ns && rec->peer_closed_ns < exited_ns)))
+                continue;  // not live any more
+            if (!rec && (!h || h->state != SocketState::Live))
+                continue;  // unknown, or not live at the last scan
+            if (is_db(rec ? rec->peer : h->peer, rec))
+                rep.closed_at_exit++;
+        }
+        return rep;
+    }
+    std::set<uint64_t> counted;
+    if (scan.ok)
+        for (const HeldSocket& h : scan.sockets) {
+            if (h.state != SocketState::Live)
+                continue;
+            auto it = by_inode.find(h.inode);
+            const SocketRecord* rec = it != by_inode.end() ? it->second : nullptr;
+            if (rec && !still_open(*rec))
+                continue;
+            if (is_db(rec ? rec->peer : h.peer, rec) && counted.insert(h.inode).second)
+                rep.closed_at_exit++;
+        }
+    for (const auto& [inode, rec] : by_inode)
+        if ((!scan.ok || rec->connect_ns >= scan.time_ns) && rec->connect_ns < exited_ns && still_open(*rec) &&
+            is_db(rec->peer, rec) && counted.insert(inode).second)
+            rep.closed_at_exit++;
+    return rep;
+}
+
+namespace {
+
+std::string peer_list(const std::map<std::string, uint64_t>& peers)
+{
+    std::string out;
+    for (const auto& [peer, n] : peers)
+        out += (out.empty() ? "" : ", ") + (peer.empty() ? std::string("?") : peer) + " x" + std::to_string(n);
+    return out;
+}
+
+}  // namespace
+
+ConnSocket socket_of(const ProcessSocketReport& r, uint64_t conn)
+{
+    auto it = r.conns.find(conn);
+    return it != r.conns.end() ? it->second : ConnSocket{};
+}
+
+nlohmann::ordered_json socket_json(const ProcessSocketReport& r)
+{
+    nlohmann::ordered_json pre = nlohmann::ordered_json::object(), untracked = nlohmann::ordered_json::object();
+    for (const auto& [peer, n] : r.pre_attach_peers)
+        pre[peer] = n;
+    for (const auto& [peer, n] : r.untracked_peers)
+        untracked[peer] = n;
+    return {{"paired", r.paired},
+            {"pre_attach", r.pre_attach},
+            {"untracked", r.untracked},
+            {"connecting", r.connecting},
+            {"handles_without_socket", r.handles_without_socket},
+            {"closed_at_exit", r.closed_at_exit},
+            {"dropped", r.dropped},
+            {"pre_attach_peers", std::move(pre)},
+            {"untracked_peers", std::move(untracked)}};
+}
+
+nlohmann::ordered_json with_sockets(const nlohmann::ordered_json& process, const ProcessSocketReport& r)
+{
+    using json = nlohmann::ordered_json;
+    if (!r.tracked || !process.is_object())
+        return process;
+    json out = json::object();
+    auto add_counts = [&] {
+        out["db_sockets"] = r.db_sockets;
+        out["tracking_discrepancy"] = r.tracking_discrepancy;
+        out["sockets"] = socket_json(r);
+    };
+    for (auto it = process.begin(); it != process.end(); ++it) {
+        if (it.key() == "top_connection_users")
+            add_counts();
+        if (it.key() != "connections" || !it.value().is_array()) {
+            out[it.key()] = it.value();
+            continue;
+        }
+        json conns = json::array();
+        for (json c : it.value()) {
+            uint64_t conn = 0;
+            if (c.contains("conn") && c["conn"].is_string())
+                conn = std::strtoull(c["conn"].get<std::string>().c_str(), nullptr, 16);
+            ConnSocket s = socket_of(r, conn);
+            c["peer"] = s.peer.empty() ? json(nullptr) : json(s.peer);
+            c["socket"] = s.state.empty() ? "none" : s.state;
+            conns.push_back(std::move(c));
+        }
+        out["connections"] = std::move(conns);
+    }
+    if (!out.contains("db_sockets"))
+        add_counts();
+    return out;
+}
+
+std::string socket_text(const ProcessSocketReport& r, bool exited)
+{
+    if (!r.tracked)
+        return "";
+    std::string out;
+    if (exited) {
+        out = "  db sockets 0 (" + std::to_string(r.closed_at_exit) + " closed at exit)";
+    } else {
+        char disc[32];
+        std::snprintf(disc, sizeof(disc), "%+lld", static_cast<long long>(r.tracking_discrepancy));
+        out = "  db sockets " + std::to_string(r.db_sockets) + "  discrepancy " + disc + "  (paired " +
+              std::to_string(r.paired);
+        if (r.pre_attach)
+            out += ", pre-attach " + std::to_string(r.pre_attach) + ": " + peer_list(r.pre_attach_peers);
+        if (r.untracked)
+            out += ", untracked " + std::to_string(r.untracked) + ": " + peer_list(r.untracked_peers);
+        if (r.connecting)
+            out += ", connecting " + std::to_string(r.connecting);
+        out += ")";
+    }
+    if (r.dropped)
+        out += "  SOCKETS DROPPED " + std::to_string(r.dropped) + " (map full)";
+    out += "\n";
+    if (!exited && r.handles_without_socket) {
+        out += "  handles without an open socket:";
+        for (const auto& [conn, s] : r.conns)
+            if (s.state != "open") {
+                char addr[32];
+                std::snprintf(addr, sizeof(addr), "0x%llx", static_cast<unsigned long long>(conn));
+                out += std::string(" ") + addr + " (" + s.state + (s.peer.empty() ? "" : " " + s.peer) + ")";
+            }
+        out += "\n";
+    }
+    return out;
+}
+
+}  // namespace connleak

@@ -1,0 +1,153 @@
+// Socket truth, the pure part: which sockets of a process lead to a
+// database server, and how they pair with libpq's live handles.
+//
+// Inputs are what the kernel recorded at connect() (SocketRecord: owner
+// thread, the PGconn whose PQconnectPoll was running, peer) and what a scan
+// of /proc found the process holding (HeldSocket). No kernel, no files here.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace connleak {
+
+// Where a socket leads: a TCP endpoint or a Unix socket path.
+struct Peer {
+    enum class Kind : uint8_t { None, Inet, Unix };
+    Kind kind = Kind::None;
+    bool v6 = false;                 // Inet: IPv6 (IPv4-mapped addresses are made IPv4)
+    std::array<uint8_t, 16> addr{};  // Inet: IPv4 in the first 4 bytes
+    uint16_t port = 0;               // Inet
+    std::string path;                // Unix: abstract names start with '@'
+
+    static Peer inet4(const uint8_t* a4, uint16_t port);
+    static Peer inet6(const uint8_t* a16, uint16_t port);
+    // A sun_path as the kernel holds it (len bytes; abstract names start with NUL).
+    static Peer unix_path(const char* sun_path, size_t len);
+
+    // "127.0.0.1:5432", "[::1]:5432", "/run/postgresql/.s.PGSQL.5432", or "".
+    std::string str() const;
+    bool operator<(const Peer& o) const;
+    bool operator==(const Peer& o) const;
+    bool operator!=(const Peer& o) const { return !(*this == o); }
+};
+
+// --db-host: "ADDR", "ADDR:PORT", "[V6ADDR]:PORT" (port 0: any port).
+std::optional<Peer> parse_db_host(const std::string& text);
+
+// True for PostgreSQL's socket name: a last component ".s.PGSQL.<digits>".
+bool is_pg_socket_path(const std::string& path);
+
+// Servers known to be databases without libpq saying so.
+struct DbServers {
+    std::vector<uint16_t> ports;     // any address on these ports
+    std::vector<Peer> hosts;         // port 0: any port of that address
+    std::vector<std::string> paths;  // Unix socket paths (besides .s.PGSQL.<port>)
+
+    bool matches(const Peer& p) const;
+};
+
+// A connect() the kernel saw in a traced process (sockets.bpf.c's sock_rec).
+struct SocketRecord {
+    uint64_t sk = 0;  // the record's key
+    uint32_t tgid = 0, tid = 0;
+    uint64_t conn = 0;  // PGconn whose PQconnectPoll ran the connect, 0 outside libpq
+    uint64_t inode = 0;
+    uint64_t connect_ns = 0, established_ns = 0, peer_closed_ns = 0, closed_ns = 0;
+    bool tcp = false;  // else a Unix stream socket (no close times: scans tell)
+    Peer peer;
+};
+
+enum class SocketState : uint8_t {
+    Live,        // connected or connecting
+    PeerClosed,  // the server closed its end (TCP CLOSE_WAIT, Unix peer shutdown); still held
+    Closed,      // gone from the process, or closing on our side
+};
+
+// A socket the process holds (in its fd table), as a scan found it.
+struct HeldSocket {
+    uint64_t inode = 0;
+    Peer peer;  // kind None when unknown (e.g. a Unix peer without a name)
+    SocketState state = SocketState::Live;
+};
+
+struct ProcessScan {
+    bool ok = false;       // false: the process could not be read (e.g. it is exiting)
+    uint64_t time_ns = 0;  // CLOCK_MONOTONIC when the scan began
+    std::vector<HeldSocket> sockets;
+};
+
+// A live libpq handle (connleak.bpf.c's conns entry).
+struct HandleRef {
+    uint64_t conn = 0;
+    uint32_t tid = 0;
+    uint64_t start_ns = 0;  // entry of its outermost connect call
+};
+
+// What is remembered of a process between intervals.
+struct ProcessSocketMemory {
+    std::set<uint64_t> pre_attach;   // inodes held when connleak attached (pruned as they close)
+    std::set<Peer> learned;          // servers this process's libpq reached
+    ProcessScan last_scan;           // for the accounting at exit
+    bool frozen = false;             // exited: final report kept
+};
+
+// Socket of one live handle, for its entry in "connections".
+struct ConnSocket {
+    std::string peer;   // "" when no socket was seen
+    std::string state;  // "open", "peer_closed", "closed", or "none"
+};
+
+struct ProcessSocketReport {
+    bool tracked = false;  // socket tracking ran for this process
+    uint64_t db_sockets = 0;  // live sockets to a database server = paired + pre_attach + untracked + connecting
+    uint64_t paired = 0;      // the socket of a live handle
+    uint64_t pre_attach = 0;  // held since before connleak attached
+    uint64_t untracked = 0;   // opened outside libpq (another driver), or inherited
+    uint64_t connecting = 0;  // libpq's, handle not live (yet): a connect or a ping under way
+    uint64_t handles_without_socket = 0;  // live handles whose socket is not open
+    uint64_t closed_at_exit = 0;          // database sockets the kernel closed when the process exited
+    uint64_t dropped = 0;                 // socket records the kernel map had no room for
+    int64_t tracking_discrepancy = 0;     // db_sockets - active (set by the model)
+    std::map<std::string, uint64_t> pre_attach_peers, untracked_peers;  // peer -> sockets
+    std::map<uint64_t, ConnSocket> conns;                               // by PGconn
+};
+
+// The report of a running process. records: this process's (tgid == pid).
+// Learns into mem (servers reached, pre-attach sockets still held).
+ProcessSocketReport build_socket_report(const ProcessScan& scan, const std::vector<SocketRecord>& records,
+                                        const std::vector<HandleRef>& handles, const DbServers& rules,
+                                        ProcessSocketMemory& mem);
+
+// The final report of a process that exited at exited_ns: every live
+// database socket it held then was closed by the kernel (closed_at_exit).
+// held_at_exit: the socket inodes in its fd table at exit (read by the
+// kernel), or null when unknown: then the last scan, and the records for
+// what happened after it, tell.
+ProcessSocketReport build_exit_report(uint64_t exited_ns, const std::vector<SocketRecord>& records,
+                                      const DbServers& rules, const ProcessSocketMemory& mem,
+                                      const std::set<uint64_t>* held_at_exit);
+
+// The socket of a live handle in r ({"", ""} when sockets are not tracked).
+ConnSocket socket_of(const ProcessSocketReport& r, uint64_t conn);
+
+// --- rendering ---
+
+// The per-process "sockets" object of the JSON snapshot.
+nlohmann::ordered_json socket_json(const ProcessSocketReport& r);
+
+// A process's JSON entry with the socket keys added (when r.tracked):
+// db_sockets, tracking_discrepancy and sockets before top_connection_users,
+// peer and socket on each entry of connections (matched by "conn").
+nlohmann::ordered_json with_sockets(const nlohmann::ordered_json& process, const ProcessSocketReport& r);
+
+// The text report's lines about a process's sockets ("" when untracked).
+std::string socket_text(const ProcessSocketReport& r, bool exited);
+
+}  // namespace connleak

@@ -1,0 +1,517 @@
+#include "socket_tracer.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <cerrno>
+#include <cstdio>
+#include <cctype>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <sstream>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sockets.h"
+#include "sockets.skel.h"
+#include "tracer.h"  // monotonic_ns
+
+namespace connleak {
+namespace {
+
+// Not in libbpf 1.1's enum (kernel >= 6.7).
+constexpr int kCgroupUnixConnect = 49;
+// A closed libpq socket whose handle is gone is kept this long: its handle
+// may be acquired after the conns map was read.
+constexpr uint64_t kClosedGraceNs = 30ULL * 1000000000ULL;
+
+std::string errstr(int err) { return std::strerror(err < 0 ? -err : err); }
+
+// "\040" in mountinfo paths.
+std::string unescape_mount_path(const std::string& s)
+{
+    std::string out;
+    for (size_t i = 0; i < s.size(); i++) {
+        if (s[i] == '\\' && i + 3 < s.size() && std::isdigit(static_cast<unsigned char>(s[i + 1]))) {
+            out += static_cast<char>(std::strtol(s.substr(i + 1, 3).c_str(), nullptr, 8));
+            i += 3;
+        } else {
+            out += s[i];
+        }
+    }
+    return out;
+}
+
+// The mount point of the cgroup v2 hierarchy's root, or "".
+std::string cgroup2_root_mount()
+{
+    std::ifstream f("/proc/self/mountinfo");
+    std::string line;
+    while (std::getline(f, line)) {
+        size_t dash = line.find(" - ");
+        if (dash == std::string::npos)
+            continue;
+        std::istringstream post(line.substr(dash + 3)), pre(line.substr(0, dash));
+        std::string fstype, id, parent, devno, root, mountpoint;
+        post >> fstype;
+        pre >> id >> parent >> devno >> root >> mountpoint;
+        if (fstype == "cgroup2" && root == "/")
+            return unescape_mount_path(mountpoint);
+    }
+    return "";
+}
+
+// An fd of the cgroup v2 root: the mounted hierarchy's, or one mounted
+// here for the time of opening it (the fd keeps the cgroup).
+int open_cgroup2_root(std::string& where)
+{
+    where = cgroup2_root_mount();
+    if (!where.empty())
+        return open(where.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    char dir[] = "/tmp/connleak-cgroup2.XXXXXX";
+    if (!mkdtemp(dir))
+        return -1;
+    int fd = -1;
+    if (mount("none", dir, "cgroup2", 0, nullptr) == 0) {
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        umount2(dir, MNT_DETACH);
+    }
+    rmdir(dir);
+    where = "cgroup2 (mounted for attaching)";
+    return fd;
+}
+
+SocketRecord to_record(uint64_t sk, const sock_rec& r)
+{
+    SocketRecord out;
+    out.sk = sk;
+    out.tgid = r.tgid;
+    out.tid = r.tid;
+    out.conn = r.conn;
+    out.inode = r.inode;
+    out.connect_ns = r.connect_ns;
+    out.established_ns = r.established_ns;
+    out.peer_closed_ns = r.peer_closed_ns;
+    out.closed_ns = r.closed_ns;
+    out.tcp = r.family != SOCKETS_AF_UNIX;
+    if (r.family == SOCKETS_AF_INET)
+        out.peer = Peer::inet4(r.addr, r.port);
+    else if (r.family == SOCKETS_AF_INET6)
+        out.peer = Peer::inet6(r.addr, r.port);
+    else
+        out.peer = Peer::unix_path(r.path, sizeof(r.path));
+    return out;
+}
+
+sockets_bpf* open_and_load(int procs_map_fd, const SocketConfig& cfg, bool with_unix, int& err)
+{
+    sockets_bpf* skel = sockets_bpf__open();
+    if (!skel) {
+        err = -errno;
+        return nullptr;
+    }
+    err = bpf_map__reuse_fd(skel->maps.procs, procs_map_fd);
+    if (!err && cfg.max_socks)
+        err = bpf_map__set_max_entries(skel->maps.socks, cfg.max_socks);
+    if (!err) {
+        if (with_unix)
+            err = bpf_program__set_expected_attach_type(skel->progs.unix_connect,
+                                                        static_cast<bpf_attach_type>(kCgroupUnixConnect));
+        else
+            err = bpf_program__set_autoload(skel->progs.unix_connect, false);
+    }
+    if (!err)
+        err = sockets_bpf__load(skel);
+    if (err) {
+        sockets_bpf__destroy(skel);
+        return nullptr;
+    }
+    return skel;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SocketTracer>> SocketTracer::load(int procs_map_fd, const SocketConfig& cfg)
+{
+    std::unique_ptr<SocketTracer> t(new SocketTracer());
+    for (uint16_t port : cfg.db_ports)
+        t->rules_.ports.push_back(port);
+    if (cfg.db_ports.empty())
+        t->rules_.ports.push_back(5432);
+    for (const std::string& h : cfg.db_hosts) {
+        auto peer = parse_db_host(h);
+        if (!peer)
+            return Error{"--db-host " + h + ": not ADDR, ADDR:PORT or [ADDR]:PORT"};
+        t->rules_.hosts.push_back(*peer);
+    }
+    for (const std::string& p : cfg.db_sockets)
+        if (p.size() >= SOCKETS_PATH_LEN)
+            return Error{"--db-socket " + p + ": longer than a Unix socket path can be"};
+    t->rules_.paths = cfg.db_sockets;
+
+    // The Unix hook needs kernel >= 6.7: without it, the rest still works.
+    int err = 0;
+    bool with_unix = true;
+    t->skel_ = open_and_load(procs_map_fd, cfg, true, err);
+    if (!t->skel_) {
+        with_unix = false;
+        t->skel_ = open_and_load(procs_map_fd, cfg, false, err);
+    }
+    if (!t->skel_)
+        return Error{"cannot load the socket BPF programs: " + errstr(err)};
+
+    for (const std::string& p : cfg.db_sockets) {
+        char key[SOCKETS_PATH_LEN] = {};
+        std::memcpy(key, p.data(), p.size());
+        uint8_t one = 1;
+        if (bpf_map_update_elem(bpf_map__fd(t->skel_->maps.db_paths), key, &one, BPF_ANY) != 0)
+            return Error{"cannot add --db-socket " + p + ": " + errstr(errno)};
+    }
+
+    struct {
+        const char* what;
+        bpf_program* prog;
+    } tps[] = {{"tp_btf/inet_sock_set_state", t->skel_->progs.tcp_state},
+               {"tp_btf/sched_process_exit", t->skel_->progs.thread_exit}};
+    for (const auto& tp : tps) {
+        bpf_link* link = bpf_program__attach(tp.prog);
+        if (!link)
+            return Error{std::string("cannot attach ") + tp.what + ": " + errstr(errno)};
+        t->links_.push_back(link);
+    }
+
+    std::string where = "no cgroup v2";
+    if (with_unix) {
+        int cg = open_cgroup2_root(where);
+        if (cg >= 0) {
+            t->unix_link_ = bpf_program__attach_cgroup(t->skel_->progs.unix_connect, cg);
+            if (!t->unix_link_)
+                where += ": " + errstr(errno);
+            close(cg);
+        }
+    } else {
+        where = "the kernel lacks BPF_CGROUP_UNIX_CONNECT (6.7+)";
+    }
+    if (!t->unix_link_)
+        std::fprintf(stderr,
+                     "connleak: warning: cannot hook Unix-socket connects (%s): Unix sockets opened while "
+                     "attached are counted as untracked\n",
+                     where.c_str());
+    return t;
+}
+
+SocketTracer::~SocketTracer()
+{
+    if (unix_link_)
+        bpf_link__destroy(unix_link_);
+    for (bpf_link* link : links_)
+        bpf_link__destroy(link);
+    sockets_bpf__destroy(skel_);
+}
+
+Status SocketTracer::attach_libpq(const std::string& path)
+{
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0)
+        return Error{"cannot use libpq " + path + ": " + errstr(errno)};
+    if (!probed_files_.insert({st.st_dev, st.st_ino}).second)
+        return Ok{};
+    for (bool ret : {false, true}) {
+        LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret, .func_name = "PQconnectPoll");
+        bpf_program* prog = ret ? skel_->progs.connect_poll_exit : skel_->progs.connect_poll_enter;
+        bpf_link* link = bpf_program__attach_uprobe_opts(prog, -1, path.c_str(), 0, &opts);
+        if (!link)
+            return Error{std::string("cannot attach ") + (ret ? "uretprobe" : "uprobe") + " PQconnectPoll in " +
+                         path + ": " + errstr(errno)};
+        links_.push_back(link);
+    }
+    return Ok{};
+}
+
+void SocketTracer::add_process(uint32_t pid)
+{
+    if (auto inodes = read_socket_inodes(pid)) {
+        memory_[pid].pre_attach = inodes.value();
+        initial_[pid] = inodes.value();
+    }
+}
+
+// What the process holds. The tables of its network namespace are read only
+// when some socket needs them: one the TCP hooks do not follow (made before
+// the attach, inherited) leading to a database, one of those not classified
+// yet, or a Unix socket to a database (whether its server closed it). A
+// socket to something else keeps its first classification: its peer does
+// not change. A socket that appears later without a record was not
+// connected by the process (every TCP connect, and every Unix connect to a
+// database's path, leaves one): accepted, most likely; it is not looked up,
+// so a busy server's accepts cost no table reads.
+ProcessScan SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketRecord>& records)
+{
+    ProcessScan s;
+    s.time_ns = now_ns;
+    auto inodes = read_socket_inodes(pid);
+    if (!inodes)
+        return s;
+    std::map<uint64_t, const SocketRecord*> recorded;
+    for (const SocketRecord& r : records)
+        if (r.tgid == pid)
+            recorded[r.inode] = &r;
+    std::map<uint64_t, Classified>& kinds = kinds_[pid];
+    for (auto it = kinds.begin(); it != kinds.end();)
+        it = inodes.value().count(it->first) ? std::next(it) : kinds.erase(it);
+    auto first = initial_.find(pid);
+    if (first == initial_.end())  // first look: what it holds was not seen connecting
+        first = initial_.emplace(pid, inodes.value()).first;
+    for (auto it = first->second.begin(); it != first->second.end();)
+        it = inodes.value().count(*it) ? std::next(it) : first->second.erase(it);
+    const std::set<Peer>& learned = memory_[pid].learned;
+    auto db = [&](const Peer& p) { return rules_.matches(p) || learned.count(p); };
+
+    bool need_tcp = false, need_unix = false;
+    for (uint64_t ino : inodes.value()) {
+        auto r = recorded.find(ino);
+        auto k = kinds.find(ino);
+        if (k == kinds.end()) {
+            if (r != recorded.end() ? !r->second->tcp : first->second.count(ino))
+                need_tcp = need_unix = true;  // classify it (a Unix record: the table says its state)
+            else if (r == recorded.end())
+                kinds[ino] = {Classified::Other, Peer()};  // appeared without connecting: accepted
+            continue;
+        }
+        if (k->second.kind == Classified::Tcp && r == recorded.end() && db(k->second.peer))
+            need_tcp = true;
+        if (k->second.kind == Classified::Unix && db(k->second.peer))
+            need_unix = true;
+    }
+    const uint64_t ns = netns_of(pid);
+    const std::vector<InetSocket>* tcp = nullptr;
+    const std::vector<UnixSocket>* unix_sockets = nullptr;
+    if (need_tcp) {
+        auto t = tcp_cache_.find(ns);
+        if (t == tcp_cache_.end()) {
+            auto read = read_tcp_sockets(pid);
+            t = tcp_cache_.emplace(ns, read ? std::move(read.value()) : std::vector<InetSocket>{}).first;
+        }
+        tcp = &t->second;
+    }
+    if (need_unix) {
+        auto u = unix_cache_.find(ns);
+        if (u == unix_cache_.end()) {
+            auto read = read_unix_sockets(pid);
+            u = unix_cache_.emplace(ns, read ? std::move(read.value()) : std::vector<UnixSocket>{}).first;
+        }
+        unix_sockets = &u->second;
+    }
+    static const std::vector<InetSocket> no_tcp;
+    static const std::vector<UnixSocket> no_unix;
+    std::map<uint64_t, HeldSocket> fresh;
+    for (const HeldSocket& h : held_sockets(inodes.value(), tcp ? *tcp : no_tcp, unix_sockets ? *unix_sockets : no_unix))
+        fresh[h.inode] = h;
+
+    // Classify what was looked up: TCP and Unix stream sockets by their
+    // peer; anything else (listening, UDP, netlink...) for good.
+    if (tcp && unix_sockets) {
+        std::set<uint64_t> in_tcp, in_unix;
+        for (const InetSocket& i : *tcp)
+            in_tcp.insert(i.inode);
+        for (const UnixSocket& u : *unix_sockets)
+            in_unix.insert(u.inode);
+        for (uint64_t ino : inodes.value()) {
+            if (kinds.count(ino))
+                continue;
+            auto f = fresh.find(ino);
+            if (f == fresh.end())
+                kinds[ino] = {Classified::Other, Peer()};
+            else if (in_tcp.count(ino))
+                kinds[ino] = {Classified::Tcp, f->second.peer};
+            else if (in_unix.count(ino))
+                kinds[ino] = {f->second.peer.kind == Peer::Kind::None ? Classified::Other : Classified::Unix,
+                              f->second.peer};
+        }
+    }
+    for (uint64_t ino : inodes.value()) {
+        if (auto f = fresh.find(ino); f != fresh.end()) {
+            s.sockets.push_back(f->second);
+        } else if (auto r = recorded.find(ino); r != recorded.end()) {
+            s.sockets.push_back({ino, r->second->peer, SocketState::Live});  // the record's TCP times tell
+        } else if (auto k = kinds.find(ino); k != kinds.end() && k->second.kind != Classified::Other) {
+            s.sockets.push_back({ino, k->second.peer, SocketState::Live});  // not a database's: not looked at
+        }
+    }
+    s.ok = true;
+    return s;
+}
+
+std::set<uint64_t> SocketTracer::take_exit_held(uint32_t pid)
+{
+    const int fd = bpf_map__fd(skel_->maps.exit_held);
+    std::set<uint64_t> out;
+    std::vector<exit_key> mine;
+    exit_key key{}, next{};
+    exit_key* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        if (next.tgid == pid)
+            mine.push_back(next);
+        key = next;
+        prev = &key;
+    }
+    for (const exit_key& k : mine) {
+        out.insert(k.inode);
+        bpf_map_delete_elem(fd, &k);
+    }
+    return out;
+}
+
+std::vector<SocketRecord> SocketTracer::read_records() const
+{
+    // Keys deleted while walking restart get_next_key from the first key:
+    // collect by key so none is counted twice.
+    std::map<uint64_t, sock_rec> seen;
+    int fd = bpf_map__fd(skel_->maps.socks);
+    uint64_t key = 0, next = 0;
+    uint64_t* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        sock_rec r{};
+        if (bpf_map_lookup_elem(fd, &next, &r) == 0)
+            seen[next] = r;
+        key = next;
+        prev = &key;
+    }
+    std::vector<SocketRecord> out;
+    out.reserve(seen.size());
+    for (const auto& [sk, r] : seen)
+        out.push_back(to_record(sk, r));
+    return out;
+}
+
+void SocketTracer::annotate(RawState& raw)
+{
+    tcp_cache_.clear();
+    unix_cache_.clear();
+    // Scans first, records after: a socket connected in between has a
+    // record (and a connect time after the scan's).
+    // (The records read before tell which sockets need the tables.)
+    std::map<uint32_t, ProcessScan> scans;
+    {
+        const std::vector<SocketRecord> before = read_records();
+        for (const RawProcess& p : raw.processes)
+            if (!p.stats.exited_ns && !final_.count(p.pid))
+                scans[p.pid] = scan(p.pid, monotonic_ns(), before);
+    }
+    const std::vector<SocketRecord> records = read_records();
+
+    std::map<uint32_t, std::vector<SocketRecord>> by_tgid;
+    for (const SocketRecord& r : records)
+        by_tgid[r.tgid].push_back(r);
+    std::map<uint32_t, std::vector<HandleRef>> handles;
+    for (const RawConn& c : raw.conns)
+        handles[c.pid].push_back({c.conn, c.info.tid, c.info.start_ns});
+    const int stats_fd = bpf_map__fd(skel_->maps.sock_stats);
+    auto dropped = [&](uint32_t pid) {
+        sock_stats st{};
+        return bpf_map_lookup_elem(stats_fd, &pid, &st) == 0 ? st.dropped : 0;
+    };
+
+    const int socks_fd = bpf_map__fd(skel_->maps.socks);
+    for (const RawProcess& p : raw.processes) {
+        if (auto f = final_.find(p.pid); f != final_.end()) {
+            raw.sockets[p.pid] = f->second;
+            continue;
+        }
+        ProcessSocketMemory& mem = memory_[p.pid];
+        if (p.stats.exited_ns) {
+            // The kernel closed what it held: account it once, free its records.
+            std::set<uint64_t> held = take_exit_held(p.pid);
+            sock_stats st{};
+            const bool walked = bpf_map_lookup_elem(stats_fd, &p.pid, &st) == 0 && st.exit_walked &&
+                                !st.exit_dropped;
+            ProcessSocketReport rep =
+                build_exit_report(p.stats.exited_ns, by_tgid[p.pid], rules_, mem, walked ? &held : nullptr);
+            rep.dropped = st.dropped;
+            for (const SocketRecord& r : by_tgid[p.pid])
+                bpf_map_delete_elem(socks_fd, &r.sk);
+            bpf_map_delete_elem(stats_fd, &p.pid);
+            memory_.erase(p.pid);
+            kinds_.erase(p.pid);
+            initial_.erase(p.pid);
+            final_[p.pid] = rep;
+            raw.sockets[p.pid] = rep;
+            continue;
+        }
+        ProcessSocketReport rep = build_socket_report(scans[p.pid], by_tgid[p.pid], handles[p.pid], rules_, mem);
+        rep.dropped = dropped(p.pid);
+        raw.sockets[p.pid] = std::move(rep);
+    }
+    raw.sockets_tracked = true;
+    collect_garbage(records, raw);
+}
+
+// Frees records nobody needs: closed sockets outside libpq, libpq sockets a
+// newer one of the same handle replaced, and those of finished handles
+// (after a grace period).
+void SocketTracer::collect_garbage(const std::vector<SocketRecord>& records, const RawState& raw)
+{
+    const uint64_t now = monotonic_ns();
+    const int fd = bpf_map__fd(skel_->maps.socks);
+    std::set<std::pair<uint32_t, uint64_t>> live_handles;
+    for (const RawConn& c : raw.conns)
+        live_handles.insert({c.pid, c.conn});
+    std::map<std::pair<uint32_t, uint64_t>, uint64_t> latest;  // (tgid, conn) -> connect_ns
+    for (const SocketRecord& r : records)
+        if (r.conn) {
+            uint64_t& l = latest[{r.tgid, r.conn}];
+            l = std::max(l, r.connect_ns);
+        }
+    std::set<uint32_t> running;
+    for (const RawProcess& p : raw.processes)
+        if (!final_.count(p.pid))
+            running.insert(p.pid);
+
+    std::set<uint64_t> kept;
+    for (const SocketRecord& r : records) {
+        auto free_it = [&] { bpf_map_delete_elem(fd, &r.sk); };
+        if (final_.count(r.tgid))
+            continue;  // freed at exit
+        if (!running.count(r.tgid)) {  // no longer traced
+            free_it();
+            continue;
+        }
+        bool closed = r.closed_ns != 0;
+        if (!closed) {
+            auto m = memory_.find(r.tgid);
+            const ProcessScan* scan = m != memory_.end() ? &m->second.last_scan : nullptr;
+            if (scan && scan->ok && r.connect_ns < scan->time_ns) {
+                closed = true;
+                for (const HeldSocket& h : scan->sockets)
+                    if (h.inode == r.inode && h.state != SocketState::Closed)
+                        closed = false;
+            }
+        }
+        if (!closed) {
+            kept.insert(r.sk);
+            continue;
+        }
+        if (!r.conn) {
+            free_it();
+            continue;
+        }
+        if (live_handles.count({r.tgid, r.conn})) {
+            if (latest[{r.tgid, r.conn}] > r.connect_ns)
+                free_it();  // replaced by a newer socket of the same handle
+            else
+                kept.insert(r.sk);
+            continue;
+        }
+        uint64_t since = gone_since_.emplace(r.sk, now).first->second;
+        if (now - since >= kClosedGraceNs)
+            free_it();
+        else
+            kept.insert(r.sk);
+    }
+    for (auto it = gone_since_.begin(); it != gone_since_.end();)
+        it = kept.count(it->first) ? std::next(it) : gone_since_.erase(it);
+}
+
+}  // namespace connleak

@@ -1,0 +1,79 @@
+// Socket truth, the live part: loads sockets.bpf.c (TCP state changes, Unix
+// connects, PQconnectPoll), scans the traced processes' sockets in /proc
+// each interval, and hands each process's socket report to the model
+// (RawState::sockets). Owns every libbpf object it makes (RAII).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model.h"
+#include "result.h"
+#include "proc_sockets.h"
+#include "socket_model.h"
+
+struct sockets_bpf;
+struct bpf_link;
+
+namespace connleak {
+
+struct SocketConfig {
+    std::vector<uint16_t> db_ports;        // empty: 5432
+    std::vector<std::string> db_hosts;     // ADDR, ADDR:PORT, [V6]:PORT
+    std::vector<std::string> db_sockets;   // Unix socket paths
+    uint32_t max_socks = 0;                // 0: SOCKETS_MAX_SOCKS
+};
+
+class SocketTracer {
+public:
+    // Loads the BPF object sharing connleak.bpf.c's process filter (the fd
+    // of its `procs` map) and attaches the TCP and Unix hooks.
+    static Result<std::unique_ptr<SocketTracer>> load(int procs_map_fd, const SocketConfig& cfg);
+    ~SocketTracer();
+    SocketTracer(const SocketTracer&) = delete;
+    SocketTracer& operator=(const SocketTracer&) = delete;
+
+    // PQconnectPoll entry and return in this libpq (once per file).
+    Status attach_libpq(const std::string& path);
+
+    // A process attached to by PID: the sockets it holds now predate the
+    // attach. Call once the hooks are attached.
+    void add_process(uint32_t pid);
+
+    // Scans the live processes of raw, reads the records, and fills
+    // raw.sockets (one report per process of raw.processes).
+    void annotate(RawState& raw);
+
+    bool unix_hook() const { return unix_link_ != nullptr; }
+
+private:
+    SocketTracer() = default;
+    ProcessScan scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketRecord>& records);
+    std::vector<SocketRecord> read_records() const;
+    std::set<uint64_t> take_exit_held(uint32_t pid);  // and frees them
+    void collect_garbage(const std::vector<SocketRecord>& records, const RawState& raw);
+
+    sockets_bpf* skel_ = nullptr;
+    std::vector<bpf_link*> links_;
+    bpf_link* unix_link_ = nullptr;
+    std::set<std::pair<dev_t, ino_t>> probed_files_;
+    DbServers rules_;
+    std::map<uint32_t, ProcessSocketMemory> memory_;
+    std::map<uint32_t, ProcessSocketReport> final_;   // exited processes
+    std::map<uint64_t, uint64_t> gone_since_;         // record key -> when first seen closed
+    struct Classified {
+        enum Kind { Tcp, Unix, Other } kind;
+        Peer peer;
+    };
+    std::map<uint32_t, std::map<uint64_t, Classified>> kinds_;  // pid -> inode -> what it is
+    std::map<uint32_t, std::set<uint64_t>> initial_;  // pid -> held at its first look, still held
+    // Per network namespace, read once per annotate().
+    std::map<uint64_t, std::vector<InetSocket>> tcp_cache_;
+    std::map<uint64_t, std::vector<UnixSocket>> unix_cache_;
+};
+
+}  // namespace connleak
