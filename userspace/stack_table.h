@@ -79,6 +79,10 @@ public:
     // Two lines for people: counts, and mean and median costs.
     std::string cost_summary() const;
 
+    // A frame named "start_thread+0x305 (libc.so.6)" & co: no file:line
+    // is looked up for it (exposed for tests).
+    static bool is_runtime_entry(const std::string& name);
+
     // A frame list and the index of its site frame (exposed for tests).
     static size_t site_index(const std::vector<std::string>& frames, const std::vector<std::regex>& skip);
 

@@ -13,10 +13,12 @@
 
 namespace connleak {
 
-struct Unwinder::Process {
-    uint32_t pid = 0;
-    std::vector<Mapping> maps;  // every mapping, as last read
-    std::string files;          // the file mappings, to notice a change
+// One libdwfl session: the modules of a set of file mappings at their
+// load addresses. Processes whose file mappings are identical (workers
+// forked from one parent, before they load anything else) share one, so a
+// pre-fork server with 32 workers opens its libraries and parses their CFI
+// once, not 32 times.
+struct Unwinder::Session {
     Dwfl_Callbacks callbacks{};
     std::string debuginfo_path;
     char* debuginfo_path_ptr = nullptr;
@@ -25,11 +27,17 @@ struct Unwinder::Process {
     const UnwindInput* in = nullptr;  // the stack being unwound
     bool read_failed = false;         // a read fell outside the copy
 
-    ~Process()
+    ~Session()
     {
         if (dwfl)
             dwfl_end(dwfl);
     }
+};
+
+struct Unwinder::Process {
+    std::vector<Mapping> maps;  // every mapping, as last read
+    std::string files;          // the file mappings, to notice a change
+    std::shared_ptr<Session> session;
 };
 
 namespace {
@@ -52,7 +60,7 @@ pid_t next_thread(Dwfl*, void* arg, void** thread_argp)
     if (*thread_argp)
         return 0;
     *thread_argp = arg;
-    return static_cast<pid_t>(static_cast<Unwinder::Process*>(arg)->in->tid);
+    return static_cast<pid_t>(static_cast<Unwinder::Session*>(arg)->in->tid);
 }
 
 bool get_thread(Dwfl*, pid_t, void* arg, void** thread_argp)
@@ -64,7 +72,7 @@ bool get_thread(Dwfl*, pid_t, void* arg, void** thread_argp)
 // Only the copied stack is memory: anything else stops the unwinding.
 bool memory_read(Dwfl*, Dwarf_Addr addr, Dwarf_Word* result, void* arg)
 {
-    auto* p = static_cast<Unwinder::Process*>(arg);
+    auto* p = static_cast<Unwinder::Session*>(arg);
     const UnwindInput& in = *p->in;
     const uint64_t sp = in.regs[7];
     if (addr < sp || addr - sp > in.stack_len || in.stack_len - (addr - sp) < sizeof(Dwarf_Word)) {
@@ -77,7 +85,7 @@ bool memory_read(Dwfl*, Dwarf_Addr addr, Dwarf_Word* result, void* arg)
 
 bool set_initial_registers(Dwfl_Thread* thread, void* arg)
 {
-    const UnwindInput& in = *static_cast<Unwinder::Process*>(arg)->in;
+    const UnwindInput& in = *static_cast<Unwinder::Session*>(arg)->in;
     Dwarf_Word regs[kUnwindRegs];
     for (size_t i = 0; i < kUnwindRegs; i++)
         regs[i] = in.regs[i];
@@ -99,9 +107,11 @@ std::string file_signature(const std::vector<Mapping>& maps)
     char buf[96];
     for (const Mapping& m : maps)
         if (is_file(m)) {
-            std::snprintf(buf, sizeof buf, "%llx-%llx %llx %llu;", (unsigned long long)m.start,
-                          (unsigned long long)m.end, (unsigned long long)m.offset, (unsigned long long)m.inode);
+            std::snprintf(buf, sizeof buf, "%llx-%llx %llx %x:%x %llu ", (unsigned long long)m.start,
+                          (unsigned long long)m.end, (unsigned long long)m.offset, m.dev_major, m.dev_minor,
+                          (unsigned long long)m.inode);
             s += buf;
+            s += m.path;
         }
     return s;
 }
@@ -133,7 +143,23 @@ const std::vector<Mapping>* Unwinder::maps(uint32_t pid) const
     return it == procs_.end() ? nullptr : &it->second->maps;
 }
 
-void Unwinder::forget(uint32_t pid) { procs_.erase(pid); }
+size_t Unwinder::session_count() const
+{
+    size_t n = 0;
+    for (const auto& [files, s] : sessions_)
+        n += !s.expired();
+    return n;
+}
+
+void Unwinder::forget(uint32_t pid)
+{
+    auto it = procs_.find(pid);
+    if (it == procs_.end())
+        return;
+    const std::string files = it->second->files;
+    procs_.erase(it);
+    drop_if_unused(files);
+}
 
 // The process's libdwfl session; with `refresh`, made again if its file
 // mappings changed. A process that is gone keeps the session it had: its
@@ -152,19 +178,42 @@ Unwinder::Process* Unwinder::process(uint32_t pid, bool refresh)
         it->second->maps = std::move(*maps);
         return it->second.get();
     }
-
     auto p = std::make_unique<Process>();
-    p->pid = pid;
     p->maps = std::move(*maps);
     p->files = std::move(files);
+    std::weak_ptr<Session>& shared = sessions_[p->files];
+    p->session = shared.lock();
+    if (!p->session) {
+        p->session = make_session(pid, p->maps);
+        if (!p->session)
+            return nullptr;
+        shared = p->session;
+    }
+    Process* raw = p.get();
+    std::string old_files = it != procs_.end() ? it->second->files : std::string();
+    procs_[pid] = std::move(p);
+    if (!old_files.empty())
+        drop_if_unused(old_files);
+    return raw;
+}
+
+void Unwinder::drop_if_unused(const std::string& files)
+{
+    if (auto s = sessions_.find(files); s != sessions_.end() && s->second.expired())
+        sessions_.erase(s);
+}
+
+std::shared_ptr<Unwinder::Session> Unwinder::make_session(uint32_t pid, const std::vector<Mapping>& maps)
+{
+    auto s = std::make_shared<Session>();
     const std::string root = "/proc/" + std::to_string(pid) + "/root";
-    p->debuginfo_path = ":.debug:" + opts_.debug_root + ":" + root + opts_.debug_root;
-    p->debuginfo_path_ptr = p->debuginfo_path.data();
-    p->callbacks.find_elf = find_elf;
-    p->callbacks.find_debuginfo = dwfl_standard_find_debuginfo;
-    p->callbacks.debuginfo_path = &p->debuginfo_path_ptr;
-    p->dwfl = dwfl_begin(&p->callbacks);
-    if (!p->dwfl)
+    s->debuginfo_path = ":.debug:" + opts_.debug_root + ":" + root + opts_.debug_root;
+    s->debuginfo_path_ptr = s->debuginfo_path.data();
+    s->callbacks.find_elf = find_elf;
+    s->callbacks.find_debuginfo = dwfl_standard_find_debuginfo;
+    s->callbacks.debuginfo_path = &s->debuginfo_path_ptr;
+    s->dwfl = dwfl_begin(&s->callbacks);
+    if (!s->dwfl)
         return nullptr;
 
     // One module per file with code: from its lowest mapping (the ELF
@@ -175,7 +224,7 @@ Unwinder::Process* Unwinder::process(uint32_t pid, bool refresh)
         std::string path;
     };
     std::map<std::tuple<uint32_t, uint32_t, uint64_t, std::string>, Range> files_by_id;
-    for (const Mapping& m : p->maps) {
+    for (const Mapping& m : maps) {
         if (!is_file(m))
             continue;
         Range& r = files_by_id[{m.dev_major, m.dev_minor, m.inode, m.path}];
@@ -186,25 +235,25 @@ Unwinder::Process* Unwinder::process(uint32_t pid, bool refresh)
         r.high = std::max(r.high, m.end);
         r.exec = r.exec || m.perms.find('x') != std::string::npos;
     }
-    dwfl_report_begin(p->dwfl);
+    dwfl_report_begin(s->dwfl);
     for (const auto& [id, r] : files_by_id)
         if (r.exec)
-            dwfl_report_module(p->dwfl, r.path.c_str(), r.low, r.high);
-    dwfl_report_end(p->dwfl, nullptr, nullptr);
+            dwfl_report_module(s->dwfl, r.path.c_str(), r.low, r.high);
+    dwfl_report_end(s->dwfl, nullptr, nullptr);
     // Open every module now, so the process can still be unwound (from
     // a late event) once it exited.
     dwfl_getmodules(
-        p->dwfl,
+        s->dwfl,
         [](Dwfl_Module* mod, void**, const char*, Dwarf_Addr, void*) -> int {
             Dwarf_Addr bias;
             dwfl_module_getelf(mod, &bias);
             return DWARF_CB_OK;
         },
         nullptr, 0);
-    p->attached = dwfl_attach_state(p->dwfl, nullptr, static_cast<pid_t>(pid), &kThreadCallbacks, p.get());
-    Process* raw = p.get();
-    procs_[pid] = std::move(p);
-    return raw;
+    // The pid only names the session for libdwfl: threads and memory come
+    // from the callbacks, which serve whichever stack is being unwound.
+    s->attached = dwfl_attach_state(s->dwfl, nullptr, static_cast<pid_t>(pid), &kThreadCallbacks, s.get());
+    return s;
 }
 
 UnwindResult Unwinder::unwind(const UnwindInput& in)
@@ -214,7 +263,7 @@ UnwindResult Unwinder::unwind(const UnwindInput& in)
     // library loaded since).
     Process* p = process(in.pid, false);
     UnwindResult out = unwind_in(p, in);
-    if (p && !out.complete && !out.frames.empty() && !dwfl_addrmodule(p->dwfl, out.frames.back().pc)) {
+    if (p && !out.complete && !out.frames.empty() && !dwfl_addrmodule(p->session->dwfl, out.frames.back().pc)) {
         Process* fresh = process(in.pid, true);
         if (fresh != p)
             out = unwind_in(fresh, in);
@@ -227,17 +276,18 @@ UnwindResult Unwinder::unwind_in(Process* p, const UnwindInput& in)
     UnwindResult out;
     UnwindState st;
     st.max = opts_.max_frames;
-    if (!p || !p->attached) {
-        out.error = p ? "libdwfl: " + dwfl_error() : "process maps unreadable";
+    Session* s = p ? p->session.get() : nullptr;
+    if (!s || !s->attached) {
+        out.error = s ? "libdwfl: " + dwfl_error() : "process maps unreadable";
         st.pcs.push_back(in.regs[16]);
     } else {
-        p->in = &in;
-        p->read_failed = false;
-        int rc = dwfl_getthread_frames(p->dwfl, static_cast<pid_t>(in.tid), on_frame, &st);
-        p->in = nullptr;
+        s->in = &in;
+        s->read_failed = false;
+        int rc = dwfl_getthread_frames(s->dwfl, static_cast<pid_t>(in.tid), on_frame, &st);
+        s->in = nullptr;
         // libdwfl ends quietly when a return address cannot be read: only
         // an end where the CFI says "no caller" (_start, clone) is complete.
-        if (rc == 0 && !p->read_failed && st.pcs.size() > 1)
+        if (rc == 0 && !s->read_failed && st.pcs.size() > 1)
             out.complete = true;
         else if (rc == 0)
             out.error = "the stack copy ends (--stack-size)";
@@ -265,10 +315,10 @@ UnwindResult Unwinder::unwind_in(Process* p, const UnwindInput& in)
 std::string Unwinder::source_line(uint32_t pid, uint64_t pc, bool exact)
 {
     auto it = procs_.find(pid);
-    if (it == procs_.end() || !it->second->dwfl)
+    if (it == procs_.end())
         return "";
     const uint64_t at = exact || pc == 0 ? pc : pc - 1;
-    Dwfl_Module* mod = dwfl_addrmodule(it->second->dwfl, at);
+    Dwfl_Module* mod = dwfl_addrmodule(it->second->session->dwfl, at);
     if (!mod)
         return "";
     Dwfl_Line* line = dwfl_module_getsrc(mod, at);
@@ -285,9 +335,9 @@ std::string Unwinder::source_line(uint32_t pid, uint64_t pc, bool exact)
 std::string Unwinder::symbol(uint32_t pid, uint64_t pc, uint64_t* offset)
 {
     auto it = procs_.find(pid);
-    if (it == procs_.end() || !it->second->dwfl)
+    if (it == procs_.end())
         return "";
-    Dwfl_Module* mod = dwfl_addrmodule(it->second->dwfl, pc);
+    Dwfl_Module* mod = dwfl_addrmodule(it->second->session->dwfl, pc);
     GElf_Off off = 0;
     GElf_Sym sym;
     const char* name = mod ? dwfl_module_addrinfo(mod, pc, &off, &sym, nullptr, nullptr, nullptr) : nullptr;
@@ -300,9 +350,9 @@ std::string Unwinder::symbol(uint32_t pid, uint64_t pc, uint64_t* offset)
 std::string Unwinder::build_id(uint32_t pid, uint64_t pc)
 {
     auto it = procs_.find(pid);
-    if (it == procs_.end() || !it->second->dwfl)
+    if (it == procs_.end())
         return "";
-    Dwfl_Module* mod = dwfl_addrmodule(it->second->dwfl, pc);
+    Dwfl_Module* mod = dwfl_addrmodule(it->second->session->dwfl, pc);
     const unsigned char* bits = nullptr;
     GElf_Addr vaddr = 0;
     int n = mod ? dwfl_module_build_id(mod, &bits, &vaddr) : 0;

@@ -50,8 +50,9 @@ struct UnwinderOptions {
     std::string debug_root = "/usr/lib/debug";
 };
 
-// Not thread-safe. One libdwfl session per process (its modules at their
-// load addresses), made again when the process maps other files.
+// Not thread-safe. One libdwfl session per set of file mappings (the
+// modules at their load addresses), shared by processes that map the same
+// files at the same addresses, made again when a process maps other files.
 class Unwinder {
 public:
     explicit Unwinder(UnwinderOptions opts = {});
@@ -78,14 +79,21 @@ public:
     // Frees what is kept for a process that exited.
     void forget(uint32_t pid);
 
-    struct Process;  // libdwfl state of one process (unwinder.cpp)
+    // libdwfl sessions alive (for tests and measurements).
+    size_t session_count() const;
+
+    struct Session;  // libdwfl state of a set of mappings (unwinder.cpp)
+    struct Process;  // a process's mappings and session
 
 private:
     Process* process(uint32_t pid, bool refresh);
+    std::shared_ptr<Session> make_session(uint32_t pid, const std::vector<Mapping>& maps);
+    void drop_if_unused(const std::string& files);
     UnwindResult unwind_in(Process* p, const UnwindInput& in);
 
     UnwinderOptions opts_;
     std::map<uint32_t, std::unique_ptr<Process>> procs_;
+    std::map<std::string, std::weak_ptr<Session>> sessions_;  // by file_signature
 };
 
 }  // namespace connleak

@@ -2,6 +2,7 @@
 // stack (built -O2, so without frame pointers), and StackTable's site rule.
 #include <catch2/catch.hpp>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -129,6 +130,41 @@ TEST_CASE("unwinds this test's own stack without frame pointers")
     CHECK(u.build_id(c.in.pid, r.frames[1].pc).size() == 40);
 }
 
+TEST_CASE("a forked process with the same mappings shares the unwinding session")
+{
+    int go[2];
+    REQUIRE(pipe(go) == 0);
+    pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {  // waits, mappings untouched, until the test is done
+        char b;
+        close(go[1]);
+        (void)!read(go[0], &b, 1);
+        _exit(0);
+    }
+    close(go[0]);
+    Captured c;
+    level1(c, 64 * 1024);
+    Unwinder u;
+    UnwindResult mine = u.unwind(c.in);
+    // The child's copy of this stack: same bytes, same addresses.
+    UnwindInput theirs = c.in;
+    theirs.pid = static_cast<uint32_t>(child);
+    UnwindResult r = u.unwind(theirs);
+    CHECK(u.session_count() == 1);
+    CHECK(r.complete);
+    REQUIRE(r.frames.size() == mine.frames.size());
+    for (size_t i = 0; i < r.frames.size(); i++)
+        CHECK(r.frames[i].pc == mine.frames[i].pc);
+    CHECK(u.source_line(theirs.pid, r.frames[1].pc, false).find("test_unwinder.cpp:") == 0);
+    u.forget(c.in.pid);
+    CHECK(u.session_count() == 1);  // the child still uses it
+    u.forget(theirs.pid);
+    CHECK(u.session_count() == 0);
+    close(go[1]);
+    waitpid(child, nullptr, 0);
+}
+
 TEST_CASE("a short copy gives a truncated stack, not garbage")
 {
     Captured c;
@@ -190,4 +226,18 @@ TEST_CASE("the site is the first frame outside libpq and glue")
     // Everything glue: the innermost frame.
     CHECK(StackTable::site_index({"PQconnectdb+0x12 (libpq.so.5)"}, skip) == 0);
     CHECK(StackTable::site_index({}, skip) == 0);
+}
+
+TEST_CASE("the C runtime's entry frames get no file:line lookup")
+{
+    CHECK(StackTable::is_runtime_entry("__libc_start_call_main+0x7a (libc.so.6)"));
+    CHECK(StackTable::is_runtime_entry("__libc_start_main+0x85 (libc.so.6)"));
+    CHECK(StackTable::is_runtime_entry("start_thread+0x305 (libc.so.6)"));
+    CHECK(StackTable::is_runtime_entry("clone3+0x2c (libc.so.6)"));
+    CHECK(StackTable::is_runtime_entry("_start+0x21 (app)"));
+    // Only whole names: the app's own functions keep their lines.
+    CHECK_FALSE(StackTable::is_runtime_entry("start_threads+0x10 (app)"));
+    CHECK_FALSE(StackTable::is_runtime_entry("main+0x10 (app)"));
+    CHECK_FALSE(StackTable::is_runtime_entry("app+0x9051"));
+    CHECK_FALSE(StackTable::is_runtime_entry("0x7f00dead"));
 }
