@@ -146,6 +146,16 @@ static long stack_end(struct task_struct *task, struct vm_area_struct *vma, void
 	return 0;
 }
 
+/* Userspace drains the ring every 100 ms; a wakeup per event would cost the
+ * traced thread an irq_work (a self-IPI: a VM exit under KVM) on every
+ * connect. So the reader is woken only once the ring is half full. */
+static __always_inline __u64 wakeup_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > bpf_ringbuf_query(&events, BPF_RB_RING_SIZE) / 2
+		       ? BPF_RB_FORCE_WAKEUP
+		       : BPF_RB_NO_WAKEUP;
+}
+
 /* The caller's registers and the top of its stack, for userspace to unwind.
  * Sent after the counters are updated: an event read implies its counts. */
 static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats *ps,
@@ -207,7 +217,7 @@ static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats 
 		off += chunk;
 	}
 	e->stack_len = len;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
 static __always_inline void send_release(struct proc_stats *ps, const struct conn_key *key,
@@ -227,8 +237,7 @@ static __always_inline void send_release(struct proc_stats *ps, const struct con
 	e->conn = key->conn;
 	e->start_ns = info->start_ns;
 	e->hold_ns = hold;
-	/* No wakeup: userspace reads these before each read of the maps. */
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
 SEC("uprobe")

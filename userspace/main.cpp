@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <malloc.h>
 #include <map>
 #include <optional>
 #include <poll.h>
@@ -323,15 +324,17 @@ int run(const Options& o)
     double next_report = o.interval_s;
     bool interrupted = false;
     for (;;) {
-        // Wake at least every 200 ms to notice targets that exited.
+        // Wake every 100 ms: to drain the ring buffer (the kernel wakes us
+        // early only when it is half full, see wakeup_flags() in
+        // connleak.bpf.c) and to notice targets that exited.
         double until = next_report;
         if (o.duration_s > 0 && o.duration_s < until)
             until = o.duration_s;
-        double wait_s = std::min(0.2, std::max(0.0, until - seconds_since(start)));
+        double wait_s = std::min(0.1, std::max(0.0, until - seconds_since(start)));
         pollfd fds[3] = {{sigfd, POLLIN, 0}, {sink->input_fd(), POLLIN, 0}, {tracer.value()->events_fd(), POLLIN, 0}};
-        if (poll(fds, 3, static_cast<int>(wait_s * 1000)) > 0) {
-            if (fds[2].revents & POLLIN)
-                session.consume_events();
+        const int ready = poll(fds, 3, static_cast<int>(wait_s * 1000));
+        session.consume_events();
+        if (ready > 0) {
             signalfd_siginfo si;
             while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
                 if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
@@ -375,6 +378,12 @@ int run(const Options& o)
 
 int main(int argc, char** argv)
 {
+    // libbpf reads and parses the kernel's BTF (~5.5 MB, two copies at
+    // once) at each object load. glibc's adaptive mmap threshold would keep
+    // those freed blocks in the heap for good; a fixed threshold serves them
+    // from mmap and gives them back, so connleak's resident memory while
+    // tracing is its working set, not its start-up.
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     connleak::Options opts = connleak::parse_options(argc, argv);
     libbpf_set_print(connleak::libbpf_quiet);
     return connleak::run(opts);
