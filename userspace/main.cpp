@@ -292,11 +292,15 @@ int run(const Options& o)
     for (uint32_t pid : targets)
         if (auto s = tracer.value()->trace_process(pid); !s)
             return fail(s.error().message);
+    // Following children needs the probes in every process (a child can
+    // connect before we could attach to it); without, only the targets get
+    // breakpoints and other libpq users on the host pay nothing.
+    const std::vector<uint32_t> probe_only = o.follow_children ? std::vector<uint32_t>{} : targets;
     for (const std::string& path : libpqs.value()) {
-        if (auto s = tracer.value()->attach_libpq(path); !s)
+        if (auto s = tracer.value()->attach_libpq(path, probe_only); !s)
             return fail(s.error().message);
         if (sockets)
-            if (auto s = sockets->attach_libpq(path); !s)
+            if (auto s = sockets->attach_libpq(path, probe_only); !s)
                 return fail(s.error().message);
     }
     if (sockets)  // what the targets hold now predates the attach

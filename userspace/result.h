@@ -2,6 +2,7 @@
 // reaches main() as one line a person can act on.
 #pragma once
 
+#include <cstring>
 #include <string>
 #include <utility>
 #include <variant>
@@ -32,5 +33,8 @@ private:
 // For operations that return nothing but may fail.
 struct Ok {};
 using Status = Result<Ok>;
+
+// strerror of an errno or of a negative libbpf return.
+inline std::string errstr(int err) { return std::strerror(err < 0 ? -err : err); }
 
 }  // namespace connleak

@@ -27,7 +27,6 @@ constexpr int kCgroupUnixConnect = 49;
 // may be acquired after the conns map was read.
 constexpr uint64_t kClosedGraceNs = 30ULL * 1000000000ULL;
 
-std::string errstr(int err) { return std::strerror(err < 0 ? -err : err); }
 
 // "\040" in mountinfo paths.
 std::string unescape_mount_path(const std::string& s)
@@ -211,22 +210,23 @@ SocketTracer::~SocketTracer()
     sockets_bpf__destroy(skel_);
 }
 
-Status SocketTracer::attach_libpq(const std::string& path)
+Status SocketTracer::attach_libpq(const std::string& path, const std::vector<uint32_t>& pids)
 {
     struct stat st;
     if (stat(path.c_str(), &st) != 0)
         return Error{"cannot use libpq " + path + ": " + errstr(errno)};
     if (!probed_files_.insert({st.st_dev, st.st_ino}).second)
         return Ok{};
-    for (bool ret : {false, true}) {
-        LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret, .func_name = "PQconnectPoll");
-        bpf_program* prog = ret ? skel_->progs.connect_poll_exit : skel_->progs.connect_poll_enter;
-        bpf_link* link = bpf_program__attach_uprobe_opts(prog, -1, path.c_str(), 0, &opts);
-        if (!link)
-            return Error{std::string("cannot attach ") + (ret ? "uretprobe" : "uprobe") + " PQconnectPoll in " +
-                         path + ": " + errstr(errno)};
-        links_.push_back(link);
-    }
+    for (pid_t pid : probe_pids(pids))
+        for (bool ret : {false, true}) {
+            LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret, .func_name = "PQconnectPoll");
+            bpf_program* prog = ret ? skel_->progs.connect_poll_exit : skel_->progs.connect_poll_enter;
+            bpf_link* link = bpf_program__attach_uprobe_opts(prog, pid, path.c_str(), 0, &opts);
+            if (!link)
+                return Error{std::string("cannot attach ") + (ret ? "uretprobe" : "uprobe") + " PQconnectPoll in " +
+                             path + ": " + errstr(errno)};
+            links_.push_back(link);
+        }
     return Ok{};
 }
 

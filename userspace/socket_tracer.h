@@ -37,8 +37,9 @@ public:
     SocketTracer(const SocketTracer&) = delete;
     SocketTracer& operator=(const SocketTracer&) = delete;
 
-    // PQconnectPoll entry and return in this libpq (once per file).
-    Status attach_libpq(const std::string& path);
+    // PQconnectPoll entry and return in this libpq (once per file), in
+    // every process or in `pids` only (see Tracer::attach_libpq).
+    Status attach_libpq(const std::string& path, const std::vector<uint32_t>& pids = {});
 
     // A process attached to by PID: the sockets it holds now predate the
     // attach. Call once the hooks are attached.

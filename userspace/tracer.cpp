@@ -16,7 +16,6 @@
 namespace connleak {
 namespace {
 
-std::string errstr(int err) { return std::strerror(err < 0 ? -err : err); }
 
 // Every entry of a hash map. Keys deleted while we walk make
 // get_next_key restart from the first key, so entries are collected by key
@@ -139,7 +138,14 @@ Status Tracer::attach(const char* what, bpf_link* link)
     return Ok{};
 }
 
-Status Tracer::attach_libpq(const std::string& path)
+std::vector<pid_t> probe_pids(const std::vector<uint32_t>& pids)
+{
+    if (pids.empty())
+        return {-1};
+    return std::vector<pid_t>(pids.begin(), pids.end());
+}
+
+Status Tracer::attach_libpq(const std::string& path, const std::vector<uint32_t>& pids)
 {
     struct stat st;
     if (stat(path.c_str(), &st) != 0)
@@ -163,16 +169,18 @@ Status Tracer::attach_libpq(const std::string& path)
         {"PQresetStart", false, &P::reset_enter},
     };
     const uint64_t finish_offset = finish_probe_offset(path);
-    for (const Probe& p : probes) {
-        LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = p.retprobe, .func_name = p.function);
-        // With func_name, libbpf takes the offset from the function's start.
-        const uint64_t offset = std::strcmp(p.function, "PQfinish") == 0 ? finish_offset : 0;
-        bpf_link* link = bpf_program__attach_uprobe_opts(skel_->progs.*p.prog, -1 /* any process */, path.c_str(),
-                                                         offset, &opts);
-        std::string what = std::string(p.retprobe ? "uretprobe " : "uprobe ") + p.function + " in " + path;
-        if (auto s = attach(what.c_str(), link); !s)
-            return s;
-    }
+    for (pid_t pid : probe_pids(pids))
+        for (const Probe& p : probes) {
+            LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = p.retprobe, .func_name = p.function);
+            // With func_name, libbpf takes the offset from the function's start.
+            const uint64_t offset = std::strcmp(p.function, "PQfinish") == 0 ? finish_offset : 0;
+            bpf_link* link = bpf_program__attach_uprobe_opts(skel_->progs.*p.prog, pid, path.c_str(), offset, &opts);
+            std::string what = std::string(p.retprobe ? "uretprobe " : "uprobe ") + p.function + " in " + path;
+            if (pid >= 0)
+                what += " for process " + std::to_string(pid);
+            if (auto s = attach(what.c_str(), link); !s)
+                return s;
+        }
     return Ok{};
 }
 

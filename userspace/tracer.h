@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <sys/types.h>
 #include <set>
 #include <string>
 #include <utility>
@@ -27,6 +28,10 @@ struct TracerConfig {
 // One ring-buffer record (acquire_event or release_event of connleak.h).
 using EventHandler = std::function<void(const void* data, size_t size)>;
 
+// The pid argument of the uprobe attach calls: -1 (every process) when
+// `pids` is empty, else each of them.
+std::vector<pid_t> probe_pids(const std::vector<uint32_t>& pids);
+
 class Tracer {
 public:
     // Opens, sizes and loads the BPF object and attaches the process
@@ -36,10 +41,13 @@ public:
     Tracer(const Tracer&) = delete;
     Tracer& operator=(const Tracer&) = delete;
 
-    // Puts the probes on one libpq file, for every process that maps it
-    // (the in-kernel filter picks the traced ones). A file already probed
-    // (same device and inode) is skipped.
-    Status attach_libpq(const std::string& path);
+    // Puts the probes on one libpq file. With no pids, for every process
+    // that maps it (the in-kernel filter picks the traced ones: needed to
+    // follow children from their first instruction). With pids, in those
+    // processes only: the kernel then places no breakpoint in any other
+    // process, which pays nothing. A file already probed (same device and
+    // inode) is skipped.
+    Status attach_libpq(const std::string& path, const std::vector<uint32_t>& pids = {});
 
     // Adds a process to the in-kernel filter.
     Status trace_process(uint32_t pid);

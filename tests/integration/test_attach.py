@@ -21,6 +21,25 @@ from connleak_run import (PQCLIENT, Client, ConnleakTestCase, Tracer, counts, du
 WAIT = 60  # seconds to wait for an expected snapshot
 
 
+def code_byte(pid, function):
+    """The first byte of libpq's FUNCTION as process PID sees it: 0xcc where
+    the kernel placed a uprobe's breakpoint in that process."""
+    with open("/proc/%d/maps" % pid) as f:
+        maps = [l.split() for l in f if "libpq.so" in l]
+    path = "/proc/%d/root%s" % (pid, maps[0][5])
+    nm = subprocess.run(["nm", "-D", "--defined-only", path], stdout=subprocess.PIPE, text=True, check=True).stdout
+    value = next(int(l.split()[0], 16) for l in nm.splitlines() if l.split()[-1] == function)
+    # In these shared objects a function's value is its file offset.
+    for m in maps:
+        start, end = (int(x, 16) for x in m[0].split("-"))
+        offset = int(m[2], 16)
+        if "x" in m[1] and offset <= value < offset + (end - start):
+            with open("/proc/%d/mem" % pid, "rb") as mem:
+                mem.seek(start + value - offset)
+                return mem.read(1)[0]
+    raise AssertionError("%s of pid %d is in no executable mapping" % (function, pid))
+
+
 class AttachTest(ConnleakTestCase):
 
     def client(self, app, mode="interactive", args=()):
@@ -152,6 +171,39 @@ class AttachTest(ConnleakTestCase):
         traced.exit()
         final = self.finish_tracer(t)
         self.assertEqual([p["pid"] for p in final["processes"]], [traced.pid], t.describe())
+
+    def test_no_follow_probes_only_the_targets(self):
+        """--no-follow: the breakpoints go into the targets only, so another
+        libpq process on the host pays nothing; the counts stay exact."""
+        traced, other = self.client(self.app("traced")), self.client(self.app("other"))
+        t = self.attach([traced.pid], leak_after=0, extra=["--no-follow"])
+        self.assertEqual(code_byte(traced.pid, "PQconnectStart"), 0xcc, t.describe())
+        self.assertNotEqual(code_byte(other.pid, "PQconnectStart"), 0xcc, t.describe())
+        other.cmd("open 2")
+        traced.cmd("open 3")
+        traced.cmd("finish-new 1")
+        self.await_counts(t, traced.pid, counts(False, acquired=3, released=1, active=2, leaks=2))
+        reply = traced.cmd("fork 2 1")  # not followed: the child is not traced
+        child = int(reply.split("child=")[1])
+        other.exit()
+        traced.exit()
+        final = self.finish_tracer(t)
+        ctx = t.describe()
+        self.assertEqual([p["pid"] for p in final["processes"]], [traced.pid], ctx)
+        self.assertEqual(proc_counts(find_process(final, traced.pid)),
+                         counts(True, acquired=3, released=1, leaked_at_exit=2), ctx)
+        self.assertIsNone(find_process(final, child), ctx)
+
+    def test_following_probes_every_libpq_process(self):
+        """By default the probes are on libpq's file for every process (so a
+        child is traced from its first instruction): the filter is in BPF."""
+        traced, other = self.client(self.app("traced")), self.client(self.app("other"))
+        t = self.attach([traced.pid], leak_after=0)
+        self.assertEqual(code_byte(traced.pid, "PQconnectStart"), 0xcc, t.describe())
+        self.assertEqual(code_byte(other.pid, "PQconnectStart"), 0xcc, t.describe())
+        other.exit()
+        traced.exit()
+        self.finish_tracer(t)
 
     def test_fork_after_attach(self):
         """A child forked by an attached process is traced too."""
