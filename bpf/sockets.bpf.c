@@ -329,9 +329,13 @@ int BPF_PROG(thread_exit, struct task_struct *task)
 	struct fdtable *fdt;
 	__u32 max;
 
+	/* Every thread exit of the machine comes here: an untraced one leaves
+	 * at this lookup. Traced, exited or not: connleak.bpf.c may have
+	 * marked it first. (Only traced threads have a polls entry.) */
+	if (!bpf_map_lookup_elem(&procs, &tgid))
+		return 0;
 	bpf_map_delete_elem(&polls, &tid);
-	/* traced, exited or not: connleak.bpf.c may have marked it first */
-	if (!bpf_map_lookup_elem(&procs, &tgid) || BPF_CORE_READ(task, signal, live.counter) != 0)
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
 	fdt = BPF_CORE_READ(task, files, fdt);
 	if (!fdt)
