@@ -94,18 +94,16 @@ Style leak_style(uint64_t leaks) { return leaks ? Style::Leak : Style::Healthy; 
 
 // ---- the header --------------------------------------------------------
 
-// TODO(sockets): THE one place for "db sockets" and "discrepancy" in the
-// header, between the leak ratio and dropped. Totals has no such fields
-// yet; once the model adds them, fill this in, e.g.
-//   fields.push_back({"db sockets", format_count(t.db_sockets, 20)});
-//   fields.push_back({"discrepancy", signed_text(t.discrepancy),
-//                     t.discrepancy ? Style::Warn : Style::Healthy});
-// (discrepancy != 0: database sockets and live libpq handles disagree, so
-// it is highlighted.) Nothing else in the view needs to change.
+// The database sockets the targets really hold, and how far that is from
+// their live libpq handles: a non-zero discrepancy (connections libpq
+// tracking misses, or handles without a socket) is highlighted.
 void add_socket_fields(const Totals& t, std::vector<Field>& fields)
 {
-    (void)t;
-    (void)fields;
+    if (!t.sockets_tracked)
+        return;
+    fields.push_back({"db sockets", format_count(t.db_sockets, 20)});
+    fields.push_back({"discrepancy", signed_text(t.tracking_discrepancy),
+                      t.tracking_discrepancy ? Style::Warn : Style::Healthy});
 }
 
 std::vector<Field> total_fields(const Snapshot& snap, const Trends& trends)

@@ -134,6 +134,16 @@ Style style_of(const Line& line, const std::string& needle)
     return Style::Plain;
 }
 
+// The style of the value after the span labelled `label` ("name ").
+Style value_style(const Line& line, const std::string& label)
+{
+    for (size_t i = 0; i + 1 < line.size(); i++)
+        if (line[i].text == label)
+            return line[i + 1].style;
+    FAIL("no label " << label);
+    return Style::Plain;
+}
+
 Trends trends_of(std::initializer_list<Snapshot> reports)
 {
     Trends t;
@@ -206,6 +216,26 @@ TEST_CASE("the header has the totals, leaks in red", "[layout]")
         CHECK(totals.find(field) != std::string::npos);
     CHECK(style_of(s.lines[1], "4") == Style::Leak);  // the first "4" is the leaks value
     CHECK(style_of(s.lines[1], "10.5%") == Style::Leak);
+}
+
+TEST_CASE("the header shows the database sockets and the discrepancy", "[layout]")
+{
+    Snapshot snap = fixture();
+    CHECK(texts(layout(snap, Trends{}, 160, 40))[1].find("db sockets") == std::string::npos);  // --no-sockets
+    snap.totals.sockets_tracked = true;
+    snap.totals.db_sockets = 9;
+    snap.totals.tracking_discrepancy = 3;  // 9 sockets, 6 live handles
+    Screen s = layout(snap, Trends{}, 200, 40);
+    const std::string totals = texts(s)[1];
+    CHECK(totals.find("db sockets 9") != std::string::npos);
+    CHECK(totals.find("discrepancy +3") != std::string::npos);
+    CHECK(totals.find("discrepancy") < totals.find("dropped"));
+    CHECK(value_style(s.lines[1], "discrepancy ") == Style::Warn);
+    snap.totals.db_sockets = 6;
+    snap.totals.tracking_discrepancy = 0;
+    s = layout(snap, Trends{}, 200, 40);
+    CHECK(texts(s)[1].find("discrepancy 0") != std::string::npos);
+    CHECK(value_style(s.lines[1], "discrepancy ") == Style::Healthy);
 }
 
 TEST_CASE("a healthy header is green", "[layout]")
