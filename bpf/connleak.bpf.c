@@ -162,7 +162,8 @@ static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats 
 					 const struct conn_key *key, const struct conn_info *info)
 {
 	struct acquire_event *e;
-	__u64 sp = ctx->sp, end = 0, len, off = 0;
+	struct task_struct *task;
+	__u64 sp = ctx->sp, end = 0, arg_start, len, off = 0;
 
 	if (!stack_size)
 		return;
@@ -201,8 +202,15 @@ static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats 
 	 * fail), page by page: a page never touched (the random gap exec
 	 * leaves above the first frame, a large unused local array) cannot be
 	 * read without faulting, and reads as zeros, the rest still copied. */
-	if (bpf_find_vma(bpf_get_current_task_btf(), sp, stack_end, &end, 0) || end <= sp)
+	task = bpf_get_current_task_btf();
+	if (bpf_find_vma(task, sp, stack_end, &end, 0) || end <= sp)
 		end = sp;
+	/* Above the main thread's first frame lie argv and the environment
+	 * (from mm->arg_start up): not frames, and they may hold secrets
+	 * (PGPASSWORD, a DATABASE_URL). Never copied. */
+	arg_start = BPF_CORE_READ(task, mm, arg_start);
+	if (arg_start > sp && arg_start < end)
+		end = arg_start;
 	len = end - sp;
 	if (len > stack_size)
 		len = stack_size;
