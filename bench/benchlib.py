@@ -117,6 +117,8 @@ def bpf_maps_of(pid):
             continue
         m = {k: int(info[k].strip(), 0) for k in ("map_type", "key_size", "value_size", "max_entries",
                                                    "memlock", "map_id") if k in info}
+        if any(x.get("map_id") == m.get("map_id") for x in maps):
+            continue  # one map behind two fds (sockets.bpf.c reuses connleak's procs map)
         maps.append(m)
     names = _bpf_map_names()
     for m in maps:
