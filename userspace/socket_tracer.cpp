@@ -205,8 +205,7 @@ SocketTracer::~SocketTracer()
 {
     if (unix_link_)
         bpf_link__destroy(unix_link_);
-    for (bpf_link* link : links_)
-        bpf_link__destroy(link);
+    destroy_links(links_);
     sockets_bpf__destroy(skel_);
 }
 

@@ -32,6 +32,10 @@ using EventHandler = std::function<void(const void* data, size_t size)>;
 // `pids` is empty, else each of them.
 std::vector<pid_t> probe_pids(const std::vector<uint32_t>& pids);
 
+// Destroys the links (detaching their programs) from several threads, and
+// empties the vector.
+void destroy_links(std::vector<bpf_link*>& links);
+
 class Tracer {
 public:
     // Opens, sizes and loads the BPF object and attaches the process
