@@ -356,8 +356,8 @@ def section_cost(ctx):
 
 def section_pgbench(ctx):
     from pgserver import PgServer  # tests/integration/pgserver.py
-    pairs = 2 if ctx.quick else 5
-    duration = 3 if ctx.quick else 6
+    pairs = ctx.args.pgbench_pairs or (2 if ctx.quick else 5)
+    duration = ctx.args.pgbench_seconds or (3 if ctx.quick else 6)
     clients, threads = 2, 2
     server = PgServer().start()
     try:
@@ -895,6 +895,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(REPO, "build"), help="build directory (default: build)")
     ap.add_argument("--quick", action="store_true", help="smaller runs (a smoke test, not figures to publish)")
+    ap.add_argument("--pgbench-seconds", type=int, default=0, metavar="S",
+                    help="length of each pgbench run (default 6): longer runs resolve smaller effects")
+    ap.add_argument("--pgbench-pairs", type=int, default=0, metavar="N",
+                    help="interleaved traced/untraced pgbench pairs (default 5)")
     ap.add_argument("--only", default=",".join(SECTIONS), help="sections, comma-separated: " + ",".join(SECTIONS))
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"), help="results file (default bench/results.json)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs of every run)")
