@@ -24,7 +24,6 @@ constexpr int kTcpEstablished = 1, kTcpSynSent = 2, kTcpSynRecv = 3, kTcpClose =
 constexpr int kSockStream = 1;
 constexpr unsigned kAcceptCon = 0x10000;  // __SO_ACCEPTCON in /proc/net/unix's Flags
 
-
 bool parse_hex(std::string_view s, uint64_t& out)
 {
     if (s.empty() || s.size() > 16)

@@ -27,7 +27,6 @@ constexpr int kCgroupUnixConnect = 49;
 // may be acquired after the conns map was read.
 constexpr uint64_t kClosedGraceNs = 30ULL * 1000000000ULL;
 
-
 // "\040" in mountinfo paths.
 std::string unescape_mount_path(const std::string& s)
 {

@@ -79,7 +79,7 @@ bool StackTable::is_runtime_entry(const std::string& name)
     // The C runtime's process and thread entry points end every stack and
     // are never a site. Their file:line ("libc-start.c:360") says nothing,
     // and asking for it makes libdw inflate all of libc's DWARF when
-    // libc6-dbg is installed: ~0.1 s of CPU and ~20 MB per connleak run.
+    // libc6-dbg is installed: ~0.1 s of CPU and ~15 MB per connleak run.
     static const char* const entries[] = {"_start", "__libc_start_main", "__libc_start_call_main",
                                           "start_thread", "clone", "clone3"};
     const size_t plus = name.find('+');

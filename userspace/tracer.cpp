@@ -18,7 +18,6 @@
 namespace connleak {
 namespace {
 
-
 // Every entry of a hash map. Keys deleted while we walk make
 // get_next_key restart from the first key, so entries are collected by key
 // (std::map) to never count one twice.
@@ -126,9 +125,10 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
 
 void destroy_links(std::vector<bpf_link*>& links)
 {
-    // Each uprobe detach waits for the kernel (an RCU grace period, ~80 ms
-    // on the bench VM): one after the other, connleak's 20 probes took 1.7 s
-    // to let go. From a few threads at once the waits overlap.
+    // Each uprobe detach waits for the kernel (~80 ms on the bench VM): one
+    // after the other, connleak's 20 probes took 1.8 s to let go. From a few
+    // threads at once the waits partly overlap (1.45 s; the kernel
+    // serialises the rest).
     constexpr size_t kThreads = 8;
     std::vector<std::thread> threads;
     size_t started = 0;
