@@ -49,16 +49,25 @@ int status_to_exit_code(int status)
     return 1;
 }
 
+// The byte that opens the gate. End-of-file is not "go": it is what the
+// child reads when connleak died before the probes were in, and then the
+// command must never run untraced.
+constexpr char kGo = 'g';
+
 [[noreturn]] void run_child(int gate_read, int exec_write, const std::string& exe, const std::vector<std::string>& argv)
 {
-    // The parent blocks signals to wait for them; the command must not
-    // inherit that.
+    // The parent blocks signals to wait for them and ignores SIGPIPE; the
+    // command must inherit neither.
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    char byte;
-    while (read(gate_read, &byte, 1) < 0 && errno == EINTR) {
+    signal(SIGPIPE, SIG_DFL);
+    char byte = 0;
+    ssize_t n;
+    while ((n = read(gate_read, &byte, 1)) < 0 && errno == EINTR) {
     }
+    if (n != 1 || byte != kGo)
+        _exit(127);
     close(gate_read);
     std::vector<char*> args;
     for (const auto& a : argv)
@@ -124,8 +133,14 @@ Launcher::~Launcher()
 
 Status Launcher::release()
 {
+    ssize_t w;
+    while ((w = write(gate_fd_, &kGo, 1)) < 0 && errno == EINTR) {
+    }
+    const int write_err = errno;
     close(gate_fd_);
     gate_fd_ = -1;
+    if (w != 1)  // the child is gone (EPIPE): nothing of the command ran
+        return Error{"cannot run " + executable_ + ": it ended at the gate (" + std::strerror(write_err) + ")"};
     int err = 0;
     ssize_t n;
     while ((n = read(exec_fd_, &err, sizeof(err))) < 0 && errno == EINTR) {

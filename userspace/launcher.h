@@ -25,7 +25,9 @@ public:
     pid_t pid() const { return pid_; }
     const std::string& executable() const { return executable_; }
 
-    // Opens the gate and waits until exec succeeded or failed.
+    // Opens the gate (a byte, never end-of-file: a connleak killed before
+    // this leaves the child to exit, not to run untraced) and waits until
+    // exec succeeded or failed.
     Status release();
 
     // The command's exit status once it ended (128 + signal when killed);
@@ -37,7 +39,7 @@ private:
         : pid_(pid), gate_fd_(gate_fd), exec_fd_(exec_fd), executable_(std::move(exe)) {}
 
     pid_t pid_ = -1;
-    int gate_fd_ = -1;  // closing it lets the child exec
+    int gate_fd_ = -1;  // one byte written lets the child exec; end-of-file makes it exit
     int exec_fd_ = -1;  // child's exec error (errno) arrives here; EOF on success
     std::string executable_;
     std::optional<int> exit_status_;

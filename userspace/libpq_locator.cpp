@@ -1,11 +1,16 @@
 #include "libpq_locator.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
 #include <fstream>
 #include <memory>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "elf_symbols.h"
 #include "proc_maps.h"
 
 namespace connleak {
@@ -52,13 +57,54 @@ std::string from_ldconfig_cache()
 Result<std::string> libpq_of_process(uint32_t pid)
 {
     auto maps = read_maps(pid);
-    if (!maps)
-        return Error{"no process with PID " + std::to_string(pid) + " (or its memory map is unreadable)"};
+    if (!maps) {
+        // Say which: gone, or there but its map may not be read (ptrace
+        // access to it is denied, as for a PID 1 outside our namespace).
+        const std::string path = "/proc/" + std::to_string(pid) + "/maps";
+        int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        const int err = fd < 0 ? errno : EIO;
+        if (fd >= 0)
+            close(fd);
+        if (err == ENOENT || err == ESRCH)
+            return Error{"no process with PID " + std::to_string(pid)};
+        return Error{"cannot read the memory map of process " + std::to_string(pid) + " (" + read_comm(pid) +
+                     "), " + path + ": " + std::strerror(err)};
+    }
     for (const Mapping& m : *maps)
         if (is_libpq(m.path) && m.perms.find('x') != std::string::npos)
             return path_in_target(pid, m);
     return Error{"process " + std::to_string(pid) + " (" + read_comm(pid) +
                  ") has no libpq mapped; if it loads libpq later, name it with --libpq PATH"};
+}
+
+Status check_libpq_file(const std::string& path)
+{
+    // O_NONBLOCK: opening a FIFO for reading would wait for a writer.
+    int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return Error{std::strerror(errno)};
+    struct stat st;
+    const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    unsigned char magic[4] = {};
+    const bool elf = regular && pread(fd, magic, sizeof(magic), 0) == sizeof(magic) &&
+                     std::memcmp(magic, "\x7f" "ELF", sizeof(magic)) == 0;
+    close(fd);
+    if (!regular)
+        return Error{"not a regular file (libpq is a shared library, e.g. /usr/lib/x86_64-linux-gnu/libpq.so.5)"};
+    if (!elf)
+        return Error{"not an ELF file (libpq is a shared library, e.g. /usr/lib/x86_64-linux-gnu/libpq.so.5)"};
+    ElfOptions no_debug;
+    no_debug.use_debug_files = false;
+    auto symbols = ElfSymbols::load(path, no_debug);
+    if (!symbols)
+        return symbols.error();
+    std::string missing;
+    for (const char* function : {"PQconnectStart", "PQfinish"})
+        if (!symbols.value().function_offset(function))
+            missing += std::string(missing.empty() ? "" : ", ") + function;
+    if (!missing.empty())
+        return Error{"not libpq: it defines no " + missing};
+    return Ok{};
 }
 
 Result<std::string> system_libpq()

@@ -13,6 +13,11 @@ namespace connleak {
 // has no libpq mapped.
 Result<std::string> libpq_of_process(uint32_t pid);
 
+// Whether `path` can be probed as libpq: a regular file (a FIFO or device
+// would block or mean nothing), an ELF, defining libpq's connect and finish
+// functions. Opens nothing that could block.
+Status check_libpq_file(const std::string& path);
+
 // The libpq a launched command would load: LD_LIBRARY_PATH first, then the
 // dynamic linker's cache (ldconfig -p), then the usual directories.
 Result<std::string> system_libpq();

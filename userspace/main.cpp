@@ -180,13 +180,14 @@ private:
     std::map<uint32_t, std::string> comms_;
 };
 
+bool libbpf_verbose = getenv("CONNLEAK_VERBOSE") != nullptr;  // or --verbose
+
 int libbpf_quiet(enum libbpf_print_level level, const char* format, va_list args)
 {
     // libbpf's own lines would bury connleak's one-line diagnostics; they
     // are there when asked for.
-    static const bool verbose = getenv("CONNLEAK_VERBOSE") != nullptr;
     (void)level;
-    return verbose ? vfprintf(stderr, format, args) : 0;
+    return libbpf_verbose ? vfprintf(stderr, format, args) : 0;
 }
 
 // The probe targets: --libpq, else each process's own libpq, else (for a
@@ -198,8 +199,8 @@ Result<std::vector<std::string>> find_libpqs(const Options& o)
         if (!process_exists(pid))
             return Error{"no process with PID " + std::to_string(pid)};
     if (!o.libpq_path.empty()) {
-        if (access(o.libpq_path.c_str(), R_OK) != 0)
-            return Error{"cannot read --libpq " + o.libpq_path + ": " + std::strerror(errno)};
+        if (auto s = check_libpq_file(o.libpq_path); !s)
+            return Error{"cannot use --libpq " + o.libpq_path + ": " + s.error().message};
         paths.push_back(o.libpq_path);
         return paths;
     }
@@ -238,6 +239,22 @@ std::unique_ptr<ReportSink> make_sink(const Options& o)
 
 double seconds_since(uint64_t start_ns) { return (monotonic_ns() - start_ns) / 1e9; }
 
+// SIGINT or SIGTERM arrived during start-up: blocked for the signalfd, they
+// wait as pending, and each step of the start-up looks for them.
+bool stop_pending()
+{
+    sigset_t pending;
+    return sigpending(&pending) == 0 && (sigismember(&pending, SIGINT) == 1 || sigismember(&pending, SIGTERM) == 1);
+}
+
+// The end of a start-up cut short by a signal. What was attached is
+// detached, and a launched command still at the gate is killed (both by
+// their destructors, as run() returns).
+int interrupted_at_start()
+{
+    return fail("interrupted during start-up: nothing was traced");
+}
+
 int run(const Options& o)
 {
     if (auto s = check_privileges(); !s)
@@ -261,6 +278,9 @@ int run(const Options& o)
     int sigfd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sigfd < 0)
         return fail(std::string("signalfd: ") + std::strerror(errno));
+    // A reader that went away (`-j - | head`) is an end, seen as EPIPE by
+    // the sink, not a signal that kills connleak before it detaches.
+    signal(SIGPIPE, SIG_IGN);
 
     TracerConfig cfg;
     cfg.follow_children = o.follow_children;
@@ -271,6 +291,8 @@ int run(const Options& o)
     auto tracer = Tracer::load(cfg);
     if (!tracer)
         return fail(tracer.error().message);
+    if (stop_pending())
+        return interrupted_at_start();
     std::unique_ptr<SocketTracer> sockets;  // optional: handles are counted without it
     if (o.sockets) {
         auto s = SocketTracer::load(tracer.value()->procs_map_fd(), {o.db_ports, o.db_hosts, o.db_socket_paths, 0});
@@ -279,6 +301,9 @@ int run(const Options& o)
         else
             std::fprintf(stderr, "connleak: warning: %s: no socket tracking\n", s.error().message.c_str());
     }
+
+    if (stop_pending())
+        return interrupted_at_start();
 
     std::optional<Launcher> launcher;
     std::vector<uint32_t> targets = o.pids;
@@ -297,12 +322,16 @@ int run(const Options& o)
     // breakpoints and other libpq users on the host pay nothing.
     const std::vector<uint32_t> probe_only = o.follow_children ? std::vector<uint32_t>{} : targets;
     for (const std::string& path : libpqs.value()) {
-        if (auto s = tracer.value()->attach_libpq(path, probe_only); !s)
-            return fail(s.error().message);
+        if (stop_pending())
+            return interrupted_at_start();
+        if (auto s = tracer.value()->attach_libpq(path, probe_only, stop_pending); !s)
+            return stop_pending() ? interrupted_at_start() : fail(s.error().message);
         if (sockets)
             if (auto s = sockets->attach_libpq(path, probe_only); !s)
                 return fail(s.error().message);
     }
+    if (stop_pending())
+        return interrupted_at_start();
     if (sockets)  // what the targets hold now predates the attach
         for (uint32_t pid : o.pids)
             sockets->add_process(pid);
@@ -316,6 +345,10 @@ int run(const Options& o)
     session.set_sockets(sockets.get());
     for (uint32_t pid : o.pids)
         session.names().learn_process(pid);
+    if (stop_pending()) {
+        sink.reset();  // the terminal back first, or the message is lost with the view
+        return interrupted_at_start();
+    }
     if (launcher) {
         session.names().learn_file(launcher->executable());
         if (auto s = launcher->release(); !s) {
@@ -363,10 +396,16 @@ int run(const Options& o)
                 return fail(err);
             }
             next_report += o.interval_s;
+            if (sink->output_error())
+                break;
         }
     }
     if (std::string err = session.report(true); !err.empty())
         return fail(err);
+    // The reader of stdout went away (`| head`): an end like Ctrl-C, said by
+    // nothing. Any other failure to write the report is one.
+    if (int err = sink->output_error(); err && err != EPIPE)
+        return fail(std::string("cannot write the report to stdout: ") + std::strerror(err));
     if (getenv("CONNLEAK_STACK_STATS"))  // measurements: what unwinding cost
         std::fputs(stacks.cost_summary().c_str(), stderr);
     // Ctrl-C is a normal end. Otherwise a launched command's status is
@@ -389,6 +428,7 @@ int main(int argc, char** argv)
     // tracing is its working set, not its start-up.
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     connleak::Options opts = connleak::parse_options(argc, argv);
+    connleak::libbpf_verbose = connleak::libbpf_verbose || opts.verbose;
     libbpf_set_print(connleak::libbpf_quiet);
     return connleak::run(opts);
 }

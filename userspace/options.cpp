@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <regex>
 #include <sys/un.h>
 
@@ -17,6 +18,32 @@ namespace {
 {
     std::fprintf(stderr, "connleak: %s (see connleak --help)\n", msg.c_str());
     std::exit(2);
+}
+
+// Upper bounds of the kernel maps (--max-*). The hash maps are preallocated
+// when loaded: each entry costs its bytes whether used or not (measured as
+// the map's memlock in /proc/PID/fdinfo over max_entries, README "Limits"),
+// and start-up time grows with them.
+struct MapBound {
+    const char* option;
+    uint32_t limit;
+    uint32_t bytes_per_entry;
+};
+constexpr MapBound kMapBounds[] = {
+    {"--max-conns", 1u << 20, 112},  // 16 x the default: 112 MiB
+    {"--max-sites", 1u << 18, 200},  // 32 x: 50 MiB
+    {"--max-procs", 1u << 16, 176},  // 64 x: 11 MiB
+};
+
+// PIDs are below the kernel's pid_max; a larger -p (4294967295 would
+// become pid -1: every process) is never a process.
+uint32_t pid_max()
+{
+    std::ifstream f("/proc/sys/kernel/pid_max");
+    uint32_t max = 0;
+    if (f >> max && max > 0)
+        return max;
+    return 4194304;  // PID_MAX_LIMIT on 64-bit: no pid_max is larger
 }
 
 }  // namespace
@@ -50,6 +77,7 @@ Options parse_options(int argc, char** argv)
     app.add_flag("!--no-follow", o.follow_children, "Do not trace children forked by traced processes");
     app.add_flag("-q,--quiet", o.quiet, "No text report (use with --json)");
     app.add_flag("--no-color", o.no_color, "No colours in the live view (also when NO_COLOR is set)");
+    app.add_flag("--verbose", o.verbose, "libbpf's own log on stderr, e.g. the verifier's (also CONNLEAK_VERBOSE=1)");
     app.add_option("--max-conns", o.max_conns, "Live handles the kernel map holds (default " + std::to_string(CONNLEAK_MAX_CONNS) + ")");
     app.add_option("--max-sites", o.max_sites, "Sites the kernel map holds (default " + std::to_string(CONNLEAK_MAX_SITES) + ")");
     app.add_option("--max-procs", o.max_procs, "Processes the kernel map holds (default " + std::to_string(CONNLEAK_MAX_PROCS) + ")");
@@ -90,16 +118,28 @@ Options parse_options(int argc, char** argv)
         usage_error("--leak-after must be a number of seconds, 0 or more");
     if (o.top_sites == 0)
         usage_error("--top must be 1 or more");
-    for (const char* name : {"--max-conns", "--max-sites", "--max-procs"})
-        if (app.count(name) && app.get_option(name)->as<uint32_t>() == 0)
-            usage_error(std::string(name) + " must be 1 or more");
+    if (app.count("--json") && o.json_path.empty())
+        usage_error("--json needs a file name (or - for JSON Lines on stdout)");
+    for (const MapBound& b : kMapBounds) {
+        if (!app.count(b.option))
+            continue;
+        const uint32_t n = app.get_option(b.option)->as<uint32_t>();
+        if (n == 0)
+            usage_error(std::string(b.option) + " must be 1 or more");
+        if (n > b.limit)
+            usage_error(std::string(b.option) + " must be at most " + std::to_string(b.limit) + " (each entry takes " +
+                        std::to_string(b.bytes_per_entry) + " bytes of kernel memory, " +
+                        std::to_string(uint64_t{b.limit} * b.bytes_per_entry >> 20) + " MiB at most)");
+    }
     if (o.pids.empty() && o.command.empty())
         usage_error("nothing to trace: give -p PID or -- COMMAND");
     if (!o.pids.empty() && !o.command.empty())
         usage_error("give -p PID or -- COMMAND, not both");
+    const uint32_t max_pid = pid_max();
     for (uint32_t pid : o.pids)
-        if (pid == 0)
-            usage_error("-p 0 is not a process id");
+        if (pid == 0 || pid >= max_pid)
+            usage_error("-p " + std::to_string(pid) + " is not a process id (1 to " + std::to_string(max_pid - 1) +
+                        ", below the kernel's pid_max)");
     for (const std::string& re : o.site_skip)
         try {
             std::regex check(re);

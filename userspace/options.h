@@ -19,6 +19,7 @@ struct Options {
     bool follow_children = true;
     bool quiet = false;                  // no text report (JSON only)
     bool no_color = false;               // --no-color (NO_COLOR is honoured too)
+    bool verbose = false;                // libbpf's own log on stderr
     uint32_t max_conns = 0, max_sites = 0, max_procs = 0;  // 0: defaults of connleak.h
     uint32_t stack_size = 8192;          // user stack bytes copied per acquisition; 0: no stacks
     size_t stack_frames = 10;            // frames shown per stack (text, notices)

@@ -1,6 +1,8 @@
 #include "report_sink.h"
 
+#include <cerrno>
 #include <cstdio>
+#include <string>
 
 #include "json_output.h"
 #include "text_report.h"
@@ -8,22 +10,34 @@
 namespace connleak {
 namespace {
 
-class TextSink : public ReportSink {
+// Lines on stdout; the first failed write is kept (and nothing more is
+// written after it).
+class StdoutSink : public ReportSink {
 public:
-    void show(const Snapshot& snap) override
+    int output_error() const override { return error_; }
+
+protected:
+    void write_line(const std::string& text)
     {
-        std::printf("%s\n", render_text_report(snap).c_str());
-        std::fflush(stdout);
+        if (error_)
+            return;
+        errno = 0;
+        if (std::printf("%s\n", text.c_str()) < 0 || std::fflush(stdout) != 0)
+            error_ = errno ? errno : EIO;
     }
+
+private:
+    int error_ = 0;
 };
 
-class JsonLinesSink : public ReportSink {
+class TextSink : public StdoutSink {
 public:
-    void show(const Snapshot& snap) override
-    {
-        std::printf("%s\n", snapshot_to_json(snap).dump().c_str());
-        std::fflush(stdout);
-    }
+    void show(const Snapshot& snap) override { write_line(render_text_report(snap)); }
+};
+
+class JsonLinesSink : public StdoutSink {
+public:
+    void show(const Snapshot& snap) override { write_line(snapshot_to_json(snap).dump()); }
 };
 
 class NullSink : public ReportSink {

@@ -22,6 +22,9 @@ public:
     virtual bool handle_input() { return true; }
     // The terminal was resized.
     virtual void resized() {}
+    // The errno of a failed write of the report (EPIPE: the reader went
+    // away, as with `| head`), 0 while writes succeed.
+    virtual int output_error() const { return 0; }
 };
 
 // Plain text blocks on stdout, one per interval (pipes, files, CI).

@@ -16,7 +16,7 @@
 
 #include "sockets.h"
 #include "sockets.skel.h"
-#include "tracer.h"  // monotonic_ns
+#include "tracer.h"  // monotonic_ns, bpf_errstr
 
 namespace connleak {
 namespace {
@@ -158,7 +158,7 @@ Result<std::unique_ptr<SocketTracer>> SocketTracer::load(int procs_map_fd, const
         t->skel_ = open_and_load(procs_map_fd, cfg, false, err);
     }
     if (!t->skel_)
-        return Error{"cannot load the socket BPF programs: " + errstr(err)};
+        return Error{"cannot load the socket BPF programs: " + bpf_errstr(err)};
 
     for (const std::string& p : cfg.db_sockets) {
         char key[SOCKETS_PATH_LEN] = {};
@@ -176,7 +176,7 @@ Result<std::unique_ptr<SocketTracer>> SocketTracer::load(int procs_map_fd, const
     for (const auto& tp : tps) {
         bpf_link* link = bpf_program__attach(tp.prog);
         if (!link)
-            return Error{std::string("cannot attach ") + tp.what + ": " + errstr(errno)};
+            return Error{std::string("cannot attach ") + tp.what + ": " + bpf_errstr(errno)};
         t->links_.push_back(link);
     }
 
@@ -222,7 +222,7 @@ Status SocketTracer::attach_libpq(const std::string& path, const std::vector<uin
             bpf_link* link = bpf_program__attach_uprobe_opts(prog, pid, path.c_str(), 0, &opts);
             if (!link)
                 return Error{std::string("cannot attach ") + (ret ? "uretprobe" : "uprobe") + " PQconnectPoll in " +
-                             path + ": " + errstr(errno)};
+                             path + ": " + bpf_errstr(errno)};
             links_.push_back(link);
         }
     return Ok{};

@@ -77,6 +77,13 @@ uint64_t finish_probe_offset(const std::string& path)
 
 }  // namespace
 
+std::string bpf_errstr(int err)
+{
+    char buf[128];
+    libbpf_strerror(err, buf, sizeof(buf));  // either sign
+    return buf;
+}
+
 uint64_t monotonic_ns()
 {
     timespec ts;
@@ -89,7 +96,7 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
     std::unique_ptr<Tracer> t(new Tracer());
     t->skel_ = connleak_bpf__open();
     if (!t->skel_)
-        return Error{"cannot open the BPF object: " + errstr(errno)};
+        return Error{"cannot open the BPF object: " + bpf_errstr(errno)};
     t->skel_->rodata->follow_children = cfg.follow_children;
     if (cfg.max_conns)
         bpf_map__set_max_entries(t->skel_->maps.conns, cfg.max_conns);
@@ -104,7 +111,7 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
         ring *= 2;
     bpf_map__set_max_entries(t->skel_->maps.events, ring);
     if (int err = connleak_bpf__load(t->skel_))
-        return Error{"cannot load the BPF programs: " + errstr(err) + " (run with --verbose for the verifier log)"};
+        return Error{"cannot load the BPF programs: " + bpf_errstr(err) + " (run with --verbose for the verifier log)"};
     if (auto s = t->attach("tp_btf/sched_process_fork", bpf_program__attach(t->skel_->progs.handle_fork)); !s)
         return s.error();
     if (auto s = t->attach("tp_btf/sched_process_exit", bpf_program__attach(t->skel_->progs.handle_exit)); !s)
@@ -118,7 +125,7 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
         };
         t->events_ = ring_buffer__new(bpf_map__fd(t->skel_->maps.events), cb, t.get(), nullptr);
         if (!t->events_)
-            return Error{"cannot open the event ring buffer: " + errstr(errno)};
+            return Error{"cannot open the event ring buffer: " + bpf_errstr(errno)};
     }
     return t;
 }
@@ -160,7 +167,7 @@ Tracer::~Tracer()
 Status Tracer::attach(const char* what, bpf_link* link)
 {
     if (!link)
-        return Error{std::string("cannot attach ") + what + ": " + errstr(errno)};
+        return Error{std::string("cannot attach ") + what + ": " + bpf_errstr(errno)};
     links_.push_back(link);
     return Ok{};
 }
@@ -172,11 +179,12 @@ std::vector<pid_t> probe_pids(const std::vector<uint32_t>& pids)
     return std::vector<pid_t>(pids.begin(), pids.end());
 }
 
-Status Tracer::attach_libpq(const std::string& path, const std::vector<uint32_t>& pids)
+Status Tracer::attach_libpq(const std::string& path, const std::vector<uint32_t>& pids,
+                            const std::function<bool()>& stop)
 {
     struct stat st;
     if (stat(path.c_str(), &st) != 0)
-        return Error{"cannot use libpq " + path + ": " + errstr(errno)};
+        return Error{"cannot use libpq " + path + ": " + bpf_errstr(errno)};
     if (!probed_files_.insert({st.st_dev, st.st_ino}).second)
         return Ok{};
 
@@ -198,6 +206,8 @@ Status Tracer::attach_libpq(const std::string& path, const std::vector<uint32_t>
     const uint64_t finish_offset = finish_probe_offset(path);
     for (pid_t pid : probe_pids(pids))
         for (const Probe& p : probes) {
+            if (stop && stop())
+                return Error{"attaching " + path + " interrupted"};
             LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = p.retprobe, .func_name = p.function);
             // With func_name, libbpf takes the offset from the function's start.
             const uint64_t offset = std::strcmp(p.function, "PQfinish") == 0 ? finish_offset : 0;
@@ -205,6 +215,11 @@ Status Tracer::attach_libpq(const std::string& path, const std::vector<uint32_t>
             std::string what = std::string(p.retprobe ? "uretprobe " : "uprobe ") + p.function + " in " + path;
             if (pid >= 0)
                 what += " for process " + std::to_string(pid);
+            // libbpf says ENOENT for a function the file does not define.
+            if (!link && errno == ENOENT)
+                return Error{"cannot attach " + what + ": " + path + " defines no " + p.function + " (is it libpq?)"};
+            if (!link && errno == ESRCH && pid >= 0)
+                return Error{"cannot attach " + what + ": the process is gone"};
             if (auto s = attach(what.c_str(), link); !s)
                 return s;
         }
@@ -214,8 +229,12 @@ Status Tracer::attach_libpq(const std::string& path, const std::vector<uint32_t>
 Status Tracer::trace_process(uint32_t pid)
 {
     proc_stats zero{};
-    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.procs), &pid, &zero, BPF_ANY) != 0)
-        return Error{"cannot trace process " + std::to_string(pid) + ": " + errstr(errno)};
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.procs), &pid, &zero, BPF_ANY) != 0) {
+        if (errno == E2BIG)  // the map's answer when full
+            return Error{"cannot trace process " + std::to_string(pid) + ": the process map is full (" +
+                         std::to_string(bpf_map__max_entries(skel_->maps.procs)) + " entries); raise --max-procs"};
+        return Error{"cannot trace process " + std::to_string(pid) + ": " + bpf_errstr(errno)};
+    }
     return Ok{};
 }
 

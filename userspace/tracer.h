@@ -51,7 +51,10 @@ public:
     // processes only: the kernel then places no breakpoint in any other
     // process, which pays nothing. A file already probed (same device and
     // inode) is skipped.
-    Status attach_libpq(const std::string& path, const std::vector<uint32_t>& pids = {});
+    // `stop` is asked between probes: when it says true, attaching ends
+    // early (an error; what was attached stays until the Tracer is gone).
+    Status attach_libpq(const std::string& path, const std::vector<uint32_t>& pids = {},
+                        const std::function<bool()>& stop = {});
 
     // Adds a process to the in-kernel filter.
     Status trace_process(uint32_t pid);
@@ -83,6 +86,10 @@ private:
     ring_buffer* events_ = nullptr;
     const EventHandler* handler_ = nullptr;
 };
+
+// strerror of an errno or of a negative libbpf return, libbpf's own codes
+// (4000 and up) as words too ("Invalid ELF format", not "Unknown error 4001").
+std::string bpf_errstr(int err);
 
 // CLOCK_MONOTONIC in ns, the clock bpf_ktime_get_ns() reads.
 uint64_t monotonic_ns();

@@ -1,10 +1,12 @@
 // write_file_atomically and check_writable, in a fresh directory per test.
 #include <dirent.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <climits>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -92,6 +94,25 @@ bool is_directory(const std::string& path)
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
+// Sets the umask for one scope.
+class ScopedUmask {
+public:
+    explicit ScopedUmask(mode_t mask) : old_(umask(mask)) {}
+    ~ScopedUmask() { umask(old_); }
+    ScopedUmask(const ScopedUmask&) = delete;
+    ScopedUmask& operator=(const ScopedUmask&) = delete;
+
+private:
+    mode_t old_;
+};
+
+mode_t mode_of(const std::string& path)
+{
+    struct stat st;
+    REQUIRE(lstat(path.c_str(), &st) == 0);
+    return st.st_mode;
+}
+
 }  // namespace
 
 TEST_CASE("write_file_atomically writes what is read back", "[atomic_file]")
@@ -99,14 +120,109 @@ TEST_CASE("write_file_atomically writes what is read back", "[atomic_file]")
     TempDir dir;
     const std::string path = dir / "snap.json";
     const std::string content = std::string("{\"version\": 1}\n") + std::string(1, '\0') + "\xff tail\n";
+    ScopedUmask mask(022);
     CHECK(write_file_atomically(path, content) == "");
     CHECK(read_all(path) == content);
     CHECK(dir.entries() == std::vector<std::string>{"snap.json"});
 
     // Readable by dashboards, not left 0600 by mkstemp.
-    struct stat st;
-    REQUIRE(stat(path.c_str(), &st) == 0);
-    CHECK((st.st_mode & 0777) == 0644);
+    CHECK((mode_of(path) & 0777) == 0644);
+}
+
+TEST_CASE("write_file_atomically honours the umask", "[atomic_file]")
+{
+    TempDir dir;
+    const std::string path = dir / "snap.json";
+    SECTION("umask 077: private")
+    {
+        ScopedUmask mask(077);
+        CHECK(write_file_atomically(path, "x\n") == "");
+        CHECK((mode_of(path) & 0777) == 0600);
+    }
+    SECTION("umask 0: everyone may write")
+    {
+        ScopedUmask mask(0);
+        CHECK(write_file_atomically(path, "x\n") == "");
+        CHECK((mode_of(path) & 0777) == 0666);
+    }
+    SECTION("umask 027, over an existing 0644 file")
+    {
+        write_plain(path, "old\n");
+        REQUIRE(chmod(path.c_str(), 0644) == 0);
+        ScopedUmask mask(027);
+        CHECK(write_file_atomically(path, "x\n") == "");
+        CHECK((mode_of(path) & 0777) == 0640);
+    }
+    CHECK(dir.entries() == std::vector<std::string>{"snap.json"});
+}
+
+TEST_CASE("write_file_atomically works for a name as long as NAME_MAX", "[atomic_file]")
+{
+    TempDir dir;
+    for (size_t len : std::vector<size_t>{NAME_MAX - 11, NAME_MAX - 10, NAME_MAX - 1, NAME_MAX}) {
+        const std::string name(len, 'n');
+        INFO("name of " << len << " bytes");
+        CHECK(check_writable(dir / name) == "");
+        CHECK(write_file_atomically(dir / name, "first\n") == "");
+        CHECK(write_file_atomically(dir / name, "second\n") == "");
+        CHECK(read_all(dir / name) == "second\n");
+        CHECK(dir.entries() == std::vector<std::string>{name});
+        unlink((dir / name).c_str());
+    }
+    // One byte more is the file system's refusal, said as such.
+    const std::string too_long(NAME_MAX + 1, 'n');
+    CHECK(contains(check_writable(dir / too_long), "File name too long"));
+    CHECK(contains(write_file_atomically(dir / too_long, "x"), "File name too long"));
+    CHECK(dir.entries().empty());
+}
+
+// What is not a regular file is never replaced: a snapshot written over
+// /dev/null once made it a regular file for the whole machine.
+TEST_CASE("write_file_atomically and check_writable refuse what is not a regular file", "[atomic_file]")
+{
+    TempDir dir;
+    const std::string path = dir / "target";
+    const std::string name = "target";
+    SECTION("a FIFO")
+    {
+        REQUIRE(mkfifo(path.c_str(), 0644) == 0);
+        CHECK(contains(check_writable(path), "not a regular file"));
+        CHECK(contains(write_file_atomically(path, "x"), "not a regular file"));
+        CHECK(S_ISFIFO(mode_of(path)));
+        CHECK(dir.entries() == std::vector<std::string>{name});
+    }
+    SECTION("a character device like /dev/null (1,3)")
+    {
+        if (mknod(path.c_str(), S_IFCHR | 0666, makedev(1, 3)) != 0) {
+            WARN("mknod needs CAP_MKNOD: skipped");
+            return;
+        }
+        CHECK(contains(check_writable(path), "not a regular file"));
+        CHECK(contains(write_file_atomically(path, "x"), "not a regular file"));
+        struct stat st;
+        REQUIRE(lstat(path.c_str(), &st) == 0);
+        CHECK(S_ISCHR(st.st_mode));
+        CHECK(st.st_rdev == makedev(1, 3));
+        CHECK(dir.entries() == std::vector<std::string>{name});
+    }
+    SECTION("a symbolic link to a regular file: refused, link and file untouched")
+    {
+        write_plain(dir / "real.json", "keep\n");
+        REQUIRE(symlink("real.json", path.c_str()) == 0);
+        CHECK(contains(check_writable(path), "symbolic link"));
+        CHECK(contains(write_file_atomically(path, "x"), "symbolic link"));
+        CHECK(S_ISLNK(mode_of(path)));
+        CHECK(read_all(dir / "real.json") == "keep\n");
+        CHECK(dir.entries() == std::vector<std::string>{"real.json", name});
+    }
+    SECTION("a dangling symbolic link: refused, nothing created")
+    {
+        REQUIRE(symlink("nowhere.json", path.c_str()) == 0);
+        CHECK(contains(check_writable(path), "symbolic link"));
+        CHECK(contains(write_file_atomically(path, "x"), "symbolic link"));
+        CHECK(S_ISLNK(mode_of(path)));
+        CHECK(dir.entries() == std::vector<std::string>{name});
+    }
 }
 
 TEST_CASE("write_file_atomically writes an empty file", "[atomic_file]")
