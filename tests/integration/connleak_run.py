@@ -205,14 +205,14 @@ class Tracer:
         return "".join(self._err)
 
     @classmethod
-    def launch(cls, cmd, *, leak_after=0, interval=0.2, json_path=None, extra=()):
+    def launch(cls, cmd, *, leak_after=0, interval=0.2, json_path=None, extra=(), env=None):
         """connleak ... -- CMD; CMD inherits connleak's stdin, a pipe the test
         writes with send(); wait_line() reads connleak's (and CMD's) stdout."""
         if json_path is None:
             json_path = os.path.join(tempfile.mkdtemp(prefix="connleak-json-"), "snapshot.json")
         args = connleak_args(leak_after, interval, json_path, extra=extra) + ["--"] + [str(c) for c in cmd]
         p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, bufsize=1)
+                             text=True, bufsize=1, env=env)
         return cls(args, json_path, p)
 
     @classmethod
@@ -330,9 +330,9 @@ class Client:
         self.lines = []
 
     @classmethod
-    def start(cls, conninfo, mode="interactive", args=()):
+    def start(cls, conninfo, mode="interactive", args=(), env=None):
         p = subprocess.Popen([PQCLIENT, mode, conninfo] + [str(a) for a in args], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, env=env)
         line = p.stdout.readline()
         m = re.match(r"ready pid=(\d+)", line)
         if not m:

@@ -128,8 +128,7 @@ class ErrorTest(ConnleakTestCase):
         os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
         r = self.check_json_refused(node, r"not a regular file")
         st = os.lstat(node)
-        self.assertTrue(stat.S_ISCHR(st.st_mode), "the device node was replaced
-" + r.describe())
+        self.assertTrue(stat.S_ISCHR(st.st_mode), "the device node was replaced\n" + r.describe())
         self.assertEqual(st.st_rdev, os.makedev(1, 3), r.describe())
         self.assertEqual(os.listdir(self.tmp), ["null"], "files left behind\n" + r.describe())
 
