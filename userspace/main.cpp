@@ -268,8 +268,30 @@ int run(const Options& o)
     if (!libpqs)
         return fail(libpqs.error().message);
 
-    // Signals arrive on a signalfd, polled with the sink's keyboard in the
-    // report loop: no handler runs at an arbitrary point.
+    TracerConfig cfg;
+    cfg.follow_children = o.follow_children;
+    cfg.max_conns = o.max_conns;
+    cfg.max_sites = o.max_sites;
+    cfg.max_procs = o.max_procs;
+    cfg.stack_size = o.stack_size;
+    auto tracer = Tracer::load(cfg);
+    if (!tracer)
+        return fail(tracer.error().message);
+    std::unique_ptr<SocketTracer> sockets;  // optional: handles are counted without it
+    if (o.sockets) {
+        auto s = SocketTracer::load(tracer.value()->procs_map_fd(), {o.db_ports, o.db_hosts, o.db_socket_paths, 0});
+        if (s)
+            sockets = std::move(s.value());
+        else
+            std::fprintf(stderr, "connleak: warning: %s: no socket tracking\n", s.error().message.c_str());
+    }
+
+    // Until here nothing is in any process, and a SIGINT or SIGTERM during
+    // the loads (seconds on a busy machine) ends connleak at once, by the
+    // signal; the kernel frees what was loaded. From here signals arrive on
+    // a signalfd, polled with the sink's keyboard in the report loop (no
+    // handler runs at an arbitrary point), and start-up looks for them
+    // between steps.
     sigset_t signals;
     sigemptyset(&signals);
     for (int sig : {SIGINT, SIGTERM, SIGCHLD, SIGWINCH})
@@ -281,29 +303,6 @@ int run(const Options& o)
     // A reader that went away (`-j - | head`) is an end, seen as EPIPE by
     // the sink, not a signal that kills connleak before it detaches.
     signal(SIGPIPE, SIG_IGN);
-
-    TracerConfig cfg;
-    cfg.follow_children = o.follow_children;
-    cfg.max_conns = o.max_conns;
-    cfg.max_sites = o.max_sites;
-    cfg.max_procs = o.max_procs;
-    cfg.stack_size = o.stack_size;
-    auto tracer = Tracer::load(cfg);
-    if (!tracer)
-        return fail(tracer.error().message);
-    if (stop_pending())
-        return interrupted_at_start();
-    std::unique_ptr<SocketTracer> sockets;  // optional: handles are counted without it
-    if (o.sockets) {
-        auto s = SocketTracer::load(tracer.value()->procs_map_fd(), {o.db_ports, o.db_hosts, o.db_socket_paths, 0});
-        if (s)
-            sockets = std::move(s.value());
-        else
-            std::fprintf(stderr, "connleak: warning: %s: no socket tracking\n", s.error().message.c_str());
-    }
-
-    if (stop_pending())
-        return interrupted_at_start();
 
     std::optional<Launcher> launcher;
     std::vector<uint32_t> targets = o.pids;
