@@ -329,10 +329,10 @@ ProcessScan SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<
                 const Peer& peer = f->second.peer;
                 if (first->second.count(ino) && !db(peer) && is_local_pg_server(peer, *tcp, *unix_sockets))
                     rules_.learned.insert(peer);
-            }
-            else if (in_unix.count(ino))
+            } else if (in_unix.count(ino)) {
                 kinds[ino] = {f->second.peer.kind == Peer::Kind::None ? Classified::Other : Classified::Unix,
                               f->second.peer};
+            }
         }
     }
     for (uint64_t ino : inodes.value()) {
