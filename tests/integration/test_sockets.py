@@ -500,6 +500,9 @@ class SocketsTest(ConnleakTestCase):
         _, proc = self.await_sockets(t, held.pid, want(db_sockets=1, tracking_discrepancy=1, pre_attach=1,
                                                        pre_attach_peers={relay.peer: 1}))
         self.assertEqual(proc["db_sockets"], self.backends(app_held), t.describe())
+        # The reply came after the last PQfinish; a snapshot may predate it.
+        t.wait_snapshot(lambda s: find_process(s, cycler.pid) and find_process(s, cycler.pid)["released"] == 10,
+                        timeout=WAIT)
         snap, proc = self.await_sockets(t, cycler.pid, want())
         ctx = t.describe()
         self.assertEqual((proc["acquired"], proc["released"]), (10, 10), ctx)
