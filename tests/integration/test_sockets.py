@@ -142,6 +142,7 @@ def client_main():
                 reply = "ok"
             elif cmd == "fork":
                 import signal
+                ready_r, ready_w = os.pipe()
                 child = os.fork()
                 if child == 0:
                     def finish_all(signum, frame):
@@ -149,8 +150,12 @@ def client_main():
                             pq.PQfinish(c)
                     signal.signal(signal.SIGUSR1, finish_all)
                     signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+                    os.write(ready_w, b"r")  # handlers in place: the test may signal
                     while True:
                         signal.pause()
+                os.read(ready_r, 1)
+                os.close(ready_r)
+                os.close(ready_w)
                 reply = "ok child=%d" % child
             elif cmd == "reset":
                 c = int(args[0], 16)
