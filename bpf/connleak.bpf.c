@@ -31,6 +31,17 @@ struct {
 	__type(value, struct conn_info);
 } conns SEC(".maps");
 
+/* Handles a process got from its parent at fork (key: the child's
+ * conn_key): the parent's live ones, acquired or inherited in turn, since
+ * the child's copy of the memory holds the same PGconn. Deleted by the
+ * child's PQfinish (released_inherited) or when userspace forgets it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CONNLEAK_MAX_CONNS);
+	__type(key, struct conn_key);
+	__type(value, __u8);
+} inherited SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, CONNLEAK_MAX_SITES);
@@ -323,7 +334,12 @@ int BPF_KPROBE(finish_enter, void *conn)
 		return 0;
 	live = bpf_map_lookup_elem(&conns, &key);
 	if (!live) {
-		__sync_fetch_and_add(&ps->released_untracked, 1);
+		/* Not acquired here: its parent's (copied at fork), or made
+		 * before connleak attached. */
+		if (bpf_map_delete_elem(&inherited, &key) == 0)
+			__sync_fetch_and_add(&ps->released_inherited, 1);
+		else
+			__sync_fetch_and_add(&ps->released_untracked, 1);
 		return 0;
 	}
 	info = *live;
@@ -356,20 +372,69 @@ int BPF_KPROBE(reset_enter)
 	return 0;
 }
 
+/* Counted in the child's entry (map memory), not on the stack: the
+ * verifier then need not follow one state per count. */
+struct fork_copy {
+	__u32 parent;
+	__u32 child;
+	struct proc_stats *cs;
+};
+
+static __always_inline void inherit(struct fork_copy *fc, __u64 conn)
+{
+	struct conn_key key = { .tgid = fc->child, .conn = conn };
+	__u8 one = 1;
+
+	if (bpf_map_update_elem(&inherited, &key, &one, BPF_ANY))
+		__sync_fetch_and_add(&fc->cs->dropped_inherited, 1);
+	else
+		__sync_fetch_and_add(&fc->cs->inherited, 1);
+}
+
+static long inherit_acquired(struct bpf_map *map, struct conn_key *key, struct conn_info *info,
+			     struct fork_copy *fc)
+{
+	if (key->tgid == fc->parent)
+		inherit(fc, key->conn);
+	return 0;
+}
+
+static long inherit_inherited(struct bpf_map *map, struct conn_key *key, __u8 *val, struct fork_copy *fc)
+{
+	if (key->tgid == fc->parent)
+		inherit(fc, key->conn);
+	return 0;
+}
+
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 {
 	__u32 parent_tgid = BPF_CORE_READ(parent, tgid);
 	__u32 child_pid = BPF_CORE_READ(child, pid);
 	struct proc_stats zero = {}, *ps;
+	struct fork_copy fc = { .parent = parent_tgid, .child = child_pid };
 
 	if (!follow_children || child_pid != BPF_CORE_READ(child, tgid))
 		return 0; /* a new thread, not a new process */
 	ps = traced_proc(parent_tgid);
 	if (!ps)
 		return 0;
-	if (bpf_map_update_elem(&procs, &child_pid, &zero, BPF_ANY))
+	if (bpf_map_update_elem(&procs, &child_pid, &zero, BPF_ANY)) {
 		__sync_fetch_and_add(&ps->dropped_children, 1);
+		return 0;
+	}
+	/* The child holds the parent's live handles too. The maps are walked
+	 * only when the parent has some (its counters say so): a parent that
+	 * forks before connecting, or holds nothing, pays one lookup. */
+	if (ps->acquired <= ps->released + ps->dropped_conns && ps->inherited <= ps->released_inherited)
+		return 0;
+	fc.cs = bpf_map_lookup_elem(&procs, &child_pid);
+	if (!fc.cs)
+		return 0;
+	if (ps->acquired > ps->released + ps->dropped_conns)
+		bpf_for_each_map_elem(&conns, inherit_acquired, &fc, 0);
+	if (ps->inherited > ps->released_inherited)
+		bpf_for_each_map_elem(&inherited, inherit_inherited, &fc, 0);
 	return 0;
 }
 

@@ -37,6 +37,9 @@ struct proc_stats {
 	__u64 dropped_stacks;     /* stack or release events the ring buffer had no room for */
 	__u64 exited_ns;          /* bpf_ktime_get_ns() when the last thread exited, else 0 */
 	char comm[16];            /* set at exit, for processes gone before userspace looked */
+	__u64 inherited;          /* live handles of the parent copied in at fork */
+	__u64 released_inherited; /* PQfinish of a handle inherited at fork */
+	__u64 dropped_inherited;  /* inherited handles the inherited map had no room for */
 };
 
 /* Live handle (key: conn_key). Deleted by PQfinish. */

@@ -81,6 +81,7 @@ json process_json(const ProcessReport& p)
             {"acquired", p.acquired},
             {"released", p.released},
             {"released_untracked", p.released_untracked},
+            {"released_inherited", p.released_inherited},
             {"active", p.active},
             {"leaks", p.leaks},
             {"leaked_at_exit", p.leaked_at_exit},

@@ -11,7 +11,7 @@ constexpr double kNsPerMs = 1e6;
 
 uint64_t dropped_of(const proc_stats& s)
 {
-    return s.dropped_conns + s.dropped_sites + s.dropped_threads + s.dropped_children;
+    return s.dropped_conns + s.dropped_sites + s.dropped_threads + s.dropped_children + s.dropped_inherited;
 }
 
 // Worst first: leaks, then live handles, then volume; site name breaks ties
@@ -45,6 +45,7 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
     r.acquired = p.stats.acquired;
     r.released = p.stats.released;
     r.released_untracked = p.stats.released_untracked;
+    r.released_inherited = p.stats.released_inherited;
     r.pings = p.stats.pings;
     r.resets = p.stats.resets;
     r.dropped = dropped_of(p.stats);

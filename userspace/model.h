@@ -79,6 +79,7 @@ struct ProcessReport {
     std::string comm;
     bool exited = false;
     uint64_t acquired = 0, released = 0, released_untracked = 0, active = 0, leaks = 0;
+    uint64_t released_inherited = 0;  // PQfinish of a handle its parent held at fork
     uint64_t leaked_at_exit = 0, pings = 0, resets = 0, dropped = 0;
     uint64_t dropped_stacks = 0, stacks_unwound = 0, stacks_truncated = 0;
     std::vector<SiteReport> sites;         // worst first, at most top_sites

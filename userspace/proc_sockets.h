@@ -54,6 +54,15 @@ int parse_unix_diag(const void* buf, size_t len, std::vector<UnixSocket>& out);
 std::vector<HeldSocket> held_sockets(const std::set<uint64_t>& inodes, const std::vector<InetSocket>& tcp,
                                      const std::vector<UnixSocket>& unix_sockets);
 
+// Whether a TCP peer is a PostgreSQL server (or a pooler speaking its
+// protocol) of this network namespace, by its tables: a listener on the
+// peer's port, at the peer's address or a wildcard one (then the peer must
+// be local: loopback, or the local address of some socket here), next to
+// a listening Unix socket named .s.PGSQL.<that port>, as PostgreSQL and
+// pgbouncer open.
+bool is_local_pg_server(const Peer& peer, const std::vector<InetSocket>& tcp,
+                        const std::vector<UnixSocket>& unix_sockets);
+
 // --- reading the live system ---
 
 // The socket inodes in /proc/PID/fd.

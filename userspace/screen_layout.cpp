@@ -305,6 +305,8 @@ std::vector<Field> process_fields(const ProcessReport& p)
     f.push_back({"released", format_count(p.released, 20)});
     if (p.released_untracked)
         f.push_back({"released untracked", format_count(p.released_untracked, 20)});
+    if (p.released_inherited)
+        f.push_back({"released inherited", format_count(p.released_inherited, 20)});
     if (p.pings)
         f.push_back({"pings", format_count(p.pings, 20)});
     if (p.resets)

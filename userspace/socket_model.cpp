@@ -202,12 +202,21 @@ bool DbServers::matches(const Peer& p) const
         return is_pg_socket_path(p.path) || contains(paths, p.path);
     if (p.kind != Peer::Kind::Inet)
         return false;
-    if (std::find(ports.begin(), ports.end(), p.port) != ports.end())
+    if (std::find(ports.begin(), ports.end(), p.port) != ports.end() || learned.count(p))
         return true;
     for (const Peer& h : hosts)
         if (h.v6 == p.v6 && h.addr == p.addr && (h.port == 0 || h.port == p.port))
             return true;
     return false;
+}
+
+size_t learn_servers(const std::vector<SocketRecord>& records, DbServers& servers)
+{
+    size_t added = 0;
+    for (const SocketRecord& r : records)
+        if (r.conn && r.tcp && r.established_ns && r.peer.kind == Peer::Kind::Inet)
+            added += servers.learned.insert(r.peer).second;
+    return added;
 }
 
 ProcessSocketReport build_socket_report(const ProcessScan& scan, const std::vector<SocketRecord>& records,

@@ -44,11 +44,12 @@ std::optional<Peer> parse_db_host(const std::string& text);
 // True for PostgreSQL's socket name: a last component ".s.PGSQL.<digits>".
 bool is_pg_socket_path(const std::string& path);
 
-// Servers known to be databases without libpq saying so.
+// Servers known to be databases: named by the options, or learned.
 struct DbServers {
     std::vector<uint16_t> ports;     // any address on these ports
     std::vector<Peer> hosts;         // port 0: any port of that address
     std::vector<std::string> paths;  // Unix socket paths (besides .s.PGSQL.<port>)
+    std::set<Peer> learned;          // servers some traced libpq reached, or found serving PostgreSQL
 
     bool matches(const Peer& p) const;
 };
@@ -63,6 +64,13 @@ struct SocketRecord {
     bool tcp = false;  // else a Unix stream socket (no close times: scans tell)
     Peer peer;
 };
+
+// Learns into servers.learned the server of every TCP socket a libpq handle
+// connected (a record with a PGconn) that completed its handshake, in any
+// traced process, the handle live or finished since: a socket to the same
+// server, held since before the attach or inherited, is then a database's.
+// Returns how many servers were new.
+size_t learn_servers(const std::vector<SocketRecord>& records, DbServers& servers);
 
 enum class SocketState : uint8_t {
     Live,        // connected or connecting

@@ -320,13 +320,19 @@ ProcessScan SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<
             if (kinds.count(ino))
                 continue;
             auto f = fresh.find(ino);
-            if (f == fresh.end())
+            if (f == fresh.end()) {
                 kinds[ino] = {Classified::Other, Peer()};
-            else if (in_tcp.count(ino))
+            } else if (in_tcp.count(ino)) {
                 kinds[ino] = {Classified::Tcp, f->second.peer};
-            else if (in_unix.count(ino))
+                // Held at the first look (before the attach, or inherited):
+                // libpq was not seen connecting it, the server may say what it is.
+                const Peer& peer = f->second.peer;
+                if (first->second.count(ino) && !db(peer) && is_local_pg_server(peer, *tcp, *unix_sockets))
+                    rules_.learned.insert(peer);
+            } else if (in_unix.count(ino)) {
                 kinds[ino] = {f->second.peer.kind == Peer::Kind::None ? Classified::Other : Classified::Unix,
                               f->second.peer};
+            }
         }
     }
     for (uint64_t ino : inodes.value()) {
@@ -394,11 +400,13 @@ void SocketTracer::annotate(RawState& raw)
     std::map<uint32_t, ProcessScan> scans;
     {
         const std::vector<SocketRecord> before = read_records();
+        learn_servers(before, rules_);
         for (const RawProcess& p : raw.processes)
             if (!p.stats.exited_ns && !final_.count(p.pid))
                 scans[p.pid] = scan(p.pid, monotonic_ns(), before);
     }
     const std::vector<SocketRecord> records = read_records();
+    learn_servers(records, rules_);
 
     std::map<uint32_t, std::vector<SocketRecord>> by_tgid;
     for (const SocketRecord& r : records)

@@ -32,6 +32,8 @@ std::string process_header(const ProcessReport& p)
         s += fmt("  leaked at exit %" PRIu64, p.leaked_at_exit);
     if (p.released_untracked)
         s += fmt("  released untracked %" PRIu64, p.released_untracked);
+    if (p.released_inherited)
+        s += fmt("  released inherited %" PRIu64, p.released_inherited);
     if (p.pings)
         s += fmt("  pings %" PRIu64, p.pings);
     if (p.resets)

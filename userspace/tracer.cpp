@@ -98,8 +98,10 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
     if (!t->skel_)
         return Error{"cannot open the BPF object: " + bpf_errstr(errno)};
     t->skel_->rodata->follow_children = cfg.follow_children;
-    if (cfg.max_conns)
+    if (cfg.max_conns) {
         bpf_map__set_max_entries(t->skel_->maps.conns, cfg.max_conns);
+        bpf_map__set_max_entries(t->skel_->maps.inherited, cfg.max_conns);
+    }
     if (cfg.max_sites)
         bpf_map__set_max_entries(t->skel_->maps.sites, cfg.max_sites);
     if (cfg.max_procs)
@@ -287,6 +289,9 @@ void Tracer::forget_process(uint32_t pid)
     for (auto& [k, v] : dump_map<site_key, site_stats>(bpf_map__fd(skel_->maps.sites), site_key_less))
         if (k.tgid == pid)
             bpf_map_delete_elem(bpf_map__fd(skel_->maps.sites), &k);
+    for (auto& [k, v] : dump_map<conn_key, uint8_t>(bpf_map__fd(skel_->maps.inherited), conn_key_less))
+        if (k.tgid == pid)
+            bpf_map_delete_elem(bpf_map__fd(skel_->maps.inherited), &k);
 }
 
 }  // namespace connleak

@@ -43,7 +43,7 @@ TIMEOUT = 180  # generous: a slow CI machine must not fail a correct tracer
 _SUMMARY = re.compile(r"pqclient: mode=(\S+) pid=(\d+) acquired=(\d+) finished=(\d+) held=(\d+) "
                       r"bad=(\d+) pings=(\d+) resets=(\d+)")
 
-PROCESS_KEYS = ("pid", "comm", "exited", "acquired", "released", "released_untracked", "active",
+PROCESS_KEYS = ("pid", "comm", "exited", "acquired", "released", "released_untracked", "released_inherited", "active",
                 "leaks", "leaked_at_exit", "pings", "resets", "dropped", "top_connection_users",
                 "connections")
 SITE_KEYS = ("site", "acquired", "released", "active", "leaks", "leaked_at_exit", "avg_ms", "max_ms")

@@ -10,6 +10,10 @@ by line on stdin, one "ok ..." reply per command:
     pq CONNINFO         PQconnectdb, must succeed -> ok conn=0x.. backend=PID
     pq-any CONNINFO     PQconnectdb, may fail     -> ok conn=0x.. status=S
     pq-async CONNINFO   PQconnectStart + a PQconnectPoll loop, must succeed
+    pq-cycle N CONNINFO N x (PQconnectdb, must succeed, PQfinish)
+    fork                fork(): the child holds every handle and socket; on
+                        SIGUSR1 it PQfinish-es every handle, on SIGTERM it
+                        exits -> ok child=PID
     reset CONN          PQreset (a new socket for the same handle)
     raw-tcp HOST PORT APP   TCP + startup packet, waits for ReadyForQuery
     raw-unix PATH APP       same over a Unix socket
@@ -29,7 +33,9 @@ import re
 import socket
 import struct
 import subprocess
+import signal
 import sys
+import threading
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -125,6 +131,32 @@ def client_main():
                 if state != 3 or pq.PQstatus(c) != 0:
                     raise RuntimeError("async connection failed")
                 reply = "ok conn=0x%x status=0 backend=%d" % (c, pq.PQbackendPID(c))
+            elif cmd == "pq-cycle":
+                conninfo = line.split(None, 2)[2].strip().encode()
+                for _ in range(int(args[0])):
+                    c = pq.PQconnectdb(conninfo)
+                    status = pq.PQstatus(c) if c else -1
+                    pq.PQfinish(c)
+                    if status != 0:
+                        raise RuntimeError("connection failed (status %d)" % status)
+                reply = "ok"
+            elif cmd == "fork":
+                import signal
+                ready_r, ready_w = os.pipe()
+                child = os.fork()
+                if child == 0:
+                    def finish_all(signum, frame):
+                        for c in handles:
+                            pq.PQfinish(c)
+                    signal.signal(signal.SIGUSR1, finish_all)
+                    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+                    os.write(ready_w, b"r")  # handlers in place: the test may signal
+                    while True:
+                        signal.pause()
+                os.read(ready_r, 1)
+                os.close(ready_r)
+                os.close(ready_w)
+                reply = "ok child=%d" % child
             elif cmd == "reset":
                 c = int(args[0], 16)
                 pq.PQreset(c)
@@ -234,6 +266,54 @@ class SockClient:
             self.popen.communicate(timeout=30)
         except Exception:
             pass
+
+
+class Relay:
+    """A TCP relay to the server on a port of its own: a database server on a
+    port other than 5432 with no .s.PGSQL socket beside it, as a remote server
+    or a pooler looks from here. Nothing names it a database; only libpq
+    reaching it can."""
+
+    def __init__(self, port):
+        self.target = port
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.peer = "127.0.0.1:%d" % self.port
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                a, _ = self.listener.accept()
+            except OSError:
+                return
+            b = socket.create_connection(("127.0.0.1", self.target))
+            self.socks += [a, b]
+            for src, dst in ((a, b), (b, a)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        self.listener.close()
+        for s in self.socks:
+            s.close()
 
 
 def socket_view(proc):
@@ -388,17 +468,118 @@ class SocketsTest(ConnleakTestCase):
         self.assertEqual(pt["db_sockets"], self.backends(app_t), t.describe())
 
     def test_pre_attach_tcp_learned_from_libpq(self):
-        """Without --db-port, a TCP server on another port than 5432 is known
-        once the process's own libpq reaches it."""
+        """Without --db-port, a TCP server on another port than 5432 (behind a
+        relay: nothing on this host says what it is) is known once the
+        process's own libpq reaches it."""
         app = self.app()
-        c = self.pq_client(self.tcp(app))
+        relay = self.relay()
+        c = self.pq_client(self.relay_conninfo(relay, app))
         c.cmd("open 2")
         t = self.attach([c.pid])
         self.await_sockets(t, c.pid, want())
         c.cmd("open 1")
         _, proc = self.await_sockets(t, c.pid, want(db_sockets=3, tracking_discrepancy=2, active=1, paired=1,
-                                                    pre_attach=2, pre_attach_peers={self.tcp_peer: 2}))
+                                                    pre_attach=2, pre_attach_peers={relay.peer: 2}))
         self.assertEqual(proc["db_sockets"], self.backends(app), t.describe())
+
+    def relay(self):
+        r = Relay(self.server.port)
+        self.addCleanup(r.close)
+        return r
+
+    def relay_conninfo(self, relay, app):
+        return "host=127.0.0.1 port=%d user=postgres dbname=postgres application_name=%s" % (relay.port, app)
+
+    def test_pre_attach_server_learned_from_any_process(self):
+        """A socket held since before the attach, to a server on another port
+        than 5432 (no --db-port): a database's once any traced libpq is seen
+        connecting to that server, even with handles finished between two
+        reports, and in another process."""
+        relay = self.relay()
+        app_held, app_cycle = self.app("held"), self.app("cycle")
+        held, cycler = self.sock_client(), self.sock_client()
+        held.pq(self.relay_conninfo(relay, app_held))
+        t = self.attach([held.pid, cycler.pid])
+        self.await_sockets(t, held.pid, want())  # nothing says it is a database yet
+        cycler.cmd("pq-cycle 10 %s" % self.relay_conninfo(relay, app_cycle))
+        _, proc = self.await_sockets(t, held.pid, want(db_sockets=1, tracking_discrepancy=1, pre_attach=1,
+                                                       pre_attach_peers={relay.peer: 1}))
+        self.assertEqual(proc["db_sockets"], self.backends(app_held), t.describe())
+        # The reply came after the last PQfinish; a snapshot may predate it.
+        t.wait_snapshot(lambda s: find_process(s, cycler.pid) and find_process(s, cycler.pid)["released"] == 10,
+                        timeout=WAIT)
+        snap, proc = self.await_sockets(t, cycler.pid, want())
+        ctx = t.describe()
+        self.assertEqual((proc["acquired"], proc["released"]), (10, 10), ctx)
+        self.assertEqual(self.backends(app_cycle), 0, ctx)
+
+    def test_pre_attach_local_server_known_at_attach(self):
+        """A socket held since before the attach to this host's server on its
+        own port (no --db-port, no libpq activity after the attach): the
+        server is PostgreSQL (a TCP listener beside .s.PGSQL.<port>), so the
+        socket counts from the first report."""
+        app = self.app()
+        c = self.sock_client()
+        c.pq(self.tcp(app))
+        c.pq(self.tcp(app))
+        t = self.attach([c.pid])
+        _, proc = self.await_sockets(t, c.pid, want(db_sockets=2, tracking_discrepancy=2, pre_attach=2,
+                                                    pre_attach_peers={self.tcp_peer: 2}))
+        self.assertEqual(proc["db_sockets"], self.backends(app), t.describe())
+        self.assertEqual(proc["acquired"], 0, t.describe())
+
+    def fork_with_handle(self, t, c, conninfo, peer):
+        """c acquires one handle (traced), then forks: returns (conn, child pid)
+        once the child is in the snapshot."""
+        conn, _ = c.pq(conninfo)
+        self.await_sockets(t, c.pid, want(db_sockets=1, active=1, paired=1), conns={conn: (peer, "open")})
+        child = int(c.cmd("fork").split("child=")[1])
+        self.addCleanup(lambda: os.kill(child, signal.SIGKILL) if os.path.exists("/proc/%d" % child) else None)
+        return conn, child
+
+    def test_forked_child_counts_inherited_sockets(self):
+        """A forked child holds its parent's database sockets (the fds are
+        inherited): counted in the child (untracked: not its handle), still
+        counted in the parent."""
+        relay = self.relay()
+        app = self.app()
+        c = self.sock_client()
+        t = self.attach([c.pid])
+        conn, child = self.fork_with_handle(t, c, self.relay_conninfo(relay, app), relay.peer)
+        snap, proc = self.await_sockets(t, child, want(db_sockets=1, tracking_discrepancy=1, untracked=1,
+                                                       untracked_peers={relay.peer: 1}))
+        ctx = t.describe()
+        self.assertEqual(socket_view(find_process(snap, c.pid)), want(db_sockets=1, active=1, paired=1), ctx)
+        self.assertEqual(self.backends(app), 1, ctx)  # one socket, held by both
+        os.kill(child, signal.SIGTERM)
+        snap = t.wait_snapshot(lambda s: find_process(s, child) and find_process(s, child)["exited"], timeout=WAIT)
+        proc = find_process(snap, child)
+        ctx = t.describe()
+        self.assertIsNotNone(proc, ctx)
+        self.assertEqual(proc["sockets"]["closed_at_exit"], 1, ctx)
+        self.assertEqual(proc["leaked_at_exit"], 0, ctx)  # the parent's handle, not the child's
+        self.assertEqual(self.backends(app), 1, ctx)  # the parent still holds it
+
+    def test_child_finishing_parents_handle_is_released_inherited(self):
+        """A child that PQfinish-es a handle its parent acquired (the PGconn
+        copied at fork): released_inherited, not released_untracked (which
+        says "made before connleak attached")."""
+        app = self.app()
+        c = self.sock_client()
+        t = self.attach([c.pid])
+        conn, child = self.fork_with_handle(t, c, self.tcp(app), self.tcp_peer)
+        os.kill(child, signal.SIGUSR1)
+        snap = t.wait_snapshot(lambda s: find_process(s, child) and
+                               find_process(s, child).get("released_inherited", 0) +
+                               find_process(s, child)["released_untracked"] >= 1, timeout=WAIT)
+        ctx = t.describe()
+        self.assertIsNotNone(snap, ctx)
+        proc = find_process(snap, child)
+        self.assertEqual((proc.get("released_inherited"), proc["released_untracked"], proc["released"],
+                          proc["acquired"], proc["active"]), (1, 0, 0, 0, 0), ctx)
+        parent = find_process(snap, c.pid)
+        self.assertEqual((parent["acquired"], parent["released"], parent["active"]), (1, 0, 1), ctx)
+        self.check_snapshot(snap, ctx)
 
     def test_raw_socket_without_libpq_is_untracked(self):
         """Another driver's sockets (the startup protocol spoken by hand):

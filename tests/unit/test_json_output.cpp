@@ -139,13 +139,14 @@ TEST_CASE("each process has its keys in contract order", "[json]")
     ProcessReport& p = s.processes[0];
     p.exited = true;
     p.released_untracked = 2;
+    p.released_inherited = 3;
     p.leaked_at_exit = 6;
     p.pings = 7;
     p.resets = 8;
     p.dropped = 9;
     const json jp = snapshot_to_json(s)["processes"][0];
     CHECK(keys(jp) == std::vector<std::string>{"pid", "comm", "exited", "acquired", "released", "released_untracked",
-                                               "active", "leaks", "leaked_at_exit", "pings", "resets", "dropped",
+                                               "released_inherited", "active", "leaks", "leaked_at_exit", "pings", "resets", "dropped",
                                                "dropped_stacks", "stacks_unwound", "stacks_truncated",
                                                "top_connection_users", "connections"});
     CHECK(in_order({"pid", "comm", "exited", "acquired", "released", "released_untracked", "active", "leaks",
@@ -158,6 +159,7 @@ TEST_CASE("each process has its keys in contract order", "[json]")
     CHECK(jp["acquired"] == 500);
     CHECK(jp["released"] == 485);
     CHECK(jp["released_untracked"] == 2);
+    CHECK(jp["released_inherited"] == 3);
     CHECK(jp["active"] == 15);
     CHECK(jp["leaks"] == 15);
     CHECK(jp["leaked_at_exit"] == 6);

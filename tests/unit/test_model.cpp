@@ -244,6 +244,20 @@ TEST_CASE("active is the number of live handles, not acquired - released", "[mod
         CHECK(p.leaks == 2);
         CHECK(s.totals.active == 2);
     }
+    SECTION("released_inherited (a parent's handle finished in its child) does not lower active")
+    {
+        RawBuilder b;
+        b.process(1, "child", 1, 0);
+        b.stats(1).released_inherited = 2;
+        b.stats(1).dropped_inherited = 1;
+        b.conn(1, 0x1, 0x10, kSec);
+        Snapshot s = snapshot(b, 0);
+        const ProcessReport& p = s.processes.at(0);
+        CHECK(p.released_inherited == 2);
+        CHECK(p.released_untracked == 0);
+        CHECK(p.active == 1);
+        CHECK(p.dropped == 1);  // an inherited handle the map had no room for
+    }
     SECTION("more finishes than acquisitions never make active negative")
     {
         // Handles made before attach: finished, never seen acquired.

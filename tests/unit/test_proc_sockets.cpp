@@ -20,6 +20,7 @@
 #include "proc_sockets.h"
 
 using connleak::held_sockets;
+using connleak::is_local_pg_server;
 using connleak::HeldSocket;
 using connleak::InetSocket;
 using connleak::parse_proc_net_tcp;
@@ -304,6 +305,47 @@ TEST_CASE("held sockets: what a process's fds lead to, and in which state", "[pr
     CHECK(by.at(602).state == SocketState::Closed);
     CHECK(by.at(603).peer.kind == Peer::Kind::None);
     CHECK(by.at(603).state == SocketState::Live);
+}
+
+TEST_CASE("a local server is PostgreSQL's when .s.PGSQL.<port> listens beside it", "[proc_sockets]")
+{
+    auto v4 = [](uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint16_t port) {
+        const uint8_t addr[4] = {a, b, c, d};
+        return Peer::inet4(addr, port);
+    };
+    auto inet = [](const Peer& local, const Peer& remote, int state) {
+        InetSocket s;
+        s.local = local;
+        s.remote = remote;
+        s.state = state;
+        return s;
+    };
+    auto listening_unix = [](const std::string& path) {
+        UnixSocket u;
+        u.type = SOCK_STREAM;
+        u.state = UnixSocket::State::Listening;
+        u.name = Peer::unix_path(path.data(), path.size());
+        return u;
+    };
+    constexpr int kListen = 10, kEstablished = 1;
+    std::vector<InetSocket> tcp = {
+        inet(v4(127, 0, 0, 1, 6001), v4(0, 0, 0, 0, 0), kListen),     // PostgreSQL on loopback
+        inet(v4(0, 0, 0, 0, 6002), v4(0, 0, 0, 0, 0), kListen),       // on every address
+        inet(v4(127, 0, 0, 1, 7000), v4(0, 0, 0, 0, 0), kListen),     // something else
+        inet(v4(10, 1, 2, 3, 40000), v4(10, 9, 9, 9, 6002), kEstablished),  // 10.1.2.3 is local
+    };
+    std::vector<UnixSocket> unix_sockets = {listening_unix("/tmp/pg/.s.PGSQL.6001"),
+                                            listening_unix("/run/postgresql/.s.PGSQL.6002"),
+                                            listening_unix("/tmp/x.s.PGSQL.7000")};
+    CHECK(is_local_pg_server(v4(127, 0, 0, 1, 6001), tcp, unix_sockets));
+    CHECK_FALSE(is_local_pg_server(v4(127, 0, 0, 2, 6001), tcp, unix_sockets));  // no listener there
+    CHECK(is_local_pg_server(v4(127, 0, 0, 5, 6002), tcp, unix_sockets));        // loopback, wildcard listener
+    CHECK(is_local_pg_server(v4(10, 1, 2, 3, 6002), tcp, unix_sockets));         // a local address
+    CHECK_FALSE(is_local_pg_server(v4(10, 9, 9, 9, 6002), tcp, unix_sockets));   // another host
+    CHECK_FALSE(is_local_pg_server(v4(127, 0, 0, 1, 7000), tcp, unix_sockets));  // not .s.PGSQL.7000 itself
+    CHECK_FALSE(is_local_pg_server(v4(127, 0, 0, 1, 7001), tcp, unix_sockets));
+    unix_sockets[0].state = UnixSocket::State::Connected;  // a client's socket, not a listener
+    CHECK_FALSE(is_local_pg_server(v4(127, 0, 0, 1, 6001), tcp, unix_sockets));
 }
 
 TEST_CASE("this process's socket inodes are read from /proc/self/fd", "[proc_sockets]")

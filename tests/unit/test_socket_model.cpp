@@ -15,6 +15,7 @@ using connleak::DbServers;
 using connleak::HandleRef;
 using connleak::HeldSocket;
 using connleak::is_pg_socket_path;
+using connleak::learn_servers;
 using connleak::parse_db_host;
 using connleak::Peer;
 using connleak::ProcessScan;
@@ -200,6 +201,42 @@ TEST_CASE("a server libpq reaches makes the old sockets to it count", "[socket_m
     w.records.clear();
     w.scan.sockets.pop_back();
     CHECK(counts(w.report()) == std::vector<uint64_t>{2, 0, 2, 0, 0, 0});
+}
+
+TEST_CASE("servers are learnt from every libpq socket of any process, handle live or not", "[socket_model]")
+{
+    DbServers servers;
+    std::vector<SocketRecord> records;
+    auto rec = [&](uint32_t tgid, const Peer& peer, uint64_t conn, bool established) {
+        SocketRecord r;
+        r.tgid = tgid;
+        r.conn = conn;
+        r.tcp = peer.kind == Peer::Kind::Inet;
+        r.connect_ns = kSec;
+        r.established_ns = established ? 2 * kSec : 0;
+        r.closed_ns = 3 * kSec;  // finished before anyone looked
+        r.peer = peer;
+        records.push_back(r);
+    };
+    rec(7, local(6001), 0xa, true);
+    rec(8, local(6001), 0xb, true);          // the same server, another process
+    rec(7, local(6002), 0xc, false);         // refused: not a server
+    rec(7, local(6003), 0, true);            // outside libpq: not said to be one
+    rec(7, unix_peer(kPgSock), 0xd, false);  // Unix: named by its path already
+    CHECK(learn_servers(records, servers) == 1);
+    CHECK(servers.learned == std::set<Peer>{local(6001)});
+    CHECK(learn_servers(records, servers) == 0);
+    CHECK(servers.matches(local(6001)));
+    CHECK_FALSE(servers.matches(local(6002)));
+    CHECK_FALSE(servers.matches(tcp(10, 0, 0, 1, 6001)));
+
+    // Another process's pre-attach (or inherited) socket to it counts.
+    World w;
+    w.rules.ports = {};
+    w.rules.learned = servers.learned;
+    w.mem.pre_attach = {20};
+    w.held(20, local(6001)).held(21, local(6001));
+    CHECK(counts(w.report()) == std::vector<uint64_t>{2, 0, 1, 1, 0, 0});
 }
 
 TEST_CASE("sockets opened outside libpq are untracked, with their peers", "[socket_model]")

@@ -150,6 +150,7 @@ TEST_CASE("each process has a header line with its numbers", "[text]")
     CHECK_FALSE(contains(line, "exited"));
     CHECK_FALSE(contains(line, "DROPPED"));
     CHECK_FALSE(contains(line, "untracked"));
+    CHECK_FALSE(contains(line, "inherited"));
     CHECK_FALSE(contains(line, "pings"));
 }
 
@@ -157,10 +158,12 @@ TEST_CASE("optional process counters appear when non-zero", "[text]")
 {
     Snapshot s = leaking_snapshot();
     s.processes[0].released_untracked = 4;
+    s.processes[0].released_inherited = 7;
     s.processes[0].pings = 5;
     s.processes[0].resets = 6;
     std::string line = line_starting(render_text_report(s), "PID 4242");
     CHECK(contains(line, "released untracked 4"));
+    CHECK(contains(line, "released inherited 7"));
     CHECK(contains(line, "pings 5"));
     CHECK(contains(line, "resets 6"));
 }
