@@ -1,4 +1,4 @@
-// ElfSymbols and Symbolizer against real ELF files compiled here with `cc`:
+// Symbolizer (libdwfl) against real ELF files compiled here with `cc`:
 // several link modes, stripped copies and every separate-debug-file layout.
 // Expected offsets come from readelf, independently of libelf.
 #include <dlfcn.h>
@@ -16,14 +16,12 @@
 #include <string>
 #include <vector>
 
-#include "elf_symbols.h"
 #include "proc_maps.h"
 #include "symbolizer.h"
 
 namespace fs = std::filesystem;
-using connleak::ElfOptions;
-using connleak::ElfSymbols;
 using connleak::Symbolizer;
+using ElfOptions = connleak::SymbolizerOptions;
 
 // Found by name in this test binary's own .symtab, demangled.
 namespace connleak_test {
@@ -312,37 +310,43 @@ TEST_CASE("functions resolve by file offset in every kind of build", "[symbolize
     SECTION("PIE with a build id") { check_full_symbols(elves().with_id); }
 }
 
-TEST_CASE("file offsets map to addresses through PT_LOAD", "[elf_symbols]") {
-    const std::string& path = elves().nopie;
-    auto elf = ElfSymbols::load(path, debug_root(elves().empty_root));
-    REQUIRE(elf);
-    const uint64_t off = file_offset_of(path, "busy_function");
-    CHECK(elf->offset_to_vaddr(off) == symbol_value(path, "busy_function"));
-    CHECK(elf->offset_to_vaddr(off) == off + 0x400000);
-    CHECK_FALSE(elf->offset_to_vaddr(0x10000000));
-
-    auto hit = elf->lookup_vaddr(symbol_value(path, "local_helper") + 3);
-    REQUIRE(hit);
-    CHECK(hit->name == "local_helper");
-    CHECK(hit->offset == 3);
-    CHECK(elf->debug_file() == "");
+TEST_CASE("functions' file offsets come through PT_LOAD", "[symbolizer]") {
+    const Elves& e = elves();
+    Symbolizer s(debug_root(e.empty_root));
+    for (const std::string& path : {e.nopie, e.pie_shifted, e.shared}) {
+        INFO("file " << path);
+        CHECK(s.function_offset(path, "busy_function") == file_offset_of(path, "busy_function"));
+        CHECK(s.function_offset(path, "local_helper") == file_offset_of(path, "local_helper"));
+        CHECK_FALSE(s.function_offset(path, "no_such_function"));
+        CHECK(s.debug_file(path) == "");
+    }
+    // Not PIE: linked at 0x400000.
+    CHECK(file_offset_of(e.nopie, "busy_function") + 0x400000 == symbol_value(e.nopie, "busy_function"));
+    // Exports of a stripped library, from .dynsym.
+    CHECK(s.function_offset(e.shared_stripped, "busy_function") == file_offset_of(e.shared, "busy_function"));
 }
 
-TEST_CASE("build id and debuglink are read", "[elf_symbols]") {
-    auto with_id = ElfSymbols::load(elves().with_id);
-    REQUIRE(with_id);
-    CHECK(with_id->build_id() == build_id_of(elves().with_id));
-    CHECK(with_id->debuglink() == "");
+TEST_CASE("one file offset of one file, uncached", "[symbolizer]") {
+    const Elves& e = elves();
+    const uint64_t local = file_offset_of(e.with_id, "local_helper");
+    auto f = connleak::symbolize_file_offset(e.with_id, local + 3, debug_root(e.empty_root));
+    REQUIRE(f);
+    CHECK(f->function == "local_helper");
+    CHECK(f->function_offset == 3);
+    CHECK(f->module == "with_id");
+    CHECK(f->file_offset == local + 3);
+    CHECK(f->build_id == build_id_of(e.with_id));
+    CHECK(f->source == "");  // built without -g
 
-    auto stripped = ElfSymbols::load(elves().stripped, debug_root(elves().empty_root));
+    auto stripped = connleak::symbolize_file_offset(e.stripped, local + 3, debug_root(e.buildid_root));
     REQUIRE(stripped);
-    CHECK(stripped->build_id() == build_id_of(elves().with_id));
-    CHECK(stripped->debuglink() == "prog.debug");
+    CHECK(stripped->build_id == build_id_of(e.with_id));
+    CHECK(connleak::format_frame(stripped.value()) == "local_helper+0x3 (prog)");
 
-    auto no_id = ElfSymbols::load(elves().no_id_beside, debug_root(elves().empty_root));
+    auto no_id = connleak::symbolize_file_offset(e.no_id_beside, 0, debug_root(e.empty_root));
     REQUIRE(no_id);
-    CHECK(no_id->build_id() == "");
-    CHECK(no_id->debuglink() == "prog.debug");
+    CHECK(no_id->build_id == "");
+    CHECK(connleak::format_frame(no_id.value()) == "prog+0x0");
 }
 
 TEST_CASE("stripped binaries resolve through separate debug files", "[symbolizer]") {
@@ -357,18 +361,14 @@ TEST_CASE("stripped binaries resolve through separate debug files", "[symbolizer
         Symbolizer s(debug_root(root));
         CHECK(s.name(path, "prog", busy + 0x10) == "busy_function+0x10 (prog)");
         CHECK(s.name(path, "prog", local + 0x8) == "local_helper+0x8 (prog)");
-        auto elf = ElfSymbols::load(path, debug_root(root));
-        REQUIRE(elf);
-        CHECK(elf->debug_file() == debug_file);
+        CHECK(s.debug_file(path) == debug_file);
     };
     auto expect_unresolved = [&](const std::string& path, const std::string& root) {
         INFO("file " << path << ", debug root " << root);
         Symbolizer s(debug_root(root));
         CHECK(s.name(path, "prog", busy + 0x10) == "prog+" + hex(busy + 0x10));
         CHECK(s.name(path, "prog", local + 0x8) == "prog+" + hex(local + 0x8));
-        auto elf = ElfSymbols::load(path, debug_root(root));
-        REQUIRE(elf);
-        CHECK(elf->debug_file() == "");
+        CHECK(s.debug_file(path) == "");
     };
 
     SECTION("no debug file anywhere") { expect_unresolved(e.stripped, e.empty_root); }
@@ -428,10 +428,10 @@ TEST_CASE("unusable paths fall back to module+offset", "[symbolizer]") {
     // No module given: the file's own name stands in.
     CHECK(s.name(e.pie, "", file_offset_of(e.pie, "busy_function") + 2) == "busy_function+0x2 (pie)");
 
-    auto missing = ElfSymbols::load(e.dir + "/missing");
+    auto missing = connleak::symbolize_file_offset(e.dir + "/missing", 0);
     REQUIRE_FALSE(missing);
     CHECK(missing.error().message == e.dir + "/missing: No such file or directory");
-    auto text = ElfSymbols::load(text_file);
+    auto text = connleak::symbolize_file_offset(text_file, 0);
     REQUIRE_FALSE(text);
     CHECK(text.error().message == text_file + ": not an ELF file");
 }
