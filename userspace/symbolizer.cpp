@@ -143,14 +143,40 @@ std::vector<Module::Symbol> build_table(std::vector<RawSymbol> raw)
     return table;
 }
 
-// The functions of the symbol table libdwfl chose: the file's .symtab, else
-// the debug file's, else .dynsym.
+// The file's own .dynsym, which libdwfl leaves out once it found a .symtab
+// (the debug file's). Its names are the plain ones ("__libc_start_main")
+// where glibc's .symtab spells the version ("__libc_start_main@@GLIBC_2.34").
+void read_dynsym(Module& m, std::vector<RawSymbol>& out)
+{
+    Dwarf_Addr bias = 0;
+    Elf* e = dwfl_module_getelf(m.mod, &bias);
+    for (Elf_Scn* scn = e ? elf_nextscn(e, nullptr) : nullptr; scn; scn = elf_nextscn(e, scn)) {
+        GElf_Shdr shdr;
+        if (!gelf_getshdr(scn, &shdr) || shdr.sh_type != SHT_DYNSYM || shdr.sh_entsize == 0)
+            continue;
+        Elf_Data* data = elf_getdata(scn, nullptr);
+        const size_t count = data ? shdr.sh_size / shdr.sh_entsize : 0;
+        for (size_t i = 0; i < count; i++) {
+            GElf_Sym sym;
+            if (!gelf_getsym(data, static_cast<int>(i), &sym) || !is_function(sym))
+                continue;
+            const char* name = elf_strptr(e, shdr.sh_link, sym.st_name);
+            if (name && *name)
+                out.push_back({sym.st_value + bias, sym.st_size, section_end(e, sym.st_shndx, bias),
+                               GELF_ST_BIND(sym.st_info), name});
+        }
+    }
+}
+
+// The functions of the symbol table libdwfl chose (the file's .symtab, else
+// the debug file's, else .dynsym), and the file's .dynsym.
 void read_symbols(Module& m)
 {
     if (m.symbols_read)
         return;
     m.symbols_read = true;
     std::vector<RawSymbol> raw;
+    read_dynsym(m, raw);
     const int n = dwfl_module_getsymtab(m.mod);
     for (int i = 1; i < n; i++) {
         GElf_Sym sym;
