@@ -512,3 +512,27 @@ TEST_CASE("a deleted library resolves through map_files", "[symbolizer][proc_map
     CHECK(s.name(path, "libdeleted.so", addr - m->start + m->offset + 0x10) ==
           "busy_function+0x10 (libdeleted.so)");
 }
+
+TEST_CASE("a stripped library names versioned functions as .dynsym does", "[symbolizer]") {
+    // glibc's debug .symtab spells versioned functions "name@@VERSION"
+    // (__libc_start_main@@GLIBC_2.34); its .dynsym has the plain name, which
+    // is what people read and what the runtime-entry rule knows.
+    const Elves& e = elves();
+    const std::string dir = e.dir + "/versioned";
+    sh("mkdir -p '" + dir + "' && cd '" + dir + "' && printf 'V2 { global: busy; local: *; };\\n' > v.map && "
+       "printf 'volatile int s;\\nint busy_v2(int n) { for (int i = 0; i < n; i++) s += i * s; return s; }\\n"
+       "__asm__(\".symver busy_v2, busy@@V2\");\\n' > v.c && "
+       "cc -O2 -fPIC -shared -Wl,--build-id=sha1 -Wl,--version-script=v.map -o libver.so v.c");
+    const std::string lib = dir + "/libver.so";
+    REQUIRE(capture("readelf -sW '" + lib + "'").find("busy@@V2") != std::string::npos);
+    const uint64_t busy = file_offset_of(lib, "busy_v2");
+    const std::string id = build_id_of(lib);
+    const std::string root = dir + "/debug";
+    sh("mkdir -p '" + root + "/.build-id/" + id.substr(0, 2) + "' && cp '" + lib + "' '" + root + "/.build-id/" +
+       id.substr(0, 2) + "/" + id.substr(2) + ".debug'");
+    sh("strip '" + lib + "'");
+
+    Symbolizer s(debug_root(root));
+    CHECK(s.name(lib, "libver.so", busy + 0x4) == "busy+0x4 (libver.so)");
+    CHECK(s.debug_file(lib) == root + "/.build-id/" + id.substr(0, 2) + "/" + id.substr(2) + ".debug");
+}
