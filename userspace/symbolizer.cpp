@@ -3,6 +3,7 @@
 #include "symbolizer.h"
 
 #include <cxxabi.h>
+#include <elfutils/libdwelf.h>
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -20,6 +21,7 @@ namespace connleak {
 struct Symbolizer::Module {
     Dwfl_Callbacks callbacks{};
     std::string debuginfo_path;
+    std::string debug_root;  // in the target's root: /proc/N/root/usr/lib/debug
     char* debuginfo_path_ptr = nullptr;
     Dwfl* dwfl = nullptr;
     Dwfl_Module* mod = nullptr;
@@ -75,6 +77,91 @@ std::string proc_root_of(const std::string& p)
 
 int no_debuginfo(Dwfl_Module*, void**, const char*, Dwarf_Addr, const char*, const char*, GElf_Word, char**)
 {
+    return -1;
+}
+
+// --- the separate debug file, from local paths only ---
+
+// `candidate` opened, when it is a debug file of the module: not the
+// module's own file, and of the module's build id. -1 otherwise.
+int open_if_debug_file_of(Dwfl_Module* mod, const struct stat& own, const std::string& candidate)
+{
+    int fd = ::open(candidate.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    bool same_id = false;
+    if (::fstat(fd, &st) == 0 && !(st.st_dev == own.st_dev && st.st_ino == own.st_ino)) {
+        const unsigned char* want = nullptr;
+        GElf_Addr vaddr = 0;
+        const int want_len = dwfl_module_build_id(mod, &want, &vaddr);
+        Elf* e = elf_begin(fd, ELF_C_READ_MMAP, nullptr);
+        const void* have = nullptr;
+        const ssize_t have_len = e ? dwelf_elf_gnu_build_id(e, &have) : -1;
+        same_id = want_len > 0 && have_len == want_len && std::memcmp(want, have, want_len) == 0;
+        if (e)
+            elf_end(e);
+    }
+    if (!same_id) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+// Where a .gnu_debuglink name is looked for, as libdwfl and gdb do: beside
+// the file, in .debug/ beside it, then under the debug root + the file's
+// directory, less one leading directory at a time (ROOT/usr/lib/x/,
+// ROOT/lib/x/, ROOT/x/). For /proc/N/root/DIR/f, DIR is N's and so is ROOT.
+std::vector<std::string> debuglink_candidates(const std::string& file, const std::string& link,
+                                              const std::string& debug_root)
+{
+    const size_t slash = file.rfind('/');
+    const std::string dir = slash == std::string::npos ? "./" : file.substr(0, slash + 1);
+    std::vector<std::string> out{dir + link, dir + ".debug/" + link};
+    const std::string root = proc_root_of(file);
+    std::string sub;  // the directory as the target sees it
+    if (root.empty())
+        sub = dir;
+    else if (dir.compare(0, root.size() + 1, root + "/") == 0)  // map_files/ has no directory to go by
+        sub = dir.substr(root.size());
+    if (sub.empty() || sub[0] != '/')
+        return out;
+    for (size_t pos = 0; pos != std::string::npos && pos + 1 < sub.size(); pos = sub.find('/', pos + 1))
+        out.push_back(debug_root + sub.substr(pos) + link);
+    return out;
+}
+
+// libdwfl's find_debuginfo without debuginfod: dwfl_standard_find_debuginfo
+// asks debuginfod once the local search fails, which dlopens libdebuginfod
+// (curl, gnutls, krb5: tens of ms and MBs) and, with DEBUGINFOD_URLS set,
+// goes to the network. A tracing tool reads local files only.
+int find_local_debuginfo(Dwfl_Module* mod, void** userdata, const char* modname, Dwarf_Addr base,
+                         const char* file_name, const char* debuglink_file, GElf_Word debuglink_crc,
+                         char** debuginfo_file_name)
+{
+    const unsigned char* bits = nullptr;
+    GElf_Addr vaddr = 0;
+    if (dwfl_module_build_id(mod, &bits, &vaddr) <= 0)
+        // No build id, so nothing to ask debuginfod for: libdwfl's own
+        // search checks the debuglink CRC (elfutils exposes no CRC helper).
+        return dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
+                                            debuglink_crc, debuginfo_file_name);
+    int fd = dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
+                                          debuglink_crc, debuginfo_file_name);
+    if (fd >= 0 || !file_name || !debuglink_file || !*debuglink_file || !*userdata)
+        return fd;
+    struct stat own;
+    if (::stat(file_name, &own) != 0)
+        return -1;
+    const Module& m = *static_cast<const Module*>(*userdata);
+    for (const std::string& candidate : debuglink_candidates(file_name, debuglink_file, m.debug_root)) {
+        fd = open_if_debug_file_of(mod, own, candidate);
+        if (fd >= 0) {
+            *debuginfo_file_name = ::strdup(candidate.c_str());
+            return fd;
+        }
+    }
     return -1;
 }
 
@@ -263,10 +350,11 @@ Result<std::unique_ptr<Module>> open_module(const std::string& path, const Symbo
     }
 
     auto m = std::make_unique<Module>();
-    m->debuginfo_path = ":.debug:" + proc_root_of(path) + opts.debug_root;
+    m->debug_root = proc_root_of(path) + opts.debug_root;
+    m->debuginfo_path = ":.debug:" + m->debug_root;
     m->debuginfo_path_ptr = m->debuginfo_path.data();
     m->callbacks.find_elf = dwfl_build_id_find_elf;  // not called: the fd is given
-    m->callbacks.find_debuginfo = opts.use_debug_files ? dwfl_standard_find_debuginfo : no_debuginfo;
+    m->callbacks.find_debuginfo = opts.use_debug_files ? find_local_debuginfo : no_debuginfo;
     m->callbacks.debuginfo_path = &m->debuginfo_path_ptr;
     m->dwfl = dwfl_begin(&m->callbacks);
     if (!m->dwfl) {
@@ -280,6 +368,9 @@ Result<std::unique_ptr<Module>> open_module(const std::string& path, const Symbo
         ::close(fd);
         return Error{path + ": " + dwfl_errmsg(-1)};
     }
+    void** userdata = nullptr;  // find_local_debuginfo's way back to the module
+    dwfl_module_info(m->mod, &userdata, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
+    *userdata = m.get();
     Elf* e = dwfl_module_getelf(m->mod, &m->bias);
     size_t n = 0;
     if (e && elf_getphdrnum(e, &n) == 0)

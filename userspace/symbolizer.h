@@ -1,8 +1,9 @@
 // Native frames for people: which function (and file:line) holds a byte of
 // an ELF file, through elfutils libdwfl. Every native frame is named here,
-// the kernel's caller sites and unwound stacks alike. libdwfl finds the
-// separate debug file (build-id tree, .gnu_debuglink beside the file, in
-// .debug/, under the debug root, CRC-checked) when the file was stripped.
+// the kernel's caller sites and unwound stacks alike. The separate debug
+// file of a stripped file is found on local paths only, never through
+// debuginfod: build-id tree, then .gnu_debuglink beside the file, in
+// .debug/, under the debug root (same build id; CRC-checked without one).
 #pragma once
 
 #include <sys/types.h>

@@ -2,7 +2,9 @@
 // several link modes, stripped copies and every separate-debug-file layout.
 // Expected offsets come from readelf, independently of libelf.
 #include <dlfcn.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -200,7 +202,7 @@ struct Elves {
            "objcopy --add-gnu-debuglink=prog.debug prog");
     }
 
-    void place(const std::string& file, const std::string& to) {
+    void place(const std::string& file, const std::string& to) const {
         sh("mkdir -p \"$(dirname '" + to + "')\" && cp '" + file + "' '" + to + "'");
     }
 
@@ -535,4 +537,68 @@ TEST_CASE("a stripped library names versioned functions as .dynsym does", "[symb
     Symbolizer s(debug_root(root));
     CHECK(s.name(lib, "libver.so", busy + 0x4) == "busy+0x4 (libver.so)");
     CHECK(s.debug_file(lib) == root + "/.build-id/" + id.substr(0, 2) + "/" + id.substr(2) + ".debug");
+}
+
+TEST_CASE("debug files are searched locally, never through debuginfod", "[symbolizer]") {
+    // A file with a build id and no debug file anywhere is where libdwfl's
+    // standard search would end in debuginfod (dlopen of libdebuginfod, and
+    // with DEBUGINFOD_URLS set, the network). In a child, so that nothing
+    // else this test binary did has loaded it already.
+    const Elves& e = elves();
+    const uint64_t busy = file_offset_of(e.stripped, "busy_function", e.with_id);
+    std::fflush(nullptr);
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        setenv("DEBUGINFOD_URLS", "http://127.0.0.1:9", 1);  // discard port: nothing answers
+        Symbolizer s(debug_root(e.empty_root));
+        const bool unnamed = s.name(e.stripped, "prog", busy) == "prog+" + hex(busy);
+        std::ifstream maps("/proc/self/maps");
+        std::stringstream text;
+        text << maps.rdbuf();
+        const bool loaded = text.str().find("libdebuginfod") != std::string::npos;
+        _exit(!unnamed ? 2 : loaded ? 1 : 0);
+    }
+    int status = 0;
+    REQUIRE(waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) != 2);  // the stripped file stays unnamed
+    CHECK(WEXITSTATUS(status) == 0);  // 1: libdebuginfod was loaded
+}
+
+TEST_CASE("a debuglink under the debug root inside a container's root", "[symbolizer]") {
+    // A process chrooted to CONTAINER runs CONTAINER/app/prog, whose debug
+    // file is CONTAINER/usr/lib/debug/app/prog.debug: seen from here,
+    // /proc/PID/root/app/prog and /proc/PID/root/usr/lib/debug/app/prog.debug.
+    if (geteuid() != 0) {
+        WARN("not root: no chroot, skipping");
+        return;
+    }
+    const Elves& e = elves();
+    const std::string container = e.dir + "/container";
+    e.place(e.dir + "/work/prog", container + "/app/prog");
+    e.place(e.dir + "/work/prog.debug", container + "/usr/lib/debug/app/prog.debug");
+    const uint64_t busy = file_offset_of(e.stripped, "busy_function", e.with_id);
+
+    std::fflush(nullptr);
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        if (chroot(container.c_str()) != 0)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    const std::string root = "/proc/" + std::to_string(child) + "/root";
+    for (int i = 0; i < 500 && fs::read_symlink(root) != container; i++)
+        usleep(1000);
+    const bool chrooted = fs::read_symlink(root) == container;
+    Symbolizer s;  // the default debug root, /usr/lib/debug
+    const std::string name = s.name(root + "/app/prog", "prog", busy + 0x10);
+    const std::string debug_file = s.debug_file(root + "/app/prog");
+    kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
+    REQUIRE(chrooted);
+    CHECK(name == "busy_function+0x10 (prog)");
+    CHECK(debug_file == root + "/usr/lib/debug/app/prog.debug");
 }
