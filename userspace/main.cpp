@@ -92,8 +92,8 @@ public:
         Snapshot snap = build_snapshot(
             raw, mopts,
             [&](const RawSite& s) {
-                return StackTable::is_stack_key(s.site) ? stacks_.site_name(s.site)
-                                                        : names_.name(s, !archive_.count(s.pid));
+                return s.site.kind == SiteKey::Kind::stack ? stacks_.site_name(s.site)
+                                                           : names_.name(s, !archive_.count(s.pid));
             },
             [&](const RawSite& s) { return stacks_.frames(s.site); });
         for (const Notice& n : notices_.update(snap, [&](uint32_t pid, uint64_t conn, uint64_t acquired_ns) {

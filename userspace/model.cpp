@@ -27,7 +27,7 @@ bool worse_site(const SiteReport& a, const SiteReport& b)
 struct ProcessView {
     const RawProcess* proc = nullptr;
     std::vector<const RawConn*> conns;
-    std::map<uint64_t, const RawSite*> sites;  // by site address
+    std::map<SiteKey, const RawSite*> sites;
 };
 
 ProcessReport build_process(const ProcessView& view, const RawState& raw, const ModelOptions& opts,
@@ -55,18 +55,18 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
     r.stacks_unwound = p.stacks_unwound;
     r.stacks_truncated = p.stacks_truncated;
 
-    std::map<uint64_t, SiteReport> sites;
-    auto site_name = [&](uint64_t addr) {
-        auto it = view.sites.find(addr);
+    std::map<SiteKey, SiteReport> sites;
+    auto site_name = [&](const SiteKey& key) {
+        auto it = view.sites.find(key);
         if (it != view.sites.end())
             return name_site(*it->second);
-        RawSite unknown;  // its site entry was dropped: name it by address alone
+        RawSite unknown;  // its site entry was dropped: name it by its key alone
         unknown.pid = p.pid;
-        unknown.site = addr;
+        unknown.site = key;
         return name_site(unknown);
     };
-    for (const auto& [addr, s] : view.sites) {
-        SiteReport& sr = sites[addr];
+    for (const auto& [key, s] : view.sites) {
+        SiteReport& sr = sites[key];
         sr.site = name_site(*s);
         sr.acquired = s->stats.acquired;
         sr.released = s->stats.released;
@@ -77,7 +77,7 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
     }
 
     for (const RawConn* c : view.conns) {
-        auto it = sites.find(c->info.site);
+        auto it = sites.find(c->site);
         SiteReport* sr = it != sites.end() ? &it->second : nullptr;
         if (exited) {
             r.leaked_at_exit++;
@@ -95,14 +95,14 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
             sr->leaks += leak;
             sr->max_ms = std::max(sr->max_ms, age_ns / kNsPerMs);
         }
-        r.connections.push_back({c->conn, c->info.tid, sr ? sr->site : site_name(c->info.site),
+        r.connections.push_back({c->conn, c->info.tid, sr ? sr->site : site_name(c->site),
                                  age_ns / kNsPerMs, leak, c->info.acquired_ns, sr ? sr->frames : nullptr});
     }
     std::sort(r.connections.begin(), r.connections.end(), [](const ConnReport& a, const ConnReport& b) {
         return a.age_ms != b.age_ms ? a.age_ms > b.age_ms : a.conn < b.conn;
     });
 
-    for (auto& [addr, sr] : sites)
+    for (auto& [key, sr] : sites)
         r.sites.push_back(std::move(sr));
     std::sort(r.sites.begin(), r.sites.end(), worse_site);
     if (r.sites.size() > opts.top_sites)

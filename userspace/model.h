@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "connleak.h"
@@ -23,15 +24,30 @@ struct RawProcess {
     uint64_t stacks_unwound = 0, stacks_truncated = 0;  // userspace unwinding (StackTable)
 };
 
+// Which site counts belong to: the kernel's (the return address into the
+// caller, per process), or one of the stacks StackTable::refine split a
+// caller site into. Other kinds of site can join as another Kind.
+struct SiteKey {
+    enum class Kind : uint8_t { caller, stack };
+    Kind kind = Kind::caller;
+    uint64_t value = 0;  // caller: the return address; stack: StackTable's index
+
+    static SiteKey caller(uint64_t return_address) { return {Kind::caller, return_address}; }
+    static SiteKey stack(uint64_t index) { return {Kind::stack, index}; }
+    bool operator<(const SiteKey& o) const { return std::tie(kind, value) < std::tie(o.kind, o.value); }
+    bool operator==(const SiteKey& o) const { return kind == o.kind && value == o.value; }
+};
+
 struct RawConn {
     uint32_t pid = 0;
     uint64_t conn = 0;
-    conn_info info{};
+    conn_info info{};  // info.site: the kernel's caller site, whatever `site` says
+    SiteKey site;      // where the handle is counted
 };
 
 struct RawSite {
     uint32_t pid = 0;
-    uint64_t site = 0;  // return address in the caller, or a stack's key (StackTable::refine)
+    SiteKey site;
     site_stats stats{};
 };
 

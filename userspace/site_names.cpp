@@ -44,7 +44,7 @@ std::string SiteNames::name(const RawSite& site, bool alive)
 {
     const site_stats& s = site.stats;
     if (s.module[0] == '\0')
-        return hex(site.site);
+        return hex(site.site.value);
     const FileId file{s.dev, s.inode};
     auto key = std::make_tuple(s.dev, s.inode, s.file_offset);
     if (auto it = names_.find(key); it != names_.end())
@@ -56,7 +56,8 @@ std::string SiteNames::name(const RawSite& site, bool alive)
         path = paths_.find(file);
     }
     const std::string module(s.module, strnlen(s.module, sizeof(s.module)));
-    std::string result = symbolizer_.name(path != paths_.end() ? path->second : "", module, s.file_offset);
+    NativeFile in{path != paths_.end() ? path->second : "", module, makedev(s.dev >> 20, s.dev & 0xfffff), s.inode};
+    std::string result = format_frame(symbolizer_.frame(in, s.file_offset), false);
     // A name made without the file may improve once the file is known.
     if (path != paths_.end())
         names_.emplace(key, result);

@@ -24,6 +24,7 @@ public:
 
     // "func+0x3c (module)", "module+0x1234", or "0x7f..." when the kernel
     // found no file for the site. `alive`: the process's maps may be read.
+    // For the kernel's caller sites (SiteKey::Kind::caller).
     std::string name(const RawSite& site, bool alive);
 
 private:

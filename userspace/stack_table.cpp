@@ -6,13 +6,12 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <sys/sysmacros.h>
 
 #include "connleak.h"
 
 namespace connleak {
 namespace {
-
-constexpr uint64_t kStackKey = 1ULL << 63;
 
 uint64_t now_ns()
 {
@@ -52,7 +51,7 @@ std::vector<std::string> StackOptions::default_site_skip()
 StackTable::StackTable(StackOptions opts)
     : opts_(std::move(opts)),
       unwinder_(UnwinderOptions{opts_.max_frames, opts_.debug_root}),
-      symbolizer_(ElfOptions{opts_.debug_root, true})
+      symbolizer_(SymbolizerOptions{opts_.debug_root, true})
 {
     for (const std::string& re : opts_.site_skip)
         skip_.emplace_back(re);
@@ -76,19 +75,8 @@ size_t StackTable::site_index(const std::vector<std::string>& frames, const std:
 
 bool StackTable::is_runtime_entry(const std::string& name)
 {
-    // The C runtime's process and thread entry points end every stack and
-    // are never a site. Their file:line ("libc-start.c:360") says nothing,
-    // and asking for it makes libdw inflate all of libc's DWARF when
-    // libc6-dbg is installed: ~0.1 s of CPU and ~15 MB per connleak run.
-    static const char* const entries[] = {"_start", "__libc_start_main", "__libc_start_call_main",
-                                          "start_thread", "clone", "clone3"};
     const size_t plus = name.find('+');
-    if (plus == std::string::npos)
-        return false;
-    for (const char* e : entries)
-        if (name.compare(0, plus, e) == 0)
-            return true;
-    return false;
+    return plus != std::string::npos && is_runtime_entry_function(name.substr(0, plus));
 }
 
 void StackTable::on_event(const void* data, size_t size)
@@ -121,26 +109,16 @@ StackTable::FrameId StackTable::frame_id(uint32_t pid, const UnwoundFrame& f)
 // offset, whichever process it came from.
 std::string StackTable::frame_name(uint32_t pid, const UnwoundFrame& f, const FrameId& id)
 {
-    if (!f.mapping)
-        return hex(f.pc);
-    const Mapping& m = *f.mapping;
+    if (!f.mapping) {
+        NativeFrame unmapped;
+        unmapped.address = f.pc;
+        return format_frame(unmapped);
+    }
     if (auto it = names_.find(id); it != names_.end())
         return it->second;
-    const std::string module = base_name(m.path);
-    std::string name = symbolizer_.name(path_in_target(pid, m), module, f.file_offset);
-    if (name.compare(0, module.size() + 1, module + "+") == 0) {
-        // No symbol from the file (or the process is gone): the module
-        // libdwfl holds open may still have one.
-        uint64_t off = 0;
-        std::string sym = unwinder_.symbol(pid, f.pc, &off);
-        if (!sym.empty())
-            name = demangle(sym) + "+" + hex(off) + " (" + module + ")";
-    }
-    if (!is_runtime_entry(name)) {
-        std::string line = unwinder_.source_line(pid, f.pc, false);
-        if (!line.empty())
-            name += " " + line;
-    }
+    const Mapping& m = *f.mapping;
+    const NativeFile file{path_in_target(pid, m), base_name(m.path), makedev(m.dev_major, m.dev_minor), m.inode};
+    std::string name = format_frame(symbolizer_.frame(file, f.file_offset, true));
     names_.emplace(id, name);
     return name;
 }
@@ -223,12 +201,13 @@ void StackTable::refine(RawState& raw)
     std::vector<RawSite> sites;
     for (const RawSite& ks : raw.sites) {
         RawSite rest = ks;
-        auto it = by_kernel_site_.find({ks.pid, ks.site});
+        auto it = ks.site.kind == SiteKey::Kind::caller ? by_kernel_site_.find({ks.pid, ks.site.value})
+                                                        : by_kernel_site_.end();
         if (it != by_kernel_site_.end()) {
             for (size_t i : it->second) {
                 const Stack& s = stacks_[i];
                 RawSite out = ks;
-                out.site = kStackKey | i;
+                out.site = SiteKey::stack(i);
                 out.stats.acquired = s.acquired;
                 out.stats.released = s.released;
                 out.stats.hold_ns_total = s.hold_ns_total;
@@ -253,7 +232,7 @@ void StackTable::refine(RawState& raw)
     for (RawConn& c : raw.conns) {
         auto it = handles_.find({c.pid, c.conn});
         if (it != handles_.end() && it->second.start_ns == c.info.start_ns)
-            c.info.site = kStackKey | it->second.stack;
+            c.site = SiteKey::stack(it->second.stack);
     }
     for (RawProcess& p : raw.processes) {
         auto it = counts_.find(p.pid);
@@ -264,16 +243,16 @@ void StackTable::refine(RawState& raw)
     }
 }
 
-std::string StackTable::site_name(uint64_t key) const
+std::string StackTable::site_name(const SiteKey& key) const
 {
-    size_t i = key & ~kStackKey;
-    return i < stacks_.size() ? stacks_[i].site : hex(key);
+    const bool known = key.kind == SiteKey::Kind::stack && key.value < stacks_.size();
+    return known ? stacks_[key.value].site : hex(key.value);
 }
 
-std::shared_ptr<const std::vector<std::string>> StackTable::frames(uint64_t key) const
+std::shared_ptr<const std::vector<std::string>> StackTable::frames(const SiteKey& key) const
 {
-    size_t i = key & ~kStackKey;
-    return is_stack_key(key) && i < stacks_.size() ? stacks_[i].frames : nullptr;
+    const bool known = key.kind == SiteKey::Kind::stack && key.value < stacks_.size();
+    return known ? stacks_[key.value].frames : nullptr;
 }
 
 std::optional<double> StackTable::hold_ms(uint32_t pid, uint64_t conn, uint64_t acquired_ns) const

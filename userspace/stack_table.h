@@ -1,5 +1,5 @@
 // Acquiring stacks: the kernel's acquire events unwound (Unwinder) and named
-// (Symbolizer, file:line from libdw), identical stacks sharing one site,
+// (Symbolizer: function and file:line, libdwfl), identical stacks sharing one site,
 // and the kernel's per-caller counters split by stack.
 //
 // The kernel's counters per (process, caller return address) stay the
@@ -54,14 +54,14 @@ public:
     void on_event(const void* data, size_t size);
 
     // Splits the kernel's sites of `raw` by stack (see above): stacks get
-    // keys of their own (is_stack_key), handles are moved to their stack.
+    // keys of their own (SiteKey::stack), handles are moved to their stack.
     // Read the events first, then the maps, then refine.
     void refine(RawState& raw);
 
-    static bool is_stack_key(uint64_t site) { return site >> 63; }
     // For keys made by refine().
-    std::string site_name(uint64_t key) const;
-    std::shared_ptr<const std::vector<std::string>> frames(uint64_t key) const;
+    std::string site_name(const SiteKey& key) const;
+    // The stack of a key made by refine(), else null.
+    std::shared_ptr<const std::vector<std::string>> frames(const SiteKey& key) const;
 
     // The process exited: its stacks are kept, its unwinding state freed
     // after the next refine() (its last events may still be unread).
@@ -80,7 +80,7 @@ public:
     std::string cost_summary() const;
 
     // A frame named "start_thread+0x305 (libc.so.6)" & co: no file:line
-    // is looked up for it (exposed for tests).
+    // is looked up for it (is_runtime_entry_function; exposed for tests).
     static bool is_runtime_entry(const std::string& name);
 
     // A frame list and the index of its site frame (exposed for tests).
@@ -109,7 +109,7 @@ private:
     std::vector<std::regex> skip_;
     Unwinder unwinder_;
     Symbolizer symbolizer_;
-    std::vector<Stack> stacks_;  // key: (1 << 63) | index
+    std::vector<Stack> stacks_;  // key: SiteKey::stack(index)
     // Identical stacks (same code addresses, wherever loaded) share one.
     std::map<std::tuple<uint32_t, uint64_t, std::vector<FrameId>>, size_t> by_frames_;
     std::map<std::pair<uint32_t, uint64_t>, std::vector<size_t>> by_kernel_site_;

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "connleak.skel.h"
-#include "elf_symbols.h"
+#include "symbolizer.h"
 
 namespace connleak {
 namespace {
@@ -60,10 +60,9 @@ struct Probe {
 // still holds the handle and a NULL one has jumped away (ignored anyway).
 uint64_t finish_probe_offset(const std::string& path)
 {
-    ElfOptions no_debug;
+    SymbolizerOptions no_debug;
     no_debug.use_debug_files = false;
-    auto elf = ElfSymbols::load(path, no_debug);
-    std::optional<uint64_t> start = elf ? elf.value().function_offset("PQfinish") : std::nullopt;
+    std::optional<uint64_t> start = Symbolizer(no_debug).function_offset(path, "PQfinish");
     if (!start)
         return 0;
     unsigned char code[4] = {};
@@ -258,9 +257,9 @@ RawState Tracer::read() const
     RawState raw;
     raw.processes = read_processes();
     for (auto& [k, v] : dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less))
-        raw.conns.push_back({k.tgid, k.conn, v});
+        raw.conns.push_back({k.tgid, k.conn, v, SiteKey::caller(v.site)});
     for (auto& [k, v] : dump_map<site_key, site_stats>(bpf_map__fd(skel_->maps.sites), site_key_less))
-        raw.sites.push_back({k.tgid, k.site, v});
+        raw.sites.push_back({k.tgid, SiteKey::caller(k.site), v});
     // Read after the maps: every handle then looks at least as old as it is.
     raw.now_ns = monotonic_ns();
     raw.wall_time_s = static_cast<int64_t>(time(nullptr));

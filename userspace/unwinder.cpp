@@ -312,41 +312,6 @@ UnwindResult Unwinder::unwind_in(Process* p, const UnwindInput& in)
     return out;
 }
 
-std::string Unwinder::source_line(uint32_t pid, uint64_t pc, bool exact)
-{
-    auto it = procs_.find(pid);
-    if (it == procs_.end())
-        return "";
-    const uint64_t at = exact || pc == 0 ? pc : pc - 1;
-    Dwfl_Module* mod = dwfl_addrmodule(it->second->session->dwfl, at);
-    if (!mod)
-        return "";
-    Dwfl_Line* line = dwfl_module_getsrc(mod, at);
-    if (!line)
-        return "";
-    int lineno = 0;
-    const char* file = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr);
-    if (!file || lineno <= 0)
-        return "";
-    const char* base = std::strrchr(file, '/');
-    return std::string(base ? base + 1 : file) + ":" + std::to_string(lineno);
-}
-
-std::string Unwinder::symbol(uint32_t pid, uint64_t pc, uint64_t* offset)
-{
-    auto it = procs_.find(pid);
-    if (it == procs_.end())
-        return "";
-    Dwfl_Module* mod = dwfl_addrmodule(it->second->session->dwfl, pc);
-    GElf_Off off = 0;
-    GElf_Sym sym;
-    const char* name = mod ? dwfl_module_addrinfo(mod, pc, &off, &sym, nullptr, nullptr, nullptr) : nullptr;
-    if (!name)
-        return "";
-    *offset = off;
-    return name;
-}
-
 std::string Unwinder::build_id(uint32_t pid, uint64_t pc)
 {
     auto it = procs_.find(pid);

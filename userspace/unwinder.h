@@ -46,7 +46,7 @@ struct UnwindResult {
 struct UnwinderOptions {
     size_t max_frames = 128;
     // Where separate debug files live (ROOT/.build-id/..., ROOT/DIR/DEBUGLINK),
-    // for .debug_frame and file:line.
+    // for .debug_frame.
     std::string debug_root = "/usr/lib/debug";
 };
 
@@ -62,15 +62,10 @@ public:
 
     UnwindResult unwind(const UnwindInput& in);
 
-    // "file.c:42" of the call before return address `pc` (of the first
-    // frame, the instruction itself when `exact`), "" without line info.
-    // Valid for a pid unwound before and not forgotten since.
-    std::string source_line(uint32_t pid, uint64_t pc, bool exact);
-    // The GNU build id (hex) of the module holding `pc`, "" if none.
+    // The GNU build id (hex) of the module holding `pc`, "" if none: what
+    // identifies a frame's file, also once the process exited. Valid for a
+    // pid unwound before and not forgotten since. (Names: Symbolizer.)
     std::string build_id(uint32_t pid, uint64_t pc);
-    // The symbol holding `pc` and the offset into it, from the module
-    // libdwfl holds open (so also once the process exited); "" if none.
-    std::string symbol(uint32_t pid, uint64_t pc, uint64_t* offset);
 
     // The process's mappings as last read (for naming frames; valid until
     // the next unwind).

@@ -309,7 +309,7 @@ TEST_CASE("from raw counters to JSON", "[json][model]")
     raw.processes.push_back(p);
     connleak::RawSite site;
     site.pid = 12;
-    site.site = 0x401000;
+    site.site = connleak::SiteKey::caller(0x401000);
     site.stats.acquired = 3;
     site.stats.released = 1;
     site.stats.hold_ns_total = 12'345'678;
@@ -319,6 +319,7 @@ TEST_CASE("from raw counters to JSON", "[json][model]")
     c.pid = 12;
     c.conn = 0xbeef;
     c.info.site = 0x401000;
+    c.site = connleak::SiteKey::caller(0x401000);
     c.info.tid = 13;
     c.info.acquired_ns = raw.now_ns - 31'250'000'000;
     raw.conns.push_back(c);

@@ -69,6 +69,7 @@ public:
         c.info.acquired_ns = acquired_ns;
         c.info.start_ns = acquired_ns;
         c.info.site = site;
+        c.site = connleak::SiteKey::caller(site);
         c.info.tid = tid ? tid : pid;
         raw_.conns.push_back(c);
         return *this;
@@ -78,7 +79,7 @@ public:
     {
         RawSite s;
         s.pid = pid;
-        s.site = addr;
+        s.site = connleak::SiteKey::caller(addr);
         s.stats.acquired = acquired;
         s.stats.released = released;
         s.stats.hold_ns_total = hold_ns_total;
@@ -101,10 +102,10 @@ struct TestNamer {
     {
         if (seen)
             seen->push_back(s);
-        if (auto it = names.find(s.site); it != names.end())
+        if (auto it = names.find(s.site.value); it != names.end())
             return it->second;
         char buf[40];
-        std::snprintf(buf, sizeof(buf), "site_%llx", static_cast<unsigned long long>(s.site));
+        std::snprintf(buf, sizeof(buf), "site_%llx", static_cast<unsigned long long>(s.site.value));
         return buf;
     }
 };
@@ -580,7 +581,7 @@ TEST_CASE("a handle whose site has no site entry is still named through the name
     // The namer was asked about the missing site by pid and address.
     bool asked = false;
     for (const RawSite& s : seen)
-        if (s.site == 0xdead) {
+        if (s.site == connleak::SiteKey::caller(0xdead)) {
             asked = true;
             CHECK(s.pid == 42);
             CHECK(s.stats.acquired == 0);
@@ -664,4 +665,36 @@ TEST_CASE("a leak_after too large for nanoseconds in 64 bits means no leaks", "[
         CHECK_FALSE(conn(p, 0x1).leak);
         CHECK(s.totals.leak_ratio == 0.0);
     }
+}
+
+TEST_CASE("a caller site and a stack with the same number are different sites", "[model]")
+{
+    // StackTable numbers its stacks from 0; the kernel's sites are return
+    // addresses. The key's kind keeps them apart, whatever the numbers.
+    RawBuilder b;
+    b.process(1, "app", 7);
+    b.site(1, 0x1, 2, 1).conn(1, 0x101, 0x1, kSec);
+    RawState raw = b.raw();
+    RawSite stack;
+    stack.pid = 1;
+    stack.site = connleak::SiteKey::stack(0x1);
+    stack.stats.acquired = 5;
+    raw.sites.push_back(stack);
+    RawConn c = raw.conns.back();
+    c.conn = 0x102;
+    c.site = connleak::SiteKey::stack(0x1);
+    raw.conns.push_back(c);
+
+    const ProcessReport p = build_snapshot(raw, ModelOptions{}, [](const RawSite& s) {
+                                return std::string(s.site.kind == connleak::SiteKey::Kind::stack ? "stack_"
+                                                                                                 : "caller_") +
+                                       std::to_string(s.site.value);
+                            }).processes.at(0);
+    REQUIRE(p.sites.size() == 2);
+    CHECK(site(p, "stack_1").acquired == 5);
+    CHECK(site(p, "stack_1").active == 1);
+    CHECK(site(p, "caller_1").acquired == 2);
+    CHECK(site(p, "caller_1").active == 1);
+    CHECK(conn(p, 0x102).site == "stack_1");
+    CHECK(conn(p, 0x101).site == "caller_1");
 }

@@ -1,8 +1,10 @@
-// ElfSymbols and Symbolizer against real ELF files compiled here with `cc`:
+// Symbolizer (libdwfl) against real ELF files compiled here with `cc`:
 // several link modes, stripped copies and every separate-debug-file layout.
 // Expected offsets come from readelf, independently of libelf.
 #include <dlfcn.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -16,14 +18,12 @@
 #include <string>
 #include <vector>
 
-#include "elf_symbols.h"
 #include "proc_maps.h"
 #include "symbolizer.h"
 
 namespace fs = std::filesystem;
-using connleak::ElfOptions;
-using connleak::ElfSymbols;
 using connleak::Symbolizer;
+using ElfOptions = connleak::SymbolizerOptions;
 
 // Found by name in this test binary's own .symtab, demangled.
 namespace connleak_test {
@@ -202,7 +202,7 @@ struct Elves {
            "objcopy --add-gnu-debuglink=prog.debug prog");
     }
 
-    void place(const std::string& file, const std::string& to) {
+    void place(const std::string& file, const std::string& to) const {
         sh("mkdir -p \"$(dirname '" + to + "')\" && cp '" + file + "' '" + to + "'");
     }
 
@@ -312,37 +312,43 @@ TEST_CASE("functions resolve by file offset in every kind of build", "[symbolize
     SECTION("PIE with a build id") { check_full_symbols(elves().with_id); }
 }
 
-TEST_CASE("file offsets map to addresses through PT_LOAD", "[elf_symbols]") {
-    const std::string& path = elves().nopie;
-    auto elf = ElfSymbols::load(path, debug_root(elves().empty_root));
-    REQUIRE(elf);
-    const uint64_t off = file_offset_of(path, "busy_function");
-    CHECK(elf->offset_to_vaddr(off) == symbol_value(path, "busy_function"));
-    CHECK(elf->offset_to_vaddr(off) == off + 0x400000);
-    CHECK_FALSE(elf->offset_to_vaddr(0x10000000));
-
-    auto hit = elf->lookup_vaddr(symbol_value(path, "local_helper") + 3);
-    REQUIRE(hit);
-    CHECK(hit->name == "local_helper");
-    CHECK(hit->offset == 3);
-    CHECK(elf->debug_file() == "");
+TEST_CASE("functions' file offsets come through PT_LOAD", "[symbolizer]") {
+    const Elves& e = elves();
+    Symbolizer s(debug_root(e.empty_root));
+    for (const std::string& path : {e.nopie, e.pie_shifted, e.shared}) {
+        INFO("file " << path);
+        CHECK(s.function_offset(path, "busy_function") == file_offset_of(path, "busy_function"));
+        CHECK(s.function_offset(path, "local_helper") == file_offset_of(path, "local_helper"));
+        CHECK_FALSE(s.function_offset(path, "no_such_function"));
+        CHECK(s.debug_file(path) == "");
+    }
+    // Not PIE: linked at 0x400000.
+    CHECK(file_offset_of(e.nopie, "busy_function") + 0x400000 == symbol_value(e.nopie, "busy_function"));
+    // Exports of a stripped library, from .dynsym.
+    CHECK(s.function_offset(e.shared_stripped, "busy_function") == file_offset_of(e.shared, "busy_function"));
 }
 
-TEST_CASE("build id and debuglink are read", "[elf_symbols]") {
-    auto with_id = ElfSymbols::load(elves().with_id);
-    REQUIRE(with_id);
-    CHECK(with_id->build_id() == build_id_of(elves().with_id));
-    CHECK(with_id->debuglink() == "");
+TEST_CASE("one file offset of one file, uncached", "[symbolizer]") {
+    const Elves& e = elves();
+    const uint64_t local = file_offset_of(e.with_id, "local_helper");
+    auto f = connleak::symbolize_file_offset(e.with_id, local + 3, debug_root(e.empty_root));
+    REQUIRE(f);
+    CHECK(f->function == "local_helper");
+    CHECK(f->function_offset == 3);
+    CHECK(f->module == "with_id");
+    CHECK(f->file_offset == local + 3);
+    CHECK(f->build_id == build_id_of(e.with_id));
+    CHECK(f->source == "");  // built without -g
 
-    auto stripped = ElfSymbols::load(elves().stripped, debug_root(elves().empty_root));
+    auto stripped = connleak::symbolize_file_offset(e.stripped, local + 3, debug_root(e.buildid_root));
     REQUIRE(stripped);
-    CHECK(stripped->build_id() == build_id_of(elves().with_id));
-    CHECK(stripped->debuglink() == "prog.debug");
+    CHECK(stripped->build_id == build_id_of(e.with_id));
+    CHECK(connleak::format_frame(stripped.value()) == "local_helper+0x3 (prog)");
 
-    auto no_id = ElfSymbols::load(elves().no_id_beside, debug_root(elves().empty_root));
+    auto no_id = connleak::symbolize_file_offset(e.no_id_beside, 0, debug_root(e.empty_root));
     REQUIRE(no_id);
-    CHECK(no_id->build_id() == "");
-    CHECK(no_id->debuglink() == "prog.debug");
+    CHECK(no_id->build_id == "");
+    CHECK(connleak::format_frame(no_id.value()) == "prog+0x0");
 }
 
 TEST_CASE("stripped binaries resolve through separate debug files", "[symbolizer]") {
@@ -357,18 +363,14 @@ TEST_CASE("stripped binaries resolve through separate debug files", "[symbolizer
         Symbolizer s(debug_root(root));
         CHECK(s.name(path, "prog", busy + 0x10) == "busy_function+0x10 (prog)");
         CHECK(s.name(path, "prog", local + 0x8) == "local_helper+0x8 (prog)");
-        auto elf = ElfSymbols::load(path, debug_root(root));
-        REQUIRE(elf);
-        CHECK(elf->debug_file() == debug_file);
+        CHECK(s.debug_file(path) == debug_file);
     };
     auto expect_unresolved = [&](const std::string& path, const std::string& root) {
         INFO("file " << path << ", debug root " << root);
         Symbolizer s(debug_root(root));
         CHECK(s.name(path, "prog", busy + 0x10) == "prog+" + hex(busy + 0x10));
         CHECK(s.name(path, "prog", local + 0x8) == "prog+" + hex(local + 0x8));
-        auto elf = ElfSymbols::load(path, debug_root(root));
-        REQUIRE(elf);
-        CHECK(elf->debug_file() == "");
+        CHECK(s.debug_file(path) == "");
     };
 
     SECTION("no debug file anywhere") { expect_unresolved(e.stripped, e.empty_root); }
@@ -428,10 +430,10 @@ TEST_CASE("unusable paths fall back to module+offset", "[symbolizer]") {
     // No module given: the file's own name stands in.
     CHECK(s.name(e.pie, "", file_offset_of(e.pie, "busy_function") + 2) == "busy_function+0x2 (pie)");
 
-    auto missing = ElfSymbols::load(e.dir + "/missing");
+    auto missing = connleak::symbolize_file_offset(e.dir + "/missing", 0);
     REQUIRE_FALSE(missing);
     CHECK(missing.error().message == e.dir + "/missing: No such file or directory");
-    auto text = ElfSymbols::load(text_file);
+    auto text = connleak::symbolize_file_offset(text_file, 0);
     REQUIRE_FALSE(text);
     CHECK(text.error().message == text_file + ": not an ELF file");
 }
@@ -511,4 +513,92 @@ TEST_CASE("a deleted library resolves through map_files", "[symbolizer][proc_map
     Symbolizer s(debug_root(e.empty_root));
     CHECK(s.name(path, "libdeleted.so", addr - m->start + m->offset + 0x10) ==
           "busy_function+0x10 (libdeleted.so)");
+}
+
+TEST_CASE("a stripped library names versioned functions as .dynsym does", "[symbolizer]") {
+    // glibc's debug .symtab spells versioned functions "name@@VERSION"
+    // (__libc_start_main@@GLIBC_2.34); its .dynsym has the plain name, which
+    // is what people read and what the runtime-entry rule knows.
+    const Elves& e = elves();
+    const std::string dir = e.dir + "/versioned";
+    sh("mkdir -p '" + dir + "' && cd '" + dir + "' && printf 'V2 { global: busy; local: *; };\\n' > v.map && "
+       "printf 'volatile int s;\\nint busy_v2(int n) { for (int i = 0; i < n; i++) s += i * s; return s; }\\n"
+       "__asm__(\".symver busy_v2, busy@@V2\");\\n' > v.c && "
+       "cc -O2 -fPIC -shared -Wl,--build-id=sha1 -Wl,--version-script=v.map -o libver.so v.c");
+    const std::string lib = dir + "/libver.so";
+    REQUIRE(capture("readelf -sW '" + lib + "'").find("busy@@V2") != std::string::npos);
+    const uint64_t busy = file_offset_of(lib, "busy_v2");
+    const std::string id = build_id_of(lib);
+    const std::string root = dir + "/debug";
+    sh("mkdir -p '" + root + "/.build-id/" + id.substr(0, 2) + "' && cp '" + lib + "' '" + root + "/.build-id/" +
+       id.substr(0, 2) + "/" + id.substr(2) + ".debug'");
+    sh("strip '" + lib + "'");
+
+    Symbolizer s(debug_root(root));
+    CHECK(s.name(lib, "libver.so", busy + 0x4) == "busy+0x4 (libver.so)");
+    CHECK(s.debug_file(lib) == root + "/.build-id/" + id.substr(0, 2) + "/" + id.substr(2) + ".debug");
+}
+
+TEST_CASE("debug files are searched locally, never through debuginfod", "[symbolizer]") {
+    // A file with a build id and no debug file anywhere is where libdwfl's
+    // standard search would end in debuginfod (dlopen of libdebuginfod, and
+    // with DEBUGINFOD_URLS set, the network). In a child, so that nothing
+    // else this test binary did has loaded it already.
+    const Elves& e = elves();
+    const uint64_t busy = file_offset_of(e.stripped, "busy_function", e.with_id);
+    std::fflush(nullptr);
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        setenv("DEBUGINFOD_URLS", "http://127.0.0.1:9", 1);  // discard port: nothing answers
+        Symbolizer s(debug_root(e.empty_root));
+        const bool unnamed = s.name(e.stripped, "prog", busy) == "prog+" + hex(busy);
+        std::ifstream maps("/proc/self/maps");
+        std::stringstream text;
+        text << maps.rdbuf();
+        const bool loaded = text.str().find("libdebuginfod") != std::string::npos;
+        _exit(!unnamed ? 2 : loaded ? 1 : 0);
+    }
+    int status = 0;
+    REQUIRE(waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) != 2);  // the stripped file stays unnamed
+    CHECK(WEXITSTATUS(status) == 0);  // 1: libdebuginfod was loaded
+}
+
+TEST_CASE("a debuglink under the debug root inside a container's root", "[symbolizer]") {
+    // A process chrooted to CONTAINER runs CONTAINER/app/prog, whose debug
+    // file is CONTAINER/usr/lib/debug/app/prog.debug: seen from here,
+    // /proc/PID/root/app/prog and /proc/PID/root/usr/lib/debug/app/prog.debug.
+    if (geteuid() != 0) {
+        WARN("not root: no chroot, skipping");
+        return;
+    }
+    const Elves& e = elves();
+    const std::string container = e.dir + "/container";
+    e.place(e.dir + "/work/prog", container + "/app/prog");
+    e.place(e.dir + "/work/prog.debug", container + "/usr/lib/debug/app/prog.debug");
+    const uint64_t busy = file_offset_of(e.stripped, "busy_function", e.with_id);
+
+    std::fflush(nullptr);
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        if (chroot(container.c_str()) != 0)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    const std::string root = "/proc/" + std::to_string(child) + "/root";
+    for (int i = 0; i < 500 && fs::read_symlink(root) != container; i++)
+        usleep(1000);
+    const bool chrooted = fs::read_symlink(root) == container;
+    Symbolizer s;  // the default debug root, /usr/lib/debug
+    const std::string name = s.name(root + "/app/prog", "prog", busy + 0x10);
+    const std::string debug_file = s.debug_file(root + "/app/prog");
+    kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
+    REQUIRE(chrooted);
+    CHECK(name == "busy_function+0x10 (prog)");
+    CHECK(debug_file == root + "/usr/lib/debug/app/prog.debug");
 }

@@ -101,6 +101,14 @@ std::vector<std::string> names(Unwinder& u, const UnwindResult& r, uint32_t pid)
 
 bool has_prefix(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 
+// "file.c:42" of the call before a frame's return address.
+std::string source_of(uint32_t pid, const UnwoundFrame& f)
+{
+    REQUIRE(f.mapping);
+    Symbolizer sym;
+    return sym.frame(NativeFile{path_in_target(pid, *f.mapping), ""}, f.file_offset, true).source;
+}
+
 }  // namespace
 
 TEST_CASE("unwinds this test's own stack without frame pointers")
@@ -126,7 +134,7 @@ TEST_CASE("unwinds this test's own stack without frame pointers")
     CHECK(r.complete);
     CHECK(has_prefix(n.back(), "_start+"));
     // file:line from this binary's DWARF (RelWithDebInfo).
-    CHECK(u.source_line(c.in.pid, r.frames[1].pc, false).find("test_unwinder.cpp:") == 0);
+    CHECK(source_of(c.in.pid, r.frames[1]).find("test_unwinder.cpp:") == 0);
     CHECK(u.build_id(c.in.pid, r.frames[1].pc).size() == 40);
 }
 
@@ -156,7 +164,7 @@ TEST_CASE("a forked process with the same mappings shares the unwinding session"
     REQUIRE(r.frames.size() == mine.frames.size());
     for (size_t i = 0; i < r.frames.size(); i++)
         CHECK(r.frames[i].pc == mine.frames[i].pc);
-    CHECK(u.source_line(theirs.pid, r.frames[1].pc, false).find("test_unwinder.cpp:") == 0);
+    CHECK(source_of(theirs.pid, r.frames[1]).find("test_unwinder.cpp:") == 0);
     u.forget(c.in.pid);
     CHECK(u.session_count() == 1);  // the child still uses it
     u.forget(theirs.pid);
