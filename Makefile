@@ -6,9 +6,10 @@ JOBS  ?= $(shell nproc)
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES := clang llvm cmake g++ make pkg-config libbpf-dev bpftool \
 	libelf-dev libdw-dev zlib1g-dev libcli11-dev nlohmann-json3-dev catch2 libpq-dev \
-	postgresql postgresql-client python3 python3-psycopg2 tmux procps
+	postgresql postgresql-client python3 python3-psycopg2 tmux procps \
+	libclang-rt-14-dev
 
-.PHONY: all build deps test demo bench vmlinux clean
+.PHONY: all build deps test test-sanitize fuzz demo bench vmlinux clean
 
 all: build
 
@@ -28,6 +29,26 @@ build:
 
 test: deps build
 	cd $(BUILD) && ctest --output-on-failure
+	$(MAKE) --no-print-directory test-sanitize
+
+# The sanitizer build (ASan+UBSan, its own directory): the unit tests, the
+# fuzz corpus replayed, and one short real run of the tracer.
+SANITIZE_BUILD ?= build-asan
+test-sanitize: deps
+	cmake -S . -B $(SANITIZE_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCONNLEAK_SANITIZE=ON >/dev/null
+	cmake --build $(SANITIZE_BUILD) -j $(JOBS) --target sanitize_tests
+	cd $(SANITIZE_BUILD) && ctest --output-on-failure -L sanitize
+
+# libFuzzer targets (clang, their own directory), FUZZ_SECONDS each; fails
+# on the first crash. FUZZ_TARGETS="proc_maps safe_text" runs only those.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?=
+fuzz: deps
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCONNLEAK_FUZZ=ON \
+		-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_all
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 demo: deps build
 	tests/demo.sh $(BUILD)/connleak
@@ -40,4 +61,4 @@ vmlinux:
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > vmlinux/x86/vmlinux.h
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(SANITIZE_BUILD) $(FUZZ_BUILD)
