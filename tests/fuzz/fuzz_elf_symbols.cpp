@@ -1,7 +1,6 @@
 // ELF files the target maps (its binary and libraries) are the target's
 // bytes: loading their symbol tables, notes and segments must take any file.
-// Kept to the symbolizer's public face (load a path, name offsets), so it
-// can follow the symbolizer when its implementation changes.
+// Kept to the symbolizer's public face (a path and offsets to name).
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -10,7 +9,7 @@
 #include <cstring>
 #include <string>
 
-#include "elf_symbols.h"
+#include "symbolizer.h"
 #include "fuzz_check.h"
 
 namespace {
@@ -37,19 +36,16 @@ struct MemFile {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
 {
     MemFile file(data, size);
-    connleak::ElfOptions opts;
+    connleak::SymbolizerOptions opts;
     opts.use_debug_files = false;  // the input alone, not files it names
-    auto symbols = connleak::ElfSymbols::load(file.path(), opts);
-    if (!symbols)
-        return 0;
     // Offsets spread over the file, and the largest there is.
     for (uint64_t off : {uint64_t{0}, uint64_t{size / 4}, uint64_t{size / 2}, uint64_t{size - 1}, UINT64_MAX}) {
-        if (auto hit = symbols->lookup_offset(off))
-            FUZZ_CHECK(!hit->name.empty());
-        (void)symbols->lookup_vaddr(off);
+        auto frame = connleak::symbolize_file_offset(file.path(), off, opts);
+        if (frame && !frame->function.empty())
+            FUZZ_CHECK(frame->file_offset == off);
     }
-    (void)symbols->function_offset("main");
-    (void)symbols->build_id();
-    (void)symbols->debuglink();
+    connleak::Symbolizer cached(opts);
+    (void)cached.function_offset(file.path(), "main");
+    (void)cached.frame({file.path(), "fuzz", 0, 0}, size / 2, true);
     return 0;
 }
