@@ -57,6 +57,9 @@ public:
     // keys of their own (is_stack_key), handles are moved to their stack.
     // Read the events first, then the maps, then refine.
     void refine(RawState& raw);
+    // The same split alone, for processes whose events were all read
+    // (exited before an earlier refine), at any time.
+    void split(RawState& raw) const;
 
     static bool is_stack_key(uint64_t site) { return site >> 63; }
     // For keys made by refine().

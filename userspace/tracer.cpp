@@ -259,15 +259,44 @@ void Tracer::consume_events(const EventHandler& handler)
 
 int Tracer::procs_map_fd() const { return bpf_map__fd(skel_->maps.procs); }
 
-void Tracer::forget_process(uint32_t pid)
+RawState Tracer::read_process(uint32_t pid) const
 {
-    bpf_map_delete_elem(bpf_map__fd(skel_->maps.procs), &pid);
+    RawState raw;
+    proc_stats stats{};
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.procs), &pid, &stats) != 0)
+        return raw;
+    RawProcess p;
+    p.pid = pid;
+    p.stats = stats;
+    p.comm.assign(stats.comm, strnlen(stats.comm, sizeof(stats.comm)));
+    raw.processes.push_back(std::move(p));
+    // After the process entry: if it is exited, these are final too.
     for (auto& [k, v] : dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less))
         if (k.tgid == pid)
-            bpf_map_delete_elem(bpf_map__fd(skel_->maps.conns), &k);
+            raw.conns.push_back({k.tgid, k.conn, v});
     for (auto& [k, v] : dump_map<site_key, site_stats>(bpf_map__fd(skel_->maps.sites), site_key_less))
         if (k.tgid == pid)
-            bpf_map_delete_elem(bpf_map__fd(skel_->maps.sites), &k);
+            raw.sites.push_back({k.tgid, k.site, v});
+    raw.now_ns = monotonic_ns();
+    return raw;
+}
+
+void Tracer::forget(const RawState& entries)
+{
+    for (const RawProcess& p : entries.processes)
+        bpf_map_delete_elem(bpf_map__fd(skel_->maps.procs), &p.pid);
+    for (const RawConn& c : entries.conns) {
+        conn_key k{};
+        k.tgid = c.pid;
+        k.conn = c.conn;
+        bpf_map_delete_elem(bpf_map__fd(skel_->maps.conns), &k);
+    }
+    for (const RawSite& s : entries.sites) {
+        site_key k{};
+        k.tgid = s.pid;
+        k.site = s.site;
+        bpf_map_delete_elem(bpf_map__fd(skel_->maps.sites), &k);
+    }
 }
 
 }  // namespace connleak
