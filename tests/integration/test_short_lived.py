@@ -44,7 +44,7 @@ class ShortLivedTest(ConnleakTestCase):
                          (server_count, server_count, 0, 0, 0), ctx)
         # The forker itself (no connection) and 1,000 children, all exited:
         # the latest (about 100) listed one by one, the rest folded into one
-        # row for their comm, with the one site they all acquired from.
+        # row for their comm, with every count of their sites.
         listed = [p for p in r.snapshot["processes"] if p["acquired"]]
         self.assertTrue(all(p["exited"] and p["acquired"] == p["released"] == 1 for p in listed), ctx)
         self.assertGreaterEqual(len(listed), 99, ctx)
@@ -55,8 +55,11 @@ class ShortLivedTest(ConnleakTestCase):
         self.assertEqual(g["processes"] + len(listed), 1000, ctx)
         self.assertEqual((g["acquired"], g["released"], g["leaked_at_exit"]),
                          (g["processes"], g["processes"], 0), ctx)
-        self.assertEqual([(s["acquired"], s["released"]) for s in g["sites"]],
-                         [(g["processes"], g["processes"])], ctx)
+        # One site in the code; a child gone before its stack could be named
+        # keeps the caller's address as its site (README, Limits).
+        self.assertEqual((sum(s["acquired"] for s in g["sites"]), sum(s["released"] for s in g["sites"])),
+                         (g["processes"], g["processes"]), ctx)
+        self.assertTrue(any(s["site"].startswith("main+") for s in g["sites"]), ctx)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
