@@ -41,7 +41,7 @@ from benchlib import summary  # noqa: E402
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 
-SECTIONS = ("cost", "pgbench", "exactness", "bystander")
+SECTIONS = ("cost", "pgbench", "exactness", "bystander", "exited")
 
 GOALS = {
     "pgbench_ratio": 0.99,        # traced/untraced tps, median of pairs, >=
@@ -541,6 +541,49 @@ def section_exactness(ctx):
     return {"full": full, "small_maps": small}
 
 
+# ---------------------------------------------------------------- exited
+
+def section_exited(ctx):
+    """Memory with many short-lived processes: connleak -i 0.2 launches
+    forker (tests/forker), whose children each make one connection to a
+    real server and exit. Exited processes beyond the latest 100 are folded
+    per comm, so connleak's peak RSS must not grow with their number, and
+    its counts must equal the server's log_connections count."""
+    from pgserver import PgServer
+    children = 2000 if ctx.quick else 10000
+    forker = os.path.join(ctx.tools.build_dir, "tests", "forker")
+    log("exited: %d short-lived processes, one connection each, connleak -i 0.2" % children)
+    server = PgServer().start()
+    try:
+        app = "bench_exited"
+        mark = server.log_mark()
+        snap_path = os.path.join(ctx.tmp, "exited.json")
+        mon = bl.Monitored([ctx.tools.connleak, "-i", "0.2", "--leak-after", "0", "--quiet", "--json", snap_path,
+                            "--", forker, server.conninfo(app), children, 8], ctx.tmp, name="exited")
+        ctx.our_pids.add(mon.pid)
+        rc = mon.wait(1800)
+        if rc is None:
+            mon.kill()
+            raise RuntimeError("connleak did not finish in 30 min")
+        if rc != 0:
+            raise RuntimeError("connleak failed: " + mon.describe())
+        server_count = server.count_authorized(app, since=mark)
+    finally:
+        server.stop()
+    with open(snap_path) as f:
+        snap = json.load(f)
+    st = snap["tracking_stats"]
+    fp = mon.footprint()
+    ctx.footprints.append(dict(fp, workload="exited: %d short-lived processes" % children))
+    return {"children": children, "server_connections": server_count,
+            "acquired": st["total_acquired"], "released": st["total_released"], "dropped": st["total_dropped"],
+            "processes_listed": len(snap["processes"]), "exited_folded_processes": snap["exited_folded_processes"],
+            "json_bytes": os.path.getsize(snap_path), "peak_rss_mb": round(fp["peak_rss_kb"] / 1024, 1),
+            "cpu_s": fp["cpu_s"], "wall_s": fp["wall_s"],
+            "connleak_counts_exact": st["total_acquired"] == st["total_released"] == server_count == children
+            and st["total_dropped"] == 0}
+
+
 # ---------------------------------------------------------------- bystander
 
 def section_bystander(ctx):
@@ -687,6 +730,14 @@ def goals_of(res):
         goals.append({"goal": "bystander slowdown (BPF time charged to it)" if a else
                       "bystander slowdown (wall clock)", "target": "<= %.1f %%" % GOALS["bystander_slowdown_pct"],
                       "value": round(v, 2), "met": v <= GOALS["bystander_slowdown_pct"]})
+    x = res.get("exited")
+    if x:
+        goals.append({"goal": "connleak peak RSS after %d short-lived processes" % x["children"],
+                      "target": "<= %.0f MB" % GOALS["peak_rss_mb"], "value": x["peak_rss_mb"],
+                      "met": x["peak_rss_mb"] <= GOALS["peak_rss_mb"]})
+        goals.append({"goal": "exact counts with %d short-lived processes" % x["children"], "target": "exact",
+                      "value": "exact" if x["connleak_counts_exact"] else "MISMATCH",
+                      "met": x["connleak_counts_exact"]})
     e = res.get("exactness")
     if e or (pg and "connleak_counts_exact" in pg) or c:
         ok = True
@@ -930,7 +981,7 @@ def main():
            "warnings": [], "bpf_stats_enabled_at_start": read_sysctl("/proc/sys/kernel/bpf_stats_enabled")}
     t0 = time.monotonic()
     funcs = {"cost": section_cost, "pgbench": section_pgbench, "exactness": section_exactness,
-             "bystander": section_bystander}
+             "bystander": section_bystander, "exited": section_exited}
     failed = False
     for s in SECTIONS:
         if s not in sections:

@@ -95,6 +95,26 @@ json process_json(const ProcessReport& p)
             {"connections", std::move(conns)}};
 }
 
+json exited_group_json(const ExitedGroup& g)
+{
+    json sites = json::array();
+    for (const auto& s : g.sites)
+        sites.push_back(site_json(s));
+    return {{"comm", utf8_text(g.comm)},
+            {"processes", g.processes},
+            {"acquired", g.acquired},
+            {"released", g.released},
+            {"released_untracked", g.released_untracked},
+            {"leaked_at_exit", g.leaked_at_exit},
+            {"pings", g.pings},
+            {"resets", g.resets},
+            {"dropped", g.dropped},
+            {"dropped_stacks", g.dropped_stacks},
+            {"stacks_unwound", g.stacks_unwound},
+            {"stacks_truncated", g.stacks_truncated},
+            {"sites", std::move(sites)}};
+}
+
 }  // namespace
 
 std::string format_utc(int64_t unix_seconds)
@@ -129,6 +149,11 @@ json snapshot_to_json(const Snapshot& snap)
               {"total_dropped", t.dropped}}},
             {"processes", std::move(procs)},
             {"notices", std::move(notices)}};
+    json folded = json::array();
+    for (const auto& g : snap.exited_folded)
+        folded.push_back(exited_group_json(g));
+    out["exited_folded"] = std::move(folded);
+    out["exited_folded_processes"] = snap.exited_folded_processes;
     if (t.sockets_tracked) {
         out["tracking_stats"]["total_db_sockets"] = t.db_sockets;
         out["tracking_stats"]["tracking_discrepancy"] = t.tracking_discrepancy;

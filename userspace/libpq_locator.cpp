@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "elf_symbols.h"
+#include "symbolizer.h"
 #include "proc_maps.h"
 
 namespace connleak {
@@ -93,14 +93,12 @@ Status check_libpq_file(const std::string& path)
         return Error{"not a regular file (libpq is a shared library, e.g. /usr/lib/x86_64-linux-gnu/libpq.so.5)"};
     if (!elf)
         return Error{"not an ELF file (libpq is a shared library, e.g. /usr/lib/x86_64-linux-gnu/libpq.so.5)"};
-    ElfOptions no_debug;
+    SymbolizerOptions no_debug;
     no_debug.use_debug_files = false;
-    auto symbols = ElfSymbols::load(path, no_debug);
-    if (!symbols)
-        return symbols.error();
+    Symbolizer symbols(no_debug);
     std::string missing;
     for (const char* function : {"PQconnectStart", "PQfinish"})
-        if (!symbols.value().function_offset(function))
+        if (!symbols.function_offset(path, function))
             missing += std::string(missing.empty() ? "" : ", ") + function;
     if (!missing.empty())
         return Error{"not libpq: it defines no " + missing};

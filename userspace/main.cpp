@@ -5,9 +5,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <malloc.h>
-#include <map>
 #include <optional>
 #include <poll.h>
 #include <signal.h>
@@ -28,7 +26,9 @@
 #include "socket_tracer.h"
 #include "stack_table.h"
 #include "text_report.h"
+#include "session.h"
 #include "tracer.h"
+#include "tracer_source.h"
 
 namespace connleak {
 namespace {
@@ -38,147 +38,6 @@ int fail(const std::string& message)
     std::fprintf(stderr, "connleak: %s\n", message.c_str());
     return 1;
 }
-
-bool process_exists(uint32_t pid) { return kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM; }
-
-std::string read_comm(uint32_t pid)
-{
-    std::ifstream f("/proc/" + std::to_string(pid) + "/comm");
-    std::string comm;
-    std::getline(f, comm);
-    return comm;
-}
-
-// What is kept of a process after it exited and its map entries were freed.
-struct Archived {
-    RawProcess process;
-    std::vector<RawConn> conns;
-    std::vector<RawSite> sites;
-};
-
-// Owns the tracing session: reads the maps, keeps exited processes, and
-// writes each report.
-class Session {
-public:
-    Session(const Options& opts, Tracer& tracer, ReportSink& sink, StackTable& stacks)
-        : opts_(opts), tracer_(tracer), sink_(sink), stacks_(stacks)
-    {
-    }
-
-    SiteNames& names() { return names_; }
-    void set_sockets(SocketTracer* sockets) { sockets_ = sockets; }
-
-    // Stack and release events pending in the ring buffer.
-    void consume_events() { tracer_.consume_events(on_event_); }
-
-    // True once every traced process has exited.
-    bool all_exited() const
-    {
-        for (const RawProcess& p : tracer_.read_processes())
-            if (!p.stats.exited_ns && process_exists(p.pid))
-                return false;
-        return true;
-    }
-
-    // One report to the sink and the JSON snapshot file. Returns "" or the
-    // reason the JSON could not be written.
-    std::string report(bool final)
-    {
-        RawState raw = collect();
-        ModelOptions mopts;
-        mopts.leak_after_s = opts_.leak_after_s;
-        mopts.top_sites = opts_.top_sites;
-        mopts.frames_shown = opts_.stack_frames;
-        Snapshot snap = build_snapshot(
-            raw, mopts,
-            [&](const RawSite& s) {
-                return s.site.kind == SiteKey::Kind::stack ? stacks_.site_name(s.site)
-                                                           : names_.name(s, !archive_.count(s.pid));
-            },
-            [&](const RawSite& s) { return stacks_.frames(s.site); });
-        for (const Notice& n : notices_.update(snap, [&](uint32_t pid, uint64_t conn, uint64_t acquired_ns) {
-                 return stacks_.hold_ms(pid, conn, acquired_ns);
-             }))
-            std::fputs(render_notice(n, opts_.leak_after_s, opts_.stack_frames).c_str(), stderr);
-        snap.notices.assign(notices_.recent().begin(), notices_.recent().end());
-        if (final)
-            sink_.finish(snap);
-        else
-            sink_.show(snap);
-        if (!opts_.json_path.empty() && opts_.json_path != "-")
-            return write_file_atomically(opts_.json_path, snapshot_to_json(snap).dump(2) + "\n");
-        return "";
-    }
-
-private:
-    // The maps, with processes that exited moved to the archive (and freed
-    // in the kernel) and the archive added back.
-    RawState collect()
-    {
-        consume_events();  // first: an event read implies its counts in the maps
-        RawState kernel = tracer_.read();
-        RawState raw;
-        raw.now_ns = kernel.now_ns;
-        raw.wall_time_s = kernel.wall_time_s;
-        for (RawProcess& p : kernel.processes) {
-            // A process gone before its exit could be seen (it exited while
-            // being added) is treated as exited now.
-            if (!p.stats.exited_ns && !process_exists(p.pid))
-                p.stats.exited_ns = kernel.now_ns;
-            if (p.stats.exited_ns) {
-                archive(p, kernel);
-                continue;
-            }
-            p.comm = read_comm(p.pid);
-            comms_[p.pid] = p.comm;
-            raw.processes.push_back(p);
-        }
-        for (const RawConn& c : kernel.conns)
-            if (!archive_.count(c.pid))
-                raw.conns.push_back(c);
-        for (const RawSite& s : kernel.sites)
-            if (!archive_.count(s.pid))
-                raw.sites.push_back(s);
-        for (const auto& [pid, a] : archive_) {
-            raw.processes.push_back(a.process);
-            raw.conns.insert(raw.conns.end(), a.conns.begin(), a.conns.end());
-            raw.sites.insert(raw.sites.end(), a.sites.begin(), a.sites.end());
-        }
-        stacks_.refine(raw);
-        if (sockets_)
-            sockets_->annotate(raw);
-        return raw;
-    }
-
-    void archive(RawProcess p, const RawState& kernel)
-    {
-        if (p.comm.empty())
-            p.comm = comms_.count(p.pid) ? comms_[p.pid] : "?";
-        Archived a{p, {}, {}};
-        for (const RawConn& c : kernel.conns)
-            if (c.pid == p.pid)
-                a.conns.push_back(c);
-        for (const RawSite& s : kernel.sites)
-            if (s.pid == p.pid) {
-                names_.name(s, false);  // nothing more can be learnt of it
-                a.sites.push_back(s);
-            }
-        archive_[p.pid] = std::move(a);
-        tracer_.forget_process(p.pid);
-        stacks_.process_exited(p.pid);
-    }
-
-    const Options& opts_;
-    Tracer& tracer_;
-    SocketTracer* sockets_ = nullptr;  // null: --no-sockets
-    ReportSink& sink_;
-    StackTable& stacks_;
-    EventHandler on_event_ = [this](const void* data, size_t size) { stacks_.on_event(data, size); };
-    LeakNotices notices_;
-    SiteNames names_;
-    std::map<uint32_t, Archived> archive_;
-    std::map<uint32_t, std::string> comms_;
-};
 
 bool libbpf_verbose = getenv("CONNLEAK_VERBOSE") != nullptr;  // or --verbose
 
@@ -340,8 +199,15 @@ int run(const Options& o)
     sopts.site_skip.insert(sopts.site_skip.end(), o.site_skip.begin(), o.site_skip.end());
     sopts.debug_root = o.debug_dir;
     StackTable stacks(sopts);
-    Session session(o, *tracer.value(), *sink, stacks);
-    session.set_sockets(sockets.get());
+    SessionConfig scfg;
+    scfg.leak_after_s = o.leak_after_s;
+    scfg.top_sites = o.top_sites;
+    scfg.stack_frames = o.stack_frames;
+    scfg.json_path = o.json_path;
+    TracerSource source(*tracer.value());
+    Session session(scfg, source, *sink, stacks);
+    if (sockets)
+        session.set_annotator([&](RawState& raw) { sockets->annotate(raw); });
     for (uint32_t pid : o.pids)
         session.names().learn_process(pid);
     if (stop_pending()) {

@@ -113,6 +113,42 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
 
 }  // namespace
 
+void fold_exited(ExitedGroup& group, const ProcessReport& p)
+{
+    if (group.comm.empty())
+        group.comm = p.comm;
+    group.processes++;
+    group.acquired += p.acquired;
+    group.released += p.released;
+    group.released_untracked += p.released_untracked;
+    group.leaked_at_exit += p.leaked_at_exit;
+    group.pings += p.pings;
+    group.resets += p.resets;
+    group.dropped += p.dropped;
+    group.dropped_stacks += p.dropped_stacks;
+    group.stacks_unwound += p.stacks_unwound;
+    group.stacks_truncated += p.stacks_truncated;
+    for (const SiteReport& s : p.sites) {
+        auto it = std::find_if(group.sites.begin(), group.sites.end(),
+                               [&](const SiteReport& g) { return g.site == s.site; });
+        if (it == group.sites.end()) {
+            SiteReport folded = s;
+            folded.frames = nullptr;  // stacks of exited processes are not kept
+            folded.active = folded.leaks = 0;
+            group.sites.push_back(std::move(folded));
+            continue;
+        }
+        const uint64_t released = it->released + s.released;
+        // The mean over both, weighted by the releases behind each.
+        it->avg_ms = released ? (it->avg_ms * it->released + s.avg_ms * s.released) / released : 0;
+        it->max_ms = std::max(it->max_ms, s.max_ms);
+        it->acquired += s.acquired;
+        it->released = released;
+        it->leaked_at_exit += s.leaked_at_exit;
+    }
+    std::sort(group.sites.begin(), group.sites.end(), worse_site);
+}
+
 Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const SiteNamer& name_site,
                         const SiteFrames& site_frames)
 {
@@ -144,6 +180,15 @@ Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const Sit
         t.tracking_discrepancy += pr.sockets.tracking_discrepancy;
         snap.processes.push_back(std::move(pr));
     }
+    for (const ExitedGroup& g : raw.exited_folded) {
+        Totals& t = snap.totals;
+        t.acquired += g.acquired;
+        t.released += g.released;
+        t.leaked_at_exit += g.leaked_at_exit;
+        t.dropped += g.dropped;
+        snap.exited_folded_processes += g.processes;
+    }
+    snap.exited_folded = raw.exited_folded;
     if (snap.totals.acquired)
         snap.totals.leak_ratio = 100.0 * snap.totals.leaks / snap.totals.acquired;
     return snap;

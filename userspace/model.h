@@ -51,6 +51,8 @@ struct RawSite {
     site_stats stats{};
 };
 
+struct ExitedGroup;  // below
+
 // Everything read in one pass over the maps, plus what userspace kept of
 // processes that have exited since.
 struct RawState {
@@ -61,6 +63,7 @@ struct RawState {
     std::vector<RawSite> sites;
     bool sockets_tracked = false;                     // socket_tracer ran
     std::map<uint32_t, ProcessSocketReport> sockets;  // by pid
+    std::vector<ExitedGroup> exited_folded;           // older exited processes, by comm
 };
 
 struct ModelOptions {
@@ -103,6 +106,20 @@ struct ProcessReport {
     ProcessSocketReport sockets;  // if sockets.tracked: db_sockets, each handle's socket...
 };
 
+// Exited processes folded together by name (comm) once more exited
+// processes ended than are listed one by one: their counts, per site too,
+// stay in the totals while memory stays bounded.
+struct ExitedGroup {
+    std::string comm;
+    uint64_t processes = 0;
+    uint64_t acquired = 0, released = 0, released_untracked = 0, leaked_at_exit = 0;
+    uint64_t pings = 0, resets = 0, dropped = 0, dropped_stacks = 0, stacks_unwound = 0, stacks_truncated = 0;
+    std::vector<SiteReport> sites;  // by site name, worst first (no frames kept)
+};
+
+// Adds one exited process (its report with every site) to its group.
+void fold_exited(ExitedGroup& group, const ProcessReport& p);
+
 struct Totals {
     uint64_t acquired = 0, released = 0, active = 0, leaks = 0, leaked_at_exit = 0, dropped = 0;
     double leak_ratio = 0;  // leaks / acquired * 100
@@ -132,6 +149,8 @@ struct Snapshot {
     Totals totals;
     std::vector<ProcessReport> processes;  // by pid
     std::vector<Notice> notices;           // the latest ones, oldest first (LeakNotices)
+    std::vector<ExitedGroup> exited_folded;  // older exited processes, one row per comm
+    uint64_t exited_folded_processes = 0;    // how many processes they hold
 };
 
 // Names a site for people, e.g. "get_users+0x3c (api)".
@@ -145,6 +164,7 @@ using SiteFrames = std::function<Frames(const RawSite& site)>;
 // - leak_ratio: leaks / acquired * 100, 0 when nothing was acquired
 // - dropped: every map insertion that did not fit, summed
 // - tracking_discrepancy: db sockets - active handles
+// - exited_folded: counted in the totals like the processes listed
 Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const SiteNamer& name_site,
                         const SiteFrames& site_frames = nullptr);
 

@@ -197,7 +197,11 @@ void StackTable::refine(RawState& raw)
         unwinder_.forget(pid);
     forget_next_ = std::move(exited_);
     exited_.clear();
+    split(raw);
+}
 
+void StackTable::split(RawState& raw) const
+{
     std::vector<RawSite> sites;
     for (const RawSite& ks : raw.sites) {
         RawSite rest = ks;

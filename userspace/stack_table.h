@@ -57,6 +57,9 @@ public:
     // keys of their own (SiteKey::stack), handles are moved to their stack.
     // Read the events first, then the maps, then refine.
     void refine(RawState& raw);
+    // The same split alone, for processes whose events were all read
+    // (exited before an earlier refine), at any time.
+    void split(RawState& raw) const;
 
     // For keys made by refine().
     std::string site_name(const SiteKey& key) const;

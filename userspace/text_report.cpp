@@ -118,6 +118,11 @@ std::string render_text_report(const Snapshot& snap)
     for (const ProcessReport& p : snap.processes)
         out += process_header(p) + socket_text(p.sockets, p.exited) +
                site_table(p, snap.frames_shown) + leaked_connections(p, snap.leak_after_s);
+    // Older exited processes, one line per comm (their sites are in the JSON).
+    for (const ExitedGroup& g : snap.exited_folded)
+        out += fmt("exited earlier: %" PRIu64 " x %s  acquired %" PRIu64 "  released %" PRIu64
+                   "  leaked at exit %" PRIu64 "  dropped %" PRIu64 "\n",
+                   g.processes, safe_text(g.comm).c_str(), g.acquired, g.released, g.leaked_at_exit, g.dropped);
     return out;
 }
 

@@ -279,18 +279,53 @@ void Tracer::consume_events(const EventHandler& handler)
 
 int Tracer::procs_map_fd() const { return bpf_map__fd(skel_->maps.procs); }
 
-void Tracer::forget_process(uint32_t pid)
+RawState Tracer::read_process(uint32_t pid) const
 {
-    bpf_map_delete_elem(bpf_map__fd(skel_->maps.procs), &pid);
+    RawState raw;
+    proc_stats stats{};
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.procs), &pid, &stats) != 0)
+        return raw;
+    RawProcess p;
+    p.pid = pid;
+    p.stats = stats;
+    p.comm.assign(stats.comm, strnlen(stats.comm, sizeof(stats.comm)));
+    raw.processes.push_back(std::move(p));
+    // After the process entry: if it is exited, these are final too.
     for (auto& [k, v] : dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less))
         if (k.tgid == pid)
-            bpf_map_delete_elem(bpf_map__fd(skel_->maps.conns), &k);
+            raw.conns.push_back({k.tgid, k.conn, v, SiteKey::caller(v.site)});
     for (auto& [k, v] : dump_map<site_key, site_stats>(bpf_map__fd(skel_->maps.sites), site_key_less))
         if (k.tgid == pid)
-            bpf_map_delete_elem(bpf_map__fd(skel_->maps.sites), &k);
-    for (auto& [k, v] : dump_map<conn_key, uint8_t>(bpf_map__fd(skel_->maps.inherited), conn_key_less))
-        if (k.tgid == pid)
-            bpf_map_delete_elem(bpf_map__fd(skel_->maps.inherited), &k);
+            raw.sites.push_back({k.tgid, SiteKey::caller(k.site), v});
+    raw.now_ns = monotonic_ns();
+    return raw;
+}
+
+void Tracer::forget(const RawState& entries)
+{
+    for (const RawProcess& p : entries.processes)
+        bpf_map_delete_elem(bpf_map__fd(skel_->maps.procs), &p.pid);
+    for (const RawConn& c : entries.conns) {
+        conn_key k{};
+        k.tgid = c.pid;
+        k.conn = c.conn;
+        bpf_map_delete_elem(bpf_map__fd(skel_->maps.conns), &k);
+    }
+    for (const RawSite& s : entries.sites) {
+        if (s.site.kind != SiteKey::Kind::caller)  // userspace's own keys are not in the map
+            continue;
+        site_key k{};
+        k.tgid = s.pid;
+        k.site = s.site.value;
+        bpf_map_delete_elem(bpf_map__fd(skel_->maps.sites), &k);
+    }
+    // Handles an exited child inherited and never finished: nothing can
+    // finish them any more.
+    if (!entries.processes.empty())
+        for (auto& [k, v] : dump_map<conn_key, uint8_t>(bpf_map__fd(skel_->maps.inherited), conn_key_less))
+            for (const RawProcess& p : entries.processes)
+                if (k.tgid == p.pid)
+                    bpf_map_delete_elem(bpf_map__fd(skel_->maps.inherited), &k);
 }
 
 }  // namespace connleak

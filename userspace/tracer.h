@@ -65,8 +65,12 @@ public:
     // Only the process entries: cheap, for noticing exits between reports.
     std::vector<RawProcess> read_processes() const;
 
-    // Drops an exited process's entries from the maps, once userspace kept them.
-    void forget_process(uint32_t pid);
+    // One process's entry (none if absent), handles and sites, read now.
+    RawState read_process(uint32_t pid) const;
+
+    // Drops exactly these entries (an exited process's, once userspace kept
+    // them) from the maps: nothing written after they were read.
+    void forget(const RawState& entries);
 
     // The in-kernel process filter (`procs`), shared with the socket tracer.
     int procs_map_fd() const;

@@ -698,3 +698,50 @@ TEST_CASE("a caller site and a stack with the same number are different sites", 
     CHECK(conn(p, 0x102).site == "stack_1");
     CHECK(conn(p, 0x101).site == "caller_1");
 }
+
+TEST_CASE("fold_exited sums processes and their sites by name")
+{
+    ProcessReport a, b;
+    a.comm = "w";
+    a.acquired = 3;
+    a.released = 2;
+    a.leaked_at_exit = 1;
+    a.sites.push_back({"f", 3, 2, 0, 0, 1, 10.0, 20.0, nullptr});
+    b.comm = "w";
+    b.acquired = 1;
+    b.released = 1;
+    b.sites.push_back({"f", 1, 1, 0, 0, 0, 40.0, 40.0, nullptr});
+    b.sites.push_back({"g", 0, 0, 0, 0, 0, 0, 0, nullptr});
+    connleak::ExitedGroup g;
+    connleak::fold_exited(g, a);
+    connleak::fold_exited(g, b);
+    CHECK(g.comm == "w");
+    CHECK(g.processes == 2);
+    CHECK(g.acquired == 4);
+    CHECK(g.released == 3);
+    CHECK(g.leaked_at_exit == 1);
+    REQUIRE(g.sites.size() == 2);
+    CHECK(g.sites[0].site == "f");
+    CHECK(g.sites[0].acquired == 4);
+    CHECK(g.sites[0].released == 3);
+    CHECK(g.sites[0].avg_ms == Approx(20.0));  // (10 * 2 + 40 * 1) / 3
+    CHECK(g.sites[0].max_ms == 40.0);
+}
+
+TEST_CASE("folded exited processes count in the totals")
+{
+    RawState raw;
+    connleak::ExitedGroup g;
+    g.comm = "w";
+    g.processes = 5;
+    g.acquired = 7;
+    g.released = 6;
+    g.leaked_at_exit = 1;
+    raw.exited_folded.push_back(g);
+    Snapshot s = build_snapshot(raw, ModelOptions{}, [](const RawSite&) { return std::string("x"); });
+    CHECK(s.totals.acquired == 7);
+    CHECK(s.totals.released == 6);
+    CHECK(s.totals.leaked_at_exit == 1);
+    CHECK(s.exited_folded_processes == 5);
+    REQUIRE(s.exited_folded.size() == 1);
+}

@@ -1,0 +1,164 @@
+#include "session.h"
+
+#include <cstdio>
+#include <limits>
+
+#include "atomic_file.h"
+#include "json_output.h"
+
+namespace connleak {
+
+bool Session::all_exited()
+{
+    for (const RawProcess& p : source_.read_processes())
+        if (!p.stats.exited_ns && source_.process_exists(p.pid))
+            return false;
+    return true;
+}
+
+ModelOptions Session::model_options() const
+{
+    ModelOptions mopts;
+    mopts.leak_after_s = cfg_.leak_after_s;
+    mopts.top_sites = cfg_.top_sites;
+    mopts.frames_shown = cfg_.stack_frames;
+    return mopts;
+}
+
+std::string Session::site_name(const RawSite& s)
+{
+    return s.site.kind == SiteKey::Kind::stack ? stacks_.site_name(s.site) : names_.name(s, live_.count(s.pid) != 0);
+}
+
+Snapshot Session::snapshot()
+{
+    RawState raw = collect();
+    return build_snapshot(
+        raw, model_options(), [&](const RawSite& s) { return site_name(s); },
+        [&](const RawSite& s) { return stacks_.frames(s.site); });
+}
+
+std::string Session::report(bool final)
+{
+    Snapshot snap = snapshot();
+    for (const Notice& n : notices_.update(snap, [&](uint32_t pid, uint64_t conn, uint64_t acquired_ns) {
+             return stacks_.hold_ms(pid, conn, acquired_ns);
+         }))
+        std::fputs(render_notice(n, cfg_.leak_after_s, cfg_.stack_frames).c_str(), stderr);
+    snap.notices.assign(notices_.recent().begin(), notices_.recent().end());
+    if (final)
+        sink_.finish(snap);
+    else
+        sink_.show(snap);
+    if (!cfg_.json_path.empty() && cfg_.json_path != "-")
+        return write_file_atomically(cfg_.json_path, snapshot_to_json(snap).dump(2) + "\n");
+    return "";
+}
+
+// The maps, with processes that exited moved to the archive (and freed in
+// the kernel) and the archive added back.
+RawState Session::collect()
+{
+    consume_events();  // first: an event read implies its counts in the maps
+    // Exited processes archived by an earlier collect have had all their
+    // events read by now: the oldest beyond the bound can be folded.
+    while (recent_.size() > cfg_.keep_exited) {
+        fold(recent_.front());
+        recent_.pop_front();
+    }
+    RawState kernel = source_.read();
+    RawState raw;
+    raw.now_ns = kernel.now_ns;
+    raw.wall_time_s = kernel.wall_time_s;
+    std::set<uint32_t> archived;
+    live_.clear();
+    for (RawProcess& p : kernel.processes) {
+        // kill(pid, 0) succeeds on a zombie, whose exit the kernel has
+        // already marked; a process that is gone is archived from a fresh
+        // read of its entry, never from this one, which may predate its
+        // last connections.
+        if (!p.stats.exited_ns && source_.process_exists(p.pid)) {
+            p.comm = source_.comm(p.pid);
+            comms_[p.pid] = p.comm;
+            live_.insert(p.pid);
+            raw.processes.push_back(p);
+            continue;
+        }
+        archive(p.pid, kernel.now_ns);
+        archived.insert(p.pid);
+    }
+    for (const RawConn& c : kernel.conns)
+        if (!archived.count(c.pid))
+            raw.conns.push_back(c);
+    for (const RawSite& s : kernel.sites)
+        if (!archived.count(s.pid))
+            raw.sites.push_back(s);
+    // A pid used again: its earlier, exited holder is folded so the two
+    // are never taken for one process.
+    for (auto it = recent_.begin(); it != recent_.end();)
+        if (live_.count(it->process.pid)) {
+            fold(*it);
+            it = recent_.erase(it);
+        } else {
+            ++it;
+        }
+    for (const Archived& a : recent_) {
+        raw.processes.push_back(a.process);
+        raw.conns.insert(raw.conns.end(), a.conns.begin(), a.conns.end());
+        raw.sites.insert(raw.sites.end(), a.sites.begin(), a.sites.end());
+    }
+    for (const auto& [comm, group] : folded_)
+        raw.exited_folded.push_back(group);
+    stacks_.refine(raw);
+    if (annotate_)
+        annotate_(raw);
+    return raw;
+}
+
+void Session::archive(uint32_t pid, uint64_t now_ns)
+{
+    // Read again: the kernel marks the exit before the pid disappears, so
+    // this entry is final, whatever the first read saw.
+    RawState entry = source_.read_process(pid);
+    if (entry.processes.empty())
+        return;
+    RawProcess p = entry.processes.front();
+    // Gone with no exit seen (it exited while being added): nothing can
+    // change its counts any more.
+    if (!p.stats.exited_ns)
+        p.stats.exited_ns = now_ns;
+    if (p.comm.empty())
+        p.comm = comms_.count(pid) ? comms_[pid] : "?";
+    comms_.erase(pid);
+    for (const RawSite& s : entry.sites)
+        names_.name(s, false);  // nothing more can be learnt of it
+    // A pid used again before its earlier holder was folded.
+    for (auto it = recent_.begin(); it != recent_.end(); ++it)
+        if (it->process.pid == pid) {
+            fold(*it);
+            recent_.erase(it);
+            break;
+        }
+    source_.forget(entry);  // exactly what was kept, nothing read later
+    stacks_.process_exited(pid);
+    recent_.push_back({p, std::move(entry.conns), std::move(entry.sites)});
+}
+
+void Session::fold(const Archived& a)
+{
+    RawState one;
+    one.now_ns = a.process.stats.exited_ns;
+    one.processes.push_back(a.process);
+    one.conns = a.conns;
+    one.sites = a.sites;
+    stacks_.split(one);
+    ModelOptions mopts = model_options();
+    mopts.top_sites = std::numeric_limits<size_t>::max();  // every site, for exact per-site counts
+    Snapshot snap = build_snapshot(one, mopts, [&](const RawSite& s) {
+        return s.site.kind == SiteKey::Kind::stack ? stacks_.site_name(s.site) : names_.name(s, false);
+    });
+    for (const ProcessReport& p : snap.processes)
+        fold_exited(folded_[p.comm], p);
+}
+
+}  // namespace connleak

@@ -1,0 +1,30 @@
+// The Session's TraceSource on the real kernel: a Tracer's maps, and
+// kill(2) and /proc for what the maps cannot tell.
+#pragma once
+
+#include "session.h"
+#include "tracer.h"
+
+namespace connleak {
+
+// kill(pid, 0): true for a zombie too (and for a process we may not signal).
+bool process_exists(uint32_t pid);
+// /proc/<pid>/comm, or "" once it is gone.
+std::string read_comm(uint32_t pid);
+
+class TracerSource : public TraceSource {
+public:
+    explicit TracerSource(Tracer& tracer) : tracer_(tracer) {}
+    void consume_events(const EventHandler& handler) override { tracer_.consume_events(handler); }
+    RawState read() override { return tracer_.read(); }
+    std::vector<RawProcess> read_processes() override { return tracer_.read_processes(); }
+    RawState read_process(uint32_t pid) override { return tracer_.read_process(pid); }
+    void forget(const RawState& entries) override { tracer_.forget(entries); }
+    bool process_exists(uint32_t pid) override { return connleak::process_exists(pid); }
+    std::string comm(uint32_t pid) override { return read_comm(pid); }
+
+private:
+    Tracer& tracer_;
+};
+
+}  // namespace connleak
