@@ -96,10 +96,11 @@ public:
                                                         : names_.name(s, !archive_.count(s.pid));
             },
             [&](const RawSite& s) { return stacks_.frames(s.site); });
-        for (const Notice& n : notices_.update(snap, [&](uint32_t pid, uint64_t conn, uint64_t acquired_ns) {
-                 return stacks_.hold_ms(pid, conn, acquired_ns);
-             }))
-            std::fputs(render_notice(n, opts_.leak_after_s, opts_.stack_frames).c_str(), stderr);
+        const auto batch = notices_.update(snap, [&](uint32_t pid, uint64_t conn, uint64_t acquired_ns) {
+            return stacks_.hold_ms(pid, conn, acquired_ns);
+        });
+        std::fputs(notices_.render(batch, {opts_.leak_after_s, opts_.stack_frames, opts_.notice_stacks}).c_str(),
+                   stderr);
         snap.notices.assign(notices_.recent().begin(), notices_.recent().end());
         if (final)
             sink_.finish(snap);
