@@ -131,4 +131,11 @@ using SiteFrames = std::function<Frames(const RawSite& site)>;
 Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const SiteNamer& name_site,
                         const SiteFrames& site_frames = nullptr);
 
+// Whether a process has anything to say: it called libpq (acquired,
+// released, pinged, reset, or lost counts to full maps) or holds or held a
+// database socket (an inherited one too). The text report and the live view
+// leave out those that have not: short helpers a library spawns (ldconfig
+// under psycopg 3) or a target before its first connect. JSON keeps all.
+bool touched_libpq(const ProcessReport& p);
+
 }  // namespace connleak
