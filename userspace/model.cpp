@@ -155,4 +155,6 @@ bool touched_libpq(const ProcessReport& p)
            p.sockets.closed_at_exit || p.sockets.dropped;
 }
 
+bool quiet_helper(const ProcessReport& p) { return p.exited && !touched_libpq(p); }
+
 }  // namespace connleak

@@ -133,9 +133,12 @@ Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const Sit
 
 // Whether a process has anything to say: it called libpq (acquired,
 // released, pinged, reset, or lost counts to full maps) or holds or held a
-// database socket (an inherited one too). The text report and the live view
-// leave out those that have not: short helpers a library spawns (ldconfig
-// under psycopg 3) or a target before its first connect. JSON keeps all.
+// database socket (an inherited one too).
 bool touched_libpq(const ProcessReport& p);
+// An exited process that never touched libpq: a short helper a library
+// spawned (ldconfig under psycopg 3). The text report and the live view
+// leave these out; JSON keeps all. A live one stays: a target before its
+// first connect must be seen to be traced.
+bool quiet_helper(const ProcessReport& p);
 
 }  // namespace connleak

@@ -277,12 +277,12 @@ std::vector<const SiteReport*> sorted_sites(const ProcessReport& p, SortKey k)
 }
 
 // Live processes first: the ones a person can still do something about.
-// Those that never touched libpq have nothing to say (one note names them).
+// Exited ones that never touched libpq have nothing to say (one note names them).
 std::vector<const ProcessReport*> sorted_processes(const Snapshot& snap, SortKey k)
 {
     std::vector<const ProcessReport*> out;
     for (const ProcessReport& p : snap.processes)
-        if (touched_libpq(p))
+        if (!quiet_helper(p))
             out.push_back(&p);
     std::stable_sort(out.begin(), out.end(), [&](const ProcessReport* a, const ProcessReport* b) {
         if (a->exited != b->exited)

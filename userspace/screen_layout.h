@@ -78,8 +78,8 @@ struct Screen {
 // Fixed header (title, totals), the scrolling body (per process: heading,
 // site table, its oldest live connections, as many as the screen has room
 // for once every process's sites are on it; then the live connections that
-// did not fit, by process), fixed key bar at the bottom. Processes that
-// never touched libpq are left out, named in one line.
+// did not fit, by process), fixed key bar at the bottom. Exited processes
+// that never touched libpq are left out, named in one line.
 Screen layout_screen(const Snapshot& snap, const Trends& trends, const ViewState& view, const LayoutParams& params);
 
 }  // namespace connleak

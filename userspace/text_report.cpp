@@ -114,7 +114,7 @@ std::string render_text_report(const Snapshot& snap)
         out += fmt("  db sockets %" PRIu64 "  discrepancy %+" PRId64, t.db_sockets, t.tracking_discrepancy);
     out += "\n";
     for (const ProcessReport& p : snap.processes)
-        if (touched_libpq(p))
+        if (!quiet_helper(p))
             out += process_header(p) + socket_text(p.sockets, p.exited) + site_table(p, snap.frames_shown) +
                    leaked_connections(p, snap.leak_after_s);
     if (std::string note = quiet_processes_note(snap); !note.empty())
@@ -127,12 +127,12 @@ std::string quiet_processes_note(const Snapshot& snap)
     constexpr size_t kNamed = 3;  // one short line, however many helpers
     std::vector<const ProcessReport*> quiet;
     for (const ProcessReport& p : snap.processes)
-        if (!touched_libpq(p))
+        if (quiet_helper(p))
             quiet.push_back(&p);
     if (quiet.empty())
         return "";
-    std::string out = fmt("not shown: %zu traced %s that made no libpq call and %s no database socket:", quiet.size(),
-                          quiet.size() == 1 ? "process" : "processes", quiet.size() == 1 ? "holds" : "hold");
+    std::string out = fmt("not shown: %zu exited %s that made no libpq call and held no database socket:",
+                          quiet.size(), quiet.size() == 1 ? "process" : "processes");
     for (size_t i = 0; i < quiet.size() && i < kNamed; i++)
         out += fmt("%s %s (pid %u)", i ? "," : "", quiet[i]->comm.c_str(), quiet[i]->pid);
     if (quiet.size() > kNamed)

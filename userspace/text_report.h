@@ -7,11 +7,11 @@
 
 namespace connleak {
 
-// Processes that never touched libpq (touched_libpq) are left out, and
-// named in one line at the end (quiet_processes_note).
+// Exited processes that never touched libpq (quiet_helper) are left out,
+// and named in one line at the end (quiet_processes_note).
 std::string render_text_report(const Snapshot& snap);
 
-// "not shown: 2 traced processes ...: ldconfig (pid 4321), ...", or "" when
+// "not shown: 2 exited processes ...: ldconfig (pid 4321), ...", or "" when
 // every process is shown. Names as the target chose them (escape them).
 std::string quiet_processes_note(const Snapshot& snap);
 

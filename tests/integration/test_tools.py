@@ -149,8 +149,8 @@ class ToolsTest(ConnleakTestCase):
         names = ", ".join("%s (pid %d)" % (p["comm"], p["pid"]) for p in sorted(quiet, key=lambda p: p["pid"])[:3])
         if len(quiet) > 3:
             names += ", and %d more" % (len(quiet) - 3)
-        self.assertIn("  not shown: %d traced process%s that made no libpq call and hold%s no database socket: %s"
-                      % (len(quiet), "" if len(quiet) == 1 else "es", "s" if len(quiet) == 1 else "", names),
+        self.assertIn("  not shown: %d exited process%s that made no libpq call and held no database socket: %s"
+                      % (len(quiet), "" if len(quiet) == 1 else "es", names),
                       final.splitlines(), final)
 
 

@@ -388,9 +388,12 @@ TEST_CASE("a tall terminal lists as many live connections as fit", "[layout]")
     CHECK(find_line(end, "0x701f "));  // the 32nd, the first not listed in place
     CHECK(end.max_scroll == 12);       // 36 in place, then blank, heading, column heading, 9
 
-    // A short terminal still lists the oldest three in place.
-    s = layout(many_live(500, 7), Trends{}, 150, 10);
+    // A short terminal still lists the oldest three in place: 12 rows,
+    // 8 for the body (heading, table heading, site, connection heading,
+    // 3 rows, "+4 more").
+    s = layout(many_live(500, 7), Trends{}, 150, 12);
     CHECK(rows_with(s, "! 0x700") == 3);
+    CHECK(find_line(s, "+4 more live connections, at the end"));
 }
 
 TEST_CASE("every process's sites come before more live connections", "[layout]")
@@ -431,13 +434,19 @@ TEST_CASE("processes that never touched libpq are left out, named once", "[layou
     CHECK_FALSE(find_line(s, "PID 300"));
     CHECK(find_line(s, "PID 400 child"));
     CHECK(text_of(s, "not shown") ==
-          "  not shown: 1 traced process that made no libpq call and holds no database socket: ldconfig (pid 300)");
+          "  not shown: 1 exited process that made no libpq call and held no database socket: ldconfig (pid 300)");
 
-    Snapshot only;  // a target before its first connect: still named
+    Snapshot only;  // nothing else: still named
     only.processes.push_back(helper);
     s = layout(only, Trends{}, 160, 60);
     CHECK_FALSE(find_line(s, "PID 300"));
     CHECK(find_line(s, "ldconfig (pid 300)"));
+
+    helper.exited = false;  // live: a target before its first connect, shown
+    only.processes = {helper};
+    s = layout(only, Trends{}, 160, 60);
+    CHECK(find_line(s, "PID 300 ldconfig"));
+    CHECK_FALSE(find_line(s, "not shown"));
 }
 
 TEST_CASE("sort keys cycle and order sites and processes", "[layout]")

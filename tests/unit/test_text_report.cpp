@@ -407,7 +407,7 @@ TEST_CASE("BUG: site columns stay aligned when a site name has non-ASCII charact
     }
 }
 
-TEST_CASE("processes that never touched libpq are left out, named in one line", "[text]")
+TEST_CASE("exited processes that never touched libpq are left out, named in one line", "[text]")
 {
     Snapshot s = leaking_snapshot();
     ProcessReport helper;  // ldconfig, spawned by a library (psycopg 3's find_library)
@@ -440,7 +440,7 @@ TEST_CASE("processes that never touched libpq are left out, named in one line", 
     CHECK(contains(out, "PID 6003 (child)"));
     CHECK(contains(out, "PID 6004 (closer)"));
     CHECK(lines_of(out).back() ==
-          "  not shown: 2 traced processes that made no libpq call and hold no database socket: ldconfig (pid 6001), "
+          "  not shown: 2 exited processes that made no libpq call and held no database socket: ldconfig (pid 6001), "
           "ldconfig.real (pid 6002)");
 
     for (uint32_t pid = 6005; pid < 6010; pid++) {
@@ -449,6 +449,12 @@ TEST_CASE("processes that never touched libpq are left out, named in one line", 
     }
     CHECK(contains(lines_of(render_text_report(s)).back(),
                    "ldconfig (pid 6001), ldconfig.real (pid 6002), ldconfig (pid 6005), and 4 more"));
+
+    s = leaking_snapshot();  // a live target before its first connect: shown
+    helper.exited = false;
+    s.processes.push_back(helper);
+    CHECK(contains(render_text_report(s), "PID 6009 (ldconfig)"));
+    CHECK_FALSE(contains(render_text_report(s), "not shown"));
 }
 
 TEST_CASE("each way of touching libpq keeps a process shown", "[text]")
