@@ -24,17 +24,14 @@ os._exit(0)
 """
 
 
-# What psycopg 3 does at import (ctypes.util.find_library runs ldconfig -p
-# in a child), then a child that inherits a connection's socket: the first
-# never touches libpq, the second holds a database socket.
+# What psycopg 3 does at import: ctypes.util.find_library runs ldconfig -p
+# in a child, which never touches libpq.
 HELPERS_SCRIPT = """
-import ctypes.util, os, subprocess, sys, psycopg2
+import ctypes.util, os, sys, psycopg2
 assert ctypes.util.find_library("pq")
 kept, closed = psycopg2.connect(sys.argv[1]), psycopg2.connect(sys.argv[1])
 closed.close()
-child = subprocess.Popen(["/bin/sleep", "2"], pass_fds=(kept.fileno(),))
-print("helpers: ldconfig done, child=%d" % child.pid, flush=True)
-child.wait()
+print("helpers: ldconfig done", flush=True)
 os._exit(0)
 """
 
@@ -121,31 +118,28 @@ class ToolsTest(ConnleakTestCase):
         """Issue #18: a library's short helpers (ldconfig under psycopg 3's
         find_library) are traced as children but never touch libpq: the text
         report leaves them out and names them in one line; the JSON keeps
-        them. A child holding an inherited database socket stays listed."""
+        them."""
         app = self.app()
         mark = self.server.log_mark()
         r = self.launch([PYTHON, "-c", HELPERS_SCRIPT, self.server.conninfo(app)], interval=0.3)
         ctx = r.describe()
         self.assertEqual(r.returncode, 0, ctx)
-        child = int(re.search(r"helpers: ldconfig done, child=(\d+)", r.stdout).group(1))
+        self.assertIn("helpers: ldconfig done", r.stdout, ctx)
         self.assertEqual(self.server.count_authorized(app, since=mark), 2, ctx)
         self.check_snapshot(r.snapshot, ctx)
         procs = {p["pid"]: p for p in r.snapshot["processes"]}
         python = [p for p in procs.values() if p["comm"] == "python3"]
         self.assertEqual(len(python), 1, ctx)
         self.assertCounts(python[0], ctx, exited=True, acquired=2, released=1, leaked_at_exit=1)
-        quiet = [p for p in procs.values() if p["pid"] not in (python[0]["pid"], child)]
+        quiet = [p for p in procs.values() if p["pid"] != python[0]["pid"]]
         self.assertIn("ldconfig", [p["comm"] for p in quiet], ctx)
         for p in quiet:
             self.assertCounts(p, ctx, exited=True)
             self.assertEqual(p["db_sockets"] + p["sockets"]["closed_at_exit"], 0, ctx)
-        self.assertIn(child, procs, ctx)
-        self.assertCounts(procs[child], ctx, exited=True)
-        self.assertEqual(procs[child]["sockets"]["closed_at_exit"], 1, "the inherited socket\n" + ctx)
 
         final = report_blocks(r.stdout)[-1]
         listed = sorted(int(pid) for pid in re.findall(r"^PID (\d+) ", final, re.M))
-        self.assertEqual(listed, sorted([python[0]["pid"], child]), final)
+        self.assertEqual(listed, [python[0]["pid"]], final)
         names = ", ".join("%s (pid %d)" % (p["comm"], p["pid"]) for p in sorted(quiet, key=lambda p: p["pid"])[:3])
         if len(quiet) > 3:
             names += ", and %d more" % (len(quiet) - 3)
