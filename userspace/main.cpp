@@ -203,6 +203,7 @@ int run(const Options& o)
     scfg.leak_after_s = o.leak_after_s;
     scfg.top_sites = o.top_sites;
     scfg.stack_frames = o.stack_frames;
+    scfg.notice_stacks = o.notice_stacks;
     scfg.json_path = o.json_path;
     TracerSource source(*tracer.value());
     Session session(scfg, source, *sink, stacks);

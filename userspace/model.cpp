@@ -194,4 +194,13 @@ Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const Sit
     return snap;
 }
 
+bool touched_libpq(const ProcessReport& p)
+{
+    return p.acquired || p.released || p.released_untracked || p.released_inherited || p.pings || p.resets || p.leaked_at_exit || p.dropped ||
+           p.dropped_stacks || !p.sites.empty() || !p.connections.empty() || p.sockets.db_sockets ||
+           p.sockets.closed_at_exit || p.sockets.dropped;
+}
+
+bool quiet_helper(const ProcessReport& p) { return p.exited && !touched_libpq(p); }
+
 }  // namespace connleak

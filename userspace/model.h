@@ -168,4 +168,14 @@ using SiteFrames = std::function<Frames(const RawSite& site)>;
 Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const SiteNamer& name_site,
                         const SiteFrames& site_frames = nullptr);
 
+// Whether a process has anything to say: it called libpq (acquired,
+// released, pinged, reset, or lost counts to full maps) or holds or held a
+// database socket (an inherited one too).
+bool touched_libpq(const ProcessReport& p);
+// An exited process that never touched libpq: a short helper a library
+// spawned (ldconfig under psycopg 3). The text report and the live view
+// leave these out; JSON keeps all. A live one stays: a target before its
+// first connect must be seen to be traced.
+bool quiet_helper(const ProcessReport& p);
+
 }  // namespace connleak

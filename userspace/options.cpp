@@ -86,6 +86,9 @@ Options parse_options(int argc, char** argv)
         ->default_val(CONNLEAK_STACK_SIZE)->check(CLI::Range(0, CONNLEAK_STACK_SIZE_MAX));
     app.add_option("--stacks", o.stack_frames, "Frames shown per stack in the text report and leak notices")
         ->default_val(10);
+    app.add_flag("--notice-stacks", o.notice_stacks,
+                 "Each leak notice on its own line with its whole stack (default: a site's stack once, "
+                 "repeats folded)");
     app.add_option("--site-skip", o.site_skip,
                    "A frame matching this regex (\"func+0x1c (module) file.c:3\") is not the site: driver glue "
                    "(repeatable; libpq and libpqxx are always skipped)");

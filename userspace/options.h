@@ -23,6 +23,7 @@ struct Options {
     uint32_t max_conns = 0, max_sites = 0, max_procs = 0;  // 0: defaults of connleak.h
     uint32_t stack_size = 8192;          // user stack bytes copied per acquisition; 0: no stacks
     size_t stack_frames = 10;            // frames shown per stack (text, notices)
+    bool notice_stacks = false;          // every leak notice with its whole stack, none folded
     std::vector<std::string> site_skip;  // frames that are not the site, besides libpq's
     std::string debug_dir = "/usr/lib/debug";
     bool sockets = true;                       // db sockets held against handles

@@ -8,6 +8,7 @@
 #include "json_output.h"
 #include "safe_text.h"
 #include "strfmt.h"
+#include "text_report.h"
 
 namespace connleak {
 namespace {
@@ -106,13 +107,13 @@ void add_socket_fields(const Totals& t, std::vector<Field>& fields)
                       t.tracking_discrepancy ? Style::Warn : Style::Healthy});
 }
 
-std::vector<Field> total_fields(const Snapshot& snap, const Trends& trends)
+std::vector<Field> total_fields(const Snapshot& snap, const Trends& trends, double interval_s)
 {
     const Totals& t = snap.totals;
     const Trend active = trends.total();
     std::string active_text = format_count(t.active, 20);
-    if (active.samples >= 2)
-        active_text += " (" + signed_text(active.since_last) + ")";
+    if (active.samples >= 2)  // the change since the report before, which came one interval earlier
+        active_text += " (" + signed_text(active.since_last) + fmt(" in %gs)", interval_s);
     std::vector<Field> fields = {
         {"acquired", format_count(t.acquired, 20)},
         {"released", format_count(t.released, 20)},
@@ -140,17 +141,18 @@ struct Column {
     int drop;  // order in which narrow terminals give it up; 0: never
 };
 
-// Trends sit next to ACTIVE because they describe it. LEAKS is wide
-// enough for "AT EXIT", its heading for exited processes.
+// Trends sit next to ACTIVE because they describe it (README "Live view"
+// says so; the headings should read without it). LEAKS is wide enough for
+// "AT EXIT", its heading for exited processes.
 constexpr Column kColumns[] = {
     {Col::Active, "ACTIVE", 6, 0},
-    {Col::Chg, "CHG", 5, 7},          // since the last report
-    {Col::Session, "SESSION", 7, 4},  // since first seen
-    {Col::Trend, "TREND", 5, 6},      // up / flat / down over the last reports
+    {Col::Chg, "CHANGE", 6, 7},            // ACTIVE since the last report
+    {Col::Session, "SINCE START", 11, 3},  // ACTIVE since the site was first seen
+    {Col::Trend, "TREND", 5, 6},           // up / flat / down over the last reports
     {Col::Leaks, "LEAKS", 7, 0},
     {Col::Acquired, "ACQUIRED", 8, 5},
     {Col::Released, "RELEASED", 8, 1},
-    {Col::AvgMs, "AVG MS", 8, 3},
+    {Col::AvgMs, "AVG MS", 8, 4},
     {Col::MaxMs, "MAX MS", 8, 2},
 };
 constexpr size_t kIndent = 2;    // "! " marks a leaking row without colour
@@ -275,11 +277,13 @@ std::vector<const SiteReport*> sorted_sites(const ProcessReport& p, SortKey k)
 }
 
 // Live processes first: the ones a person can still do something about.
+// Exited ones that never touched libpq have nothing to say (one note names them).
 std::vector<const ProcessReport*> sorted_processes(const Snapshot& snap, SortKey k)
 {
     std::vector<const ProcessReport*> out;
     for (const ProcessReport& p : snap.processes)
-        out.push_back(&p);
+        if (!quiet_helper(p))
+            out.push_back(&p);
     std::stable_sort(out.begin(), out.end(), [&](const ProcessReport* a, const ProcessReport* b) {
         if (a->exited != b->exited)
             return !a->exited;
@@ -316,25 +320,103 @@ std::vector<Field> process_fields(const ProcessReport& p)
     return f;
 }
 
-// The oldest live handles: their age says how long a leak has been going.
-void add_connections(std::vector<Line>& body, const ProcessReport& p, size_t shown, size_t width)
+// ---- live connections ---------------------------------------------------
+
+Line connection_heading(size_t width)
 {
-    if (p.connections.empty() || shown == 0)
-        return;
-    body.push_back(fit({{fmt("  %-18s %8s %8s  %s", "OLDEST LIVE", "AGE", "TID", "SITE"), Style::Heading}}, width));
-    const size_t n = std::min(shown, p.connections.size());
-    for (size_t i = 0; i < n; i++) {
-        const ConnReport& c = p.connections[i];
-        std::string text = fmt("%s%-18s %8s %8u  %s", c.leak ? "! " : "  ", fmt("0x%" PRIx64, c.conn).c_str(),
-                               format_age(c.age_ms).c_str(), c.tid, printable(c.site).c_str());
-        body.push_back(fit({{text, c.leak ? Style::Leak : Style::Plain}}, width));
-    }
-    if (p.connections.size() > n)
-        body.push_back(fit({{fmt("  +%zu more live", p.connections.size() - n), Style::Muted}}, width));
+    return fit({{fmt("  %-18s %8s %8s  %s", "LIVE CONNECTION", "HELD", "THREAD", "SITE"), Style::Heading}}, width);
 }
 
+// One live handle, oldest first: its age says how long a leak has been going.
+Line connection_row(const ConnReport& c, size_t width)
+{
+    std::string text = fmt("%s%-18s %8s %8u  %s", c.leak ? "! " : "  ", fmt("0x%" PRIx64, c.conn).c_str(),
+                           format_age(c.age_ms).c_str(), c.tid, printable(c.site).c_str());
+    return fit({{text, c.leak ? Style::Leak : Style::Plain}}, width);
+}
+
+// Lines the first `shown` of a process's n live handles take under its
+// table: a heading and the rows, and "+N more" unless all are there.
+size_t connection_lines(size_t n, size_t shown)
+{
+    if (n == 0)
+        return 0;
+    if (shown == 0)
+        return 1;
+    return 1 + shown + (shown < n ? 1 : 0);
+}
+
+// How many live handles each process lists under its table: at least
+// `floor` (or all it has), then one more at a time round the processes
+// while the page has room, so the sites of every process come first and
+// a tall terminal is filled. The rest go to the end of the body.
+std::vector<size_t> plan_connections(const std::vector<const ProcessReport*>& procs, size_t fixed_lines, size_t page,
+                                     size_t floor)
+{
+    std::vector<size_t> shown(procs.size());
+    size_t used = fixed_lines;
+    for (size_t i = 0; i < procs.size(); i++) {
+        shown[i] = std::min(floor, procs[i]->connections.size());
+        used += connection_lines(procs[i]->connections.size(), shown[i]);
+    }
+    for (bool grew = true; grew;) {
+        grew = false;
+        for (size_t i = 0; i < procs.size(); i++) {
+            const size_t n = procs[i]->connections.size();
+            if (shown[i] >= n)
+                continue;
+            const size_t more = connection_lines(n, shown[i] + 1) - connection_lines(n, shown[i]);
+            if (used + more > page)
+                continue;
+            used += more;
+            shown[i]++;
+            grew = true;
+        }
+    }
+    return shown;
+}
+
+void add_connections(std::vector<Line>& body, const ProcessReport& p, size_t shown, size_t width)
+{
+    const size_t n = p.connections.size();
+    if (n == 0)
+        return;
+    if (shown > 0)
+        body.push_back(connection_heading(width));
+    for (size_t i = 0; i < shown; i++)
+        body.push_back(connection_row(p.connections[i], width));
+    if (n > shown)
+        body.push_back(fit({{fmt("  +%zu more live connection%s, at the end", n - shown, n - shown == 1 ? "" : "s"),
+                             Style::Muted}},
+                           width));
+}
+
+// The live handles that did not fit under their process, reached by
+// scrolling. Bounded: the JSON lists them all.
+constexpr size_t kMaxRestListed = 1000;
+
+void add_rest_of_connections(std::vector<Line>& body, const ProcessReport& p, size_t shown, size_t width)
+{
+    const size_t n = p.connections.size();
+    if (shown >= n)
+        return;
+    body.push_back({});
+    body.push_back(fit({{fmt("PID %u %s: %zu more live connection%s", p.pid, printable(p.comm).c_str(), n - shown,
+                             n - shown == 1 ? "" : "s"),
+                         Style::Strong}},
+                       width));
+    body.push_back(connection_heading(width));
+    const size_t end = std::min(n, shown + kMaxRestListed);
+    for (size_t i = shown; i < end; i++)
+        body.push_back(connection_row(p.connections[i], width));
+    if (end < n)
+        body.push_back(fit({{fmt("  +%zu more (all are in --json)", n - end), Style::Muted}}, width));
+}
+
+// ---- the body ----------------------------------------------------------
+
 std::vector<Line> layout_body(const Snapshot& snap, const Trends& trends, const ViewState& view,
-                              const LayoutParams& params)
+                              const LayoutParams& params, size_t page)
 {
     const size_t width = static_cast<size_t>(params.width);
     std::vector<Line> body;
@@ -346,27 +428,49 @@ std::vector<Line> layout_body(const Snapshot& snap, const Trends& trends, const 
         body.push_back({{"  no traced process yet", Style::Muted}});
         return body;
     }
+    const std::vector<const ProcessReport*> procs = sorted_processes(snap, view.sort);
     // One column plan for every process, so the tables line up.
     size_t longest = text_width("SITE");
-    for (const ProcessReport& p : snap.processes)
-        for (const SiteReport& s : p.sites)
+    for (const ProcessReport* p : procs)
+        for (const SiteReport& s : p->sites)
             longest = std::max(longest, text_width(printable(s.site)));
     const Table table = plan_table(width, longest);
 
-    for (const ProcessReport* p : sorted_processes(snap, view.sort)) {
+    // Each process's heading and site table, then its live handles.
+    std::vector<std::vector<Line>> heads;
+    size_t fixed = 0;
+    for (const ProcessReport* p : procs) {
+        std::vector<Line> head;
+        if (!heads.empty())
+            head.push_back({});
+        for (Line& l : flow(process_fields(*p), width, "", "  "))
+            head.push_back(std::move(l));
+        if (p->sites.empty()) {
+            head.push_back(fit({{"  no connections acquired while traced", Style::Muted}}, width));
+        } else {
+            head.push_back(fit(table_heading(table, p->exited), width));
+            for (const SiteReport* s : sorted_sites(*p, view.sort))
+                head.push_back(fit(site_row(table, *p, *s, trends.site(p->pid, s->site)), width));
+        }
+        fixed += head.size();
+        heads.push_back(std::move(head));
+    }
+    const std::string note = quiet_processes_note(snap);
+    if (!note.empty())
+        fixed += procs.empty() ? 1 : 2;
+    const std::vector<size_t> shown = plan_connections(procs, fixed, page, params.oldest_conns);
+    for (size_t i = 0; i < procs.size(); i++) {
+        for (Line& l : heads[i])
+            body.push_back(std::move(l));
+        add_connections(body, *procs[i], shown[i], width);
+    }
+    if (!note.empty()) {
         if (!body.empty())
             body.push_back({});
-        for (Line& l : flow(process_fields(*p), width, "", "  "))
-            body.push_back(std::move(l));
-        if (p->sites.empty()) {
-            body.push_back(fit({{"  no connections acquired while traced", Style::Muted}}, width));
-        } else {
-            body.push_back(fit(table_heading(table, p->exited), width));
-            for (const SiteReport* s : sorted_sites(*p, view.sort))
-                body.push_back(fit(site_row(table, *p, *s, trends.site(p->pid, s->site)), width));
-        }
-        add_connections(body, *p, params.oldest_conns, width);
+        body.push_back(fit({{"  " + printable(note), Style::Muted}}, width));
     }
+    for (size_t i = 0; i < procs.size(); i++)
+        add_rest_of_connections(body, *procs[i], shown[i], width);
     return body;
 }
 
@@ -519,16 +623,16 @@ Screen layout_screen(const Snapshot& snap, const Trends& trends, const ViewState
 
     std::vector<Line> top = {title_bar(snap, params, width)};
     if (!params.waiting)
-        for (Line& l : flow(total_fields(snap, trends), width, " ", " "))
+        for (Line& l : flow(total_fields(snap, trends, params.interval_s), width, " ", " "))
             top.push_back(std::move(l));
     top.push_back({});
     // Tiny terminals: the title and the key bar win over the header.
     if (top.size() + 1 > height)
         top.resize(std::max<size_t>(height, 2) - 1);
 
-    const std::vector<Line> body = layout_body(snap, trends, view, params);
     Screen screen;
     screen.page = static_cast<int>(height > top.size() + 1 ? height - top.size() - 1 : 0);
+    const std::vector<Line> body = layout_body(snap, trends, view, params, static_cast<size_t>(screen.page));
     screen.max_scroll = std::max(0, static_cast<int>(body.size()) - screen.page);
     screen.scroll = std::clamp(view.scroll, 0, screen.max_scroll);
 

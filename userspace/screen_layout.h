@@ -64,7 +64,7 @@ struct ViewState {
 struct LayoutParams {
     int width = 80, height = 24;
     double interval_s = 2;
-    size_t oldest_conns = 3;  // live connections listed per process
+    size_t oldest_conns = 3;  // live connections listed per process at least; more while the screen has room
     bool waiting = false;     // no report yet: say so instead of zeros
 };
 
@@ -76,7 +76,10 @@ struct Screen {
 };
 
 // Fixed header (title, totals), the scrolling body (per process: heading,
-// site table, oldest live connections), fixed key bar at the bottom.
+// site table, its oldest live connections, as many as the screen has room
+// for once every process's sites are on it; then the live connections that
+// did not fit, by process), fixed key bar at the bottom. Exited processes
+// that never touched libpq are left out, named in one line.
 Screen layout_screen(const Snapshot& snap, const Trends& trends, const ViewState& view, const LayoutParams& params);
 
 }  // namespace connleak

@@ -44,6 +44,7 @@ struct SessionConfig {
     double leak_after_s = 30;
     size_t top_sites = 10;
     size_t stack_frames = 10;
+    bool notice_stacks = false;  // every notice with its whole stack (--notice-stacks)
     std::string json_path;     // "" or "-": no snapshot file
     size_t keep_exited = 100;  // exited processes listed one by one; older ones are folded
 };

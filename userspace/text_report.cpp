@@ -91,12 +91,12 @@ std::string leaked_connections(const ProcessReport& p, double leak_after_s)
     std::string rows;
     for (const ConnReport& c : p.connections)
         if (c.leak)
-            rows += fmt("  %-18s %8u %9.1f  %s\n", fmt("0x%" PRIx64, c.conn).c_str(), c.tid, c.age_ms / 1000.0,
-                        safe_text(c.site).c_str());
+            rows += fmt("  %-18s %8u %9s  %s\n", fmt("0x%" PRIx64, c.conn).c_str(), c.tid,
+                        fmt("%.1fs", c.age_ms / 1000.0).c_str(), safe_text(c.site).c_str());
     if (rows.empty())
         return "";
-    return fmt("  connections held %gs or longer:\n  %-18s %8s %9s  %s\n", leak_after_s, "CONN", "TID", "AGE S",
-               "SITE") +
+    return fmt("  connections held %gs or longer:\n  %-18s %8s %9s  %s\n", leak_after_s, "CONNECTION", "THREAD",
+               "HELD", "SITE") +
            rows;
 }
 
@@ -116,13 +116,34 @@ std::string render_text_report(const Snapshot& snap)
         out += fmt("  db sockets %" PRIu64 "  discrepancy %+" PRId64, t.db_sockets, t.tracking_discrepancy);
     out += "\n";
     for (const ProcessReport& p : snap.processes)
-        out += process_header(p) + socket_text(p.sockets, p.exited) +
-               site_table(p, snap.frames_shown) + leaked_connections(p, snap.leak_after_s);
+        if (!quiet_helper(p))
+            out += process_header(p) + socket_text(p.sockets, p.exited) + site_table(p, snap.frames_shown) +
+                   leaked_connections(p, snap.leak_after_s);
+    if (std::string note = quiet_processes_note(snap); !note.empty())
+        out += "  " + safe_text(note) + "\n";
     // Older exited processes, one line per comm (their sites are in the JSON).
     for (const ExitedGroup& g : snap.exited_folded)
         out += fmt("exited earlier: %" PRIu64 " x %s  acquired %" PRIu64 "  released %" PRIu64
                    "  leaked at exit %" PRIu64 "  dropped %" PRIu64 "\n",
                    g.processes, safe_text(g.comm).c_str(), g.acquired, g.released, g.leaked_at_exit, g.dropped);
+    return out;
+}
+
+std::string quiet_processes_note(const Snapshot& snap)
+{
+    constexpr size_t kNamed = 3;  // one short line, however many helpers
+    std::vector<const ProcessReport*> quiet;
+    for (const ProcessReport& p : snap.processes)
+        if (quiet_helper(p))
+            quiet.push_back(&p);
+    if (quiet.empty())
+        return "";
+    std::string out = fmt("not shown: %zu exited %s that made no libpq call and held no database socket:",
+                          quiet.size(), quiet.size() == 1 ? "process" : "processes");
+    for (size_t i = 0; i < quiet.size() && i < kNamed; i++)
+        out += fmt("%s %s (pid %u)", i ? "," : "", quiet[i]->comm.c_str(), quiet[i]->pid);
+    if (quiet.size() > kNamed)
+        out += fmt(", and %zu more", quiet.size() - kNamed);
     return out;
 }
 

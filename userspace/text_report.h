@@ -7,6 +7,12 @@
 
 namespace connleak {
 
+// Exited processes that never touched libpq (quiet_helper) are left out,
+// and named in one line at the end (quiet_processes_note).
 std::string render_text_report(const Snapshot& snap);
+
+// "not shown: 2 exited processes ...: ldconfig (pid 4321), ...", or "" when
+// every process is shown. Names as the target chose them (escape them).
+std::string quiet_processes_note(const Snapshot& snap);
 
 }  // namespace connleak

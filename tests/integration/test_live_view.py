@@ -27,7 +27,7 @@ from connleak_run import CONNLEAK, PQCLIENT, Client, ConnleakTestCase, kill_quie
 TMUX = shutil.which("tmux")
 WAIT = 60  # seconds to wait for an expected screen
 
-COLUMNS = ("ACTIVE", "CHG", "SESSION", "TREND", "LEAKS", "AT EXIT", "ACQUIRED", "RELEASED", "AVG MS", "MAX MS")
+COLUMNS = ("ACTIVE", "CHANGE", "SINCE START", "TREND", "LEAKS", "AT EXIT", "ACQUIRED", "RELEASED", "AVG MS", "MAX MS")
 RED, GREEN = (31, 91), (32, 92)
 _SGR = re.compile(r"\x1b\[([0-9;:]*)m")
 
@@ -129,8 +129,8 @@ class Screen:
                         cols.append((title, pos + 1, pos + 1 + len(title)))
                 cols.sort(key=lambda c: c[1])
                 continue
-            if heading is None or line.startswith("  OLDEST LIVE"):
-                if line.startswith("  OLDEST LIVE"):
+            if heading is None or line.startswith("  LIVE CONNECTION"):
+                if line.startswith("  LIVE CONNECTION"):
                     break
                 continue
             first = cols[0][1] if cols else len(line)
@@ -322,8 +322,8 @@ class LiveViewTest(ConnleakTestCase):
 
         # The leaking site, as a person reads it: counts, climbing, red.
         row = site_of(s, leaker.pid)
-        self.assertEqual({k: row[k] for k in ("ACTIVE", "SESSION", "TREND", "LEAKS", "ACQUIRED", "RELEASED")},
-                         {"ACTIVE": "4", "SESSION": "+4", "TREND": "up", "LEAKS": "4", "ACQUIRED": "4",
+        self.assertEqual({k: row[k] for k in ("ACTIVE", "SINCE START", "TREND", "LEAKS", "ACQUIRED", "RELEASED")},
+                         {"ACTIVE": "4", "SINCE START": "+4", "TREND": "up", "LEAKS": "4", "ACQUIRED": "4",
                           "RELEASED": "0"}, s.text)
         self.assertEqual(row["_marker"], "!", s.text)
         self.assertIn(s.fg_at(row["_row"], "interactive_open"), RED, s.escaped)
@@ -341,12 +341,12 @@ class LiveViewTest(ConnleakTestCase):
         self.assertTrue(s.totals()["active"].startswith("4"), s.text)
         self.assertIn(s.fg_of_value("leaks"), RED, s.escaped)
         self.assertIn(s.fg_of_value("leak ratio"), RED, s.escaped)
-        # The oldest live connection and its age.
+        # The live connections and their age: all 4 fit on 40 rows.
         start, lines = s.section(leaker.pid)
         oldest = [line for line in lines if re.match(r"! 0x[0-9a-f]+ +[0-9.]+m?s +%d +interactive_open" % leaker.pid,
                                                      line)]
-        self.assertEqual(len(oldest), 3, s.text)
-        self.assertIn("+1 more live", s.text)
+        self.assertEqual(len(oldest), 4, s.text)
+        self.assertNotIn("more live", s.text)
 
         # The leak goes on: the site climbs, the change since the last report shows.
         seen = []
@@ -354,8 +354,8 @@ class LiveViewTest(ConnleakTestCase):
         s = self.wait_screen(pane, lambda s: (site_of(s, leaker.pid) or {}).get("ACTIVE") == "6",
                              "active 6", seen=seen)
         row = site_of(s, leaker.pid)
-        self.assertEqual((row["SESSION"], row["LEAKS"], row["ACQUIRED"]), ("+6", "6", "6"), s.text)
-        chg = [site_of(x, leaker.pid)["CHG"] for x in seen if (site_of(x, leaker.pid) or {}).get("ACTIVE") == "6"]
+        self.assertEqual((row["SINCE START"], row["LEAKS"], row["ACQUIRED"]), ("+6", "6", "6"), s.text)
+        chg = [site_of(x, leaker.pid)["CHANGE"] for x in seen if (site_of(x, leaker.pid) or {}).get("ACTIVE") == "6"]
         self.assertEqual(chg[0], "+2", "the first report with 6 live handles says +2")
         self.assertEqual(site_of(s, healthy.pid)["TREND"] in ("flat", "down"), True, s.text)
 
@@ -389,7 +389,7 @@ class LiveViewTest(ConnleakTestCase):
         s = pane.capture()
         self.assertIn("PID %d (pqclient)" % leaker.pid, s.text)
         self.assertRegex(s.text, r"PID %d \(pqclient\)  acquired 6  released 0  active 6  leaks 6" % leaker.pid)
-        self.assertNotIn("OLDEST LIVE", s.text)
+        self.assertNotIn("LIVE CONNECTION", s.text)
 
     def test_leak_and_healthy_site_told_apart_then_ctrl_c(self):
         # One handler leaks every 4th request, the other finishes its own.
@@ -413,13 +413,40 @@ class LiveViewTest(ConnleakTestCase):
         self.assertEqual(good["LEAKS"], "0", s.text)
         self.assertNotEqual(good["TREND"], "up", s.text)
         self.assertIn(s.fg_at(good["_row"], "good_handler"), GREEN, s.escaped)
-        oldest = [line for line in s.section(pid)[1] if re.match(r"! 0x[0-9a-f]+ +[0-9.]+s +%d +leaky_handler" % pid,
-                                                                  line)]
-        self.assertEqual(len(oldest), 3, "the oldest live handles are the leaked ones\n" + s.text)
+        listed = [line for line in s.section(pid)[1] if re.match(r"[! ] 0x[0-9a-f]+ ", line)]
+        self.assertGreaterEqual(len(listed), 3, s.text)
+        for line in listed[:3]:
+            self.assertRegex(line, r"! 0x[0-9a-f]+ +[0-9.]+s +%d +leaky_handler" % pid,
+                             "the oldest live handles are the leaked ones\n" + s.text)
 
         pane.keys("C-c")
         self.assertRestored(pane, pane.wait_exit())
         self.assertIn("PID %d (pqclient)" % pid, pane.capture().text)
+
+    def test_tall_terminal_lists_every_live_connection(self):
+        """Issue #18: on 150x40, 7 live connections are all listed (not 3
+        and "+4 more live" above 30 blank lines)."""
+        app = self.app("tall")
+        c = Client.start(self.server.conninfo(app))
+        self.addCleanup(c.cleanup)
+        pane = self.pane(["--interval", "0.3", "--leak-after", "0", "-p", c.pid], 150, 40)
+        self.live_screen(pane, c.pid)
+        conns = Client.conns(c.cmd("open 7"))
+        self.assertEqual(len(conns), 7)
+        self.assertEqual(self.server.psql("select count(*) from pg_stat_activity where application_name = '%s'" % app),
+                         "7")
+
+        def rows(s):
+            return [line for line in s.section(c.pid)[1]
+                    if re.match(r"! 0x[0-9a-f]+ +[0-9.]+m?s +%d +interactive_open" % c.pid, line)]
+        s = self.wait_screen(pane, lambda s: (find_site(s.table(c.pid), "interactive_open") or {}).get("ACTIVE")
+                             == "7", "7 live connections")
+        self.assertEqual(sorted(int(r.split()[1], 16) for r in rows(s)), sorted(conns), s.text)
+        self.assertNotIn("more live", s.text)
+        self.assertEqual(len(s.lines), 40, s.text)
+        self.assertNotIn("j/k scroll", s.footer(), "everything fits: nothing to scroll\n" + s.text)
+        pane.keys("q")
+        self.assertRestored(pane, pane.wait_exit())
 
     def test_sigterm_and_crash_give_the_terminal_back(self):
         c = self.client("sig")
@@ -515,7 +542,7 @@ class LiveViewTest(ConnleakTestCase):
                 self.assertEqual(rc, 0, err)
                 self.assertNotIn("\x1b", out)
                 self.assertRegex(out, r"PID \d+ \(pqclient\) exited  acquired 3  released 2")
-                self.assertNotIn("OLDEST LIVE", out)
+                self.assertNotIn("LIVE CONNECTION", out)
 
 
 if __name__ == "__main__":

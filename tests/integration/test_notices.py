@@ -1,7 +1,9 @@
 """Leak notices, HikariCP style: exactly one notice per connection that
 crosses --leak-after (process, thread, connection, age, acquiring stack, on
 stderr and in the JSON's notices), none for connections finished before it,
-and exactly one release notice when a reported one is finished later."""
+and exactly one release notice when a reported one is finished later. On
+stderr, by default, notices of one site in one interval fold into two lines
+and a site's stack is printed once; --notice-stacks prints each in full."""
 
 import os
 import re
@@ -11,7 +13,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from connleak_run import ConnleakTestCase, Tracer, conn_value, find_process, proc_counts  # noqa: E402
+from connleak_run import Client, ConnleakTestCase, Tracer, conn_value, find_process, proc_counts  # noqa: E402
 from stack_helpers import STACKCLIENT, StackClient, function  # noqa: E402
 
 WAIT = 60
@@ -28,7 +30,8 @@ class NoticeTest(ConnleakTestCase):
     def test_leak_and_release_notices(self):
         c = StackClient(STACKCLIENT["nofp"], "direct", self.server.conninfo(self.app()), NA, NB, KA, KB)
         self.addCleanup(c.cleanup)
-        t = Tracer.attach([c.pid], leak_after=LEAK_AFTER, json_path=self.json_path(), extra=["--stacks", "3"])
+        t = Tracer.attach([c.pid], leak_after=LEAK_AFTER, json_path=self.json_path(),
+                          extra=["--stacks", "3", "--notice-stacks"])
         self.addCleanup(t.cleanup)
         self.assertIsNotNone(t.wait_attached(WAIT), t.describe())
         c.step("done")
@@ -70,7 +73,8 @@ class NoticeTest(ConnleakTestCase):
         self.assertEqual(c.exit(), 0)
         self.assertEqual(t.wait(), 0, t.describe())
         self.assertEqual(proc_counts(find_process(t.last, c.pid))["released"], NA + NB, t.describe())
-        # stderr: the same notices, once each, with at most --stacks frames.
+        # stderr (--notice-stacks): the same notices, once each, each leak
+        # with its whole stack, whatever --stacks says.
         err = t.stderr
         leak_lines = re.findall(r"^connleak: leak: connection (0x[0-9a-f]+) of pid (\d+) .* on thread (\d+) held "
                                 r"([0-9.]+)s \(leak-after 1s\), acquired at (\S+)", err, re.M)
@@ -80,12 +84,60 @@ class NoticeTest(ConnleakTestCase):
         self.assertEqual(sorted(int(x[0], 16) for x in rel_lines), held, err)
         for line in leak_lines:
             self.assertEqual((int(line[1]), int(line[2])), (c.pid, c.pid), err)
-        blocks = re.findall(r"^connleak: leak:.*\n((?:    .*\n)*)", err, re.M)
-        for b in blocks:
-            lines = b.splitlines()
-            self.assertEqual(len(lines), 4, "3 frames and '... more'\n" + err)
-            self.assertRegex(lines[0], r"^    at acquire_[ab]\+0x", err)
-            self.assertRegex(lines[3], r"^    \.\.\. \d+ more", err)
+        blocks = re.findall(r"^connleak: leak: connection (0x[0-9a-f]+).*\n((?:    .*\n)*)", err, re.M)
+        self.assertEqual(len(blocks), KA + KB, err)
+        for conn, b in blocks:
+            frames = next(n["frames"] for n in leaks if conn_value(n["conn"]) == int(conn, 16))
+            self.assertGreater(len(frames), 3, err)
+            self.assertEqual(b.splitlines(), ["    at " + f for f in frames], err)
+
+    def test_ten_leaks_from_one_site_fold_into_a_few_lines(self):
+        """Issue #18: 10 connections leaked from one site in one interval give
+        one line, the site's stack (--stacks frames) and one "and 9 more"
+        line on stderr, not 10 stacks; their release two lines. The JSON
+        keeps 10 notices, each with every frame."""
+        app = self.app()
+        c = Client.start(self.server.conninfo(app))
+        self.addCleanup(c.cleanup)
+        interval, stacks = 4, 3
+        t = Tracer.attach([c.pid], leak_after=1, interval=interval, json_path=self.json_path(),
+                          extra=["--stacks", str(stacks)])
+        self.addCleanup(t.cleanup)
+        first = t.wait_attached(WAIT)
+        self.assertIsNotNone(first, t.describe())
+        # Right after a report: the 10 open well within one interval, and
+        # are all older than --leak-after at the next report.
+        t.wait_snapshot(lambda s: s["time"] != first["time"], WAIT)
+        c.cmd("open 10")
+        self.assertEqual(self.server.psql("select count(*) from pg_stat_activity where application_name = '%s'" % app),
+                         "10")
+        snap = t.wait_snapshot(lambda s: len(notices(s, "leak")) >= 10, WAIT)
+        leaks = notices(snap, "leak")
+        self.assertEqual(len(leaks), 10, t.describe())
+        self.assertEqual(len({n["site"] for n in leaks}), 1, t.describe())
+        self.assertEqual(len({n["time"] for n in leaks}), 1, "one interval\n" + t.describe())
+        depth = len(leaks[0]["frames"])
+        self.assertGreater(depth, stacks, "the JSON has the whole stack\n" + t.describe())
+
+        before = snap["time"]
+        t.wait_snapshot(lambda s: s["time"] != before, WAIT)
+        c.cmd("finish-all")
+        snap = t.wait_snapshot(lambda s: len(notices(s, "released")) >= 10, WAIT)
+        self.assertEqual(len({n["time"] for n in notices(snap, "released")}), 1, t.describe())
+        summary = c.exit()
+        self.assertEqual((summary["acquired"], summary["finished"]), (10, 10), t.describe())
+        self.assertEqual(t.wait(), 0, t.describe())
+
+        err = t.stderr.splitlines()
+        want = ["connleak: leak: connection",
+                *["    at "] * stacks, "    ... %d more" % (depth - stacks),
+                "connleak: leak: and 9 more connections of pid %d (pqclient) from the same site, held" % c.pid,
+                "connleak: released: previously reported leaked connection",
+                "connleak: released: and 9 more previously reported connections of pid %d (pqclient) from the same "
+                "site, finished after" % c.pid]
+        self.assertEqual(len(err), len(want), t.stderr)
+        for line, start in zip(err, want):
+            self.assertTrue(line.startswith(start), "%r should start with %r\n%s" % (line, start, t.stderr))
 
     def test_no_notice_below_threshold(self):
         """Connections finished before --leak-after give no notice at all."""

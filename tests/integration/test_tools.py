@@ -4,6 +4,7 @@ script that execs it), and a psycopg2 script (libpq dlopened by python).
 Counts are cross-checked with the connections the server logged."""
 
 import os
+import re
 import sys
 import unittest
 
@@ -21,6 +22,24 @@ for c in conns[:2]:
 print("psycopg2: connected=3 closed=2", flush=True)
 os._exit(0)
 """
+
+
+# What psycopg 3 does at import: ctypes.util.find_library runs ldconfig -p
+# in a child, which never touches libpq.
+HELPERS_SCRIPT = """
+import ctypes.util, os, sys, psycopg2
+assert ctypes.util.find_library("pq")
+kept, closed = psycopg2.connect(sys.argv[1]), psycopg2.connect(sys.argv[1])
+closed.close()
+print("helpers: ldconfig done", flush=True)
+os._exit(0)
+"""
+
+
+def report_blocks(text):
+    """The text reports in connleak's stdout, one string each."""
+    blocks = re.split(r"^(?=connleak \d{4}-)", text, flags=re.M)
+    return [b for b in blocks if b.startswith("connleak ")]
 
 
 class ToolsTest(ConnleakTestCase):
@@ -94,6 +113,39 @@ class ToolsTest(ConnleakTestCase):
         self.assertEqual(self.server.count_authorized(app, since=mark), 3, ctx)
         self.assertCounts(proc, ctx, exited=True, acquired=3, released=2, leaked_at_exit=1)
         self.assertSites(proc, [dict(acquired=3, released=2, leaked_at_exit=1)], ctx)
+
+    def test_helper_processes_are_not_listed(self):
+        """Issue #18: a library's short helpers (ldconfig under psycopg 3's
+        find_library) are traced as children but never touch libpq: the text
+        report leaves them out and names them in one line; the JSON keeps
+        them."""
+        app = self.app()
+        mark = self.server.log_mark()
+        r = self.launch([PYTHON, "-c", HELPERS_SCRIPT, self.server.conninfo(app)], interval=0.3)
+        ctx = r.describe()
+        self.assertEqual(r.returncode, 0, ctx)
+        self.assertIn("helpers: ldconfig done", r.stdout, ctx)
+        self.assertEqual(self.server.count_authorized(app, since=mark), 2, ctx)
+        self.check_snapshot(r.snapshot, ctx)
+        procs = {p["pid"]: p for p in r.snapshot["processes"]}
+        python = [p for p in procs.values() if p["comm"] == "python3"]
+        self.assertEqual(len(python), 1, ctx)
+        self.assertCounts(python[0], ctx, exited=True, acquired=2, released=1, leaked_at_exit=1)
+        quiet = [p for p in procs.values() if p["pid"] != python[0]["pid"]]
+        self.assertIn("ldconfig", [p["comm"] for p in quiet], ctx)
+        for p in quiet:
+            self.assertCounts(p, ctx, exited=True)
+            self.assertEqual(p["db_sockets"] + p["sockets"]["closed_at_exit"], 0, ctx)
+
+        final = report_blocks(r.stdout)[-1]
+        listed = sorted(int(pid) for pid in re.findall(r"^PID (\d+) ", final, re.M))
+        self.assertEqual(listed, [python[0]["pid"]], final)
+        names = ", ".join("%s (pid %d)" % (p["comm"], p["pid"]) for p in sorted(quiet, key=lambda p: p["pid"])[:3])
+        if len(quiet) > 3:
+            names += ", and %d more" % (len(quiet) - 3)
+        self.assertIn("  not shown: %d exited process%s that made no libpq call and held no database socket: %s"
+                      % (len(quiet), "" if len(quiet) == 1 else "es", names),
+                      final.splitlines(), final)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 // LeakNotices: one notice per connection crossing leak-after, one release
 // notice per reported connection finished later, nothing repeated.
+#include <algorithm>
 #include <catch2/catch.hpp>
 
 #include "leak_notices.h"
@@ -146,6 +147,106 @@ TEST_CASE("notice text: one line, frames bounded")
           "finished after 31.2s, acquired at get_users+0x3c (api)\n");
 }
 
+namespace {
+
+size_t line_count(const std::string& text) { return static_cast<size_t>(std::count(text.begin(), text.end(), '\n')); }
+
+// n connections of pid 10 leaking from one site, all in one interval.
+std::vector<ConnReport> leaks_from(const std::string& site, uint64_t first_addr, size_t n, double age_ms = 31000)
+{
+    std::vector<ConnReport> out;
+    for (size_t i = 0; i < n; i++) {
+        ConnReport c = conn(first_addr + i, first_addr + i, age_ms + 100.0 * static_cast<double>(i), true);
+        c.site = site;
+        out.push_back(c);
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("10 leaks from one site in one interval: one line, the stack, one folded line")
+{
+    LeakNotices ln;
+    NoticeTextOptions o;
+    o.leak_after_s = 30;
+    o.frames_shown = 2;
+    auto batch = ln.update(snap(1, leaks_from("get_users+0x3c (api)", 0x100, 10)));
+    REQUIRE(batch.size() == 10);  // every one is still a notice of its own (JSON)
+    std::string text = ln.render(batch, o);
+    CHECK(text ==
+          "connleak: leak: connection 0x100 of pid 10 (api) on thread 11 held 31.0s (leak-after 30s), acquired at "
+          "get_users+0x3c (api)\n"
+          "    at get_users+0x3c (api)\n"
+          "    at handle+0x10 (api)\n"
+          "    ... 1 more\n"
+          "connleak: leak: and 9 more connections of pid 10 (api) from the same site, held 31.1s to 31.9s\n");
+    CHECK(line_count(text) == 5);
+
+    // The next interval, 10 more from that site: its stack was shown.
+    std::vector<ConnReport> all = leaks_from("get_users+0x3c (api)", 0x100, 10);
+    for (const ConnReport& c : leaks_from("get_users+0x3c (api)", 0x200, 10))
+        all.push_back(c);
+    batch = ln.update(snap(3, all));
+    REQUIRE(batch.size() == 10);
+    text = ln.render(batch, o);
+    CHECK(line_count(text) == 2);
+    CHECK(text.rfind("connleak: leak: connection 0x200 of pid 10 (api)", 0) == 0);
+
+    // All 20 finished in one interval: one line and one folded line.
+    batch = ln.update(snap(5, {}));
+    REQUIRE(batch.size() == 20);
+    text = ln.render(batch, o);
+    CHECK(line_count(text) == 2);
+    CHECK(text.find("connleak: released: and 19 more previously reported connections of pid 10 (api) from the same "
+                    "site, finished after 31.0s to 31.9s\n") != std::string::npos);
+}
+
+TEST_CASE("notices fold per site and process, the stack once per site")
+{
+    LeakNotices ln;
+    NoticeTextOptions o;
+    o.frames_shown = 10;  // the whole 3-frame stack
+    std::vector<ConnReport> conns = leaks_from("a+0x1 (api)", 0x100, 3);
+    for (const ConnReport& c : leaks_from("b+0x1 (api)", 0x200, 1))
+        conns.push_back(c);
+    Snapshot s = snap(1, conns);
+    ProcessReport worker = s.processes[0];  // a forked worker, same site
+    worker.pid = 20;
+    worker.connections = leaks_from("a+0x1 (api)", 0x300, 2);
+    s.processes.push_back(worker);
+    std::string text = ln.render(ln.update(s), o);
+    // a (pid 10): line + 3 frames + fold; b: line + 3 frames; a (pid 20):
+    // line + fold, no stack (shown above).
+    CHECK(line_count(text) == 5 + 4 + 2);
+    CHECK(text.find("and 2 more connections of pid 10 (api)") != std::string::npos);
+    CHECK(text.find("and 1 more connection of pid 20 (api)") != std::string::npos);
+    CHECK(text.find("connection 0x300 of pid 20") != std::string::npos);
+}
+
+TEST_CASE("--notice-stacks: each notice on its own with its whole stack")
+{
+    LeakNotices ln;
+    NoticeTextOptions o;
+    o.frames_shown = 1;  // --stacks does not cut these
+    o.full_stacks = true;
+    std::string text = ln.render(ln.update(snap(1, leaks_from("get_users+0x3c (api)", 0x100, 10))), o);
+    CHECK(line_count(text) == 10 * (1 + 3));
+    CHECK(text.find("more") == std::string::npos);
+    text = ln.render(ln.update(snap(2, {})), o);
+    CHECK(line_count(text) == 10);  // releases carry no stack
+}
+
+TEST_CASE("--stacks 0: notices without frames")
+{
+    LeakNotices ln;
+    NoticeTextOptions o;
+    o.frames_shown = 0;
+    std::string text = ln.render(ln.update(snap(1, leaks_from("get_users+0x3c (api)", 0x100, 2))), o);
+    CHECK(line_count(text) == 2);
+    CHECK(text.find("    ") == std::string::npos);
+}
+
 #include "json_output.h"
 
 TEST_CASE("notices and frames in the JSON snapshot")
@@ -172,7 +273,7 @@ TEST_CASE("notices and frames in the JSON snapshot")
     CHECK(jn["conn"] == "0xab");
     CHECK(jn["age_ms"] == 31234.0);
     CHECK(jn["site"] == "get_users+0x3c (api)");
-    CHECK(jn["frames"].size() == 3);
+    CHECK(jn["frames"].size() == 3);  // the whole stack, whatever --stacks
     CHECK(jn["frames"][2] == "main+0x91 (api)");
     auto& sites = j["processes"][0]["top_connection_users"];
     CHECK(sites[0]["frames"].size() == 3);

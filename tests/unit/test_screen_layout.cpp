@@ -176,15 +176,15 @@ TEST_CASE("wide: every column, the leaking row red and counted", "[layout]")
     Screen s = layout(fixture(), trends, 160, 40);
 
     std::string heading = text_of(s, "SITE");
-    for (const char* col : {"ACTIVE", "CHG", "SESSION", "TREND", "LEAKS", "ACQUIRED", "RELEASED"})
+    for (const char* col : {"ACTIVE", "CHANGE", "TREND", "LEAKS", "ACQUIRED", "RELEASED"})
         CHECK(has_word(heading, col));
-    CHECK(heading.find("AVG MS") != std::string::npos);
-    CHECK(heading.find("MAX MS") != std::string::npos);
+    for (const char* col : {"SINCE START", "AVG MS", "MAX MS"})
+        CHECK(heading.find(col) != std::string::npos);
 
     const Line* leaky = find_line(s, kLeakySite);
     REQUIRE(leaky);
     CHECK(style_of(*leaky, kLeakySite) == Style::Leak);
-    // SITE ACTIVE CHG SESSION TREND LEAKS ACQUIRED RELEASED AVG MS MAX MS
+    // SITE ACTIVE CHANGE SINCE-START TREND LEAKS ACQUIRED RELEASED AVG MS MAX MS
     std::vector<std::string> w = words(line_text(*leaky));
     INFO(line_text(*leaky));
     REQUIRE(w.size() == 12);
@@ -211,7 +211,7 @@ TEST_CASE("the header has the totals, leaks in red", "[layout]")
     CHECK(t[0].find(" connleak  2025-11-26 20:00:00 UTC") == 0);
     CHECK(t[0].find("every 2s  leak after 30s") != std::string::npos);
     const std::string totals = t[1];
-    for (const char* field : {"acquired 38", "released 30", "active 6 (+2)", "leaks 4", "leak ratio 10.5%",
+    for (const char* field : {"acquired 38", "released 30", "active 6 (+2 in 2s)", "leaks 4", "leak ratio 10.5%",
                               "leaked at exit 2", "dropped 0"})
         CHECK(totals.find(field) != std::string::npos);
     CHECK(style_of(s.lines[1], "4") == Style::Leak);  // the first "4" is the leaks value
@@ -253,12 +253,13 @@ TEST_CASE("80 columns: the least telling columns make room for the site", "[layo
     std::string heading = text_of(s, "SITE");
     CHECK_FALSE(has_word(heading, "RELEASED"));
     CHECK(heading.find("MAX MS") == std::string::npos);
+    CHECK(heading.find("SINCE START") == std::string::npos);
     CHECK(heading.find("AVG MS") != std::string::npos);
-    for (const char* col : {"ACTIVE", "CHG", "SESSION", "TREND", "LEAKS", "ACQUIRED"})
+    for (const char* col : {"ACTIVE", "CHANGE", "TREND", "LEAKS", "ACQUIRED"})
         CHECK(has_word(heading, col));
     std::string row = text_of(s, kLeakySite);  // the whole name still fits
-    // First report: no change yet (CHG blank), SESSION 0, TREND new.
-    CHECK(words(row) == std::vector<std::string>{"!", "leaky_handler+0x1c", "(api)", "6", "0", "new", "4", "10", "12.5"});
+    // First report: no change yet (CHANGE blank), TREND new.
+    CHECK(words(row) == std::vector<std::string>{"!", "leaky_handler+0x1c", "(api)", "6", "new", "4", "10", "12.5"});
 }
 
 TEST_CASE("narrow: site, active and leaks survive", "[layout]")
@@ -270,12 +271,12 @@ TEST_CASE("narrow: site, active and leaks survive", "[layout]")
         CHECK(has_word(heading, "ACTIVE"));
         CHECK(has_word(heading, "LEAKS"));
         CHECK_FALSE(has_word(heading, "RELEASED"));
-        CHECK_FALSE(has_word(heading, "SESSION"));
+        CHECK(heading.find("SINCE START") == std::string::npos);
         const Line* row = find_line(s, "leaky_h");
         REQUIRE(row);
         CHECK(style_of(*row, "leaky_h") == Style::Leak);
         std::vector<std::string> w = words(line_text(*row));
-        // ... ACTIVE [CHG] [TREND] LEAKS: the leaks count ends the row.
+        // ... ACTIVE [CHANGE] [TREND] LEAKS: the leaks count ends the row.
         CHECK(w.back() == "4");
         CHECK(std::find(w.begin(), w.end(), "6") != w.end());
     }
@@ -321,15 +322,131 @@ TEST_CASE("processes: live first, exited ones say so", "[layout]")
 TEST_CASE("the oldest live connections with their age", "[layout]")
 {
     Screen s = layout(fixture(), Trends{}, 120, 40);
-    CHECK(find_line(s, "OLDEST LIVE"));
+    CHECK(words(text_of(s, "LIVE CONNECTION")) ==
+          std::vector<std::string>{"LIVE", "CONNECTION", "HELD", "THREAD", "SITE"});
     const Line* oldest = find_line(s, "0x5500 ");
     REQUIRE(oldest);
     CHECK(words(line_text(*oldest)) == std::vector<std::string>{"!", "0x5500", "1m35s", "101", "leaky_handler+0x1c",
                                                                 "(api)"});
     CHECK(style_of(*oldest, "0x5500") == Style::Leak);
-    CHECK(find_line(s, "0x5502 "));
-    CHECK_FALSE(find_line(s, "0x5503 "));  // three shown
-    CHECK(find_line(s, "+3 more live"));
+    CHECK(find_line(s, "0x5505 "));  // 40 rows: all six fit
+    CHECK_FALSE(find_line(s, "more live"));
+}
+
+namespace {
+
+// One process, `n` live handles from one site, as pqclient leaking them.
+Snapshot many_live(uint32_t pid, size_t n, size_t sites = 1)
+{
+    Snapshot snap;
+    snap.wall_time_s = 1764187200;
+    snap.leak_after_s = 0;
+    ProcessReport p;
+    p.pid = pid;
+    p.comm = "pqclient";
+    for (size_t i = 0; i < sites; i++)
+        p.sites.push_back(make_site("site" + std::to_string(i) + "+0x1c (pqclient)", i ? 0 : n, i ? 0 : n, n, 0, 0,
+                                    1000));
+    p.acquired = p.active = p.leaks = n;
+    for (size_t i = 0; i < n; i++)
+        p.connections.push_back({0x7000 + i, pid, "site0+0x1c (pqclient)", 9000.0 - i, true});
+    snap.processes = {p};
+    snap.totals.acquired = snap.totals.active = snap.totals.leaks = n;
+    return snap;
+}
+
+size_t rows_with(const Screen& s, const std::string& needle)
+{
+    size_t n = 0;
+    for (const Line& l : s.lines)
+        n += line_text(l).find(needle) != std::string::npos;
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("a tall terminal lists as many live connections as fit", "[layout]")
+{
+    // Issue #18: 150x40, 7 live connections: all 7, not 3 and "+4 more".
+    Screen s = layout(many_live(500, 7), Trends{}, 150, 40);
+    CHECK(rows_with(s, "! 0x700") == 7);
+    CHECK_FALSE(find_line(s, "more live"));
+    CHECK(s.max_scroll == 0);
+
+    // 40 live on 40 rows: title, totals, blank; heading, table heading,
+    // site, connection heading; key bar: 32 rows left, one for "+N more".
+    s = layout(many_live(500, 40), Trends{}, 150, 40);
+    CHECK(s.page == 36);
+    CHECK(rows_with(s, "! 0x70") == 31);
+    CHECK(text_of(s, "more live") == "  +9 more live connections, at the end");
+    // The rest by scrolling: to the end, where the other 9 are.
+    ViewState v;
+    v.scroll = 1000;
+    Screen end = layout(many_live(500, 40), Trends{}, 150, 40, v);
+    CHECK(find_line(end, "PID 500 pqclient: 9 more live connections"));
+    CHECK(find_line(end, "0x7027 "));  // the youngest
+    CHECK(find_line(end, "0x701f "));  // the 32nd, the first not listed in place
+    CHECK(end.max_scroll == 12);       // 36 in place, then blank, heading, column heading, 9
+
+    // A short terminal still lists the oldest three in place: 12 rows,
+    // 8 for the body (heading, table heading, site, connection heading,
+    // 3 rows, "+4 more").
+    s = layout(many_live(500, 7), Trends{}, 150, 12);
+    CHECK(rows_with(s, "! 0x700") == 3);
+    CHECK(find_line(s, "+4 more live connections, at the end"));
+}
+
+TEST_CASE("every process's sites come before more live connections", "[layout]")
+{
+    Snapshot a = many_live(500, 20, 3);
+    Snapshot b = many_live(600, 20, 3);
+    a.processes.push_back(b.processes[0]);
+    // 30 rows: header 3, key bar 1: 26 body rows. Sites: 2 x (heading,
+    // table heading, 3 sites) + blank = 11; 3 connections each at least
+    // (heading, 3, "+N more" = 5 each): 21; 5 rows left, shared in turn.
+    Screen s = layout(a, Trends{}, 150, 30);
+    REQUIRE(s.page == 26);
+    CHECK(find_line(s, "PID 500 pqclient"));
+    CHECK(find_line(s, "PID 600 pqclient"));
+    CHECK(rows_with(s, "site2+0x1c") == 2);
+    CHECK(rows_with(s, "! 0x70") == 3 + 3 + 5);
+    CHECK(find_line(s, "+14 more live connections, at the end"));  // pid 500: 6 shown
+    CHECK(find_line(s, "+15 more live connections, at the end"));  // pid 600: 5 shown
+    CHECK(s.max_scroll == 2 * (1 + 1 + 1) + 14 + 15);               // blank, heading, column heading, rows
+}
+
+TEST_CASE("processes that never touched libpq are left out, named once", "[layout]")
+{
+    Snapshot snap = fixture();
+    ProcessReport helper;  // ldconfig, spawned by a library
+    helper.pid = 300;
+    helper.comm = "ldconfig";
+    helper.exited = true;
+    ProcessReport inherited;  // a child holding a database socket it inherited
+    inherited.pid = 400;
+    inherited.comm = "child";
+    inherited.sockets.tracked = true;
+    inherited.sockets.db_sockets = 1;
+    inherited.sockets.untracked = 1;
+    snap.processes.push_back(helper);
+    snap.processes.push_back(inherited);
+    Screen s = layout(snap, Trends{}, 160, 60);
+    CHECK_FALSE(find_line(s, "PID 300"));
+    CHECK(find_line(s, "PID 400 child"));
+    CHECK(text_of(s, "not shown") ==
+          "  not shown: 1 exited process that made no libpq call and held no database socket: ldconfig (pid 300)");
+
+    Snapshot only;  // nothing else: still named
+    only.processes.push_back(helper);
+    s = layout(only, Trends{}, 160, 60);
+    CHECK_FALSE(find_line(s, "PID 300"));
+    CHECK(find_line(s, "ldconfig (pid 300)"));
+
+    helper.exited = false;  // live: a target before its first connect, shown
+    only.processes = {helper};
+    s = layout(only, Trends{}, 160, 60);
+    CHECK(find_line(s, "PID 300 ldconfig"));
+    CHECK_FALSE(find_line(s, "not shown"));
 }
 
 TEST_CASE("sort keys cycle and order sites and processes", "[layout]")

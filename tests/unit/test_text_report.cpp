@@ -231,6 +231,7 @@ TEST_CASE("a process with no sites says so", "[text]")
     ProcessReport p;
     p.pid = 5;
     p.comm = "idle";
+    p.pings = 1;  // it called libpq, acquired nothing
     s.processes.push_back(p);
     std::string out = render_text_report(s);
     CHECK(contains(out, "PID 5 (idle)"));
@@ -244,8 +245,9 @@ TEST_CASE("leaked connections are listed only when there are leaks", "[text]")
     {
         std::string out = render_text_report(leaking_snapshot());
         CHECK(contains(out, "connections held 30s or longer:"));
+        CHECK(columns_after(out, "CONNECTION") == std::vector<std::string>{"THREAD", "HELD", "SITE"});
         CHECK(columns_after(out, "0x55d0c8a1b2c0") ==
-              std::vector<std::string>{"4243", "31.3", "get_users+0x3c", "(api)"});
+              std::vector<std::string>{"4243", "31.3s", "get_users+0x3c", "(api)"});
         CHECK_FALSE(contains(out, "0x55d0c8a1b400"));  // 1.2 s old: not a leak
         CHECK(out.find("connections held") > out.find("main+0x91 (api) "));
     }
@@ -320,6 +322,7 @@ TEST_CASE("every process gets its block, in order", "[text]")
     ProcessReport q;
     q.pid = 5000;
     q.comm = "worker";
+    q.released_untracked = 1;  // finished a handle made before the attach
     s.processes.push_back(q);
     std::string out = render_text_report(s);
     CHECK(count_lines_starting(out, "PID ") == 2);
@@ -405,4 +408,72 @@ TEST_CASE("BUG: site columns stay aligned when a site name has non-ASCII charact
         const size_t value_end = row.find(' ', row.find_first_not_of(' ', after_name));
         CHECK(display_width(row.substr(0, value_end)) == active_end);
     }
+}
+
+TEST_CASE("exited processes that never touched libpq are left out, named in one line", "[text]")
+{
+    Snapshot s = leaking_snapshot();
+    ProcessReport helper;  // ldconfig, spawned by a library (psycopg 3's find_library)
+    helper.pid = 6001;
+    helper.comm = "ldconfig";
+    helper.exited = true;
+    s.processes.push_back(helper);
+    ProcessReport real = helper;  // ldconfig's own child
+    real.pid = 6002;
+    real.comm = "ldconfig.real";
+    s.processes.push_back(real);
+    ProcessReport inherited;  // holds a database socket it inherited: shown
+    inherited.pid = 6003;
+    inherited.comm = "child";
+    inherited.sockets.tracked = true;
+    inherited.sockets.db_sockets = 1;
+    inherited.sockets.untracked = 1;
+    s.processes.push_back(inherited);
+    ProcessReport closed = helper;  // held one until it exited: shown
+    closed.pid = 6004;
+    closed.comm = "closer";
+    closed.sockets.tracked = true;
+    closed.sockets.closed_at_exit = 1;
+    s.processes.push_back(closed);
+
+    std::string out = render_text_report(s);
+    CHECK(count_lines_starting(out, "PID ") == 3);
+    CHECK_FALSE(contains(out, "PID 6001"));
+    CHECK_FALSE(contains(out, "PID 6002"));
+    CHECK(contains(out, "PID 6003 (child)"));
+    CHECK(contains(out, "PID 6004 (closer)"));
+    CHECK(lines_of(out).back() ==
+          "  not shown: 2 exited processes that made no libpq call and held no database socket: ldconfig (pid 6001), "
+          "ldconfig.real (pid 6002)");
+
+    for (uint32_t pid = 6005; pid < 6010; pid++) {
+        helper.pid = pid;
+        s.processes.push_back(helper);
+    }
+    CHECK(contains(lines_of(render_text_report(s)).back(),
+                   "ldconfig (pid 6001), ldconfig.real (pid 6002), ldconfig (pid 6005), and 4 more"));
+
+    s = leaking_snapshot();  // a live target before its first connect: shown
+    helper.exited = false;
+    s.processes.push_back(helper);
+    CHECK(contains(render_text_report(s), "PID 6009 (ldconfig)"));
+    CHECK_FALSE(contains(render_text_report(s), "not shown"));
+}
+
+TEST_CASE("each way of touching libpq keeps a process shown", "[text]")
+{
+    auto shown = [](void (*set)(ProcessReport&)) {
+        ProcessReport p;
+        set(p);
+        return connleak::touched_libpq(p);
+    };
+    CHECK_FALSE(shown([](ProcessReport&) {}));
+    CHECK(shown([](ProcessReport& p) { p.acquired = 1; }));
+    CHECK(shown([](ProcessReport& p) { p.released = 1; }));
+    CHECK(shown([](ProcessReport& p) { p.released_untracked = 1; }));
+    CHECK(shown([](ProcessReport& p) { p.pings = 1; }));
+    CHECK(shown([](ProcessReport& p) { p.resets = 1; }));
+    CHECK(shown([](ProcessReport& p) { p.dropped = 1; }));
+    CHECK(shown([](ProcessReport& p) { p.sockets.db_sockets = 1; }));
+    CHECK(shown([](ProcessReport& p) { p.sockets.closed_at_exit = 1; }));
 }
