@@ -30,7 +30,7 @@ struct MapBound {
     uint32_t bytes_per_entry;
 };
 constexpr MapBound kMapBounds[] = {
-    {"--max-conns", 1u << 20, 112},  // 16 x the default: 112 MiB
+    {"--max-conns", 1u << 20, 112 + 88},  // 16 x the default: 200 MiB (live and inherited handles)
     {"--max-sites", 1u << 18, 200},  // 32 x: 50 MiB
     {"--max-procs", 1u << 16, 176},  // 64 x: 11 MiB
 };
