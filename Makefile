@@ -6,7 +6,8 @@ JOBS  ?= $(shell nproc)
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES := clang llvm cmake g++ make pkg-config libbpf-dev bpftool \
 	libelf-dev libdw-dev zlib1g-dev libcli11-dev nlohmann-json3-dev catch2 libpq-dev \
-	postgresql postgresql-client python3 python3-psycopg2 tmux procps
+	postgresql postgresql-client python3 python3-psycopg2 tmux procps \
+	python3-flask gunicorn python3-psycopg python3-sqlalchemy
 
 .PHONY: all build deps test demo bench vmlinux clean
 

@@ -27,6 +27,7 @@
 #include "site_names.h"
 #include "socket_tracer.h"
 #include "stack_table.h"
+#include "python_watch.h"
 #include "text_report.h"
 #include "tracer.h"
 
@@ -324,6 +325,10 @@ int run(const Options& o)
         }
     }
 
+    // Python interpreters: which processes get Python frames.
+    PythonWatcher python(tracer.value()->python_map_fd());
+    python.poll(tracer.value()->read_processes());
+
     const uint64_t start = monotonic_ns();
     double next_report = o.interval_s;
     bool interrupted = false;
@@ -338,6 +343,7 @@ int run(const Options& o)
         pollfd fds[3] = {{sigfd, POLLIN, 0}, {sink->input_fd(), POLLIN, 0}, {tracer.value()->events_fd(), POLLIN, 0}};
         const int ready = poll(fds, 3, static_cast<int>(wait_s * 1000));
         session.consume_events();
+        python.poll(tracer.value()->read_processes());
         if (ready > 0) {
             signalfd_siginfo si;
             while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
