@@ -172,9 +172,14 @@ void StackTable::on_acquire(const acquire_event& e, size_t stack_len)
     (r.complete ? c.unwound : c.truncated)++;
     if (r.frames.size() == 1 && !r.frames[0].mapping) {
         // Nothing known of the process (gone before its maps were read):
-        // the kernel's site, named from what the kernel found, says more.
-        c.unwind_ns += now_ns() - t0;
-        return;
+        // the kernel's site, named from what the kernel found, says more,
+        // unless the kernel sent Python frames (they need no maps).
+        if (!e.py_count) {
+            c.unwind_ns += now_ns() - t0;
+            return;
+        }
+        r.frames.clear();
+        ids.clear();
     }
 
     // Names (cached per module and offset), Python frames merged in where
