@@ -32,6 +32,8 @@ struct {
 	__type(value, __u8);
 } seen_codes SEC(".maps");
 
+#define PY_FRAME_READ 128
+
 /* The frames, gathered before the acquire event is reserved so the code
  * descriptions precede it in the ring buffer. */
 struct python_stack {
@@ -40,6 +42,9 @@ struct python_stack {
 	__u32 generation;
 	__u32 pad;
 	struct python_frame frames[CONNLEAK_PY_FRAMES];
+	/* One frame's first bytes, read at once: its fields are picked from
+	 * here (offsets below PY_FRAME_READ - 8, masked for the verifier). */
+	__u8 frame_buf[PY_FRAME_READ + 8];
 };
 
 struct {
@@ -76,20 +81,20 @@ static __always_inline void read_pystr(const struct python_layout *l, __u64 str,
 }
 
 /* A global function: verified once, not at each frame of the walk. */
-__noinline int describe_code(__u32 tgid, __u64 code)
+__noinline int describe_code(__u32 tgid, __u32 generation, __u64 code)
 {
-	const struct python_layout *l = bpf_map_lookup_elem(&python_procs, &tgid);
-	struct python_code_key key = { .tgid = tgid, .code = code };
+	struct python_code_key key = { .tgid = tgid, .generation = generation, .code = code };
+	const struct python_layout *l;
 	struct python_code_event *e;
 	__u8 one = 1;
 	__u64 table;
 	__s64 size = 0;
 	__u32 len;
 
-	if (!l)
-		return 0;
-	key.generation = l->generation;
 	if (bpf_map_lookup_elem(&seen_codes, &key))
+		return 0;
+	l = bpf_map_lookup_elem(&python_procs, &tgid);
+	if (!l || l->generation != generation)
 		return 0;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e)
@@ -131,23 +136,25 @@ static long walk_frame(__u64 i, void *data)
 	struct python_walk *w = data;
 	const struct python_layout *l = w->l;
 	struct python_stack *s = w->s;
-	__u64 frame = w->frame, code, prev_instr, first;
-	__u8 owner = 0, entry = 0;
+	__u64 frame = w->frame, code, prev_instr, first, previous;
+	__u8 owner, entry = 0;
 	struct python_frame *f;
+	__u8 *buf = s->frame_buf;
 
-	if (!frame)
+	if (!frame || bpf_probe_read_user(buf, PY_FRAME_READ, (void *)frame))
 		return 1;
-	code = read_ptr(frame + l->frame_code);
-	prev_instr = read_ptr(frame + l->frame_prev_instr);
-	bpf_probe_read_user(&owner, 1, (void *)(frame + l->frame_owner));
+	code = *(__u64 *)(buf + (l->frame_code & (PY_FRAME_READ - 1)));
+	prev_instr = *(__u64 *)(buf + (l->frame_prev_instr & (PY_FRAME_READ - 1)));
+	previous = *(__u64 *)(buf + (l->frame_previous & (PY_FRAME_READ - 1)));
+	owner = buf[l->frame_owner & (PY_FRAME_READ - 1)];
 	if (l->frame_is_entry != PY_NO_OFFSET)
-		bpf_probe_read_user(&entry, 1, (void *)(frame + l->frame_is_entry));
+		entry = buf[l->frame_is_entry & (PY_FRAME_READ - 1)];
 	if (owner == FRAME_OWNED_BY_CSTACK) {
 		/* 3.12+: the shim an evaluation call starts with; the frame
 		 * inside it is that call's first. */
 		if (w->n)
 			s->frames[(w->n - 1) & (CONNLEAK_PY_FRAMES - 1)].flags |= PY_FRAME_ENTRY;
-		w->frame = read_ptr(frame + l->frame_previous);
+		w->frame = previous;
 		return 0;
 	}
 	if (w->n >= CONNLEAK_PY_FRAMES) {
@@ -161,9 +168,9 @@ static long walk_frame(__u64 i, void *data)
 	f->code = code;
 	f->instr = prev_instr > first ? (prev_instr - first) / 2 : 0;
 	f->flags = entry ? PY_FRAME_ENTRY : 0;
-	describe_code(w->tgid, code);
+	describe_code(w->tgid, l->generation, code);
 	w->n++;
-	w->frame = read_ptr(frame + l->frame_previous);
+	w->frame = previous;
 	return 0;
 }
 
