@@ -201,7 +201,6 @@ void StackTable::on_acquire(const acquire_event& e, size_t stack_len)
     if (it == by_frames_.end()) {
         Stack s;
         s.pid = e.tgid;
-        s.python = python;
         s.kernel_site = e.site;
         s.site = names.empty() ? hex(e.site) : names[site];
         s.frames = std::make_shared<const std::vector<std::string>>(std::move(names));

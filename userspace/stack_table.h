@@ -93,7 +93,6 @@ public:
 private:
     struct Stack {
         uint32_t pid = 0;
-        bool python = false;
         uint64_t kernel_site = 0;
         std::string site;
         std::shared_ptr<const std::vector<std::string>> frames;
