@@ -209,7 +209,7 @@ PythonFound probe_python(uint32_t pid, uint64_t tsd_key0, uint32_t generation)
     auto version_at = address_of(*maps, *interp, syms->file_offsets["Py_Version"]);
     uint32_t py_version = 0;
     if (!runtime || !version_at || !read_value(pid, *version_at, &py_version)) {
-        found.state = PythonProbe::not_python;  // gone meanwhile
+        found.state = PythonProbe::not_ready;  // mid-exec, or gone: look again
         return found;
     }
     found.process.py_version = py_version;
@@ -233,7 +233,7 @@ PythonFound probe_python(uint32_t pid, uint64_t tsd_key0, uint32_t generation)
         uint32_t key;
     } tss{};
     if (!read_value(pid, *runtime + v->runtime_tss_key, &tss)) {
-        found.state = PythonProbe::not_python;
+        found.state = PythonProbe::not_ready;
         return found;
     }
     if (!tss.initialized) {

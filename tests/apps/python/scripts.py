@@ -34,7 +34,7 @@ def deep(dsn, n):
 
 
 if __name__ == "__main__":
-    time.sleep(0.5)  # connleak looks at a new process within 100 ms
+    time.sleep(1)  # connleak looks at a new process within 100 ms (more on a busy machine)
     mode, dsn = sys.argv[1], sys.argv[2]
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     {"psycopg3": psycopg3_leak, "exit": exit_right_after, "deep": deep}[mode](dsn, n)
