@@ -41,7 +41,7 @@ from benchlib import summary  # noqa: E402
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 
-SECTIONS = ("cost", "pgbench", "exactness", "bystander", "exited")
+SECTIONS = ("cost", "pgbench", "exactness", "bystander", "exited", "python")
 
 GOALS = {
     "pgbench_ratio": 0.99,        # traced/untraced tps, median of pairs, >=
@@ -523,6 +523,20 @@ def pgbench_concurrent(ctx, server, duration):
 
 # ---------------------------------------------------------------- exactness
 
+def section_python(ctx):
+    """Python frames: what capturing them adds per acquisition (python_cost.py)."""
+    from pgserver import PgServer  # tests/integration/pgserver.py
+    import python_cost
+    server = PgServer()
+    server.start()
+    try:
+        dsn = "host=127.0.0.1 port=%d user=postgres dbname=postgres" % server.port
+        return python_cost.measure(ctx.tools.connleak, dsn, n=500 if ctx.quick else 1000,
+                                   rounds=2 if ctx.quick else 5)
+    finally:
+        server.stop()
+
+
 def section_exactness(ctx):
     total = 40000 if ctx.quick else 200000
     log("exactness: %d lifecycles, 4 processes x 4 threads, 1 in 50 leaked, a ping every 100" % total)
@@ -981,7 +995,7 @@ def main():
            "warnings": [], "bpf_stats_enabled_at_start": read_sysctl("/proc/sys/kernel/bpf_stats_enabled")}
     t0 = time.monotonic()
     funcs = {"cost": section_cost, "pgbench": section_pgbench, "exactness": section_exactness,
-             "bystander": section_bystander, "exited": section_exited}
+             "bystander": section_bystander, "exited": section_exited, "python": section_python}
     failed = False
     for s in SECTIONS:
         if s not in sections:

@@ -61,6 +61,8 @@ struct {
 	__uint(max_entries, CONNLEAK_EVENTS_SIZE);
 } events SEC(".maps");
 
+#include "python.bpf.h"
+
 /* The in-kernel filter: stats of a traced, still running process, or NULL. */
 static __always_inline struct proc_stats *traced_proc(__u32 tgid)
 {
@@ -174,10 +176,12 @@ static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats 
 {
 	struct acquire_event *e;
 	struct task_struct *task;
+	struct python_stack *py;
 	__u64 sp = ctx->sp, end = 0, arg_start, len, off = 0;
 
 	if (!stack_size)
 		return;
+	py = python_capture(key->tgid); /* first: its code descriptions go before */
 	/* A page of slack after the stack: the verifier then accepts any
 	 * page-sized read at an offset below stack_size. */
 	e = bpf_ringbuf_reserve(&events, sizeof(*e) + stack_size + PAGE_BYTES, 0);
@@ -209,6 +213,15 @@ static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats 
 	e->regs[14] = ctx->r14;
 	e->regs[15] = ctx->r15;
 	e->regs[16] = ctx->ip;
+	e->py_count = 0;
+	e->py_flags = 0;
+	e->py_generation = 0;
+	if (py) {
+		e->py_count = py->count;
+		e->py_flags = py->flags;
+		e->py_generation = py->generation;
+		bpf_probe_read_kernel(e->py, sizeof(e->py), py->frames);
+	}
 	/* Copy up to the end of the stack's mapping (a read past it would
 	 * fail), page by page: a page never touched (the random gap exec
 	 * leaves above the first frame, a large unused local array) cannot be
@@ -423,6 +436,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 		__sync_fetch_and_add(&ps->dropped_children, 1);
 		return 0;
 	}
+	python_fork(parent_tgid, child_pid);
 	/* The child holds the parent's live handles too. The maps are walked
 	 * only when the parent has some (its counters say so): a parent that
 	 * forks before connecting, or holds nothing, pays one lookup. */

@@ -103,6 +103,68 @@ struct thread_call {
 enum event_kind {
 	EVENT_ACQUIRE = 1,
 	EVENT_RELEASE = 2,
+	EVENT_PY_CODE = 3, /* python_code_event */
+};
+
+/* Python frames of the acquiring thread, taken in the kernel at the
+ * acquisition (see python.bpf.h): the code object and the instruction
+ * each frame was executing, innermost first. */
+#define CONNLEAK_PY_FRAMES 32
+#define CONNLEAK_PY_CODES 16384 /* code objects described, LRU (seen_codes) */
+
+enum python_frame_flags {
+	PY_FRAME_ENTRY = 1, /* the first frame its _PyEval_EvalFrameDefault call ran */
+};
+
+struct python_frame {
+	__u64 code;  /* PyCodeObject* in the target */
+	__u32 instr; /* code units from the first instruction (the last one executed) */
+	__u32 flags; /* python_frame_flags */
+};
+
+enum python_stack_flags {
+	PY_STACK_TRUNCATED = 1, /* more than CONNLEAK_PY_FRAMES frames: the outermost are missing */
+	PY_STACK_NO_THREAD = 2, /* a Python process, but no thread state found for the thread */
+};
+
+/* Where a Python interpreter keeps what the kernel reads (key: tgid).
+ * Filled by userspace when it recognises the interpreter (python_layout.cpp),
+ * copied to forked children, deleted at exec. Offsets in bytes. */
+#define PY_NO_OFFSET 0xffff
+struct python_layout {
+	__u64 tsd_offset;       /* thread's fs base -> its PyThreadState* (pthread TSD slot) */
+	__u32 generation;       /* changes with each fill: names code objects of this image */
+	__u16 tstate_frame;     /* PyThreadState -> cframe (3.11, 3.12) or current_frame (3.13) */
+	__u16 cframe_frame;     /* _PyCFrame -> current_frame; PY_NO_OFFSET when none (3.13) */
+	__u16 frame_code, frame_previous, frame_prev_instr;
+	__u16 frame_is_entry;   /* bool is_entry (3.11); PY_NO_OFFSET: entries by owner */
+	__u16 frame_owner;      /* char owner; FRAME_OWNED_BY_CSTACK (3) marks entries (3.12+) */
+	__u16 code_adaptive;    /* first instruction in the code object */
+	__u16 code_filename, code_qualname, code_linetable, code_firstlineno;
+	__u16 unicode_state;    /* PyASCIIObject.state: bit 6 is "ascii" */
+	__u16 unicode_ascii_data, unicode_utf8; /* ASCII data; the UTF-8 pointer of others */
+	__u16 bytes_size, bytes_data;
+	__u16 pad[3];
+};
+
+#define CONNLEAK_PY_NAME_LEN 128
+#define CONNLEAK_PY_FILE_LEN 256
+#define CONNLEAK_PY_LINETABLE_LEN 1024
+
+/* A code object described once per (process, layout generation), before
+ * the first acquire event naming it, so userspace can name frames even
+ * after the process exited. */
+struct python_code_event {
+	__u32 kind;         /* EVENT_PY_CODE */
+	__u32 tgid;
+	__u64 code;
+	__u32 generation;
+	__s32 firstlineno;
+	__u32 linetable_len;   /* bytes of linetable[] sent */
+	__u32 linetable_size;  /* the line table's real size */
+	char qualname[CONNLEAK_PY_NAME_LEN];
+	char filename[CONNLEAK_PY_FILE_LEN];
+	__u8 linetable[CONNLEAK_PY_LINETABLE_LEN];
 };
 
 /* x86-64 registers in DWARF order (rax rdx rcx rbx rsi rdi rbp rsp r8-r15),
@@ -119,6 +181,11 @@ struct acquire_event {
 	__u64 acquired_ns;
 	__u64 site;        /* the kernel's site key (return address into the caller) */
 	__u64 regs[CONNLEAK_NREGS];
+	__u32 py_count;    /* python frames in py[], innermost first; 0: none */
+	__u32 py_flags;    /* python_stack_flags */
+	__u32 py_generation; /* of the process's python_layout */
+	__u32 py_pad;
+	struct python_frame py[CONNLEAK_PY_FRAMES];
 	__u8 data[];       /* stack_size bytes (and a page of slack) reserved */
 };
 

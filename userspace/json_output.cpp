@@ -91,6 +91,8 @@ json process_json(const ProcessReport& p)
             {"dropped_stacks", p.dropped_stacks},
             {"stacks_unwound", p.stacks_unwound},
             {"stacks_truncated", p.stacks_truncated},
+            {"python_stacks", p.python_stacks},
+            {"python_frames_truncated", p.python_truncated},
             {"top_connection_users", std::move(sites)},
             {"connections", std::move(conns)}};
 }

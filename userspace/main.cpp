@@ -25,6 +25,7 @@
 #include "site_names.h"
 #include "socket_tracer.h"
 #include "stack_table.h"
+#include "python_watch.h"
 #include "text_report.h"
 #include "session.h"
 #include "tracer.h"
@@ -223,6 +224,13 @@ int run(const Options& o)
         }
     }
 
+    // Python interpreters: which processes get Python frames.
+    // (CONNLEAK_NO_PYTHON: none, for the benchmark's A/B.)
+    const bool python_frames = getenv("CONNLEAK_NO_PYTHON") == nullptr;
+    PythonWatcher python(tracer.value()->python_map_fd());
+    if (python_frames)
+        python.poll(tracer.value()->read_processes());
+
     const uint64_t start = monotonic_ns();
     double next_report = o.interval_s;
     bool interrupted = false;
@@ -237,6 +245,8 @@ int run(const Options& o)
         pollfd fds[3] = {{sigfd, POLLIN, 0}, {sink->input_fd(), POLLIN, 0}, {tracer.value()->events_fd(), POLLIN, 0}};
         const int ready = poll(fds, 3, static_cast<int>(wait_s * 1000));
         session.consume_events();
+        if (python_frames)
+            python.poll(tracer.value()->read_processes());
         if (ready > 0) {
             signalfd_siginfo si;
             while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {

@@ -54,6 +54,8 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
     r.dropped_stacks = p.stats.dropped_stacks;
     r.stacks_unwound = p.stacks_unwound;
     r.stacks_truncated = p.stacks_truncated;
+    r.python_stacks = p.python_stacks;
+    r.python_truncated = p.python_truncated;
 
     std::map<SiteKey, SiteReport> sites;
     auto site_name = [&](const SiteKey& key) {

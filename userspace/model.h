@@ -22,6 +22,7 @@ struct RawProcess {
     std::string comm;
     proc_stats stats{};  // stats.exited_ns != 0 once its last thread exited
     uint64_t stacks_unwound = 0, stacks_truncated = 0;  // userspace unwinding (StackTable)
+    uint64_t python_stacks = 0, python_truncated = 0;   // with Python frames; cut at the frame bound
 };
 
 // Which site counts belong to: the kernel's (the return address into the
@@ -101,6 +102,7 @@ struct ProcessReport {
     uint64_t released_inherited = 0;  // PQfinish of a handle its parent held at fork
     uint64_t leaked_at_exit = 0, pings = 0, resets = 0, dropped = 0;
     uint64_t dropped_stacks = 0, stacks_unwound = 0, stacks_truncated = 0;
+    uint64_t python_stacks = 0, python_truncated = 0;
     std::vector<SiteReport> sites;         // worst first, at most top_sites
     std::vector<ConnReport> connections;   // live handles, oldest first
     ProcessSocketReport sockets;  // if sockets.tracked: db_sockets, each handle's socket...

@@ -9,6 +9,7 @@
 #include <sys/sysmacros.h>
 
 #include "connleak.h"
+#include "python_frames.h"
 
 namespace connleak {
 namespace {
@@ -55,6 +56,9 @@ StackTable::StackTable(StackOptions opts)
 {
     for (const std::string& re : opts_.site_skip)
         skip_.emplace_back(re);
+    python_skip_ = skip_;
+    for (const std::string& re : python_site_skip())
+        python_skip_.emplace_back(re);
 }
 
 size_t StackTable::site_index(const std::vector<std::string>& frames, const std::vector<std::regex>& skip)
@@ -90,6 +94,8 @@ void StackTable::on_event(const void* data, size_t size)
         on_acquire(e, std::min<size_t>(e.stack_len, size - sizeof(acquire_event)));
     } else if (kind == EVENT_RELEASE && size >= sizeof(release_event)) {
         on_release(*static_cast<const release_event*>(data));
+    } else if (kind == EVENT_PY_CODE && size >= sizeof(python_code_event)) {
+        python_codes_.add(*static_cast<const python_code_event*>(data));
     }
 }
 
@@ -144,25 +150,44 @@ void StackTable::on_acquire(const acquire_event& e, size_t stack_len)
     (r.complete ? c.unwound : c.truncated)++;
     if (r.frames.size() == 1 && !r.frames[0].mapping) {
         // Nothing known of the process (gone before its maps were read):
-        // the kernel's site, named from what the kernel found, says more.
-        c.unwind_ns += now_ns() - t0;
-        return;
+        // the kernel's site, named from what the kernel found, says more,
+        // unless the kernel sent Python frames (they need no maps).
+        if (!e.py_count) {
+            c.unwind_ns += now_ns() - t0;
+            return;
+        }
+        r.frames.clear();
+        ids.clear();
     }
 
-    auto key = std::make_tuple(e.tgid, e.site, std::move(ids));
+    // Names (cached per module and offset), Python frames merged in where
+    // the interpreter ran them; rows are stacks named alike from the site out.
+    std::vector<std::string> names;
+    names.reserve(r.frames.size());
+    for (size_t i = 0; i < r.frames.size(); i++)
+        names.push_back(frame_name(e.tgid, r.frames[i], ids[i]));
+    const bool python = e.py_count > 0;
+    if (python) {
+        names = merge_python_frames(names, python_frames_of(e));
+        c.python++;
+        if (e.py_flags & PY_STACK_TRUNCATED)
+            c.python_truncated++;
+    }
+    const size_t site = names.empty() ? 0 : site_index(names, python ? python_skip_ : skip_);
+    auto key = std::make_tuple(e.tgid, e.site, std::vector<std::string>(names.begin() + static_cast<long>(site), names.end()));
     auto it = by_frames_.find(key);
     if (it == by_frames_.end()) {
-        std::vector<std::string> names;
-        for (size_t i = 0; i < r.frames.size(); i++)
-            names.push_back(frame_name(e.tgid, r.frames[i], std::get<2>(key)[i]));
         Stack s;
         s.pid = e.tgid;
         s.kernel_site = e.site;
-        s.site = names.empty() ? hex(e.site) : names[site_index(names, skip_)];
-        s.frames = std::make_shared<const std::vector<std::string>>(names);
+        s.site = names.empty() ? hex(e.site) : names[site];
+        s.frames = std::make_shared<const std::vector<std::string>>(std::move(names));
         stacks_.push_back(std::move(s));
+        site_frame_.push_back(site);
         it = by_frames_.emplace(std::move(key), stacks_.size() - 1).first;
         by_kernel_site_[{e.tgid, e.site}].push_back(it->second);
+        by_pid_[e.tgid].push_back(it->second);
+        relabel(e.tgid);
     }
     stacks_[it->second].acquired++;
     handles_[{e.tgid, e.conn}] = Handle{e.start_ns, e.acquired_ns, it->second};
@@ -170,6 +195,35 @@ void StackTable::on_acquire(const acquire_event& e, size_t stack_len)
     if (cost_us_.size() < 100000)
         cost_us_.push_back({static_cast<uint32_t>((t1 - t0) / 1000), static_cast<uint32_t>((now_ns() - t1) / 1000)});
     c.name_ns += now_ns() - t1;
+}
+
+std::vector<NamedPythonFrame> StackTable::python_frames_of(const acquire_event& e) const
+{
+    std::vector<NamedPythonFrame> out;
+    const uint32_t n = std::min<uint32_t>(e.py_count, CONNLEAK_PY_FRAMES);
+    for (uint32_t i = 0; i < n; i++) {
+        const python_frame& f = e.py[i];
+        std::string name = python_codes_.frame_name(e.tgid, e.py_generation, f.code, f.instr);
+        if (name.empty())  // its description was dropped (ring buffer full)
+            name = "<code " + hex(f.code) + "> (python)";
+        out.push_back({std::move(name), (f.flags & PY_FRAME_ENTRY) != 0});
+    }
+    return out;
+}
+
+// Two stacks of a process reaching the same site frame get labels that say
+// where they part, so no two rows of a process read alike.
+void StackTable::relabel(uint32_t pid)
+{
+    const std::vector<size_t>& mine = by_pid_[pid];
+    std::vector<LabelInput> in;
+    in.reserve(mine.size());
+    for (size_t i : mine)
+        in.push_back({stacks_[i].frames.get(), site_frame_[i]});
+    std::vector<std::string> labels = site_labels(in);
+    for (size_t k = 0; k < mine.size(); k++)
+        if (!stacks_[mine[k]].frames->empty())
+            stacks_[mine[k]].site = labels[k];
 }
 
 void StackTable::on_release(const release_event& e)
@@ -193,8 +247,10 @@ void StackTable::on_release(const release_event& e)
 
 void StackTable::refine(RawState& raw)
 {
-    for (uint32_t pid : forget_next_)
+    for (uint32_t pid : forget_next_) {
         unwinder_.forget(pid);
+        python_codes_.forget(pid);
+    }
     forget_next_ = std::move(exited_);
     exited_.clear();
     split(raw);
@@ -244,6 +300,8 @@ void StackTable::split(RawState& raw) const
             continue;
         p.stacks_unwound = it->second.unwound;
         p.stacks_truncated = it->second.truncated;
+        p.python_stacks = it->second.python;
+        p.python_truncated = it->second.python_truncated;
     }
 }
 
@@ -309,6 +367,8 @@ StackCounts StackTable::total_counts() const
         t.truncated += c.truncated;
         t.unwind_ns += c.unwind_ns;
         t.name_ns += c.name_ns;
+        t.python += c.python;
+        t.python_truncated += c.python_truncated;
     }
     return t;
 }

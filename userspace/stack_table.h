@@ -23,6 +23,8 @@
 #include <vector>
 
 #include "model.h"
+#include "python_code.h"
+#include "python_frames.h"
 #include "symbolizer.h"
 #include "unwinder.h"
 
@@ -44,6 +46,8 @@ struct StackCounts {
     uint64_t truncated = 0;  // stopped early (copy too short, no CFI...)
     uint64_t unwind_ns = 0;  // time spent unwinding (libdwfl session made when needed)
     uint64_t name_ns = 0;    // time spent naming frames (cached per module and offset)
+    uint64_t python = 0;     // stacks with Python frames
+    uint64_t python_truncated = 0;  // ... whose outermost Python frames did not fit
 };
 
 class StackTable {
@@ -113,8 +117,17 @@ private:
     Unwinder unwinder_;
     Symbolizer symbolizer_;
     std::vector<Stack> stacks_;  // key: SiteKey::stack(index)
-    // Identical stacks (same code addresses, wherever loaded) share one.
-    std::map<std::tuple<uint32_t, uint64_t, std::vector<FrameId>>, size_t> by_frames_;
+    // Stacks named alike from their site outwards share one (function and
+    // file:line, not return addresses: a Python line is one row).
+    std::map<std::tuple<uint32_t, uint64_t, std::vector<std::string>>, size_t> by_frames_;
+    // Python: the code objects the kernel described, glue never the site,
+    // and each process's stacks (to keep their labels apart).
+    std::vector<NamedPythonFrame> python_frames_of(const struct acquire_event& e) const;
+    void relabel(uint32_t pid);
+    PythonCodes python_codes_;
+    std::vector<std::regex> python_skip_;
+    std::map<uint32_t, std::vector<size_t>> by_pid_;
+    std::vector<size_t> site_frame_;  // per stack: index of its site frame
     std::map<std::pair<uint32_t, uint64_t>, std::vector<size_t>> by_kernel_site_;
     std::map<std::pair<uint32_t, uint64_t>, Handle> handles_;  // (pid, conn)
     std::map<FrameId, std::string> names_;

@@ -44,6 +44,8 @@ std::string process_header(const ProcessReport& p)
         s += fmt("  stacks dropped %" PRIu64, p.dropped_stacks);
     if (p.stacks_truncated)
         s += fmt("  stacks truncated %" PRIu64, p.stacks_truncated);
+    if (p.python_truncated)
+        s += fmt("  python stacks truncated %" PRIu64, p.python_truncated);
     return s + "\n";
 }
 

@@ -103,8 +103,10 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
     }
     if (cfg.max_sites)
         bpf_map__set_max_entries(t->skel_->maps.sites, cfg.max_sites);
-    if (cfg.max_procs)
+    if (cfg.max_procs) {
         bpf_map__set_max_entries(t->skel_->maps.procs, cfg.max_procs);
+        bpf_map__set_max_entries(t->skel_->maps.python_procs, cfg.max_procs);
+    }
     t->skel_->rodata->stack_size = cfg.stack_size;
     // Room for 64 stacks at least (a power of two of pages, as ring buffers need).
     size_t ring = CONNLEAK_EVENTS_SIZE;
@@ -116,6 +118,8 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
     if (auto s = t->attach("tp_btf/sched_process_fork", bpf_program__attach(t->skel_->progs.handle_fork)); !s)
         return s.error();
     if (auto s = t->attach("tp_btf/sched_process_exit", bpf_program__attach(t->skel_->progs.handle_exit)); !s)
+        return s.error();
+    if (auto s = t->attach("tp_btf/sched_process_exec", bpf_program__attach(t->skel_->progs.python_exec)); !s)
         return s.error();
     if (cfg.stack_size) {
         auto cb = [](void* ctx, void* data, size_t size) {
@@ -279,6 +283,8 @@ void Tracer::consume_events(const EventHandler& handler)
 
 int Tracer::procs_map_fd() const { return bpf_map__fd(skel_->maps.procs); }
 
+int Tracer::python_map_fd() const { return bpf_map__fd(skel_->maps.python_procs); }
+
 RawState Tracer::read_process(uint32_t pid) const
 {
     RawState raw;
@@ -303,8 +309,10 @@ RawState Tracer::read_process(uint32_t pid) const
 
 void Tracer::forget(const RawState& entries)
 {
-    for (const RawProcess& p : entries.processes)
+    for (const RawProcess& p : entries.processes) {
         bpf_map_delete_elem(bpf_map__fd(skel_->maps.procs), &p.pid);
+        bpf_map_delete_elem(bpf_map__fd(skel_->maps.python_procs), &p.pid);
+    }
     for (const RawConn& c : entries.conns) {
         conn_key k{};
         k.tgid = c.pid;

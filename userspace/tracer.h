@@ -74,6 +74,8 @@ public:
 
     // The in-kernel process filter (`procs`), shared with the socket tracer.
     int procs_map_fd() const;
+    // Python interpreters' layouts per process (python_layout of connleak.h).
+    int python_map_fd() const;
 
     // Events: a descriptor to poll (-1 without events), and a pass over
     // what is pending, each record handed to `handler` (set once).

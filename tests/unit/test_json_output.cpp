@@ -149,7 +149,8 @@ TEST_CASE("each process has its keys in contract order", "[json]")
     CHECK(keys(jp) == std::vector<std::string>{"pid", "comm", "exited", "acquired", "released", "released_untracked",
                                                "released_inherited", "active", "leaks", "leaked_at_exit", "pings", "resets", "dropped",
                                                "dropped_stacks", "stacks_unwound", "stacks_truncated",
-                                               "top_connection_users", "connections"});
+                                               "python_stacks", "python_frames_truncated", "top_connection_users",
+                                               "connections"});
     CHECK(in_order({"pid", "comm", "exited", "acquired", "released", "released_untracked", "active", "leaks",
                     "leaked_at_exit", "pings", "dropped", "top_connection_users", "connections"},
                    keys(jp)));

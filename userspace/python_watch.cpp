@@ -1,0 +1,51 @@
+// Python processes for the kernel (see python_watch.h).
+#include "python_watch.h"
+
+#include <bpf/bpf.h>
+#include <cstdio>
+#include <string>
+#include <sys/stat.h>
+
+namespace connleak {
+
+PythonWatcher::PythonWatcher(int map_fd) : map_fd_(map_fd) {}
+
+void PythonWatcher::poll(const std::vector<RawProcess>& procs)
+{
+    for (const RawProcess& p : procs) {
+        if (p.stats.exited_ns)
+            continue;
+        python_layout current;
+        if (bpf_map_lookup_elem(map_fd_, &p.pid, &current) == 0)
+            continue;  // known (or inherited from its parent)
+        struct stat st;
+        if (stat(("/proc/" + std::to_string(p.pid) + "/exe").c_str(), &st) != 0)
+            continue;
+        auto it = seen_.find(p.pid);
+        if (it != seen_.end() && it->second.exe_dev == st.st_dev && it->second.exe_ino == st.st_ino &&
+            (it->second.state == PythonProbe::not_python || it->second.state == PythonProbe::unsupported))
+            continue;  // looked at already, and it has not exec'ed since
+        if (!tsd_key0_ && !tsd_failed_) {
+            auto off = own_tsd_key0_offset();
+            if (off)
+                tsd_key0_ = off.value();
+            else
+                tsd_failed_ = true;
+        }
+        PythonFound found = probe_python(p.pid, tsd_key0_.value_or(0), ++generation_);
+        if (found.state == PythonProbe::ready && !tsd_key0_) {
+            found.state = PythonProbe::unsupported;
+            found.message = "cannot find where the C library keeps thread-specific data";
+        }
+        if (found.state == PythonProbe::ready &&
+            bpf_map_update_elem(map_fd_, &p.pid, &found.process.layout, BPF_ANY) != 0) {
+            found.state = PythonProbe::unsupported;
+            found.message = "no room in the kernel's Python map";
+        }
+        if (found.state == PythonProbe::unsupported)
+            std::fprintf(stderr, "connleak: warning: PID %u: no Python frames: %s\n", p.pid, found.message.c_str());
+        seen_[p.pid] = Seen{st.st_dev, st.st_ino, found.state};
+    }
+}
+
+}  // namespace connleak
