@@ -171,6 +171,7 @@ std::string man_page(const std::vector<OptionHelp>& options)
 {
     std::string out;
     out += ".TH CONNLEAK 1 \"\" \"connleak\" \"User Commands\"\n";
+    out += ".nh\n.ad l\n";  // no hyphenated option names, ragged right
     out += ".SH NAME\nconnleak \\- find database connection leaks in running processes (libpq, eBPF)\n";
     out += ".SH SYNOPSIS\n";
     for (const HelpEntry& u : help_usage())

@@ -161,7 +161,7 @@ void add_options(CLI::App& app, Options& o)
         ->type_name("N");
     app.add_option("--stack-size", o.stack_size,
                    "Bytes of user stack copied per acquisition, unwound with DWARF CFI (0: no stacks)")
-        ->default_val(CONNLEAK_STACK_SIZE)->check(CLI::Range(0, CONNLEAK_STACK_SIZE_MAX))->type_name("BYTES");
+        ->default_val(CONNLEAK_STACK_SIZE)->check(CLI::Range(0, CONNLEAK_STACK_SIZE_MAX).description(""))->type_name("BYTES");
     app.add_option("--stacks", o.stack_frames, "Frames shown per stack in the text report and leak notices")
         ->default_val(10)->type_name("N");
     app.add_option("--site-skip", o.site_skip,
