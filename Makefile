@@ -1,15 +1,17 @@
 # Thin wrapper around CMake: `make demo`, `make test`, `make bench` on a fresh
 # Debian 12 machine install what is missing first.
 BUILD ?= build
+PREFIX ?= /usr/local
 JOBS  ?= $(shell nproc)
 
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES := clang llvm cmake g++ make pkg-config libbpf-dev bpftool \
 	libelf-dev libdw-dev zlib1g-dev libcli11-dev nlohmann-json3-dev catch2 libpq-dev \
 	postgresql postgresql-client python3 python3-psycopg2 tmux procps \
-	libclang-rt-14-dev python3-flask gunicorn python3-psycopg python3-sqlalchemy
+	libclang-rt-14-dev python3-flask gunicorn python3-psycopg python3-sqlalchemy \
+	man-db
 
-.PHONY: all build deps test test-sanitize fuzz demo bench vmlinux clean
+.PHONY: all build deps test test-sanitize fuzz demo bench vmlinux clean install
 
 all: build
 
@@ -26,6 +28,11 @@ deps:
 build:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
+
+# $(PREFIX)/bin/connleak and $(PREFIX)/share/man/man1/connleak.1 (under
+# $(DESTDIR) when set, for packaging).
+install: build
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
 
 test: deps build
 	cd $(BUILD) && ctest --output-on-failure

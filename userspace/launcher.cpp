@@ -4,7 +4,13 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
+#include <dirent.h>
 #include <fcntl.h>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,6 +53,51 @@ int status_to_exit_code(int status)
     if (WIFSIGNALED(status))
         return 128 + WTERMSIG(status);
     return 1;
+}
+
+// Parent of every running process, from /proc/PID/stat (zombies left out:
+// they have ended, only their status waits to be collected).
+std::multimap<pid_t, pid_t> running_children()
+{
+    std::multimap<pid_t, pid_t> children;
+    DIR* proc = opendir("/proc");
+    if (!proc)
+        return children;
+    while (dirent* e = readdir(proc)) {
+        char* end;
+        const long pid = std::strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0)
+            continue;
+        std::ifstream f(std::string("/proc/") + e->d_name + "/stat");
+        std::string stat;
+        std::getline(f, stat);
+        const size_t paren = stat.rfind(')');  // comm may hold spaces and parentheses
+        if (paren == std::string::npos)
+            continue;
+        std::istringstream rest(stat.substr(paren + 1));
+        char state = 0;
+        pid_t ppid = 0;
+        if (rest >> state >> ppid && state != 'Z')
+            children.emplace(ppid, static_cast<pid_t>(pid));
+    }
+    closedir(proc);
+    return children;
+}
+
+bool is_running(pid_t pid)
+{
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat;
+    std::getline(f, stat);
+    const size_t paren = stat.rfind(')');
+    return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z';
+}
+
+double monotonic_s()
+{
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 // The byte that opens the gate. End-of-file is not "go": it is what the
@@ -160,6 +211,54 @@ std::optional<int> Launcher::poll_exit()
     if (waitpid(pid_, &status, WNOHANG) == pid_)
         exit_status_ = status_to_exit_code(status);
     return exit_status_;
+}
+
+std::vector<pid_t> Launcher::running_tree(const std::vector<uint32_t>& also)
+{
+    poll_exit();  // a command that ended is collected, not counted as running
+    const std::multimap<pid_t, pid_t> children = running_children();
+    std::set<pid_t> tree;
+    std::vector<pid_t> todo;
+    if (!exit_status_ && pid_ > 0)
+        todo.push_back(pid_);
+    for (uint32_t pid : also)
+        if (static_cast<pid_t>(pid) != getpid() && is_running(static_cast<pid_t>(pid)))
+            todo.push_back(static_cast<pid_t>(pid));
+    while (!todo.empty()) {
+        const pid_t pid = todo.back();
+        todo.pop_back();
+        if (!tree.insert(pid).second)
+            continue;
+        auto [begin, end] = children.equal_range(pid);
+        for (auto it = begin; it != end; ++it)
+            todo.push_back(it->second);
+    }
+    return {tree.begin(), tree.end()};
+}
+
+size_t Launcher::stop(double grace_s, bool after_terminal_sigint, const std::function<std::vector<uint32_t>()>& traced,
+                      const std::function<bool()>& wait)
+{
+    const pid_t own_group = getpgrp();
+    for (pid_t pid : running_tree(traced()))
+        if (!after_terminal_sigint || getpgid(pid) != own_group)
+            kill(pid, SIGTERM);
+    const double deadline = monotonic_s() + grace_s;
+    while (!running_tree(traced()).empty() && monotonic_s() < deadline)
+        if (!wait())
+            break;
+    // SIGKILL until none is left: one forked between the list and the kill
+    // is found on the next round.
+    size_t killed = 0;
+    for (int round = 0; round < 50; round++) {
+        const std::vector<pid_t> left = running_tree(traced());
+        if (left.empty())
+            break;
+        for (pid_t pid : left)
+            killed += kill(pid, SIGKILL) == 0 && round == 0;
+        wait();
+    }
+    return killed;
 }
 
 }  // namespace connleak

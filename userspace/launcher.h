@@ -2,6 +2,7 @@
 // instruction runs.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <sys/types.h>
@@ -33,6 +34,21 @@ public:
     // The command's exit status once it ended (128 + signal when killed);
     // nullopt while it runs. Never blocks.
     std::optional<int> poll_exit();
+
+    // The command and every process under it still running: its
+    // descendants by /proc's parent links, and those of `also` (traced
+    // processes, which include children orphaned to init). Zombies have
+    // ended and are left out.
+    std::vector<pid_t> running_tree(const std::vector<uint32_t>& also);
+
+    // Ends the command and everything under it, as a terminal would:
+    // SIGTERM, except to those in connleak's own process group when
+    // `after_terminal_sigint` (the terminal's Ctrl-C reached them already),
+    // then SIGKILL to what is left `grace_s` later, or as soon as `wait`
+    // (called between checks, ~100 ms) returns false. `traced` gives the
+    // traced processes still running. Returns how many had to be killed.
+    size_t stop(double grace_s, bool after_terminal_sigint, const std::function<std::vector<uint32_t>()>& traced,
+                const std::function<bool()>& wait);
 
 private:
     Launcher(pid_t pid, int gate_fd, int exec_fd, std::string exe)

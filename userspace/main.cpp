@@ -1,5 +1,6 @@
 // connleak: attach to processes (or launch one), count their libpq
 // connections in the kernel, and report leaks each interval.
+#include <algorithm>
 #include <bpf/libbpf.h>
 #include <cerrno>
 #include <csignal>
@@ -113,6 +114,63 @@ bool stop_pending()
 int interrupted_at_start()
 {
     return fail("interrupted during start-up: nothing was traced");
+}
+
+// Traced processes still running (a launched command's children, orphaned
+// ones included).
+std::vector<uint32_t> traced_running(Tracer& tracer)
+{
+    std::vector<uint32_t> pids;
+    for (const RawProcess& p : tracer.read_processes())
+        if (!p.stats.exited_ns && process_exists(p.pid))
+            pids.push_back(p.pid);
+    return pids;
+}
+
+// Stops a launched command that outlived connleak's run (see README "A
+// launched command"). Returns what to tell the user, or "".
+std::string stop_command(Launcher& launcher, const Options& o, bool terminal_sigint, Tracer& tracer,
+                         Session& session, int sigfd)
+{
+    auto traced = [&] { return traced_running(tracer); };
+    if (launcher.running_tree(traced()).empty())
+        return "";
+    // Between checks the ring buffer is drained; another Ctrl-C or SIGTERM
+    // means "now": SIGKILL without waiting out the grace.
+    auto wait = [&] {
+        pollfd fd = {sigfd, POLLIN, 0};
+        poll(&fd, 1, 100);
+        session.consume_events();
+        signalfd_siginfo si;
+        bool again = false;
+        while (read(sigfd, &si, sizeof(si)) == sizeof(si))
+            again = again || si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM;
+        return !again;
+    };
+    const size_t killed = launcher.stop(o.kill_after_s, terminal_sigint, traced, wait);
+    if (killed == 0)
+        return "";
+    char grace[32];
+    std::snprintf(grace, sizeof(grace), "%g", o.kill_after_s);
+    return "stopped " + o.command[0] + " (PID " + std::to_string(launcher.pid()) + "): " + std::to_string(killed) +
+           (killed == 1 ? " process" : " processes") + " still running " + grace + " s after SIGTERM, killed (--kill-after)";
+}
+
+// With --keep-command: what connleak leaves running.
+std::string still_running(Launcher& launcher, const Options& o, Tracer& tracer)
+{
+    const std::vector<pid_t> left = launcher.running_tree(traced_running(tracer));
+    if (left.empty())
+        return "";
+    std::string under;
+    for (pid_t pid : left)
+        if (pid != launcher.pid())
+            under += " " + std::to_string(pid);
+    const std::string& name = o.command[0];
+    if (!std::count(left.begin(), left.end(), launcher.pid()))
+        return name + " exited; left running under it (--keep-command): PID" + under;
+    return "left " + name + " running (--keep-command): PID " + std::to_string(launcher.pid()) +
+           (under.empty() ? "" : ", under it PID" + under);
 }
 
 int run(const Options& o)
@@ -234,6 +292,7 @@ int run(const Options& o)
     const uint64_t start = monotonic_ns();
     double next_report = o.interval_s;
     bool interrupted = false;
+    bool terminal_sigint = false;
     for (;;) {
         // Wake every 100 ms: to drain the ring buffer (the kernel wakes us
         // early only when it is half full, see wakeup_flags() in
@@ -250,9 +309,13 @@ int run(const Options& o)
         if (ready > 0) {
             signalfd_siginfo si;
             while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
-                if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
+                if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM) {
                     interrupted = true;
-                else if (si.ssi_signo == SIGWINCH)
+                    // Ctrl-C at a terminal: the kernel sent SIGINT to the
+                    // whole foreground process group, a launched command's
+                    // included.
+                    terminal_sigint = terminal_sigint || (si.ssi_signo == SIGINT && si.ssi_code == SI_KERNEL);
+                } else if (si.ssi_signo == SIGWINCH)
                     sink->resized();
             }
             if (fds[1].fd >= 0 && (fds[1].revents & POLLIN) && !sink->handle_input())
@@ -276,19 +339,30 @@ int run(const Options& o)
                 break;
         }
     }
+    // A launched command ends with connleak, as under `timeout` or `perf
+    // record --`, unless --keep-command; before the final report, so that
+    // report counts its exits.
+    const std::optional<int> command_status = launcher ? launcher->poll_exit() : std::nullopt;
+    std::string command_fate;
+    if (launcher && !o.keep_command)
+        command_fate = stop_command(*launcher, o, terminal_sigint, *tracer.value(), session, sigfd);
     if (std::string err = session.report(true); !err.empty())
         return fail(err);
+    if (launcher && o.keep_command)
+        command_fate = still_running(*launcher, o, *tracer.value());
+    if (!command_fate.empty())
+        std::fprintf(stderr, "connleak: %s\n", command_fate.c_str());
     // The reader of stdout went away (`| head`): an end like Ctrl-C, said by
     // nothing. Any other failure to write the report is one.
     if (int err = sink->output_error(); err && err != EPIPE)
         return fail(std::string("cannot write the report to stdout: ") + std::strerror(err));
     if (getenv("CONNLEAK_STACK_STATS"))  // measurements: what unwinding cost
         std::fputs(stacks.cost_summary().c_str(), stderr);
-    // Ctrl-C is a normal end. Otherwise a launched command's status is
-    // connleak's, so connleak can stand in for it in scripts.
-    if (launcher && !interrupted)
-        if (auto code = launcher->poll_exit())
-            return *code;
+    // Ctrl-C is a normal end, and so is --duration when it stopped the
+    // command. A command that ended by itself gives connleak its status, so
+    // connleak can stand in for it in scripts.
+    if (command_status && !interrupted)
+        return *command_status;
     return 0;
 }
 

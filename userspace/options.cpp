@@ -9,6 +9,7 @@
 #include <sys/un.h>
 
 #include "connleak.h"
+#include "help_text.h"
 #include "socket_model.h"
 
 namespace connleak {
@@ -18,6 +19,83 @@ namespace {
 {
     std::fprintf(stderr, "connleak: %s (see connleak --help)\n", msg.c_str());
     std::exit(2);
+}
+
+// A usage error that already says what to do.
+[[noreturn]] void usage_error_line(const std::string& msg)
+{
+    std::fprintf(stderr, "connleak: %s\n", msg.c_str());
+    std::exit(2);
+}
+
+// What a value of each kind is, in words, for "'abc' is not ...".
+std::string value_kind(const std::string& type_name)
+{
+    static const std::pair<const char*, const char*> kinds[] = {
+        {"PID", "a process ID (a number)"},
+        {"SEC", "a number of seconds"},
+        {"N", "a whole number"},
+        {"BYTES", "a number of bytes"},
+        {"PORT", "a TCP port (1 to 65535)"},
+    };
+    for (const auto& [name, kind] : kinds)
+        if (type_name == name)
+            return kind;
+    return "a valid " + type_name;
+}
+
+// "-p/--pid" for the option CLI11 names "--pid" (or "-p"), as typed.
+std::string spelled(const CLI::App& app, const std::string& name, const CLI::Option** found)
+{
+    std::string bare = name.substr(name.find_first_not_of('-') == std::string::npos ? 0 : name.find_first_not_of('-'));
+    for (const CLI::Option* opt : app.get_options()) {
+        if (!opt->check_name(name) && !opt->check_sname(bare) && !opt->check_lname(bare))
+            continue;
+        *found = opt;
+        std::string out;
+        for (const std::string& s : opt->get_snames())
+            out += (out.empty() ? "-" : "/-") + s;
+        for (const std::string& l : opt->get_lnames())
+            out += (out.empty() ? "--" : "/--") + l;
+        return out;
+    }
+    *found = nullptr;
+    return name;
+}
+
+// CLI11's messages ("Could not convert: --pid = abc") said as connleak's
+// own lines. The patterns are CLI11 2.1's (CLI/Error.hpp); anything else is
+// passed on with the pointer to --help.
+std::string parse_error_message(const CLI::ParseError& e, const CLI::App& app)
+{
+    const std::string what = e.what();
+    std::smatch m;
+    const CLI::Option* opt = nullptr;
+    if (std::regex_match(what, m, std::regex(R"(Could not convert: (\S+) = (.*))"))) {
+        std::string name = spelled(app, m[1], &opt);
+        std::string value = m[2];
+        if (!value.empty() && value.front() == '[' && value.back() == ']')
+            value = value.substr(1, value.size() - 2);
+        return name + ": '" + value + "' is not " + value_kind(opt ? opt->get_type_name() : "") ;
+    }
+    if (std::regex_match(what, m, std::regex(R"((\S+): \d+ required \S+ missing)")) ||
+        std::regex_match(what, m, std::regex(R"(Expected (?:exactly|at least) \d+ arguments? to (\S+).*)"))) {
+        std::string name = spelled(app, m[1], &opt);
+        return name + " needs a value: " + (opt ? opt->get_type_name() : std::string("see connleak --help"));
+    }
+    if (std::regex_match(what, m, std::regex(R"((\S+): too many inputs for a flag)")) ||
+        std::regex_match(what, m, std::regex(R"((\S+): Should be true/false or a number)")))
+        return spelled(app, m[1], &opt) + " takes no value";
+    if (std::regex_match(what, m, std::regex(R"(The following arguments? (?:was|were) not expected: (\S+).*)"))) {
+        const std::string arg = m[1];
+        if (!arg.empty() && arg[0] == '-')
+            return "unknown option " + arg + " (see connleak --help)";
+        return "unexpected argument " + arg + " (a command to launch goes after --; see connleak --help)";
+    }
+    if (std::regex_match(what, m, std::regex(R"((\S+): Value (\S+) not in range (\S+) to (\S+))")))
+        return spelled(app, m[1], &opt) + ": " + std::string(m[2]) + " is not between " + std::string(m[3]) +
+               " and " + std::string(m[4]);
+    return what + " (see connleak --help)";
 }
 
 // Upper bounds of the kernel maps (--max-*). The hash maps are preallocated
@@ -46,6 +124,68 @@ uint32_t pid_max()
     return 4194304;  // PID_MAX_LIMIT on 64-bit: no pid_max is larger
 }
 
+constexpr const char* kDescription =
+    "connleak: find database connection leaks in running processes (libpq, eBPF)\n\n"
+    "  connleak [OPTIONS] -p PID [-p PID ...]     attach to running processes\n"
+    "  connleak [OPTIONS] -- COMMAND [ARGS ...]   launch COMMAND, traced from its first instruction";
+
+// The options, on `app`, writing into `o`: shared by parse_options and the
+// man page, so both list the same options with the same words.
+void add_options(CLI::App& app, Options& o)
+{
+    app.footer(help_footer());
+    app.add_option("-p,--pid", o.pids, "Attach to this running process (repeatable)")->type_name("PID");
+    app.add_option("-i,--interval", o.interval_s, "Report every SEC seconds")->default_val(2)->type_name("SEC");
+    app.add_option("-d,--duration", o.duration_s, "Stop after SEC seconds (default: Ctrl-C, or when every target exits)")
+        ->type_name("SEC");
+    app.add_option("-j,--json", o.json_path, "Write the JSON snapshot to FILE each interval and at exit (atomically); - for JSON Lines on stdout")
+        ->type_name("FILE");
+    app.add_option("--leak-after", o.leak_after_s, "A live connection this many seconds old is a leak (0: every live one)")
+        ->default_val(30)->type_name("SEC");
+    app.add_option("--libpq", o.libpq_path, "Probe this libpq instead of the one the target maps")->type_name("PATH");
+    app.add_option("--top", o.top_sites, "Sites listed per process")->default_val(10)->type_name("N");
+    app.add_flag("!--no-follow", o.follow_children, "Do not trace children forked by traced processes");
+    app.add_flag("-q,--quiet", o.quiet, "No text report (use with --json)");
+    app.add_flag("--no-color", o.no_color, "No colours in the live view (also when NO_COLOR is set)");
+    app.add_flag("--verbose", o.verbose, "libbpf's own log on stderr, e.g. the verifier's (also CONNLEAK_VERBOSE=1)");
+    app.add_option("--kill-after", o.kill_after_s,
+                   "When connleak ends first, SIGKILL what is left of a launched COMMAND this long after its SIGTERM")
+        ->default_val(5)->type_name("SEC");
+    app.add_flag("--keep-command", o.keep_command,
+                 "When connleak ends first, leave a launched COMMAND running and print its PID");
+    app.add_option("--max-conns", o.max_conns, "Live handles the kernel map holds (default " + std::to_string(CONNLEAK_MAX_CONNS) + ")")
+        ->type_name("N");
+    app.add_option("--max-sites", o.max_sites, "Sites the kernel map holds (default " + std::to_string(CONNLEAK_MAX_SITES) + ")")
+        ->type_name("N");
+    app.add_option("--max-procs", o.max_procs, "Processes the kernel map holds (default " + std::to_string(CONNLEAK_MAX_PROCS) + ")")
+        ->type_name("N");
+    app.add_option("--stack-size", o.stack_size,
+                   "Bytes of user stack copied per acquisition, unwound with DWARF CFI (0: no stacks)")
+        ->default_val(CONNLEAK_STACK_SIZE)->check(CLI::Range(0, CONNLEAK_STACK_SIZE_MAX).description(""))->type_name("BYTES");
+    app.add_option("--stacks", o.stack_frames, "Frames shown per stack in the text report and leak notices")
+        ->default_val(10)->type_name("N");
+    app.add_flag("--notice-stacks", o.notice_stacks,
+                 "Each leak notice on its own line with its whole stack (default: a site's stack once, "
+                 "repeats folded)");
+    app.add_option("--site-skip", o.site_skip,
+                   "A frame matching this regex (\"func+0x1c (module) file.c:3\", or a Python frame "
+                   "\"qualname (file.py:LINE)\") is not the site: driver glue "
+                   "(repeatable; libpq and libpqxx are always skipped)")
+        ->type_name("REGEX");
+    app.add_option("--debug-dir", o.debug_dir, "Where separate debug files live (.build-id/, debuglink)")
+        ->default_val("/usr/lib/debug")->type_name("DIR");
+    app.add_option("--db-port", o.db_ports,
+                   "A database server's TCP port, besides those libpq reaches (repeatable; default 5432)")
+        ->type_name("PORT");
+    app.add_option("--db-host", o.db_hosts, "A database server: ADDR, ADDR:PORT or [ADDR]:PORT (repeatable)")
+        ->type_name("ADDR[:PORT]");
+    app.add_option("--db-socket", o.db_socket_paths,
+                   "A database server's Unix socket path, besides .s.PGSQL.<port> (repeatable)")
+        ->type_name("PATH");
+    app.add_flag("!--no-sockets", o.sockets,
+                 "Do not hold handles against the database sockets (no db_sockets, peer, tracking_discrepancy)");
+}
+
 }  // namespace
 
 Options parse_options(int argc, char** argv)
@@ -62,46 +202,8 @@ Options parse_options(int argc, char** argv)
     for (int i = split + 1; i < argc; i++)
         o.command.emplace_back(argv[i]);
 
-    CLI::App app{"connleak: find database connection leaks in running processes (libpq, eBPF)\n\n"
-                 "  connleak [OPTIONS] -p PID [-p PID ...]     attach to running processes\n"
-                 "  connleak [OPTIONS] -- COMMAND [ARGS ...]   launch COMMAND, traced from its first instruction",
-                 "connleak"};
-    app.add_option("-p,--pid", o.pids, "Attach to this running process (repeatable)");
-    app.add_option("-i,--interval", o.interval_s, "Report every SEC seconds")->default_val(2);
-    app.add_option("-d,--duration", o.duration_s, "Stop after SEC seconds (default: Ctrl-C, or when every target exits)");
-    app.add_option("-j,--json", o.json_path, "Write the JSON snapshot to FILE each interval and at exit (atomically); - for JSON Lines on stdout");
-    app.add_option("--leak-after", o.leak_after_s, "A live connection this many seconds old is a leak (0: every live one)")
-        ->default_val(30);
-    app.add_option("--libpq", o.libpq_path, "Probe this libpq instead of the one the target maps");
-    app.add_option("--top", o.top_sites, "Sites listed per process")->default_val(10);
-    app.add_flag("!--no-follow", o.follow_children, "Do not trace children forked by traced processes");
-    app.add_flag("-q,--quiet", o.quiet, "No text report (use with --json)");
-    app.add_flag("--no-color", o.no_color, "No colours in the live view (also when NO_COLOR is set)");
-    app.add_flag("--verbose", o.verbose, "libbpf's own log on stderr, e.g. the verifier's (also CONNLEAK_VERBOSE=1)");
-    app.add_option("--max-conns", o.max_conns, "Live handles the kernel map holds (default " + std::to_string(CONNLEAK_MAX_CONNS) + ")");
-    app.add_option("--max-sites", o.max_sites, "Sites the kernel map holds (default " + std::to_string(CONNLEAK_MAX_SITES) + ")");
-    app.add_option("--max-procs", o.max_procs, "Processes the kernel map holds (default " + std::to_string(CONNLEAK_MAX_PROCS) + ")");
-    app.add_option("--stack-size", o.stack_size,
-                   "Bytes of user stack copied per acquisition, unwound with DWARF CFI (0: no stacks)")
-        ->default_val(CONNLEAK_STACK_SIZE)->check(CLI::Range(0, CONNLEAK_STACK_SIZE_MAX));
-    app.add_option("--stacks", o.stack_frames, "Frames shown per stack in the text report and leak notices")
-        ->default_val(10);
-    app.add_flag("--notice-stacks", o.notice_stacks,
-                 "Each leak notice on its own line with its whole stack (default: a site's stack once, "
-                 "repeats folded)");
-    app.add_option("--site-skip", o.site_skip,
-                   "A frame matching this regex (\"func+0x1c (module) file.c:3\") is not the site: driver glue "
-                   "(repeatable; libpq and libpqxx are always skipped)");
-    app.add_option("--debug-dir", o.debug_dir, "Where separate debug files live (.build-id/, debuglink)")
-        ->default_val("/usr/lib/debug");
-    app.add_option("--db-port", o.db_ports,
-                   "A database server's TCP port, besides those libpq reaches (repeatable; default 5432)");
-    app.add_option("--db-host", o.db_hosts, "A database server: ADDR, ADDR:PORT or [ADDR]:PORT (repeatable)");
-    app.add_option("--db-socket", o.db_socket_paths,
-                   "A database server's Unix socket path, besides .s.PGSQL.<port> (repeatable)");
-    app.add_flag("!--no-sockets", o.sockets,
-                 "Do not hold handles against the database sockets (no db_sockets, peer, tracking_discrepancy)");
-    app.footer("Exit status: 0 done (with COMMAND: its exit status), 1 runtime failure, 2 usage error.");
+    CLI::App app{kDescription, "connleak"};
+    add_options(app, o);
 
     try {
         app.parse(split, argv);
@@ -109,7 +211,7 @@ Options parse_options(int argc, char** argv)
         std::printf("%s", app.help().c_str());
         std::exit(0);
     } catch (const CLI::ParseError& e) {
-        usage_error(e.what());
+        usage_error_line(parse_error_message(e, app));
     }
     // Ranges checked here, not by CLI11's validators, whose messages print
     // DBL_MAX in full.
@@ -117,6 +219,8 @@ Options parse_options(int argc, char** argv)
         usage_error("--interval must be a number of seconds above 0");
     if (!(o.duration_s >= 0))
         usage_error("--duration must be a number of seconds, 0 or more");
+    if (!(o.kill_after_s >= 0))
+        usage_error("--kill-after must be a number of seconds, 0 or more");
     if (!(o.leak_after_s >= 0))
         usage_error("--leak-after must be a number of seconds, 0 or more");
     if (o.top_sites == 0)
@@ -138,6 +242,9 @@ Options parse_options(int argc, char** argv)
         usage_error("nothing to trace: give -p PID or -- COMMAND");
     if (!o.pids.empty() && !o.command.empty())
         usage_error("give -p PID or -- COMMAND, not both");
+    if (o.command.empty() && (app.count("--keep-command") || app.count("--kill-after")))
+        usage_error(std::string(app.count("--keep-command") ? "--keep-command" : "--kill-after") +
+                    " is about a launched command: give -- COMMAND");
     const uint32_t max_pid = pid_max();
     for (uint32_t pid : o.pids)
         if (pid == 0 || pid >= max_pid)
@@ -159,6 +266,26 @@ Options parse_options(int argc, char** argv)
         if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path))
             usage_error("--db-socket " + path + ": not a Unix socket path");
     return o;
+}
+
+std::vector<OptionHelp> option_help()
+{
+    Options o;
+    CLI::App app{kDescription, "connleak"};
+    add_options(app, o);
+    std::vector<OptionHelp> list;
+    for (const CLI::Option* opt : app.get_options()) {
+        std::string names;
+        for (const std::string& s : opt->get_snames())
+            names += (names.empty() ? "-" : ", -") + s;
+        for (const std::string& l : opt->get_lnames())
+            names += (names.empty() ? "--" : ", --") + l;
+        std::string text = opt->get_description();
+        if (!opt->get_default_str().empty() && opt->get_type_size() != 0)
+            text += " (default " + opt->get_default_str() + ")";
+        list.push_back({names, opt->get_type_size() == 0 ? "" : opt->get_type_name(), text});
+    }
+    return list;
 }
 
 }  // namespace connleak

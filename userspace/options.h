@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "help_text.h"
+
 namespace connleak {
 
 struct Options {
@@ -30,10 +32,15 @@ struct Options {
     std::vector<uint16_t> db_ports;            // --db-port (empty: 5432)
     std::vector<std::string> db_hosts;         // --db-host ADDR[:PORT]
     std::vector<std::string> db_socket_paths;  // --db-socket PATH
+    double kill_after_s = 5;             // SIGTERM to SIGKILL of a launched command connleak stops
+    bool keep_command = false;           // leave a launched command running when connleak ends first
 };
 
 // Parses argv. On --help prints usage and exits 0; on a usage error prints
 // one line and exits 2.
 Options parse_options(int argc, char** argv);
+
+// Every option with its value name and description, for the man page.
+std::vector<OptionHelp> option_help();
 
 }  // namespace connleak
