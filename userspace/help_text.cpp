@@ -92,6 +92,7 @@ const std::vector<HelpEntry>& help_words()
                      "connection is acquired too: it still needs PQfinish."},
         {"released", "PQfinish on a handle seen acquired."},
         {"released_untracked", "PQfinish on a handle made before connleak attached; it never drives active below zero."},
+        {"released_inherited", "PQfinish, in a forked child, of a handle its parent held at fork."},
         {"pings", "PQping/PQpingParams calls (pg_isready): not the application's connections, not acquired."},
         {"resets", "PQreset/PQresetStart calls; they reuse the same handle."},
         {"active", "handles acquired and not yet released. A process that exited holds none."},
@@ -99,7 +100,8 @@ const std::vector<HelpEntry>& help_words()
         {"leaks", "active handles held --leak-after seconds or longer (--leak-after 0: acquired - released)."},
         {"leak_ratio", "leaks / acquired x 100."},
         {"site", "where a handle was acquired: the first frame of its acquiring stack outside libpq and driver "
-                 "glue (--site-skip), as function+0xoff (module) file.c:42, or module+0xoffset."},
+                 "glue (--site-skip), as function+0xoff (module) file.c:42, or module+0xoffset; for Python, "
+                 "the innermost application frame, qualname (path/file.py:42)."},
         {"leak notice", "one line on stderr the first time a live connection is a leak, and one more if it is "
                         "finished later. Never repeated."},
         {"avg_ms, max_ms", "per site: mean hold time of released handles; longest hold, released or still live."},
