@@ -354,6 +354,9 @@ Result<std::unique_ptr<Module>> open_module(const std::string& path, const Symbo
     m->debuginfo_path = ":.debug:" + m->debug_root;
     m->debuginfo_path_ptr = m->debuginfo_path.data();
     m->callbacks.find_elf = dwfl_build_id_find_elf;  // not called: the fd is given
+    // A relocatable file (ET_REL) needs section addresses assigned; a
+    // target can map any file, so this must not be a null callback.
+    m->callbacks.section_address = dwfl_offline_section_address;
     m->callbacks.find_debuginfo = opts.use_debug_files ? find_local_debuginfo : no_debuginfo;
     m->callbacks.debuginfo_path = &m->debuginfo_path_ptr;
     m->dwfl = dwfl_begin(&m->callbacks);
