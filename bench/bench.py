@@ -33,11 +33,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+sys.path.insert(0, os.path.join(REPO, "tests", "pylib"))
 
-import benchlib as bl  # noqa: E402
-from benchlib import summary  # noqa: E402
+from connleak_testkit import benchlib as bl  # noqa: E402
+from connleak_testkit.benchlib import summary  # noqa: E402
+from connleak_testkit.snapshot import find_process, read_json  # noqa: E402
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 
@@ -148,8 +148,8 @@ def run_pqstress_cycles(ctx, cond, n, tag):
     if cond in ("connleak", "connleak_no_stacks"):
         if cond == "connleak":
             ctx.note_footprint("cost: %d PQconnectStart+PQfinish cycles" % n, mon)
-        snap = bl.read_json(json_path)
-        p = bl.find_process(snap, ab["pid"]) or {}
+        snap = read_json(json_path, torn_as_none=True)
+        p = find_process(snap, ab["pid"]) or {}
         want = ab["probed_cycles"]
         res["exact"] = (p.get("acquired"), p.get("released"), p.get("dropped")) == (want, want, 0)
         res["stacks"] = {k: p.get(k) for k in ("stacks_unwound", "stacks_truncated", "dropped_stacks")}
@@ -355,7 +355,7 @@ def section_cost(ctx):
 # ---------------------------------------------------------------- pgbench
 
 def section_pgbench(ctx):
-    from pgserver import PgServer  # tests/integration/pgserver.py
+    from connleak_testkit.pgserver import PgServer
     pairs = ctx.args.pgbench_pairs or (2 if ctx.quick else 5)
     duration = ctx.args.pgbench_seconds or (3 if ctx.quick else 6)
     clients, threads = 2, 2
@@ -399,7 +399,7 @@ def section_pgbench(ctx):
                 r["cpu_us_per_tx"] = 1e6 * (server_cpu + client_cpu) / r["transactions"]
             if mode == "traced":
                 ctx.note_footprint("pgbench -C -S -c %d -T %d" % (clients, duration), mon)
-                snap = bl.read_json(json_path) or {}
+                snap = read_json(json_path, torn_as_none=True) or {}
                 procs = snap.get("processes", [])
                 p = procs[0] if procs else {}
                 r["connleak"] = {k: p.get(k) for k in ("acquired", "released", "released_untracked",
@@ -506,7 +506,7 @@ def pgbench_concurrent(ctx, server, duration):
         r["ratio"] = r["tps_system_libpq"] / r["tps_copy"]
         if mode == "traced":
             ctx.note_footprint("pgbench -C -S -c 1 -T %d, beside an untraced one" % duration, a)
-            snap = bl.read_json(json_path) or {}
+            snap = read_json(json_path, torn_as_none=True) or {}
             p = (snap.get("processes") or [{}])[0]
             n = server.count_authorized("bench_%s_probed" % tag)
             r["exact"] = (p.get("acquired") == n and p.get("released") == n and p.get("dropped") == 0)
@@ -563,7 +563,7 @@ def section_exited(ctx):
     real server and exit. Exited processes beyond the latest 100 are folded
     per comm, so connleak's peak RSS must not grow with their number, and
     its counts must equal the server's log_connections count."""
-    from pgserver import PgServer
+    from connleak_testkit.pgserver import PgServer
     children = 2000 if ctx.quick else 10000
     forker = os.path.join(ctx.tools.build_dir, "tests", "forker")
     log("exited: %d short-lived processes, one connection each, connleak -i 0.2" % children)

@@ -7,6 +7,10 @@ kernel's own accounting (kernel.bpf_stats_enabled: run_time_ns / run_cnt).
 """
 import ctypes, json, os, subprocess, sys, time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "pylib"))
+from connleak_testkit.benchlib import wait_for  # noqa: E402
+from connleak_testkit.snapshot import read_json  # noqa: E402
+
 def child_main(conninfo, n, k):
     pq = ctypes.CDLL("libpq.so.5")
     pq.PQconnectdb.restype = ctypes.c_void_p
@@ -43,8 +47,7 @@ js = "/tmp/connleak-forkcost.json"
 if os.path.exists(js):
     os.unlink(js)
 t = subprocess.Popen([connleak, "-q", "-i", "0.2", "-j", js, "-p", str(c.pid)], stderr=subprocess.DEVNULL)
-while not os.path.exists(js):
-    time.sleep(0.1)
+assert wait_for(lambda: os.path.exists(js), 60, 0.1), "connleak wrote no snapshot within 60 s"
 c.stdin.write("go\n"); c.stdin.flush()
 assert c.stdout.readline().strip() == "open"
 time.sleep(0.5)
@@ -53,7 +56,7 @@ c.stdin.write("fork\n"); c.stdin.flush()
 per_fork_wall = c.stdout.readline().split()[1]
 t1, n1 = prog_stats("handle_fork")
 time.sleep(1)
-snap = json.load(open(js))
+snap = read_json(js)
 c.stdin.write("end\n"); c.stdin.flush(); c.wait()
 t.terminate(); t.wait()
 kids = [p for p in snap["processes"] if p["pid"] != c.pid]

@@ -257,7 +257,7 @@ measure poll "$((N * 5))"
 
 if [ "${NO_PQ:-0}" != 1 ]; then
 	mkfifo "$work/pgin"
-	/usr/bin/python3 "$here/../tests/integration/pgserver.py" < "$work/pgin" > "$work/pg.out" 2>&1 &
+	/usr/bin/python3 "$here/../tests/pylib/connleak_testkit/pgserver.py" < "$work/pgin" > "$work/pg.out" 2>&1 &
 	pg_pid=$!
 	exec 3> "$work/pgin"  # pgserver stops at EOF
 	i=0

@@ -10,10 +10,12 @@ import re
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
 
-from connleak_run import (PQCLIENT, ConnleakTestCase, Tracer, counts, find_process,  # noqa: E402
-                          json_lines, pqclient_summaries, proc_counts)
+from connleak_testkit.paths import PQCLIENT  # noqa: E402
+from connleak_testkit.tracer import ConnleakTestCase, Tracer  # noqa: E402
+from connleak_testkit.clients import pqclient_summaries  # noqa: E402
+from connleak_testkit.snapshot import counts, find_process, json_lines, proc_counts  # noqa: E402
 
 LIBPQ = os.path.realpath("/usr/lib/x86_64-linux-gnu/libpq.so.5")
 

@@ -13,31 +13,15 @@ import subprocess
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
 
-from connleak_run import (PQCLIENT, Client, ConnleakTestCase, Tracer, counts, dump, find_process,  # noqa: E402
-                          pqclient_summaries, proc_counts)
+from connleak_testkit.paths import PQCLIENT  # noqa: E402
+from connleak_testkit.tracer import ConnleakTestCase, Tracer  # noqa: E402
+from connleak_testkit.clients import Client, pqclient_summaries  # noqa: E402
+from connleak_testkit.snapshot import counts, dump, find_process, proc_counts  # noqa: E402
+from connleak_testkit.procs import code_byte  # noqa: E402
 
 WAIT = 60  # seconds to wait for an expected snapshot
-
-
-def code_byte(pid, function):
-    """The first byte of libpq's FUNCTION as process PID sees it: 0xcc where
-    the kernel placed a uprobe's breakpoint in that process."""
-    with open("/proc/%d/maps" % pid) as f:
-        maps = [l.split() for l in f if "libpq.so" in l]
-    path = "/proc/%d/root%s" % (pid, maps[0][5])
-    nm = subprocess.run(["nm", "-D", "--defined-only", path], stdout=subprocess.PIPE, text=True, check=True).stdout
-    value = next(int(l.split()[0], 16) for l in nm.splitlines() if l.split()[-1] == function)
-    # In these shared objects a function's value is its file offset.
-    for m in maps:
-        start, end = (int(x, 16) for x in m[0].split("-"))
-        offset = int(m[2], 16)
-        if "x" in m[1] and offset <= value < offset + (end - start):
-            with open("/proc/%d/mem" % pid, "rb") as mem:
-                mem.seek(start + value - offset)
-                return mem.read(1)[0]
-    raise AssertionError("%s of pid %d is in no executable mapping" % (function, pid))
 
 
 class AttachTest(ConnleakTestCase):

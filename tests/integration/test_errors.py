@@ -11,9 +11,11 @@ import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
 
-from connleak_run import CONNLEAK, REPO, Client, ConnleakTestCase, Run, kill_quietly, run_connleak  # noqa: E402
+from connleak_testkit.paths import CONNLEAK, REPO  # noqa: E402
+from connleak_testkit.tracer import ConnleakTestCase, Run, kill_quietly, run_connleak  # noqa: E402
+from connleak_testkit.clients import Client  # noqa: E402
 
 
 def pid_max():

@@ -20,14 +20,10 @@ import sys
 import tempfile
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "bench"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
 
-import benchlib  # noqa: E402
-
-BUILD_DIR = os.environ.get("BUILD_DIR") or os.path.join(REPO, "build")
-CONNLEAK = os.environ.get("CONNLEAK") or os.path.join(BUILD_DIR, "connleak")
+from connleak_testkit import benchlib  # noqa: E402
+from connleak_testkit.paths import BUILD_DIR, CONNLEAK  # noqa: E402
 
 
 class ExactnessTest(unittest.TestCase):

@@ -8,10 +8,11 @@ import subprocess
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
 
-from connleak_run import PG_BIN, PQCLIENT, PYTHON, Client, pqclient_summaries  # noqa: E402
-from pgserver import PgServer, free_port  # noqa: E402
+from connleak_testkit.paths import PQCLIENT, PYTHON  # noqa: E402
+from connleak_testkit.pgserver import PG_BIN, PgServer, free_port  # noqa: E402
+from connleak_testkit.clients import Client, pqclient_summaries  # noqa: E402
 
 
 class HarnessTest(unittest.TestCase):

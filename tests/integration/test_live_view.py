@@ -20,9 +20,11 @@ import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
 
-from connleak_run import CONNLEAK, PQCLIENT, Client, ConnleakTestCase, kill_quietly  # noqa: E402
+from connleak_testkit.paths import CONNLEAK, PQCLIENT  # noqa: E402
+from connleak_testkit.tracer import ConnleakTestCase, kill_quietly  # noqa: E402
+from connleak_testkit.clients import Client  # noqa: E402
 
 TMUX = shutil.which("tmux")
 WAIT = 60  # seconds to wait for an expected screen

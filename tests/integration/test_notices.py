@@ -11,10 +11,12 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
 
-from connleak_run import Client, ConnleakTestCase, Tracer, conn_value, find_process, proc_counts  # noqa: E402
-from stack_helpers import STACKCLIENT, StackClient, function  # noqa: E402
+from connleak_testkit.tracer import ConnleakTestCase, Tracer  # noqa: E402
+from connleak_testkit.clients import Client  # noqa: E402
+from connleak_testkit.snapshot import conn_value, find_process, proc_counts  # noqa: E402
+from connleak_testkit.stacks import STACKCLIENT, StackClient, function  # noqa: E402
 
 WAIT = 60
 LEAK_AFTER = 1

@@ -7,10 +7,12 @@ import re
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
 
-from connleak_run import ConnleakTestCase, dump, pqclient_summaries, sites  # noqa: E402
-from pgserver import free_port  # noqa: E402
+from connleak_testkit.pgserver import free_port  # noqa: E402
+from connleak_testkit.tracer import ConnleakTestCase  # noqa: E402
+from connleak_testkit.clients import pqclient_summaries  # noqa: E402
+from connleak_testkit.snapshot import dump, sites  # noqa: E402
 
 
 def symbolized(site):

@@ -12,9 +12,13 @@ Env (set by ctest): CONNLEAK, BUILD_DIR (forker is BUILD_DIR/tests/forker).
 
 import os
 import re
+import sys
 import unittest
 
-from connleak_run import BUILD_DIR, ConnleakTestCase
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
+
+from connleak_testkit.paths import BUILD_DIR  # noqa: E402
+from connleak_testkit.tracer import ConnleakTestCase  # noqa: E402
 
 FORKER = os.path.join(BUILD_DIR, "tests", "forker")
 _SUMMARY = re.compile(r"forker pid=(\d+) children=(\d+) ok=(\d+)")

@@ -38,8 +38,7 @@ import sys
 import threading
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
 
 WAIT = 60  # seconds to wait for an expected snapshot
 
@@ -217,8 +216,11 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "client":
 
 # ---------------------------------------------------------------- the tests
 
-from connleak_run import (PG_BIN, PQCLIENT, PYTHON, Client, ConnleakTestCase, Tracer,  # noqa: E402
-                          find_process, launch, pqclient_summaries)
+from connleak_testkit.paths import PQCLIENT, PYTHON  # noqa: E402
+from connleak_testkit.pgserver import PG_BIN  # noqa: E402
+from connleak_testkit.tracer import ConnleakTestCase, Tracer, launch  # noqa: E402
+from connleak_testkit.clients import Client, pqclient_summaries  # noqa: E402
+from connleak_testkit.snapshot import find_process  # noqa: E402
 
 SOCKET_KEYS = ("paired", "pre_attach", "untracked", "connecting", "handles_without_socket", "closed_at_exit",
                "dropped", "pre_attach_peers", "untracked_peers")

@@ -17,20 +17,14 @@ import subprocess
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
 
-from connleak_run import ConnleakTestCase, Tracer, dump, find_process, proc_counts  # noqa: E402
-from stack_helpers import STACKCLIENT, StackClient, function, module  # noqa: E402
+from connleak_testkit.tracer import ConnleakTestCase, Tracer  # noqa: E402
+from connleak_testkit.snapshot import counts, dump, find_process, proc_counts  # noqa: E402
+from connleak_testkit.stacks import STACKCLIENT, StackClient, function, module  # noqa: E402
 
 WAIT = 60
 NA, NB, KA, KB = 4, 3, 2, 1  # connections by path a and b, and how many of each stay open
-
-
-def counts(exited, **kw):
-    d = {"exited": exited, "acquired": 0, "released": 0, "released_untracked": 0, "active": 0, "leaks": 0,
-         "leaked_at_exit": 0, "pings": 0, "resets": 0, "dropped": 0}
-    d.update(kw)
-    return d
 
 
 def build_id(path):

@@ -17,10 +17,13 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
 
-from connleak_run import CONNLEAK, Client, ConnleakTestCase, Tracer, json_lines  # noqa: E402
-from test_attach import code_byte  # noqa: E402
+from connleak_testkit.paths import CONNLEAK  # noqa: E402
+from connleak_testkit.tracer import ConnleakTestCase, Tracer  # noqa: E402
+from connleak_testkit.clients import Client  # noqa: E402
+from connleak_testkit.snapshot import json_lines  # noqa: E402
+from connleak_testkit.procs import code_byte  # noqa: E402
 
 ATTEMPTS = 40
 # Detaching costs the kernel ~70 ms per uprobe (RCU grace periods per

@@ -8,9 +8,11 @@ import re
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
 
-from connleak_run import PG_BIN, PYTHON, ConnleakTestCase  # noqa: E402
+from connleak_testkit.paths import PYTHON  # noqa: E402
+from connleak_testkit.pgserver import PG_BIN  # noqa: E402
+from connleak_testkit.tracer import ConnleakTestCase  # noqa: E402
 
 # Connects 3 times, closes 2, and leaves without any finalizer finishing the
 # third (os._exit: psycopg2's dealloc would otherwise PQfinish it at exit).

@@ -15,9 +15,9 @@ import sys
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "pylib"))
 
-from connleak_run import ConnleakTestCase  # noqa: E402
+from connleak_testkit.tracer import ConnleakTestCase  # noqa: E402
 
 # What each sanitizer prints when it finds something.
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer", "runtime error:")

@@ -5,7 +5,7 @@ import os
 import re
 import subprocess
 
-from connleak_run import BUILD_DIR
+from .paths import BUILD_DIR
 
 STACKCLIENT = {v: os.path.join(BUILD_DIR, "tests", "stackclient_" + v) for v in ("nofp", "fp")}
 

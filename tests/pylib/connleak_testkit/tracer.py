@@ -1,8 +1,5 @@
-"""Runs connleak (and pqclient) for the integration tests and reads its JSON.
-
-Paths come from the environment ctest sets: CONNLEAK (the tracer), PQCLIENT
-(the libpq test client), BUILD_DIR; by hand, they default to the repo's
-build/ directory.
+"""Runs connleak for the integration tests, and ConnleakTestCase, their
+base class (a PostgreSQL per class, exact checks over the JSON).
 
     r = launch(["pqclient", "connectdb", ci, "5", "2"])   # connleak --json F -- CMD
     r.returncode, r.stdout, r.stderr, r.snapshot         # final snapshot (dict)
@@ -11,12 +8,8 @@ build/ directory.
     t = Tracer.attach([pid], leak_after=0)               # connleak -p PID ...
     snap = t.wait_snapshot(lambda s: ..., timeout=60)
     t.wait()                                             # exit status
-
-    c = Client.start(ci)                                 # pqclient interactive
-    c.cmd("open 3")
 """
 
-import json
 import os
 import queue
 import re
@@ -28,78 +21,13 @@ import threading
 import time
 import unittest
 
-from pgserver import PgServer  # noqa: F401  (re-exported for the tests)
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-BUILD_DIR = os.environ.get("BUILD_DIR") or os.path.join(REPO, "build")
-CONNLEAK = os.environ.get("CONNLEAK") or os.path.join(BUILD_DIR, "connleak")
-PQCLIENT = os.environ.get("PQCLIENT") or os.path.join(BUILD_DIR, "tests", "pqclient")
-PG_BIN = "/usr/lib/postgresql/15/bin"
-PYTHON = "/usr/bin/python3"
+from .clients import pqclient_summaries
+from .paths import CONNLEAK, PQCLIENT
+from .pgserver import PgServer
+from .snapshot import (CONN_KEYS, PROCESS_KEYS, SITE_KEYS, STATS_KEYS, conn_value, dump, find_process, json_lines,
+                       proc_counts, read_json, site_counts, sites)
 
 TIMEOUT = 180  # generous: a slow CI machine must not fail a correct tracer
-
-_SUMMARY = re.compile(r"pqclient: mode=(\S+) pid=(\d+) acquired=(\d+) finished=(\d+) held=(\d+) "
-                      r"bad=(\d+) pings=(\d+) resets=(\d+)")
-
-PROCESS_KEYS = ("pid", "comm", "exited", "acquired", "released", "released_untracked", "released_inherited", "active",
-                "leaks", "leaked_at_exit", "pings", "resets", "dropped", "top_connection_users",
-                "connections")
-SITE_KEYS = ("site", "acquired", "released", "active", "leaks", "leaked_at_exit", "avg_ms", "max_ms")
-CONN_KEYS = ("conn", "tid", "site", "age_ms", "leak")
-STATS_KEYS = ("total_acquired", "total_released", "total_active", "total_leaks", "leak_ratio",
-              "total_leaked_at_exit", "total_dropped")
-
-
-def pqclient_summaries(text):
-    """Every summary line pqclient printed, as dicts of ints (plus mode)."""
-    out = []
-    for m in _SUMMARY.finditer(text):
-        d = dict(zip(("mode", "pid", "acquired", "finished", "held", "bad", "pings", "resets"), m.groups()))
-        for k in d:
-            if k != "mode":
-                d[k] = int(d[k])
-        out.append(d)
-    return out
-
-
-def read_json(path):
-    """The snapshot in path, or None if there is none (yet)."""
-    try:
-        with open(path) as f:
-            text = f.read()
-    except FileNotFoundError:
-        return None
-    if not text.strip():
-        return None
-    return json.loads(text)
-
-
-def find_process(snapshot, pid):
-    for p in snapshot.get("processes", []):
-        if p.get("pid") == pid:
-            return p
-    return None
-
-
-def sites(proc):
-    """{site string: entry} of one process; duplicate site strings are an error."""
-    out = {}
-    for s in proc.get("top_connection_users", []):
-        if s["site"] in out:
-            raise AssertionError("site %r listed twice in %s" % (s["site"], proc))
-        out[s["site"]] = s
-    return out
-
-
-def conn_value(s):
-    """A connection address as printed (\"0x55...\" or a number) -> int."""
-    return s if isinstance(s, int) else int(str(s), 16)
-
-
-def dump(obj):
-    return json.dumps(obj, indent=1, sort_keys=True)
 
 
 class Run:
@@ -123,19 +51,6 @@ class Run:
         return ("command: %s\nexit status: %s\n--- stderr ---\n%s\n--- stdout ---\n%s\n--- final JSON ---\n%s"
                 % (" ".join(map(str, self.args)), self.returncode, self.stderr, self.stdout[-4000:],
                    dump(self.snapshot) if self.snapshot is not None else "(none)"))
-
-
-def json_lines(text):
-    """The JSON snapshots among lines of text (JSON Lines mixed with other output)."""
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-    return out
 
 
 def connleak_args(leak_after=0, interval=0.5, json_path=None, duration=None, extra=()):
@@ -319,93 +234,6 @@ class Tracer:
         return ("command: %s\nexit status: %s\n--- stderr ---\n%s\n--- stdout (tail) ---\n%s\n"
                 "--- last JSON ---\n%s" % (" ".join(self.args), self.returncode, self.stderr,
                                            self.stdout[-3000:], dump(self.last) if self.last else "(none)"))
-
-
-class Client:
-    """pqclient in interactive (or hold) mode, driven line by line."""
-
-    def __init__(self, popen, pid):
-        self.popen = popen
-        self.pid = pid
-        self.lines = []
-
-    @classmethod
-    def start(cls, conninfo, mode="interactive", args=(), env=None):
-        p = subprocess.Popen([PQCLIENT, mode, conninfo] + [str(a) for a in args], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, env=env)
-        line = p.stdout.readline()
-        m = re.match(r"ready pid=(\d+)", line)
-        if not m:
-            p.kill()
-            _, err = p.communicate()
-            raise AssertionError("pqclient %s did not start: %r %s" % (mode, line, err))
-        return cls(p, int(m.group(1)))
-
-    def send(self, line):
-        self.popen.stdin.write(line + "\n")
-        self.popen.stdin.flush()
-
-    def cmd(self, line):
-        """Sends a command, returns its reply; fails unless it starts with "ok"
-        (or is the summary line)."""
-        self.send(line)
-        reply = self.popen.stdout.readline()
-        while reply.startswith("pqclient: mode=fork-child"):  # a forked child's own summary
-            self.lines.append(reply)
-            reply = self.popen.stdout.readline()
-        if not reply.startswith("ok") and not reply.startswith("pqclient:"):
-            self.popen.kill()
-            _, err = self.popen.communicate()
-            raise AssertionError("pqclient: %r -> %r, stderr: %s" % (line, reply, err))
-        self.lines.append(reply)
-        return reply.strip()
-
-    @staticmethod
-    def conns(reply):
-        """The handles listed in an "ok ..." reply, as ints."""
-        m = re.search(r"conns=(\S*)", reply)
-        return [int(x, 16) for x in m.group(1).split(",") if x] if m else []
-
-    def exit(self, timeout=60):
-        """Tells it to exit (held handles leak); returns its summary."""
-        try:
-            self.send("exit")
-        except BrokenPipeError:
-            pass
-        out, err = self.popen.communicate(timeout=timeout)
-        if self.popen.returncode != 0:
-            raise AssertionError("pqclient exited %d: %s" % (self.popen.returncode, err))
-        s = pqclient_summaries(out)
-        return s[-1] if s else None
-
-    def cleanup(self):
-        if self.popen.poll() is None:
-            self.popen.kill()
-        try:
-            self.popen.communicate(timeout=30)
-        except Exception:
-            pass
-
-
-def proc_counts(proc):
-    """The counters of a process entry, for one-shot dict comparison."""
-    return {k: proc[k] for k in ("exited", "acquired", "released", "released_untracked", "active", "leaks",
-                                 "leaked_at_exit", "pings", "resets", "dropped")}
-
-
-def counts(exited, **kw):
-    """A full proc_counts() dict: the given counters, every other one 0."""
-    d = {"exited": exited, "acquired": 0, "released": 0, "released_untracked": 0, "active": 0, "leaks": 0,
-         "leaked_at_exit": 0, "pings": 0, "resets": 0, "dropped": 0}
-    for k, v in kw.items():
-        if k not in d:
-            raise KeyError(k)
-        d[k] = v
-    return d
-
-
-def site_counts(site):
-    return {k: site[k] for k in ("acquired", "released", "active", "leaks", "leaked_at_exit")}
 
 
 class ConnleakTestCase(unittest.TestCase):

@@ -7,7 +7,6 @@ Python 3 standard library only.
 
 import json
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -16,8 +15,7 @@ import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+from .snapshot import find_process, read_json
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -57,27 +55,6 @@ def tagged_json(text, tag):
             except ValueError:
                 pass
     return out
-
-
-def read_json(path):
-    try:
-        with open(path) as f:
-            text = f.read()
-    except FileNotFoundError:
-        return None
-    if not text.strip():
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
-def find_process(snapshot, pid):
-    for p in (snapshot or {}).get("processes", []):
-        if p.get("pid") == pid:
-            return p
-    return None
 
 
 def system_libpq():
@@ -360,9 +337,9 @@ def run_exactness(tools, tmpdir, total, procs, threads, leak_every, ping_every, 
         # Counters are final in the kernel once pqstress printed its total;
         # the next snapshot (every 0.25 s) shows them. Small maps may lose
         # whole processes: then only wait a little.
-        live = wait_for(lambda: (lambda s: s if live_ok(s) else None)(read_json(json_path)),
+        live = wait_for(lambda: (lambda s: s if live_ok(s) else None)(read_json(json_path, torn_as_none=True)),
                         15 if not small else 3)
-        live = live or read_json(json_path)
+        live = live or read_json(json_path, torn_as_none=True)
         res["live_snapshot_stats"] = (live or {}).get("tracking_stats")
         # Runs of connleak's programs the kernel skipped (none expected).
         res["bpf_recursion_misses"] = sum(p.get("recursion_misses", 0) for p in bpf_progs_of(mon.pid))
@@ -376,7 +353,7 @@ def run_exactness(tools, tmpdir, total, procs, threads, leak_every, ping_every, 
             res["error"] = "connleak did not exit\n" + mon.describe()
             res["ok"] = False
             return res
-        final = read_json(json_path)
+        final = read_json(json_path, torn_as_none=True)
         res["connleak_rc"] = rc
         res["footprint"] = mon.footprint()
         fst = (final or {}).get("tracking_stats", {})
