@@ -525,7 +525,7 @@ def pgbench_concurrent(ctx, server, duration):
 
 def section_python(ctx):
     """Python frames: what capturing them adds per acquisition (python_cost.py)."""
-    from pgserver import PgServer  # tests/integration/pgserver.py
+    from connleak_testkit.pgserver import PgServer
     import python_cost
     server = PgServer()
     server.start()

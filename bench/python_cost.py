@@ -16,7 +16,9 @@ import sys
 import tempfile
 import time
 
-import benchlib as bl
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "pylib"))
+
+from connleak_testkit import benchlib as bl  # noqa: E402
 
 CLIENT = r"""
 import os, sys, time, psycopg2
@@ -93,8 +95,7 @@ def measure(connleak, dsn, n=1000, rounds=3):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
-    from pgserver import PgServer
+    from connleak_testkit.pgserver import PgServer
     build = sys.argv[1] if len(sys.argv) > 1 else "build"
     s = PgServer()
     s.start()

@@ -10,9 +10,10 @@ import tempfile
 import shutil
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
 
-from connleak_run import BUILD_DIR, REPO, run_connleak  # noqa: E402
+from connleak_testkit.paths import BUILD_DIR, REPO  # noqa: E402
+from connleak_testkit.tracer import run_connleak  # noqa: E402
 
 MAN_PAGE = os.path.join(BUILD_DIR, "connleak.1")
 

@@ -11,10 +11,11 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
 
-from connleak_run import (CONNLEAK, PYTHON, ConnleakTestCase, Run, connleak_args,  # noqa: E402
-                          find_process)
+from connleak_testkit.paths import CONNLEAK, PYTHON  # noqa: E402
+from connleak_testkit.snapshot import find_process  # noqa: E402
+from connleak_testkit.tracer import ConnleakTestCase, Run, connleak_args  # noqa: E402
 
 # A pre-fork server in miniature (gunicorn's shape): the master connects,
 # forks a worker that connects too, both write their PID once connected and

@@ -13,7 +13,12 @@ import time
 import unittest
 import urllib.request
 
-from connleak_run import PYTHON, PgServer, Tracer, dump
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
+
+from connleak_testkit.paths import PYTHON  # noqa: E402
+from connleak_testkit.pgserver import PgServer  # noqa: E402
+from connleak_testkit.snapshot import dump  # noqa: E402
+from connleak_testkit.tracer import Tracer  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 APPS = os.path.join(os.path.dirname(HERE), "apps", "python")
