@@ -222,9 +222,13 @@ PythonFound probe_python(uint32_t pid, uint64_t tsd_key0, uint32_t generation)
     auto own = read_maps(static_cast<uint32_t>(getpid()));
     const Mapping* own_libc = own ? find_libc(*own) : nullptr;
     const Mapping* libc = find_libc(*maps);
-    if (!own_libc || !libc || own_libc->inode != libc->inode || own_libc->dev_major != libc->dev_major ||
+    if (!libc) {  // just exec'ed: the dynamic loader has not mapped it yet
+        found.state = PythonProbe::not_ready;
+        return found;
+    }
+    if (!own_libc || own_libc->inode != libc->inode || own_libc->dev_major != libc->dev_major ||
         own_libc->dev_minor != libc->dev_minor) {
-        found.message = "its C library is not connleak's (" + (libc ? libc->path : std::string("none")) +
+        found.message = "its C library is not connleak's (" + libc->path +
                         "): its thread states cannot be found";
         return found;
     }
