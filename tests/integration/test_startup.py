@@ -192,7 +192,9 @@ class StartupTest(ConnleakTestCase):
     def test_json_lines_reader_gone(self):
         """connleak -j - -p PID | head -n1: connleak ends by itself, quietly
         (no SIGPIPE death, no message), and detaches."""
-        c = Client.start(self.server.conninfo(self.app("target")))
+        # A private libpq: probes other connleaks put on the system's never show.
+        env = dict(os.environ, LD_LIBRARY_PATH=self.private_libpq())
+        c = Client.start(self.server.conninfo(self.app("target")), env=env)
         self.addCleanup(c.cleanup)
         original = code_byte(c.pid, "PQconnectStart")
         args = [CONNLEAK, "-j", "-", "-i", "0.2", "-p", str(c.pid)]
