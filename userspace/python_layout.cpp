@@ -7,8 +7,6 @@
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
-#include <gelf.h>
-#include <libelf.h>
 #include <map>
 #include <optional>
 #include <pthread.h>
@@ -19,6 +17,7 @@
 #include <unistd.h>
 
 #include "proc_maps.h"
+#include "symbolizer.h"
 
 namespace connleak {
 namespace {
@@ -72,53 +71,6 @@ std::string base_name(const std::string& path)
 {
     size_t slash = path.rfind('/');
     return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
-// File offsets of dynamic symbols, and the file offset of each.
-struct ElfFacts {
-    std::map<std::string, uint64_t> file_offsets;
-};
-
-std::optional<ElfFacts> elf_symbols(const std::string& path, const std::set<std::string>& wanted)
-{
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return std::nullopt;
-    elf_version(EV_CURRENT);
-    Elf* elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr);
-    std::optional<ElfFacts> facts;
-    size_t nphdr = 0;
-    if (elf && elf_getphdrnum(elf, &nphdr) == 0) {
-        facts.emplace();
-        Elf_Scn* scn = nullptr;
-        while ((scn = elf_nextscn(elf, scn))) {
-            GElf_Shdr sh;
-            if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_DYNSYM && sh.sh_type != SHT_SYMTAB))
-                continue;
-            Elf_Data* data = elf_getdata(scn, nullptr);
-            const size_t n = sh.sh_entsize ? sh.sh_size / sh.sh_entsize : 0;
-            for (size_t i = 0; data && i < n; i++) {
-                GElf_Sym sym;
-                if (!gelf_getsym(data, static_cast<int>(i), &sym) || sym.st_shndx == SHN_UNDEF)
-                    continue;
-                const char* name = elf_strptr(elf, sh.sh_link, sym.st_name);
-                if (!name || !wanted.count(name) || facts->file_offsets.count(name))
-                    continue;
-                for (size_t p = 0; p < nphdr; p++) {
-                    GElf_Phdr ph;
-                    if (gelf_getphdr(elf, static_cast<int>(p), &ph) && ph.p_type == PT_LOAD &&
-                        sym.st_value >= ph.p_vaddr && sym.st_value < ph.p_vaddr + ph.p_filesz) {
-                        facts->file_offsets[name] = sym.st_value - ph.p_vaddr + ph.p_offset;
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    if (elf)
-        elf_end(elf);
-    close(fd);
-    return facts;
 }
 
 // The address in the process of a file offset of mapping `m`'s file.
@@ -200,13 +152,18 @@ PythonFound probe_python(uint32_t pid, uint64_t tsd_key0, uint32_t generation)
     if (!interp)
         return found;
     found.state = PythonProbe::unsupported;
-    auto syms = elf_symbols(path_in_target(pid, *interp), {"_PyRuntime", "Py_Version"});
-    if (!syms || !syms->file_offsets.count("_PyRuntime") || !syms->file_offsets.count("Py_Version")) {
+    // The interpreter's file named like any other (one symbolizer), cached
+    // per file: every Python process of a host shares a few interpreters.
+    static Symbolizer symbols;
+    const std::string file = path_in_target(pid, *interp);
+    const auto runtime_offset = symbols.symbol_offset(file, "_PyRuntime");
+    const auto version_offset = symbols.symbol_offset(file, "Py_Version");
+    if (!runtime_offset || !version_offset) {
         found.message = base_name(interp->path) + " exports no _PyRuntime or Py_Version";
         return found;
     }
-    auto runtime = address_of(*maps, *interp, syms->file_offsets["_PyRuntime"]);
-    auto version_at = address_of(*maps, *interp, syms->file_offsets["Py_Version"]);
+    auto runtime = address_of(*maps, *interp, *runtime_offset);
+    auto version_at = address_of(*maps, *interp, *version_offset);
     uint32_t py_version = 0;
     if (!runtime || !version_at || !read_value(pid, *version_at, &py_version)) {
         found.state = PythonProbe::not_ready;  // mid-exec, or gone: look again

@@ -484,6 +484,27 @@ std::optional<uint64_t> Symbolizer::function_offset(const std::string& path, con
     return std::nullopt;
 }
 
+std::optional<uint64_t> Symbolizer::symbol_offset(const std::string& path, const std::string& symbol)
+{
+    Module* m = module_for(NativeFile{path, ""});
+    if (!m)
+        return std::nullopt;
+    // Any defined symbol, data too (function_offset's table keeps functions only).
+    const int n = dwfl_module_getsymtab(m->mod);
+    for (int i = 1; i < n; i++) {
+        GElf_Sym sym;
+        GElf_Addr addr = 0;
+        const char* name = dwfl_module_getsym_info(m->mod, i, &sym, &addr, nullptr, nullptr, nullptr);
+        if (!name || sym.st_shndx == SHN_UNDEF || symbol != name)
+            continue;
+        const uint64_t vaddr = addr - m->bias;
+        for (const Module::Segment& seg : m->segments)
+            if (vaddr >= seg.vaddr && vaddr - seg.vaddr < seg.filesz)
+                return vaddr - seg.vaddr + seg.offset;
+    }
+    return std::nullopt;
+}
+
 std::string Symbolizer::debug_file(const std::string& path)
 {
     Module* m = module_for(NativeFile{path, ""});

@@ -61,6 +61,8 @@ public:
 
     // Where function `function` starts in the file, as a file offset.
     std::optional<uint64_t> function_offset(const std::string& path, const std::string& function);
+    // Where symbol `symbol` (a function or data: _PyRuntime) lies, as a file offset.
+    std::optional<uint64_t> symbol_offset(const std::string& path, const std::string& symbol);
     // The separate debug file symbols came from ("" if none), for tests.
     std::string debug_file(const std::string& path);
 
