@@ -25,6 +25,7 @@
 #include "site_names.h"
 #include "socket_tracer.h"
 #include "stack_table.h"
+#include "symbolizer.h"
 #include "text_report.h"
 #include "session.h"
 #include "tracer.h"
@@ -58,7 +59,13 @@ Result<std::vector<std::string>> find_libpqs(const Options& o)
         if (!process_exists(pid))
             return Error{"no process with PID " + std::to_string(pid)};
     if (!o.libpq_path.empty()) {
-        if (auto s = check_libpq_file(o.libpq_path); !s)
+        SymbolizerOptions no_debug;
+        no_debug.use_debug_files = false;
+        Symbolizer symbols(no_debug);
+        auto defines = [&](const std::string& path, const char* function) {
+            return symbols.function_offset(path, function).has_value();
+        };
+        if (auto s = check_libpq_file(o.libpq_path, defines); !s)
             return Error{"cannot use --libpq " + o.libpq_path + ": " + s.error().message};
         paths.push_back(o.libpq_path);
         return paths;

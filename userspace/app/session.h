@@ -14,6 +14,7 @@
 
 #include "leak_notices.h"
 #include "model.h"
+#include "notices_text.h"
 #include "report_sink.h"
 #include "site_names.h"
 #include "stack_table.h"
@@ -94,6 +95,7 @@ private:
     std::function<void(RawState&)> annotate_;
     TraceSource::EventHandler on_event_ = [this](const void* data, size_t size) { stacks_.on_event(data, size); };
     LeakNotices notices_;
+    NoticeText notice_text_;
     SiteNames names_;
     std::deque<Archived> recent_;               // exited, oldest first, listed one by one
     std::map<std::string, ExitedGroup> folded_;  // older exited processes, by comm
