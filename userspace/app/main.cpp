@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "clock.h"
 #include "json_output.h"
 #include "launcher.h"
 #include "leak_notices.h"
@@ -145,7 +146,7 @@ int run(const Options& o)
         return fail(tracer.error().message);
     std::unique_ptr<SocketTracer> sockets;  // optional: handles are counted without it
     if (o.sockets) {
-        auto s = SocketTracer::load(tracer.value()->procs_map_fd(), {o.db_ports, o.db_hosts, o.db_socket_paths, 0});
+        auto s = SocketTracer::load(tracer.value()->procs_map_fd(), {o.db_ports, o.db_host_peers, o.db_socket_paths, 0});
         if (s)
             sockets = std::move(s.value());
         else

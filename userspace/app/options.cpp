@@ -71,7 +71,7 @@ Options parse_options(int argc, char** argv)
     app.add_option("-d,--duration", o.duration_s, "Stop after SEC seconds (default: Ctrl-C, or when every target exits)");
     app.add_option("-j,--json", o.json_path, "Write the JSON snapshot to FILE each interval and at exit (atomically); - for JSON Lines on stdout");
     app.add_option("--leak-after", o.leak_after_s, "A live connection this many seconds old is a leak (0: every live one)")
-        ->default_val(30);
+        ->default_val(kDefaultLeakAfterS);
     app.add_option("--libpq", o.libpq_path, "Probe this libpq instead of the one the target maps");
     app.add_option("--top", o.top_sites, "Sites listed per process")->default_val(10);
     app.add_flag("!--no-follow", o.follow_children, "Do not trace children forked by traced processes");
@@ -152,9 +152,12 @@ Options parse_options(int argc, char** argv)
     for (uint16_t port : o.db_ports)
         if (port == 0)
             usage_error("--db-port must be a TCP port, 1 to 65535");
-    for (const std::string& h : o.db_hosts)
-        if (!parse_db_host(h))
+    for (const std::string& h : o.db_hosts) {
+        auto peer = parse_db_host(h);
+        if (!peer)
             usage_error("--db-host " + h + ": not ADDR, ADDR:PORT or [ADDR]:PORT");
+        o.db_host_peers.push_back(*peer);
+    }
     for (const std::string& path : o.db_socket_paths)
         if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path))
             usage_error("--db-socket " + path + ": not a Unix socket path");

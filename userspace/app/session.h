@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "defaults.h"
 #include "leak_notices.h"
 #include "model.h"
 #include "notices_text.h"
@@ -42,7 +43,7 @@ public:
 };
 
 struct SessionConfig {
-    double leak_after_s = 30;
+    double leak_after_s = kDefaultLeakAfterS;
     size_t top_sites = 10;
     size_t stack_frames = 10;
     bool notice_stacks = false;  // every notice with its whole stack (--notice-stacks)

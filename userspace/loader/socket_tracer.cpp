@@ -16,7 +16,8 @@
 
 #include "sockets.h"
 #include "sockets.skel.h"
-#include "tracer.h"  // monotonic_ns, bpf_errstr
+#include "bpf_util.h"
+#include "clock.h"
 
 namespace connleak {
 namespace {
@@ -138,12 +139,7 @@ Result<std::unique_ptr<SocketTracer>> SocketTracer::load(int procs_map_fd, const
         t->rules_.ports.push_back(port);
     if (cfg.db_ports.empty())
         t->rules_.ports.push_back(5432);
-    for (const std::string& h : cfg.db_hosts) {
-        auto peer = parse_db_host(h);
-        if (!peer)
-            return Error{"--db-host " + h + ": not ADDR, ADDR:PORT or [ADDR]:PORT"};
-        t->rules_.hosts.push_back(*peer);
-    }
+    t->rules_.hosts = cfg.db_hosts;
     for (const std::string& p : cfg.db_sockets)
         if (p.size() >= SOCKETS_PATH_LEN)
             return Error{"--db-socket " + p + ": longer than a Unix socket path can be"};

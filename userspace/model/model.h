@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "connleak.h"
+#include "defaults.h"
 #include "socket_model.h"
 
 namespace connleak {
@@ -67,7 +68,7 @@ struct RawState {
 };
 
 struct ModelOptions {
-    double leak_after_s = 30;
+    double leak_after_s = kDefaultLeakAfterS;
     size_t top_sites = 10;  // sites listed per process
     size_t frames_shown = 10;  // stack frames the text report shows per site
 };
@@ -144,7 +145,7 @@ struct Notice {
 
 struct Snapshot {
     int64_t wall_time_s = 0;
-    double leak_after_s = 30;
+    double leak_after_s = kDefaultLeakAfterS;
     size_t frames_shown = 10;
     Totals totals;
     std::vector<ProcessReport> processes;  // by pid

@@ -7,13 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "defaults.h"
 #include "model.h"
 
 namespace connleak {
 
 // How notices are written for people (stderr).
 struct NoticeTextOptions {
-    double leak_after_s = 30;
+    double leak_after_s = kDefaultLeakAfterS;
     size_t frames_shown = 10;  // --stacks: frames of a site's stack, the first time it leaks
     bool full_stacks = false;  // --notice-stacks: every notice on its own, each leak with its whole stack
 };
