@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "safe_text.h"
+#include "socket_json.h"
 #include "time_format.h"
 
 namespace connleak {

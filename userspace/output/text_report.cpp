@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "safe_text.h"
+#include "socket_text.h"
 #include "strfmt.h"
 #include "time_format.h"
 
