@@ -24,12 +24,12 @@
 #include "preflight.h"
 #include "report_sink.h"
 #include "site_names.h"
-#include "socket_tracer.h"
+#include "sockets_loader.h"
 #include "stack_table.h"
 #include "symbolizer.h"
 #include "text_report.h"
 #include "session.h"
-#include "tracer.h"
+#include "connleak_loader.h"
 #include "tracer_source.h"
 
 namespace connleak {

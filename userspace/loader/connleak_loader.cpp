@@ -1,4 +1,4 @@
-#include "tracer.h"
+#include "connleak_loader.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>

@@ -1,4 +1,4 @@
-#include "socket_tracer.h"
+#include "sockets_loader.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
