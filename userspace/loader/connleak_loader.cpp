@@ -17,25 +17,6 @@
 namespace connleak {
 namespace {
 
-// Every entry of a hash map. Keys deleted while we walk make
-// get_next_key restart from the first key, so entries are collected by key
-// (std::map) to never count one twice.
-template <typename K, typename V, typename Less>
-std::vector<std::pair<K, V>> dump_map(int fd, Less less)
-{
-    std::map<K, V, Less> seen(less);
-    K key{}, next{};
-    K* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-        V value{};
-        if (bpf_map_lookup_elem(fd, &next, &value) == 0)
-            seen[next] = value;
-        key = next;
-        prev = &key;
-    }
-    return {seen.begin(), seen.end()};
-}
-
 bool conn_key_less(const conn_key& a, const conn_key& b)
 {
     return a.tgid != b.tgid ? a.tgid < b.tgid : a.conn < b.conn;

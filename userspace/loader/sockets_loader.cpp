@@ -347,17 +347,13 @@ ProcessScan SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<
 std::set<uint64_t> SocketTracer::take_exit_held(uint32_t pid)
 {
     const int fd = bpf_map__fd(skel_->maps.exit_held);
+    auto exit_key_less = [](const exit_key& a, const exit_key& b) {
+        return a.tgid != b.tgid ? a.tgid < b.tgid : a.inode < b.inode;
+    };
     std::set<uint64_t> out;
-    std::vector<exit_key> mine;
-    exit_key key{}, next{};
-    exit_key* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-        if (next.tgid == pid)
-            mine.push_back(next);
-        key = next;
-        prev = &key;
-    }
-    for (const exit_key& k : mine) {
+    for (const auto& [k, held] : dump_map<exit_key, uint8_t>(fd, exit_key_less)) {
+        if (k.tgid != pid)
+            continue;
         out.insert(k.inode);
         bpf_map_delete_elem(fd, &k);
     }
@@ -366,19 +362,7 @@ std::set<uint64_t> SocketTracer::take_exit_held(uint32_t pid)
 
 std::vector<SocketRecord> SocketTracer::read_records() const
 {
-    // Keys deleted while walking restart get_next_key from the first key:
-    // collect by key so none is counted twice.
-    std::map<uint64_t, sock_rec> seen;
-    int fd = bpf_map__fd(skel_->maps.socks);
-    uint64_t key = 0, next = 0;
-    uint64_t* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-        sock_rec r{};
-        if (bpf_map_lookup_elem(fd, &next, &r) == 0)
-            seen[next] = r;
-        key = next;
-        prev = &key;
-    }
+    const auto seen = dump_map<uint64_t, sock_rec>(bpf_map__fd(skel_->maps.socks));
     std::vector<SocketRecord> out;
     out.reserve(seen.size());
     for (const auto& [sk, r] : seen)
