@@ -8,7 +8,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
-#include "connleak.h"
+#include "common.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -16,13 +16,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile bool follow_children = true;
 /* Set before load: bytes of user stack sent per acquisition; 0: no events. */
 const volatile __u32 stack_size = CONNLEAK_STACK_SIZE;
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, CONNLEAK_MAX_PROCS);
-	__type(key, __u32);
-	__type(value, struct proc_stats);
-} procs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -62,16 +55,6 @@ struct {
 } events SEC(".maps");
 
 #include "python.bpf.h"
-
-/* The in-kernel filter: stats of a traced, still running process, or NULL. */
-static __always_inline struct proc_stats *traced_proc(__u32 tgid)
-{
-	struct proc_stats *ps = bpf_map_lookup_elem(&procs, &tgid);
-
-	if (!ps || ps->exited_ns)
-		return NULL;
-	return ps;
-}
 
 static __always_inline void atomic_max(__u64 *slot, __u64 val)
 {
@@ -140,8 +123,7 @@ static __always_inline void count_site_acquired(struct proc_stats *ps, __u32 tgi
 
 		if (bpf_find_vma(bpf_get_current_task_btf(), site, describe_site, &fresh, 0))
 			fresh.file_offset = 0;
-		bpf_map_update_elem(&sites, &key, &fresh, BPF_NOEXIST);
-		ss = bpf_map_lookup_elem(&sites, &key);
+		ss = lookup_or_init(&sites, &key, &fresh);
 		if (!ss) {
 			__sync_fetch_and_add(&ps->dropped_sites, 1);
 			return;

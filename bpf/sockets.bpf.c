@@ -16,26 +16,19 @@
  *   async connect, reset, multi-host fallback), so a socket connected there
  *   belongs to that PGconn, exactly.
  *
- * The traced-process filter is connleak.bpf.c's `procs` map, shared (the
- * loader reuses its fd). */
+ * The traced-process filter is common.bpf.h's `procs` map, shared with
+ * connleak.bpf.c (the loader reuses its fd). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
-#include "connleak.h"
+#include "common.bpf.h"
 #include "sockets.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define SOCK_STREAM_TYPE 1
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, CONNLEAK_MAX_PROCS);
-	__type(key, __u32);
-	__type(value, struct proc_stats);
-} procs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -95,9 +88,7 @@ extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
 static __always_inline bool traced(__u32 tgid)
 {
-	struct proc_stats *ps = bpf_map_lookup_elem(&procs, &tgid);
-
-	return ps && !ps->exited_ns;
+	return traced_proc(tgid) != NULL;
 }
 
 static __always_inline struct sock_rec *fresh_rec(__u64 pid_tgid)
@@ -131,12 +122,8 @@ static __always_inline int store(__u64 sk, struct sock_rec *r)
 {
 	if (bpf_map_update_elem(&socks, &sk, r, BPF_ANY) == 0)
 		return 0;
-	struct sock_stats zero = {}, *st = bpf_map_lookup_elem(&sock_stats, &r->tgid);
+	struct sock_stats zero = {}, *st = lookup_or_init(&sock_stats, &r->tgid, &zero);
 
-	if (!st) {
-		bpf_map_update_elem(&sock_stats, &r->tgid, &zero, BPF_NOEXIST);
-		st = bpf_map_lookup_elem(&sock_stats, &r->tgid);
-	}
 	if (st)
 		__sync_fetch_and_add(&st->dropped, 1);
 	return -1;
@@ -343,11 +330,7 @@ int BPF_PROG(thread_exit, struct task_struct *task)
 	w.fds = BPF_CORE_READ(fdt, fd);
 	max = BPF_CORE_READ(fdt, max_fds);
 	bpf_loop(max < SOCKETS_MAX_EXIT_FDS ? max : SOCKETS_MAX_EXIT_FDS, note_socket_fd, &w, 0);
-	st = bpf_map_lookup_elem(&sock_stats, &tgid);
-	if (!st) {
-		bpf_map_update_elem(&sock_stats, &tgid, &zero, BPF_NOEXIST);
-		st = bpf_map_lookup_elem(&sock_stats, &tgid);
-	}
+	st = lookup_or_init(&sock_stats, &tgid, &zero);
 	if (st) {
 		st->exit_walked = 1;
 		st->exit_dropped += w.dropped;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* Types shared by sockets.bpf.c and the userspace loader (socket_tracer).
+/* Types shared by sockets.bpf.c and the userspace loader (sockets_loader).
  *
  * The kernel side records, per traced process, who connected which socket:
  * the thread, the time, the peer, and the PGconn whose PQconnectPoll call

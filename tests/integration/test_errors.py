@@ -1,6 +1,7 @@
 """connleak's failures: exit 1 for runtime failures, 2 for usage errors, one
 diagnostic line on stderr, no JSON file left behind, the target unharmed."""
 
+import glob
 import os
 import re
 import shutil
@@ -287,7 +288,7 @@ class ErrorTest(ConnleakTestCase):
         accepted = set(re.findall(r"(--[a-z][a-z-]*)", help_text))
         named = set()
         src = os.path.join(REPO, "userspace")
-        for name in os.listdir(src):
+        for name in glob.glob("**/*.cpp", root_dir=src, recursive=True):  # one folder per layer
             if name.endswith(".cpp"):
                 with open(os.path.join(src, name)) as f:
                     for literal in re.findall(r'"((?:[^"\\\n]|\\.)*)"', f.read()):

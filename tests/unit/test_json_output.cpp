@@ -8,6 +8,7 @@
 
 #include "json_output.h"
 #include "model.h"
+#include "time_format.h"
 
 using connleak::ConnReport;
 using connleak::format_utc;

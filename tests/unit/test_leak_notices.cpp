@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "leak_notices.h"
+#include "notices_text.h"
 
 using namespace connleak;
 
@@ -168,12 +169,13 @@ std::vector<ConnReport> leaks_from(const std::string& site, uint64_t first_addr,
 TEST_CASE("10 leaks from one site in one interval: one line, the stack, one folded line")
 {
     LeakNotices ln;
+    NoticeText nt;
     NoticeTextOptions o;
     o.leak_after_s = 30;
     o.frames_shown = 2;
     auto batch = ln.update(snap(1, leaks_from("get_users+0x3c (api)", 0x100, 10)));
     REQUIRE(batch.size() == 10);  // every one is still a notice of its own (JSON)
-    std::string text = ln.render(batch, o);
+    std::string text = nt.render(batch, o);
     CHECK(text ==
           "connleak: leak: connection 0x100 of pid 10 (api) on thread 11 held 31.0s (leak-after 30s), acquired at "
           "get_users+0x3c (api)\n"
@@ -189,14 +191,14 @@ TEST_CASE("10 leaks from one site in one interval: one line, the stack, one fold
         all.push_back(c);
     batch = ln.update(snap(3, all));
     REQUIRE(batch.size() == 10);
-    text = ln.render(batch, o);
+    text = nt.render(batch, o);
     CHECK(line_count(text) == 2);
     CHECK(text.rfind("connleak: leak: connection 0x200 of pid 10 (api)", 0) == 0);
 
     // All 20 finished in one interval: one line and one folded line.
     batch = ln.update(snap(5, {}));
     REQUIRE(batch.size() == 20);
-    text = ln.render(batch, o);
+    text = nt.render(batch, o);
     CHECK(line_count(text) == 2);
     CHECK(text.find("connleak: released: and 19 more previously reported connections of pid 10 (api) from the same "
                     "site, finished after 31.0s to 31.9s\n") != std::string::npos);
@@ -205,6 +207,7 @@ TEST_CASE("10 leaks from one site in one interval: one line, the stack, one fold
 TEST_CASE("notices fold per site and process, the stack once per site")
 {
     LeakNotices ln;
+    NoticeText nt;
     NoticeTextOptions o;
     o.frames_shown = 10;  // the whole 3-frame stack
     std::vector<ConnReport> conns = leaks_from("a+0x1 (api)", 0x100, 3);
@@ -215,7 +218,7 @@ TEST_CASE("notices fold per site and process, the stack once per site")
     worker.pid = 20;
     worker.connections = leaks_from("a+0x1 (api)", 0x300, 2);
     s.processes.push_back(worker);
-    std::string text = ln.render(ln.update(s), o);
+    std::string text = nt.render(ln.update(s), o);
     // a (pid 10): line + 3 frames + fold; b: line + 3 frames; a (pid 20):
     // line + fold, no stack (shown above).
     CHECK(line_count(text) == 5 + 4 + 2);
@@ -227,22 +230,24 @@ TEST_CASE("notices fold per site and process, the stack once per site")
 TEST_CASE("--notice-stacks: each notice on its own with its whole stack")
 {
     LeakNotices ln;
+    NoticeText nt;
     NoticeTextOptions o;
     o.frames_shown = 1;  // --stacks does not cut these
     o.full_stacks = true;
-    std::string text = ln.render(ln.update(snap(1, leaks_from("get_users+0x3c (api)", 0x100, 10))), o);
+    std::string text = nt.render(ln.update(snap(1, leaks_from("get_users+0x3c (api)", 0x100, 10))), o);
     CHECK(line_count(text) == 10 * (1 + 3));
     CHECK(text.find("more") == std::string::npos);
-    text = ln.render(ln.update(snap(2, {})), o);
+    text = nt.render(ln.update(snap(2, {})), o);
     CHECK(line_count(text) == 10);  // releases carry no stack
 }
 
 TEST_CASE("--stacks 0: notices without frames")
 {
     LeakNotices ln;
+    NoticeText nt;
     NoticeTextOptions o;
     o.frames_shown = 0;
-    std::string text = ln.render(ln.update(snap(1, leaks_from("get_users+0x3c (api)", 0x100, 2))), o);
+    std::string text = nt.render(ln.update(snap(1, leaks_from("get_users+0x3c (api)", 0x100, 2))), o);
     CHECK(line_count(text) == 2);
     CHECK(text.find("    ") == std::string::npos);
 }

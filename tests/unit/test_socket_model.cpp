@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "socket_json.h"
 #include "socket_model.h"
+#include "socket_text.h"
 
 using connleak::build_exit_report;
 using connleak::build_socket_report;

@@ -23,7 +23,7 @@ namespace connleak {
 
 struct SocketConfig {
     std::vector<uint16_t> db_ports;        // empty: 5432
-    std::vector<std::string> db_hosts;     // ADDR, ADDR:PORT, [V6]:PORT
+    std::vector<Peer> db_hosts;            // --db-host, parsed by the options (port 0: any)
     std::vector<std::string> db_sockets;   // Unix socket paths
     uint32_t max_socks = 0;                // 0: SOCKETS_MAX_SOCKS
 };

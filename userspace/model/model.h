@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "connleak.h"
+#include "defaults.h"
 #include "socket_model.h"
 
 namespace connleak {
@@ -62,13 +63,13 @@ struct RawState {
     std::vector<RawProcess> processes;
     std::vector<RawConn> conns;
     std::vector<RawSite> sites;
-    bool sockets_tracked = false;                     // socket_tracer ran
+    bool sockets_tracked = false;                     // the sockets loader ran
     std::map<uint32_t, ProcessSocketReport> sockets;  // by pid
     std::vector<ExitedGroup> exited_folded;           // older exited processes, by comm
 };
 
 struct ModelOptions {
-    double leak_after_s = 30;
+    double leak_after_s = kDefaultLeakAfterS;
     size_t top_sites = 10;  // sites listed per process
     size_t frames_shown = 10;  // stack frames the text report shows per site
 };
@@ -146,7 +147,7 @@ struct Notice {
 
 struct Snapshot {
     int64_t wall_time_s = 0;
-    double leak_after_s = 30;
+    double leak_after_s = kDefaultLeakAfterS;
     size_t frames_shown = 10;
     Totals totals;
     std::vector<ProcessReport> processes;  // by pid

@@ -1,4 +1,4 @@
-#include "socket_tracer.h"
+#include "sockets_loader.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -16,7 +16,8 @@
 
 #include "sockets.h"
 #include "sockets.skel.h"
-#include "tracer.h"  // monotonic_ns, bpf_errstr
+#include "bpf_util.h"
+#include "clock.h"
 
 namespace connleak {
 namespace {
@@ -138,12 +139,7 @@ Result<std::unique_ptr<SocketTracer>> SocketTracer::load(int procs_map_fd, const
         t->rules_.ports.push_back(port);
     if (cfg.db_ports.empty())
         t->rules_.ports.push_back(5432);
-    for (const std::string& h : cfg.db_hosts) {
-        auto peer = parse_db_host(h);
-        if (!peer)
-            return Error{"--db-host " + h + ": not ADDR, ADDR:PORT or [ADDR]:PORT"};
-        t->rules_.hosts.push_back(*peer);
-    }
+    t->rules_.hosts = cfg.db_hosts;
     for (const std::string& p : cfg.db_sockets)
         if (p.size() >= SOCKETS_PATH_LEN)
             return Error{"--db-socket " + p + ": longer than a Unix socket path can be"};
@@ -351,17 +347,13 @@ ProcessScan SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<
 std::set<uint64_t> SocketTracer::take_exit_held(uint32_t pid)
 {
     const int fd = bpf_map__fd(skel_->maps.exit_held);
+    auto exit_key_less = [](const exit_key& a, const exit_key& b) {
+        return a.tgid != b.tgid ? a.tgid < b.tgid : a.inode < b.inode;
+    };
     std::set<uint64_t> out;
-    std::vector<exit_key> mine;
-    exit_key key{}, next{};
-    exit_key* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-        if (next.tgid == pid)
-            mine.push_back(next);
-        key = next;
-        prev = &key;
-    }
-    for (const exit_key& k : mine) {
+    for (const auto& [k, held] : dump_map<exit_key, uint8_t>(fd, exit_key_less)) {
+        if (k.tgid != pid)
+            continue;
         out.insert(k.inode);
         bpf_map_delete_elem(fd, &k);
     }
@@ -370,19 +362,7 @@ std::set<uint64_t> SocketTracer::take_exit_held(uint32_t pid)
 
 std::vector<SocketRecord> SocketTracer::read_records() const
 {
-    // Keys deleted while walking restart get_next_key from the first key:
-    // collect by key so none is counted twice.
-    std::map<uint64_t, sock_rec> seen;
-    int fd = bpf_map__fd(skel_->maps.socks);
-    uint64_t key = 0, next = 0;
-    uint64_t* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-        sock_rec r{};
-        if (bpf_map_lookup_elem(fd, &next, &r) == 0)
-            seen[next] = r;
-        key = next;
-        prev = &key;
-    }
+    const auto seen = dump_map<uint64_t, sock_rec>(bpf_map__fd(skel_->maps.socks));
     std::vector<SocketRecord> out;
     out.reserve(seen.size());
     for (const auto& [sk, r] : seen)

@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "symbolizer.h"
 #include "proc_maps.h"
 
 namespace connleak {
@@ -77,7 +76,7 @@ Result<std::string> libpq_of_process(uint32_t pid)
                  ") has no libpq mapped; if it loads libpq later, name it with --libpq PATH"};
 }
 
-Status check_libpq_file(const std::string& path)
+Status check_libpq_file(const std::string& path, const DefinesFunction& defines)
 {
     // O_NONBLOCK: opening a FIFO for reading would wait for a writer.
     int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -93,12 +92,9 @@ Status check_libpq_file(const std::string& path)
         return Error{"not a regular file (libpq is a shared library, e.g. /usr/lib/x86_64-linux-gnu/libpq.so.5)"};
     if (!elf)
         return Error{"not an ELF file (libpq is a shared library, e.g. /usr/lib/x86_64-linux-gnu/libpq.so.5)"};
-    SymbolizerOptions no_debug;
-    no_debug.use_debug_files = false;
-    Symbolizer symbols(no_debug);
     std::string missing;
     for (const char* function : {"PQconnectStart", "PQfinish"})
-        if (!symbols.function_offset(path, function))
+        if (!defines(path, function))
             missing += std::string(missing.empty() ? "" : ", ") + function;
     if (!missing.empty())
         return Error{"not libpq: it defines no " + missing};

@@ -5,9 +5,9 @@
 #include <cmath>
 #include <cstdio>
 
-#include "json_output.h"
 #include "safe_text.h"
 #include "strfmt.h"
+#include "time_format.h"
 #include "text_report.h"
 
 namespace connleak {

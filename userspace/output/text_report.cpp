@@ -6,9 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "json_output.h"
 #include "safe_text.h"
+#include "socket_text.h"
 #include "strfmt.h"
+#include "time_format.h"
 
 namespace connleak {
 namespace {

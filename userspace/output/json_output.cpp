@@ -2,9 +2,10 @@
 
 #include <cinttypes>
 #include <cmath>
-#include <ctime>
 
 #include "safe_text.h"
+#include "socket_json.h"
+#include "time_format.h"
 
 namespace connleak {
 namespace {
@@ -118,16 +119,6 @@ json exited_group_json(const ExitedGroup& g)
 }
 
 }  // namespace
-
-std::string format_utc(int64_t unix_seconds)
-{
-    std::time_t t = static_cast<std::time_t>(unix_seconds);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
 
 json snapshot_to_json(const Snapshot& snap)
 {

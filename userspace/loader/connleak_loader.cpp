@@ -1,41 +1,21 @@
-#include "tracer.h"
+#include "connleak_loader.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <cerrno>
 #include <cstring>
-#include <ctime>
 #include <map>
-#include <system_error>
-#include <thread>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "connleak.skel.h"
+#include "bpf_util.h"
+#include "clock.h"
 #include "symbolizer.h"
 
 namespace connleak {
 namespace {
-
-// Every entry of a hash map. Keys deleted while we walk make
-// get_next_key restart from the first key, so entries are collected by key
-// (std::map) to never count one twice.
-template <typename K, typename V, typename Less>
-std::vector<std::pair<K, V>> dump_map(int fd, Less less)
-{
-    std::map<K, V, Less> seen(less);
-    K key{}, next{};
-    K* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-        V value{};
-        if (bpf_map_lookup_elem(fd, &next, &value) == 0)
-            seen[next] = value;
-        key = next;
-        prev = &key;
-    }
-    return {seen.begin(), seen.end()};
-}
 
 bool conn_key_less(const conn_key& a, const conn_key& b)
 {
@@ -75,20 +55,6 @@ uint64_t finish_probe_offset(const std::string& path)
 }
 
 }  // namespace
-
-std::string bpf_errstr(int err)
-{
-    char buf[128];
-    libbpf_strerror(err, buf, sizeof(buf));  // either sign
-    return buf;
-}
-
-uint64_t monotonic_ns()
-{
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
 {
@@ -135,33 +101,6 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
     return t;
 }
 
-void destroy_links(std::vector<bpf_link*>& links)
-{
-    // Each uprobe detach waits for the kernel (~80 ms on the bench VM): one
-    // after the other, connleak's 20 probes took 1.8 s to let go. From a few
-    // threads at once the waits partly overlap (1.45 s; the kernel
-    // serialises the rest).
-    constexpr size_t kThreads = 8;
-    std::vector<std::thread> threads;
-    size_t started = 0;
-    for (; started < kThreads && started < links.size(); started++) {
-        try {
-            threads.emplace_back([&links, started] {
-                for (size_t i = started; i < links.size(); i += kThreads)
-                    bpf_link__destroy(links[i]);
-            });
-        } catch (const std::system_error&) {
-            break;  // no thread: this one's share is destroyed below
-        }
-    }
-    for (size_t t = started; t < kThreads; t++)
-        for (size_t i = t; i < links.size(); i += kThreads)
-            bpf_link__destroy(links[i]);
-    for (std::thread& th : threads)
-        th.join();
-    links.clear();
-}
-
 Tracer::~Tracer()
 {
     ring_buffer__free(events_);
@@ -175,13 +114,6 @@ Status Tracer::attach(const char* what, bpf_link* link)
         return Error{std::string("cannot attach ") + what + ": " + bpf_errstr(errno)};
     links_.push_back(link);
     return Ok{};
-}
-
-std::vector<pid_t> probe_pids(const std::vector<uint32_t>& pids)
-{
-    if (pids.empty())
-        return {-1};
-    return std::vector<pid_t>(pids.begin(), pids.end());
 }
 
 Status Tracer::attach_libpq(const std::string& path, const std::vector<uint32_t>& pids,

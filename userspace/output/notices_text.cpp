@@ -1,5 +1,5 @@
-// Leak notices (see leak_notices.h).
-#include "leak_notices.h"
+// Leak notices as text for people (see notices_text.h).
+#include "notices_text.h"
 
 #include <algorithm>
 #include <cinttypes>
@@ -10,72 +10,6 @@
 #include "strfmt.h"
 
 namespace connleak {
-
-std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& hold)
-{
-    std::vector<Notice> out;
-    std::map<uint32_t, const ProcessReport*> procs;
-    for (const ProcessReport& p : snap.processes)
-        procs[p.pid] = &p;
-
-    // Reported connections gone from the live ones: released.
-    std::map<Key, const ConnReport*> live;
-    for (const ProcessReport& p : snap.processes)
-        for (const ConnReport& c : p.connections)
-            live[{p.pid, c.conn, c.acquired_ns}] = &c;
-    for (auto it = reported_.begin(); it != reported_.end();) {
-        auto& [key, leak] = *it;
-        auto [pid, conn, acquired_ns] = key;
-        auto c = live.find(key);
-        if (c != live.end()) {
-            leak.age_ms = c->second->age_ms;  // the last age seen
-            ++it;
-            continue;
-        }
-        // Gone from an exited process: released only if its release was
-        // seen (else it leaked at exit).
-        auto p = procs.find(pid);
-        std::optional<double> held = hold ? hold(pid, conn, acquired_ns) : std::nullopt;
-        if (p != procs.end() && (!p->second->exited || held)) {
-            Notice n = leak;
-            n.kind = "released";
-            n.wall_time_s = snap.wall_time_s;
-            if (held)
-                n.age_ms = *held;
-            out.push_back(std::move(n));
-        }
-        it = reported_.erase(it);
-    }
-
-    for (const ProcessReport& p : snap.processes) {
-        if (p.exited)
-            continue;
-        for (const ConnReport& c : p.connections) {
-            Key key{p.pid, c.conn, c.acquired_ns};
-            if (!c.leak || reported_.count(key))
-                continue;
-            Notice n;
-            n.kind = "leak";
-            n.wall_time_s = snap.wall_time_s;
-            n.pid = p.pid;
-            n.tid = c.tid;
-            n.comm = p.comm;
-            n.conn = c.conn;
-            n.age_ms = c.age_ms;
-            n.site = c.site;
-            n.frames = c.frames;
-            reported_.emplace(key, n);
-            out.push_back(std::move(n));
-        }
-    }
-    for (Notice& n : out) {
-        n.seq = ++seq_;
-        recent_.push_back(n);
-    }
-    while (recent_.size() > keep_)
-        recent_.pop_front();
-    return out;
-}
 
 std::string render_notice(const Notice& n, double leak_after_s, size_t frames_shown)
 {

@@ -3,7 +3,7 @@
 #pragma once
 
 #include "session.h"
-#include "tracer.h"
+#include "connleak_loader.h"
 
 namespace connleak {
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "clock.h"
 #include "json_output.h"
 #include "launcher.h"
 #include "leak_notices.h"
@@ -24,12 +25,13 @@
 #include "preflight.h"
 #include "report_sink.h"
 #include "site_names.h"
-#include "socket_tracer.h"
+#include "sockets_loader.h"
 #include "stack_table.h"
 #include "python_watch.h"
+#include "symbolizer.h"
 #include "text_report.h"
 #include "session.h"
-#include "tracer.h"
+#include "connleak_loader.h"
 #include "tracer_source.h"
 
 namespace connleak {
@@ -60,7 +62,13 @@ Result<std::vector<std::string>> find_libpqs(const Options& o)
         if (!process_exists(pid))
             return Error{"no process with PID " + std::to_string(pid)};
     if (!o.libpq_path.empty()) {
-        if (auto s = check_libpq_file(o.libpq_path); !s)
+        SymbolizerOptions no_debug;
+        no_debug.use_debug_files = false;
+        Symbolizer symbols(no_debug);
+        auto defines = [&](const std::string& path, const char* function) {
+            return symbols.function_offset(path, function).has_value();
+        };
+        if (auto s = check_libpq_file(o.libpq_path, defines); !s)
             return Error{"cannot use --libpq " + o.libpq_path + ": " + s.error().message};
         paths.push_back(o.libpq_path);
         return paths;
@@ -197,7 +205,7 @@ int run(const Options& o)
         return fail(tracer.error().message);
     std::unique_ptr<SocketTracer> sockets;  // optional: handles are counted without it
     if (o.sockets) {
-        auto s = SocketTracer::load(tracer.value()->procs_map_fd(), {o.db_ports, o.db_hosts, o.db_socket_paths, 0});
+        auto s = SocketTracer::load(tracer.value()->procs_map_fd(), {o.db_ports, o.db_host_peers, o.db_socket_paths, 0});
         if (s)
             sockets = std::move(s.value());
         else

@@ -11,7 +11,4 @@ namespace connleak {
 
 nlohmann::ordered_json snapshot_to_json(const Snapshot& snap);
 
-// RFC 3339 UTC, e.g. "2026-11-26T20:00:00Z".
-std::string format_utc(int64_t unix_seconds);
-
 }  // namespace connleak

@@ -141,7 +141,7 @@ void add_options(CLI::App& app, Options& o)
     app.add_option("-j,--json", o.json_path, "Write the JSON snapshot to FILE each interval and at exit (atomically); - for JSON Lines on stdout")
         ->type_name("FILE");
     app.add_option("--leak-after", o.leak_after_s, "A live connection this many seconds old is a leak (0: every live one)")
-        ->default_val(30)->type_name("SEC");
+        ->default_val(kDefaultLeakAfterS)->type_name("SEC");
     app.add_option("--libpq", o.libpq_path, "Probe this libpq instead of the one the target maps")->type_name("PATH");
     app.add_option("--top", o.top_sites, "Sites listed per process")->default_val(10)->type_name("N");
     app.add_flag("!--no-follow", o.follow_children, "Do not trace children forked by traced processes");
@@ -259,9 +259,12 @@ Options parse_options(int argc, char** argv)
     for (uint16_t port : o.db_ports)
         if (port == 0)
             usage_error("--db-port must be a TCP port, 1 to 65535");
-    for (const std::string& h : o.db_hosts)
-        if (!parse_db_host(h))
+    for (const std::string& h : o.db_hosts) {
+        auto peer = parse_db_host(h);
+        if (!peer)
             usage_error("--db-host " + h + ": not ADDR, ADDR:PORT or [ADDR]:PORT");
+        o.db_host_peers.push_back(*peer);
+    }
     for (const std::string& path : o.db_socket_paths)
         if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path))
             usage_error("--db-socket " + path + ": not a Unix socket path");

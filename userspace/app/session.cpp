@@ -44,7 +44,7 @@ std::string Session::report(bool final)
     const auto batch = notices_.update(snap, [&](uint32_t pid, uint64_t conn, uint64_t acquired_ns) {
         return stacks_.hold_ms(pid, conn, acquired_ns);
     });
-    std::fputs(notices_.render(batch, {cfg_.leak_after_s, cfg_.stack_frames, cfg_.notice_stacks}).c_str(), stderr);
+    std::fputs(notice_text_.render(batch, {cfg_.leak_after_s, cfg_.stack_frames, cfg_.notice_stacks}).c_str(), stderr);
     snap.notices.assign(notices_.recent().begin(), notices_.recent().end());
     if (final)
         sink_.finish(snap);

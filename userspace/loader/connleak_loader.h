@@ -28,14 +28,6 @@ struct TracerConfig {
 // One ring-buffer record (acquire_event or release_event of connleak.h).
 using EventHandler = std::function<void(const void* data, size_t size)>;
 
-// The pid argument of the uprobe attach calls: -1 (every process) when
-// `pids` is empty, else each of them.
-std::vector<pid_t> probe_pids(const std::vector<uint32_t>& pids);
-
-// Destroys the links (detaching their programs) from several threads, and
-// empties the vector.
-void destroy_links(std::vector<bpf_link*>& links);
-
 class Tracer {
 public:
     // Opens, sizes and loads the BPF object and attaches the process
@@ -92,12 +84,5 @@ private:
     ring_buffer* events_ = nullptr;
     const EventHandler* handler_ = nullptr;
 };
-
-// strerror of an errno or of a negative libbpf return, libbpf's own codes
-// (4000 and up) as words too ("Invalid ELF format", not "Unknown error 4001").
-std::string bpf_errstr(int err);
-
-// CLOCK_MONOTONIC in ns, the clock bpf_ktime_get_ns() reads.
-uint64_t monotonic_ns();
 
 }  // namespace connleak

@@ -12,8 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "defaults.h"
 #include "leak_notices.h"
 #include "model.h"
+#include "notices_text.h"
 #include "report_sink.h"
 #include "site_names.h"
 #include "stack_table.h"
@@ -41,7 +43,7 @@ public:
 };
 
 struct SessionConfig {
-    double leak_after_s = 30;
+    double leak_after_s = kDefaultLeakAfterS;
     size_t top_sites = 10;
     size_t stack_frames = 10;
     bool notice_stacks = false;  // every notice with its whole stack (--notice-stacks)
@@ -94,6 +96,7 @@ private:
     std::function<void(RawState&)> annotate_;
     TraceSource::EventHandler on_event_ = [this](const void* data, size_t size) { stacks_.on_event(data, size); };
     LeakNotices notices_;
+    NoticeText notice_text_;
     SiteNames names_;
     std::deque<Archived> recent_;               // exited, oldest first, listed one by one
     std::map<std::string, ExitedGroup> folded_;  // older exited processes, by comm

@@ -9,7 +9,6 @@
 #include <array>
 #include <cstdint>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
@@ -144,18 +143,5 @@ ProcessSocketReport build_exit_report(uint64_t exited_ns, const std::vector<Sock
 
 // The socket of a live handle in r ({"", ""} when sockets are not tracked).
 ConnSocket socket_of(const ProcessSocketReport& r, uint64_t conn);
-
-// --- rendering ---
-
-// The per-process "sockets" object of the JSON snapshot.
-nlohmann::ordered_json socket_json(const ProcessSocketReport& r);
-
-// A process's JSON entry with the socket keys added (when r.tracked):
-// db_sockets, tracking_discrepancy and sockets before top_connection_users,
-// peer and socket on each entry of connections (matched by "conn").
-nlohmann::ordered_json with_sockets(const nlohmann::ordered_json& process, const ProcessSocketReport& r);
-
-// The text report's lines about a process's sockets ("" when untracked).
-std::string socket_text(const ProcessSocketReport& r, bool exited);
 
 }  // namespace connleak

@@ -1,0 +1,11 @@
+// The clock the kernel side stamps events with.
+#pragma once
+
+#include <cstdint>
+
+namespace connleak {
+
+// CLOCK_MONOTONIC in ns, the clock bpf_ktime_get_ns() reads.
+uint64_t monotonic_ns();
+
+}  // namespace connleak
