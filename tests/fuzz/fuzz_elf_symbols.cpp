@@ -9,8 +9,8 @@
 #include <cstring>
 #include <string>
 
-#include "symbolizer.h"
 #include "fuzz_check.h"
+#include "symbolizer.h"
 
 namespace {
 

@@ -3,10 +3,10 @@
 
 #include "frame.h"
 
+using connleak::format_frame;
 using connleak::Frame;
 using connleak::InterpreterFrame;
 using connleak::NativeFrame;
-using connleak::format_frame;
 
 TEST_CASE("a native frame names its function, module and line", "[frame]")
 {

@@ -31,8 +31,8 @@ TEST_CASE("the help footer explains every word and fits 80 columns")
 
 TEST_CASE("the man page has one roff line per request and every section")
 {
-    const std::string page = man_page({{"-p, --pid", "PID", "Attach to this running process"},
-                                       {"-q, --quiet", "", "No text report"}});
+    const std::string page =
+        man_page({{"-p, --pid", "PID", "Attach to this running process"}, {"-q, --quiet", "", "No text report"}});
     CHECK(page.rfind(".TH CONNLEAK 1 ", 0) == 0);
     for (const char* s : {".SH NAME\n", ".SH SYNOPSIS\n", ".SH OPTIONS\n", ".SH EXIT STATUS\n", ".SH EXAMPLES\n",
                           ".SH WHAT THE WORDS MEAN\n", ".SH LAUNCHED COMMAND\n"})

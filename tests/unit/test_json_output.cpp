@@ -104,9 +104,8 @@ TEST_CASE("format_utc writes RFC 3339 UTC", "[json]")
 TEST_CASE("the top level: version 1, time, leak_after_s, tracking_stats, processes", "[json]")
 {
     json j = snapshot_to_json(design_example());
-    CHECK(keys(j) ==
-          std::vector<std::string>{"version", "time", "leak_after_s", "tracking_stats", "processes", "notices",
-                                   "exited_folded", "exited_folded_processes"});
+    CHECK(keys(j) == std::vector<std::string>{"version", "time", "leak_after_s", "tracking_stats", "processes",
+                                              "notices", "exited_folded", "exited_folded_processes"});
     CHECK(j["version"].is_number_integer());
     CHECK(j["version"] == 1);
     CHECK(j["time"] == "2026-11-26T20:00:00Z");
@@ -147,10 +146,25 @@ TEST_CASE("each process has its keys in contract order", "[json]")
     p.resets = 8;
     p.dropped = 9;
     const json jp = snapshot_to_json(s)["processes"][0];
-    CHECK(keys(jp) == std::vector<std::string>{"pid", "comm", "exited", "acquired", "released", "released_untracked",
-                                               "released_inherited", "active", "leaks", "leaked_at_exit", "pings", "resets", "dropped",
-                                               "dropped_stacks", "stacks_unwound", "stacks_truncated",
-                                               "python_stacks", "python_frames_truncated", "top_connection_users",
+    CHECK(keys(jp) == std::vector<std::string>{"pid",
+                                               "comm",
+                                               "exited",
+                                               "acquired",
+                                               "released",
+                                               "released_untracked",
+                                               "released_inherited",
+                                               "active",
+                                               "leaks",
+                                               "leaked_at_exit",
+                                               "pings",
+                                               "resets",
+                                               "dropped",
+                                               "dropped_stacks",
+                                               "stacks_unwound",
+                                               "stacks_truncated",
+                                               "python_stacks",
+                                               "python_frames_truncated",
+                                               "top_connection_users",
                                                "connections"});
     CHECK(in_order({"pid", "comm", "exited", "acquired", "released", "released_untracked", "active", "leaks",
                     "leaked_at_exit", "pings", "dropped", "top_connection_users", "connections"},
@@ -365,7 +379,7 @@ TEST_CASE("strings are escaped: one snapshot stays one JSON line", "[json]")
 TEST_CASE("names that are not valid UTF-8 still give a writable snapshot, bad bytes as \\xNN", "[json]")
 {
     Snapshot s = design_example();
-    s.processes[0].comm = "import_donn\xc3";                 // "import_donné" cut inside the "é"
+    s.processes[0].comm = "import_donn\xc3";                   // "import_donné" cut inside the "é"
     s.processes[0].sites[0].site = "run+0x1 (libcaf\xe9.so)";  // a Latin-1 file name
     s.processes[0].connections[0].site = s.processes[0].sites[0].site;
     json j = snapshot_to_json(s);
@@ -379,9 +393,11 @@ TEST_CASE("names that are not valid UTF-8 still give a writable snapshot, bad by
 TEST_CASE("valid UTF-8 names are kept as they are", "[json]")
 {
     Snapshot s = design_example();
-    s.processes[0].comm = "donn\xc3\xa9" "es";  // "données"
+    s.processes[0].comm = "donn\xc3\xa9"
+                          "es";                                           // "données"
     s.processes[0].sites[0].site = "\xe6\x9f\xa5\xe8\xaf\xa2+0x1 (app)";  // CJK
     json j = json::parse(snapshot_to_json(s).dump());
-    CHECK(j["processes"][0]["comm"] == "donn\xc3\xa9" "es");
+    CHECK(j["processes"][0]["comm"] == "donn\xc3\xa9"
+                                       "es");
     CHECK(j["processes"][0]["top_connection_users"][0]["site"] == "\xe6\x9f\xa5\xe8\xaf\xa2+0x1 (app)");
 }

@@ -150,7 +150,10 @@ TEST_CASE("notice text: one line, frames bounded")
 
 namespace {
 
-size_t line_count(const std::string& text) { return static_cast<size_t>(std::count(text.begin(), text.end(), '\n')); }
+size_t line_count(const std::string& text)
+{
+    return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
+}
 
 // n connections of pid 10 leaking from one site, all in one interval.
 std::vector<ConnReport> leaks_from(const std::string& site, uint64_t first_addr, size_t n, double age_ms = 31000)

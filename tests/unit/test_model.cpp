@@ -30,7 +30,11 @@ constexpr uint64_t kNow = 10'000 * kSec;  // the monotonic clock when the maps w
 // given relative to now_ns, so tests read as "a handle 45 s old".
 class RawBuilder {
 public:
-    explicit RawBuilder(uint64_t now_ns = kNow) { raw_.now_ns = now_ns; raw_.wall_time_s = 1795723200; }
+    explicit RawBuilder(uint64_t now_ns = kNow)
+    {
+        raw_.now_ns = now_ns;
+        raw_.wall_time_s = 1795723200;
+    }
 
     RawBuilder& process(uint32_t pid, const std::string& comm, uint64_t acquired = 0, uint64_t released = 0)
     {
@@ -74,8 +78,8 @@ public:
         raw_.conns.push_back(c);
         return *this;
     }
-    RawBuilder& site(uint32_t pid, uint64_t addr, uint64_t acquired, uint64_t released = 0,
-                     uint64_t hold_ns_total = 0, uint64_t hold_ns_max = 0)
+    RawBuilder& site(uint32_t pid, uint64_t addr, uint64_t acquired, uint64_t released = 0, uint64_t hold_ns_total = 0,
+                     uint64_t hold_ns_max = 0)
     {
         RawSite s;
         s.pid = pid;
@@ -179,13 +183,13 @@ TEST_CASE("an empty state gives an empty snapshot", "[model]")
 TEST_CASE("processes are listed by pid and totals are summed over them", "[model]")
 {
     RawBuilder b;
-    b.process(300, "worker", 7, 7)
-        .process(100, "api", 10, 6)
-        .process(200, "batch", 4, 1);
+    b.process(300, "worker", 7, 7).process(100, "api", 10, 6).process(200, "batch", 4, 1);
     b.stats(100).pings = 3;
     b.stats(100).resets = 2;
     b.stats(100).released_untracked = 5;
-    b.conn(100, 0xa1, 0x10, 40 * kSec).conn(100, 0xa2, 0x10, 50 * kSec).conn(100, 0xa3, 0x10, 1 * kSec)
+    b.conn(100, 0xa1, 0x10, 40 * kSec)
+        .conn(100, 0xa2, 0x10, 50 * kSec)
+        .conn(100, 0xa3, 0x10, 1 * kSec)
         .conn(100, 0xa4, 0x10, 2 * kSec);
     b.conn(200, 0xb1, 0x20, 31 * kSec).conn(200, 0xb2, 0x20, 29 * kSec).conn(200, 0xb3, 0x20, 90 * kSec);
 
@@ -281,10 +285,10 @@ TEST_CASE("leaks are live handles at least leak_after old", "[model]")
     RawBuilder b;
     b.process(1, "app", 9, 3);
     b.site(1, 0x10, 9, 3);
-    b.conn(1, 0x1, 0x10, 0)                    // just acquired
+    b.conn(1, 0x1, 0x10, 0)  // just acquired
         .conn(1, 0x2, 0x10, 10 * kSec)
-        .conn(1, 0x3, 0x10, 30 * kSec - 1)     // one nanosecond short of 30 s
-        .conn(1, 0x4, 0x10, 30 * kSec)         // exactly 30 s
+        .conn(1, 0x3, 0x10, 30 * kSec - 1)  // one nanosecond short of 30 s
+        .conn(1, 0x4, 0x10, 30 * kSec)      // exactly 30 s
         .conn(1, 0x5, 0x10, 45 * kSec)
         .conn(1, 0x6, 0x10, 120 * kSec);
 
@@ -448,15 +452,17 @@ TEST_CASE("sites of a live process are listed worst first", "[model]")
     namer.names = {{0x1, "h"}, {0x2, "g"}, {0x3, "f"}, {0x4, "e"}, {0x5, "d"}, {0x6, "c"}, {0x7, "b"}, {0x8, "a"}};
     RawBuilder b;
     b.process(1, "app", 300, 200);
-    b.site(1, 0x1, 1).conn(1, 0x101, 0x1, 40 * kSec);                                   // 1 leak, 1 active
-    b.site(1, 0x2, 2).conn(1, 0x201, 0x2, 40 * kSec).conn(1, 0x202, 0x2, 50 * kSec);   // 2 leaks
-    b.site(1, 0x3, 3)                                                                   // 1 leak, 3 active
-        .conn(1, 0x301, 0x3, 40 * kSec).conn(1, 0x302, 0x3, kSec).conn(1, 0x303, 0x3, kSec);
-    b.site(1, 0x4, 50, 49).conn(1, 0x401, 0x4, kSec);                                   // 1 active, 50 acquired
-    b.site(1, 0x5, 60, 59).conn(1, 0x501, 0x5, kSec);                                   // 1 active, 60 acquired
-    b.site(1, 0x6, 100, 100);                                                           // busy but all released
-    b.site(1, 0x7, 5, 5);                                                               // tie with 0x8 ...
-    b.site(1, 0x8, 5, 5);                                                               // ... "a" before "b"
+    b.site(1, 0x1, 1).conn(1, 0x101, 0x1, 40 * kSec);                                 // 1 leak, 1 active
+    b.site(1, 0x2, 2).conn(1, 0x201, 0x2, 40 * kSec).conn(1, 0x202, 0x2, 50 * kSec);  // 2 leaks
+    b.site(1, 0x3, 3)                                                                 // 1 leak, 3 active
+        .conn(1, 0x301, 0x3, 40 * kSec)
+        .conn(1, 0x302, 0x3, kSec)
+        .conn(1, 0x303, 0x3, kSec);
+    b.site(1, 0x4, 50, 49).conn(1, 0x401, 0x4, kSec);  // 1 active, 50 acquired
+    b.site(1, 0x5, 60, 59).conn(1, 0x501, 0x5, kSec);  // 1 active, 60 acquired
+    b.site(1, 0x6, 100, 100);                          // busy but all released
+    b.site(1, 0x7, 5, 5);                              // tie with 0x8 ...
+    b.site(1, 0x8, 5, 5);                              // ... "a" before "b"
 
     const ProcessReport p = snapshot(b, 30, 10, namer).processes.at(0);
     CHECK(site_names(p) == std::vector<std::string>{"g", "f", "h", "d", "e", "c", "a", "b"});
@@ -474,10 +480,10 @@ TEST_CASE("sites of an exited process are listed by handles leaked at exit first
 {
     RawBuilder b;
     b.process(1, "batch", 603, 600).exited(1);
-    b.site(1, 0x1, 100, 99).conn(1, 0x101, 0x1, kSec);                                  // 1 at exit
-    b.site(1, 0x2, 2, 0).conn(1, 0x201, 0x2, kSec).conn(1, 0x202, 0x2, kSec);           // 2 at exit
-    b.site(1, 0x3, 500, 500);                                                           // none
-    b.site(1, 0x4, 1, 1);                                                               // none, fewer
+    b.site(1, 0x1, 100, 99).conn(1, 0x101, 0x1, kSec);                         // 1 at exit
+    b.site(1, 0x2, 2, 0).conn(1, 0x201, 0x2, kSec).conn(1, 0x202, 0x2, kSec);  // 2 at exit
+    b.site(1, 0x3, 500, 500);                                                  // none
+    b.site(1, 0x4, 1, 1);                                                      // none, fewer
     const ProcessReport p = snapshot(b).processes.at(0);
     CHECK(site_names(p) == std::vector<std::string>{"site_2", "site_1", "site_3", "site_4"});
 }
@@ -685,11 +691,11 @@ TEST_CASE("a caller site and a stack with the same number are different sites", 
     c.site = connleak::SiteKey::stack(0x1);
     raw.conns.push_back(c);
 
-    const ProcessReport p = build_snapshot(raw, ModelOptions{}, [](const RawSite& s) {
-                                return std::string(s.site.kind == connleak::SiteKey::Kind::stack ? "stack_"
-                                                                                                 : "caller_") +
-                                       std::to_string(s.site.value);
-                            }).processes.at(0);
+    const ProcessReport p =
+        build_snapshot(raw, ModelOptions{}, [](const RawSite& s) {
+            return std::string(s.site.kind == connleak::SiteKey::Kind::stack ? "stack_" : "caller_") +
+                   std::to_string(s.site.value);
+        }).processes.at(0);
     REQUIRE(p.sites.size() == 2);
     CHECK(site(p, "stack_1").acquired == 5);
     CHECK(site(p, "stack_1").active == 1);

@@ -30,7 +30,8 @@ const char* const kMaps =
     "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n";
 
 Mapping expect(uint64_t start, uint64_t end, uint64_t offset, const char* perms, uint32_t maj, uint32_t min,
-               uint64_t inode, const char* path, bool deleted) {
+               uint64_t inode, const char* path, bool deleted)
+{
     Mapping m;
     m.start = start;
     m.end = end;
@@ -44,7 +45,8 @@ Mapping expect(uint64_t start, uint64_t end, uint64_t offset, const char* perms,
     return m;
 }
 
-void check_equal(const Mapping& got, const Mapping& want) {
+void check_equal(const Mapping& got, const Mapping& want)
+{
     CHECK(got.start == want.start);
     CHECK(got.end == want.end);
     CHECK(got.offset == want.offset);
@@ -56,50 +58,58 @@ void check_equal(const Mapping& got, const Mapping& want) {
     CHECK(got.deleted == want.deleted);
 }
 
-__attribute__((noinline)) int code_in_this_binary(int x) { return x * 7 + 1; }
+__attribute__((noinline)) int code_in_this_binary(int x)
+{
+    return x * 7 + 1;
+}
 
 }  // namespace
 
-TEST_CASE("parse_maps reads every kind of line", "[proc_maps]") {
+TEST_CASE("parse_maps reads every kind of line", "[proc_maps]")
+{
     const std::vector<Mapping> maps = parse_maps(kMaps);
     REQUIRE(maps.size() == 9);
-    SECTION("a file") {
-        check_equal(maps[0], expect(0x55d0c8a00000, 0x55d0c8a21000, 0x2000, "r-xp", 0xfd, 0x01, 1234567,
-                                    "/usr/bin/app", false));
+    SECTION("a file")
+    {
+        check_equal(maps[0],
+                    expect(0x55d0c8a00000, 0x55d0c8a21000, 0x2000, "r-xp", 0xfd, 0x01, 1234567, "/usr/bin/app", false));
     }
-    SECTION("a deleted file loses its suffix") {
+    SECTION("a deleted file loses its suffix")
+    {
         check_equal(maps[1], expect(0x7f12a0000000, 0x7f12a0021000, 0, "r-xp", 8, 2, 42, "/tmp/x", true));
     }
-    SECTION("anonymous, with and without trailing padding") {
+    SECTION("anonymous, with and without trailing padding")
+    {
         check_equal(maps[2], expect(0x7f12a0021000, 0x7f12a0042000, 0, "rw-p", 0, 0, 0, "", false));
         check_equal(maps[3], expect(0x7f12a0042000, 0x7f12a0043000, 0, "rw-p", 0, 0, 0, "", false));
     }
-    SECTION("spaces in paths, three-digit majors") {
-        check_equal(maps[4],
-                    expect(0x7f12a1000000, 0x7f12a1001000, 0x1000, "r--p", 0x103, 5, 99, "/opt/my app/lib x.so", false));
-        check_equal(maps[5], expect(0x7f12a1001000, 0x7f12a1002000, 0, "r-xp", 0x103, 5, 100,
-                                    "/opt/my dir/old lib.so", true));
+    SECTION("spaces in paths, three-digit majors")
+    {
+        check_equal(maps[4], expect(0x7f12a1000000, 0x7f12a1001000, 0x1000, "r--p", 0x103, 5, 99,
+                                    "/opt/my app/lib x.so", false));
+        check_equal(maps[5],
+                    expect(0x7f12a1001000, 0x7f12a1002000, 0, "r-xp", 0x103, 5, 100, "/opt/my dir/old lib.so", true));
     }
-    SECTION("memfd and pseudo paths") {
+    SECTION("memfd and pseudo paths")
+    {
         check_equal(maps[6], expect(0x7f12a2000000, 0x7f12a2001000, 0, "rw-s", 0, 1, 77, "/memfd:pool", true));
         check_equal(maps[7], expect(0x7ffd1c9fe000, 0x7ffd1ca00000, 0, "r-xp", 0, 0, 0, "[vdso]", false));
-        check_equal(maps[8],
-                    expect(0xffffffffff600000, 0xffffffffff601000, 0, "--xp", 0, 0, 0, "[vsyscall]", false));
+        check_equal(maps[8], expect(0xffffffffff600000, 0xffffffffff601000, 0, "--xp", 0, 0, 0, "[vsyscall]", false));
     }
 }
 
-TEST_CASE("parse_maps skips malformed lines and keeps the rest", "[proc_maps]") {
-    const std::string text =
-        "garbage\n"
-        "\n"
-        "zzzz-1000 r-xp 00000000 00:00 0\n"
-        "1000-2000 r-xp 00000000 00:00\n"          // no inode
-        "1000-2000\n"                              // truncated
-        "2000-1000 r-xp 00000000 00:00 0\n"        // end before start
-        "1000-2000 r-xp 00000000 0001 0\n"         // device without colon
-        "1000-2000 r-xp 00000000 00:00 0x5 /a\n"   // inode not decimal
-        "3000-4000 r-xp 00000010 00:00 5 /ok\r\n"  // CRLF tolerated
-        "5000-6000 r--p 00000000 00:00 6 /last";   // no final newline
+TEST_CASE("parse_maps skips malformed lines and keeps the rest", "[proc_maps]")
+{
+    const std::string text = "garbage\n"
+                             "\n"
+                             "zzzz-1000 r-xp 00000000 00:00 0\n"
+                             "1000-2000 r-xp 00000000 00:00\n"          // no inode
+                             "1000-2000\n"                              // truncated
+                             "2000-1000 r-xp 00000000 00:00 0\n"        // end before start
+                             "1000-2000 r-xp 00000000 0001 0\n"         // device without colon
+                             "1000-2000 r-xp 00000000 00:00 0x5 /a\n"   // inode not decimal
+                             "3000-4000 r-xp 00000010 00:00 5 /ok\r\n"  // CRLF tolerated
+                             "5000-6000 r--p 00000000 00:00 6 /last";   // no final newline
     const std::vector<Mapping> maps = parse_maps(text);
     REQUIRE(maps.size() == 2);
     check_equal(maps[0], expect(0x3000, 0x4000, 0x10, "r-xp", 0, 0, 5, "/ok", false));
@@ -107,7 +117,8 @@ TEST_CASE("parse_maps skips malformed lines and keeps the rest", "[proc_maps]") 
     CHECK(parse_maps("").empty());
 }
 
-TEST_CASE("named anonymous mappings keep their name and open nothing", "[proc_maps]") {
+TEST_CASE("named anonymous mappings keep their name and open nothing", "[proc_maps]")
+{
     const std::vector<Mapping> maps = parse_maps("1000-2000 rw-p 00000000 00:00 0    [anon:my pool]\n");
     REQUIRE(maps.size() == 1);
     CHECK(maps[0].path == "[anon:my pool]");
@@ -115,7 +126,8 @@ TEST_CASE("named anonymous mappings keep their name and open nothing", "[proc_ma
     CHECK(path_in_target(1, maps[0]) == "");
 }
 
-TEST_CASE("path_in_target opens files as the target sees them", "[proc_maps]") {
+TEST_CASE("path_in_target opens files as the target sees them", "[proc_maps]")
+{
     const std::vector<Mapping> maps = parse_maps(kMaps);
     REQUIRE(maps.size() == 9);
     CHECK(path_in_target(42, maps[0]) == "/proc/42/root/usr/bin/app");
@@ -128,7 +140,8 @@ TEST_CASE("path_in_target opens files as the target sees them", "[proc_maps]") {
     CHECK(path_in_target(42, maps[8]) == "");
 }
 
-TEST_CASE("find_mapping uses half-open ranges", "[proc_maps]") {
+TEST_CASE("find_mapping uses half-open ranges", "[proc_maps]")
+{
     const std::vector<Mapping> maps = parse_maps(kMaps);
     REQUIRE(maps.size() == 9);
     CHECK(find_mapping(maps, 0x55d0c8a00000) == &maps[0]);
@@ -140,7 +153,8 @@ TEST_CASE("find_mapping uses half-open ranges", "[proc_maps]") {
     CHECK(find_mapping({}, 0x1000) == nullptr);
 }
 
-TEST_CASE("read_maps reads a live process", "[proc_maps]") {
+TEST_CASE("read_maps reads a live process", "[proc_maps]")
+{
     const uint32_t pid = static_cast<uint32_t>(getpid());
     std::optional<std::vector<Mapping>> maps = read_maps(pid);
     REQUIRE(maps);
@@ -159,7 +173,8 @@ TEST_CASE("read_maps reads a live process", "[proc_maps]") {
     CHECK(access(path_in_target(pid, *m).c_str(), R_OK) == 0);
 }
 
-TEST_CASE("read_maps of a process that does not exist", "[proc_maps]") {
+TEST_CASE("read_maps of a process that does not exist", "[proc_maps]")
+{
     // Above the kernel's PID_MAX_LIMIT (4194304), so never a live pid.
     CHECK_FALSE(read_maps(4194305));
 }

@@ -20,9 +20,9 @@
 #include "proc_sockets.h"
 
 using connleak::held_sockets;
-using connleak::is_local_pg_server;
 using connleak::HeldSocket;
 using connleak::InetSocket;
+using connleak::is_local_pg_server;
 using connleak::parse_proc_net_tcp;
 using connleak::parse_proc_net_unix;
 using connleak::parse_unix_diag;
@@ -58,16 +58,18 @@ const char* const kTcp6 =
     "00:00000000 00000000     0        0 675799 2 00000000fe647883 20 0 0 10 -1\n";
 
 // As net/unix/af_unix.c writes it: the inode is padded, the path optional.
-const char* const kUnix =
-    "Num       RefCount Protocol Flags    Type St Inode Path\n"
-    "0000000081b34506: 00000002 00000000 00010000 0001 01 48427 /run/postgresql/.s.PGSQL.5432\n"
-    "00000000d7f68fe0: 00000003 00000000 00000000 0001 03    43\n"
-    "00000000d7f68fe1: 00000003 00000000 00000000 0001 03 50001 /run/postgresql/.s.PGSQL.5432\n"
-    "00000000d7f68fe2: 00000002 00000000 00000000 0002 01 50002 @/tmp/.X11-unix/X0\n"
-    "00000000d7f68fe3: 00000002 00000000 00000000 0001 02 50003\n"
-    "00000000d7f68fe4: 00000002 00000000 00000000 0001 01 50004 /tmp/with space.sock\n";
+const char* const kUnix = "Num       RefCount Protocol Flags    Type St Inode Path\n"
+                          "0000000081b34506: 00000002 00000000 00010000 0001 01 48427 /run/postgresql/.s.PGSQL.5432\n"
+                          "00000000d7f68fe0: 00000003 00000000 00000000 0001 03    43\n"
+                          "00000000d7f68fe1: 00000003 00000000 00000000 0001 03 50001 /run/postgresql/.s.PGSQL.5432\n"
+                          "00000000d7f68fe2: 00000002 00000000 00000000 0002 01 50002 @/tmp/.X11-unix/X0\n"
+                          "00000000d7f68fe3: 00000002 00000000 00000000 0001 02 50003\n"
+                          "00000000d7f68fe4: 00000002 00000000 00000000 0001 01 50004 /tmp/with space.sock\n";
 
-std::string v4(const Peer& p) { return p.str(); }
+std::string v4(const Peer& p)
+{
+    return p.str();
+}
 
 // Builds one sock_diag reply the way net/unix/diag.c does.
 class DiagBuffer {
@@ -262,8 +264,8 @@ TEST_CASE("held sockets: what a process's fds lead to, and in which state", "[pr
 {
     auto tcp = parse_proc_net_tcp(kTcp, false);
     std::vector<UnixSocket> unix_sockets;
-    auto unix_socket = [&](uint64_t ino, UnixSocket::State st, const std::string& name, bool has_peer,
-                           uint64_t peer, int shutdown, int type = SOCK_STREAM) {
+    auto unix_socket = [&](uint64_t ino, UnixSocket::State st, const std::string& name, bool has_peer, uint64_t peer,
+                           int shutdown, int type = SOCK_STREAM) {
         UnixSocket s;
         s.inode = ino;
         s.type = type;
@@ -329,9 +331,9 @@ TEST_CASE("a local server is PostgreSQL's when .s.PGSQL.<port> listens beside it
     };
     constexpr int kListen = 10, kEstablished = 1;
     std::vector<InetSocket> tcp = {
-        inet(v4(127, 0, 0, 1, 6001), v4(0, 0, 0, 0, 0), kListen),     // PostgreSQL on loopback
-        inet(v4(0, 0, 0, 0, 6002), v4(0, 0, 0, 0, 0), kListen),       // on every address
-        inet(v4(127, 0, 0, 1, 7000), v4(0, 0, 0, 0, 0), kListen),     // something else
+        inet(v4(127, 0, 0, 1, 6001), v4(0, 0, 0, 0, 0), kListen),           // PostgreSQL on loopback
+        inet(v4(0, 0, 0, 0, 6002), v4(0, 0, 0, 0, 0), kListen),             // on every address
+        inet(v4(127, 0, 0, 1, 7000), v4(0, 0, 0, 0, 0), kListen),           // something else
         inet(v4(10, 1, 2, 3, 40000), v4(10, 9, 9, 9, 6002), kEstablished),  // 10.1.2.3 is local
     };
     std::vector<UnixSocket> unix_sockets = {listening_unix("/tmp/pg/.s.PGSQL.6001"),

@@ -19,8 +19,8 @@ namespace {
 //       if x:
 //           return a + 2
 //       return 7
-const std::vector<uint8_t> kTable = {128, 0,  216, 8,  9,   128, 65,  216, 7,   8,  240, 0,   1,  5,  21,
-                                     216, 15, 16,  144, 49, 137, 117, 136, 12,  216, 11, 12,  136, 49};
+const std::vector<uint8_t> kTable = {128, 0,  216, 8,   9,  128, 65,  216, 7,  8,   240, 0,  1,   5, 21,
+                                     216, 15, 16,  144, 49, 137, 117, 136, 12, 216, 11,  12, 136, 49};
 
 std::vector<std::regex> regexes(const std::vector<std::string>& v)
 {
@@ -35,7 +35,7 @@ std::vector<std::regex> regexes(const std::vector<std::string>& v)
 TEST_CASE("python_line decodes a 3.11 location table")
 {
     // Instructions in code units (dis offsets / 2) and their lines.
-    const std::vector<std::pair<uint32_t, int>> expect = {{0, 1}, {1, 2}, {2, 2}, {3, 3}, {4, 3},  {5, 4},
+    const std::vector<std::pair<uint32_t, int>> expect = {{0, 1}, {1, 2}, {2, 2}, {3, 3},  {4, 3}, {5, 4},
                                                           {6, 4}, {7, 4}, {9, 4}, {10, 5}, {11, 5}};
     for (auto [instr, line] : expect) {
         INFO("instr " << instr);
@@ -103,10 +103,12 @@ TEST_CASE("the C library's thread-specific data is found in connleak's own threa
 
 TEST_CASE("each evaluation frame stands for the Python frames it ran")
 {
-    const std::vector<std::string> native = {
-        "PQconnectdb+0x1 (libpq.so.5)",         "_psycopg.so+0x16998",
-        "_PyEval_EvalFrameDefault+0x10 (python3.11)", "PyObject_Call+0x1c4 (python3.11)",
-        "_PyEval_EvalFrameDefault+0x20 (python3.11)", "__libc_start_call_main+0x1 (libc.so.6)"};
+    const std::vector<std::string> native = {"PQconnectdb+0x1 (libpq.so.5)",
+                                             "_psycopg.so+0x16998",
+                                             "_PyEval_EvalFrameDefault+0x10 (python3.11)",
+                                             "PyObject_Call+0x1c4 (python3.11)",
+                                             "_PyEval_EvalFrameDefault+0x20 (python3.11)",
+                                             "__libc_start_call_main+0x1 (libc.so.6)"};
     const std::vector<NamedPythonFrame> py = {{"connect (psycopg2/__init__.py:122)", false},
                                               {"get_conn (db.py:6)", false},
                                               {"audit (app.py:31)", true},
@@ -145,10 +147,9 @@ TEST_CASE("the site of a Python stack is the innermost application frame")
         "audit (/srv/app/routes.py:31)"};
     CHECK(StackTable::site_index(psycopg2, re) == 11);
     // psycopg 3 and a venv's site-packages.
-    const std::vector<std::string> psycopg3 = {
-        "connect (/venv/lib/python3.11/site-packages/psycopg/connection.py:728)",
-        "connect (/venv/lib/python3.11/site-packages/psycopg_pool/pool.py:1)",
-        "leak (/venv/app/leak.py:9)"};
+    const std::vector<std::string> psycopg3 = {"connect (/venv/lib/python3.11/site-packages/psycopg/connection.py:728)",
+                                               "connect (/venv/lib/python3.11/site-packages/psycopg_pool/pool.py:1)",
+                                               "leak (/venv/app/leak.py:9)"};
     CHECK(StackTable::site_index(psycopg3, re) == 2);
     // --site-skip matches Python frames too.
     auto more = skip;

@@ -16,8 +16,8 @@ namespace {
 const char* const kLeakySite = "leaky_handler+0x1c (api)";
 const char* const kGoodSite = "good_handler+0x2a (api)";
 
-SiteReport make_site(const std::string& name, uint64_t active, uint64_t leaks, uint64_t acquired,
-                     uint64_t released, double avg_ms, double max_ms)
+SiteReport make_site(const std::string& name, uint64_t active, uint64_t leaks, uint64_t acquired, uint64_t released,
+                     double avg_ms, double max_ms)
 {
     SiteReport s;
     s.site = name;
@@ -305,7 +305,8 @@ TEST_CASE("processes: live first, exited ones say so", "[layout]")
     Screen s = layout(fixture(), Trends{}, 120, 40);
     std::vector<std::string> t = texts(s);
     auto at = [&](const std::string& needle) {
-        return std::find_if(t.begin(), t.end(), [&](const std::string& l) { return l.find(needle) != std::string::npos; }) -
+        return std::find_if(t.begin(), t.end(),
+                            [&](const std::string& l) { return l.find(needle) != std::string::npos; }) -
                t.begin();
     };
     CHECK(at("PID 100 api") < at("PID 200 worker"));
@@ -326,8 +327,8 @@ TEST_CASE("the oldest live connections with their age", "[layout]")
           std::vector<std::string>{"LIVE", "CONNECTION", "HELD", "THREAD", "SITE"});
     const Line* oldest = find_line(s, "0x5500 ");
     REQUIRE(oldest);
-    CHECK(words(line_text(*oldest)) == std::vector<std::string>{"!", "0x5500", "1m35s", "101", "leaky_handler+0x1c",
-                                                                "(api)"});
+    CHECK(words(line_text(*oldest)) ==
+          std::vector<std::string>{"!", "0x5500", "1m35s", "101", "leaky_handler+0x1c", "(api)"});
     CHECK(style_of(*oldest, "0x5500") == Style::Leak);
     CHECK(find_line(s, "0x5505 "));  // 40 rows: all six fit
     CHECK_FALSE(find_line(s, "more live"));
@@ -345,8 +346,8 @@ Snapshot many_live(uint32_t pid, size_t n, size_t sites = 1)
     p.pid = pid;
     p.comm = "pqclient";
     for (size_t i = 0; i < sites; i++)
-        p.sites.push_back(make_site("site" + std::to_string(i) + "+0x1c (pqclient)", i ? 0 : n, i ? 0 : n, n, 0, 0,
-                                    1000));
+        p.sites.push_back(
+            make_site("site" + std::to_string(i) + "+0x1c (pqclient)", i ? 0 : n, i ? 0 : n, n, 0, 0, 1000));
     p.acquired = p.active = p.leaks = n;
     for (size_t i = 0; i < n; i++)
         p.connections.push_back({0x7000 + i, pid, "site0+0x1c (pqclient)", 9000.0 - i, true});
@@ -412,7 +413,7 @@ TEST_CASE("every process's sites come before more live connections", "[layout]")
     CHECK(rows_with(s, "! 0x70") == 3 + 3 + 5);
     CHECK(find_line(s, "+14 more live connections, at the end"));  // pid 500: 6 shown
     CHECK(find_line(s, "+15 more live connections, at the end"));  // pid 600: 5 shown
-    CHECK(s.max_scroll == 2 * (1 + 1 + 1) + 14 + 15);               // blank, heading, column heading, rows
+    CHECK(s.max_scroll == 2 * (1 + 1 + 1) + 14 + 15);              // blank, heading, column heading, rows
 }
 
 TEST_CASE("processes that never touched libpq are left out, named once", "[layout]")
@@ -536,7 +537,8 @@ TEST_CASE("names cannot drive the terminal", "[layout]")
 {
     CHECK(printable("api\x1b[2Jx") == "api\\x1b[2Jx");
     CHECK(printable("a\tb\x7f") == "a\\x09b\\x7f");
-    CHECK(printable("\xc2\x9b" "31m") == "\\xc2\\x9b31m");  // C1 CSI
+    CHECK(printable("\xc2\x9b"
+                    "31m") == "\\xc2\\x9b31m");  // C1 CSI
     CHECK(printable("caf\xc3\xa9") == "caf\xc3\xa9");
     CHECK(printable("bad\xff\xc3") == "bad\\xff\\xc3");
     Snapshot snap = fixture();
@@ -582,8 +584,8 @@ TEST_CASE("keys: letters, arrows, and sequences split across reads", "[keys]")
     CHECK(in.empty());
 
     in = "\x1b[A\x1b[B\x1bOA\x1b[5~\x1b[6~\x1b[H\x1b[F";
-    CHECK(decode_keys(in) == std::vector<Key>{Key::Up, Key::Down, Key::Up, Key::PageUp, Key::PageDown, Key::Top,
-                                              Key::Bottom});
+    CHECK(decode_keys(in) ==
+          std::vector<Key>{Key::Up, Key::Down, Key::Up, Key::PageUp, Key::PageDown, Key::Top, Key::Bottom});
 
     in = "j\x1b[";  // the rest of the arrow comes with the next read
     CHECK(decode_keys(in) == std::vector<Key>{Key::Down});

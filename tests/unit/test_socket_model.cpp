@@ -39,9 +39,15 @@ Peer tcp(uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint16_t port)
     return Peer::inet4(addr, port);
 }
 
-Peer local(uint16_t port) { return tcp(127, 0, 0, 1, port); }
+Peer local(uint16_t port)
+{
+    return tcp(127, 0, 0, 1, port);
+}
 
-Peer unix_peer(const std::string& path) { return Peer::unix_path(path.data(), path.size()); }
+Peer unix_peer(const std::string& path)
+{
+    return Peer::unix_path(path.data(), path.size());
+}
 
 const std::string kPgSock = "/run/postgresql/.s.PGSQL.5432";
 
@@ -133,8 +139,8 @@ TEST_CASE("--db-host: an address, with or without a port", "[socket_model]")
     CHECK(parse_db_host("[::1]")->str() == "[::1]:0");
     CHECK(parse_db_host("[2001:db8::7]:5433")->str() == "[2001:db8::7]:5433");
     CHECK(parse_db_host("[::ffff:10.0.0.5]:5432")->str() == "10.0.0.5:5432");
-    for (const char* bad : {"", "db.example.com", "10.0.0.5:", "10.0.0.5:0", "10.0.0.5:70000", "10.0.0.5:x",
-                            "[::1", "[::1]5432", "[::1]:", "1.2.3"})
+    for (const char* bad : {"", "db.example.com", "10.0.0.5:", "10.0.0.5:0", "10.0.0.5:70000", "10.0.0.5:x", "[::1",
+                            "[::1]5432", "[::1]:", "1.2.3"})
         CHECK_FALSE(parse_db_host(bad));
 }
 
@@ -256,8 +262,7 @@ TEST_CASE("sockets opened outside libpq are untracked, with their peers", "[sock
     CHECK(r.untracked_peers == std::map<std::string, uint64_t>{{"127.0.0.1:5432", 1}, {kPgSock, 1}});
 }
 
-TEST_CASE("libpq's sockets without a live handle are connecting; its lookups are not a database's",
-          "[socket_model]")
+TEST_CASE("libpq's sockets without a live handle are connecting; its lookups are not a database's", "[socket_model]")
 {
     World w;
     w.record(10, local(5432), 0xb, 0);  // the connect call has not returned yet
@@ -352,7 +357,7 @@ TEST_CASE("at exit: the live database sockets held are closed by the kernel", "[
 {
     World w;
     w.mem.pre_attach = {20};
-    w.held(20, local(5432));                                            // pre-attach, held to the end
+    w.held(20, local(5432));                                              // pre-attach, held to the end
     w.handle(0xa).record(10, local(5432), 0xa).closed_ns = kScan + kSec;  // closed before the exit
     w.held(10, local(5432));
     w.record(11, unix_peer(kPgSock), 0xb, -2);                         // connected after the last scan
@@ -392,15 +397,13 @@ TEST_CASE("JSON and text say the same numbers", "[socket_model]")
     r.conns[0x10] = {"127.0.0.1:5432", "open"};
     r.conns[0x20] = {"127.0.0.1:5432", "peer_closed"};
     auto j = socket_json(r);
-    CHECK(j.dump() ==
-          "{\"paired\":1,\"pre_attach\":2,\"untracked\":1,\"connecting\":0,\"handles_without_socket\":1,"
-          "\"closed_at_exit\":0,\"dropped\":0,\"pre_attach_peers\":{\"127.0.0.1:5432\":2},"
-          "\"untracked_peers\":{\"/run/postgresql/.s.PGSQL.5432\":1}}");
+    CHECK(j.dump() == "{\"paired\":1,\"pre_attach\":2,\"untracked\":1,\"connecting\":0,\"handles_without_socket\":1,"
+                      "\"closed_at_exit\":0,\"dropped\":0,\"pre_attach_peers\":{\"127.0.0.1:5432\":2},"
+                      "\"untracked_peers\":{\"/run/postgresql/.s.PGSQL.5432\":1}}");
     std::string text = socket_text(r, false);
-    CHECK(text ==
-          "  db sockets 4  discrepancy +2  (paired 1, pre-attach 2: 127.0.0.1:5432 x2, untracked 1: "
-          "/run/postgresql/.s.PGSQL.5432 x1)\n"
-          "  handles without an open socket: 0x20 (peer_closed 127.0.0.1:5432)\n");
+    CHECK(text == "  db sockets 4  discrepancy +2  (paired 1, pre-attach 2: 127.0.0.1:5432 x2, untracked 1: "
+                  "/run/postgresql/.s.PGSQL.5432 x1)\n"
+                  "  handles without an open socket: 0x20 (peer_closed 127.0.0.1:5432)\n");
     r.closed_at_exit = 3;
     CHECK(socket_text(r, true) == "  db sockets 0 (3 closed at exit)\n");
     CHECK(socket_text(ProcessSocketReport{}, false).empty());
@@ -427,9 +430,10 @@ TEST_CASE("a process's JSON gets its socket keys where the design puts them", "[
     std::vector<std::string> keys;
     for (auto it = out.begin(); it != out.end(); ++it)
         keys.push_back(it.key());
-    CHECK(keys == std::vector<std::string>{"pid", "active", "dropped", "db_sockets", "tracking_discrepancy",
-                                           "sockets", "top_connection_users", "connections"});
+    CHECK(keys == std::vector<std::string>{"pid", "active", "dropped", "db_sockets", "tracking_discrepancy", "sockets",
+                                           "top_connection_users", "connections"});
     CHECK(out["tracking_discrepancy"] == -1);
-    CHECK(out["connections"][0].dump() == "{\"conn\":\"0x10\",\"tid\":7,\"peer\":\"127.0.0.1:5432\",\"socket\":\"open\"}");
+    CHECK(out["connections"][0].dump() ==
+          "{\"conn\":\"0x10\",\"tid\":7,\"peer\":\"127.0.0.1:5432\",\"socket\":\"open\"}");
     CHECK(out["connections"][1].dump() == "{\"conn\":\"0x20\",\"tid\":7,\"peer\":null,\"socket\":\"none\"}");
 }

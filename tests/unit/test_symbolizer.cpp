@@ -27,7 +27,10 @@ using ElfOptions = connleak::SymbolizerOptions;
 
 // Found by name in this test binary's own .symtab, demangled.
 namespace connleak_test {
-__attribute__((noinline)) int probe_marker(int x) { return x * 3 + 1; }
+__attribute__((noinline)) int probe_marker(int x)
+{
+    return x * 3 + 1;
+}
 }  // namespace connleak_test
 
 namespace {
@@ -78,31 +81,37 @@ int main(int argc, char** argv) {
 }
 )";
 
-std::string hex(uint64_t v) {
+std::string hex(uint64_t v)
+{
     char buf[32];
     std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);
     return buf;
 }
 
-void sh(const std::string& cmd) {
+void sh(const std::string& cmd)
+{
     INFO(cmd);
     REQUIRE(std::system(cmd.c_str()) == 0);
 }
 
-std::string capture(const std::string& cmd) {
+std::string capture(const std::string& cmd)
+{
     std::unique_ptr<FILE, int (*)(FILE*)> p(popen(cmd.c_str(), "r"), pclose);
     REQUIRE(p);
     std::string out;
     char buf[4096];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p.get())) > 0) out.append(buf, n);
+    while ((n = fread(buf, 1, sizeof buf, p.get())) > 0)
+        out.append(buf, n);
     return out;
 }
 
-std::vector<std::string> words(const std::string& line) {
+std::vector<std::string> words(const std::string& line)
+{
     std::istringstream in(line);
     std::vector<std::string> w;
-    for (std::string s; in >> s;) w.push_back(s);
+    for (std::string s; in >> s;)
+        w.push_back(s);
     return w;
 }
 
@@ -112,24 +121,27 @@ struct Load {
     uint64_t offset, vaddr, filesz;
 };
 
-std::vector<Load> loads_of(const std::string& path) {
+std::vector<Load> loads_of(const std::string& path)
+{
     std::vector<Load> loads;
     std::istringstream in(capture("readelf -lW '" + path + "'"));
     for (std::string line; std::getline(in, line);) {
         std::vector<std::string> w = words(line);
         if (w.size() >= 5 && w[0] == "LOAD")
-            loads.push_back({std::stoull(w[1], nullptr, 16), std::stoull(w[2], nullptr, 16),
-                             std::stoull(w[4], nullptr, 16)});
+            loads.push_back(
+                {std::stoull(w[1], nullptr, 16), std::stoull(w[2], nullptr, 16), std::stoull(w[4], nullptr, 16)});
     }
     return loads;
 }
 
 // "  24: 0000000000401190    53 FUNC    GLOBAL DEFAULT   12 busy_function"
-uint64_t symbol_value(const std::string& path, const std::string& name) {
+uint64_t symbol_value(const std::string& path, const std::string& name)
+{
     std::istringstream in(capture("readelf -sW '" + path + "'"));
     for (std::string line; std::getline(in, line);) {
         std::vector<std::string> w = words(line);
-        if (w.size() == 8 && w[3] == "FUNC" && w[7] == name) return std::stoull(w[1], nullptr, 16);
+        if (w.size() == 8 && w[3] == "FUNC" && w[7] == name)
+            return std::stoull(w[1], nullptr, 16);
     }
     FAIL("no symbol " << name << " in " << path);
     return 0;
@@ -137,19 +149,23 @@ uint64_t symbol_value(const std::string& path, const std::string& name) {
 
 // Where `name` lies in the file: its address through the LOAD holding it.
 // `symbols_from` is the unstripped original when `path` was stripped.
-uint64_t file_offset_of(const std::string& path, const std::string& name, const std::string& symbols_from = "") {
+uint64_t file_offset_of(const std::string& path, const std::string& name, const std::string& symbols_from = "")
+{
     uint64_t vaddr = symbol_value(symbols_from.empty() ? path : symbols_from, name);
     for (const Load& l : loads_of(path))
-        if (vaddr >= l.vaddr && vaddr < l.vaddr + l.filesz) return vaddr - l.vaddr + l.offset;
+        if (vaddr >= l.vaddr && vaddr < l.vaddr + l.filesz)
+            return vaddr - l.vaddr + l.offset;
     FAIL("no LOAD segment holds " << name << " in " << path);
     return 0;
 }
 
-std::string build_id_of(const std::string& path) {
+std::string build_id_of(const std::string& path)
+{
     std::istringstream in(capture("readelf -n '" + path + "'"));
     for (std::string line; std::getline(in, line);) {
         std::vector<std::string> w = words(line);
-        if (w.size() == 3 && w[0] == "Build" && w[1] == "ID:") return w[2];
+        if (w.size() == 3 && w[0] == "Build" && w[1] == "ID:")
+            return w[2];
     }
     return "";
 }
@@ -163,9 +179,10 @@ struct Elves {
     std::string with_id;                          // PIE with build id, unstripped original of:
     std::string stripped;                         // no debug file anywhere near
     std::string empty_root, buildid_root, beside, dotdebug, rooted, rooted_root, mismatch;  // debug layouts
-    std::string no_id, no_id_beside, no_id_bad;   // without build id: CRC decides
+    std::string no_id, no_id_beside, no_id_bad;  // without build id: CRC decides
 
-    Elves() {
+    Elves()
+    {
         char tmpl[] = "/tmp/connleak-elf-XXXXXX";
         REQUIRE(mkdtemp(tmpl));
         dir = tmpl;
@@ -190,23 +207,27 @@ struct Elves {
         make_no_build_id_layouts();
     }
 
-    ~Elves() {
+    ~Elves()
+    {
         std::error_code ec;
         fs::remove_all(dir, ec);
     }
 
     // A stripped copy named `prog` with a debuglink to prog.debug, in work/.
-    void split_debug(const std::string& work, const std::string& original) {
+    void split_debug(const std::string& work, const std::string& original)
+    {
         sh("mkdir -p '" + work + "' && cd '" + work + "' && cp '" + original +
            "' prog && objcopy --only-keep-debug prog prog.debug && strip prog && "
            "objcopy --add-gnu-debuglink=prog.debug prog");
     }
 
-    void place(const std::string& file, const std::string& to) const {
+    void place(const std::string& file, const std::string& to) const
+    {
         sh("mkdir -p \"$(dirname '" + to + "')\" && cp '" + file + "' '" + to + "'");
     }
 
-    void make_stripped_layouts() {
+    void make_stripped_layouts()
+    {
         const std::string work = dir + "/work";
         split_debug(work, with_id);
         const std::string id = build_id_of(with_id);
@@ -242,7 +263,8 @@ struct Elves {
         place(dir + "/work-other/prog.debug", dir + "/mismatch/prog.debug");
     }
 
-    void make_no_build_id_layouts() {
+    void make_no_build_id_layouts()
+    {
         sh("cd '" + dir + "' && cc -DVARIANT=0 probe.c -O2 -fPIE -pie -Wl,--build-id=none -o no_id");
         sh("cd '" + dir + "' && cc -DVARIANT=1 probe.c -O2 -fPIE -pie -Wl,--build-id=none -o no_id_other");
         no_id = dir + "/no_id";
@@ -260,21 +282,27 @@ struct Elves {
     }
 };
 
-const Elves& elves() {
+const Elves& elves()
+{
     static Elves e;
     return e;
 }
 
-ElfOptions debug_root(const std::string& root) {
+ElfOptions debug_root(const std::string& root)
+{
     ElfOptions o;
     o.debug_root = root;
     return o;
 }
 
-std::string module_of(const std::string& path) { return fs::path(path).filename().string(); }
+std::string module_of(const std::string& path)
+{
+    return fs::path(path).filename().string();
+}
 
 // The same checks on every build that still has its .symtab.
-void check_full_symbols(const std::string& path) {
+void check_full_symbols(const std::string& path)
+{
     INFO("file " << path);
     const std::string mod = module_of(path);
     Symbolizer s(debug_root(elves().empty_root));
@@ -304,15 +332,32 @@ void check_full_symbols(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("functions resolve by file offset in every kind of build", "[symbolizer]") {
-    SECTION("-O2 -fomit-frame-pointer, not PIE") { check_full_symbols(elves().nopie); }
-    SECTION("PIE") { check_full_symbols(elves().pie); }
-    SECTION("PIE linked at 0x10000") { check_full_symbols(elves().pie_shifted); }
-    SECTION("shared library") { check_full_symbols(elves().shared); }
-    SECTION("PIE with a build id") { check_full_symbols(elves().with_id); }
+TEST_CASE("functions resolve by file offset in every kind of build", "[symbolizer]")
+{
+    SECTION("-O2 -fomit-frame-pointer, not PIE")
+    {
+        check_full_symbols(elves().nopie);
+    }
+    SECTION("PIE")
+    {
+        check_full_symbols(elves().pie);
+    }
+    SECTION("PIE linked at 0x10000")
+    {
+        check_full_symbols(elves().pie_shifted);
+    }
+    SECTION("shared library")
+    {
+        check_full_symbols(elves().shared);
+    }
+    SECTION("PIE with a build id")
+    {
+        check_full_symbols(elves().with_id);
+    }
 }
 
-TEST_CASE("functions' file offsets come through PT_LOAD", "[symbolizer]") {
+TEST_CASE("functions' file offsets come through PT_LOAD", "[symbolizer]")
+{
     const Elves& e = elves();
     Symbolizer s(debug_root(e.empty_root));
     for (const std::string& path : {e.nopie, e.pie_shifted, e.shared}) {
@@ -328,7 +373,8 @@ TEST_CASE("functions' file offsets come through PT_LOAD", "[symbolizer]") {
     CHECK(s.function_offset(e.shared_stripped, "busy_function") == file_offset_of(e.shared, "busy_function"));
 }
 
-TEST_CASE("one file offset of one file, uncached", "[symbolizer]") {
+TEST_CASE("one file offset of one file, uncached", "[symbolizer]")
+{
     const Elves& e = elves();
     const uint64_t local = file_offset_of(e.with_id, "local_helper");
     auto f = connleak::symbolize_file_offset(e.with_id, local + 3, debug_root(e.empty_root));
@@ -351,7 +397,8 @@ TEST_CASE("one file offset of one file, uncached", "[symbolizer]") {
     CHECK(connleak::format_frame(no_id.value()) == "prog+0x0");
 }
 
-TEST_CASE("stripped binaries resolve through separate debug files", "[symbolizer]") {
+TEST_CASE("stripped binaries resolve through separate debug files", "[symbolizer]")
+{
     const Elves& e = elves();
     // Offsets from the stripped file's own segments, names from the original.
     const uint64_t busy = file_offset_of(e.stripped, "busy_function", e.with_id);
@@ -373,23 +420,34 @@ TEST_CASE("stripped binaries resolve through separate debug files", "[symbolizer
         CHECK(s.debug_file(path) == "");
     };
 
-    SECTION("no debug file anywhere") { expect_unresolved(e.stripped, e.empty_root); }
-    SECTION("ROOT/.build-id/xx/yyyy.debug") {
+    SECTION("no debug file anywhere")
+    {
+        expect_unresolved(e.stripped, e.empty_root);
+    }
+    SECTION("ROOT/.build-id/xx/yyyy.debug")
+    {
         const std::string id = build_id_of(e.with_id);
         expect_resolved(e.stripped, e.buildid_root,
                         e.buildid_root + "/.build-id/" + id.substr(0, 2) + "/" + id.substr(2) + ".debug");
     }
-    SECTION("debuglink beside the file") {
+    SECTION("debuglink beside the file")
+    {
         expect_resolved(e.beside, e.empty_root, e.dir + "/beside/prog.debug");
     }
-    SECTION("debuglink in .debug/ beside the file") {
+    SECTION("debuglink in .debug/ beside the file")
+    {
         expect_resolved(e.dotdebug, e.empty_root, e.dir + "/dotdebug/.debug/prog.debug");
     }
-    SECTION("debuglink under ROOT/DIR") {
+    SECTION("debuglink under ROOT/DIR")
+    {
         expect_resolved(e.rooted, e.rooted_root, e.rooted_root + e.dir + "/rooted/prog.debug");
     }
-    SECTION("a debug file with another build id is ignored") { expect_unresolved(e.mismatch, e.empty_root); }
-    SECTION("debug files can be turned off") {
+    SECTION("a debug file with another build id is ignored")
+    {
+        expect_unresolved(e.mismatch, e.empty_root);
+    }
+    SECTION("debug files can be turned off")
+    {
         ElfOptions off = debug_root(e.buildid_root);
         off.use_debug_files = false;
         Symbolizer s(off);
@@ -397,7 +455,8 @@ TEST_CASE("stripped binaries resolve through separate debug files", "[symbolizer
     }
 }
 
-TEST_CASE("without build ids the debuglink CRC decides", "[symbolizer]") {
+TEST_CASE("without build ids the debuglink CRC decides", "[symbolizer]")
+{
     const Elves& e = elves();
     const uint64_t busy = file_offset_of(e.no_id_beside, "busy_function", e.no_id);
     Symbolizer s(debug_root(e.empty_root));
@@ -405,7 +464,8 @@ TEST_CASE("without build ids the debuglink CRC decides", "[symbolizer]") {
     CHECK(s.name(e.no_id_bad, "prog", busy + 0x10) == "prog+" + hex(busy + 0x10));
 }
 
-TEST_CASE("a stripped shared library still names its exports from .dynsym", "[symbolizer]") {
+TEST_CASE("a stripped shared library still names its exports from .dynsym", "[symbolizer]")
+{
     const Elves& e = elves();
     const std::string& so = e.shared_stripped;
     const uint64_t busy = file_offset_of(so, "busy_function", e.shared);
@@ -417,7 +477,8 @@ TEST_CASE("a stripped shared library still names its exports from .dynsym", "[sy
     CHECK(s.name(so, "libprobe_stripped.so", local + 0x10) == "libprobe_stripped.so+" + hex(local + 0x10));
 }
 
-TEST_CASE("unusable paths fall back to module+offset", "[symbolizer]") {
+TEST_CASE("unusable paths fall back to module+offset", "[symbolizer]")
+{
     const Elves& e = elves();
     const std::string text_file = e.dir + "/not-elf.txt";
     std::ofstream(text_file) << "just text\n";
@@ -438,7 +499,8 @@ TEST_CASE("unusable paths fall back to module+offset", "[symbolizer]") {
     CHECK(text.error().message == text_file + ": not an ELF file");
 }
 
-TEST_CASE("the cache is per file, not per path", "[symbolizer]") {
+TEST_CASE("the cache is per file, not per path", "[symbolizer]")
+{
     const Elves& e = elves();
     const std::string link = e.dir + "/pie-hardlink";
     const std::string replaced = e.dir + "/replaced";
@@ -464,7 +526,8 @@ TEST_CASE("the cache is per file, not per path", "[symbolizer]") {
     CHECK(s.cached_files() == 3);
 }
 
-TEST_CASE("C++ names are demangled", "[symbolizer]") {
+TEST_CASE("C++ names are demangled", "[symbolizer]")
+{
     CHECK(connleak::demangle("_ZN2ns1fEi") == "ns::f(int)");
     CHECK(connleak::demangle("busy_function") == "busy_function");
     CHECK(connleak::demangle("_Znot_a_name") == "_Znot_a_name");
@@ -481,7 +544,8 @@ TEST_CASE("C++ names are demangled", "[symbolizer]") {
           "connleak_test::probe_marker(int)+0x1 (unit_tests)");
 }
 
-TEST_CASE("a deleted library resolves through map_files", "[symbolizer][proc_maps]") {
+TEST_CASE("a deleted library resolves through map_files", "[symbolizer][proc_maps]")
+{
     const Elves& e = elves();
     const std::string copy = e.dir + "/libdeleted.so";
     sh("cp '" + e.shared + "' '" + copy + "'");
@@ -511,17 +575,18 @@ TEST_CASE("a deleted library resolves through map_files", "[symbolizer][proc_map
         return;
     }
     Symbolizer s(debug_root(e.empty_root));
-    CHECK(s.name(path, "libdeleted.so", addr - m->start + m->offset + 0x10) ==
-          "busy_function+0x10 (libdeleted.so)");
+    CHECK(s.name(path, "libdeleted.so", addr - m->start + m->offset + 0x10) == "busy_function+0x10 (libdeleted.so)");
 }
 
-TEST_CASE("a stripped library names versioned functions as .dynsym does", "[symbolizer]") {
+TEST_CASE("a stripped library names versioned functions as .dynsym does", "[symbolizer]")
+{
     // glibc's debug .symtab spells versioned functions "name@@VERSION"
     // (__libc_start_main@@GLIBC_2.34); its .dynsym has the plain name, which
     // is what people read and what the runtime-entry rule knows.
     const Elves& e = elves();
     const std::string dir = e.dir + "/versioned";
-    sh("mkdir -p '" + dir + "' && cd '" + dir + "' && printf 'V2 { global: busy; local: *; };\\n' > v.map && "
+    sh("mkdir -p '" + dir + "' && cd '" + dir +
+       "' && printf 'V2 { global: busy; local: *; };\\n' > v.map && "
        "printf 'volatile int s;\\nint busy_v2(int n) { for (int i = 0; i < n; i++) s += i * s; return s; }\\n"
        "__asm__(\".symver busy_v2, busy@@V2\");\\n' > v.c && "
        "cc -O2 -fPIC -shared -Wl,--build-id=sha1 -Wl,--version-script=v.map -o libver.so v.c");
@@ -539,7 +604,8 @@ TEST_CASE("a stripped library names versioned functions as .dynsym does", "[symb
     CHECK(s.debug_file(lib) == root + "/.build-id/" + id.substr(0, 2) + "/" + id.substr(2) + ".debug");
 }
 
-TEST_CASE("debug files are searched locally, never through debuginfod", "[symbolizer]") {
+TEST_CASE("debug files are searched locally, never through debuginfod", "[symbolizer]")
+{
     // A file with a build id and no debug file anywhere is where libdwfl's
     // standard search would end in debuginfod (dlopen of libdebuginfod, and
     // with DEBUGINFOD_URLS set, the network). In a child, so that nothing
@@ -566,7 +632,8 @@ TEST_CASE("debug files are searched locally, never through debuginfod", "[symbol
     CHECK(WEXITSTATUS(status) == 0);  // 1: libdebuginfod was loaded
 }
 
-TEST_CASE("a debuglink under the debug root inside a container's root", "[symbolizer]") {
+TEST_CASE("a debuglink under the debug root inside a container's root", "[symbolizer]")
+{
     // A process chrooted to CONTAINER runs CONTAINER/app/prog, whose debug
     // file is CONTAINER/usr/lib/debug/app/prog.debug: seen from here,
     // /proc/PID/root/app/prog and /proc/PID/root/usr/lib/debug/app/prog.debug.

@@ -16,7 +16,10 @@ using connleak::Snapshot;
 
 namespace {
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool contains(const std::string& text, const std::string& part)
+{
+    return text.find(part) != std::string::npos;
+}
 
 std::vector<std::string> lines_of(const std::string& text)
 {
@@ -210,8 +213,8 @@ TEST_CASE("site columns stay aligned under their headings, whatever the site nam
     for (const char* label : {"ACTIVE", "ACQUIRED", "RELEASED", "LEAKS", "AVG MS", "MAX MS"})
         heading_ends.push_back(header.find(label) + std::string(label).size());
 
-    for (const std::string& name : {std::string("get_users+0x3c (api)"), std::string("main+0x91 (api)"), long_name,
-                                    std::string("f (x)")}) {
+    for (const std::string& name :
+         {std::string("get_users+0x3c (api)"), std::string("main+0x91 (api)"), long_name, std::string("f (x)")}) {
         INFO("site " << name);
         std::string row = line_starting(out, name + " ");
         REQUIRE_FALSE(row.empty());
@@ -393,7 +396,9 @@ size_t display_width(const std::string& s)
 TEST_CASE("BUG: site columns stay aligned when a site name has non-ASCII characters", "[text][bug]")
 {
     Snapshot s = leaking_snapshot();
-    const std::string accented = "charger_donn\xc3\xa9" "es+0x10 (libdonn\xc3\xa9" "es.so)";  // "données" twice
+    const std::string accented = "charger_donn\xc3\xa9"
+                                 "es+0x10 (libdonn\xc3\xa9"
+                                 "es.so)";  // "données" twice
     s.processes[0].sites.push_back(site_row(accented, 1, 2, 1, 0, 1.0, 2.0));
     std::string out = render_text_report(s);
 

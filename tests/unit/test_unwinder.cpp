@@ -44,28 +44,27 @@ __attribute__((no_sanitize("address"), noinline)) std::vector<uint8_t> copy_raw_
 __attribute__((noinline)) void capture(Captured& out, size_t max_bytes)
 {
     uint64_t* r = out.in.regs;
-    asm volatile(
-        "movq %%rax, 0(%0)\n\t"
-        "movq %%rdx, 8(%0)\n\t"
-        "movq %%rcx, 16(%0)\n\t"
-        "movq %%rbx, 24(%0)\n\t"
-        "movq %%rsi, 32(%0)\n\t"
-        "movq %%rdi, 40(%0)\n\t"
-        "movq %%rbp, 48(%0)\n\t"
-        "movq %%rsp, 56(%0)\n\t"
-        "movq %%r8, 64(%0)\n\t"
-        "movq %%r9, 72(%0)\n\t"
-        "movq %%r10, 80(%0)\n\t"
-        "movq %%r11, 88(%0)\n\t"
-        "movq %%r12, 96(%0)\n\t"
-        "movq %%r13, 104(%0)\n\t"
-        "movq %%r14, 112(%0)\n\t"
-        "movq %%r15, 120(%0)\n\t"
-        "leaq 0(%%rip), %%rax\n\t"
-        "movq %%rax, 128(%0)\n\t"
-        :
-        : "r"(r)
-        : "rax", "memory");
+    asm volatile("movq %%rax, 0(%0)\n\t"
+                 "movq %%rdx, 8(%0)\n\t"
+                 "movq %%rcx, 16(%0)\n\t"
+                 "movq %%rbx, 24(%0)\n\t"
+                 "movq %%rsi, 32(%0)\n\t"
+                 "movq %%rdi, 40(%0)\n\t"
+                 "movq %%rbp, 48(%0)\n\t"
+                 "movq %%rsp, 56(%0)\n\t"
+                 "movq %%r8, 64(%0)\n\t"
+                 "movq %%r9, 72(%0)\n\t"
+                 "movq %%r10, 80(%0)\n\t"
+                 "movq %%r11, 88(%0)\n\t"
+                 "movq %%r12, 96(%0)\n\t"
+                 "movq %%r13, 104(%0)\n\t"
+                 "movq %%r14, 112(%0)\n\t"
+                 "movq %%r15, 120(%0)\n\t"
+                 "leaq 0(%%rip), %%rax\n\t"
+                 "movq %%rax, 128(%0)\n\t"
+                 :
+                 : "r"(r)
+                 : "rax", "memory");
     out.in.pid = static_cast<uint32_t>(getpid());
     out.in.tid = static_cast<uint32_t>(gettid());
     const uint64_t sp = r[7];
@@ -112,7 +111,10 @@ std::vector<std::string> names(Unwinder& u, const UnwindResult& r, uint32_t pid)
     return out;
 }
 
-bool has_prefix(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
+bool has_prefix(const std::string& s, const std::string& p)
+{
+    return s.compare(0, p.size(), p) == 0;
+}
 
 // "file.c:42" of the call before a frame's return address.
 std::string source_of(uint32_t pid, const UnwoundFrame& f)

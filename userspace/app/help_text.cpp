@@ -91,7 +91,8 @@ const std::vector<HelpEntry>& help_words()
                      "PQconnectStartParams or PQsetdbLogin, counted once however libpq nests its calls. A failed "
                      "connection is acquired too: it still needs PQfinish."},
         {"released", "PQfinish on a handle seen acquired."},
-        {"released_untracked", "PQfinish on a handle made before connleak attached; it never drives active below zero."},
+        {"released_untracked",
+         "PQfinish on a handle made before connleak attached; it never drives active below zero."},
         {"released_inherited", "PQfinish, in a forked child, of a handle its parent held at fork."},
         {"pings", "PQping/PQpingParams calls (pg_isready): not the application's connections, not acquired."},
         {"resets", "PQreset/PQresetStart calls; they reuse the same handle."},

@@ -19,11 +19,11 @@ struct OptionHelp {
     std::string text;
 };
 
-const std::vector<HelpEntry>& help_usage();     // the two ways to run connleak
+const std::vector<HelpEntry>& help_usage();  // the two ways to run connleak
 const std::vector<HelpEntry>& help_examples();
-const std::vector<HelpEntry>& help_words();     // the report's words (README "What the words mean")
+const std::vector<HelpEntry>& help_words();  // the report's words (README "What the words mean")
 const std::vector<HelpEntry>& help_exit_status();
-const std::string& help_launched_command();     // what becomes of COMMAND when connleak ends
+const std::string& help_launched_command();  // what becomes of COMMAND when connleak ends
 
 // What --help prints after the options: examples, words, exit status.
 std::string help_footer();

@@ -15,6 +15,7 @@
 
 #include "atomic_file.h"
 #include "clock.h"
+#include "connleak_loader.h"
 #include "json_output.h"
 #include "launcher.h"
 #include "leak_notices.h"
@@ -23,15 +24,14 @@
 #include "model.h"
 #include "options.h"
 #include "preflight.h"
+#include "python_watch.h"
 #include "report_sink.h"
+#include "session.h"
 #include "site_names.h"
 #include "sockets_loader.h"
 #include "stack_table.h"
-#include "python_watch.h"
 #include "symbolizer.h"
 #include "text_report.h"
-#include "session.h"
-#include "connleak_loader.h"
 #include "tracer_source.h"
 
 namespace connleak {
@@ -106,7 +106,10 @@ std::unique_ptr<ReportSink> make_sink(const Options& o)
     return make_text_sink();
 }
 
-double seconds_since(uint64_t start_ns) { return (monotonic_ns() - start_ns) / 1e9; }
+double seconds_since(uint64_t start_ns)
+{
+    return (monotonic_ns() - start_ns) / 1e9;
+}
 
 // SIGINT or SIGTERM arrived during start-up: blocked for the signalfd, they
 // wait as pending, and each step of the start-up looks for them.
@@ -137,8 +140,8 @@ std::vector<uint32_t> traced_running(Tracer& tracer)
 
 // Stops a launched command that outlived connleak's run (see README "A
 // launched command"). Returns what to tell the user, or "".
-std::string stop_command(Launcher& launcher, const Options& o, bool terminal_sigint, Tracer& tracer,
-                         Session& session, int sigfd)
+std::string stop_command(Launcher& launcher, const Options& o, bool terminal_sigint, Tracer& tracer, Session& session,
+                         int sigfd)
 {
     auto traced = [&] { return traced_running(tracer); };
     if (launcher.running_tree(traced()).empty())
@@ -161,7 +164,8 @@ std::string stop_command(Launcher& launcher, const Options& o, bool terminal_sig
     char grace[32];
     std::snprintf(grace, sizeof(grace), "%g", o.kill_after_s);
     return "stopped " + o.command[0] + " (PID " + std::to_string(launcher.pid()) + "): " + std::to_string(killed) +
-           (killed == 1 ? " process" : " processes") + " still running " + grace + " s after SIGTERM, killed (--kill-after)";
+           (killed == 1 ? " process" : " processes") + " still running " + grace +
+           " s after SIGTERM, killed (--kill-after)";
 }
 
 // With --keep-command: what connleak leaves running.
@@ -205,7 +209,8 @@ int run(const Options& o)
         return fail(tracer.error().message);
     std::unique_ptr<SocketTracer> sockets;  // optional: handles are counted without it
     if (o.sockets) {
-        auto s = SocketTracer::load(tracer.value()->procs_map_fd(), {o.db_ports, o.db_host_peers, o.db_socket_paths, 0});
+        auto s =
+            SocketTracer::load(tracer.value()->procs_map_fd(), {o.db_ports, o.db_host_peers, o.db_socket_paths, 0});
         if (s)
             sockets = std::move(s.value());
         else

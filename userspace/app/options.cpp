@@ -32,11 +32,8 @@ namespace {
 std::string value_kind(const std::string& type_name)
 {
     static const std::pair<const char*, const char*> kinds[] = {
-        {"PID", "a process ID (a number)"},
-        {"SEC", "a number of seconds"},
-        {"N", "a whole number"},
-        {"BYTES", "a number of bytes"},
-        {"PORT", "a TCP port (1 to 65535)"},
+        {"PID", "a process ID (a number)"}, {"SEC", "a number of seconds"},      {"N", "a whole number"},
+        {"BYTES", "a number of bytes"},     {"PORT", "a TCP port (1 to 65535)"},
     };
     for (const auto& [name, kind] : kinds)
         if (type_name == name)
@@ -76,7 +73,7 @@ std::string parse_error_message(const CLI::ParseError& e, const CLI::App& app)
         std::string value = m[2];
         if (!value.empty() && value.front() == '[' && value.back() == ']')
             value = value.substr(1, value.size() - 2);
-        return name + ": '" + value + "' is not " + value_kind(opt ? opt->get_type_name() : "") ;
+        return name + ": '" + value + "' is not " + value_kind(opt ? opt->get_type_name() : "");
     }
     if (std::regex_match(what, m, std::regex(R"((\S+): \d+ required \S+ missing)")) ||
         std::regex_match(what, m, std::regex(R"(Expected (?:exactly|at least) \d+ arguments? to (\S+).*)"))) {
@@ -93,8 +90,8 @@ std::string parse_error_message(const CLI::ParseError& e, const CLI::App& app)
         return "unexpected argument " + arg + " (a command to launch goes after --; see connleak --help)";
     }
     if (std::regex_match(what, m, std::regex(R"((\S+): Value (\S+) not in range (\S+) to (\S+))")))
-        return spelled(app, m[1], &opt) + ": " + std::string(m[2]) + " is not between " + std::string(m[3]) +
-               " and " + std::string(m[4]);
+        return spelled(app, m[1], &opt) + ": " + std::string(m[2]) + " is not between " + std::string(m[3]) + " and " +
+               std::string(m[4]);
     return what + " (see connleak --help)";
 }
 
@@ -109,8 +106,8 @@ struct MapBound {
 };
 constexpr MapBound kMapBounds[] = {
     {"--max-conns", 1u << 20, 112 + 88},  // 16 x the default: 200 MiB (live and inherited handles)
-    {"--max-sites", 1u << 18, 200},  // 32 x: 50 MiB
-    {"--max-procs", 1u << 16, 176},  // 64 x: 11 MiB
+    {"--max-sites", 1u << 18, 200},       // 32 x: 50 MiB
+    {"--max-procs", 1u << 16, 176},       // 64 x: 11 MiB
 };
 
 // PIDs are below the kernel's pid_max; a larger -p (4294967295 would
@@ -136,12 +133,16 @@ void add_options(CLI::App& app, Options& o)
     app.footer(help_footer());
     app.add_option("-p,--pid", o.pids, "Attach to this running process (repeatable)")->type_name("PID");
     app.add_option("-i,--interval", o.interval_s, "Report every SEC seconds")->default_val(2)->type_name("SEC");
-    app.add_option("-d,--duration", o.duration_s, "Stop after SEC seconds (default: Ctrl-C, or when every target exits)")
+    app.add_option("-d,--duration", o.duration_s,
+                   "Stop after SEC seconds (default: Ctrl-C, or when every target exits)")
         ->type_name("SEC");
-    app.add_option("-j,--json", o.json_path, "Write the JSON snapshot to FILE each interval and at exit (atomically); - for JSON Lines on stdout")
+    app.add_option("-j,--json", o.json_path,
+                   "Write the JSON snapshot to FILE each interval and at exit (atomically); - for JSON Lines on stdout")
         ->type_name("FILE");
-    app.add_option("--leak-after", o.leak_after_s, "A live connection this many seconds old is a leak (0: every live one)")
-        ->default_val(kDefaultLeakAfterS)->type_name("SEC");
+    app.add_option("--leak-after", o.leak_after_s,
+                   "A live connection this many seconds old is a leak (0: every live one)")
+        ->default_val(kDefaultLeakAfterS)
+        ->type_name("SEC");
     app.add_option("--libpq", o.libpq_path, "Probe this libpq instead of the one the target maps")->type_name("PATH");
     app.add_option("--top", o.top_sites, "Sites listed per process")->default_val(10)->type_name("N");
     app.add_flag("!--no-follow", o.follow_children, "Do not trace children forked by traced processes");
@@ -150,20 +151,27 @@ void add_options(CLI::App& app, Options& o)
     app.add_flag("--verbose", o.verbose, "libbpf's own log on stderr, e.g. the verifier's (also CONNLEAK_VERBOSE=1)");
     app.add_option("--kill-after", o.kill_after_s,
                    "When connleak ends first, SIGKILL what is left of a launched COMMAND this long after its SIGTERM")
-        ->default_val(5)->type_name("SEC");
+        ->default_val(5)
+        ->type_name("SEC");
     app.add_flag("--keep-command", o.keep_command,
                  "When connleak ends first, leave a launched COMMAND running and print its PID");
-    app.add_option("--max-conns", o.max_conns, "Live handles the kernel map holds (default " + std::to_string(CONNLEAK_MAX_CONNS) + ")")
+    app.add_option("--max-conns", o.max_conns,
+                   "Live handles the kernel map holds (default " + std::to_string(CONNLEAK_MAX_CONNS) + ")")
         ->type_name("N");
-    app.add_option("--max-sites", o.max_sites, "Sites the kernel map holds (default " + std::to_string(CONNLEAK_MAX_SITES) + ")")
+    app.add_option("--max-sites", o.max_sites,
+                   "Sites the kernel map holds (default " + std::to_string(CONNLEAK_MAX_SITES) + ")")
         ->type_name("N");
-    app.add_option("--max-procs", o.max_procs, "Processes the kernel map holds (default " + std::to_string(CONNLEAK_MAX_PROCS) + ")")
+    app.add_option("--max-procs", o.max_procs,
+                   "Processes the kernel map holds (default " + std::to_string(CONNLEAK_MAX_PROCS) + ")")
         ->type_name("N");
     app.add_option("--stack-size", o.stack_size,
                    "Bytes of user stack copied per acquisition, unwound with DWARF CFI (0: no stacks)")
-        ->default_val(CONNLEAK_STACK_SIZE)->check(CLI::Range(0, CONNLEAK_STACK_SIZE_MAX).description(""))->type_name("BYTES");
+        ->default_val(CONNLEAK_STACK_SIZE)
+        ->check(CLI::Range(0, CONNLEAK_STACK_SIZE_MAX).description(""))
+        ->type_name("BYTES");
     app.add_option("--stacks", o.stack_frames, "Frames shown per stack in the text report and leak notices")
-        ->default_val(10)->type_name("N");
+        ->default_val(10)
+        ->type_name("N");
     app.add_flag("--notice-stacks", o.notice_stacks,
                  "Each leak notice on its own line with its whole stack (default: a site's stack once, "
                  "repeats folded)");
@@ -173,7 +181,8 @@ void add_options(CLI::App& app, Options& o)
                    "(repeatable; libpq and libpqxx are always skipped)")
         ->type_name("REGEX");
     app.add_option("--debug-dir", o.debug_dir, "Where separate debug files live (.build-id/, debuglink)")
-        ->default_val("/usr/lib/debug")->type_name("DIR");
+        ->default_val("/usr/lib/debug")
+        ->type_name("DIR");
     app.add_option("--db-port", o.db_ports,
                    "A database server's TCP port, besides those libpq reaches (repeatable; default 5432)")
         ->type_name("PORT");

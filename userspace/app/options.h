@@ -7,37 +7,37 @@
 
 #include "connleak.h"
 #include "defaults.h"
-#include "socket_model.h"
 #include "help_text.h"
+#include "socket_model.h"
 
 namespace connleak {
 
 struct Options {
-    std::vector<uint32_t> pids;          // -p, repeatable
-    std::vector<std::string> command;    // after --
+    std::vector<uint32_t> pids;        // -p, repeatable
+    std::vector<std::string> command;  // after --
     double interval_s = 2;
-    double duration_s = 0;               // 0: until Ctrl-C or every target exited
-    std::string json_path;               // "" none, "-" JSON Lines on stdout
+    double duration_s = 0;  // 0: until Ctrl-C or every target exited
+    std::string json_path;  // "" none, "-" JSON Lines on stdout
     double leak_after_s = kDefaultLeakAfterS;
-    std::string libpq_path;              // "" : the one the target maps
+    std::string libpq_path;  // "" : the one the target maps
     size_t top_sites = 10;
     bool follow_children = true;
-    bool quiet = false;                  // no text report (JSON only)
-    bool no_color = false;               // --no-color (NO_COLOR is honoured too)
-    bool verbose = false;                // libbpf's own log on stderr
+    bool quiet = false;                                    // no text report (JSON only)
+    bool no_color = false;                                 // --no-color (NO_COLOR is honoured too)
+    bool verbose = false;                                  // libbpf's own log on stderr
     uint32_t max_conns = 0, max_sites = 0, max_procs = 0;  // 0: defaults of connleak.h
-    uint32_t stack_size = CONNLEAK_STACK_SIZE;  // user stack bytes copied per acquisition; 0: no stacks
-    size_t stack_frames = 10;            // frames shown per stack (text, notices)
-    bool notice_stacks = false;          // every leak notice with its whole stack, none folded
-    std::vector<std::string> site_skip;  // frames that are not the site, besides libpq's
+    uint32_t stack_size = CONNLEAK_STACK_SIZE;             // user stack bytes copied per acquisition; 0: no stacks
+    size_t stack_frames = 10;                              // frames shown per stack (text, notices)
+    bool notice_stacks = false;                            // every leak notice with its whole stack, none folded
+    std::vector<std::string> site_skip;                    // frames that are not the site, besides libpq's
     std::string debug_dir = "/usr/lib/debug";
     bool sockets = true;                       // db sockets held against handles
     std::vector<uint16_t> db_ports;            // --db-port (empty: 5432)
     std::vector<std::string> db_hosts;         // --db-host ADDR[:PORT]
     std::vector<Peer> db_host_peers;           // db_hosts, parsed (once, here)
     std::vector<std::string> db_socket_paths;  // --db-socket PATH
-    double kill_after_s = 5;             // SIGTERM to SIGKILL of a launched command connleak stops
-    bool keep_command = false;           // leave a launched command running when connleak ends first
+    double kill_after_s = 5;                   // SIGTERM to SIGKILL of a launched command connleak stops
+    bool keep_command = false;                 // leave a launched command running when connleak ends first
 };
 
 // Parses argv. On --help prints usage and exits 0; on a usage error prints

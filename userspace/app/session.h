@@ -47,16 +47,15 @@ struct SessionConfig {
     size_t top_sites = 10;
     size_t stack_frames = 10;
     bool notice_stacks = false;  // every notice with its whole stack (--notice-stacks)
-    std::string json_path;     // "" or "-": no snapshot file
-    size_t keep_exited = 100;  // exited processes listed one by one; older ones are folded
+    std::string json_path;       // "" or "-": no snapshot file
+    size_t keep_exited = 100;    // exited processes listed one by one; older ones are folded
 };
 
 class Session {
 public:
     Session(const SessionConfig& cfg, TraceSource& source, ReportSink& sink, StackTable& stacks)
-        : cfg_(cfg), source_(source), sink_(sink), stacks_(stacks)
-    {
-    }
+            : cfg_(cfg), source_(source), sink_(sink), stacks_(stacks)
+    {}
 
     SiteNames& names() { return names_; }
     // Adds what else is known of the processes (the socket tracer's view).
@@ -98,10 +97,10 @@ private:
     LeakNotices notices_;
     NoticeText notice_text_;
     SiteNames names_;
-    std::deque<Archived> recent_;               // exited, oldest first, listed one by one
+    std::deque<Archived> recent_;                // exited, oldest first, listed one by one
     std::map<std::string, ExitedGroup> folded_;  // older exited processes, by comm
-    std::set<uint32_t> live_;                   // pids of the last collect's running processes
-    std::map<uint32_t, std::string> comms_;     // of running processes, for when they exit
+    std::set<uint32_t> live_;                    // pids of the last collect's running processes
+    std::map<uint32_t, std::string> comms_;      // of running processes, for when they exit
 };
 
 }  // namespace connleak

@@ -6,7 +6,10 @@
 
 namespace connleak {
 
-bool process_exists(uint32_t pid) { return kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM; }
+bool process_exists(uint32_t pid)
+{
+    return kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+}
 
 std::string read_comm(uint32_t pid)
 {

@@ -2,8 +2,8 @@
 // kill(2) and /proc for what the maps cannot tell.
 #pragma once
 
-#include "session.h"
 #include "connleak_loader.h"
+#include "session.h"
 
 namespace connleak {
 

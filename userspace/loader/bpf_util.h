@@ -8,8 +8,8 @@
 #include <functional>
 #include <map>
 #include <string>
-#include <utility>
 #include <sys/types.h>
+#include <utility>
 #include <vector>
 
 struct bpf_link;

@@ -4,14 +4,14 @@
 #include <bpf/libbpf.h>
 #include <cerrno>
 #include <cstring>
-#include <map>
 #include <fcntl.h>
+#include <map>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "connleak.skel.h"
 #include "bpf_util.h"
 #include "clock.h"
+#include "connleak.skel.h"
 #include "symbolizer.h"
 
 namespace connleak {
@@ -25,7 +25,10 @@ bool site_key_less(const site_key& a, const site_key& b)
 {
     return a.tgid != b.tgid ? a.tgid < b.tgid : a.site < b.site;
 }
-bool u32_less(const __u32& a, const __u32& b) { return a < b; }
+bool u32_less(const __u32& a, const __u32& b)
+{
+    return a < b;
+}
 
 // The libpq entry points and what each probe does there.
 struct Probe {
@@ -128,14 +131,21 @@ Status Tracer::attach_libpq(const std::string& path, const std::vector<uint32_t>
     using P = decltype(connleak_bpf::progs);
     static const Probe probes[] = {
         // Acquisitions: entry notes the outermost call, return counts it.
-        {"PQconnectdb", false, &P::connect_enter},          {"PQconnectdb", true, &P::call_exit},
-        {"PQconnectdbParams", false, &P::connect_enter},    {"PQconnectdbParams", true, &P::call_exit},
-        {"PQconnectStart", false, &P::connect_enter},       {"PQconnectStart", true, &P::call_exit},
-        {"PQconnectStartParams", false, &P::connect_enter}, {"PQconnectStartParams", true, &P::call_exit},
-        {"PQsetdbLogin", false, &P::connect_enter},         {"PQsetdbLogin", true, &P::call_exit},
+        {"PQconnectdb", false, &P::connect_enter},
+        {"PQconnectdb", true, &P::call_exit},
+        {"PQconnectdbParams", false, &P::connect_enter},
+        {"PQconnectdbParams", true, &P::call_exit},
+        {"PQconnectStart", false, &P::connect_enter},
+        {"PQconnectStart", true, &P::call_exit},
+        {"PQconnectStartParams", false, &P::connect_enter},
+        {"PQconnectStartParams", true, &P::call_exit},
+        {"PQsetdbLogin", false, &P::connect_enter},
+        {"PQsetdbLogin", true, &P::call_exit},
         // Pings open and finish a handle of their own: not the app's.
-        {"PQping", false, &P::ping_enter},                  {"PQping", true, &P::call_exit},
-        {"PQpingParams", false, &P::ping_enter},            {"PQpingParams", true, &P::call_exit},
+        {"PQping", false, &P::ping_enter},
+        {"PQping", true, &P::call_exit},
+        {"PQpingParams", false, &P::ping_enter},
+        {"PQpingParams", true, &P::call_exit},
         {"PQfinish", false, &P::finish_enter},
         {"PQreset", false, &P::reset_enter},
         {"PQresetStart", false, &P::reset_enter},
@@ -202,7 +212,10 @@ RawState Tracer::read() const
     return raw;
 }
 
-int Tracer::events_fd() const { return events_ ? ring_buffer__epoll_fd(events_) : -1; }
+int Tracer::events_fd() const
+{
+    return events_ ? ring_buffer__epoll_fd(events_) : -1;
+}
 
 void Tracer::consume_events(const EventHandler& handler)
 {
@@ -213,9 +226,15 @@ void Tracer::consume_events(const EventHandler& handler)
     handler_ = nullptr;
 }
 
-int Tracer::procs_map_fd() const { return bpf_map__fd(skel_->maps.procs); }
+int Tracer::procs_map_fd() const
+{
+    return bpf_map__fd(skel_->maps.procs);
+}
 
-int Tracer::python_map_fd() const { return bpf_map__fd(skel_->maps.python_procs); }
+int Tracer::python_map_fd() const
+{
+    return bpf_map__fd(skel_->maps.python_procs);
+}
 
 RawState Tracer::read_process(uint32_t pid) const
 {

@@ -4,9 +4,9 @@
 
 #include <functional>
 #include <memory>
-#include <sys/types.h>
 #include <set>
 #include <string>
+#include <sys/types.h>
 #include <utility>
 #include <vector>
 
@@ -22,7 +22,7 @@ namespace connleak {
 struct TracerConfig {
     bool follow_children = true;
     uint32_t max_conns = 0, max_sites = 0, max_procs = 0;  // 0: defaults of connleak.h
-    uint32_t stack_size = CONNLEAK_STACK_SIZE;  // user stack bytes sent per acquisition; 0: no events
+    uint32_t stack_size = CONNLEAK_STACK_SIZE;             // user stack bytes sent per acquisition; 0: no events
 };
 
 // One ring-buffer record (acquire_event or release_event of connleak.h).

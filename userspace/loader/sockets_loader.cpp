@@ -2,9 +2,9 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
-#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
@@ -14,10 +14,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "sockets.h"
-#include "sockets.skel.h"
 #include "bpf_util.h"
 #include "clock.h"
+#include "sockets.h"
+#include "sockets.skel.h"
 
 namespace connleak {
 namespace {
@@ -301,7 +301,8 @@ ProcessScan SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<
     static const std::vector<InetSocket> no_tcp;
     static const std::vector<UnixSocket> no_unix;
     std::map<uint64_t, HeldSocket> fresh;
-    for (const HeldSocket& h : held_sockets(inodes.value(), tcp ? *tcp : no_tcp, unix_sockets ? *unix_sockets : no_unix))
+    for (const HeldSocket& h :
+         held_sockets(inodes.value(), tcp ? *tcp : no_tcp, unix_sockets ? *unix_sockets : no_unix))
         fresh[h.inode] = h;
 
     // Classify what was looked up: TCP and Unix stream sockets by their
@@ -411,8 +412,7 @@ void SocketTracer::annotate(RawState& raw)
             // The kernel closed what it held: account it once, free its records.
             std::set<uint64_t> held = take_exit_held(p.pid);
             sock_stats st{};
-            const bool walked = bpf_map_lookup_elem(stats_fd, &p.pid, &st) == 0 && st.exit_walked &&
-                                !st.exit_dropped;
+            const bool walked = bpf_map_lookup_elem(stats_fd, &p.pid, &st) == 0 && st.exit_walked && !st.exit_dropped;
             ProcessSocketReport rep =
                 build_exit_report(p.stats.exited_ns, by_tgid[p.pid], rules_, mem, walked ? &held : nullptr);
             rep.dropped = st.dropped;
@@ -459,7 +459,7 @@ void SocketTracer::collect_garbage(const std::vector<SocketRecord>& records, con
     for (const SocketRecord& r : records) {
         auto free_it = [&] { bpf_map_delete_elem(fd, &r.sk); };
         if (final_.count(r.tgid))
-            continue;  // freed at exit
+            continue;                  // freed at exit
         if (!running.count(r.tgid)) {  // no longer traced
             free_it();
             continue;

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "model.h"
-#include "result.h"
 #include "proc_sockets.h"
+#include "result.h"
 #include "socket_model.h"
 
 struct sockets_bpf;
@@ -22,10 +22,10 @@ struct bpf_link;
 namespace connleak {
 
 struct SocketConfig {
-    std::vector<uint16_t> db_ports;        // empty: 5432
-    std::vector<Peer> db_hosts;            // --db-host, parsed by the options (port 0: any)
-    std::vector<std::string> db_sockets;   // Unix socket paths
-    uint32_t max_socks = 0;                // 0: SOCKETS_MAX_SOCKS
+    std::vector<uint16_t> db_ports;       // empty: 5432
+    std::vector<Peer> db_hosts;           // --db-host, parsed by the options (port 0: any)
+    std::vector<std::string> db_sockets;  // Unix socket paths
+    uint32_t max_socks = 0;               // 0: SOCKETS_MAX_SOCKS
 };
 
 class SocketTracer {
@@ -64,14 +64,14 @@ private:
     std::set<std::pair<dev_t, ino_t>> probed_files_;
     DbServers rules_;
     std::map<uint32_t, ProcessSocketMemory> memory_;
-    std::map<uint32_t, ProcessSocketReport> final_;   // exited processes
-    std::map<uint64_t, uint64_t> gone_since_;         // record key -> when first seen closed
+    std::map<uint32_t, ProcessSocketReport> final_;  // exited processes
+    std::map<uint64_t, uint64_t> gone_since_;        // record key -> when first seen closed
     struct Classified {
         enum Kind { Tcp, Unix, Other } kind;
         Peer peer;
     };
     std::map<uint32_t, std::map<uint64_t, Classified>> kinds_;  // pid -> inode -> what it is
-    std::map<uint32_t, std::set<uint64_t>> initial_;  // pid -> held at its first look, still held
+    std::map<uint32_t, std::set<uint64_t>> initial_;            // pid -> held at its first look, still held
     // Per network namespace, read once per annotate().
     std::map<uint64_t, std::vector<InetSocket>> tcp_cache_;
     std::map<uint64_t, std::vector<UnixSocket>> unix_cache_;

@@ -18,7 +18,7 @@ struct NativeFrame {
     uint64_t file_offset = 0;  // of the code byte in the module's file
     std::string function;      // demangled, "" when no symbol covers it
     uint64_t function_offset = 0;
-    std::string source;        // "file.c:42", "" without line info
+    std::string source;  // "file.c:42", "" without line info
 };
 
 struct InterpreterFrame {

@@ -35,7 +35,7 @@ public:
 
 private:
     using Key = std::tuple<uint32_t, uint64_t, uint64_t>;  // pid, conn, acquired_ns
-    std::map<Key, Notice> reported_;  // leak notices whose connection is live
+    std::map<Key, Notice> reported_;                       // leak notices whose connection is live
     std::deque<Notice> recent_;
     size_t keep_;
     uint64_t seq_ = 0;

@@ -97,8 +97,8 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
             sr->leaks += leak;
             sr->max_ms = std::max(sr->max_ms, age_ns / kNsPerMs);
         }
-        r.connections.push_back({c->conn, c->info.tid, sr ? sr->site : site_name(c->site),
-                                 age_ns / kNsPerMs, leak, c->info.acquired_ns, sr ? sr->frames : nullptr});
+        r.connections.push_back({c->conn, c->info.tid, sr ? sr->site : site_name(c->site), age_ns / kNsPerMs, leak,
+                                 c->info.acquired_ns, sr ? sr->frames : nullptr});
     }
     std::sort(r.connections.begin(), r.connections.end(), [](const ConnReport& a, const ConnReport& b) {
         return a.age_ms != b.age_ms ? a.age_ms > b.age_ms : a.conn < b.conn;
@@ -131,8 +131,8 @@ void fold_exited(ExitedGroup& group, const ProcessReport& p)
     group.stacks_unwound += p.stacks_unwound;
     group.stacks_truncated += p.stacks_truncated;
     for (const SiteReport& s : p.sites) {
-        auto it = std::find_if(group.sites.begin(), group.sites.end(),
-                               [&](const SiteReport& g) { return g.site == s.site; });
+        auto it =
+            std::find_if(group.sites.begin(), group.sites.end(), [&](const SiteReport& g) { return g.site == s.site; });
         if (it == group.sites.end()) {
             SiteReport folded = s;
             folded.frames = nullptr;  // stacks of exited processes are not kept
@@ -198,11 +198,14 @@ Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const Sit
 
 bool touched_libpq(const ProcessReport& p)
 {
-    return p.acquired || p.released || p.released_untracked || p.released_inherited || p.pings || p.resets || p.leaked_at_exit || p.dropped ||
-           p.dropped_stacks || !p.sites.empty() || !p.connections.empty() || p.sockets.db_sockets ||
-           p.sockets.closed_at_exit || p.sockets.dropped;
+    return p.acquired || p.released || p.released_untracked || p.released_inherited || p.pings || p.resets ||
+           p.leaked_at_exit || p.dropped || p.dropped_stacks || !p.sites.empty() || !p.connections.empty() ||
+           p.sockets.db_sockets || p.sockets.closed_at_exit || p.sockets.dropped;
 }
 
-bool quiet_helper(const ProcessReport& p) { return p.exited && !touched_libpq(p); }
+bool quiet_helper(const ProcessReport& p)
+{
+    return p.exited && !touched_libpq(p);
+}
 
 }  // namespace connleak

@@ -21,7 +21,7 @@ namespace connleak {
 struct RawProcess {
     uint32_t pid = 0;
     std::string comm;
-    proc_stats stats{};  // stats.exited_ns != 0 once its last thread exited
+    proc_stats stats{};                                 // stats.exited_ns != 0 once its last thread exited
     uint64_t stacks_unwound = 0, stacks_truncated = 0;  // userspace unwinding (StackTable)
     uint64_t python_stacks = 0, python_truncated = 0;   // with Python frames; cut at the frame bound
 };
@@ -70,7 +70,7 @@ struct RawState {
 
 struct ModelOptions {
     double leak_after_s = kDefaultLeakAfterS;
-    size_t top_sites = 10;  // sites listed per process
+    size_t top_sites = 10;     // sites listed per process
     size_t frames_shown = 10;  // stack frames the text report shows per site
 };
 
@@ -80,8 +80,8 @@ using Frames = std::shared_ptr<const std::vector<std::string>>;
 struct SiteReport {
     std::string site;
     uint64_t acquired = 0, released = 0, active = 0, leaks = 0, leaked_at_exit = 0;
-    double avg_ms = 0;  // mean hold time of released handles
-    double max_ms = 0;  // longest hold, released or still live
+    double avg_ms = 0;        // mean hold time of released handles
+    double max_ms = 0;        // longest hold, released or still live
     Frames frames = nullptr;  // null when no stack was collected
 };
 
@@ -104,9 +104,9 @@ struct ProcessReport {
     uint64_t leaked_at_exit = 0, pings = 0, resets = 0, dropped = 0;
     uint64_t dropped_stacks = 0, stacks_unwound = 0, stacks_truncated = 0;
     uint64_t python_stacks = 0, python_truncated = 0;
-    std::vector<SiteReport> sites;         // worst first, at most top_sites
-    std::vector<ConnReport> connections;   // live handles, oldest first
-    ProcessSocketReport sockets;  // if sockets.tracked: db_sockets, each handle's socket...
+    std::vector<SiteReport> sites;        // worst first, at most top_sites
+    std::vector<ConnReport> connections;  // live handles, oldest first
+    ProcessSocketReport sockets;          // if sockets.tracked: db_sockets, each handle's socket...
 };
 
 // Exited processes folded together by name (comm) once more exited
@@ -150,8 +150,8 @@ struct Snapshot {
     double leak_after_s = kDefaultLeakAfterS;
     size_t frames_shown = 10;
     Totals totals;
-    std::vector<ProcessReport> processes;  // by pid
-    std::vector<Notice> notices;           // the latest ones, oldest first (LeakNotices)
+    std::vector<ProcessReport> processes;    // by pid
+    std::vector<Notice> notices;             // the latest ones, oldest first (LeakNotices)
     std::vector<ExitedGroup> exited_folded;  // older exited processes, one row per comm
     uint64_t exited_folded_processes = 0;    // how many processes they hold
 };

@@ -35,6 +35,9 @@ struct Ok {};
 using Status = Result<Ok>;
 
 // strerror of an errno or of a negative libbpf return.
-inline std::string errstr(int err) { return std::strerror(err < 0 ? -err : err); }
+inline std::string errstr(int err)
+{
+    return std::strerror(err < 0 ? -err : err);
+}
 
 }  // namespace connleak

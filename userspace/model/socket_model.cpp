@@ -244,8 +244,7 @@ ProcessSocketReport build_socket_report(const ProcessScan& scan, const std::vect
         auto [lo, hi] = by_conn.equal_range(h.conn);
         for (auto it = lo; it != hi; ++it) {
             const SocketRecord* r = it->second;
-            if (r->connect_ns >= h.start_ns && server_candidate(*r, rules) &&
-                (!cur || r->connect_ns > cur->connect_ns))
+            if (r->connect_ns >= h.start_ns && server_candidate(*r, rules) && (!cur || r->connect_ns > cur->connect_ns))
                 cur = r;
         }
         ConnSocket cs{"", "none"};
@@ -340,8 +339,9 @@ ProcessSocketReport build_exit_report(uint64_t exited_ns, const std::vector<Sock
             const SocketRecord* rec = r != by_inode.end() ? r->second : nullptr;
             auto s = scanned.find(inode);
             const HeldSocket* h = s != scanned.end() ? s->second : nullptr;
-            if (rec && rec->tcp && ((rec->closed_ns && rec->closed_ns < exited_ns) ||
-                                    (rec->peer_closed_ns && rec->peer_closed_ns < exited_ns)))
+            if (rec && rec->tcp &&
+                ((rec->closed_ns && rec->closed_ns < exited_ns) ||
+                 (rec->peer_closed_ns && rec->peer_closed_ns < exited_ns)))
                 continue;  // not live any more
             if (!rec && (!h || h->state != SocketState::Live))
                 continue;  // unknown, or not live at the last scan

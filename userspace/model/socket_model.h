@@ -99,10 +99,10 @@ struct HandleRef {
 
 // What is remembered of a process between intervals.
 struct ProcessSocketMemory {
-    std::set<uint64_t> pre_attach;   // inodes held when connleak attached (pruned as they close)
-    std::set<Peer> learned;          // servers this process's libpq reached
-    ProcessScan last_scan;           // for the accounting at exit
-    bool frozen = false;             // exited: final report kept
+    std::set<uint64_t> pre_attach;  // inodes held when connleak attached (pruned as they close)
+    std::set<Peer> learned;         // servers this process's libpq reached
+    ProcessScan last_scan;          // for the accounting at exit
+    bool frozen = false;            // exited: final report kept
 };
 
 // Socket of one live handle, for its entry in "connections".
@@ -112,7 +112,7 @@ struct ConnSocket {
 };
 
 struct ProcessSocketReport {
-    bool tracked = false;  // socket tracking ran for this process
+    bool tracked = false;     // socket tracking ran for this process
     uint64_t db_sockets = 0;  // live sockets to a database server = paired + pre_attach + untracked + connecting
     uint64_t paired = 0;      // the socket of a live handle
     uint64_t pre_attach = 0;  // held since before connleak attached

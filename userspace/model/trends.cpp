@@ -62,6 +62,9 @@ Trend Trends::site(uint32_t pid, const std::string& site) const
     return it == sites_.end() ? Trend{} : trend_of(it->second);
 }
 
-Trend Trends::total() const { return trend_of(total_); }
+Trend Trends::total() const
+{
+    return trend_of(total_);
+}
 
 }  // namespace connleak

@@ -13,7 +13,10 @@ namespace {
 using json = nlohmann::ordered_json;
 
 // Milliseconds to one decimal: enough for people, stable for diffs.
-double round_ms(double ms) { return std::round(ms * 10.0) / 10.0; }
+double round_ms(double ms)
+{
+    return std::round(ms * 10.0) / 10.0;
+}
 
 std::string hex_address(uint64_t addr)
 {
@@ -41,9 +44,14 @@ json frames_json(const Frames& frames)
 
 json site_json(const SiteReport& s)
 {
-    json j = {{"site", utf8_text(s.site)},         {"acquired", s.acquired}, {"released", s.released},
-              {"active", s.active},     {"leaks", s.leaks},       {"leaked_at_exit", s.leaked_at_exit},
-              {"avg_ms", round_ms(s.avg_ms)}, {"max_ms", round_ms(s.max_ms)}};
+    json j = {{"site", utf8_text(s.site)},
+              {"acquired", s.acquired},
+              {"released", s.released},
+              {"active", s.active},
+              {"leaks", s.leaks},
+              {"leaked_at_exit", s.leaked_at_exit},
+              {"avg_ms", round_ms(s.avg_ms)},
+              {"max_ms", round_ms(s.max_ms)}};
     if (s.frames)
         j["frames"] = frames_json(s.frames);
     return j;
@@ -65,8 +73,11 @@ json notice_json(const Notice& n)
 
 json conn_json(const ConnReport& c)
 {
-    return {{"conn", hex_address(c.conn)}, {"tid", c.tid}, {"site", utf8_text(c.site)},
-            {"age_ms", round_ms(c.age_ms)}, {"leak", c.leak}};
+    return {{"conn", hex_address(c.conn)},
+            {"tid", c.tid},
+            {"site", utf8_text(c.site)},
+            {"age_ms", round_ms(c.age_ms)},
+            {"leak", c.leak}};
 }
 
 json process_json(const ProcessReport& p)
@@ -130,18 +141,18 @@ json snapshot_to_json(const Snapshot& snap)
     for (const auto& n : snap.notices)
         notices.push_back(notice_json(n));
     json out = {{"version", 1},
-            {"time", format_utc(snap.wall_time_s)},
-            {"leak_after_s", seconds_json(snap.leak_after_s)},
-            {"tracking_stats",
-             {{"total_acquired", t.acquired},
-              {"total_released", t.released},
-              {"total_active", t.active},
-              {"total_leaks", t.leaks},
-              {"leak_ratio", std::round(t.leak_ratio * 100.0) / 100.0},
-              {"total_leaked_at_exit", t.leaked_at_exit},
-              {"total_dropped", t.dropped}}},
-            {"processes", std::move(procs)},
-            {"notices", std::move(notices)}};
+                {"time", format_utc(snap.wall_time_s)},
+                {"leak_after_s", seconds_json(snap.leak_after_s)},
+                {"tracking_stats",
+                 {{"total_acquired", t.acquired},
+                  {"total_released", t.released},
+                  {"total_active", t.active},
+                  {"total_leaks", t.leaks},
+                  {"leak_ratio", std::round(t.leak_ratio * 100.0) / 100.0},
+                  {"total_leaked_at_exit", t.leaked_at_exit},
+                  {"total_dropped", t.dropped}}},
+                {"processes", std::move(procs)},
+                {"notices", std::move(notices)}};
     json folded = json::array();
     for (const auto& g : snap.exited_folded)
         folded.push_back(exited_group_json(g));

@@ -161,15 +161,24 @@ void remove_handlers()
 const char* sgr(Style s, bool color)
 {
     switch (s) {
-    case Style::Plain: return "";
-    case Style::Strong: return "1";
-    case Style::Muted: return "2";
-    case Style::Heading: return "1";
-    case Style::Bar: return "7";
-    case Style::BarWarn: return color ? "30;43" : "1;7";
-    case Style::Leak: return color ? "1;31" : "1";
-    case Style::Healthy: return color ? "32" : "";
-    case Style::Warn: return color ? "33" : "";
+    case Style::Plain:
+        return "";
+    case Style::Strong:
+        return "1";
+    case Style::Muted:
+        return "2";
+    case Style::Heading:
+        return "1";
+    case Style::Bar:
+        return "7";
+    case Style::BarWarn:
+        return color ? "30;43" : "1;7";
+    case Style::Leak:
+        return color ? "1;31" : "1";
+    case Style::Healthy:
+        return color ? "32" : "";
+    case Style::Warn:
+        return color ? "33" : "";
     }
     return "";
 }
@@ -236,7 +245,8 @@ public:
         bool clear = false;
         for (Key k : decode_keys(pending_)) {
             switch (k) {
-            case Key::Quit: return false;
+            case Key::Quit:
+                return false;
             case Key::Sort:
                 view_.sort = next_sort(view_.sort);
                 view_.scroll = 0;  // the worst rows are at the top again
@@ -248,13 +258,27 @@ public:
                     shown_trends_ = trends_;
                 }
                 break;
-            case Key::Up: view_.scroll -= 1; break;
-            case Key::Down: view_.scroll += 1; break;
-            case Key::PageUp: view_.scroll -= std::max(1, page_ - 1); break;
-            case Key::PageDown: view_.scroll += std::max(1, page_ - 1); break;
-            case Key::Top: view_.scroll = 0; break;
-            case Key::Bottom: view_.scroll = max_scroll_; break;
-            case Key::Redraw: clear = true; break;
+            case Key::Up:
+                view_.scroll -= 1;
+                break;
+            case Key::Down:
+                view_.scroll += 1;
+                break;
+            case Key::PageUp:
+                view_.scroll -= std::max(1, page_ - 1);
+                break;
+            case Key::PageDown:
+                view_.scroll += std::max(1, page_ - 1);
+                break;
+            case Key::Top:
+                view_.scroll = 0;
+                break;
+            case Key::Bottom:
+                view_.scroll = max_scroll_;
+                break;
+            case Key::Redraw:
+                clear = true;
+                break;
             }
         }
         draw(clear);
@@ -356,17 +380,41 @@ std::vector<Key> decode_keys(std::string& pending)
         const char c = pending[i];
         if (c != '\x1b') {
             switch (c) {
-            case 'q': case 'Q': keys.push_back(Key::Quit); break;
-            case 's': case 'S': keys.push_back(Key::Sort); break;
-            case 'p': case 'P': keys.push_back(Key::Pause); break;
-            case 'k': keys.push_back(Key::Up); break;
-            case 'j': keys.push_back(Key::Down); break;
-            case ' ': keys.push_back(Key::PageDown); break;
-            case 'b': keys.push_back(Key::PageUp); break;
-            case 'g': keys.push_back(Key::Top); break;
-            case 'G': keys.push_back(Key::Bottom); break;
-            case '\x0c': keys.push_back(Key::Redraw); break;  // Ctrl-L
-            default: break;  // not ours: ignored
+            case 'q':
+            case 'Q':
+                keys.push_back(Key::Quit);
+                break;
+            case 's':
+            case 'S':
+                keys.push_back(Key::Sort);
+                break;
+            case 'p':
+            case 'P':
+                keys.push_back(Key::Pause);
+                break;
+            case 'k':
+                keys.push_back(Key::Up);
+                break;
+            case 'j':
+                keys.push_back(Key::Down);
+                break;
+            case ' ':
+                keys.push_back(Key::PageDown);
+                break;
+            case 'b':
+                keys.push_back(Key::PageUp);
+                break;
+            case 'g':
+                keys.push_back(Key::Top);
+                break;
+            case 'G':
+                keys.push_back(Key::Bottom);
+                break;
+            case '\x0c':
+                keys.push_back(Key::Redraw);
+                break;  // Ctrl-L
+            default:
+                break;  // not ours: ignored
             }
             i++;
             continue;

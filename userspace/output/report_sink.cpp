@@ -47,8 +47,17 @@ public:
 
 }  // namespace
 
-std::unique_ptr<ReportSink> make_text_sink() { return std::make_unique<TextSink>(); }
-std::unique_ptr<ReportSink> make_json_lines_sink() { return std::make_unique<JsonLinesSink>(); }
-std::unique_ptr<ReportSink> make_null_sink() { return std::make_unique<NullSink>(); }
+std::unique_ptr<ReportSink> make_text_sink()
+{
+    return std::make_unique<TextSink>();
+}
+std::unique_ptr<ReportSink> make_json_lines_sink()
+{
+    return std::make_unique<JsonLinesSink>();
+}
+std::unique_ptr<ReportSink> make_null_sink()
+{
+    return std::make_unique<NullSink>();
+}
 
 }  // namespace connleak

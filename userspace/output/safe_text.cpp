@@ -50,8 +50,14 @@ static std::string escape(std::string_view raw, bool keep_controls)
     return out;
 }
 
-std::string safe_text(std::string_view raw) { return escape(raw, false); }
+std::string safe_text(std::string_view raw)
+{
+    return escape(raw, false);
+}
 
-std::string utf8_text(std::string_view raw) { return escape(raw, true); }
+std::string utf8_text(std::string_view raw)
+{
+    return escape(raw, true);
+}
 
 }  // namespace connleak

@@ -7,13 +7,16 @@
 
 #include "safe_text.h"
 #include "strfmt.h"
-#include "time_format.h"
 #include "text_report.h"
+#include "time_format.h"
 
 namespace connleak {
 namespace {
 
-bool continuation(unsigned char c) { return (c & 0xC0) == 0x80; }
+bool continuation(unsigned char c)
+{
+    return (c & 0xC0) == 0x80;
+}
 
 std::string pad_right(std::string_view s, size_t width)
 {
@@ -28,7 +31,10 @@ std::string pad_left(std::string_view s, size_t width)
     return std::string(width - text_width(out), ' ') + out;
 }
 
-std::string signed_text(int64_t v) { return v > 0 ? fmt("+%" PRId64, v) : fmt("%" PRId64, v); }
+std::string signed_text(int64_t v)
+{
+    return v > 0 ? fmt("+%" PRId64, v) : fmt("%" PRId64, v);
+}
 
 // Cuts a line to width columns, span by span.
 Line fit(Line line, size_t width)
@@ -91,7 +97,10 @@ std::vector<Line> flow(const std::vector<Field>& fields, size_t width, const std
     return lines;
 }
 
-Style leak_style(uint64_t leaks) { return leaks ? Style::Leak : Style::Healthy; }
+Style leak_style(uint64_t leaks)
+{
+    return leaks ? Style::Leak : Style::Healthy;
+}
 
 // ---- the header --------------------------------------------------------
 
@@ -103,8 +112,8 @@ void add_socket_fields(const Totals& t, std::vector<Field>& fields)
     if (!t.sockets_tracked)
         return;
     fields.push_back({"db sockets", format_count(t.db_sockets, 20)});
-    fields.push_back({"discrepancy", signed_text(t.tracking_discrepancy),
-                      t.tracking_discrepancy ? Style::Warn : Style::Healthy});
+    fields.push_back(
+        {"discrepancy", signed_text(t.tracking_discrepancy), t.tracking_discrepancy ? Style::Warn : Style::Healthy});
 }
 
 std::vector<Field> total_fields(const Snapshot& snap, const Trends& trends, double interval_s)
@@ -145,15 +154,11 @@ struct Column {
 // says so; the headings should read without it). LEAKS is wide enough for
 // "AT EXIT", its heading for exited processes.
 constexpr Column kColumns[] = {
-    {Col::Active, "ACTIVE", 6, 0},
-    {Col::Chg, "CHANGE", 6, 7},            // ACTIVE since the last report
-    {Col::Session, "SINCE START", 11, 3},  // ACTIVE since the site was first seen
-    {Col::Trend, "TREND", 5, 6},           // up / flat / down over the last reports
-    {Col::Leaks, "LEAKS", 7, 0},
-    {Col::Acquired, "ACQUIRED", 8, 5},
-    {Col::Released, "RELEASED", 8, 1},
-    {Col::AvgMs, "AVG MS", 8, 4},
-    {Col::MaxMs, "MAX MS", 8, 2},
+    {Col::Active, "ACTIVE", 6, 0},        {Col::Chg, "CHANGE", 6, 7},  // ACTIVE since the last report
+    {Col::Session, "SINCE START", 11, 3},                              // ACTIVE since the site was first seen
+    {Col::Trend, "TREND", 5, 6},                                       // up / flat / down over the last reports
+    {Col::Leaks, "LEAKS", 7, 0},          {Col::Acquired, "ACQUIRED", 8, 5}, {Col::Released, "RELEASED", 8, 1},
+    {Col::AvgMs, "AVG MS", 8, 4},         {Col::MaxMs, "MAX MS", 8, 2},
 };
 constexpr size_t kIndent = 2;    // "! " marks a leaking row without colour
 constexpr size_t kSiteMin = 24;  // narrower than this, numbers make room for names
@@ -187,28 +192,44 @@ Table plan_table(size_t width, size_t longest_site)
 const char* direction_name(Direction d)
 {
     switch (d) {
-    case Direction::Up: return "up";
-    case Direction::Flat: return "flat";
-    case Direction::Down: return "down";
-    case Direction::New: break;
+    case Direction::Up:
+        return "up";
+    case Direction::Flat:
+        return "flat";
+    case Direction::Down:
+        return "down";
+    case Direction::New:
+        break;
     }
     return "new";
 }
 
-uint64_t site_leaks(const ProcessReport& p, const SiteReport& s) { return p.exited ? s.leaked_at_exit : s.leaks; }
+uint64_t site_leaks(const ProcessReport& p, const SiteReport& s)
+{
+    return p.exited ? s.leaked_at_exit : s.leaks;
+}
 
 std::string cell(Col col, const ProcessReport& p, const SiteReport& s, const Trend& tr, size_t w)
 {
     switch (col) {
-    case Col::Active: return format_count(s.active, w);
-    case Col::Chg: return tr.samples >= 2 ? signed_text(tr.since_last) : "";
-    case Col::Session: return tr.samples >= 1 ? signed_text(tr.since_first) : "";
-    case Col::Trend: return tr.samples >= 1 ? direction_name(tr.direction) : "";
-    case Col::Leaks: return format_count(site_leaks(p, s), w);
-    case Col::Acquired: return format_count(s.acquired, w);
-    case Col::Released: return format_count(s.released, w);
-    case Col::AvgMs: return format_ms(s.avg_ms, w);
-    case Col::MaxMs: return format_ms(s.max_ms, w);
+    case Col::Active:
+        return format_count(s.active, w);
+    case Col::Chg:
+        return tr.samples >= 2 ? signed_text(tr.since_last) : "";
+    case Col::Session:
+        return tr.samples >= 1 ? signed_text(tr.since_first) : "";
+    case Col::Trend:
+        return tr.samples >= 1 ? direction_name(tr.direction) : "";
+    case Col::Leaks:
+        return format_count(site_leaks(p, s), w);
+    case Col::Acquired:
+        return format_count(s.acquired, w);
+    case Col::Released:
+        return format_count(s.released, w);
+    case Col::AvgMs:
+        return format_ms(s.avg_ms, w);
+    case Col::MaxMs:
+        return format_ms(s.max_ms, w);
     }
     return "";
 }
@@ -240,10 +261,14 @@ Line site_row(const Table& t, const ProcessReport& p, const SiteReport& s, const
 double site_key(const ProcessReport& p, const SiteReport& s, SortKey k)
 {
     switch (k) {
-    case SortKey::Leaks: return static_cast<double>(site_leaks(p, s));
-    case SortKey::Active: return static_cast<double>(s.active);
-    case SortKey::Acquired: return static_cast<double>(s.acquired);
-    case SortKey::AvgHold: return s.avg_ms;
+    case SortKey::Leaks:
+        return static_cast<double>(site_leaks(p, s));
+    case SortKey::Active:
+        return static_cast<double>(s.active);
+    case SortKey::Acquired:
+        return static_cast<double>(s.acquired);
+    case SortKey::AvgHold:
+        return s.avg_ms;
     }
     return 0;
 }
@@ -251,9 +276,12 @@ double site_key(const ProcessReport& p, const SiteReport& s, SortKey k)
 double process_key(const ProcessReport& p, SortKey k)
 {
     switch (k) {
-    case SortKey::Leaks: return static_cast<double>(p.exited ? p.leaked_at_exit : p.leaks);
-    case SortKey::Active: return static_cast<double>(p.active);
-    case SortKey::Acquired: return static_cast<double>(p.acquired);
+    case SortKey::Leaks:
+        return static_cast<double>(p.exited ? p.leaked_at_exit : p.leaks);
+    case SortKey::Active:
+        return static_cast<double>(p.active);
+    case SortKey::Acquired:
+        return static_cast<double>(p.acquired);
     case SortKey::AvgHold: {
         double worst = 0;
         for (const SiteReport& s : p.sites)
@@ -386,9 +414,9 @@ void add_connections(std::vector<Line>& body, const ProcessReport& p, size_t sho
     for (size_t i = 0; i < shown; i++)
         body.push_back(connection_row(p.connections[i], width));
     if (n > shown)
-        body.push_back(fit({{fmt("  +%zu more live connection%s, at the end", n - shown, n - shown == 1 ? "" : "s"),
-                             Style::Muted}},
-                           width));
+        body.push_back(fit(
+            {{fmt("  +%zu more live connection%s, at the end", n - shown, n - shown == 1 ? "" : "s"), Style::Muted}},
+            width));
 }
 
 // The live handles that did not fit under their process, reached by
@@ -480,8 +508,8 @@ Line title_bar(const Snapshot& snap, const LayoutParams& params, size_t width)
         return bar(" connleak", fmt("every %gs ", params.interval_s), width, Style::Bar);
     std::string when = format_utc(snap.wall_time_s);  // "2026-11-26T20:00:00Z", for people:
     when = when.substr(0, 10) + " " + when.substr(11, 8) + " UTC";
-    return bar(" connleak  " + when,
-               fmt("every %gs  leak after %gs ", params.interval_s, snap.leak_after_s), width, Style::Bar);
+    return bar(" connleak  " + when, fmt("every %gs  leak after %gs ", params.interval_s, snap.leak_after_s), width,
+               Style::Bar);
 }
 
 Line key_bar(const ViewState& view, int scroll, int page, size_t body_lines, size_t width)
@@ -597,10 +625,14 @@ std::string format_age(double ms)
 SortKey next_sort(SortKey k)
 {
     switch (k) {
-    case SortKey::Leaks: return SortKey::Active;
-    case SortKey::Active: return SortKey::Acquired;
-    case SortKey::Acquired: return SortKey::AvgHold;
-    case SortKey::AvgHold: break;
+    case SortKey::Leaks:
+        return SortKey::Active;
+    case SortKey::Active:
+        return SortKey::Acquired;
+    case SortKey::Acquired:
+        return SortKey::AvgHold;
+    case SortKey::AvgHold:
+        break;
     }
     return SortKey::Leaks;
 }
@@ -608,10 +640,14 @@ SortKey next_sort(SortKey k)
 const char* sort_name(SortKey k)
 {
     switch (k) {
-    case SortKey::Leaks: return "leaks";
-    case SortKey::Active: return "active";
-    case SortKey::Acquired: return "acquired";
-    case SortKey::AvgHold: return "avg hold";
+    case SortKey::Leaks:
+        return "leaks";
+    case SortKey::Active:
+        return "active";
+    case SortKey::Acquired:
+        return "acquired";
+    case SortKey::AvgHold:
+        return "avg hold";
     }
     return "?";
 }

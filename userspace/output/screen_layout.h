@@ -72,7 +72,7 @@ struct Screen {
     std::vector<Line> lines;  // height lines (the key bar last), each at most width columns
     int scroll = 0;           // scroll actually used (clamped)
     int max_scroll = 0;
-    int page = 0;             // body lines on screen
+    int page = 0;  // body lines on screen
 };
 
 // Fixed header (title, totals), the scrolling body (per process: heading,

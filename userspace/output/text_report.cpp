@@ -25,10 +25,9 @@ int display_width(const std::string& s)
 
 std::string process_header(const ProcessReport& p)
 {
-    std::string s = fmt("PID %u (%s)%s  acquired %" PRIu64 "  released %" PRIu64 "  active %" PRIu64
-                        "  leaks %" PRIu64,
-                        p.pid, safe_text(p.comm).c_str(), p.exited ? " exited" : "", p.acquired, p.released, p.active,
-                        p.leaks);
+    std::string s =
+        fmt("PID %u (%s)%s  acquired %" PRIu64 "  released %" PRIu64 "  active %" PRIu64 "  leaks %" PRIu64, p.pid,
+            safe_text(p.comm).c_str(), p.exited ? " exited" : "", p.acquired, p.released, p.active, p.leaks);
     if (p.leaked_at_exit)
         s += fmt("  leaked at exit %" PRIu64, p.leaked_at_exit);
     if (p.released_untracked)
@@ -98,8 +97,8 @@ std::string leaked_connections(const ProcessReport& p, double leak_after_s)
                         fmt("%.1fs", c.age_ms / 1000.0).c_str(), safe_text(c.site).c_str());
     if (rows.empty())
         return "";
-    return fmt("  connections held %gs or longer:\n  %-18s %8s %9s  %s\n", leak_after_s, "CONNECTION", "THREAD",
-               "HELD", "SITE") +
+    return fmt("  connections held %gs or longer:\n  %-18s %8s %9s  %s\n", leak_after_s, "CONNECTION", "THREAD", "HELD",
+               "SITE") +
            rows;
 }
 
@@ -141,8 +140,8 @@ std::string quiet_processes_note(const Snapshot& snap)
             quiet.push_back(&p);
     if (quiet.empty())
         return "";
-    std::string out = fmt("not shown: %zu exited %s that made no libpq call and held no database socket:",
-                          quiet.size(), quiet.size() == 1 ? "process" : "processes");
+    std::string out = fmt("not shown: %zu exited %s that made no libpq call and held no database socket:", quiet.size(),
+                          quiet.size() == 1 ? "process" : "processes");
     for (size_t i = 0; i < quiet.size() && i < kNamed; i++)
         out += fmt("%s %s (pid %u)", i ? "," : "", quiet[i]->comm.c_str(), quiet[i]->pid);
     if (quiet.size() > kNamed)

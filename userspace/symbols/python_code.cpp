@@ -9,12 +9,12 @@ namespace {
 
 // Location table codes (Objects/locations.md).
 enum : int {
-    kShortMax = 9,      // 0-9: same line, one byte of columns
-    kOneLine0 = 10,     // 10-12: line + 0/1/2, two bytes of columns
+    kShortMax = 9,   // 0-9: same line, one byte of columns
+    kOneLine0 = 10,  // 10-12: line + 0/1/2, two bytes of columns
     kOneLine2 = 12,
-    kNoColumns = 13,    // line delta (svarint)
-    kLong = 14,         // line delta, end line, start and end columns
-    kNone = 15,         // no location
+    kNoColumns = 13,  // line delta (svarint)
+    kLong = 14,       // line delta, end line, start and end columns
+    kNone = 15,       // no location
 };
 
 struct Reader {

@@ -33,7 +33,7 @@ std::vector<std::string> python_site_skip();
 // One stack of a process, for labelling.
 struct LabelInput {
     const std::vector<std::string>* frames = nullptr;  // innermost first
-    size_t site = 0;                                    // index of the site frame
+    size_t site = 0;                                   // index of the site frame
 };
 
 // A label per stack: the site frame's name, and where two stacks reach the

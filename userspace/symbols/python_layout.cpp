@@ -35,14 +35,14 @@ PythonVersionLayout python311()
     v.tstate_next = 8;
     v.tstate_native_thread_id = 160;
     python_layout& k = v.kernel;
-    k.tstate_frame = 56;     // PyThreadState.cframe
-    k.cframe_frame = 8;      // _PyCFrame.current_frame
+    k.tstate_frame = 56;  // PyThreadState.cframe
+    k.cframe_frame = 8;   // _PyCFrame.current_frame
     k.frame_code = 32;
     k.frame_previous = 48;
     k.frame_prev_instr = 56;
     k.frame_is_entry = 68;
     k.frame_owner = 69;
-    k.code_adaptive = 184;   // PyCodeObject.co_code_adaptive
+    k.code_adaptive = 184;  // PyCodeObject.co_code_adaptive
     k.code_filename = 112;
     k.code_qualname = 128;
     k.code_linetable = 136;
@@ -86,7 +86,8 @@ std::optional<uint64_t> address_of(const std::vector<Mapping>& maps, const Mappi
 bool is_libc(const std::string& path)
 {
     const std::string name = base_name(path);
-    return name.compare(0, 8, "libc.so.") == 0 || (name.compare(0, 5, "libc-") == 0 && name.find(".so") != std::string::npos);
+    return name.compare(0, 8, "libc.so.") == 0 ||
+           (name.compare(0, 5, "libc-") == 0 && name.find(".so") != std::string::npos);
 }
 
 const Mapping* find_libc(const std::vector<Mapping>& maps)
@@ -185,8 +186,7 @@ PythonFound probe_python(uint32_t pid, uint64_t tsd_key0, uint32_t generation)
     }
     if (!own_libc || own_libc->inode != libc->inode || own_libc->dev_major != libc->dev_major ||
         own_libc->dev_minor != libc->dev_minor) {
-        found.message = "its C library is not connleak's (" + libc->path +
-                        "): its thread states cannot be found";
+        found.message = "its C library is not connleak's (" + libc->path + "): its thread states cannot be found";
         return found;
     }
     struct {

@@ -16,13 +16,13 @@ namespace connleak {
 
 // One interpreter version's offsets. Only versions listed are followed.
 struct PythonVersionLayout {
-    uint32_t version = 0;                 // 0x030b: 3.11
-    bool tested = false;                  // run against a real interpreter in tests
-    uint16_t runtime_tss_key = 0;         // _PyRuntime.gilstate.autoTSSkey (Py_tss_t)
+    uint32_t version = 0;          // 0x030b: 3.11
+    bool tested = false;           // run against a real interpreter in tests
+    uint16_t runtime_tss_key = 0;  // _PyRuntime.gilstate.autoTSSkey (Py_tss_t)
     uint16_t runtime_interpreters_head = 0;
-    uint16_t interp_threads_head = 0;     // PyInterpreterState.threads.head
+    uint16_t interp_threads_head = 0;  // PyInterpreterState.threads.head
     uint16_t tstate_next = 0, tstate_native_thread_id = 0;
-    python_layout kernel{};               // tsd_offset and generation filled per process
+    python_layout kernel{};  // tsd_offset and generation filled per process
 };
 
 // The table's entry for a Py_Version (major and minor only), or null.

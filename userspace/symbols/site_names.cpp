@@ -12,7 +12,10 @@ namespace connleak {
 namespace {
 
 // The kernel's internal dev_t (what the BPF side reads from s_dev).
-uint32_t kernel_dev(uint32_t major, uint32_t minor) { return major << 20 | minor; }
+uint32_t kernel_dev(uint32_t major, uint32_t minor)
+{
+    return major << 20 | minor;
+}
 
 std::string hex(uint64_t v)
 {

@@ -50,9 +50,8 @@ std::vector<std::string> StackOptions::default_site_skip()
 }
 
 StackTable::StackTable(StackOptions opts)
-    : opts_(std::move(opts)),
-      unwinder_(UnwinderOptions{opts_.max_frames, opts_.debug_root}),
-      symbolizer_(SymbolizerOptions{opts_.debug_root, true})
+        : opts_(std::move(opts)), unwinder_(UnwinderOptions{opts_.max_frames, opts_.debug_root}),
+          symbolizer_(SymbolizerOptions{opts_.debug_root, true})
 {
     for (const std::string& re : opts_.site_skip)
         skip_.emplace_back(re);
@@ -106,8 +105,8 @@ StackTable::FrameId StackTable::frame_id(uint32_t pid, const UnwoundFrame& f)
     const Mapping& m = *f.mapping;
     std::string module_id = unwinder_.build_id(pid, f.pc);
     if (module_id.empty())
-        module_id = std::to_string(m.dev_major) + ":" + std::to_string(m.dev_minor) + ":" +
-                    std::to_string(m.inode) + ":" + m.path;
+        module_id = std::to_string(m.dev_major) + ":" + std::to_string(m.dev_minor) + ":" + std::to_string(m.inode) +
+                    ":" + m.path;
     return {module_id, f.file_offset};
 }
 
@@ -174,7 +173,8 @@ void StackTable::on_acquire(const acquire_event& e, size_t stack_len)
             c.python_truncated++;
     }
     const size_t site = names.empty() ? 0 : site_index(names, python ? python_skip_ : skip_);
-    auto key = std::make_tuple(e.tgid, e.site, std::vector<std::string>(names.begin() + static_cast<long>(site), names.end()));
+    auto key =
+        std::make_tuple(e.tgid, e.site, std::vector<std::string>(names.begin() + static_cast<long>(site), names.end()));
     auto it = by_frames_.find(key);
     if (it == by_frames_.end()) {
         Stack s;
@@ -344,14 +344,18 @@ std::string StackTable::cost_summary() const
     std::sort(unwind.begin(), unwind.end());
     std::sort(name.begin(), name.end());
     if (!unwind.empty()) {
-        len = std::snprintf(buf, sizeof buf, "connleak: stacks: median %u us unwinding (max %u), %u us naming (max %u)\n",
-                            unwind[unwind.size() / 2], unwind.back(), name[name.size() / 2], name.back());
+        len =
+            std::snprintf(buf, sizeof buf, "connleak: stacks: median %u us unwinding (max %u), %u us naming (max %u)\n",
+                          unwind[unwind.size() / 2], unwind.back(), name[name.size() / 2], name.back());
         out.append(buf, static_cast<size_t>(len));
     }
     return out;
 }
 
-void StackTable::process_exited(uint32_t pid) { exited_.push_back(pid); }
+void StackTable::process_exited(uint32_t pid)
+{
+    exited_.push_back(pid);
+}
 
 StackCounts StackTable::counts(uint32_t pid) const
 {

@@ -12,8 +12,8 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <regex>
@@ -42,11 +42,11 @@ struct StackOptions {
 
 // Per process: how the stacks went.
 struct StackCounts {
-    uint64_t unwound = 0;    // reached the outermost frame
-    uint64_t truncated = 0;  // stopped early (copy too short, no CFI...)
-    uint64_t unwind_ns = 0;  // time spent unwinding (libdwfl session made when needed)
-    uint64_t name_ns = 0;    // time spent naming frames (cached per module and offset)
-    uint64_t python = 0;     // stacks with Python frames
+    uint64_t unwound = 0;           // reached the outermost frame
+    uint64_t truncated = 0;         // stopped early (copy too short, no CFI...)
+    uint64_t unwind_ns = 0;         // time spent unwinding (libdwfl session made when needed)
+    uint64_t name_ns = 0;           // time spent naming frames (cached per module and offset)
+    uint64_t python = 0;            // stacks with Python frames
     uint64_t python_truncated = 0;  // ... whose outermost Python frames did not fit
 };
 
@@ -135,7 +135,7 @@ private:
     std::vector<uint32_t> exited_, forget_next_;
     std::vector<std::pair<uint32_t, uint32_t>> cost_us_;
     using HandleId = std::tuple<uint32_t, uint64_t, uint64_t>;  // pid, conn, acquired_ns
-    std::map<HandleId, uint64_t> holds_;  // of the latest releases
+    std::map<HandleId, uint64_t> holds_;                        // of the latest releases
     std::deque<HandleId> hold_order_;
 };
 

@@ -136,19 +136,18 @@ std::vector<std::string> debuglink_candidates(const std::string& file, const std
 // asks debuginfod once the local search fails, which dlopens libdebuginfod
 // (curl, gnutls, krb5: tens of ms and MBs) and, with DEBUGINFOD_URLS set,
 // goes to the network. A tracing tool reads local files only.
-int find_local_debuginfo(Dwfl_Module* mod, void** userdata, const char* modname, Dwarf_Addr base,
-                         const char* file_name, const char* debuglink_file, GElf_Word debuglink_crc,
-                         char** debuginfo_file_name)
+int find_local_debuginfo(Dwfl_Module* mod, void** userdata, const char* modname, Dwarf_Addr base, const char* file_name,
+                         const char* debuglink_file, GElf_Word debuglink_crc, char** debuginfo_file_name)
 {
     const unsigned char* bits = nullptr;
     GElf_Addr vaddr = 0;
     if (dwfl_module_build_id(mod, &bits, &vaddr) <= 0)
         // No build id, so nothing to ask debuginfod for: libdwfl's own
         // search checks the debuglink CRC (elfutils exposes no CRC helper).
-        return dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
-                                            debuglink_crc, debuginfo_file_name);
-    int fd = dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
-                                          debuglink_crc, debuginfo_file_name);
+        return dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file, debuglink_crc,
+                                            debuginfo_file_name);
+    int fd = dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file, debuglink_crc,
+                                          debuginfo_file_name);
     if (fd >= 0 || !file_name || !debuglink_file || !*debuglink_file || !*userdata)
         return fd;
     struct stat own;
@@ -210,9 +209,9 @@ std::vector<Module::Symbol> build_table(std::vector<RawSymbol> raw)
     std::sort(raw.begin(), raw.end(), [](const RawSymbol& a, const RawSymbol& b) {
         return a.addr != b.addr ? a.addr < b.addr : preferred(a, b);
     });
-    raw.erase(std::unique(raw.begin(), raw.end(),
-                          [](const RawSymbol& a, const RawSymbol& b) { return a.addr == b.addr; }),
-              raw.end());
+    raw.erase(
+        std::unique(raw.begin(), raw.end(), [](const RawSymbol& a, const RawSymbol& b) { return a.addr == b.addr; }),
+        raw.end());
     std::vector<Module::Symbol> table;
     table.reserve(raw.size());
     for (size_t i = 0; i < raw.size(); i++) {
@@ -420,15 +419,14 @@ std::string demangle(const std::string& name)
     if (name.compare(0, 2, "_Z") != 0)
         return name;
     int status = 0;
-    std::unique_ptr<char, void (*)(void*)> out(abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status),
-                                               std::free);
+    std::unique_ptr<char, void (*)(void*)> out(abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status), std::free);
     return status == 0 && out ? std::string(out.get()) : name;
 }
 
 bool is_runtime_entry_function(const std::string& function)
 {
-    static const char* const entries[] = {"_start", "__libc_start_main", "__libc_start_call_main",
-                                          "start_thread", "clone", "clone3"};
+    static const char* const entries[] = {
+        "_start", "__libc_start_main", "__libc_start_call_main", "start_thread", "clone", "clone3"};
     for (const char* e : entries)
         if (function == e)
             return true;
@@ -516,8 +514,7 @@ std::string Symbolizer::debug_file(const std::string& path)
     return debug ? debug : "";
 }
 
-Result<NativeFrame> symbolize_file_offset(const std::string& path, uint64_t file_offset,
-                                          const SymbolizerOptions& opts)
+Result<NativeFrame> symbolize_file_offset(const std::string& path, uint64_t file_offset, const SymbolizerOptions& opts)
 {
     auto m = open_module(path, opts);
     if (!m)

@@ -86,7 +86,7 @@ private:
     Module* module_for(const NativeFile& file);
 
     SymbolizerOptions opts_;
-    std::map<FileKey, std::unique_ptr<Module>> cache_;  // null: failed to load, not retried
+    std::map<FileKey, std::unique_ptr<Module>> cache_;     // null: failed to load, not retried
     std::map<std::pair<dev_t, ino_t>, Module*> by_inode_;  // the latest of each inode
 };
 

@@ -42,7 +42,10 @@ struct Unwinder::Process {
 
 namespace {
 
-std::string dwfl_error() { return dwfl_errmsg(-1) ? dwfl_errmsg(-1) : "unknown libdwfl error"; }
+std::string dwfl_error()
+{
+    return dwfl_errmsg(-1) ? dwfl_errmsg(-1) : "unknown libdwfl error";
+}
 
 // Modules are reported under the path that opens them from here
 // (/proc/PID/root/..., /proc/PID/map_files/... for deleted files).
@@ -99,7 +102,10 @@ const Dwfl_Thread_Callbacks kThreadCallbacks = {
     next_thread, get_thread, memory_read, set_initial_registers, nullptr, nullptr,
 };
 
-bool is_file(const Mapping& m) { return m.inode != 0 && !m.path.empty() && m.path[0] == '/'; }
+bool is_file(const Mapping& m)
+{
+    return m.inode != 0 && !m.path.empty() && m.path[0] == '/';
+}
 
 std::string file_signature(const std::vector<Mapping>& maps)
 {

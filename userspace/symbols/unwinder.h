@@ -29,9 +29,9 @@ struct UnwindInput {
 
 // One frame: an address in the target, and where it lies.
 struct UnwoundFrame {
-    uint64_t pc = 0;           // regs' rip for the first frame, else a return address
+    uint64_t pc = 0;                   // regs' rip for the first frame, else a return address
     const Mapping* mapping = nullptr;  // in Unwinder::maps(pid); null: no file maps it
-    uint64_t file_offset = 0;  // of pc in mapping's file
+    uint64_t file_offset = 0;          // of pc in mapping's file
 };
 
 struct UnwindResult {

@@ -36,7 +36,8 @@ std::string replaceable(const std::string& path)
     if (S_ISDIR(st.st_mode))
         return "cannot write " + path + ": it is a directory";
     if (S_ISLNK(st.st_mode))
-        return "cannot write " + path + ": it is a symbolic link (connleak replaces only regular files; "
+        return "cannot write " + path +
+               ": it is a symbolic link (connleak replaces only regular files; "
                "name the file it points to)";
     return "cannot write " + path + ": not a regular file (connleak replaces the file with each snapshot)";
 }

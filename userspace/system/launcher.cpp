@@ -163,8 +163,8 @@ Result<Launcher> Launcher::start(const std::vector<std::string>& argv)
 }
 
 Launcher::Launcher(Launcher&& o) noexcept
-    : pid_(o.pid_), gate_fd_(o.gate_fd_), exec_fd_(o.exec_fd_), executable_(std::move(o.executable_)),
-      exit_status_(o.exit_status_)
+        : pid_(o.pid_), gate_fd_(o.gate_fd_), exec_fd_(o.exec_fd_), executable_(std::move(o.executable_)),
+          exit_status_(o.exit_status_)
 {
     o.pid_ = -1;
     o.gate_fd_ = o.exec_fd_ = -1;

@@ -52,7 +52,8 @@ public:
 
 private:
     Launcher(pid_t pid, int gate_fd, int exec_fd, std::string exe)
-        : pid_(pid), gate_fd_(gate_fd), exec_fd_(exec_fd), executable_(std::move(exe)) {}
+            : pid_(pid), gate_fd_(gate_fd), exec_fd_(exec_fd), executable_(std::move(exe))
+    {}
 
     pid_t pid_ = -1;
     int gate_fd_ = -1;  // one byte written lets the child exec; end-of-file makes it exit

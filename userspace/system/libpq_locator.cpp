@@ -66,8 +66,8 @@ Result<std::string> libpq_of_process(uint32_t pid)
             close(fd);
         if (err == ENOENT || err == ESRCH)
             return Error{"no process with PID " + std::to_string(pid)};
-        return Error{"cannot read the memory map of process " + std::to_string(pid) + " (" + read_comm(pid) +
-                     "), " + path + ": " + std::strerror(err)};
+        return Error{"cannot read the memory map of process " + std::to_string(pid) + " (" + read_comm(pid) + "), " +
+                     path + ": " + std::strerror(err)};
     }
     for (const Mapping& m : *maps)
         if (is_libpq(m.path) && m.perms.find('x') != std::string::npos)
@@ -86,7 +86,10 @@ Status check_libpq_file(const std::string& path, const DefinesFunction& defines)
     const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
     unsigned char magic[4] = {};
     const bool elf = regular && pread(fd, magic, sizeof(magic), 0) == sizeof(magic) &&
-                     std::memcmp(magic, "\x7f" "ELF", sizeof(magic)) == 0;
+                     std::memcmp(magic,
+                                 "\x7f"
+                                 "ELF",
+                                 sizeof(magic)) == 0;
     close(fd);
     if (!regular)
         return Error{"not a regular file (libpq is a shared library, e.g. /usr/lib/x86_64-linux-gnu/libpq.so.5)"};

@@ -22,7 +22,10 @@ unsigned long long effective_caps()
     return 0;
 }
 
-bool has(unsigned long long caps, int cap) { return caps & (1ULL << cap); }
+bool has(unsigned long long caps, int cap)
+{
+    return caps & (1ULL << cap);
+}
 
 }  // namespace
 

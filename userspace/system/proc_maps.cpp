@@ -19,58 +19,74 @@ constexpr std::string_view kDeletedSuffix = " (deleted)";
 struct LineReader {
     std::string_view rest;
 
-    void skip_spaces() {
-        while (!rest.empty() && (rest.front() == ' ' || rest.front() == '\t')) rest.remove_prefix(1);
+    void skip_spaces()
+    {
+        while (!rest.empty() && (rest.front() == ' ' || rest.front() == '\t'))
+            rest.remove_prefix(1);
     }
 
-    bool take_number(uint64_t& out, int base) {
+    bool take_number(uint64_t& out, int base)
+    {
         auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), out, base);
-        if (ec != std::errc() || end == rest.data()) return false;
+        if (ec != std::errc() || end == rest.data())
+            return false;
         rest.remove_prefix(static_cast<size_t>(end - rest.data()));
         return true;
     }
 
-    bool take_char(char c) {
-        if (rest.empty() || rest.front() != c) return false;
+    bool take_char(char c)
+    {
+        if (rest.empty() || rest.front() != c)
+            return false;
         rest.remove_prefix(1);
         return true;
     }
 
-    bool take_word(std::string& out) {
+    bool take_word(std::string& out)
+    {
         size_t n = rest.find_first_of(" \t");
-        if (n == 0 || n == std::string_view::npos) return false;  // a word must be followed by more
+        if (n == 0 || n == std::string_view::npos)
+            return false;  // a word must be followed by more
         out.assign(rest.substr(0, n));
         rest.remove_prefix(n);
         return true;
     }
 
     // Fields are separated by at least one space.
-    bool take_separator() {
-        if (rest.empty() || (rest.front() != ' ' && rest.front() != '\t')) return false;
+    bool take_separator()
+    {
+        if (rest.empty() || (rest.front() != ' ' && rest.front() != '\t'))
+            return false;
         skip_spaces();
         return true;
     }
 };
 
-std::optional<Mapping> parse_line(std::string_view line) {
+std::optional<Mapping> parse_line(std::string_view line)
+{
     LineReader r{line};
     Mapping m;
     uint64_t major = 0, minor = 0;
-    if (!r.take_number(m.start, 16) || !r.take_char('-') || !r.take_number(m.end, 16)) return std::nullopt;
-    if (!r.take_separator() || !r.take_word(m.perms)) return std::nullopt;
-    if (!r.take_separator() || !r.take_number(m.offset, 16)) return std::nullopt;
+    if (!r.take_number(m.start, 16) || !r.take_char('-') || !r.take_number(m.end, 16))
+        return std::nullopt;
+    if (!r.take_separator() || !r.take_word(m.perms))
+        return std::nullopt;
+    if (!r.take_separator() || !r.take_number(m.offset, 16))
+        return std::nullopt;
     if (!r.take_separator() || !r.take_number(major, 16) || !r.take_char(':') || !r.take_number(minor, 16))
         return std::nullopt;
-    if (!r.take_separator() || !r.take_number(m.inode, 10)) return std::nullopt;
-    if (m.end < m.start || major > UINT32_MAX || minor > UINT32_MAX) return std::nullopt;
+    if (!r.take_separator() || !r.take_number(m.inode, 10))
+        return std::nullopt;
+    if (m.end < m.start || major > UINT32_MAX || minor > UINT32_MAX)
+        return std::nullopt;
     m.dev_major = static_cast<uint32_t>(major);
     m.dev_minor = static_cast<uint32_t>(minor);
 
     // Anonymous mappings end right after the inode, perhaps with padding.
-    if (!r.rest.empty() && !r.take_separator()) return std::nullopt;
+    if (!r.rest.empty() && !r.take_separator())
+        return std::nullopt;
     std::string_view path = r.rest;
-    if (path.size() > kDeletedSuffix.size() &&
-        path.substr(path.size() - kDeletedSuffix.size()) == kDeletedSuffix) {
+    if (path.size() > kDeletedSuffix.size() && path.substr(path.size() - kDeletedSuffix.size()) == kDeletedSuffix) {
         path.remove_suffix(kDeletedSuffix.size());
         m.deleted = true;
     }
@@ -79,38 +95,51 @@ std::optional<Mapping> parse_line(std::string_view line) {
 }
 
 // "[vdso]", "[heap]", "[anon:x]" and anonymous mappings have no file behind them.
-bool names_a_file(const Mapping& m) { return !m.path.empty() && m.path.front() == '/'; }
+bool names_a_file(const Mapping& m)
+{
+    return !m.path.empty() && m.path.front() == '/';
+}
 
 }  // namespace
 
-std::vector<Mapping> parse_maps(const std::string& text) {
+std::vector<Mapping> parse_maps(const std::string& text)
+{
     std::vector<Mapping> maps;
     size_t pos = 0;
     while (pos < text.size()) {
         size_t nl = text.find('\n', pos);
-        if (nl == std::string::npos) nl = text.size();
+        if (nl == std::string::npos)
+            nl = text.size();
         std::string_view line(text.data() + pos, nl - pos);
-        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-        if (auto m = parse_line(line)) maps.push_back(std::move(*m));
+        if (!line.empty() && line.back() == '\r')
+            line.remove_suffix(1);
+        if (auto m = parse_line(line))
+            maps.push_back(std::move(*m));
         pos = nl + 1;
     }
     return maps;
 }
 
-std::optional<std::vector<Mapping>> read_maps(uint32_t pid) {
+std::optional<std::vector<Mapping>> read_maps(uint32_t pid)
+{
     std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
-    if (!in) return std::nullopt;
+    if (!in)
+        return std::nullopt;
     std::ostringstream text;
     text << in.rdbuf();
     // An exited process can leave an open file that fails on read.
-    if (in.bad()) return std::nullopt;
+    if (in.bad())
+        return std::nullopt;
     return parse_maps(text.str());
 }
 
-std::string path_in_target(uint32_t pid, const Mapping& m) {
-    if (!names_a_file(m)) return "";
+std::string path_in_target(uint32_t pid, const Mapping& m)
+{
+    if (!names_a_file(m))
+        return "";
     std::string proc = "/proc/" + std::to_string(pid);
-    if (!m.deleted) return proc + "/root" + m.path;
+    if (!m.deleted)
+        return proc + "/root" + m.path;
     // The kernel names map_files entries "%lx-%lx": lowercase hex, no 0x.
     char range[64];
     std::snprintf(range, sizeof range, "%llx-%llx", static_cast<unsigned long long>(m.start),
@@ -118,9 +147,11 @@ std::string path_in_target(uint32_t pid, const Mapping& m) {
     return proc + "/map_files/" + range;
 }
 
-const Mapping* find_mapping(const std::vector<Mapping>& maps, uint64_t addr) {
+const Mapping* find_mapping(const std::vector<Mapping>& maps, uint64_t addr)
+{
     for (const Mapping& m : maps)
-        if (addr >= m.start && addr < m.end) return &m;
+        if (addr >= m.start && addr < m.end)
+            return &m;
     return nullptr;
 }
 

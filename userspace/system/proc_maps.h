@@ -14,8 +14,8 @@ struct Mapping {
     std::string perms;            // "r-xp"
     uint32_t dev_major = 0, dev_minor = 0;
     uint64_t inode = 0;
-    std::string path;             // as the target sees it; "" for anonymous
-    bool deleted = false;         // path ended in " (deleted)" (suffix removed)
+    std::string path;      // as the target sees it; "" for anonymous
+    bool deleted = false;  // path ended in " (deleted)" (suffix removed)
 };
 
 // Parses the text of a maps file; malformed lines are skipped.

@@ -20,8 +20,7 @@
 namespace connleak {
 namespace {
 
-constexpr int kTcpEstablished = 1, kTcpSynSent = 2, kTcpSynRecv = 3, kTcpClose = 7, kTcpCloseWait = 8,
-              kTcpListen = 10;
+constexpr int kTcpEstablished = 1, kTcpSynSent = 2, kTcpSynRecv = 3, kTcpClose = 7, kTcpCloseWait = 8, kTcpListen = 10;
 constexpr int kSockStream = 1;
 constexpr unsigned kAcceptCon = 0x10000;  // __SO_ACCEPTCON in /proc/net/unix's Flags
 
@@ -127,7 +126,8 @@ int diag_socket_in_netns_of(uint32_t pid)
 {
     int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
     int target = open(("/proc/" + std::to_string(pid) + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC);
-    struct stat a {}, b {};
+    struct stat a {
+    }, b{};
     bool other = self >= 0 && target >= 0 && fstat(self, &a) == 0 && fstat(target, &b) == 0 &&
                  (a.st_ino != b.st_ino || a.st_dev != b.st_dev);
     int fd = -1;
