@@ -162,7 +162,7 @@ def finish_point(offset):
 
 
 def connleak_points(offset):
-    """connleak's probe points on libpq (userspace/tracer.cpp and
+    """connleak's probe points on libpq (userspace/loader/connleak_loader.cpp and
     socket_tracer.cpp), in uprobe_floor attach's notation."""
     return ["PQconnectdb:ret", "PQconnectdbParams:ret", "PQconnectStart:ret", "PQconnectStartParams:ret",
             "PQsetdbLogin:ret", "PQping:ret", "PQpingParams:ret", finish_point(offset), "PQreset", "PQresetStart",
@@ -171,7 +171,7 @@ def connleak_points(offset):
 
 def finish_offset(libpq):
     """Offset in PQfinish of the first instruction after its `test %rdi,%rdi;
-    je` prologue (where connleak probes it, as userspace/tracer.cpp finds
+    je` prologue (where connleak probes it, as userspace/loader/connleak_loader.cpp finds
     it), or None if it does not start so."""
     try:
         nm = subprocess.run(["nm", "-D", libpq], stdout=subprocess.PIPE, text=True, timeout=30).stdout

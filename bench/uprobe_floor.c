@@ -262,7 +262,7 @@ static int run_self(int argc, char **argv)
 
 /* ---- attach ---- */
 
-/* connleak's probe set on libpq (userspace/tracer.cpp, socket_tracer.cpp).
+/* connleak's probe set on libpq (userspace/loader/connleak_loader.cpp, sockets_loader.cpp).
  * connleak probes PQfinish past its NULL test where it has one: give
  * PQfinish+OFF explicitly for that (bench.py does). */
 static const char *const connleak_probes[] = {
