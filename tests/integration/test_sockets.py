@@ -221,6 +221,7 @@ from connleak_testkit.pgserver import PG_BIN  # noqa: E402
 from connleak_testkit.tracer import ConnleakTestCase, Tracer, launch  # noqa: E402
 from connleak_testkit.clients import Client, pqclient_summaries  # noqa: E402
 from connleak_testkit.snapshot import find_process  # noqa: E402
+from connleak_testkit.procs import end_process  # noqa: E402
 
 SOCKET_KEYS = ("paired", "pre_attach", "untracked", "connecting", "handles_without_socket", "closed_at_exit",
                "dropped", "pre_attach_peers", "untracked_peers")
@@ -262,12 +263,7 @@ class SockClient:
         self.popen.communicate(timeout=60)
 
     def cleanup(self):
-        if self.popen.poll() is None:
-            self.popen.kill()
-        try:
-            self.popen.communicate(timeout=30)
-        except Exception:
-            pass
+        end_process(self.popen)
 
 
 class Relay:

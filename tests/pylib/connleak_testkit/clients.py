@@ -9,6 +9,7 @@ import re
 import subprocess
 
 from .paths import PQCLIENT
+from .procs import end_process
 
 _SUMMARY = re.compile(r"pqclient: mode=(\S+) pid=(\d+) acquired=(\d+) finished=(\d+) held=(\d+) "
                       r"bad=(\d+) pings=(\d+) resets=(\d+)")
@@ -84,9 +85,4 @@ class Client:
         return s[-1] if s else None
 
     def cleanup(self):
-        if self.popen.poll() is None:
-            self.popen.kill()
-        try:
-            self.popen.communicate(timeout=30)
-        except Exception:
-            pass
+        end_process(self.popen)

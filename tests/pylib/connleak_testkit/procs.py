@@ -21,3 +21,13 @@ def code_byte(pid, function):
                 mem.seek(start + value - offset)
                 return mem.read(1)[0]
     raise AssertionError("%s of pid %d is in no executable mapping" % (function, pid))
+
+
+def end_process(popen):
+    """Kill POPEN if it still runs and reap it (a test's cleanup: never raises)."""
+    if popen.poll() is None:
+        popen.kill()
+    try:
+        popen.communicate(timeout=30)
+    except Exception:
+        pass

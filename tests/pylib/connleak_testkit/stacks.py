@@ -6,6 +6,7 @@ import re
 import subprocess
 
 from .paths import BUILD_DIR
+from .procs import end_process
 
 STACKCLIENT = {v: os.path.join(BUILD_DIR, "tests", "stackclient_" + v) for v in ("nofp", "fp")}
 
@@ -56,9 +57,4 @@ class StackClient:
         return self.popen.returncode
 
     def cleanup(self):
-        if self.popen.poll() is None:
-            self.popen.kill()
-        try:
-            self.popen.communicate(timeout=30)
-        except Exception:
-            pass
+        end_process(self.popen)
