@@ -9,6 +9,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "common.bpf.h"
+#include "adopt.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -74,7 +75,7 @@ static __always_inline int call_enter(struct pt_regs *ctx, __u32 kind)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid;
-	struct proc_stats *ps = traced_proc(pid_tgid >> 32);
+	struct proc_stats *ps = traced_or_adopted(pid_tgid >> 32);
 	struct thread_call *tc, call = {};
 
 	if (!ps)

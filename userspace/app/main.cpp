@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <bpf/libbpf.h>
 #include <cerrno>
+#include <cinttypes>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <malloc.h>
+#include <map>
 #include <optional>
 #include <poll.h>
 #include <signal.h>
@@ -16,6 +18,8 @@
 #include "atomic_file.h"
 #include "clock.h"
 #include "connleak_loader.h"
+#include "container_label.h"
+#include "host_watch.h"
 #include "json_output.h"
 #include "launcher.h"
 #include "leak_notices.h"
@@ -24,6 +28,7 @@
 #include "model.h"
 #include "options.h"
 #include "preflight.h"
+#include "process_tree.h"
 #include "python_watch.h"
 #include "report_sink.h"
 #include "session.h"
@@ -53,6 +58,40 @@ int libbpf_quiet(enum libbpf_print_level level, const char* format, va_list args
     return libbpf_verbose ? vfprintf(stderr, format, args) : 0;
 }
 
+// The processes -p names, and (unless --no-follow) those under them now:
+// a gunicorn master and the workers it already forked.
+std::vector<uint32_t> attach_targets(const Options& o)
+{
+    std::vector<uint32_t> targets = o.pids;
+    if (o.follow_children)
+        for (uint32_t pid : descendants(o.pids))
+            if (std::find(targets.begin(), targets.end(), pid) == targets.end())
+                targets.push_back(pid);
+    return targets;
+}
+
+// A libpq of each named process, or of a process under it (a master
+// without libpq whose workers load it is fine). Errors name the process.
+Result<std::vector<std::string>> libpqs_of_trees(const Options& o)
+{
+    std::vector<std::string> paths;
+    const std::map<uint32_t, uint32_t> parents = o.follow_children ? parent_links() : std::map<uint32_t, uint32_t>{};
+    for (uint32_t pid : o.pids) {
+        auto own = libpq_of_process(pid);
+        bool found = own.ok();
+        if (own)
+            paths.push_back(own.value());
+        for (uint32_t child : descendants_in(parents, {pid}))
+            if (auto path = libpq_of_process(child)) {
+                paths.push_back(path.value());
+                found = true;
+            }
+        if (!found)
+            return own.error();
+    }
+    return paths;
+}
+
 // The probe targets: --libpq, else each process's own libpq, else (for a
 // launched command) the system's.
 Result<std::vector<std::string>> find_libpqs(const Options& o)
@@ -73,12 +112,10 @@ Result<std::vector<std::string>> find_libpqs(const Options& o)
         paths.push_back(o.libpq_path);
         return paths;
     }
-    for (uint32_t pid : o.pids) {
-        auto path = libpq_of_process(pid);
-        if (!path)
-            return path.error();
-        paths.push_back(path.value());
-    }
+    if (auto trees = libpqs_of_trees(o); !trees)
+        return trees.error();
+    else
+        paths = trees.value();
     if (!o.command.empty()) {
         auto path = system_libpq();
         if (!path)
@@ -194,9 +231,15 @@ int run(const Options& o)
     if (!o.json_path.empty() && o.json_path != "-")
         if (std::string err = check_writable(o.json_path); !err.empty())
             return fail(err);
-    auto libpqs = find_libpqs(o);
+    // --all finds its files itself (HostWatch); --libpq is one more then.
+    auto libpqs = o.all ? Result<std::vector<std::string>>(std::vector<std::string>{}) : find_libpqs(o);
     if (!libpqs)
         return fail(libpqs.error().message);
+    if (o.all && !o.libpq_path.empty())
+        if (auto given = find_libpqs(o); given)
+            libpqs = given;
+        else
+            return fail(given.error().message);
 
     TracerConfig cfg;
     cfg.follow_children = o.follow_children;
@@ -204,6 +247,7 @@ int run(const Options& o)
     cfg.max_sites = o.max_sites;
     cfg.max_procs = o.max_procs;
     cfg.stack_size = o.stack_size;
+    cfg.trace_all = o.all;
     auto tracer = Tracer::load(cfg);
     if (!tracer)
         return fail(tracer.error().message);
@@ -236,7 +280,8 @@ int run(const Options& o)
     signal(SIGPIPE, SIG_IGN);
 
     std::optional<Launcher> launcher;
-    std::vector<uint32_t> targets = o.pids;
+    const std::vector<uint32_t> attached = attach_targets(o);  // -p and what runs under them
+    std::vector<uint32_t> targets = attached;
     if (!o.command.empty()) {
         auto l = Launcher::start(o.command);
         if (!l)
@@ -260,10 +305,29 @@ int run(const Options& o)
             if (auto s = sockets->attach_libpq(path, probe_only); !s)
                 return fail(s.error().message);
     }
+    // --all: the host's own libpq (so processes started later are traced
+    // from their first call), then every libpq some process maps.
+    std::vector<uint32_t> found_at_start;
+    Session* running = nullptr;  // from the report loop on: new processes' files are learnt at once
+    HostWatch host(*tracer.value(), sockets.get(), [&](uint32_t pid) {
+        if (running)
+            running->names().learn_process(pid);
+        else
+            found_at_start.push_back(pid);
+    });
+    if (o.all) {
+        if (auto system = system_libpq())
+            if (auto s = host.probe_path(system.value(), stop_pending); !s && !stop_pending())
+                return fail(s.error().message);
+        for (const std::string& path : libpqs.value())
+            if (auto s = host.probe_path(path, stop_pending); !s && !stop_pending())
+                return fail(s.error().message);
+        host.scan(stop_pending);
+    }
     if (stop_pending())
         return interrupted_at_start();
     if (sockets)  // what the targets hold now predates the attach
-        for (uint32_t pid : o.pids)
+        for (uint32_t pid : attached)
             sockets->add_process(pid);
 
     std::unique_ptr<ReportSink> sink = make_sink(o);
@@ -277,12 +341,20 @@ int run(const Options& o)
     scfg.stack_frames = o.stack_frames;
     scfg.notice_stacks = o.notice_stacks;
     scfg.json_path = o.json_path;
+    scfg.connections_shown = o.connections_shown;
     TracerSource source(*tracer.value());
     Session session(scfg, source, *sink, stacks);
-    if (sockets)
-        session.set_annotator([&](RawState& raw) { sockets->annotate(raw); });
-    for (uint32_t pid : o.pids)
+    ContainerLabels containers;
+    session.set_annotator([&](RawState& raw) {
+        containers.label(raw);
+        if (sockets)
+            sockets->annotate(raw);
+    });
+    for (uint32_t pid : attached)
         session.names().learn_process(pid);
+    for (uint32_t pid : found_at_start)
+        session.names().learn_process(pid);
+    running = &session;
     if (stop_pending()) {
         sink.reset();  // the terminal back first, or the message is lost with the view
         return interrupted_at_start();
@@ -304,6 +376,13 @@ int run(const Options& o)
 
     const uint64_t start = monotonic_ns();
     double next_report = o.interval_s;
+    // --all: libpq files nobody mapped before (a new container, a private
+    // copy, a dlopen of another file) are found by a scan of every
+    // process's maps, once a second (its cost: BENCHMARKS.md).
+    constexpr double kHostScanS = 1.0;
+    double next_scan = kHostScanS;
+    uint64_t report_ns_max = 0, report_ns_last = 0, reports = 0;
+    const bool scale_stats = getenv("CONNLEAK_SCALE_STATS") != nullptr;  // measurements (bench/ scale)
     bool interrupted = false;
     bool terminal_sigint = false;
     for (;;) {
@@ -338,12 +417,23 @@ int run(const Options& o)
             break;
         if (launcher && launcher->poll_exit() && session.all_exited())
             break;
-        if (!launcher && session.all_exited())
+        if (!launcher && !o.all && session.all_exited())
             break;
+        if (o.all && seconds_since(start) >= next_scan) {
+            host.scan([&] { return false; });
+            next_scan = seconds_since(start) + kHostScanS;
+        }
         if (o.duration_s > 0 && seconds_since(start) >= o.duration_s)
             break;
         if (seconds_since(start) >= next_report) {
-            if (std::string err = session.report(false); !err.empty()) {
+            const uint64_t report_start = monotonic_ns();
+            const std::string err = session.report(false);
+            report_ns_last = monotonic_ns() - report_start;
+            report_ns_max = std::max(report_ns_max, report_ns_last);
+            reports++;
+            if (scale_stats)  // one line per report: bench/ picks those of a known state
+                std::fprintf(stderr, "connleak-scale: report_ms=%.2f\n", report_ns_last / 1e6);
+            if (!err.empty()) {
                 sink.reset();  // the terminal back first, or the message is lost with the view
                 return fail(err);
             }
@@ -371,6 +461,14 @@ int run(const Options& o)
         return fail(std::string("cannot write the report to stdout: ") + std::strerror(err));
     if (getenv("CONNLEAK_STACK_STATS"))  // measurements: what unwinding cost
         std::fputs(stacks.cost_summary().c_str(), stderr);
+    if (scale_stats) {  // report and host scan cost
+        const HostWatch::Cost& c = host.cost();
+        std::fprintf(stderr,
+                     "connleak-scale: reports=%" PRIu64 " report_ms_last=%.2f report_ms_max=%.2f host_scans=%" PRIu64
+                     " host_scan_ms_avg=%.2f host_scan_ms_max=%.2f maps_read=%" PRIu64 "\n",
+                     reports, report_ns_last / 1e6, report_ns_max / 1e6, c.scans,
+                     c.scans ? c.total_ns / 1e6 / c.scans : 0.0, c.max_ns / 1e6, c.maps_read);
+    }
     // Ctrl-C is a normal end, and so is --duration when it stopped the
     // command. A command that ended by itself gives connleak its status, so
     // connleak can stand in for it in scripts.

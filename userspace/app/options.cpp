@@ -105,9 +105,9 @@ struct MapBound {
     uint32_t bytes_per_entry;
 };
 constexpr MapBound kMapBounds[] = {
-    {"--max-conns", 1u << 20, 112 + 88},  // 16 x the default: 200 MiB (live and inherited handles)
+    {"--max-conns", 1u << 20, 112 + 88},  // 8 x the default: 200 MiB (live and inherited handles)
     {"--max-sites", 1u << 18, 200},       // 32 x: 50 MiB
-    {"--max-procs", 1u << 16, 176},       // 64 x: 11 MiB
+    {"--max-procs", 1u << 16, 176},       // 16 x: 11 MiB
 };
 
 // PIDs are below the kernel's pid_max; a larger -p (4294967295 would
@@ -124,14 +124,19 @@ uint32_t pid_max()
 constexpr const char* kDescription =
     "connleak: find database connection leaks in running processes (libpq, eBPF)\n\n"
     "  connleak [OPTIONS] -p PID [-p PID ...]     attach to running processes\n"
-    "  connleak [OPTIONS] -- COMMAND [ARGS ...]   launch COMMAND, traced from its first instruction";
+    "  connleak [OPTIONS] -- COMMAND [ARGS ...]   launch COMMAND, traced from its first instruction\n"
+    "  connleak [OPTIONS] --all                   every process on the host using libpq, now and later";
 
 // The options, on `app`, writing into `o`: shared by parse_options and the
 // man page, so both list the same options with the same words.
 void add_options(CLI::App& app, Options& o)
 {
     app.footer(help_footer());
-    app.add_option("-p,--pid", o.pids, "Attach to this running process (repeatable)")->type_name("PID");
+    app.add_option("-p,--pid", o.pids, "Attach to this running process and the processes under it (repeatable)")
+        ->type_name("PID");
+    app.add_flag("--all", o.all,
+                 "Trace every process on the host that maps a libpq, now and later, containers included "
+                 "(connleak itself never)");
     app.add_option("-i,--interval", o.interval_s, "Report every SEC seconds")->default_val(2)->type_name("SEC");
     app.add_option("-d,--duration", o.duration_s,
                    "Stop after SEC seconds (default: Ctrl-C, or when every target exits)")
@@ -145,6 +150,11 @@ void add_options(CLI::App& app, Options& o)
         ->type_name("SEC");
     app.add_option("--libpq", o.libpq_path, "Probe this libpq instead of the one the target maps")->type_name("PATH");
     app.add_option("--top", o.top_sites, "Sites listed per process")->default_val(10)->type_name("N");
+    app.add_option("--connections", o.connections_shown,
+                   "Live connections the JSON lists per process, oldest (leaks) first; connections_total "
+                   "counts them all")
+        ->default_val(kDefaultConnectionsShown)
+        ->type_name("N");
     app.add_flag("!--no-follow", o.follow_children, "Do not trace children forked by traced processes");
     app.add_flag("-q,--quiet", o.quiet, "No text report (use with --json)");
     app.add_flag("--no-color", o.no_color, "No colours in the live view (also when NO_COLOR is set)");
@@ -247,8 +257,14 @@ Options parse_options(int argc, char** argv)
                         std::to_string(b.bytes_per_entry) + " bytes of kernel memory, " +
                         std::to_string(uint64_t{b.limit} * b.bytes_per_entry >> 20) + " MiB at most)");
     }
-    if (o.pids.empty() && o.command.empty())
-        usage_error("nothing to trace: give -p PID or -- COMMAND");
+    if (o.all && (!o.pids.empty() || !o.command.empty()))
+        usage_error("--all traces every process already: give no -p PID or -- COMMAND with it");
+    if (o.all && !o.follow_children)
+        usage_error("--all follows every process: --no-follow does not go with it");
+    if (o.connections_shown == 0)
+        usage_error("--connections must be 1 or more");
+    if (o.pids.empty() && o.command.empty() && !o.all)
+        usage_error("nothing to trace: give -p PID, -- COMMAND or --all");
     if (!o.pids.empty() && !o.command.empty())
         usage_error("give -p PID or -- COMMAND, not both");
     if (o.command.empty() && (app.count("--keep-command") || app.count("--kill-after")))

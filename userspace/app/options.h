@@ -13,7 +13,8 @@
 namespace connleak {
 
 struct Options {
-    std::vector<uint32_t> pids;        // -p, repeatable
+    std::vector<uint32_t> pids;        // -p, repeatable (each with its descendants unless --no-follow)
+    bool all = false;                  // --all: every process on the host that maps a libpq, now and later
     std::vector<std::string> command;  // after --
     double interval_s = 2;
     double duration_s = 0;  // 0: until Ctrl-C or every target exited
@@ -21,6 +22,7 @@ struct Options {
     double leak_after_s = kDefaultLeakAfterS;
     std::string libpq_path;  // "" : the one the target maps
     size_t top_sites = 10;
+    size_t connections_shown = kDefaultConnectionsShown;  // live handles the JSON lists per process
     bool follow_children = true;
     bool quiet = false;                                    // no text report (JSON only)
     bool no_color = false;                                 // --no-color (NO_COLOR is honoured too)

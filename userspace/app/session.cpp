@@ -22,6 +22,7 @@ ModelOptions Session::model_options() const
     mopts.leak_after_s = cfg_.leak_after_s;
     mopts.top_sites = cfg_.top_sites;
     mopts.frames_shown = cfg_.stack_frames;
+    mopts.connections_shown = cfg_.connections_shown;
     return mopts;
 }
 

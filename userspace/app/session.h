@@ -49,6 +49,8 @@ struct SessionConfig {
     bool notice_stacks = false;  // every notice with its whole stack (--notice-stacks)
     std::string json_path;       // "" or "-": no snapshot file
     size_t keep_exited = 100;    // exited processes listed one by one; older ones are folded
+    // Live handles the JSON lists per process (--connections).
+    size_t connections_shown = kDefaultConnectionsShown;
 };
 
 class Session {

@@ -77,6 +77,8 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
         bpf_map__set_max_entries(t->skel_->maps.python_procs, cfg.max_procs);
     }
     t->skel_->rodata->stack_size = cfg.stack_size;
+    t->skel_->rodata->trace_all = cfg.trace_all;
+    t->skel_->rodata->self_tgid = static_cast<__u32>(getpid());
     // Room for 64 stacks at least (a power of two of pages, as ring buffers need).
     size_t ring = CONNLEAK_EVENTS_SIZE;
     while (ring < 64 * (sizeof(acquire_event) + size_t{cfg.stack_size} + 4096))
@@ -183,6 +185,19 @@ Status Tracer::trace_process(uint32_t pid)
         return Error{"cannot trace process " + std::to_string(pid) + ": " + bpf_errstr(errno)};
     }
     return Ok{};
+}
+
+Result<bool> Tracer::adopt_process(uint32_t pid)
+{
+    proc_stats zero{};
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.procs), &pid, &zero, BPF_NOEXIST) == 0)
+        return true;
+    if (errno == EEXIST)
+        return false;
+    if (errno == E2BIG)
+        return Error{"cannot trace process " + std::to_string(pid) + ": the process map is full (" +
+                     std::to_string(bpf_map__max_entries(skel_->maps.procs)) + " entries); raise --max-procs"};
+    return Error{"cannot trace process " + std::to_string(pid) + ": " + bpf_errstr(errno)};
 }
 
 std::vector<RawProcess> Tracer::read_processes() const

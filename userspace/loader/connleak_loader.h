@@ -23,6 +23,7 @@ struct TracerConfig {
     bool follow_children = true;
     uint32_t max_conns = 0, max_sites = 0, max_procs = 0;  // 0: defaults of connleak.h
     uint32_t stack_size = CONNLEAK_STACK_SIZE;             // user stack bytes sent per acquisition; 0: no events
+    bool trace_all = false;  // --all: a process entering a probed libpq joins the filter (bpf/adopt.bpf.h)
 };
 
 // One ring-buffer record (acquire_event or release_event of connleak.h).
@@ -50,6 +51,9 @@ public:
 
     // Adds a process to the in-kernel filter.
     Status trace_process(uint32_t pid);
+    // The same, leaving an entry already there (adopted by the kernel, or a
+    // forked child's) as it is. Returns whether the pid was new.
+    Result<bool> adopt_process(uint32_t pid);
 
     // One pass over the maps. Kernel clock and wall clock are read with it.
     RawState read() const;

@@ -3,9 +3,15 @@
 // CONNLEAK_STACK_SIZE, bpf/connleak.h, which userspace refers to.)
 #pragma once
 
+#include <cstddef>
+
 namespace connleak {
 
 // --leak-after: a live connection this many seconds old is a leak.
 constexpr double kDefaultLeakAfterS = 30;
+
+// --connections: live handles the JSON snapshot lists per process (the
+// oldest, leaks first), so 100,000 live handles do not make a 20 MB snapshot.
+constexpr size_t kDefaultConnectionsShown = 100;
 
 }  // namespace connleak

@@ -41,6 +41,8 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
     ProcessReport r;
     r.pid = p.pid;
     r.comm = p.comm;
+    r.container_id = p.container_id;
+    r.pod_uid = p.pod_uid;
     r.exited = exited;
     r.acquired = p.stats.acquired;
     r.released = p.stats.released;
@@ -169,6 +171,7 @@ Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const Sit
     snap.leak_after_s = opts.leak_after_s;
     snap.totals.sockets_tracked = raw.sockets_tracked;
     snap.frames_shown = opts.frames_shown;
+    snap.connections_shown = opts.connections_shown;
     for (const auto& [pid, view] : views) {
         ProcessReport pr = build_process(view, raw, opts, name_site, site_frames);
         Totals& t = snap.totals;

@@ -24,6 +24,7 @@ struct RawProcess {
     proc_stats stats{};                                 // stats.exited_ns != 0 once its last thread exited
     uint64_t stacks_unwound = 0, stacks_truncated = 0;  // userspace unwinding (StackTable)
     uint64_t python_stacks = 0, python_truncated = 0;   // with Python frames; cut at the frame bound
+    std::string container_id, pod_uid;                  // from its cgroup; "" when none (ContainerLabels)
 };
 
 // Which site counts belong to: the kernel's (the return address into the
@@ -72,6 +73,8 @@ struct ModelOptions {
     double leak_after_s = kDefaultLeakAfterS;
     size_t top_sites = 10;     // sites listed per process
     size_t frames_shown = 10;  // stack frames the text report shows per site
+    // Live handles the JSON lists per process, oldest first (--connections).
+    size_t connections_shown = kDefaultConnectionsShown;
 };
 
 // A stack, outermost frame last ("func+0x3c (module) file.c:42").
@@ -107,6 +110,7 @@ struct ProcessReport {
     std::vector<SiteReport> sites;        // worst first, at most top_sites
     std::vector<ConnReport> connections;  // live handles, oldest first
     ProcessSocketReport sockets;          // if sockets.tracked: db_sockets, each handle's socket...
+    std::string container_id, pod_uid;    // its container; "" when none
 };
 
 // Exited processes folded together by name (comm) once more exited
@@ -149,6 +153,7 @@ struct Snapshot {
     int64_t wall_time_s = 0;
     double leak_after_s = kDefaultLeakAfterS;
     size_t frames_shown = 10;
+    size_t connections_shown = kDefaultConnectionsShown;  // per process in the JSON (oldest first)
     Totals totals;
     std::vector<ProcessReport> processes;    // by pid
     std::vector<Notice> notices;             // the latest ones, oldest first (LeakNotices)

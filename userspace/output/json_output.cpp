@@ -80,13 +80,24 @@ json conn_json(const ConnReport& c)
             {"leak", c.leak}};
 }
 
-json process_json(const ProcessReport& p)
+// {id, pod_uid} of the process's container, null outside any (or when
+// neither is known); an absent part is null.
+json container_json(const ProcessReport& p)
+{
+    if (p.container_id.empty() && p.pod_uid.empty())
+        return nullptr;
+    auto or_null = [](const std::string& s) { return s.empty() ? json(nullptr) : json(s); };
+    return {{"id", or_null(p.container_id)}, {"pod_uid", or_null(p.pod_uid)}};
+}
+
+json process_json(const ProcessReport& p, size_t connections_shown)
 {
     json sites = json::array(), conns = json::array();
     for (const auto& s : p.sites)
         sites.push_back(site_json(s));
-    for (const auto& c : p.connections)
-        conns.push_back(conn_json(c));
+    // connections[] is oldest first, so the leaks come first and stay.
+    for (size_t i = 0; i < p.connections.size() && i < connections_shown; i++)
+        conns.push_back(conn_json(p.connections[i]));
     return {{"pid", p.pid},
             {"comm", utf8_text(p.comm)},
             {"exited", p.exited},
@@ -106,7 +117,9 @@ json process_json(const ProcessReport& p)
             {"python_stacks", p.python_stacks},
             {"python_frames_truncated", p.python_truncated},
             {"top_connection_users", std::move(sites)},
-            {"connections", std::move(conns)}};
+            {"connections", std::move(conns)},
+            {"connections_total", p.connections.size()},
+            {"container", container_json(p)}};
 }
 
 json exited_group_json(const ExitedGroup& g)
@@ -136,7 +149,7 @@ json snapshot_to_json(const Snapshot& snap)
     const Totals& t = snap.totals;
     json procs = json::array();
     for (const auto& p : snap.processes)
-        procs.push_back(with_sockets(process_json(p), p.sockets));
+        procs.push_back(with_sockets(process_json(p, snap.connections_shown), p.sockets));
     json notices = json::array();
     for (const auto& n : snap.notices)
         notices.push_back(notice_json(n));

@@ -28,6 +28,10 @@ std::string process_header(const ProcessReport& p)
     std::string s =
         fmt("PID %u (%s)%s  acquired %" PRIu64 "  released %" PRIu64 "  active %" PRIu64 "  leaks %" PRIu64, p.pid,
             safe_text(p.comm).c_str(), p.exited ? " exited" : "", p.acquired, p.released, p.active, p.leaks);
+    if (!p.container_id.empty())  // docker's short form
+        s += "  container " + p.container_id.substr(0, 12);
+    if (!p.pod_uid.empty())
+        s += "  pod " + p.pod_uid;
     if (p.leaked_at_exit)
         s += fmt("  leaked at exit %" PRIu64, p.leaked_at_exit);
     if (p.released_untracked)
