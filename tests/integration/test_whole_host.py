@@ -50,7 +50,9 @@ class PreforkTest(ConnleakTestCase):
         self.addCleanup(end_process, p)
         self.addCleanup(lambda: open(os.path.join(d, "stop"), "w").close())
         m = re.match(r"master pid=(\d+) workers=([\d,]+)", p.stdout.readline())
-        self.assertIsNotNone(m, "prefork did not start: %s" % p.stderr.read() if p.poll() is not None else "")
+        if m is None:
+            p.kill()
+            self.fail("prefork did not start: %s" % p.communicate()[1])
         master, workers = int(m.group(1)), [int(w) for w in m.group(2).split(",")]
         self.assertFalse(maps_libpq(master), "the master must not map libpq (the point of the test)")
         for w in workers:
@@ -63,7 +65,8 @@ class PreforkTest(ConnleakTestCase):
         done = {}
         while len(done) < WORKERS:
             line = p.stdout.readline()
-            self.assertTrue(line, "prefork ended early: %s" % p.stderr.read())
+            if not line:
+                self.fail("prefork ended early: %s" % p.stderr.read())
             m = re.match(r"done pid=(\d+) app=(\S+) acquired=(\d+) closed=(\d+)", line)
             if m:
                 done[int(m.group(1))] = (m.group(2), int(m.group(3)), int(m.group(4)))
@@ -187,7 +190,7 @@ class AllTest(ConnleakTestCase):
         ns_copy = os.path.join(self.copy_libpq("ns"), "libpq.so.5")
         app = self.app("ns")
         c = self.client(app, prefix=["unshare", "-m", "--propagation", "private", "sh", "-c",
-                                     'mount --bind "$0" "$1" && exec "$@"', ns_copy, system_libpq()])
+                                     'mount --bind "$0" "$1" && shift && exec "$@"', ns_copy, system_libpq()])
         with open("/proc/%d/maps" % c.pid) as f:
             inodes = {int(line.split()[4]) for line in f if "libpq.so" in line}
         self.assertEqual(inodes, {os.stat(ns_copy).st_ino}, "the namespace's client maps the private copy")
