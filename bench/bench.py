@@ -14,6 +14,10 @@ Sections (all by default; see BENCHMARKS.md for what each measures):
                 connleak's counts == the client's; maps too small: dropped > 0
     bystander   a socket/syscall/fork-heavy process that never uses libpq,
                 with connleak attached to another process: its slowdown
+    scale       1,000 traced processes holding 100,000 live handles: report
+                build time, BPF map memory, connleak's RSS, exact counts;
+                connleak --all: its host scan's cost, and the bystander's
+                slowdown under it
 Footprint (connleak's peak RSS, CPU time, BPF map memory) is gathered from
 every traced run. Prints a table; writes bench/results.json (--out).
 Needs root. Traffic goes to 127.0.0.1 and Unix sockets only.
@@ -41,7 +45,7 @@ from connleak_testkit.snapshot import find_process, read_json  # noqa: E402
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 
-SECTIONS = ("cost", "pgbench", "exactness", "bystander", "exited", "python")
+SECTIONS = ("cost", "pgbench", "exactness", "bystander", "exited", "python", "scale")
 
 GOALS = {
     "pgbench_ratio": 0.99,        # traced/untraced tps, median of pairs, >=
@@ -680,6 +684,126 @@ def section_bystander(ctx):
             idle.kill()
 
 
+# ---------------------------------------------------------------- scale
+
+def scale_line_values(text, key):
+    return [float(m) for m in re.findall(r"connleak-scale: %s=([0-9.]+)" % key, text)]
+
+
+def section_scale(ctx):
+    """connleak -- handle_holder PROCS HANDLES: PROCS forked children each
+    hold HANDLES live PGconn (PQconnectStart to a refused port). Reports
+    taken while all of them are live are timed (CONNLEAK_SCALE_STATS=1: one
+    line per report); BPF map memory from fdinfo, RSS from /proc. Then every
+    handle is finished: released must equal acquired exactly."""
+    procs, handles = (200, 100) if ctx.quick else (1000, 100)
+    total = procs * handles
+    holder = os.path.join(ctx.tools.build_dir, "bench", "handle_holder")
+    snap_path = os.path.join(ctx.tmp, "scale.json")
+    env = dict(os.environ, CONNLEAK_SCALE_STATS="1")
+    log("scale: %d processes x %d live handles (refused port), connleak -i 2" % (procs, handles))
+    r, w = os.pipe()
+    mon = bl.Monitored([ctx.tools.connleak, "-i", "2", "--leak-after", "0", "-q", "-j", snap_path, "--",
+                        holder, procs, handles, "host=127.0.0.1 port=1 connect_timeout=1"],
+                       ctx.tmp, name="scale", env=env, stdin=r)
+    os.close(r)
+    ctx.our_pids.add(mon.pid)
+    out = {"processes": procs, "handles_per_process": handles}
+    try:
+        if not bl.wait_for(lambda: "ready" in mon.stdout() or not mon.alive(), 900) or not mon.alive():
+            raise RuntimeError("handle_holder did not get ready\n" + mon.describe())
+
+        def all_live():
+            s = read_json(snap_path, torn_as_none=True)
+            return s if s and s["tracking_stats"]["total_active"] == total else None
+        snap = bl.wait_for(all_live, 300, interval=0.2)
+        if snap is None:
+            raise RuntimeError("never saw %d live handles\n%s" % (total, mon.describe()))
+        before = len(scale_line_values(mon.stderr(), "report_ms"))
+        time.sleep(10)  # five reports of the full state
+        snap = read_json(snap_path)
+        ms = scale_line_values(mon.stderr(), "report_ms")[before + 1:]  # the first may predate the state
+        maps = bl.bpf_maps_of(mon.pid)
+        with open("/proc/%d/status" % mon.pid) as f:
+            status = dict(line.split(":", 1) for line in f)
+        st = snap["tracking_stats"]
+        out.update({
+            "report_ms": summary(ms), "reports_timed": len(ms),
+            "bpf_map_bytes": sum(m.get("memlock", 0) for m in maps),
+            "bpf_maps": [{k: m.get(k) for k in ("name", "max_entries", "memlock")} for m in maps],
+            "rss_mb": round(int(status["VmRSS"].split()[0]) / 1024, 1),
+            "peak_rss_mb": round(int(status["VmHWM"].split()[0]) / 1024, 1),
+            "json_bytes": os.path.getsize(snap_path),
+            "total_active": st["total_active"], "total_acquired": st["total_acquired"],
+            "dropped": st["total_dropped"],
+            "processes_with_handles": sum(1 for p in snap["processes"] if p["active"] == handles),
+            "connections_listed_max": max(len(p["connections"]) for p in snap["processes"]),
+            "connections_total_sum": sum(p.get("connections_total", 0) for p in snap["processes"]),
+        })
+        os.write(w, b"\n")  # every child finishes its handles and exits
+        if mon.wait(900) is None:
+            raise RuntimeError("connleak did not end with the command\n" + mon.describe())
+        final = read_json(snap_path)["tracking_stats"]
+        out.update({"final_acquired": final["total_acquired"], "final_released": final["total_released"],
+                    "final_dropped": final["total_dropped"], "exit_status": mon.returncode})
+    finally:
+        os.close(w)
+        if mon.alive():
+            mon.kill()
+    ctx.footprints.append(dict(mon.footprint(), workload="scale: %d processes, %d live handles" % (procs, total)))
+    out["counts_exact"] = (out["total_active"] == out["total_acquired"] == total and out["dropped"] == 0
+                           and out["processes_with_handles"] == procs
+                           and out["connections_total_sum"] == total
+                           and out["final_acquired"] == out["final_released"] == total
+                           and out["final_dropped"] == 0)
+    out["all"] = scale_all(ctx)
+    return out
+
+
+def scale_all(ctx):
+    """connleak --all on this host: what its once-a-second scan of every
+    process's maps costs (connleak's own figures), and the bystander's
+    runtime alone vs under connleak --all, interleaved pairs."""
+    pairs = 2 if ctx.quick else 5
+    iters = 1500 if ctx.quick else 4000
+    t = ctx.tools
+    results = []
+    scans = []
+    for i in range(pairs):
+        pair = {}
+        for mode in rotate(("alone", "all"), i):
+            cl = None
+            if mode == "all":
+                json_path = os.path.join(ctx.tmp, "scale-all-%d.json" % i)
+                cl = bl.Monitored([t.connleak, "--all", "-q", "-i", "1", "-j", json_path], ctx.tmp,
+                                  name="scale-all-%d" % i, env=dict(os.environ, CONNLEAK_SCALE_STATS="1"))
+                ctx.our_pids.add(cl.pid)
+                if not bl.wait_for(lambda: os.path.exists(json_path) or not cl.alive(), 120) or not cl.alive():
+                    raise RuntimeError("connleak --all did not start\n" + cl.describe())
+            by = subprocess.run([t.bystander, "-n", str(iters)], stdout=subprocess.PIPE, text=True, timeout=600)
+            if cl is not None:
+                cl.send_signal(signal.SIGINT)
+                if cl.wait(60) != 0:
+                    raise RuntimeError("connleak --all failed\n" + cl.describe())
+                m = re.search(r"host_scans=(\d+) host_scan_ms_avg=([0-9.]+) host_scan_ms_max=([0-9.]+) "
+                              r"maps_read=(\d+)", cl.stderr())
+                if m:
+                    scans.append({"scans": int(m.group(1)), "ms_avg": float(m.group(2)),
+                                  "ms_max": float(m.group(3)), "maps_read": int(m.group(4)),
+                                  "cpu_percent": cl.footprint()["cpu_percent"]})
+            b = bl.tagged_json(by.stdout, "bystander")[0]
+            pair[mode] = {"ns_per_iter": b["ns_per_iter"], "cpu_ns_per_iter": b["cpu_ns_per_iter"]}
+        pair["slowdown_pct"] = 100.0 * (pair["all"]["ns_per_iter"] / pair["alone"]["ns_per_iter"] - 1)
+        pair["cpu_slowdown_pct"] = 100.0 * (pair["all"]["cpu_ns_per_iter"] / pair["alone"]["cpu_ns_per_iter"] - 1)
+        results.append(pair)
+    return {"pairs": results, "scans": scans,
+            "slowdown_pct": summary([p["slowdown_pct"] for p in results]),
+            "cpu_slowdown_pct": summary([p["cpu_slowdown_pct"] for p in results]),
+            "scan_ms_avg": summary([s["ms_avg"] for s in scans]),
+            "processes_per_scan": summary([s["maps_read"] / s["scans"] for s in scans if s["scans"]]),
+            "connleak_cpu_percent": summary([s["cpu_percent"] for s in scans if s["cpu_percent"] is not None])}
+
+
 # ---------------------------------------------------------------- machine
 
 def machine():
@@ -995,7 +1119,8 @@ def main():
            "warnings": [], "bpf_stats_enabled_at_start": read_sysctl("/proc/sys/kernel/bpf_stats_enabled")}
     t0 = time.monotonic()
     funcs = {"cost": section_cost, "pgbench": section_pgbench, "exactness": section_exactness,
-             "bystander": section_bystander, "exited": section_exited, "python": section_python}
+             "bystander": section_bystander, "exited": section_exited, "python": section_python,
+             "scale": section_scale}
     failed = False
     for s in SECTIONS:
         if s not in sections:
