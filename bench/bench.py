@@ -723,12 +723,13 @@ def section_scale(ctx):
         time.sleep(10)  # five reports of the full state
         snap = read_json(snap_path)
         ms = scale_line_values(mon.stderr(), "report_ms")[before + 1:]  # the first may predate the state
+        cpu_ms = scale_line_values(mon.stderr(), "report_cpu_ms")[before + 1:]
         maps = bl.bpf_maps_of(mon.pid)
         with open("/proc/%d/status" % mon.pid) as f:
             status = dict(line.split(":", 1) for line in f)
         st = snap["tracking_stats"]
         out.update({
-            "report_ms": summary(ms), "reports_timed": len(ms),
+            "report_ms": summary(ms), "report_cpu_ms": summary(cpu_ms), "reports_timed": len(ms),
             "bpf_map_bytes": sum(m.get("memlock", 0) for m in maps),
             "bpf_maps": [{k: m.get(k) for k in ("name", "max_entries", "memlock")} for m in maps],
             "rss_mb": round(int(status["VmRSS"].split()[0]) / 1024, 1),
@@ -764,7 +765,7 @@ def scale_all(ctx):
     """connleak --all on this host: what its once-a-second scan of every
     process's maps costs (connleak's own figures), and the bystander's
     runtime alone vs under connleak --all, interleaved pairs."""
-    pairs = 2 if ctx.quick else 5
+    pairs = 2 if ctx.quick else 3
     iters = 1500 if ctx.quick else 4000
     t = ctx.tools
     results = []
@@ -786,11 +787,14 @@ def scale_all(ctx):
                 if cl.wait(60) != 0:
                     raise RuntimeError("connleak --all failed\n" + cl.describe())
                 m = re.search(r"host_scans=(\d+) host_scan_ms_avg=([0-9.]+) host_scan_ms_max=([0-9.]+) "
-                              r"maps_read=(\d+)", cl.stderr())
+                              r"maps_read=(\d+) full_scans=(\d+) full_scan_ms_avg=([0-9.]+) attach_ms=([0-9.]+)",
+                              cl.stderr())
                 if m:
                     scans.append({"scans": int(m.group(1)), "ms_avg": float(m.group(2)),
                                   "ms_max": float(m.group(3)), "maps_read": int(m.group(4)),
-                                  "cpu_percent": cl.footprint()["cpu_percent"]})
+                                  "full_scans": int(m.group(5)), "full_ms_avg": float(m.group(6)),
+                                  "attach_ms": float(m.group(7)), "cpu_percent": cl.footprint()["cpu_percent"],
+                                  "processes_on_host": len(os.listdir("/proc"))})
             b = bl.tagged_json(by.stdout, "bystander")[0]
             pair[mode] = {"ns_per_iter": b["ns_per_iter"], "cpu_ns_per_iter": b["cpu_ns_per_iter"]}
         pair["slowdown_pct"] = 100.0 * (pair["all"]["ns_per_iter"] / pair["alone"]["ns_per_iter"] - 1)
@@ -800,6 +804,7 @@ def scale_all(ctx):
             "slowdown_pct": summary([p["slowdown_pct"] for p in results]),
             "cpu_slowdown_pct": summary([p["cpu_slowdown_pct"] for p in results]),
             "scan_ms_avg": summary([s["ms_avg"] for s in scans]),
+            "full_scan_ms_avg": summary([s["full_ms_avg"] for s in scans if s["full_scans"]]),
             "processes_per_scan": summary([s["maps_read"] / s["scans"] for s in scans if s["scans"]]),
             "connleak_cpu_percent": summary([s["cpu_percent"] for s in scans if s["cpu_percent"] is not None])}
 

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <malloc.h>
 #include <map>
 #include <optional>
@@ -143,6 +144,14 @@ std::unique_ptr<ReportSink> make_sink(const Options& o)
     return make_text_sink();
 }
 
+// CPU time of this thread: what a report costs, whatever else the machine runs.
+uint64_t thread_cpu_ns()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
 double seconds_since(uint64_t start_ns)
 {
     return (monotonic_ns() - start_ns) / 1e9;
@@ -235,11 +244,12 @@ int run(const Options& o)
     auto libpqs = o.all ? Result<std::vector<std::string>>(std::vector<std::string>{}) : find_libpqs(o);
     if (!libpqs)
         return fail(libpqs.error().message);
-    if (o.all && !o.libpq_path.empty())
-        if (auto given = find_libpqs(o); given)
-            libpqs = given;
-        else
+    if (o.all && !o.libpq_path.empty()) {
+        auto given = find_libpqs(o);
+        if (!given)
             return fail(given.error().message);
+        libpqs = given;
+    }
 
     TracerConfig cfg;
     cfg.follow_children = o.follow_children;
@@ -322,7 +332,7 @@ int run(const Options& o)
         for (const std::string& path : libpqs.value())
             if (auto s = host.probe_path(path, stop_pending); !s && !stop_pending())
                 return fail(s.error().message);
-        host.scan(stop_pending);
+        host.scan(true, stop_pending);
     }
     if (stop_pending())
         return interrupted_at_start();
@@ -379,8 +389,8 @@ int run(const Options& o)
     // --all: libpq files nobody mapped before (a new container, a private
     // copy, a dlopen of another file) are found by a scan of every
     // process's maps, once a second (its cost: BENCHMARKS.md).
-    constexpr double kHostScanS = 1.0;
-    double next_scan = kHostScanS;
+    constexpr double kHostScanS = 1.0, kHostFullScanS = 30.0;
+    double next_scan = kHostScanS, next_full_scan = kHostFullScanS;
     uint64_t report_ns_max = 0, report_ns_last = 0, reports = 0;
     const bool scale_stats = getenv("CONNLEAK_SCALE_STATS") != nullptr;  // measurements (bench/ scale)
     bool interrupted = false;
@@ -420,19 +430,24 @@ int run(const Options& o)
         if (!launcher && !o.all && session.all_exited())
             break;
         if (o.all && seconds_since(start) >= next_scan) {
-            host.scan([&] { return false; });
+            const bool full = seconds_since(start) >= next_full_scan;
+            host.scan(full, [&] { return false; });
             next_scan = seconds_since(start) + kHostScanS;
+            if (full)
+                next_full_scan = seconds_since(start) + kHostFullScanS;
         }
         if (o.duration_s > 0 && seconds_since(start) >= o.duration_s)
             break;
         if (seconds_since(start) >= next_report) {
-            const uint64_t report_start = monotonic_ns();
+            const uint64_t report_start = monotonic_ns(), report_cpu_start = thread_cpu_ns();
             const std::string err = session.report(false);
             report_ns_last = monotonic_ns() - report_start;
+            const uint64_t report_cpu_ns = thread_cpu_ns() - report_cpu_start;
             report_ns_max = std::max(report_ns_max, report_ns_last);
             reports++;
             if (scale_stats)  // one line per report: bench/ picks those of a known state
-                std::fprintf(stderr, "connleak-scale: report_ms=%.2f\n", report_ns_last / 1e6);
+                std::fprintf(stderr, "connleak-scale: report_ms=%.2f report_cpu_ms=%.2f\n", report_ns_last / 1e6,
+                             report_cpu_ns / 1e6);
             if (!err.empty()) {
                 sink.reset();  // the terminal back first, or the message is lost with the view
                 return fail(err);
@@ -465,9 +480,11 @@ int run(const Options& o)
         const HostWatch::Cost& c = host.cost();
         std::fprintf(stderr,
                      "connleak-scale: reports=%" PRIu64 " report_ms_last=%.2f report_ms_max=%.2f host_scans=%" PRIu64
-                     " host_scan_ms_avg=%.2f host_scan_ms_max=%.2f maps_read=%" PRIu64 "\n",
+                     " host_scan_ms_avg=%.2f host_scan_ms_max=%.2f maps_read=%" PRIu64 " full_scans=%" PRIu64
+                     " full_scan_ms_avg=%.2f attach_ms=%.1f\n",
                      reports, report_ns_last / 1e6, report_ns_max / 1e6, c.scans,
-                     c.scans ? c.total_ns / 1e6 / c.scans : 0.0, c.max_ns / 1e6, c.maps_read);
+                     c.scans ? c.total_ns / 1e6 / c.scans : 0.0, c.max_ns / 1e6, c.maps_read, c.full_scans,
+                     c.full_scans ? c.full_ns / 1e6 / c.full_scans : 0.0, c.attach_ns / 1e6);
     }
     // Ctrl-C is a normal end, and so is --duration when it stopped the
     // command. A command that ended by itself gives connleak its status, so

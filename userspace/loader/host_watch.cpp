@@ -41,6 +41,12 @@ void HostWatch::probe(const LibpqFile& f, const std::function<bool()>& stop)
 {
     if (!seen_files_.insert(f.key()).second)
         return;
+    const uint64_t start = monotonic_ns();
+    struct Timer {
+        uint64_t start;
+        uint64_t& sum;
+        ~Timer() { sum += monotonic_ns() - start; }
+    } timer{start, cost_.attach_ns};
     // The path goes through the process (its /proc/PID/root or map_files),
     // so a container's own file is reached in its mount namespace.
     if (auto s = tracer_.attach_libpq(f.path, {}, stop); !s) {
@@ -52,16 +58,23 @@ void HostWatch::probe(const LibpqFile& f, const std::function<bool()>& stop)
             warn(s.error().message + " (no socket tracking for it)");
 }
 
-void HostWatch::scan(const std::function<bool()>& stop)
+void HostWatch::scan(bool full, const std::function<bool()>& stop)
 {
     const uint64_t start = monotonic_ns();
+    const uint64_t attach_before = cost_.attach_ns;
     std::set<uint32_t> traced;
     for (const RawProcess& p : tracer_.read_processes())
         traced.insert(p.pid);
     const uint32_t self = static_cast<uint32_t>(getpid());
+    constexpr int kSettled = 3;
+    std::map<uint32_t, int> now;
     for (uint32_t pid : all_pids()) {
-        if (pid == self || (stop && stop()))
+        auto before = seen_pids_.find(pid);
+        int& reads = now[pid];
+        reads = before == seen_pids_.end() ? 0 : before->second;
+        if (pid == self || (stop && stop()) || (!full && reads >= kSettled))
             continue;
+        reads++;
         auto maps = read_maps(pid);
         cost_.maps_read++;
         if (!maps)
@@ -83,10 +96,15 @@ void HostWatch::scan(const std::function<bool()>& stop)
         if (on_new_)
             on_new_(pid);
     }
-    const uint64_t took = monotonic_ns() - start;
+    seen_pids_.swap(now);
+    const uint64_t took = monotonic_ns() - start - (cost_.attach_ns - attach_before);
     cost_.scans++;
     cost_.total_ns += took;
     cost_.max_ns = std::max(cost_.max_ns, took);
+    if (full) {
+        cost_.full_scans++;
+        cost_.full_ns += took;
+    }
 }
 
 }  // namespace connleak
