@@ -66,8 +66,11 @@ std::string man_entries(const std::vector<HelpEntry>& list, bool term_is_code)
 const std::vector<HelpEntry>& help_usage()
 {
     static const std::vector<HelpEntry> usage = {
-        {"connleak [OPTIONS] -p PID [-p PID ...]", "attach to running processes"},
+        {"connleak [OPTIONS] -p PID [-p PID ...]",
+         "attach to running processes and every process under them (unless --no-follow)"},
         {"connleak [OPTIONS] -- COMMAND [ARGS ...]", "launch COMMAND, traced from its first instruction"},
+        {"connleak [OPTIONS] --all",
+         "every process on the host that uses libpq, now and later, in containers too (never connleak itself)"},
     };
     return usage;
 }
@@ -76,6 +79,8 @@ const std::vector<HelpEntry>& help_examples()
 {
     static const std::vector<HelpEntry> examples = {
         {"connleak -p $(pidof api) --leak-after 60", "watch a running service"},
+        {"connleak -p $(pgrep -o gunicorn)", "a gunicorn master and the workers it forked"},
+        {"connleak --all --http 127.0.0.1:9899 -q", "the whole host, for Prometheus (see deploy/)"},
         {"connleak --leak-after 0 -- ./batch-job --nightly", "what did the job never close?"},
         {"connleak -d 600 -- gunicorn app:app", "trace a server for ten minutes, then stop it"},
         {"connleak -q -j /run/connleak.json -p 4242 &", "feed a dashboard"},
@@ -113,6 +118,8 @@ const std::vector<HelpEntry>& help_words()
                         "positive, handles holding no socket when negative."},
         {"dropped", "acquisitions or processes a full kernel map had no room for; counts are then low by that "
                     "much: raise --max-conns, --max-sites or --max-procs."},
+        {"container", "the container a process runs in, from its cgroup: the container ID (docker, containerd, "
+                      "CRI-O, podman; 12 digits in text) and the Kubernetes pod UID when the path holds one."},
     };
     return words;
 }
