@@ -64,7 +64,7 @@ int libbpf_quiet(enum libbpf_print_level level, const char* format, va_list args
 std::vector<uint32_t> attach_targets(const Options& o)
 {
     std::vector<uint32_t> targets = o.pids;
-    if (o.follow_children)
+    if (o.follow_children && !o.pids.empty())
         for (uint32_t pid : descendants(o.pids))
             if (std::find(targets.begin(), targets.end(), pid) == targets.end())
                 targets.push_back(pid);
