@@ -165,7 +165,9 @@ TEST_CASE("each process has its keys in contract order", "[json]")
                                                "python_stacks",
                                                "python_frames_truncated",
                                                "top_connection_users",
-                                               "connections"});
+                                               "connections",
+                                               "states",
+                                               "pool_slots_lost"});
     CHECK(in_order({"pid", "comm", "exited", "acquired", "released", "released_untracked", "active", "leaks",
                     "leaked_at_exit", "pings", "dropped", "top_connection_users", "connections"},
                    keys(jp)));
@@ -189,7 +191,7 @@ TEST_CASE("each site: keys in order, ms rounded to 0.1", "[json]")
 {
     const json js = snapshot_to_json(design_example())["processes"][0]["top_connection_users"][0];
     CHECK(keys(js) == std::vector<std::string>{"site", "acquired", "released", "active", "leaks", "leaked_at_exit",
-                                               "avg_ms", "max_ms"});
+                                               "avg_ms", "max_ms", "states", "pool_slots_lost"});
     CHECK(in_order({"site", "acquired", "released", "active", "leaks", "avg_ms", "max_ms"}, keys(js)));
     CHECK(js["site"] == "get_users+0x3c (api)");
     CHECK(js["acquired"] == 150);
@@ -201,13 +203,14 @@ TEST_CASE("each site: keys in order, ms rounded to 0.1", "[json]")
     CHECK(js["max_ms"].get<double>() == 900.1);
     // As written, not only as parsed: no 125.54000000001.
     CHECK(js.dump().find("\"avg_ms\":125.5,") != std::string::npos);
-    CHECK(js.dump().find("\"max_ms\":900.1}") != std::string::npos);
+    CHECK(js.dump().find("\"max_ms\":900.1,") != std::string::npos);
 }
 
 TEST_CASE("each connection: keys in order, conn as a 0x hex string", "[json]")
 {
     const json jc = snapshot_to_json(design_example())["processes"][0]["connections"][0];
-    CHECK(keys(jc) == std::vector<std::string>{"conn", "tid", "site", "age_ms", "leak"});
+    CHECK(keys(jc) == std::vector<std::string>{"conn", "tid", "site", "age_ms", "leak", "state", "backend_pid",
+                                               "database", "user", "pooled"});
     CHECK(jc["conn"].is_string());
     CHECK(jc["conn"] == "0x55d0c8a1b2c0");
     CHECK(jc["tid"] == 4243);

@@ -98,7 +98,15 @@ const std::vector<HelpEntry>& help_words()
         {"resets", "PQreset/PQresetStart calls; they reuse the same handle."},
         {"active", "handles acquired and not yet released. A process that exited holds none."},
         {"leaked_at_exit", "handles a process still held when it exited."},
-        {"leaks", "active handles held --leak-after seconds or longer (--leak-after 0: acquired - released)."},
+        {"leaks", "active handles held --leak-after seconds or longer (--leak-after 0: acquired - released). A "
+                  "pooled handle: in a transaction (in_transaction, in_error) that long; idle in its pool is "
+                  "healthy."},
+        {"state", "a live handle as the client sees it, read from libpq's PGconn in the target's memory: "
+                  "connecting, idle, in_transaction, in_error, busy or broken; with backend_pid, database and "
+                  "user. The password is never read."},
+        {"pooled", "acquired through a pool's code (psycopg2.pool, SQLAlchemy's pool, psycopg_pool, "
+                   "--pool-frame)."},
+        {"pool_slots_lost", "pooled handles finished while borrowed: the pool runs one connection short."},
         {"leak_ratio", "leaks / acquired x 100."},
         {"site", "where a handle was acquired: the first frame of its acquiring stack outside libpq and driver "
                  "glue (--site-skip), as function+0xoff (module) file.c:42, or module+0xoffset; for Python, "

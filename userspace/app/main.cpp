@@ -16,6 +16,7 @@
 #include "atomic_file.h"
 #include "clock.h"
 #include "connleak_loader.h"
+#include "handle_states.h"
 #include "json_output.h"
 #include "launcher.h"
 #include "leak_notices.h"
@@ -277,10 +278,15 @@ int run(const Options& o)
     scfg.stack_frames = o.stack_frames;
     scfg.notice_stacks = o.notice_stacks;
     scfg.json_path = o.json_path;
+    scfg.pool_frames.insert(scfg.pool_frames.end(), o.pool_frames.begin(), o.pool_frames.end());
     TracerSource source(*tracer.value());
     Session session(scfg, source, *sink, stacks);
-    if (sockets)
-        session.set_annotator([&](RawState& raw) { sockets->annotate(raw); });
+    HandleStates handle_states;
+    session.set_annotator([&](RawState& raw) {
+        if (sockets)
+            sockets->annotate(raw);
+        handle_states.annotate(raw);
+    });
     for (uint32_t pid : o.pids)
         session.names().learn_process(pid);
     if (stop_pending()) {
@@ -371,6 +377,12 @@ int run(const Options& o)
         return fail(std::string("cannot write the report to stdout: ") + std::strerror(err));
     if (getenv("CONNLEAK_STACK_STATS"))  // measurements: what unwinding cost
         std::fputs(stacks.cost_summary().c_str(), stderr);
+    if (getenv("CONNLEAK_HANDLE_STATS"))  // measurements: what reading handle state cost
+        std::fprintf(stderr, "handle reads: %llu, failed %llu, %.2f us each, %.2f us CPU\n",
+                     static_cast<unsigned long long>(handle_states.reads()),
+                     static_cast<unsigned long long>(handle_states.failed_reads()),
+                     handle_states.reads() ? handle_states.read_ns() / 1e3 / handle_states.reads() : 0.0,
+                     handle_states.reads() ? handle_states.read_cpu_ns() / 1e3 / handle_states.reads() : 0.0);
     // Ctrl-C is a normal end, and so is --duration when it stopped the
     // command. A command that ended by itself gives connleak its status, so
     // connleak can stand in for it in scripts.

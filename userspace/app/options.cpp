@@ -180,6 +180,10 @@ void add_options(CLI::App& app, Options& o)
                    "\"qualname (file.py:LINE)\") is not the site: driver glue "
                    "(repeatable; libpq and libpqxx are always skipped)")
         ->type_name("REGEX");
+    app.add_option("--pool-frame", o.pool_frames,
+                   "A frame matching this regex is a pool's code: handles acquired through it are pooled "
+                   "(repeatable; psycopg2.pool, SQLAlchemy's pool and psycopg_pool are known)")
+        ->type_name("REGEX");
     app.add_option("--debug-dir", o.debug_dir, "Where separate debug files live (.build-id/, debuglink)")
         ->default_val("/usr/lib/debug")
         ->type_name("DIR");
@@ -264,6 +268,12 @@ Options parse_options(int argc, char** argv)
             std::regex check(re);
         } catch (const std::regex_error& e) {
             usage_error("--site-skip " + re + ": " + e.what());
+        }
+    for (const std::string& re : o.pool_frames)
+        try {
+            std::regex check(re);
+        } catch (const std::regex_error& e) {
+            usage_error("--pool-frame " + re + ": " + e.what());
         }
     for (uint16_t port : o.db_ports)
         if (port == 0)

@@ -30,6 +30,7 @@ struct Options {
     size_t stack_frames = 10;                              // frames shown per stack (text, notices)
     bool notice_stacks = false;                            // every leak notice with its whole stack, none folded
     std::vector<std::string> site_skip;                    // frames that are not the site, besides libpq's
+    std::vector<std::string> pool_frames;                  // frames of a pool's code, besides the known pools
     std::string debug_dir = "/usr/lib/debug";
     bool sockets = true;                       // db sockets held against handles
     std::vector<uint16_t> db_ports;            // --db-port (empty: 5432)

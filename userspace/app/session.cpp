@@ -22,6 +22,7 @@ ModelOptions Session::model_options() const
     mopts.leak_after_s = cfg_.leak_after_s;
     mopts.top_sites = cfg_.top_sites;
     mopts.frames_shown = cfg_.stack_frames;
+    mopts.pool_frames = cfg_.pool_frames;
     return mopts;
 }
 
@@ -41,6 +42,7 @@ Snapshot Session::snapshot()
 std::string Session::report(bool final)
 {
     Snapshot snap = snapshot();
+    pool_slots_.update(snap);
     const auto batch = notices_.update(snap, [&](uint32_t pid, uint64_t conn, uint64_t acquired_ns) {
         return stacks_.hold_ms(pid, conn, acquired_ns);
     });

@@ -16,6 +16,7 @@
 #include "leak_notices.h"
 #include "model.h"
 #include "notices_text.h"
+#include "pool_slots.h"
 #include "report_sink.h"
 #include "site_names.h"
 #include "stack_table.h"
@@ -49,6 +50,7 @@ struct SessionConfig {
     bool notice_stacks = false;  // every notice with its whole stack (--notice-stacks)
     std::string json_path;       // "" or "-": no snapshot file
     size_t keep_exited = 100;    // exited processes listed one by one; older ones are folded
+    std::vector<std::string> pool_frames = ModelOptions::default_pool_frames();
 };
 
 class Session {
@@ -95,6 +97,7 @@ private:
     std::function<void(RawState&)> annotate_;
     TraceSource::EventHandler on_event_ = [this](const void* data, size_t size) { stacks_.on_event(data, size); };
     LeakNotices notices_;
+    PoolSlots pool_slots_;
     NoticeText notice_text_;
     SiteNames names_;
     std::deque<Archived> recent_;                // exited, oldest first, listed one by one

@@ -21,9 +21,18 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
         auto& [key, leak] = *it;
         auto [pid, conn, acquired_ns] = key;
         auto c = live.find(key);
-        if (c != live.end()) {
+        if (c != live.end() && (c->second->leak || !c->second->pooled)) {
             leak.age_ms = c->second->age_ms;  // the last age seen
             ++it;
+            continue;
+        }
+        if (c != live.end()) {  // a pooled handle given back: out of its transaction
+            Notice n = leak;
+            n.kind = "released";
+            n.wall_time_s = snap.wall_time_s;
+            n.age_ms = c->second->age_ms;
+            out.push_back(std::move(n));
+            it = reported_.erase(it);
             continue;
         }
         // Gone from an exited process: released only if its release was
@@ -58,6 +67,9 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
             n.age_ms = c.age_ms;
             n.site = c.site;
             n.frames = c.frames;
+            n.pooled = c.pooled && c.state_known;
+            if (n.pooled)
+                n.in_transaction_ms = c.state_ms;
             reported_.emplace(key, n);
             out.push_back(std::move(n));
         }

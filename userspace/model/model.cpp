@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <regex>
 #include <tuple>
 
 namespace connleak {
@@ -24,6 +25,37 @@ bool worse_site(const SiteReport& a, const SiteReport& b)
     return a.site < b.site;
 }
 
+bool in_transaction(ConnState s)
+{
+    return s == ConnState::in_transaction || s == ConnState::in_error;
+}
+
+// Whether a stack passes through a pool's code; one answer per stack.
+class PoolFrames {
+public:
+    explicit PoolFrames(const std::vector<std::string>& patterns)
+    {
+        for (const std::string& p : patterns)
+            res_.emplace_back(p, std::regex::ECMAScript | std::regex::optimize);
+    }
+    bool pooled(const Frames& frames)
+    {
+        if (!frames)
+            return false;
+        auto [it, fresh] = seen_.emplace(frames.get(), false);
+        if (fresh)
+            for (const std::string& f : *frames)
+                for (const std::regex& re : res_)
+                    if (std::regex_search(f, re))
+                        it->second = true;
+        return it->second;
+    }
+
+private:
+    std::vector<std::regex> res_;
+    std::map<const void*, bool> seen_;
+};
+
 struct ProcessView {
     const RawProcess* proc = nullptr;
     std::vector<const RawConn*> conns;
@@ -31,7 +63,7 @@ struct ProcessView {
 };
 
 ProcessReport build_process(const ProcessView& view, const RawState& raw, const ModelOptions& opts,
-                            const SiteNamer& name_site, const SiteFrames& site_frames)
+                            const SiteNamer& name_site, const SiteFrames& site_frames, PoolFrames& pools)
 {
     const RawProcess& p = *view.proc;
     const bool exited = p.stats.exited_ns != 0;
@@ -89,16 +121,44 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
         }
         // A handle acquired after the maps were read has a later timestamp.
         const uint64_t age_ns = raw.now_ns > c->info.acquired_ns ? raw.now_ns - c->info.acquired_ns : 0;
-        const bool leak = static_cast<double>(age_ns) >= leak_after_ns;
+        ConnReport cr;
+        cr.conn = c->conn;
+        cr.tid = c->info.tid;
+        cr.site = sr ? sr->site : site_name(c->site);
+        cr.age_ms = age_ns / kNsPerMs;
+        cr.acquired_ns = c->info.acquired_ns;
+        cr.frames = sr ? sr->frames : nullptr;
+        cr.pooled = pools.pooled(cr.frames);
+        if (auto h = raw.handles.find({p.pid, c->conn}); h != raw.handles.end()) {
+            cr.state_known = true;
+            cr.state = h->second.state;
+            cr.backend_pid = h->second.backend_pid;
+            cr.database = h->second.database;
+            cr.user = h->second.user;
+            const uint64_t since = std::max<uint64_t>(h->second.state_since_ns, c->info.acquired_ns);
+            cr.state_ms = raw.now_ns > since ? (raw.now_ns - since) / kNsPerMs : 0;
+        }
+        // A pooled handle is held by its pool for good: it leaks when
+        // borrowed and not given back, seen as a transaction left open.
+        // No traffic is measured here as no state change between reads;
+        // the kernel's idle_ms (issue 13, socket side) replaces state_ms
+        // where it is known.
+        if (cr.pooled && cr.state_known && cr.state != ConnState::unknown)
+            cr.leak = in_transaction(cr.state) && cr.state_ms * kNsPerMs >= leak_after_ns;
+        else
+            cr.leak = static_cast<double>(age_ns) >= leak_after_ns;
         r.active++;
-        r.leaks += leak;
+        r.leaks += cr.leak;
+        if (cr.state_known && cr.state != ConnState::unknown)
+            r.states[conn_state_name(cr.state)]++;
         if (sr) {
             sr->active++;
-            sr->leaks += leak;
+            sr->leaks += cr.leak;
             sr->max_ms = std::max(sr->max_ms, age_ns / kNsPerMs);
+            if (cr.state_known && cr.state != ConnState::unknown)
+                sr->states[conn_state_name(cr.state)]++;
         }
-        r.connections.push_back({c->conn, c->info.tid, sr ? sr->site : site_name(c->site), age_ns / kNsPerMs, leak,
-                                 c->info.acquired_ns, sr ? sr->frames : nullptr});
+        r.connections.push_back(std::move(cr));
     }
     std::sort(r.connections.begin(), r.connections.end(), [](const ConnReport& a, const ConnReport& b) {
         return a.age_ms != b.age_ms ? a.age_ms > b.age_ms : a.conn < b.conn;
@@ -114,6 +174,12 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
 }
 
 }  // namespace
+
+std::vector<std::string> ModelOptions::default_pool_frames()
+{
+    // Python frames read "getconn (/usr/lib/python3/dist-packages/psycopg2/pool.py:1)".
+    return {R"([(/]psycopg2/pool\.py:)", R"([(/]sqlalchemy/pool/)", R"([(/]psycopg_pool/)"};
+}
 
 void fold_exited(ExitedGroup& group, const ProcessReport& p)
 {
@@ -169,8 +235,9 @@ Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const Sit
     snap.leak_after_s = opts.leak_after_s;
     snap.totals.sockets_tracked = raw.sockets_tracked;
     snap.frames_shown = opts.frames_shown;
+    PoolFrames pools(opts.pool_frames);
     for (const auto& [pid, view] : views) {
-        ProcessReport pr = build_process(view, raw, opts, name_site, site_frames);
+        ProcessReport pr = build_process(view, raw, opts, name_site, site_frames, pools);
         Totals& t = snap.totals;
         t.acquired += pr.acquired;
         t.released += pr.released;

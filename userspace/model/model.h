@@ -13,6 +13,7 @@
 
 #include "connleak.h"
 #include "defaults.h"
+#include "libpq_handle.h"
 #include "socket_model.h"
 
 namespace connleak {
@@ -66,12 +67,20 @@ struct RawState {
     bool sockets_tracked = false;                     // the sockets loader ran
     std::map<uint32_t, ProcessSocketReport> sockets;  // by pid
     std::vector<ExitedGroup> exited_folded;           // older exited processes, by comm
+    // What each live handle's memory said this interval, by (pid, conn);
+    // absent when its libpq's layout is unknown or the read failed.
+    std::map<std::pair<uint32_t, uint64_t>, HandleState> handles;
 };
 
 struct ModelOptions {
     double leak_after_s = kDefaultLeakAfterS;
     size_t top_sites = 10;     // sites listed per process
     size_t frames_shown = 10;  // stack frames the text report shows per site
+    // A handle whose acquiring stack has a frame matching one of these was
+    // acquired by a pool (ECMAScript regexes, searched in frame names).
+    std::vector<std::string> pool_frames = default_pool_frames();
+
+    static std::vector<std::string> default_pool_frames();
 };
 
 // A stack, outermost frame last ("func+0x3c (module) file.c:42").
@@ -80,9 +89,11 @@ using Frames = std::shared_ptr<const std::vector<std::string>>;
 struct SiteReport {
     std::string site;
     uint64_t acquired = 0, released = 0, active = 0, leaks = 0, leaked_at_exit = 0;
-    double avg_ms = 0;        // mean hold time of released handles
-    double max_ms = 0;        // longest hold, released or still live
-    Frames frames = nullptr;  // null when no stack was collected
+    double avg_ms = 0;                       // mean hold time of released handles
+    double max_ms = 0;                       // longest hold, released or still live
+    Frames frames = nullptr;                 // null when no stack was collected
+    std::map<std::string, uint64_t> states;  // live handles by state ("idle": 2...), known states only
+    uint64_t pool_slots_lost = 0;            // pooled handles finished while borrowed (PoolTracker)
 };
 
 struct ConnReport {
@@ -93,6 +104,13 @@ struct ConnReport {
     bool leak = false;
     uint64_t acquired_ns = 0;  // with pid and conn, names one acquisition
     Frames frames = nullptr;
+    // Read from the handle (RawState::handles); state_known false: not read.
+    bool state_known = false;
+    ConnState state = ConnState::unknown;
+    int32_t backend_pid = 0;
+    std::string database, user;
+    double state_ms = 0;  // how long it has been in this state, as seen interval by interval
+    bool pooled = false;  // acquired through a pool's code (ModelOptions::pool_frames)
 };
 
 struct ProcessReport {
@@ -104,9 +122,11 @@ struct ProcessReport {
     uint64_t leaked_at_exit = 0, pings = 0, resets = 0, dropped = 0;
     uint64_t dropped_stacks = 0, stacks_unwound = 0, stacks_truncated = 0;
     uint64_t python_stacks = 0, python_truncated = 0;
-    std::vector<SiteReport> sites;        // worst first, at most top_sites
-    std::vector<ConnReport> connections;  // live handles, oldest first
-    ProcessSocketReport sockets;          // if sockets.tracked: db_sockets, each handle's socket...
+    std::vector<SiteReport> sites;           // worst first, at most top_sites
+    std::vector<ConnReport> connections;     // live handles, oldest first
+    std::map<std::string, uint64_t> states;  // live handles by state, known states only
+    uint64_t pool_slots_lost = 0;            // summed over its sites
+    ProcessSocketReport sockets;             // if sockets.tracked: db_sockets, each handle's socket...
 };
 
 // Exited processes folded together by name (comm) once more exited
@@ -142,6 +162,8 @@ struct Notice {
     uint64_t conn = 0;
     double age_ms = 0;  // leak: its age then; released: how long it was held
     std::string site;
+    bool pooled = false;
+    double in_transaction_ms = 0;  // pooled leak: how long in a transaction with no state change
     Frames frames = nullptr;
 };
 
@@ -163,7 +185,9 @@ using SiteFrames = std::function<Frames(const RawSite& site)>;
 
 // The only place report rules live:
 // - active: live handles; an exited process holds none (leaked_at_exit instead)
-// - leaks: live handles at least leak_after_s old (0 gives acquired - released)
+// - leaks: live handles at least leak_after_s old (0 gives acquired - released);
+//   pooled handles whose state is known: in_transaction or in_error for
+//   leak_after_s or longer (an idle pooled handle sits in its pool)
 // - leak_ratio: leaks / acquired * 100, 0 when nothing was acquired
 // - dropped: every map insertion that did not fit, summed
 // - tracking_discrepancy: db sockets - active handles

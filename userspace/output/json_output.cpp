@@ -3,6 +3,7 @@
 #include <cinttypes>
 #include <cmath>
 
+#include "handle_json.h"
 #include "safe_text.h"
 #include "socket_json.h"
 #include "time_format.h"
@@ -54,6 +55,7 @@ json site_json(const SiteReport& s)
               {"max_ms", round_ms(s.max_ms)}};
     if (s.frames)
         j["frames"] = frames_json(s.frames);
+    add_state_counts(j, s.states, s.pool_slots_lost);
     return j;
 }
 
@@ -85,8 +87,10 @@ json process_json(const ProcessReport& p)
     json sites = json::array(), conns = json::array();
     for (const auto& s : p.sites)
         sites.push_back(site_json(s));
-    for (const auto& c : p.connections)
+    for (const auto& c : p.connections) {
         conns.push_back(conn_json(c));
+        add_handle_keys(conns.back(), c);
+    }
     return {{"pid", p.pid},
             {"comm", utf8_text(p.comm)},
             {"exited", p.exited},
@@ -137,9 +141,13 @@ json snapshot_to_json(const Snapshot& snap)
     json procs = json::array();
     for (const auto& p : snap.processes)
         procs.push_back(with_sockets(process_json(p), p.sockets));
+    for (size_t i = 0; i < snap.processes.size(); ++i)
+        add_state_counts(procs[i], snap.processes[i].states, snap.processes[i].pool_slots_lost);
     json notices = json::array();
-    for (const auto& n : snap.notices)
+    for (const auto& n : snap.notices) {
         notices.push_back(notice_json(n));
+        add_notice_pool_keys(notices.back(), n);
+    }
     json out = {{"version", 1},
                 {"time", format_utc(snap.wall_time_s)},
                 {"leak_after_s", seconds_json(snap.leak_after_s)},

@@ -46,6 +46,10 @@ std::string process_header(const ProcessReport& p)
         s += fmt("  stacks truncated %" PRIu64, p.stacks_truncated);
     if (p.python_truncated)
         s += fmt("  python stacks truncated %" PRIu64, p.python_truncated);
+    for (const auto& [state, n] : p.states)
+        s += fmt("  %s %" PRIu64, state.c_str(), n);
+    if (p.pool_slots_lost)
+        s += fmt("  pool slots lost %" PRIu64, p.pool_slots_lost);
     return s + "\n";
 }
 
@@ -88,17 +92,26 @@ std::string site_table(const ProcessReport& p, size_t frames_shown)
     return s;
 }
 
+// "in_transaction*" (* pooled), "-" when the handle could not be read.
+std::string connection_state_text(const ConnReport& c)
+{
+    if (!c.state_known)
+        return "-";
+    return std::string(conn_state_name(c.state)) + (c.pooled ? "*" : "");
+}
+
 std::string leaked_connections(const ProcessReport& p, double leak_after_s)
 {
     std::string rows;
     for (const ConnReport& c : p.connections)
         if (c.leak)
-            rows += fmt("  %-18s %8u %9s  %s\n", fmt("0x%" PRIx64, c.conn).c_str(), c.tid,
-                        fmt("%.1fs", c.age_ms / 1000.0).c_str(), safe_text(c.site).c_str());
+            rows += fmt("  %-18s %8u %9s %-15s  %s\n", fmt("0x%" PRIx64, c.conn).c_str(), c.tid,
+                        fmt("%.1fs", c.age_ms / 1000.0).c_str(), connection_state_text(c).c_str(),
+                        safe_text(c.site).c_str());
     if (rows.empty())
         return "";
-    return fmt("  connections held %gs or longer:\n  %-18s %8s %9s  %s\n", leak_after_s, "CONNECTION", "THREAD", "HELD",
-               "SITE") +
+    return fmt("  connections held %gs or longer:\n  %-18s %8s %9s %-15s  %s\n", leak_after_s, "CONNECTION", "THREAD",
+               "HELD", "STATE", "SITE") +
            rows;
 }
 
