@@ -14,6 +14,8 @@ Sections (all by default; see BENCHMARKS.md for what each measures):
                 connleak's counts == the client's; maps too small: dropped > 0
     bystander   a socket/syscall/fork-heavy process that never uses libpq,
                 with connleak attached to another process: its slowdown
+    handles     connection state: connleak's time to read each live handle's
+                state per interval (handle_state_cost.py)
 Footprint (connleak's peak RSS, CPU time, BPF map memory) is gathered from
 every traced run. Prints a table; writes bench/results.json (--out).
 Needs root. Traffic goes to 127.0.0.1 and Unix sockets only.
@@ -41,7 +43,7 @@ from connleak_testkit.snapshot import find_process, read_json  # noqa: E402
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 
-SECTIONS = ("cost", "pgbench", "exactness", "bystander", "exited", "python")
+SECTIONS = ("cost", "pgbench", "exactness", "bystander", "exited", "python", "handles")
 
 GOALS = {
     "pgbench_ratio": 0.99,        # traced/untraced tps, median of pairs, >=
@@ -537,6 +539,20 @@ def section_python(ctx):
         server.stop()
 
 
+def section_handles(ctx):
+    """Connection state: what reading each live handle costs per interval (handle_state_cost.py)."""
+    from connleak_testkit.pgserver import PgServer
+    import handle_state_cost
+    server = PgServer()
+    server.start()
+    try:
+        dsn = "host=127.0.0.1 port=%d user=postgres dbname=postgres" % server.port
+        return handle_state_cost.measure(ctx.tools.connleak, dsn, n=100 if ctx.quick else 200,
+                                         rounds=2 if ctx.quick else 3)
+    finally:
+        server.stop()
+
+
 def section_exactness(ctx):
     total = 40000 if ctx.quick else 200000
     log("exactness: %d lifecycles, 4 processes x 4 threads, 1 in 50 leaked, a ping every 100" % total)
@@ -893,8 +909,14 @@ def table_rows(res):
         if s:
             rows.append(("  the same, connleak -p --no-follow", "probes in the target only (same pairs)",
                          "%.1f us (min %.1f, max %.1f)" % (s["median"] / 1000, s["min"] / 1000, s["max"] / 1000)))
+    h = res.get("handles")
+    if h:
+        rows.append(("connection state: read per live handle", "connleak's thread CPU per read (median of runs)",
+                     "%.2f us (wall %.2f us); %d handles: %.2f ms per interval" %
+                     (h["cpu_us_per_handle_read_median"], h["us_per_handle_read_median"], h["handles"],
+                      h["ms_per_interval_median"])))
     fp = res.get("footprint")
-    if fp:
+    if fp and fp.get("peak_rss_mb") is not None:
         rows.append(("connleak peak RSS", "VmHWM, all traced runs", "%.1f MB" % fp["peak_rss_mb"]))
         for w in fp["by_workload"]:
             rows.append(("connleak CPU: " + w["workload"], "utime+stime / wall",
@@ -995,7 +1017,8 @@ def main():
            "warnings": [], "bpf_stats_enabled_at_start": read_sysctl("/proc/sys/kernel/bpf_stats_enabled")}
     t0 = time.monotonic()
     funcs = {"cost": section_cost, "pgbench": section_pgbench, "exactness": section_exactness,
-             "bystander": section_bystander, "exited": section_exited, "python": section_python}
+             "bystander": section_bystander, "exited": section_exited, "python": section_python,
+             "handles": section_handles}
     failed = False
     for s in SECTIONS:
         if s not in sections:
