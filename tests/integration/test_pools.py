@@ -221,6 +221,26 @@ class PoolTest(unittest.TestCase):
         self.assertEqual(sum(s["pool_slots_lost"] for s in proc["top_connection_users"]), 1, dump(proc))
         self.assertNotIn(backend, self.server_states())
 
+    def test_busy_and_broken_are_the_clients_view(self):
+        app, t = self.start("psycopg2")
+        app.cmd("open")
+        app.cmd("busy")
+        app.cmd("broken")
+        snap, proc = self.settle(t, app, lambda p: p["states"].get("busy") == 1 and p["states"].get("broken") == 1,
+                                 "one busy, one broken")
+        client = app.report()
+        conns = {c["conn"]: c for c in proc["connections"]}
+        server = self.server_states()
+        busy = [c for c in conns.values() if c["state"] == "busy"][0]
+        broken = [c for c in conns.values() if c["state"] == "broken"][0]
+        self.assertEqual(client[busy["conn"]]["xact"], 1)  # PQTRANS_ACTIVE
+        self.assertEqual(busy["backend_pid"], client[busy["conn"]]["backend_pid"])
+        self.assertEqual(server[busy["backend_pid"]], "active")
+        self.assertEqual(client[broken["conn"]]["status"], 1)  # CONNECTION_BAD
+        self.assertEqual(client[broken["conn"]]["xact"], 4)  # PQTRANS_UNKNOWN
+        self.assertIsNone(broken["backend_pid"])  # PQbackendPID() says 0
+        self.assertFalse(busy["leak"] or broken["leak"], dump(proc))  # not in a transaction
+
     def test_bad_pool_frame_is_a_usage_error(self):
         p = subprocess.run([CONNLEAK, "--pool-frame", "(", "-p", str(os.getpid())], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, timeout=60)

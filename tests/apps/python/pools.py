@@ -16,6 +16,8 @@ Commands:
     drop          drop the orphan's last plain reference (psycopg_pool:
                   refcounting closes it; sqlalchemy: the cycle remains)
     gc            gc.collect() (automatic collection is off)
+    busy          one checkout running pg_sleep(30) in a thread (psycopg2)
+    broken        one checkout whose backend is terminated, then used (psycopg2)
     report        every connection the pool and the app hold, as the client
                   sees it: PQtransactionStatus and PQbackendPID via the driver
     exit
@@ -68,8 +70,8 @@ def describe(c):
         ptr = c.pgconn.pgconn_ptr
     else:
         ptr = c.pgconn_ptr
-    return {"conn": "0x%x" % ptr, "xact": int(c.info.transaction_status), "backend_pid": c.info.backend_pid,
-            "database": c.info.dbname, "user": c.info.user}
+    return {"conn": "0x%x" % ptr, "xact": int(c.info.transaction_status), "status": int(c.info.status),
+            "backend_pid": c.info.backend_pid, "database": c.info.dbname, "user": c.info.user}
 
 
 def open_pool():
@@ -146,6 +148,26 @@ def orphan_route():
         orphans.append(conn)
 
 
+def busy_route():
+    import threading
+    conn = checkout()
+    held.append(conn)
+    threading.Thread(target=lambda: query(conn, "select pg_sleep(30)"), daemon=True).start()
+
+
+def broken_route():
+    conn = checkout()
+    held.append(conn)
+    killer = checkout()
+    query(killer, "select pg_terminate_backend(%d)" % conn.info.backend_pid)
+    killer.commit()
+    give_back(killer)
+    try:
+        query(conn)
+    except Exception:
+        pass  # the server is gone: libpq's status is CONNECTION_BAD
+
+
 def everything():
     conns = [raw(c) for c in held] + [raw(c) for c in orphans]
     if KIND in ("psycopg2", "mini"):
@@ -176,6 +198,10 @@ for line in sys.stdin:
         orphan_route()
     elif cmd == "drop":
         orphans.clear()
+    elif cmd == "busy":
+        busy_route()
+    elif cmd == "broken":
+        broken_route()
     elif cmd == "gc":
         gc.collect()
     elif cmd == "report":
