@@ -335,7 +335,6 @@ TEST_CASE("from raw counters to JSON", "[json][model]")
     connleak::RawConn c;
     c.pid = 12;
     c.conn = 0xbeef;
-    c.info.site = 0x401000;
     c.site = connleak::SiteKey::caller(0x401000);
     c.info.tid = 13;
     c.info.acquired_ns = raw.now_ns - 31'250'000'000;

@@ -47,7 +47,7 @@ public:
         return *this;
     }
     // The counters of a process added before, to set the less common ones.
-    proc_stats& stats(uint32_t pid)
+    connleak::ProcessCounts& stats(uint32_t pid)
     {
         for (RawProcess& p : raw_.processes)
             if (p.pid == pid)
@@ -72,7 +72,6 @@ public:
         c.conn = conn;
         c.info.acquired_ns = acquired_ns;
         c.info.start_ns = acquired_ns;
-        c.info.site = site;
         c.site = connleak::SiteKey::caller(site);
         c.info.tid = tid ? tid : pid;
         raw_.conns.push_back(c);

@@ -9,7 +9,7 @@ namespace {
 
 constexpr double kNsPerMs = 1e6;
 
-uint64_t dropped_of(const proc_stats& s)
+uint64_t dropped_of(const ProcessCounts& s)
 {
     return s.dropped_conns + s.dropped_sites + s.dropped_threads + s.dropped_children + s.dropped_inherited;
 }
