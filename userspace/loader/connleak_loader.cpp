@@ -12,6 +12,7 @@
 #include "bpf_util.h"
 #include "clock.h"
 #include "connleak.skel.h"
+#include "raw_entries.h"
 #include "symbolizer.h"
 
 namespace connleak {
@@ -188,13 +189,8 @@ Status Tracer::trace_process(uint32_t pid)
 std::vector<RawProcess> Tracer::read_processes() const
 {
     std::vector<RawProcess> out;
-    for (auto& [pid, stats] : dump_map<__u32, proc_stats>(bpf_map__fd(skel_->maps.procs), u32_less)) {
-        RawProcess p;
-        p.pid = pid;
-        p.stats = stats;
-        p.comm.assign(stats.comm, strnlen(stats.comm, sizeof(stats.comm)));
-        out.push_back(std::move(p));
-    }
+    for (auto& [pid, stats] : dump_map<__u32, proc_stats>(bpf_map__fd(skel_->maps.procs), u32_less))
+        out.push_back(raw_process(pid, stats));
     return out;
 }
 
@@ -203,9 +199,9 @@ RawState Tracer::read() const
     RawState raw;
     raw.processes = read_processes();
     for (auto& [k, v] : dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less))
-        raw.conns.push_back({k.tgid, k.conn, v, SiteKey::caller(v.site)});
+        raw.conns.push_back(raw_conn(k, v));
     for (auto& [k, v] : dump_map<site_key, site_stats>(bpf_map__fd(skel_->maps.sites), site_key_less))
-        raw.sites.push_back({k.tgid, SiteKey::caller(k.site), v});
+        raw.sites.push_back(raw_site(k, v));
     // Read after the maps: every handle then looks at least as old as it is.
     raw.now_ns = monotonic_ns();
     raw.wall_time_s = static_cast<int64_t>(time(nullptr));
@@ -242,18 +238,14 @@ RawState Tracer::read_process(uint32_t pid) const
     proc_stats stats{};
     if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.procs), &pid, &stats) != 0)
         return raw;
-    RawProcess p;
-    p.pid = pid;
-    p.stats = stats;
-    p.comm.assign(stats.comm, strnlen(stats.comm, sizeof(stats.comm)));
-    raw.processes.push_back(std::move(p));
+    raw.processes.push_back(raw_process(pid, stats));
     // After the process entry: if it is exited, these are final too.
     for (auto& [k, v] : dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less))
         if (k.tgid == pid)
-            raw.conns.push_back({k.tgid, k.conn, v, SiteKey::caller(v.site)});
+            raw.conns.push_back(raw_conn(k, v));
     for (auto& [k, v] : dump_map<site_key, site_stats>(bpf_map__fd(skel_->maps.sites), site_key_less))
         if (k.tgid == pid)
-            raw.sites.push_back({k.tgid, SiteKey::caller(k.site), v});
+            raw.sites.push_back(raw_site(k, v));
     raw.now_ns = monotonic_ns();
     return raw;
 }

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "connleak.h"
 #include "model.h"
 #include "result.h"
 

@@ -9,9 +9,18 @@ namespace {
 
 constexpr double kNsPerMs = 1e6;
 
-uint64_t dropped_of(const proc_stats& s)
+uint64_t dropped_of(const ProcessCounts& s)
 {
     return s.dropped_conns + s.dropped_sites + s.dropped_threads + s.dropped_children + s.dropped_inherited;
+}
+
+// A live handle's socket, as the socket report paired it (by PGconn).
+void join_socket(ConnReport& c, const ConnSocket& s)
+{
+    c.peer = s.peer;
+    c.local = s.local;
+    c.socket = s.state.empty() ? "none" : s.state;  // a handle the socket read did not see yet
+    c.socket_inode = s.inode;
 }
 
 // Worst first: leaks, then live handles, then volume; site name breaks ties
@@ -99,6 +108,8 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
         }
         r.connections.push_back({c->conn, c->info.tid, sr ? sr->site : site_name(c->site), age_ns / kNsPerMs, leak,
                                  c->info.acquired_ns, sr ? sr->frames : nullptr});
+        if (r.sockets.tracked)
+            join_socket(r.connections.back(), socket_of(r.sockets, c->conn));
     }
     std::sort(r.connections.begin(), r.connections.end(), [](const ConnReport& a, const ConnReport& b) {
         return a.age_ms != b.age_ms ? a.age_ms > b.age_ms : a.conn < b.conn;

@@ -11,17 +11,31 @@
 #include <tuple>
 #include <vector>
 
-#include "connleak.h"
 #include "defaults.h"
 #include "socket_model.h"
 
 namespace connleak {
 
+// What the kernel counted for one traced process (the loader copies it
+// from the BPF procs map; the model never sees BPF types).
+struct ProcessCounts {
+    uint64_t acquired = 0;            // PGconn handed to the application
+    uint64_t released = 0;            // PQfinish of a handle seen acquired
+    uint64_t released_untracked = 0;  // PQfinish of a handle never seen acquired
+    uint64_t released_inherited = 0;  // PQfinish of a handle inherited at fork
+    uint64_t pings = 0;               // PQping/PQpingParams calls (not acquisitions)
+    uint64_t resets = 0;              // PQreset/PQresetStart calls (same handle)
+    // Map insertions that did not fit, by map (the model sums them):
+    uint64_t dropped_conns = 0, dropped_sites = 0, dropped_threads = 0, dropped_children = 0, dropped_inherited = 0;
+    uint64_t dropped_stacks = 0;  // stack or release events the ring buffer had no room for
+    uint64_t exited_ns = 0;       // CLOCK_MONOTONIC when its last thread exited; 0 while it runs
+};
+
 // One traced process as read from the maps (or kept after it exited).
 struct RawProcess {
     uint32_t pid = 0;
     std::string comm;
-    proc_stats stats{};                                 // stats.exited_ns != 0 once its last thread exited
+    ProcessCounts stats;                                // stats.exited_ns != 0 once its last thread exited
     uint64_t stacks_unwound = 0, stacks_truncated = 0;  // userspace unwinding (StackTable)
     uint64_t python_stacks = 0, python_truncated = 0;   // with Python frames; cut at the frame bound
 };
@@ -40,17 +54,41 @@ struct SiteKey {
     bool operator==(const SiteKey& o) const { return kind == o.kind && value == o.value; }
 };
 
+// When and by whom a live handle was acquired (CLOCK_MONOTONIC ns).
+struct Acquisition {
+    uint64_t start_ns = 0;     // entry of the outermost connect call
+    uint64_t acquired_ns = 0;  // its return: the handle's age counts from here
+    uint32_t tid = 0;          // the acquiring thread
+};
+
 struct RawConn {
     uint32_t pid = 0;
-    uint64_t conn = 0;
-    conn_info info{};  // info.site: the kernel's caller site, whatever `site` says
-    SiteKey site;      // where the handle is counted
+    uint64_t conn = 0;  // the PGconn* in the target's address space
+    Acquisition info;
+    SiteKey site;  // where the handle is counted
+};
+
+// A site's counts of handles (hold times in ns).
+struct SiteCounts {
+    uint64_t acquired = 0, released = 0;
+    uint64_t hold_ns_total = 0;  // sum of hold times of released handles
+    uint64_t hold_ns_max = 0;    // longest hold of a released handle
+};
+
+// Where a caller site lies, found by the kernel when it first saw the site,
+// so it can be named after the process exited.
+struct SiteLocation {
+    uint64_t file_offset = 0;  // offset of the site in the mapped file
+    uint64_t inode = 0;
+    uint32_t dev = 0;    // kernel encoding: major << 20 | minor
+    std::string module;  // file name of the mapping; "" when unknown (then named by address)
 };
 
 struct RawSite {
     uint32_t pid = 0;
     SiteKey site;
-    site_stats stats{};
+    SiteCounts stats;
+    SiteLocation location;
 };
 
 struct ExitedGroup;  // below
@@ -93,6 +131,11 @@ struct ConnReport {
     bool leak = false;
     uint64_t acquired_ns = 0;  // with pid and conn, names one acquisition
     Frames frames = nullptr;
+    // Its socket, from the process's socket report; all empty when sockets are not tracked.
+    std::string peer;           // the server it reached; "" when no socket was seen
+    std::string local;          // TCP: the client's address:port, if a scan saw the socket held; else ""
+    std::string socket;         // "open", "peer_closed", "closed" or "none" (no socket seen)
+    uint64_t socket_inode = 0;  // 0 when no socket was seen
 };
 
 struct ProcessReport {

@@ -82,6 +82,7 @@ struct HeldSocket {
     uint64_t inode = 0;
     Peer peer;  // kind None when unknown (e.g. a Unix peer without a name)
     SocketState state = SocketState::Live;
+    Peer local;  // TCP: the process's own address:port; kind None for Unix sockets
 };
 
 struct ProcessScan {
@@ -107,8 +108,10 @@ struct ProcessSocketMemory {
 
 // Socket of one live handle, for its entry in "connections".
 struct ConnSocket {
-    std::string peer;   // "" when no socket was seen
-    std::string state;  // "open", "peer_closed", "closed", or "none"
+    std::string peer;    // "" when no socket was seen
+    std::string state;   // "open", "peer_closed", "closed", or "none"
+    std::string local;   // TCP: the client's address:port if a scan found the socket held; else ""
+    uint64_t inode = 0;  // the socket's inode; 0 when no socket was seen
 };
 
 struct ProcessSocketReport {

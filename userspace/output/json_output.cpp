@@ -71,13 +71,20 @@ json notice_json(const Notice& n)
             {"frames", frames_json(n.frames)}};
 }
 
-json conn_json(const ConnReport& c)
+// sockets_tracked: the process's sockets were read, so each handle says its socket.
+json conn_json(const ConnReport& c, bool sockets_tracked)
 {
-    return {{"conn", hex_address(c.conn)},
-            {"tid", c.tid},
-            {"site", utf8_text(c.site)},
-            {"age_ms", round_ms(c.age_ms)},
-            {"leak", c.leak}};
+    json out = {{"conn", hex_address(c.conn)},
+                {"tid", c.tid},
+                {"site", utf8_text(c.site)},
+                {"age_ms", round_ms(c.age_ms)},
+                {"leak", c.leak}};
+    if (sockets_tracked) {
+        out["peer"] = c.peer.empty() ? json(nullptr) : json(c.peer);
+        out["local"] = c.local.empty() ? json(nullptr) : json(c.local);
+        out["socket"] = c.socket;
+    }
+    return out;
 }
 
 json process_json(const ProcessReport& p)
@@ -86,7 +93,7 @@ json process_json(const ProcessReport& p)
     for (const auto& s : p.sites)
         sites.push_back(site_json(s));
     for (const auto& c : p.connections)
-        conns.push_back(conn_json(c));
+        conns.push_back(conn_json(c, p.sockets.tracked));
     return {{"pid", p.pid},
             {"comm", utf8_text(p.comm)},
             {"exited", p.exited},

@@ -273,7 +273,7 @@ void StackTable::split(RawState& raw) const
                 out.stats.hold_ns_total = s.hold_ns_total;
                 out.stats.hold_ns_max = s.hold_ns_max;
                 sites.push_back(out);
-                auto take = [](__u64& from, uint64_t n) { from = from > n ? from - n : 0; };
+                auto take = [](uint64_t& from, uint64_t n) { from = from > n ? from - n : 0; };
                 take(rest.stats.acquired, s.acquired);
                 take(rest.stats.released, s.released);
                 take(rest.stats.hold_ns_total, s.hold_ns_total);
