@@ -190,6 +190,13 @@ int BPF_PROG(tcp_state, struct sock *sk, int oldstate, int newstate)
 		return 0;
 	if (newstate == TCP_ESTABLISHED) {
 		r->established_ns = bpf_ktime_get_ns();
+		/* The local end is bound by now (at SYN_SENT it may not be yet):
+		 * the key the server's client_addr/client_port joins on. */
+		r->local_port = sk->__sk_common.skc_num;
+		if (r->family == SOCKETS_AF_INET6)
+			BPF_CORE_READ_INTO(&r->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		else
+			BPF_CORE_READ_INTO((__u32 *)r->local_addr, sk, __sk_common.skc_rcv_saddr);
 	} else if (newstate == TCP_CLOSE_WAIT) {
 		r->peer_closed_ns = bpf_ktime_get_ns();
 	} else {

@@ -38,6 +38,9 @@ struct sock_rec {
 	__u32 scratch;        /* kernel-side scratch, 0 in records */
 	__u8 addr[16];        /* TCP peer address; IPv4 in the first 4 bytes */
 	char path[SOCKETS_PATH_LEN]; /* Unix peer path; abstract names start with NUL */
+	__u8 local_addr[16];  /* TCP: our own address once established (same family as addr) */
+	__u16 local_port;     /* TCP: our own port once established, host order; 0 before */
+	__u16 pad[3];
 };
 
 /* Per traced process (key: tgid). */

@@ -73,7 +73,7 @@ struct World {
     }
     World& held(uint64_t inode, const Peer& peer, SocketState st = SocketState::Live)
     {
-        scan.sockets.push_back({inode, peer, st});
+        scan.sockets.push_back({inode, peer, st, Peer()});
         return *this;
     }
     // A connect() the kernel saw, `ago` before the scan (negative: after it).
@@ -427,8 +427,8 @@ TEST_CASE("JSON and text say the same numbers", "[socket_model]")
     r.handles_without_socket = 1;
     r.pre_attach_peers = {{"127.0.0.1:5432", 2}};
     r.untracked_peers = {{kPgSock, 1}};
-    r.conns[0x10] = {"127.0.0.1:5432", "open"};
-    r.conns[0x20] = {"127.0.0.1:5432", "peer_closed"};
+    r.conns[0x10] = {"127.0.0.1:5432", "open", "", 0};
+    r.conns[0x20] = {"127.0.0.1:5432", "peer_closed", "", 0};
     auto j = socket_json(r);
     CHECK(j.dump() == "{\"paired\":1,\"pre_attach\":2,\"untracked\":1,\"connecting\":0,\"handles_without_socket\":1,"
                       "\"closed_at_exit\":0,\"dropped\":0,\"pre_attach_peers\":{\"127.0.0.1:5432\":2},"
@@ -457,8 +457,8 @@ TEST_CASE("a process's JSON gets its socket keys where the design puts them", "[
     r.paired = 1;
     r.handles_without_socket = 1;
     r.tracking_discrepancy = -1;
-    r.conns[0x10] = {"127.0.0.1:5432", "open"};
-    r.conns[0x20] = {"", "none"};
+    r.conns[0x10] = {"127.0.0.1:5432", "open", "", 0};
+    r.conns[0x20] = {"", "none", "", 0};
     json out = connleak::with_sockets(proc, r);
     std::vector<std::string> keys;
     for (auto it = out.begin(); it != out.end(); ++it)

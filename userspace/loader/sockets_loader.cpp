@@ -99,7 +99,11 @@ SocketRecord to_record(uint64_t sk, const sock_rec& r)
         out.peer = Peer::inet4(r.addr, r.port);
     else if (r.family == SOCKETS_AF_INET6)
         out.peer = Peer::inet6(r.addr, r.port);
-    else
+    if (r.local_port && r.family == SOCKETS_AF_INET)
+        out.local = Peer::inet4(r.local_addr, r.local_port);
+    else if (r.local_port && r.family == SOCKETS_AF_INET6)
+        out.local = Peer::inet6(r.local_addr, r.local_port);
+    if (r.family == SOCKETS_AF_UNIX)
         out.peer = Peer::unix_path(r.path, sizeof(r.path));
     return out;
 }
@@ -336,9 +340,10 @@ ProcessScan SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<
         if (auto f = fresh.find(ino); f != fresh.end()) {
             s.sockets.push_back(f->second);
         } else if (auto r = recorded.find(ino); r != recorded.end()) {
-            s.sockets.push_back({ino, r->second->peer, SocketState::Live});  // the record's TCP times tell
+            s.sockets.push_back(
+                {ino, r->second->peer, SocketState::Live, r->second->local});  // the record's TCP times tell
         } else if (auto k = kinds.find(ino); k != kinds.end() && k->second.kind != Classified::Other) {
-            s.sockets.push_back({ino, k->second.peer, SocketState::Live});  // not a database's: not looked at
+            s.sockets.push_back({ino, k->second.peer, SocketState::Live, Peer()});  // not a database's: not looked at
         }
     }
     s.ok = true;

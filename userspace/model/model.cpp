@@ -106,8 +106,15 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
             sr->leaks += leak;
             sr->max_ms = std::max(sr->max_ms, age_ns / kNsPerMs);
         }
-        r.connections.push_back({c->conn, c->info.tid, sr ? sr->site : site_name(c->site), age_ns / kNsPerMs, leak,
-                                 c->info.acquired_ns, sr ? sr->frames : nullptr});
+        ConnReport cr;
+        cr.conn = c->conn;
+        cr.tid = c->info.tid;
+        cr.site = sr ? sr->site : site_name(c->site);
+        cr.age_ms = age_ns / kNsPerMs;
+        cr.leak = leak;
+        cr.acquired_ns = c->info.acquired_ns;
+        cr.frames = sr ? sr->frames : nullptr;
+        r.connections.push_back(std::move(cr));
         if (r.sockets.tracked)
             join_socket(r.connections.back(), socket_of(r.sockets, c->conn));
     }

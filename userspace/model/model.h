@@ -133,7 +133,7 @@ struct ConnReport {
     Frames frames = nullptr;
     // Its socket, from the process's socket report; all empty when sockets are not tracked.
     std::string peer;           // the server it reached; "" when no socket was seen
-    std::string local;          // TCP: the client's address:port, if a scan saw the socket held; else ""
+    std::string local;          // TCP: the client's address:port (kernel record at the handshake, or a scan); else ""
     std::string socket;         // "open", "peer_closed", "closed" or "none" (no socket seen)
     uint64_t socket_inode = 0;  // 0 when no socket was seen
 };

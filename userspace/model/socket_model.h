@@ -62,6 +62,7 @@ struct SocketRecord {
     uint64_t connect_ns = 0, established_ns = 0, peer_closed_ns = 0, closed_ns = 0;
     bool tcp = false;  // else a Unix stream socket (no close times: scans tell)
     Peer peer;
+    Peer local;  // TCP: our own address:port once established; kind None before and for Unix
 };
 
 // Learns into servers.learned the server of every TCP socket a libpq handle
@@ -110,7 +111,7 @@ struct ProcessSocketMemory {
 struct ConnSocket {
     std::string peer;    // "" when no socket was seen
     std::string state;   // "open", "peer_closed", "closed", or "none"
-    std::string local;   // TCP: the client's address:port if a scan found the socket held; else ""
+    std::string local;   // TCP: the client's address:port (record or scan); else ""
     uint64_t inode = 0;  // the socket's inode; 0 when no socket was seen
 };
 
