@@ -711,10 +711,12 @@ TEST_CASE("fold_exited sums processes and their sites by name")
     a.acquired = 3;
     a.released = 2;
     a.leaked_at_exit = 1;
+    a.released_inherited = 2;
     a.sites.push_back({"f", 3, 2, 0, 0, 1, 10.0, 20.0, nullptr});
     b.comm = "w";
     b.acquired = 1;
     b.released = 1;
+    b.released_inherited = 1;
     b.sites.push_back({"f", 1, 1, 0, 0, 0, 40.0, 40.0, nullptr});
     b.sites.push_back({"g", 0, 0, 0, 0, 0, 0, 0, nullptr});
     connleak::ExitedGroup g;
@@ -725,6 +727,7 @@ TEST_CASE("fold_exited sums processes and their sites by name")
     CHECK(g.acquired == 4);
     CHECK(g.released == 3);
     CHECK(g.leaked_at_exit == 1);
+    CHECK(g.released_inherited == 3);
     REQUIRE(g.sites.size() == 2);
     CHECK(g.sites[0].site == "f");
     CHECK(g.sites[0].acquired == 4);

@@ -141,6 +141,7 @@ void fold_exited(ExitedGroup& group, const ProcessReport& p)
     group.acquired += p.acquired;
     group.released += p.released;
     group.released_untracked += p.released_untracked;
+    group.released_inherited += p.released_inherited;
     group.leaked_at_exit += p.leaked_at_exit;
     group.pings += p.pings;
     group.resets += p.resets;

@@ -159,6 +159,7 @@ struct ExitedGroup {
     std::string comm;
     uint64_t processes = 0;
     uint64_t acquired = 0, released = 0, released_untracked = 0, leaked_at_exit = 0;
+    uint64_t released_inherited = 0;  // kept: the totals of an exited process stay whole when folded
     uint64_t pings = 0, resets = 0, dropped = 0, dropped_stacks = 0, stacks_unwound = 0, stacks_truncated = 0;
     std::vector<SiteReport> sites;  // by site name, worst first (no frames kept)
 };

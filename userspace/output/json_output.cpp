@@ -126,6 +126,7 @@ json exited_group_json(const ExitedGroup& g)
             {"acquired", g.acquired},
             {"released", g.released},
             {"released_untracked", g.released_untracked},
+            {"released_inherited", g.released_inherited},
             {"leaked_at_exit", g.leaked_at_exit},
             {"pings", g.pings},
             {"resets", g.resets},
