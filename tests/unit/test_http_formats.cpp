@@ -210,7 +210,7 @@ TEST_CASE("Prometheus label values and HELP are escaped", "[http]")
 TEST_CASE("/metrics: families with HELP and TYPE, each once, before their series", "[http]")
 {
     Snapshot s = service();
-    const std::string text = prometheus_text(snapshot_to_json(s), 10);
+    const std::string text = prometheus_text(s, 10);
     std::istringstream in(text);
     std::string line, family;
     std::map<std::string, int> helps, types;
@@ -247,7 +247,7 @@ TEST_CASE("/metrics: per-site series sum exactly to the totals, the rest as (oth
     s.processes[0].released += 5;
     s.processes[0].active += 1;
     total(s);
-    const auto m = series(prometheus_text(snapshot_to_json(s), 10));
+    const auto m = series(prometheus_text(s, 10));
     CHECK(sum_of(m, "connleak_connections_acquired_total") == s.totals.acquired);
     CHECK(sum_of(m, "connleak_connections_released_total") == s.totals.released);
     CHECK(sum_of(m, "connleak_connections_active") == s.totals.active);
@@ -278,7 +278,7 @@ TEST_CASE("/metrics: exited processes of one command folded, their sites bounded
     s.exited_folded.push_back(g);
     s.exited_folded_processes = 50;
     total(s);
-    const auto m = series(prometheus_text(snapshot_to_json(s), 2));
+    const auto m = series(prometheus_text(s, 2));
     size_t n = 0;
     for (const auto& [k, v] : m)
         if (k.rfind("connleak_connections_acquired_total{", 0) == 0) {
@@ -295,22 +295,9 @@ TEST_CASE("/metrics: site and comm label values escaped", "[http]")
     Snapshot s;
     s.processes.push_back(process(5, "a\"b", false, {site("f\\g \"h\"\nnext", 1, 0, 1, 1)}));
     total(s);
-    const std::string text = prometheus_text(snapshot_to_json(s), 10);
+    const std::string text = prometheus_text(s, 10);
     CHECK(text.find(R"~(connleak_connections_leaked{pid="5",comm="a\"b",site="f\\g \"h\"\nnext"} 1)~") !=
           std::string::npos);
-}
-
-TEST_CASE("/metrics: idle and used once connections carry pooled and state", "[http]")
-{
-    json snap = snapshot_to_json(service());
-    json& conns = snap["processes"][0]["connections"];
-    conns.push_back({{"conn", "0x1"}, {"pooled", true}, {"state", "idle"}});
-    conns.push_back({{"conn", "0x2"}, {"pooled", true}, {"state", "in_transaction"}});
-    conns.push_back({{"conn", "0x3"}, {"pooled", false}, {"state", "idle"}});
-    const auto m = series(prometheus_text(snap, 10));
-    CHECK(m.at(R"~(db_client_connection_count{pid="100",comm="gunicorn",db_client_connection_state="idle"})~") == 1);
-    CHECK(m.at(R"~(db_client_connection_count{pid="100",comm="gunicorn",db_client_connection_state="used"})~") == 2);
-    CHECK(m.at(R"~(db_client_connection_count{pid="101",comm="gunicorn",db_client_connection_state="idle"})~") == 0);
 }
 
 TEST_CASE("dashboard: leak rows red, healthy rows green, reloads itself, nothing external", "[http]")

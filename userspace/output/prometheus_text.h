@@ -1,5 +1,7 @@
 // GET /metrics: Prometheus text exposition format 0.0.4 (DESIGN.md "HTTP"),
-// built from the version-1 snapshot JSON.
+// built from the model's Snapshot directly: scraped most often, and at
+// 1,000 processes it must answer in well under 100 ms, which going through
+// the snapshot JSON does not.
 //
 // Cardinality is bounded: per running process the sites the snapshot lists
 // (--top) and one "(other sites)" series holding the rest, so sums over
@@ -8,9 +10,10 @@
 #pragma once
 
 #include <cstddef>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+
+#include "model.h"
 
 namespace connleak {
 
@@ -24,6 +27,6 @@ std::string prometheus_label_value(std::string_view value);
 // HELP text: \ and newline escaped.
 std::string prometheus_help_text(std::string_view text);
 
-std::string prometheus_text(const nlohmann::ordered_json& snapshot, size_t top);
+std::string prometheus_text(const Snapshot& snapshot, size_t top);
 
 }  // namespace connleak
