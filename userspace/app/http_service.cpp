@@ -1,6 +1,7 @@
 #include "http_service.h"
 
 #include <functional>
+#include <thread>
 
 #include "dashboard_html.h"
 #include "health_json.h"
@@ -14,11 +15,11 @@ using json = nlohmann::ordered_json;
 using Text = std::shared_ptr<const std::string>;
 
 struct HttpService::Rendered {
-    explicit Rendered(const Snapshot& s) : snap(s) {}
+    explicit Rendered(std::shared_ptr<const Snapshot> s) : snap(std::move(s)) {}
 
     const json& snapshot_json()
     {
-        std::call_once(json_once, [&] { doc = snapshot_to_json(snap); });
+        std::call_once(json_once, [&] { doc = snapshot_to_json(*snap); });
         return doc;
     }
     // A format of this snapshot, rendered by the first request that wants it.
@@ -28,7 +29,7 @@ struct HttpService::Rendered {
         return text;
     }
 
-    const Snapshot snap;
+    const std::shared_ptr<const Snapshot> snap;
     std::once_flag json_once;
     json doc;
     std::once_flag document_once, health_once, metrics_once, page_once;
@@ -69,10 +70,15 @@ Result<std::unique_ptr<HttpService>> HttpService::bind(const HttpAddress& addr, 
                                  return health_detailed_json(j, o.top_sites).dump(2) + "\n";
                              });
                          }));
-    self->server_->route(
-        "/metrics", serve("text/plain; version=0.0.4; charset=utf-8", {}, [o](Rendered& r) -> const Text& {
-            return r.format(r.metrics_once, r.metrics, [o](const json& j) { return prometheus_text(j, o.top_sites); });
-        }));
+    // Straight from the Snapshot: Prometheus asks most often, and never
+    // pays for the JSON the other pages share.
+    self->server_->route("/metrics",
+                         serve("text/plain; version=0.0.4; charset=utf-8", {}, [o](Rendered& r) -> const Text& {
+                             std::call_once(r.metrics_once, [&] {
+                                 r.metrics = std::make_shared<const std::string>(prometheus_text(*r.snap, o.top_sites));
+                             });
+                             return r.metrics;
+                         }));
     // No script and nothing from elsewhere: the page is inert HTML.
     self->server_->route("/", serve("text/html; charset=utf-8",
                                     {{"Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'"}},
@@ -88,15 +94,31 @@ Result<std::unique_ptr<HttpService>> HttpService::bind(const HttpAddress& addr, 
 
 void HttpService::publish(const Snapshot& snap)
 {
-    auto r = std::make_shared<Rendered>(snap);
+    auto next = std::make_shared<const Snapshot>(snap);
     std::lock_guard<std::mutex> lock(mutex_);
-    latest_.swap(r);
-    // The previous snapshot goes when its last request does (here, after
-    // the lock, if no request holds it).
+    pending_.swap(next);
+    // `next` now holds a snapshot no request asked for: a plain copy, freed
+    // here. Rendered ones (their JSON is the big part) are freed by the
+    // request that replaces them, never by the report loop.
 }
 
 std::shared_ptr<HttpService::Rendered> HttpService::latest()
 {
+    std::shared_ptr<Rendered> replaced;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!pending_)
+            return latest_;
+        replaced = std::move(latest_);
+        latest_ = std::make_shared<Rendered>(std::move(pending_));
+        pending_.reset();
+        if (!replaced)
+            return latest_;
+    }
+    // What it rendered (a JSON tree of every site and connection) takes
+    // milliseconds to free: not on this request's time, nor the report
+    // loop's. The thread inherits this one's mask (every signal blocked).
+    std::thread([old = std::move(replaced)]() mutable { old.reset(); }).detach();
     std::lock_guard<std::mutex> lock(mutex_);
     return latest_;
 }

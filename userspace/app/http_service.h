@@ -1,7 +1,8 @@
 // --http: the latest snapshot, served (DESIGN.md "HTTP"). The report loop
 // publishes each interval's snapshot (a copy: no map is read per request);
 // the server's threads render each format from it once, on first request,
-// so a slow or hostile client costs the tracing loop nothing.
+// and free what they rendered, so a slow or hostile client costs the
+// tracing loop nothing.
 #pragma once
 
 #include <cstdint>
@@ -39,8 +40,9 @@ private:
 
     std::unique_ptr<HttpServer> server_;
     HttpServiceOptions opts_;
-    std::mutex mutex_;  // guards latest_ only (held for a pointer copy)
-    std::shared_ptr<Rendered> latest_;
+    std::mutex mutex_;                         // guards the two pointers only
+    std::shared_ptr<const Snapshot> pending_;  // published, not yet asked for
+    std::shared_ptr<Rendered> latest_;         // the one requests are served from
 };
 
 // A sink that shows each report through `inner` and publishes it to `http`.

@@ -122,6 +122,16 @@ Result<std::unique_ptr<HttpServer>> HttpServer::bind(const HttpAddress& addr, co
     svr.set_keep_alive_timeout(limits.keep_alive_s);
     svr.set_keep_alive_max_count(limits.keep_alive_requests);
     svr.set_payload_max_length(4096);  // nothing here takes a body
+    // Replies go as they are. cpp-httplib would otherwise compress every
+    // reply anew for each client that accepts it: brotli at its highest
+    // quality takes over 30 s for a 2 MB dashboard (bench/http_bench), so
+    // one browser tab reloading it would keep a core busy. Dropping the
+    // header is legal: the Request behind the const reference is the
+    // server's own, non-const object.
+    svr.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
+        const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
+        return httplib::Server::HandlerResponse::Unhandled;
+    });
     svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
         if (!res.body.empty())
             return;
