@@ -88,13 +88,13 @@ def one_run(tools, tmp, libpq_copy, n, scraped, tag):
             "scrape_metrics_ms": bl.summary(scraper.ms) if scraper else None}
 
 
-def measure(tools, tmp, quick=False):
+def measure(tools, tmp, quick=False, cycles=None, rounds=None):
     res = {"format": format_cost(tools.build_dir, rounds=3 if quick else 5)}
     libpq_copy = os.path.join(tmp, "libpq-http-copy", "libpq.so.5")
     os.makedirs(os.path.dirname(libpq_copy), exist_ok=True)
     shutil.copyfile(os.path.realpath(bl.system_libpq()), libpq_copy)
-    n = 4000 if quick else 6000
-    rounds = 3 if quick else 5
+    n = cycles or (4000 if quick else 20000)
+    rounds = rounds or (3 if quick else 7)
     runs = {"idle": [], "scraped": []}
     for r in range(rounds):
         order = ("idle", "scraped") if r % 2 == 0 else ("scraped", "idle")
@@ -123,9 +123,11 @@ if __name__ == "__main__":
     ap.add_argument("--build", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                                     "build"))
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--cycles", type=int, default=None, help="cycles per pqstress run (default 20000)")
+    ap.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 7)")
     args = ap.parse_args()
     tmp = bl.make_tmpdir()
     try:
-        print(json.dumps(measure(bl.Tools(args.build), tmp, args.quick), indent=1))
+        print(json.dumps(measure(bl.Tools(args.build), tmp, args.quick, args.cycles, args.rounds), indent=1))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
