@@ -233,6 +233,8 @@ class HttpTest(ConnleakTestCase):
         status, _, body = web.get(port, "/nope")
         self.assertEqual(status, 404)
         self.assertIn(b"/metrics", body)
+        self.assertEqual(web.get(port, "/snapshotXjson")[0], 404)  # the path, not a pattern
+        self.assertEqual(web.get(port, "/metrics/")[0], 404)
         self.assertEqual(web.get(port, "/metrics", method="POST", body=b"x")[0], 405)
         self.assertEqual(web.get(port, "/metrics", method="DELETE")[0], 405)
         # Oversized: a request line, a header line, a body.

@@ -184,16 +184,23 @@ void HttpServer::route(const std::string& path, std::function<HttpReply()> handl
         if (r.body)
             res.set_content(*r.body, r.content_type.c_str());
     };
-    impl_->server.Get(path, serve);  // HEAD too: cpp-httplib answers it from the GET handler
+    // cpp-httplib takes a regular expression: the path's dots are literal.
+    std::string pattern;
+    for (char c : path) {
+        if (c == '.')
+            pattern += '\\';
+        pattern += c;
+    }
+    impl_->server.Get(pattern, serve);  // HEAD too: cpp-httplib answers it from the GET handler
     auto not_allowed = [](const httplib::Request&, httplib::Response& res) {
         res.status = 405;
         res.set_header("Allow", "GET, HEAD");
         res.set_content("connleak: read-only: GET or HEAD\n", "text/plain; charset=utf-8");
     };
-    impl_->server.Post(path, not_allowed);
-    impl_->server.Put(path, not_allowed);
-    impl_->server.Delete(path, not_allowed);
-    impl_->server.Patch(path, not_allowed);
+    impl_->server.Post(pattern, not_allowed);
+    impl_->server.Put(pattern, not_allowed);
+    impl_->server.Delete(pattern, not_allowed);
+    impl_->server.Patch(pattern, not_allowed);
 }
 
 void HttpServer::start()
