@@ -14,6 +14,8 @@ Sections (all by default; see BENCHMARKS.md for what each measures):
                 connleak's counts == the client's; maps too small: dropped > 0
     bystander   a socket/syscall/fork-heavy process that never uses libpq,
                 with connleak attached to another process: its slowdown
+    http        --http: /metrics of 1,000 processes x 10 sites (< 100 ms), and
+                the tracing cost while scraped every second (http_cost.py)
 Footprint (connleak's peak RSS, CPU time, BPF map memory) is gathered from
 every traced run. Prints a table; writes bench/results.json (--out).
 Needs root. Traffic goes to 127.0.0.1 and Unix sockets only.
@@ -41,7 +43,7 @@ from connleak_testkit.snapshot import find_process, read_json  # noqa: E402
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 
-SECTIONS = ("cost", "pgbench", "exactness", "bystander", "exited", "python")
+SECTIONS = ("cost", "pgbench", "exactness", "bystander", "exited", "python", "http")
 
 GOALS = {
     "pgbench_ratio": 0.99,        # traced/untraced tps, median of pairs, >=
@@ -537,6 +539,12 @@ def section_python(ctx):
         server.stop()
 
 
+def section_http(ctx):
+    """--http: /metrics on 1,000 processes x 10 sites; tracing cost while scraped (http_cost.py)."""
+    import http_cost
+    return http_cost.measure(ctx.tools, ctx.tmp, ctx.quick)
+
+
 def section_exactness(ctx):
     total = 40000 if ctx.quick else 200000
     log("exactness: %d lifecycles, 4 processes x 4 threads, 1 in 50 leaked, a ping every 100" % total)
@@ -995,7 +1003,8 @@ def main():
            "warnings": [], "bpf_stats_enabled_at_start": read_sysctl("/proc/sys/kernel/bpf_stats_enabled")}
     t0 = time.monotonic()
     funcs = {"cost": section_cost, "pgbench": section_pgbench, "exactness": section_exactness,
-             "bystander": section_bystander, "exited": section_exited, "python": section_python}
+             "bystander": section_bystander, "exited": section_exited, "python": section_python,
+             "http": section_http}
     failed = False
     for s in SECTIONS:
         if s not in sections:

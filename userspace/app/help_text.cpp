@@ -80,6 +80,7 @@ const std::vector<HelpEntry>& help_examples()
         {"connleak -d 600 -- gunicorn app:app", "trace a server for ten minutes, then stop it"},
         {"connleak -q -j /run/connleak.json -p 4242 &", "feed a dashboard"},
         {"connleak -j - -p 4242 | jq .tracking_stats", "JSON Lines"},
+        {"connleak -q --http 9187 -p 4242", "a dashboard on http://127.0.0.1:9187/, /metrics for Prometheus"},
     };
     return examples;
 }

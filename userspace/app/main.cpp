@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bpf/libbpf.h>
 #include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -16,6 +17,7 @@
 #include "atomic_file.h"
 #include "clock.h"
 #include "connleak_loader.h"
+#include "http_service.h"
 #include "json_output.h"
 #include "launcher.h"
 #include "leak_notices.h"
@@ -197,6 +199,25 @@ int run(const Options& o)
     auto libpqs = find_libpqs(o);
     if (!libpqs)
         return fail(libpqs.error().message);
+    // Bound before anything is attached: a port in use ends connleak here.
+    std::unique_ptr<HttpService> http;
+    if (!o.http.empty()) {
+        HttpServiceOptions hopts;
+        hopts.top_sites = o.top_sites;
+        hopts.refresh_s = static_cast<int>(std::ceil(o.interval_s));
+        auto h = HttpService::bind(o.http_address, hopts);
+        if (!h)
+            return fail(h.error().message);
+        http = std::move(h.value());
+        const std::string url = http_url(o.http_address.host, http->port());
+        if (o.http_address.loopback)
+            std::fprintf(stderr, "connleak: serving %s/ (/health/detailed, /snapshot.json, /metrics)\n", url.c_str());
+        else
+            std::fprintf(stderr,
+                         "connleak: serving %s/ (/health/detailed, /snapshot.json, /metrics) on a non-loopback "
+                         "address: anyone who can reach it can read the report\n",
+                         url.c_str());
+    }
 
     TracerConfig cfg;
     cfg.follow_children = o.follow_children;
@@ -267,6 +288,10 @@ int run(const Options& o)
             sockets->add_process(pid);
 
     std::unique_ptr<ReportSink> sink = make_sink(o);
+    if (http) {
+        sink = publishing_sink(std::move(sink), *http);
+        http->start();  // after the signal mask: its threads block every signal
+    }
     StackOptions sopts;
     sopts.site_skip.insert(sopts.site_skip.end(), o.site_skip.begin(), o.site_skip.end());
     sopts.debug_root = o.debug_dir;

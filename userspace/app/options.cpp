@@ -191,6 +191,10 @@ void add_options(CLI::App& app, Options& o)
     app.add_option("--db-socket", o.db_socket_paths,
                    "A database server's Unix socket path, besides .s.PGSQL.<port> (repeatable)")
         ->type_name("PATH");
+    app.add_option("--http", o.http,
+                   "Serve /, /health/detailed, /snapshot.json and /metrics on [ADDR:]PORT (ADDR defaults to "
+                   "127.0.0.1; port 0: any free port, printed)")
+        ->type_name("[ADDR:]PORT");
     app.add_flag("!--no-sockets", o.sockets,
                  "Do not hold handles against the database sockets (no db_sockets, peer, tracking_discrepancy)");
 }
@@ -277,6 +281,12 @@ Options parse_options(int argc, char** argv)
     for (const std::string& path : o.db_socket_paths)
         if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path))
             usage_error("--db-socket " + path + ": not a Unix socket path");
+    if (app.count("--http")) {
+        auto addr = parse_http_address(o.http);
+        if (!addr)
+            usage_error("--http " + o.http + ": not PORT, ADDR:PORT or [IPV6ADDR]:PORT (ADDR an IP address)");
+        o.http_address = *addr;
+    }
     return o;
 }
 

@@ -8,6 +8,7 @@
 #include "connleak.h"
 #include "defaults.h"
 #include "help_text.h"
+#include "http_server.h"
 #include "socket_model.h"
 
 namespace connleak {
@@ -38,6 +39,8 @@ struct Options {
     std::vector<std::string> db_socket_paths;  // --db-socket PATH
     double kill_after_s = 5;                   // SIGTERM to SIGKILL of a launched command connleak stops
     bool keep_command = false;                 // leave a launched command running when connleak ends first
+    std::string http;                          // --http [ADDR:]PORT ("": no server)
+    HttpAddress http_address;                  // http, parsed
 };
 
 // Parses argv. On --help prints usage and exits 0; on a usage error prints

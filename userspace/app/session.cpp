@@ -5,6 +5,7 @@
 
 #include "atomic_file.h"
 #include "json_output.h"
+#include "snapshot_document.h"
 
 namespace connleak {
 
@@ -51,7 +52,7 @@ std::string Session::report(bool final)
     else
         sink_.show(snap);
     if (!cfg_.json_path.empty() && cfg_.json_path != "-")
-        return write_file_atomically(cfg_.json_path, snapshot_to_json(snap).dump(2) + "\n");
+        return write_file_atomically(cfg_.json_path, snapshot_document(snapshot_to_json(snap)));
     return "";
 }
 
