@@ -88,6 +88,8 @@ SiteRow totals_of(const ExitedGroup& g)
 // A metric family: its HELP and TYPE, then its series as text, appended
 // as they come (a scrape of 1,000 processes x 10 sites is ~50,000 lines).
 struct Family {
+    Family(const char* name, const char* type, const char* help) : name(name), type(type), help(help) {}
+
     const char* name;
     const char* type;
     const char* help;
