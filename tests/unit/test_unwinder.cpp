@@ -188,6 +188,79 @@ TEST_CASE("a forked process with the same mappings shares the unwinding session"
     waitpid(child, nullptr, 0);
 }
 
+// The kernel's walk (bpf/stack_walk.bpf.h) over a copy of the stack: from
+// each return address, the step learnt from the CFI to the next one.
+std::vector<uint64_t> walk_with_steps(Unwinder& u, const Captured& c, uint64_t first_pc, size_t max, bool& outermost)
+{
+    uint64_t pc = first_pc, sp = c.in.regs[7], bp = c.in.regs[6];
+    std::vector<uint64_t> pcs;
+    outermost = false;
+    auto read = [&](uint64_t addr, uint64_t& v) {
+        if (addr < c.in.regs[7])
+            return false;
+        const uint64_t off = addr - c.in.regs[7];
+        if (off + 8 > c.in.stack_len)
+            return false;
+        std::memcpy(&v, c.in.stack + off, 8);
+        return true;
+    };
+    for (size_t i = 0; i < max; i++) {
+        pcs.push_back(pc);
+        // Frame 0 is not at a return address: its own instruction is pc.
+        FrameStep st = u.step_at(c.in.pid, i == 0 ? pc + 1 : pc);
+        if (!st.known)
+            break;
+        if (st.outermost) {
+            outermost = true;
+            break;
+        }
+        const uint64_t cfa = (st.cfa_rbp ? bp : sp) + static_cast<int64_t>(st.cfa_offset);
+        uint64_t ra = 0;
+        if (!read(cfa - 8, ra))
+            break;
+        if (st.rbp_offset && !read(cfa + st.rbp_offset, bp))
+            break;
+        sp = cfa;
+        pc = ra;
+    }
+    return pcs;
+}
+
+TEST_CASE("the steps learnt from the CFI walk the stack to the same return addresses as libdwfl")
+{
+    Captured c;
+    level1(c, 64 * 1024);
+    Unwinder u;
+    UnwindResult r = u.unwind(c.in);
+    REQUIRE(r.complete);
+    std::vector<uint64_t> want;
+    for (const UnwoundFrame& f : r.frames)
+        want.push_back(f.pc);
+    bool outermost = false;
+    std::vector<uint64_t> got = walk_with_steps(u, c, want[0], 128, outermost);
+    CHECK(got == want);
+    CHECK(outermost);
+
+    // Frames named from return addresses alone (what the kernel sends)
+    // are the frames unwound.
+    UnwindResult named = u.frames_at(c.in.pid, got.data(), got.size(), true);
+    REQUIRE(named.frames.size() == r.frames.size());
+    for (size_t i = 0; i < got.size(); i++) {
+        CHECK(named.frames[i].file_offset == r.frames[i].file_offset);
+        CHECK(named.frames[i].mapping != nullptr);
+    }
+}
+
+TEST_CASE("no step for an address outside every module")
+{
+    Captured c;
+    level1(c, 4096);
+    Unwinder u;
+    u.unwind(c.in);
+    CHECK_FALSE(u.step_at(c.in.pid, 0x10).known);
+    CHECK_FALSE(u.step_at(0x7ffffff0, c.in.regs[16]).known);
+}
+
 TEST_CASE("a short copy gives a truncated stack, not garbage")
 {
     Captured c;

@@ -53,6 +53,14 @@ struct RawSite {
     site_stats stats{};
 };
 
+// The kernel's counters of one stack it walked itself (stack_counts):
+// StackTable folds them into its stacks.
+struct RawStack {
+    uint32_t pid = 0;
+    uint64_t stack = 0;  // the kernel's stack id
+    stack_stats stats{};
+};
+
 struct ExitedGroup;  // below
 
 // Everything read in one pass over the maps, plus what userspace kept of
@@ -63,6 +71,7 @@ struct RawState {
     std::vector<RawProcess> processes;
     std::vector<RawConn> conns;
     std::vector<RawSite> sites;
+    std::vector<RawStack> stacks;                     // read before `sites`: a stack's count never exceeds its site's
     bool sockets_tracked = false;                     // the sockets loader ran
     std::map<uint32_t, ProcessSocketReport> sockets;  // by pid
     std::vector<ExitedGroup> exited_folded;           // older exited processes, by comm
