@@ -83,9 +83,12 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
         bpf_map__set_max_entries(t->skel_->maps.python_procs, cfg.max_procs);
     }
     t->skel_->rodata->stack_size = cfg.stack_size;
-    // Room for 64 stacks at least (a power of two of pages, as ring buffers need).
+    // Room for 512 stack copies at least (a power of two of pages, as ring
+    // buffers need): copies come only until userspace has learnt a stack's
+    // steps, but they come at the rate of acquisitions, and the first ones
+    // wait for libdwfl to open the process's modules.
     size_t ring = CONNLEAK_EVENTS_SIZE;
-    while (ring < 64 * (sizeof(acquire_event) + size_t{cfg.stack_size} + 4096))
+    while (cfg.stack_size && ring < 512 * (sizeof(acquire_event) + size_t{cfg.stack_size} + 4096))
         ring *= 2;
     bpf_map__set_max_entries(t->skel_->maps.events, ring);
     if (int err = connleak_bpf__load(t->skel_))

@@ -130,6 +130,10 @@ std::string StackTable::frame_name(uint32_t pid, const UnwoundFrame& f, const Fr
     return name;
 }
 
+// Unwinds at once (and teaches the kernel the stack's steps, so it walks
+// the next ones itself); naming waits for settle(): the first frames of a
+// module can take libdw a long while (file:line), and meanwhile the ring
+// must keep being drained, or copies of stacks not learnt yet fill it.
 void StackTable::on_acquire(const acquire_event& e, size_t stack_len)
 {
     const uint64_t t0 = now_ns();
@@ -141,10 +145,12 @@ void StackTable::on_acquire(const acquire_event& e, size_t stack_len)
     in.stack_len = stack_len;
     UnwindResult r = unwinder_.unwind(in);
     learn_from(e.tgid, e.family, r);
-    const uint64_t t1 = now_ns();
 
     StackCounts& c = counts_[e.tgid];
     (r.complete ? c.unwound : c.truncated)++;
+    Deferred d;
+    d.kind = EVENT_ACQUIRE;
+    d.complete = r.complete;
     if (r.frames.size() == 1 && !r.frames[0].mapping) {
         // Nothing known of the process (gone before its maps were read):
         // the kernel's site, named from what the kernel found, says more,
@@ -153,8 +159,39 @@ void StackTable::on_acquire(const acquire_event& e, size_t stack_len)
             c.unwind_ns += now_ns() - t0;
             return;
         }
-        r.frames.clear();
+        d.native = false;
     }
+    for (const UnwoundFrame& f : r.frames)
+        d.pcs.push_back(f.pc);
+    const auto* bytes = reinterpret_cast<const uint8_t*>(&e);
+    d.event.assign(bytes, bytes + sizeof(acquire_event));  // without the stack copy
+    deferred_.push_back(std::move(d));
+    const uint64_t t1 = now_ns();
+    c.unwind_ns += t1 - t0;
+    if (cost_us_.size() < 100000)
+        cost_us_.push_back({static_cast<uint32_t>((t1 - t0) / 1000), 0});
+}
+
+void StackTable::settle()
+{
+    for (const Deferred& d : deferred_) {
+        if (d.kind == EVENT_ACQUIRE)
+            name_acquire(*reinterpret_cast<const acquire_event*>(d.event.data()), d);
+        else if (d.kind == EVENT_STACK)
+            name_stack(*reinterpret_cast<const stack_event*>(d.event.data()));
+        else
+            apply_release(*reinterpret_cast<const release_event*>(d.event.data()));
+    }
+    deferred_.clear();
+}
+
+void StackTable::name_acquire(const acquire_event& e, const Deferred& d)
+{
+    const uint64_t t0 = now_ns();
+    StackCounts& c = counts_[e.tgid];
+    UnwindResult r;
+    if (d.native)
+        r = unwinder_.frames_at(e.tgid, d.pcs.data(), d.pcs.size(), d.complete, false);
     const size_t stack = stack_of(e.tgid, e.site, r, e.py, e.py_count, e.py_generation);
     if (e.py_count) {
         c.python++;
@@ -163,10 +200,10 @@ void StackTable::on_acquire(const acquire_event& e, size_t stack_len)
     }
     stacks_[stack].acquired++;
     handles_[{e.tgid, e.conn}] = Handle{e.start_ns, e.acquired_ns, stack};
-    c.unwind_ns += t1 - t0;
-    if (cost_us_.size() < 100000)
-        cost_us_.push_back({static_cast<uint32_t>((t1 - t0) / 1000), static_cast<uint32_t>((now_ns() - t1) / 1000)});
-    c.name_ns += now_ns() - t1;
+    const uint64_t spent = now_ns() - t0;
+    c.name_ns += spent;
+    if (name_costs_ < cost_us_.size())
+        cost_us_[name_costs_++].second = static_cast<uint32_t>(spent / 1000);
 }
 
 // What the kernel needs to walk this stack itself next time: the step from
@@ -198,12 +235,21 @@ void StackTable::learn_from(uint32_t pid, uint64_t family, const UnwindResult& r
 
 void StackTable::on_stack(const stack_event& e)
 {
+    Deferred d;
+    d.kind = EVENT_STACK;
+    const auto* bytes = reinterpret_cast<const uint8_t*>(&e);
+    d.event.assign(bytes, bytes + sizeof(e));
+    deferred_.push_back(std::move(d));
+}
+
+void StackTable::name_stack(const stack_event& e)
+{
     if (kernel_stacks_.count({e.tgid, e.stack}))
         return;  // sent again after a lost event? the first one named it
     const uint64_t t0 = now_ns();
     StackCounts& c = counts_[e.tgid];
     UnwindResult r = unwinder_.frames_at(e.tgid, reinterpret_cast<const uint64_t*>(e.pcs),
-                                         std::min<uint32_t>(e.pc_count, CONNLEAK_STACK_FRAMES), true);
+                                         std::min<uint32_t>(e.pc_count, CONNLEAK_STACK_FRAMES), true, true);
     if (r.frames.size() == 1 && !r.frames[0].mapping && !e.py_count)
         r.frames.clear();
     KernelStack ks;
@@ -283,6 +329,15 @@ void StackTable::relabel(uint32_t pid)
 
 void StackTable::on_release(const release_event& e)
 {
+    Deferred d;
+    d.kind = EVENT_RELEASE;
+    const auto* bytes = reinterpret_cast<const uint8_t*>(&e);
+    d.event.assign(bytes, bytes + sizeof(e));
+    deferred_.push_back(std::move(d));
+}
+
+void StackTable::apply_release(const release_event& e)
+{
     if (e.stack) {  // counted in the kernel: only its hold time is news
         remember_hold({e.tgid, e.conn, e.acquired_ns}, e.hold_ns);
         return;
@@ -310,6 +365,7 @@ void StackTable::remember_hold(const HandleId& id, uint64_t hold_ns)
 
 void StackTable::refine(RawState& raw)
 {
+    settle();  // before any process's unwinding state is let go
     for (uint32_t pid : forget_next_) {
         unwinder_.forget(pid);
         python_codes_.forget(pid);

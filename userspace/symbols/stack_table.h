@@ -116,9 +116,24 @@ private:
         size_t stack = 0;
     };
 
+    // Events are taken in two steps: on_*() at once (unwinding, learning),
+    // then, in their order, settle() (naming, counting), which refine() calls.
+    struct Deferred {
+        uint32_t kind = 0;
+        std::vector<uint8_t> event;  // the event; an acquire_event without its stack copy
+        std::vector<uint64_t> pcs;   // acquire: the return addresses unwound
+        bool complete = false;
+        bool native = true;  // acquire: false when its process's maps were never read
+    };
     void on_acquire(const struct acquire_event& e, size_t stack_len);
     void on_stack(const struct stack_event& e);
     void on_release(const struct release_event& e);
+    void settle();
+    void name_acquire(const struct acquire_event& e, const Deferred& d);
+    void name_stack(const struct stack_event& e);
+    void apply_release(const struct release_event& e);
+    std::vector<Deferred> deferred_;
+    size_t name_costs_ = 0;  // cost_us_ entries whose naming cost is filled in
     // The stack (index) of these frames, made if new.
     size_t stack_of(uint32_t pid, uint64_t kernel_site, UnwindResult& r, const struct python_frame* py,
                     uint32_t py_count, uint32_t py_generation);

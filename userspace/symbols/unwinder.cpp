@@ -327,7 +327,7 @@ void Unwinder::map_frames(const Process* p, const std::vector<uint64_t>& pcs, Un
     }
 }
 
-UnwindResult Unwinder::frames_at(uint32_t pid, const uint64_t* pcs, size_t count, bool complete)
+UnwindResult Unwinder::frames_at(uint32_t pid, const uint64_t* pcs, size_t count, bool complete, bool refresh)
 {
     std::vector<uint64_t> list(pcs, pcs + count);
     Process* p = process(pid, false);
@@ -341,7 +341,7 @@ UnwindResult Unwinder::frames_at(uint32_t pid, const uint64_t* pcs, size_t count
         }
         return false;
     };
-    if (unmapped(p))
+    if (refresh && unmapped(p))
         p = process(pid, true);
     UnwindResult out;
     out.complete = complete;

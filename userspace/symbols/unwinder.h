@@ -75,10 +75,11 @@ public:
 
     UnwindResult unwind(const UnwindInput& in);
 
-    // Frames at return addresses walked by someone else (the kernel), for
-    // naming: the mappings as unwind() gives them (maps read again when one
-    // lies in no mapping known). complete: as the walker said.
-    UnwindResult frames_at(uint32_t pid, const uint64_t* pcs, size_t count, bool complete);
+    // Frames at return addresses walked by someone else (the kernel), or
+    // unwound before, for naming: the mappings as unwind() gives them (with
+    // `refresh`, maps read again when one lies in no mapping known).
+    // complete: as the walker said.
+    UnwindResult frames_at(uint32_t pid, const uint64_t* pcs, size_t count, bool complete, bool refresh = true);
 
     // The step from the frame at return address `pc` (its call at pc - 1)
     // of a process unwound before: what the kernel needs to walk it.

@@ -384,7 +384,7 @@ def run_exactness(tools, tmpdir, total, procs, threads, leak_every, ping_every, 
                 for when, snap_ in (("live", live), ("final", final)):
                     p = find_process(snap_, w["pid"]) or {}
                     got = stacks_by_client_key(p)
-                    want = client_stacks(w, by_api=not any(k.startswith("*/") for k in got))
+                    want = client_stacks(w, {k.split("/")[0] for k in got} - {"tail"})
                     check("%s pid %d per stack (API, thread): [acquired, released]" % (when, w["pid"]), got, want)
                     got = {k: p.get(k) for k in ("dropped_stacks", "stacks_unwound", "stacks_truncated")}
                     check("%s pid %d stacks" % (when, w["pid"]), got,
@@ -442,28 +442,30 @@ def _pqstress_api_lines():
 
 def stacks_by_client_key(proc):
     """connleak's rows (stacks) of one pqstress process, keyed as pqstress
-    counts them: "API/main" or "API/thread" -> [acquired, released].
-    The API is read from the site frame's line in acquire(); "*" when the
-    site is not there (the compiler made the call a tail call)."""
+    counts them: "API/main" or "API/thread" -> [acquired, released]. The
+    API is read from the innermost frame's line in acquire(); the APIs the
+    compiler made tail calls return to worker_main directly and share one
+    stack per thread kind: "tail/..."."""
     from .stacks import function
     api_of_line = {n: api for api, n in _pqstress_api_lines().items()}
     out = {}
     for row in proc.get("top_connection_users", []):
-        frames = row.get("frames") or []
+        frames = row.get("frames") or [row["site"]]
         kind = "thread" if any(function(f) == "start_thread" for f in frames) else "main"
-        m = re.search(r" pqstress\.c:(\d+)$", row["site"])
-        api = api_of_line.get(int(m.group(1)), "?") if m and function(row["site"]) == "acquire" else "*"
+        m = re.search(r" pqstress\.c:(\d+)$", frames[0])
+        api = api_of_line.get(int(m.group(1)), "?") if m and function(frames[0]) == "acquire" else "tail"
         got = out.setdefault(api + "/" + kind, [0, 0])
         got[0] += row["acquired"]
         got[1] += row["released"]
     return out
 
 
-def client_stacks(worker, by_api=True):
-    """pqstress's own counts per acquiring stack, keyed as stacks_by_client_key."""
+def client_stacks(worker, separate):
+    """pqstress's own counts per acquiring stack, keyed as stacks_by_client_key:
+    the APIs in `separate` on their own, the others as "tail"."""
     out = {}
     for api, kind, acquired, finished in worker.get("stacks", []):
-        got = out.setdefault((api if by_api else "*") + "/" + kind, [0, 0])
+        got = out.setdefault((api if api in separate else "tail") + "/" + kind, [0, 0])
         got[0] += acquired
         got[1] += finished
     return out
