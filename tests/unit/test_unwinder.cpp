@@ -6,10 +6,12 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <regex>
 #include <string>
 #include <vector>
 
+#include "connleak.h"
 #include "proc_maps.h"
 #include "stack_table.h"
 #include "symbolizer.h"
@@ -336,4 +338,77 @@ TEST_CASE("the C runtime's entry frames get no file:line lookup")
     CHECK_FALSE(StackTable::is_runtime_entry("main+0x10 (app)"));
     CHECK_FALSE(StackTable::is_runtime_entry("app+0x9051"));
     CHECK_FALSE(StackTable::is_runtime_entry("0x7f00dead"));
+}
+
+TEST_CASE("stacks the kernel counted split their site; what they do not explain stays on it")
+{
+    Captured c;
+    level1(c, 64 * 1024);
+    Unwinder u;
+    UnwindResult r = u.unwind(c.in);
+    REQUIRE(r.complete);
+    const uint32_t pid = c.in.pid;
+    const uint64_t site = r.frames[0].pc;
+
+    auto e = std::make_unique<stack_event>();
+    std::memset(e.get(), 0, sizeof(*e));
+    e->kind = EVENT_STACK;
+    e->tgid = pid;
+    e->stack = 42;
+    e->site = site;
+    for (const UnwoundFrame& f : r.frames)
+        e->pcs[e->pc_count++] = f.pc;
+    StackTable table;
+    table.on_event(e.get(), sizeof(*e));
+
+    RawState raw;
+    RawProcess p;
+    p.pid = pid;
+    raw.processes.push_back(p);
+    RawSite s;
+    s.pid = pid;
+    s.site = SiteKey::caller(site);
+    s.stats.acquired = 10;
+    s.stats.released = 7;
+    s.stats.hold_ns_total = 700;
+    s.stats.hold_ns_max = 300;
+    raw.sites.push_back(s);
+    RawStack k;
+    k.pid = pid;
+    k.stack = 42;
+    k.stats.acquired = 8;
+    k.stats.released = 6;
+    k.stats.hold_ns_total = 600;
+    k.stats.hold_ns_max = 100;
+    k.stats.site = site;
+    raw.stacks.push_back(k);
+    k.stack = 43;  // its event never came: stays on the site
+    k.stats.acquired = 1;
+    k.stats.released = 0;
+    raw.stacks.push_back(k);
+    RawConn live;
+    live.pid = pid;
+    live.conn = 0x1000;
+    live.info.site = site;
+    live.info.stack = 42;
+    live.site = SiteKey::caller(site);
+    raw.conns.push_back(live);
+
+    table.refine(raw);
+    REQUIRE(raw.sites.size() == 2);
+    const RawSite& stack = raw.sites[0].site.kind == SiteKey::Kind::stack ? raw.sites[0] : raw.sites[1];
+    const RawSite& rest = raw.sites[0].site.kind == SiteKey::Kind::stack ? raw.sites[1] : raw.sites[0];
+    CHECK(stack.stats.acquired == 8);
+    CHECK(stack.stats.released == 6);
+    CHECK(stack.stats.hold_ns_total == 600);
+    CHECK(stack.stats.hold_ns_max == 100);
+    CHECK(rest.site == SiteKey::caller(site));
+    CHECK(rest.stats.acquired == 2);
+    CHECK(rest.stats.released == 1);
+    CHECK(rest.stats.hold_ns_total == 100);
+    CHECK(raw.conns[0].site == stack.site);
+    CHECK(raw.processes[0].stacks_unwound == 8);
+    REQUIRE(table.frames(stack.site));
+    CHECK(table.frames(stack.site)->size() == r.frames.size());
+    CHECK(table.frames(stack.site)->at(1).find("level3") != std::string::npos);
 }
