@@ -216,7 +216,7 @@ struct release_event {
  * only the first time. A stack with a return address not learnt yet goes
  * the old way: an acquire_event with a copy of the stack. */
 #define CONNLEAK_STACK_FRAMES 128     /* return addresses walked, at most */
-#define CONNLEAK_UNWIND_STEPS 65536   /* learnt return addresses (LRU) */
+#define CONNLEAK_UNWIND_STEPS 16384   /* learnt return addresses (LRU) */
 
 /* Key: a return address in the address space of a process family (a
  * process and the children it forked, which share its mappings). */
