@@ -295,6 +295,8 @@ int run(const Options& o)
     StackOptions sopts;
     sopts.site_skip.insert(sopts.site_skip.end(), o.site_skip.begin(), o.site_skip.end());
     sopts.debug_root = o.debug_dir;
+    Tracer* kernel = tracer.value().get();
+    sopts.learn = [kernel](const unwind_key& key, const unwind_step& step) { kernel->learn_unwind_step(key, step); };
     StackTable stacks(sopts);
     SessionConfig scfg;
     scfg.leak_after_s = o.leak_after_s;

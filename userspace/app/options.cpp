@@ -165,7 +165,8 @@ void add_options(CLI::App& app, Options& o)
                    "Processes the kernel map holds (default " + std::to_string(CONNLEAK_MAX_PROCS) + ")")
         ->type_name("N");
     app.add_option("--stack-size", o.stack_size,
-                   "Bytes of user stack copied per acquisition, unwound with DWARF CFI (0: no stacks)")
+                   "Bytes of user stack copied, for a stack the kernel cannot walk yet, and unwound with DWARF CFI "
+                   "(0: no stacks)")
         ->default_val(CONNLEAK_STACK_SIZE)
         ->check(CLI::Range(0, CONNLEAK_STACK_SIZE_MAX).description(""))
         ->type_name("BYTES");

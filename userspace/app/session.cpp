@@ -45,6 +45,7 @@ std::string Session::report(bool final)
     const auto batch = notices_.update(snap, [&](uint32_t pid, uint64_t conn, uint64_t acquired_ns) {
         return stacks_.hold_ms(pid, conn, acquired_ns);
     });
+    watch_releases(snap, batch);
     std::fputs(notice_text_.render(batch, {cfg_.leak_after_s, cfg_.stack_frames, cfg_.notice_stacks}).c_str(), stderr);
     snap.notices.assign(notices_.recent().begin(), notices_.recent().end());
     if (final)
@@ -54,6 +55,20 @@ std::string Session::report(bool final)
     if (!cfg_.json_path.empty() && cfg_.json_path != "-")
         return write_file_atomically(cfg_.json_path, snapshot_document(snapshot_to_json(snap)));
     return "";
+}
+
+// Leaks just reported: their release notices need their hold times.
+void Session::watch_releases(const Snapshot& snap, const std::vector<Notice>& batch)
+{
+    for (const Notice& n : batch) {
+        if (n.kind != "leak")
+            continue;
+        for (const ProcessReport& p : snap.processes)
+            if (p.pid == n.pid)
+                for (const ConnReport& c : p.connections)
+                    if (c.conn == n.conn)
+                        source_.watch_release(n.pid, c.conn, c.acquired_ns);
+    }
 }
 
 // The maps, with processes that exited moved to the archive (and freed in
@@ -94,6 +109,9 @@ RawState Session::collect()
     for (const RawSite& s : kernel.sites)
         if (!archived.count(s.pid))
             raw.sites.push_back(s);
+    for (const RawStack& s : kernel.stacks)
+        if (!archived.count(s.pid))
+            raw.stacks.push_back(s);
     // A pid used again: its earlier, exited holder is folded so the two
     // are never taken for one process.
     for (auto it = recent_.begin(); it != recent_.end();)
@@ -107,6 +125,7 @@ RawState Session::collect()
         raw.processes.push_back(a.process);
         raw.conns.insert(raw.conns.end(), a.conns.begin(), a.conns.end());
         raw.sites.insert(raw.sites.end(), a.sites.begin(), a.sites.end());
+        raw.stacks.insert(raw.stacks.end(), a.stacks.begin(), a.stacks.end());
     }
     for (const auto& [comm, group] : folded_)
         raw.exited_folded.push_back(group);
@@ -142,7 +161,7 @@ void Session::archive(uint32_t pid, uint64_t now_ns)
         }
     source_.forget(entry);  // exactly what was kept, nothing read later
     stacks_.process_exited(pid);
-    recent_.push_back({p, std::move(entry.conns), std::move(entry.sites)});
+    recent_.push_back({p, std::move(entry.conns), std::move(entry.sites), std::move(entry.stacks)});
 }
 
 void Session::fold(const Archived& a)
@@ -152,6 +171,7 @@ void Session::fold(const Archived& a)
     one.processes.push_back(a.process);
     one.conns = a.conns;
     one.sites = a.sites;
+    one.stacks = a.stacks;
     stacks_.split(one);
     ModelOptions mopts = model_options();
     mopts.top_sites = std::numeric_limits<size_t>::max();  // every site, for exact per-site counts

@@ -70,6 +70,14 @@ public:
     // Python interpreters' layouts per process (python_layout of connleak.h).
     int python_map_fd() const;
 
+    // Teaches the kernel how to step from one return address to its
+    // caller's (stack_walk.bpf.h).
+    void learn_unwind_step(const unwind_key& key, const unwind_step& step);
+
+    // The release of this handle (if its stack is counted in the kernel)
+    // will come as an event too, with its hold time: it was reported.
+    void watch_release(uint32_t pid, uint64_t conn, uint64_t acquired_ns);
+
     // Events: a descriptor to poll (-1 without events), and a pass over
     // what is pending, each record handed to `handler` (set once).
     int events_fd() const;
@@ -78,6 +86,7 @@ public:
 private:
     Tracer() = default;
     Status attach(const char* what, bpf_link* link);
+    std::vector<RawStack> read_stacks(uint32_t pid) const;  // pid 0: all
 
     connleak_bpf* skel_ = nullptr;
     std::vector<bpf_link*> links_;

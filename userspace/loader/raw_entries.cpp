@@ -34,8 +34,22 @@ RawConn raw_conn(const conn_key& key, const conn_info& info)
     c.info.start_ns = info.start_ns;
     c.info.acquired_ns = info.acquired_ns;
     c.info.tid = info.tid;
+    c.info.stack = info.stack;
     c.site = SiteKey::caller(info.site);
     return c;
+}
+
+RawStack raw_stack(const stack_key& key, const stack_stats& stats)
+{
+    RawStack s;
+    s.pid = key.tgid;
+    s.stack = key.stack;
+    s.stats.acquired = stats.acquired;
+    s.stats.released = stats.released;
+    s.stats.hold_ns_total = stats.hold_ns_total;
+    s.stats.hold_ns_max = stats.hold_ns_max;
+    s.caller_site = stats.site;
+    return s;
 }
 
 RawSite raw_site(const site_key& key, const site_stats& stats)

@@ -59,6 +59,7 @@ struct Acquisition {
     uint64_t start_ns = 0;     // entry of the outermost connect call
     uint64_t acquired_ns = 0;  // its return: the handle's age counts from here
     uint32_t tid = 0;          // the acquiring thread
+    uint64_t stack = 0;        // the kernel's stack id (RawStack::stack) it is counted under; 0: none
 };
 
 struct RawConn {
@@ -91,6 +92,16 @@ struct RawSite {
     SiteLocation location;
 };
 
+// The kernel's counters of one stack it walked itself (stack_counts):
+// StackTable folds them into its stacks.
+// Counts the kernel keeps per (process, stack id) for stacks it walked.
+struct RawStack {
+    uint32_t pid = 0;
+    uint64_t stack = 0;        // the kernel's stack id
+    SiteCounts stats;          // acquisitions and releases under this stack
+    uint64_t caller_site = 0;  // the kernel's caller site (return address) the stack belongs to
+};
+
 struct ExitedGroup;  // below
 
 // Everything read in one pass over the maps, plus what userspace kept of
@@ -101,6 +112,7 @@ struct RawState {
     std::vector<RawProcess> processes;
     std::vector<RawConn> conns;
     std::vector<RawSite> sites;
+    std::vector<RawStack> stacks;                     // read before `sites`: a stack's count never exceeds its site's
     bool sockets_tracked = false;                     // the sockets loader ran
     std::map<uint32_t, ProcessSocketReport> sockets;  // by pid
     std::vector<ExitedGroup> exited_folded;           // older exited processes, by comm
