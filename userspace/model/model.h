@@ -13,6 +13,7 @@
 
 #include "connleak.h"
 #include "defaults.h"
+#include "server_join.h"
 #include "socket_model.h"
 
 namespace connleak {
@@ -66,6 +67,7 @@ struct RawState {
     bool sockets_tracked = false;                     // the sockets loader ran
     std::map<uint32_t, ProcessSocketReport> sockets;  // by pid
     std::vector<ExitedGroup> exited_folded;           // older exited processes, by comm
+    ServerJoinInput server;                           // --server: pg_stat_activity and the sockets to join
 };
 
 struct ModelOptions {
@@ -93,6 +95,8 @@ struct ConnReport {
     bool leak = false;
     uint64_t acquired_ns = 0;  // with pid and conn, names one acquisition
     Frames frames = nullptr;
+    bool pre_attach = false;                   // made before the attach: known from the server only (conn 0)
+    std::shared_ptr<const ServerConn> server;  // --server: the server's view, when joined
 };
 
 struct ProcessReport {
@@ -154,6 +158,7 @@ struct Snapshot {
     std::vector<Notice> notices;             // the latest ones, oldest first (LeakNotices)
     std::vector<ExitedGroup> exited_folded;  // older exited processes, one row per comm
     uint64_t exited_folded_processes = 0;    // how many processes they hold
+    std::vector<ServerSummary> servers;      // --server: each server's read this interval
 };
 
 // Names a site for people, e.g. "get_users+0x3c (api)".

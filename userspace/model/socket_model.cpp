@@ -252,6 +252,7 @@ ProcessSocketReport build_socket_report(const ProcessScan& scan, const std::vect
             SocketState s = record_state(*cur, scan, held);
             cs.peer = cur->peer.str();
             cs.state = state_name(s);
+            cs.inode = cur->inode;
             if (s != SocketState::Closed || cur->established_ns)
                 mem.learned.insert(cur->peer);  // a server this process's libpq reached
             if (s == SocketState::Live)

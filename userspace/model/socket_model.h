@@ -107,8 +107,9 @@ struct ProcessSocketMemory {
 
 // Socket of one live handle, for its entry in "connections".
 struct ConnSocket {
-    std::string peer;   // "" when no socket was seen
-    std::string state;  // "open", "peer_closed", "closed", or "none"
+    std::string peer;    // "" when no socket was seen
+    std::string state;   // "open", "peer_closed", "closed", or "none"
+    uint64_t inode = 0;  // its socket (0: none seen), for the --server join
 };
 
 struct ProcessSocketReport {
