@@ -912,9 +912,11 @@ def table_rows(res):
                          sv["rows_per_read"]["median"])))
         rows.append(("--server: backends' fd tables (Unix clients)", "same runs, per read",
                      "median %.2f ms" % sv["backend_scan_ms"]["median"]))
+        rows.append(("--server: the traced process's sockets (both ends)", "same runs, per round, worker thread",
+                     "median %.2f ms" % sv["held_scan_ms"]["median"]))
         rows.append(("--server: worker thread CPU per read", "same runs",
                      "median %.2f ms" % sv["worker_cpu_ms_per_read"]["median"]))
-        rows.append(("--server: tracing thread per interval (socket scan + join)", "same runs",
+        rows.append(("--server: tracing thread per interval (takes the reads)", "same runs",
                      "median %.2f ms" % sv["annotate_ms"]["median"]))
         rows.append(("--server: connleak CPU added per interval", "with - without --server, alternating runs",
                      "median %.2f ms (min %.2f, max %.2f)" % (

@@ -5,9 +5,9 @@ attached to it with --server (A) and without (B), in alternating runs.
 
 - the per-interval query (pg_stat_activity, one query for every session):
   its round trip as connleak's worker measures it (send to last row), the
-  backends' fd tables read for the Unix-socket clients, the worker's CPU
-  per read, and the tracing thread's part (its own socket scan and the
-  join), all from CONNLEAK_SERVER_STATS;
+  backends' fd tables read for the Unix-socket clients, the traced
+  process's sockets (both ends), the worker's CPU per read, and the
+  tracing thread's part (taking the reads), all from CONNLEAK_SERVER_STATS;
 - connleak's whole CPU time per interval, A - B (utime+stime);
 - exactness: every one of the 1,000 connections listed, pre-attach, with
   its backend PID and state."""
@@ -35,7 +35,7 @@ sys.stdin.read()
 """
 
 STATS = re.compile(r"server stats: reads (\d+) rows_per_read ([\d.]+) query_ms ([\d.]+) backend_scan_ms ([\d.]+) "
-                   r"worker_cpu_ms_per_read ([\d.]+) annotate_ms ([\d.]+) \(x(\d+)\)")
+                   r"worker_cpu_ms_per_read ([\d.]+) held_scan_ms ([\d.]+) annotate_ms ([\d.]+) \(x(\d+)\)")
 
 
 def one_run(connleak, pid, dsn, with_server, seconds, interval, tmp, tag):
@@ -55,7 +55,7 @@ def one_run(connleak, pid, dsn, with_server, seconds, interval, tmp, tag):
             raise RuntimeError("no server stats:\n" + mon.describe())
         out.update(reads=int(m.group(1)), rows_per_read=float(m.group(2)), query_ms=float(m.group(3)),
                    backend_scan_ms=float(m.group(4)), worker_cpu_ms_per_read=float(m.group(5)),
-                   annotate_ms=float(m.group(6)), annotations=int(m.group(7)))
+                   held_scan_ms=float(m.group(6)), annotate_ms=float(m.group(7)), annotations=int(m.group(8)))
         out["snapshot"] = read_json(json_path)
     return out
 
@@ -98,6 +98,7 @@ def measure(connleak, n=1000, rounds=3, seconds=10, interval=1.0, tmp="/tmp"):
             "query_ms": stats([r["query_ms"] for r in a]),
             "backend_scan_ms": stats([r["backend_scan_ms"] for r in a]),
             "worker_cpu_ms_per_read": stats([r["worker_cpu_ms_per_read"] for r in a]),
+            "held_scan_ms": stats([r["held_scan_ms"] for r in a]),
             "annotate_ms": stats([r["annotate_ms"] for r in a]),
             "added_cpu_ms_per_interval": stats(added),
             "cpu_s_with": stats([r["cpu_s"] for r in a]),

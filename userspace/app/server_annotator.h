@@ -18,7 +18,8 @@ class ServerAnnotator {
 public:
     explicit ServerAnnotator(const ActivityReaderOptions& opts) : reader_(opts), opts_(opts) {}
 
-    // A process attached to by PID: the sockets it holds now predate the attach.
+    // A process attached to by PID: the sockets it holds now predate the
+    // attach (and are joined from the first round on).
     void add_process(uint32_t pid);
     // Starts reading (after a launched command was forked).
     void start() { reader_.start(); }

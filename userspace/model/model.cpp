@@ -98,7 +98,7 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
             sr->max_ms = std::max(sr->max_ms, age_ns / kNsPerMs);
         }
         r.connections.push_back({c->conn, c->info.tid, sr ? sr->site : site_name(c->site), age_ns / kNsPerMs, leak,
-                                 c->info.acquired_ns, sr ? sr->frames : nullptr, false, nullptr});
+                                 c->info.acquired_ns, sr ? sr->frames : nullptr});
     }
     std::sort(r.connections.begin(), r.connections.end(), [](const ConnReport& a, const ConnReport& b) {
         return a.age_ms != b.age_ms ? a.age_ms > b.age_ms : a.conn < b.conn;

@@ -95,8 +95,8 @@ struct ConnReport {
     bool leak = false;
     uint64_t acquired_ns = 0;  // with pid and conn, names one acquisition
     Frames frames = nullptr;
-    bool pre_attach = false;                   // made before the attach: known from the server only (conn 0)
-    std::shared_ptr<const ServerConn> server;  // --server: the server's view, when joined
+    bool pre_attach = false;                             // made before the attach: known from the server only (conn 0)
+    std::shared_ptr<const ServerConn> server = nullptr;  // --server: the server's view, when joined
 };
 
 struct ProcessReport {

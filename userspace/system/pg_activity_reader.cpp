@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "clock.h"
+#include "held_endpoints.h"
 #include "proc_sockets.h"
 
 namespace connleak {
@@ -218,6 +219,18 @@ std::vector<std::string> ActivityReader::take_messages()
 {
     std::lock_guard<std::mutex> lock(mu_);
     return std::exchange(messages_, {});
+}
+
+void ActivityReader::set_pids(std::vector<uint32_t> pids)
+{
+    std::lock_guard<std::mutex> lock(mu_);
+    pids_ = std::move(pids);
+}
+
+std::map<uint32_t, std::vector<HeldEndpoint>> ActivityReader::latest_held() const
+{
+    std::lock_guard<std::mutex> lock(mu_);
+    return held_;
 }
 
 ActivityReader::Cost ActivityReader::cost() const
@@ -443,6 +456,24 @@ void ActivityReader::run()
             if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu) == 0)
                 cost_.cpu_ns = static_cast<uint64_t>(cpu.tv_sec) * 1000000000ull + static_cast<uint64_t>(cpu.tv_nsec);
             latest_[i] = std::move(read);
+        }
+        // The traced processes' sockets, for the join (the tables of each
+        // network namespace read once).
+        std::vector<uint32_t> pids;
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            pids = pids_;
+        }
+        const uint64_t t0 = monotonic_ns();
+        std::map<uint32_t, std::vector<HeldEndpoint>> held;
+        EndpointScanner scanner;
+        for (uint32_t pid : pids)
+            held[pid] = scanner.scan(pid);
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            held_ = std::move(held);
+            cost_.held_ns += monotonic_ns() - t0;
+            cost_.rounds++;
         }
         if (wait_stop(opts_.interval_s))
             return;

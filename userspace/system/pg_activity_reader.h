@@ -12,6 +12,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -51,6 +52,13 @@ public:
     // server (a mutex held only to copy).
     std::vector<ServerRead> latest() const;
 
+    // The processes whose sockets are to be joined (the traced ones still
+    // running); their sockets are read on the worker too, after each round
+    // of reads, so the tracing thread never scans /proc for --server.
+    void set_pids(std::vector<uint32_t> pids);
+    // The sockets of those processes, as the latest round found them.
+    std::map<uint32_t, std::vector<HeldEndpoint>> latest_held() const;
+
     // Messages since the last call (each one line, without "connleak: ").
     std::vector<std::string> take_messages();
 
@@ -61,6 +69,8 @@ public:
         uint64_t query_ns = 0;  // the query, sent to its last row, summed
         uint64_t scan_ns = 0;   // the backends' fd tables (Unix-socket clients), summed
         uint64_t cpu_ns = 0;    // the worker thread's own CPU time
+        uint64_t held_ns = 0;   // the traced processes' sockets, summed over rounds
+        uint64_t rounds = 0;    // rounds of reads (every server, then the sockets)
     };
     Cost cost() const;
 
@@ -78,6 +88,8 @@ private:
     bool stop_ = false;
     int stop_fd_ = -1;  // eventfd: wakes a poll on a server's socket
     std::vector<ServerRead> latest_;
+    std::vector<uint32_t> pids_;
+    std::map<uint32_t, std::vector<HeldEndpoint>> held_;
     std::vector<std::string> messages_;
     Cost cost_;
 };
