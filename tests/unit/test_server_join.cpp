@@ -271,7 +271,7 @@ TEST_CASE("text report: the server state beside each listed connection")
     const std::string text = render_text_report(snap);
     CHECK(text.find("  CONNECTION           THREAD      HELD  SERVER                        SITE\n") !=
           std::string::npos);
-    CHECK(text.find("  pre-attach                -     61.0s  idle in transaction 46.0s     \n") != std::string::npos);
+    CHECK(text.find("  pre-attach                -     61.0s  idle in transaction 46.0s\n") != std::string::npos);
 }
 
 TEST_CASE("live view: idle in transaction in red beside the connection")

@@ -101,7 +101,10 @@ std::string leaked_connections(const ProcessReport& p, double leak_after_s)
                         fmt("%.1fs", c.age_ms / 1000.0).c_str());
             if (server)
                 rows += fmt("%-28s  ", server_cell(c).empty() ? "-" : server_cell(c).c_str());
-            rows += safe_text(c.site) + "\n";
+            rows += safe_text(c.site);
+            while (!rows.empty() && rows.back() == ' ')  // a pre-attach row names no site
+                rows.pop_back();
+            rows += "\n";
         }
     if (rows.empty())
         return "";
