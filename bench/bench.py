@@ -16,6 +16,8 @@ Sections (all by default; see BENCHMARKS.md for what each measures):
                 with connleak attached to another process: its slowdown
     http        --http: /metrics of 1,000 processes x 10 sites (< 100 ms), and
                 the tracing cost while scraped every second (http_cost.py)
+    server      --server: the per-interval pg_stat_activity read with 1,000
+                connections made before the attach (server_cost.py)
 Footprint (connleak's peak RSS, CPU time, BPF map memory) is gathered from
 every traced run. Prints a table; writes bench/results.json (--out).
 Needs root. Traffic goes to 127.0.0.1 and Unix sockets only.
@@ -43,7 +45,7 @@ from connleak_testkit.snapshot import find_process, read_json  # noqa: E402
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 
-SECTIONS = ("cost", "pgbench", "exactness", "bystander", "exited", "python", "http")
+SECTIONS = ("cost", "pgbench", "exactness", "bystander", "exited", "python", "http", "server")
 
 GOALS = {
     "pgbench_ratio": 0.99,        # traced/untraced tps, median of pairs, >=
@@ -545,6 +547,13 @@ def section_http(ctx):
     return http_cost.measure(ctx.tools, ctx.tmp, ctx.quick)
 
 
+def section_server(ctx):
+    """--server: the per-interval pg_stat_activity read with 1,000 connections (server_cost.py)."""
+    import server_cost
+    return server_cost.measure(ctx.tools.connleak, n=1000, rounds=2 if ctx.quick else 3,
+                               seconds=6 if ctx.quick else 10, tmp=ctx.tmp)
+
+
 def section_exactness(ctx):
     total = 40000 if ctx.quick else 200000
     log("exactness: %d lifecycles, 4 processes x 4 threads, 1 in 50 leaked, a ping every 100" % total)
@@ -901,6 +910,28 @@ def table_rows(res):
         if s:
             rows.append(("  the same, connleak -p --no-follow", "probes in the target only (same pairs)",
                          "%.1f us (min %.1f, max %.1f)" % (s["median"] / 1000, s["min"] / 1000, s["max"] / 1000)))
+    sv = res.get("server")
+    if sv:
+        how = "%d connections made before the attach (half TCP, half Unix), -i %g, %d runs" % (
+            sv["connections"], sv["interval_s"], sv["rounds"])
+        rows.append(("--server: the pg_stat_activity query, round trip", how,
+                     "median %.2f ms (min %.2f, max %.2f), %.0f rows" % (
+                         sv["query_ms"]["median"], sv["query_ms"]["min"], sv["query_ms"]["max"],
+                         sv["rows_per_read"]["median"])))
+        rows.append(("--server: backends' fd tables (Unix clients)", "same runs, per read",
+                     "median %.2f ms" % sv["backend_scan_ms"]["median"]))
+        rows.append(("--server: the traced process's sockets (both ends)", "same runs, per round, worker thread",
+                     "median %.2f ms" % sv["held_scan_ms"]["median"]))
+        rows.append(("--server: worker thread CPU per read", "same runs",
+                     "median %.2f ms" % sv["worker_cpu_ms_per_read"]["median"]))
+        rows.append(("--server: tracing thread per interval (takes the reads)", "same runs",
+                     "median %.2f ms" % sv["annotate_ms"]["median"]))
+        rows.append(("--server: connleak CPU added per interval", "with - without --server, alternating runs",
+                     "median %.2f ms (min %.2f, max %.2f)" % (
+                         sv["added_cpu_ms_per_interval"]["median"], sv["added_cpu_ms_per_interval"]["min"],
+                         sv["added_cpu_ms_per_interval"]["max"])))
+        rows.append(("--server: connections joined", "pre-attach, backend PID and state", "%d of %d (%s)" % (
+            sv["joined"], sv["connections"], "exact" if sv["joined_exact"] else "NOT EXACT")))
     fp = res.get("footprint")
     if fp:
         rows.append(("connleak peak RSS", "VmHWM, all traced runs", "%.1f MB" % fp["peak_rss_mb"]))
@@ -1004,7 +1035,8 @@ def main():
     t0 = time.monotonic()
     funcs = {"cost": section_cost, "pgbench": section_pgbench, "exactness": section_exactness,
              "bystander": section_bystander, "exited": section_exited, "python": section_python,
-             "http": section_http}
+             "http": section_http,
+             "server": section_server}
     failed = False
     for s in SECTIONS:
         if s not in sections:

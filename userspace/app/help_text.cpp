@@ -81,6 +81,8 @@ const std::vector<HelpEntry>& help_examples()
         {"connleak -q -j /run/connleak.json -p 4242 &", "feed a dashboard"},
         {"connleak -j - -p 4242 | jq .tracking_stats", "JSON Lines"},
         {"connleak -q --http 9187 -p 4242", "a dashboard on http://127.0.0.1:9187/, /metrics for Prometheus"},
+        {"connleak -p 4242 --server 'host=db user=monitor'", "each connection as the server sees it, those "
+                                                             "made before the attach too"},
     };
     return examples;
 }
@@ -114,6 +116,11 @@ const std::vector<HelpEntry>& help_words()
                         "positive, handles holding no socket when negative."},
         {"dropped", "acquisitions or processes a full kernel map had no room for; counts are then low by that "
                     "much: raise --max-conns, --max-sites or --max-procs."},
+        {"server state", "with --server, pg_stat_activity's view of each connection (state, backend_start, "
+                         "xact_start, state_change, wait_event, query), joined by the client's address and port "
+                         "or, over a Unix socket on this host, by the backend's socket. Connections made before "
+                         "the attach are listed from it (pre-attach), aged from backend_start, and are leaks "
+                         "once that old, or idle in a transaction that long."},
     };
     return words;
 }

@@ -28,6 +28,7 @@
 #include "preflight.h"
 #include "python_watch.h"
 #include "report_sink.h"
+#include "server_annotator.h"
 #include "session.h"
 #include "site_names.h"
 #include "sockets_loader.h"
@@ -265,6 +266,23 @@ int run(const Options& o)
         launcher.emplace(std::move(l.value()));
         targets.push_back(static_cast<uint32_t>(launcher->pid()));
     }
+    // --server: connleak's own connections, made only now, after the fork of
+    // a launched command (which must not inherit them); connleak's own
+    // process is never in the traced set, so they are never counted.
+    std::unique_ptr<ServerAnnotator> server;
+    if (!o.servers.empty()) {
+        ActivityReaderOptions ropts;
+        ropts.dsns = o.servers;
+        ropts.interval_s = o.interval_s;
+        ropts.queries = o.server_queries;
+        server = std::make_unique<ServerAnnotator>(ropts);
+        server->start();
+    }
+    auto say_server = [&] {
+        if (server)
+            for (const std::string& m : server->take_messages())
+                std::fprintf(stderr, "connleak: %s\n", m.c_str());
+    };
     for (uint32_t pid : targets)
         if (auto s = tracer.value()->trace_process(pid); !s)
             return fail(s.error().message);
@@ -286,6 +304,9 @@ int run(const Options& o)
     if (sockets)  // what the targets hold now predates the attach
         for (uint32_t pid : o.pids)
             sockets->add_process(pid);
+    if (server)
+        for (uint32_t pid : o.pids)
+            server->add_process(pid);
 
     std::unique_ptr<ReportSink> sink = make_sink(o);
     if (http) {
@@ -306,8 +327,13 @@ int run(const Options& o)
     scfg.json_path = o.json_path;
     TracerSource source(*tracer.value());
     Session session(scfg, source, *sink, stacks);
-    if (sockets)
-        session.set_annotator([&](RawState& raw) { sockets->annotate(raw); });
+    if (sockets || server)
+        session.set_annotator([&](RawState& raw) {
+            if (sockets)
+                sockets->annotate(raw);
+            if (server)
+                server->annotate(raw);
+        });
     for (uint32_t pid : o.pids)
         session.names().learn_process(pid);
     if (stop_pending()) {
@@ -344,6 +370,7 @@ int run(const Options& o)
         pollfd fds[3] = {{sigfd, POLLIN, 0}, {sink->input_fd(), POLLIN, 0}, {tracer.value()->events_fd(), POLLIN, 0}};
         const int ready = poll(fds, 3, static_cast<int>(wait_s * 1000));
         session.consume_events();
+        say_server();
         if (python_frames)
             python.poll(tracer.value()->read_processes());
         if (ready > 0) {
@@ -386,6 +413,7 @@ int run(const Options& o)
     std::string command_fate;
     if (launcher && !o.keep_command)
         command_fate = stop_command(*launcher, o, terminal_sigint, *tracer.value(), session, sigfd);
+    say_server();
     if (std::string err = session.report(true); !err.empty())
         return fail(err);
     if (launcher && o.keep_command)
@@ -398,6 +426,8 @@ int run(const Options& o)
         return fail(std::string("cannot write the report to stdout: ") + std::strerror(err));
     if (getenv("CONNLEAK_STACK_STATS"))  // measurements: what unwinding cost
         std::fputs(stacks.cost_summary().c_str(), stderr);
+    if (server && getenv("CONNLEAK_SERVER_STATS"))  // measurements: what --server cost
+        std::fputs(server->cost_summary().c_str(), stderr);
     // Ctrl-C is a normal end, and so is --duration when it stopped the
     // command. A command that ended by itself gives connleak its status, so
     // connleak can stand in for it in scripts.

@@ -10,6 +10,7 @@
 
 #include "connleak.h"
 #include "help_text.h"
+#include "pg_activity_reader.h"
 #include "socket_model.h"
 
 namespace connleak {
@@ -198,6 +199,28 @@ void add_options(CLI::App& app, Options& o)
         ->type_name("[ADDR:]PORT");
     app.add_flag("!--no-sockets", o.sockets,
                  "Do not hold handles against the database sockets (no db_sockets, peer, tracking_discrepancy)");
+    app.add_option("--server", o.servers,
+                   "Join each connection with this server's pg_stat_activity (libpq conninfo or URI; repeatable; "
+                   "the role needs pg_read_all_stats to see other users' sessions)")
+        ->type_name("DSN");
+    app.add_option("--server-queries", o.server_queries_text,
+                   "With --server: whether each connection's last query is shown (on or off)")
+        ->default_val("on")
+        ->type_name("on|off");
+}
+
+// The DSNs of --server in argv replaced by x's once parsed: a password in
+// one must not stay readable in /proc/PID/cmdline while connleak runs.
+void hide_dsns(int argc, char** argv, const std::vector<std::string>& dsns)
+{
+    for (int i = 1; i < argc; i++) {
+        char* value = argv[i];
+        if (std::strncmp(value, "--server=", 9) == 0)
+            value += 9;
+        for (const std::string& dsn : dsns)
+            if (!dsn.empty() && dsn == value)
+                std::memset(value, 'x', dsn.size());
+    }
 }
 
 }  // namespace
@@ -288,6 +311,17 @@ Options parse_options(int argc, char** argv)
             usage_error("--http " + o.http + ": not PORT, ADDR:PORT or [IPV6ADDR]:PORT (ADDR an IP address)");
         o.http_address = *addr;
     }
+    if (o.server_queries_text != "on" && o.server_queries_text != "off")
+        usage_error("--server-queries must be on or off");
+    o.server_queries = o.server_queries_text == "on";
+    for (size_t i = 0; i < o.servers.size(); i++) {
+        // libpq's message names what is wrong, never the DSN (which may hold a password).
+        auto label = server_label(o.servers[i]);
+        if (!label)
+            usage_error("--server #" + std::to_string(i + 1) + ": " + label.error().message);
+        o.server_labels.push_back(label.value());
+    }
+    hide_dsns(split, argv, o.servers);
     return o;
 }
 

@@ -6,6 +6,7 @@
 #include "atomic_file.h"
 #include "json_output.h"
 #include "snapshot_document.h"
+#include "server_rows.h"
 
 namespace connleak {
 
@@ -34,9 +35,11 @@ std::string Session::site_name(const RawSite& s)
 Snapshot Session::snapshot()
 {
     RawState raw = collect();
-    return build_snapshot(
+    Snapshot snap = build_snapshot(
         raw, model_options(), [&](const RawSite& s) { return site_name(s); },
         [&](const RawSite& s) { return stacks_.frames(s.site); });
+    join_server_view(snap, raw.server);
+    return snap;
 }
 
 std::string Session::report(bool final)

@@ -46,7 +46,9 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
             continue;
         for (const ConnReport& c : p.connections) {
             Key key{p.pid, c.conn, c.acquired_ns};
-            if (!c.leak || reported_.count(key))
+            // A connection made before the attach (--server) has no handle
+            // or stack to name: listed in the report, not noticed.
+            if (!c.leak || c.pre_attach || reported_.count(key))
                 continue;
             Notice n;
             n.kind = "leak";

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "defaults.h"
+#include "server_join.h"
 #include "socket_model.h"
 
 namespace connleak {
@@ -116,6 +117,7 @@ struct RawState {
     bool sockets_tracked = false;                     // the sockets loader ran
     std::map<uint32_t, ProcessSocketReport> sockets;  // by pid
     std::vector<ExitedGroup> exited_folded;           // older exited processes, by comm
+    ServerJoinInput server;                           // --server: pg_stat_activity and the sockets to join
 };
 
 struct ModelOptions {
@@ -148,6 +150,8 @@ struct ConnReport {
     std::string local;          // TCP: the client's address:port (kernel record at the handshake, or a scan); else ""
     std::string socket;         // "open", "peer_closed", "closed" or "none" (no socket seen)
     uint64_t socket_inode = 0;  // 0 when no socket was seen
+    bool pre_attach = false;                             // made before the attach: known from the server only (conn 0)
+    std::shared_ptr<const ServerConn> server = nullptr;  // --server: the server's view, when joined
 };
 
 struct ProcessReport {
@@ -210,6 +214,7 @@ struct Snapshot {
     std::vector<Notice> notices;             // the latest ones, oldest first (LeakNotices)
     std::vector<ExitedGroup> exited_folded;  // older exited processes, one row per comm
     uint64_t exited_folded_processes = 0;    // how many processes they hold
+    std::vector<ServerSummary> servers;      // --server: each server's read this interval
 };
 
 // Names a site for people, e.g. "get_users+0x3c (api)".

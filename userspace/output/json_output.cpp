@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "safe_text.h"
+#include "server_json.h"
 #include "socket_json.h"
 #include "time_format.h"
 
@@ -144,7 +145,7 @@ json snapshot_to_json(const Snapshot& snap)
     const Totals& t = snap.totals;
     json procs = json::array();
     for (const auto& p : snap.processes)
-        procs.push_back(with_sockets(process_json(p), p.sockets));
+        procs.push_back(with_server(with_sockets(process_json(p), p.sockets), p, !snap.servers.empty()));
     json notices = json::array();
     for (const auto& n : snap.notices)
         notices.push_back(notice_json(n));
@@ -166,6 +167,8 @@ json snapshot_to_json(const Snapshot& snap)
         folded.push_back(exited_group_json(g));
     out["exited_folded"] = std::move(folded);
     out["exited_folded_processes"] = snap.exited_folded_processes;
+    if (!snap.servers.empty())
+        out["servers"] = servers_json(snap.servers);
     if (t.sockets_tracked) {
         out["tracking_stats"]["total_db_sockets"] = t.db_sockets;
         out["tracking_stats"]["tracking_discrepancy"] = t.tracking_discrepancy;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "safe_text.h"
+#include "server_text.h"
 #include "socket_text.h"
 #include "strfmt.h"
 #include "time_format.h"
@@ -91,15 +92,24 @@ std::string site_table(const ProcessReport& p, size_t frames_shown)
 std::string leaked_connections(const ProcessReport& p, double leak_after_s)
 {
     std::string rows;
+    bool server = false;  // --server joined some: a SERVER column
     for (const ConnReport& c : p.connections)
-        if (c.leak)
-            rows += fmt("  %-18s %8u %9s  %s\n", fmt("0x%" PRIx64, c.conn).c_str(), c.tid,
-                        fmt("%.1fs", c.age_ms / 1000.0).c_str(), safe_text(c.site).c_str());
+        server = server || c.server;
+    for (const ConnReport& c : p.connections)
+        if (c.leak) {
+            rows += fmt("  %-18s %8s %9s  ", connection_cell(c).c_str(), thread_cell(c).c_str(),
+                        fmt("%.1fs", c.age_ms / 1000.0).c_str());
+            if (server)
+                rows += fmt("%-28s  ", server_cell(c).empty() ? "-" : server_cell(c).c_str());
+            rows += safe_text(c.site);
+            while (!rows.empty() && rows.back() == ' ')  // a pre-attach row names no site
+                rows.pop_back();
+            rows += "\n";
+        }
     if (rows.empty())
         return "";
-    return fmt("  connections held %gs or longer:\n  %-18s %8s %9s  %s\n", leak_after_s, "CONNECTION", "THREAD", "HELD",
-               "SITE") +
-           rows;
+    return fmt("  connections held %gs or longer:\n  %-18s %8s %9s  ", leak_after_s, "CONNECTION", "THREAD", "HELD") +
+           (server ? fmt("%-28s  ", "SERVER") : "") + "SITE\n" + rows;
 }
 
 }  // namespace
