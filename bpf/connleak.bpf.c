@@ -154,7 +154,7 @@ static __always_inline __u64 wakeup_flags(void)
 /* The caller's registers and the top of its stack, for userspace to unwind.
  * Sent after the counters are updated: an event read implies its counts. */
 static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats *ps,
-					 const struct conn_key *key, const struct conn_info *info)
+					 const struct conn_key *key, const struct conn_info *info, __u32 kind)
 {
 	struct acquire_event *e;
 	struct task_struct *task;
@@ -171,7 +171,7 @@ static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats 
 		__sync_fetch_and_add(&ps->dropped_stacks, 1);
 		return;
 	}
-	e->kind = EVENT_ACQUIRE;
+	e->kind = kind;
 	e->tgid = key->tgid;
 	e->tid = info->tid;
 	e->conn = key->conn;
@@ -307,7 +307,7 @@ int BPF_KRETPROBE(call_exit, void *conn)
 		__sync_fetch_and_add(&ps->dropped_conns, 1);
 	__sync_fetch_and_add(&ps->acquired, 1);
 	count_site_acquired(ps, tgid, info.site);
-	send_acquire(ctx, ps, &key, &info);
+	send_acquire(ctx, ps, &key, &info, EVENT_ACQUIRE);
 	return 0;
 }
 
@@ -452,3 +452,6 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 	}
 	return 0;
 }
+
+/* Last users of libpq's sockets: send_acquire on the first send of a unit of work. */
+#include "sock_io.bpf.h"

@@ -104,6 +104,7 @@ enum event_kind {
 	EVENT_ACQUIRE = 1,
 	EVENT_RELEASE = 2,
 	EVENT_PY_CODE = 3, /* python_code_event */
+	EVENT_LAST_USE = 4, /* acquire_event: the send that began a unit of work (sock_io.h) */
 };
 
 /* Python frames of the acquiring thread, taken in the kernel at the

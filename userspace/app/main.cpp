@@ -19,6 +19,7 @@
 #include "json_output.h"
 #include "launcher.h"
 #include "leak_notices.h"
+#include "libpq_layout_watch.h"
 #include "libpq_locator.h"
 #include "live_view.h"
 #include "model.h"
@@ -209,11 +210,19 @@ int run(const Options& o)
         return fail(tracer.error().message);
     std::unique_ptr<SocketTracer> sockets;  // optional: handles are counted without it
     if (o.sockets) {
-        auto s =
-            SocketTracer::load(tracer.value()->procs_map_fd(), {o.db_ports, o.db_host_peers, o.db_socket_paths, 0});
-        if (s)
+        SocketConfig sc{o.db_ports,
+                        o.db_host_peers,
+                        o.db_socket_paths,
+                        0,
+                        tracer.value()->sock_io_map_fd(),
+                        tracer.value()->sock_io_mark_fd()};
+        auto s = SocketTracer::load(tracer.value()->procs_map_fd(), sc);
+        if (s) {
             sockets = std::move(s.value());
-        else
+            // Idle times and last users: the send/recv hooks on libpq's sockets.
+            if (auto io = tracer.value()->attach_socket_io(); !io)
+                std::fprintf(stderr, "connleak: warning: %s\n", io.error().message.c_str());
+        } else
             std::fprintf(stderr, "connleak: warning: %s: no socket tracking\n", s.error().message.c_str());
     }
 
@@ -301,6 +310,10 @@ int run(const Options& o)
     PythonWatcher python(tracer.value()->python_map_fd());
     if (python_frames)
         python.poll(tracer.value()->read_processes());
+    // libpq's layout per process: last users exactly when a handle is idle.
+    std::optional<LibpqLayoutWatcher> layouts;
+    if (tracer.value()->socket_io_attached())
+        layouts.emplace(*tracer.value());
 
     const uint64_t start = monotonic_ns();
     double next_report = o.interval_s;
@@ -317,8 +330,13 @@ int run(const Options& o)
         pollfd fds[3] = {{sigfd, POLLIN, 0}, {sink->input_fd(), POLLIN, 0}, {tracer.value()->events_fd(), POLLIN, 0}};
         const int ready = poll(fds, 3, static_cast<int>(wait_s * 1000));
         session.consume_events();
-        if (python_frames)
-            python.poll(tracer.value()->read_processes());
+        if (python_frames || layouts) {
+            const std::vector<RawProcess> procs = tracer.value()->read_processes();
+            if (python_frames)
+                python.poll(procs);
+            if (layouts)
+                layouts->poll(procs, monotonic_ns());
+        }
         if (ready > 0) {
             signalfd_siginfo si;
             while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {

@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "connleak.skel.h"
 #include "symbolizer.h"
+#include "tracer_sock_io.h"
 
 namespace connleak {
 namespace {
@@ -24,6 +25,15 @@ bool conn_key_less(const conn_key& a, const conn_key& b)
 bool site_key_less(const site_key& a, const site_key& b)
 {
     return a.tgid != b.tgid ? a.tgid < b.tgid : a.site < b.site;
+}
+RawConn raw_conn(const conn_key& k, const conn_info& v)
+{
+    RawConn c;
+    c.pid = k.tgid;
+    c.conn = k.conn;
+    c.info = v;
+    c.site = SiteKey::caller(v.site);
+    return c;
 }
 bool u32_less(const __u32& a, const __u32& b)
 {
@@ -75,6 +85,7 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
     if (cfg.max_procs) {
         bpf_map__set_max_entries(t->skel_->maps.procs, cfg.max_procs);
         bpf_map__set_max_entries(t->skel_->maps.python_procs, cfg.max_procs);
+        bpf_map__set_max_entries(t->skel_->maps.libpq_layouts, cfg.max_procs);
     }
     t->skel_->rodata->stack_size = cfg.stack_size;
     // Room for 64 stacks at least (a power of two of pages, as ring buffers need).
@@ -82,6 +93,7 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
     while (ring < 64 * (sizeof(acquire_event) + size_t{cfg.stack_size} + 4096))
         ring *= 2;
     bpf_map__set_max_entries(t->skel_->maps.events, ring);
+    keep_socket_io_if_supported(t->skel_);
     if (int err = connleak_bpf__load(t->skel_))
         return Error{"cannot load the BPF programs: " + bpf_errstr(err) + " (run with --verbose for the verifier log)"};
     if (auto s = t->attach("tp_btf/sched_process_fork", bpf_program__attach(t->skel_->progs.handle_fork)); !s)
@@ -203,7 +215,7 @@ RawState Tracer::read() const
     RawState raw;
     raw.processes = read_processes();
     for (auto& [k, v] : dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less))
-        raw.conns.push_back({k.tgid, k.conn, v, SiteKey::caller(v.site)});
+        raw.conns.push_back(raw_conn(k, v));
     for (auto& [k, v] : dump_map<site_key, site_stats>(bpf_map__fd(skel_->maps.sites), site_key_less))
         raw.sites.push_back({k.tgid, SiteKey::caller(k.site), v});
     // Read after the maps: every handle then looks at least as old as it is.
@@ -250,7 +262,7 @@ RawState Tracer::read_process(uint32_t pid) const
     // After the process entry: if it is exited, these are final too.
     for (auto& [k, v] : dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less))
         if (k.tgid == pid)
-            raw.conns.push_back({k.tgid, k.conn, v, SiteKey::caller(v.site)});
+            raw.conns.push_back(raw_conn(k, v));
     for (auto& [k, v] : dump_map<site_key, site_stats>(bpf_map__fd(skel_->maps.sites), site_key_less))
         if (k.tgid == pid)
             raw.sites.push_back({k.tgid, SiteKey::caller(k.site), v});
@@ -263,6 +275,7 @@ void Tracer::forget(const RawState& entries)
     for (const RawProcess& p : entries.processes) {
         bpf_map_delete_elem(bpf_map__fd(skel_->maps.procs), &p.pid);
         bpf_map_delete_elem(bpf_map__fd(skel_->maps.python_procs), &p.pid);
+        bpf_map_delete_elem(bpf_map__fd(skel_->maps.libpq_layouts), &p.pid);
     }
     for (const RawConn& c : entries.conns) {
         conn_key k{};

@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include "last_user.h"
+
 #include <algorithm>
 #include <map>
 #include <tuple>
@@ -97,8 +99,16 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
             sr->leaks += leak;
             sr->max_ms = std::max(sr->max_ms, age_ns / kNsPerMs);
         }
-        r.connections.push_back({c->conn, c->info.tid, sr ? sr->site : site_name(c->site), age_ns / kNsPerMs, leak,
-                                 c->info.acquired_ns, sr ? sr->frames : nullptr});
+        ConnReport conn;
+        conn.conn = c->conn;
+        conn.tid = c->info.tid;
+        conn.site = sr ? sr->site : site_name(c->site);
+        conn.age_ms = age_ns / kNsPerMs;
+        conn.leak = leak;
+        conn.acquired_ns = c->info.acquired_ns;
+        conn.frames = sr ? sr->frames : nullptr;
+        r.connections.push_back(std::move(conn));
+        add_last_user(r.connections.back(), *c, socket_of(r.sockets, c->conn), raw.now_ns, name_site, site_frames);
     }
     std::sort(r.connections.begin(), r.connections.end(), [](const ConnReport& a, const ConnReport& b) {
         return a.age_ms != b.age_ms ? a.age_ms > b.age_ms : a.conn < b.conn;

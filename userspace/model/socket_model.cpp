@@ -252,6 +252,8 @@ ProcessSocketReport build_socket_report(const ProcessScan& scan, const std::vect
             SocketState s = record_state(*cur, scan, held);
             cs.peer = cur->peer.str();
             cs.state = state_name(s);
+            cs.last_io_ns = cur->last_io_ns;
+            cs.use_ns = cur->use_ns;
             if (s != SocketState::Closed || cur->established_ns)
                 mem.learned.insert(cur->peer);  // a server this process's libpq reached
             if (s == SocketState::Live)

@@ -73,11 +73,16 @@ json notice_json(const Notice& n)
 
 json conn_json(const ConnReport& c)
 {
-    return {{"conn", hex_address(c.conn)},
-            {"tid", c.tid},
-            {"site", utf8_text(c.site)},
-            {"age_ms", round_ms(c.age_ms)},
-            {"leak", c.leak}};
+    json j = {{"conn", hex_address(c.conn)},
+              {"tid", c.tid},
+              {"site", utf8_text(c.site)},
+              {"age_ms", round_ms(c.age_ms)},
+              {"leak", c.leak}};
+    // Traffic on its socket: null when not known (no socket tracking, no use seen).
+    j["idle_ms"] = c.idle_ms >= 0 ? json(round_ms(c.idle_ms)) : json(nullptr);
+    j["last_used_site"] = c.last_used_site.empty() ? json(nullptr) : json(utf8_text(c.last_used_site));
+    j["last_used_frames"] = c.last_used_site.empty() ? json(nullptr) : frames_json(c.last_used_frames);
+    return j;
 }
 
 json process_json(const ProcessReport& p)

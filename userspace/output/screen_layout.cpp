@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "last_user_text.h"
 #include "safe_text.h"
 #include "strfmt.h"
 #include "text_report.h"
@@ -360,6 +361,8 @@ Line connection_row(const ConnReport& c, size_t width)
 {
     std::string text = fmt("%s%-18s %8s %8u  %s", c.leak ? "! " : "  ", fmt("0x%" PRIx64, c.conn).c_str(),
                            format_age(c.age_ms).c_str(), c.tid, printable(c.site).c_str());
+    if (std::string use = last_user_phrase(c); !use.empty())
+        text += "  (" + printable(use) + ")";
     return fit({{text, c.leak ? Style::Leak : Style::Plain}}, width);
 }
 

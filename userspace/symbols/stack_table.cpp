@@ -58,6 +58,12 @@ StackTable::StackTable(StackOptions opts)
     python_skip_ = skip_;
     for (const std::string& re : python_site_skip())
         python_skip_.emplace_back(re);
+    use_skip_ = skip_;
+    use_python_skip_ = python_skip_;
+    for (const std::string& re : last_use_skip()) {
+        use_skip_.emplace_back(re);
+        use_python_skip_.emplace_back(re);
+    }
 }
 
 size_t StackTable::site_index(const std::vector<std::string>& frames, const std::vector<std::regex>& skip)
@@ -88,9 +94,13 @@ void StackTable::on_event(const void* data, size_t size)
     if (size < sizeof(kind))
         return;
     std::memcpy(&kind, data, sizeof(kind));
-    if (kind == EVENT_ACQUIRE && size >= sizeof(acquire_event)) {
+    if ((kind == EVENT_ACQUIRE || kind == EVENT_LAST_USE) && size >= sizeof(acquire_event)) {
         const auto& e = *static_cast<const acquire_event*>(data);
-        on_acquire(e, std::min<size_t>(e.stack_len, size - sizeof(acquire_event)));
+        const size_t stack_len = std::min<size_t>(e.stack_len, size - sizeof(acquire_event));
+        if (kind == EVENT_ACQUIRE)
+            on_acquire(e, stack_len);
+        else
+            on_last_use(e, stack_len);
     } else if (kind == EVENT_RELEASE && size >= sizeof(release_event)) {
         on_release(*static_cast<const release_event*>(data));
     } else if (kind == EVENT_PY_CODE && size >= sizeof(python_code_event)) {
@@ -128,7 +138,11 @@ std::string StackTable::frame_name(uint32_t pid, const UnwoundFrame& f, const Fr
     return name;
 }
 
-void StackTable::on_acquire(const acquire_event& e, size_t stack_len)
+// The stack of an acquire or last-use event: unwound, named (cached per
+// module and offset), Python frames merged in where the interpreter ran
+// them. False when nothing is known of the process and the kernel sent no
+// Python frames (gone before its maps were read).
+bool StackTable::name_stack(const acquire_event& e, size_t stack_len, NamedStack& out)
 {
     const uint64_t t0 = now_ns();
     UnwindInput in;
@@ -138,41 +152,49 @@ void StackTable::on_acquire(const acquire_event& e, size_t stack_len)
     in.stack = e.data;
     in.stack_len = stack_len;
     UnwindResult r = unwinder_.unwind(in);
-    const uint64_t t1 = now_ns();
+    out.unwind_ns = now_ns() - t0;
+    out.complete = r.complete;
 
     std::vector<FrameId> ids;
     ids.reserve(r.frames.size());
     for (const UnwoundFrame& f : r.frames)
         ids.push_back(frame_id(e.tgid, f));
-
-    StackCounts& c = counts_[e.tgid];
-    (r.complete ? c.unwound : c.truncated)++;
     if (r.frames.size() == 1 && !r.frames[0].mapping) {
-        // Nothing known of the process (gone before its maps were read):
-        // the kernel's site, named from what the kernel found, says more,
-        // unless the kernel sent Python frames (they need no maps).
-        if (!e.py_count) {
-            c.unwind_ns += now_ns() - t0;
-            return;
-        }
+        if (!e.py_count)
+            return false;
         r.frames.clear();
         ids.clear();
     }
-
-    // Names (cached per module and offset), Python frames merged in where
-    // the interpreter ran them; rows are stacks named alike from the site out.
-    std::vector<std::string> names;
-    names.reserve(r.frames.size());
+    out.names.clear();
+    out.names.reserve(r.frames.size());
     for (size_t i = 0; i < r.frames.size(); i++)
-        names.push_back(frame_name(e.tgid, r.frames[i], ids[i]));
-    const bool python = e.py_count > 0;
-    if (python) {
-        names = merge_python_frames(names, python_frames_of(e));
+        out.names.push_back(frame_name(e.tgid, r.frames[i], ids[i]));
+    out.python = e.py_count > 0;
+    if (out.python)
+        out.names = merge_python_frames(out.names, python_frames_of(e));
+    out.site = out.names.empty() ? 0 : site_index(out.names, out.python ? python_skip_ : skip_);
+    return true;
+}
+
+void StackTable::on_acquire(const acquire_event& e, size_t stack_len)
+{
+    const uint64_t t0 = now_ns();
+    NamedStack n;
+    StackCounts& c = counts_[e.tgid];
+    const bool named = name_stack(e, stack_len, n);
+    (n.complete ? c.unwound : c.truncated)++;
+    c.unwind_ns += n.unwind_ns;
+    if (!named)  // the kernel's site, named from what the kernel found, says more
+        return;
+    const uint64_t t1 = t0 + n.unwind_ns;
+    if (n.python) {
         c.python++;
         if (e.py_flags & PY_STACK_TRUNCATED)
             c.python_truncated++;
     }
-    const size_t site = names.empty() ? 0 : site_index(names, python ? python_skip_ : skip_);
+    // Rows are stacks named alike from the site out.
+    std::vector<std::string>& names = n.names;
+    const size_t site = n.site;
     auto key =
         std::make_tuple(e.tgid, e.site, std::vector<std::string>(names.begin() + static_cast<long>(site), names.end()));
     auto it = by_frames_.find(key);
@@ -191,7 +213,6 @@ void StackTable::on_acquire(const acquire_event& e, size_t stack_len)
     }
     stacks_[it->second].acquired++;
     handles_[{e.tgid, e.conn}] = Handle{e.start_ns, e.acquired_ns, it->second};
-    c.unwind_ns += t1 - t0;
     if (cost_us_.size() < 100000)
         cost_us_.push_back({static_cast<uint32_t>((t1 - t0) / 1000), static_cast<uint32_t>((now_ns() - t1) / 1000)});
     c.name_ns += now_ns() - t1;
@@ -228,6 +249,11 @@ void StackTable::relabel(uint32_t pid)
 
 void StackTable::on_release(const release_event& e)
 {
+    // The handle is finished: its last user goes with it (a new handle at
+    // the same address starts afresh).
+    if (auto lu = last_uses_.find({e.tgid, e.conn});
+        lu != last_uses_.end() && (!lu->second.start_ns || lu->second.start_ns == e.start_ns))
+        last_uses_.erase(lu);
     auto it = handles_.find({e.tgid, e.conn});
     if (it == handles_.end() || it->second.start_ns != e.start_ns)
         return;  // its acquire event was dropped: the kernel site keeps it
@@ -250,6 +276,7 @@ void StackTable::refine(RawState& raw)
     for (uint32_t pid : forget_next_) {
         unwinder_.forget(pid);
         python_codes_.forget(pid);
+        forget_last_uses(pid);
     }
     forget_next_ = std::move(exited_);
     exited_.clear();
@@ -294,6 +321,7 @@ void StackTable::split(RawState& raw) const
         if (it != handles_.end() && it->second.start_ns == c.info.start_ns)
             c.site = SiteKey::stack(it->second.stack);
     }
+    set_last_uses(raw);
     for (RawProcess& p : raw.processes) {
         auto it = counts_.find(p.pid);
         if (it == counts_.end())
@@ -307,12 +335,16 @@ void StackTable::split(RawState& raw) const
 
 std::string StackTable::site_name(const SiteKey& key) const
 {
+    if (key.kind == SiteKey::Kind::last_use)
+        return key.value < uses_.size() ? uses_[key.value].site : hex(key.value);
     const bool known = key.kind == SiteKey::Kind::stack && key.value < stacks_.size();
     return known ? stacks_[key.value].site : hex(key.value);
 }
 
 std::shared_ptr<const std::vector<std::string>> StackTable::frames(const SiteKey& key) const
 {
+    if (key.kind == SiteKey::Kind::last_use)
+        return key.value < uses_.size() ? uses_[key.value].frames : nullptr;
     const bool known = key.kind == SiteKey::Kind::stack && key.value < stacks_.size();
     return known ? stacks_[key.value].frames : nullptr;
 }
