@@ -24,7 +24,8 @@ static __always_inline struct sock_io *io_of(struct sock *sk, int moved)
 {
 	__u64 key = (__u64)sk;
 
-	if (moved <= 0 || !bpf_sk_storage_get(&sock_io_mark, sk, 0, 0))
+	/* Most sockets have no BPF storage at all: one load, no helper call. */
+	if (moved <= 0 || !sk->sk_bpf_storage || !bpf_sk_storage_get(&sock_io_mark, sk, 0, 0))
 		return NULL;
 	return bpf_map_lookup_elem(&sock_io, &key);
 }

@@ -207,7 +207,8 @@ TEST_CASE("each site: keys in order, ms rounded to 0.1", "[json]")
 TEST_CASE("each connection: keys in order, conn as a 0x hex string", "[json]")
 {
     const json jc = snapshot_to_json(design_example())["processes"][0]["connections"][0];
-    CHECK(keys(jc) == std::vector<std::string>{"conn", "tid", "site", "age_ms", "leak"});
+    CHECK(keys(jc) == std::vector<std::string>{"conn", "tid", "site", "age_ms", "leak", "idle_ms", "last_used_site",
+                                               "last_used_frames"});
     CHECK(jc["conn"].is_string());
     CHECK(jc["conn"] == "0x55d0c8a1b2c0");
     CHECK(jc["tid"] == 4243);

@@ -210,19 +210,22 @@ int run(const Options& o)
         return fail(tracer.error().message);
     std::unique_ptr<SocketTracer> sockets;  // optional: handles are counted without it
     if (o.sockets) {
-        SocketConfig sc{o.db_ports,
-                        o.db_host_peers,
-                        o.db_socket_paths,
-                        0,
-                        tracer.value()->sock_io_map_fd(),
-                        tracer.value()->sock_io_mark_fd()};
+        // Idle times and last users: the send/recv hooks on libpq's sockets,
+        // whose entries the socket tracer makes (without the hooks: none).
+        SocketConfig sc;
+        sc.db_ports = o.db_ports;
+        sc.db_hosts = o.db_host_peers;
+        sc.db_sockets = o.db_socket_paths;
+        if (auto io = tracer.value()->attach_socket_io(); io) {
+            sc.sock_io_fd = tracer.value()->sock_io_map_fd();
+            sc.sock_io_mark_fd = tracer.value()->sock_io_mark_fd();
+        } else {
+            std::fprintf(stderr, "connleak: warning: %s\n", io.error().message.c_str());
+        }
         auto s = SocketTracer::load(tracer.value()->procs_map_fd(), sc);
-        if (s) {
+        if (s)
             sockets = std::move(s.value());
-            // Idle times and last users: the send/recv hooks on libpq's sockets.
-            if (auto io = tracer.value()->attach_socket_io(); !io)
-                std::fprintf(stderr, "connleak: warning: %s\n", io.error().message.c_str());
-        } else
+        else
             std::fprintf(stderr, "connleak: warning: %s: no socket tracking\n", s.error().message.c_str());
     }
 

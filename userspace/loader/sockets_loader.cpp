@@ -159,6 +159,7 @@ Result<std::unique_ptr<SocketTracer>> SocketTracer::load(int procs_map_fd, const
         if (p.size() >= SOCKETS_PATH_LEN)
             return Error{"--db-socket " + p + ": longer than a Unix socket path can be"};
     t->rules_.paths = cfg.db_sockets;
+    t->traffic_ = cfg.sock_io_fd >= 0;
 
     // The Unix hook needs kernel >= 6.7: without it, the rest still works.
     int err = 0;
@@ -387,7 +388,7 @@ std::vector<SocketRecord> SocketTracer::read_records() const
     out.reserve(seen.size());
     for (const auto& [sk, r] : seen) {
         out.push_back(to_record(sk, r));
-        if (auto it = io.find(sk); it != io.end() && it->second.conn == r.conn)
+        if (auto it = io.find(sk); traffic_ && it != io.end() && it->second.conn == r.conn)
             add_traffic(out.back(), it->second);
     }
     return out;

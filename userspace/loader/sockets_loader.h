@@ -68,6 +68,7 @@ private:
     bpf_link* unix_link_ = nullptr;
     std::set<std::pair<dev_t, ino_t>> probed_files_;
     DbServers rules_;
+    bool traffic_ = false;  // the send/recv hooks fill sock_io
     std::map<uint32_t, ProcessSocketMemory> memory_;
     std::map<uint32_t, ProcessSocketReport> final_;  // exited processes
     std::map<uint64_t, uint64_t> gone_since_;        // record key -> when first seen closed
