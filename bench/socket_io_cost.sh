@@ -7,7 +7,8 @@
 #   work while the handle is idle sends its stack (a capture).
 #
 #   bench/socket_io_cost.sh [BUILD_DIR]        (as root)
-#   env: RUNS (5), N (200000 send+recv per run), NPQ (5000 queries per run)
+#   env: RUNS (5), N (200000 send+recv per run), NPQ (5000 queries per run),
+#        NO_PQ=1 to skip the libpq part (it starts a PostgreSQL)
 #
 # Workloads, timed by their own CPU time (user + system) per operation:
 #   echo N        64 bytes sent on one end of a loopback TCP connection and
@@ -219,6 +220,7 @@ trap 'sysctl -q -w kernel.bpf_stats_enabled=$stats_before; cleanup' EXIT INT TER
 echo "traffic hooks cost: median of $RUNS runs; echo: $N send+recv per run, pq: $NPQ queries per run"
 echo "kernel $(uname -r), $(nproc) CPUs"
 measure echo "$N"
+[ "${NO_PQ:-0}" = 1 ] && exit 0
 
 mkfifo "$work/pgin"
 /usr/bin/python3 "$here/../tests/pylib/connleak_testkit/pgserver.py" < "$work/pgin" > "$work/pg.out" 2>&1 &
