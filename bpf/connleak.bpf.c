@@ -164,7 +164,7 @@ static __always_inline __u64 wakeup_flags(void)
  * Sent after the counters are updated: an event read implies its counts. */
 static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats *ps,
 					 const struct conn_key *key, const struct conn_info *info,
-					 const struct stack_capture *cap)
+					 const struct stack_capture *cap, __u32 kind)
 {
 	const struct python_stack *py = stack_python(cap);
 	struct acquire_event *e;
@@ -178,7 +178,7 @@ static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats 
 		__sync_fetch_and_add(&ps->dropped_stacks, 1);
 		return;
 	}
-	e->kind = EVENT_ACQUIRE;
+	e->kind = kind;
 	e->tgid = key->tgid;
 	e->tid = info->tid;
 	e->conn = key->conn;
@@ -331,7 +331,7 @@ int BPF_KRETPROBE(call_exit, void *conn)
 	if (st)
 		__sync_fetch_and_add(&st->acquired, 1);
 	else if (cap)
-		send_acquire(ctx, ps, &key, &info, cap);
+		send_acquire(ctx, ps, &key, &info, cap, EVENT_ACQUIRE);
 	return 0;
 }
 
@@ -496,3 +496,6 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 	}
 	return 0;
 }
+
+/* Last users of libpq's sockets: send_acquire on the first send of a unit of work. */
+#include "sock_io.bpf.h"

@@ -106,6 +106,7 @@ enum event_kind {
 	EVENT_RELEASE = 2,
 	EVENT_PY_CODE = 3, /* python_code_event */
 	EVENT_STACK = 4,   /* stack_event */
+	EVENT_LAST_USE = 5, /* acquire_event: the send that began a unit of work (sock_io.h) */
 };
 
 /* Python frames of the acquiring thread, taken in the kernel at the

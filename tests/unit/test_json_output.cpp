@@ -207,7 +207,8 @@ TEST_CASE("each site: keys in order, ms rounded to 0.1", "[json]")
 TEST_CASE("each connection: keys in order, conn as a 0x hex string", "[json]")
 {
     const json jc = snapshot_to_json(design_example())["processes"][0]["connections"][0];
-    CHECK(keys(jc) == std::vector<std::string>{"conn", "tid", "site", "age_ms", "leak"});
+    CHECK(keys(jc) == std::vector<std::string>{"conn", "tid", "site", "age_ms", "leak", "idle_ms", "last_used_site",
+                                               "last_used_frames"});
     CHECK(jc["conn"].is_string());
     CHECK(jc["conn"] == "0x55d0c8a1b2c0");
     CHECK(jc["tid"] == 4243);
@@ -238,8 +239,10 @@ TEST_CASE("with sockets tracked, each connection adds peer, local and socket", "
     const json jc = snapshot_to_json(s)["processes"][0]["connections"];
     CHECK(jc[0].dump() ==
           "{\"conn\":\"0x55d0c8a1b2c0\",\"tid\":4243,\"site\":\"get_users+0x3c (api)\",\"age_ms\":31250.0,"
-          "\"leak\":true,\"peer\":\"127.0.0.1:5432\",\"local\":\"127.0.0.1:40112\",\"socket\":\"open\"}");
-    CHECK(keys(jc[1]) == std::vector<std::string>{"conn", "tid", "site", "age_ms", "leak", "peer", "local", "socket"});
+          "\"leak\":true,\"peer\":\"127.0.0.1:5432\",\"local\":\"127.0.0.1:40112\",\"socket\":\"open\","
+          "\"idle_ms\":null,\"last_used_site\":null,\"last_used_frames\":null}");
+    CHECK(keys(jc[1]) == std::vector<std::string>{"conn", "tid", "site", "age_ms", "leak", "peer", "local", "socket",
+                                                  "idle_ms", "last_used_site", "last_used_frames"});
     CHECK(jc[1]["peer"] == "/run/postgresql/.s.PGSQL.5432");
     CHECK(jc[1]["local"].is_null());  // Unix socket
     CHECK(jc[1]["socket"] == "peer_closed");

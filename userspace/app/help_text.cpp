@@ -114,6 +114,9 @@ const std::vector<HelpEntry>& help_words()
                        "untracked (opened outside libpq) and connecting."},
         {"discrepancy", "db sockets - active (tracking_discrepancy): connections libpq tracking misses when "
                         "positive, handles holding no socket when negative."},
+        {"idle, last user", "per live connection: time since its socket last sent or received a byte, and the "
+                            "stack that began its current or latest unit of work (the first send while the "
+                            "handle was idle: a pool's borrower, not the pool)."},
         {"dropped", "acquisitions or processes a full kernel map had no room for; counts are then low by that "
                     "much: raise --max-conns, --max-sites or --max-procs."},
         {"server state", "with --server, pg_stat_activity's view of each connection (state, backend_start, "

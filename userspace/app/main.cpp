@@ -21,6 +21,7 @@
 #include "json_output.h"
 #include "launcher.h"
 #include "leak_notices.h"
+#include "libpq_layout_watch.h"
 #include "libpq_locator.h"
 #include "live_view.h"
 #include "model.h"
@@ -231,8 +232,19 @@ int run(const Options& o)
         return fail(tracer.error().message);
     std::unique_ptr<SocketTracer> sockets;  // optional: handles are counted without it
     if (o.sockets) {
-        auto s =
-            SocketTracer::load(tracer.value()->procs_map_fd(), {o.db_ports, o.db_host_peers, o.db_socket_paths, 0});
+        // Idle times and last users: the send/recv hooks on libpq's sockets,
+        // whose entries the socket tracer makes (without the hooks: none).
+        SocketConfig sc;
+        sc.db_ports = o.db_ports;
+        sc.db_hosts = o.db_host_peers;
+        sc.db_sockets = o.db_socket_paths;
+        if (auto io = tracer.value()->attach_socket_io(); io) {
+            sc.sock_io_fd = tracer.value()->sock_io_map_fd();
+            sc.sock_io_mark_fd = tracer.value()->sock_io_mark_fd();
+        } else {
+            std::fprintf(stderr, "connleak: warning: %s\n", io.error().message.c_str());
+        }
+        auto s = SocketTracer::load(tracer.value()->procs_map_fd(), sc);
         if (s)
             sockets = std::move(s.value());
         else
@@ -354,6 +366,11 @@ int run(const Options& o)
     PythonWatcher python(tracer.value()->python_map_fd());
     if (python_frames)
         python.poll(tracer.value()->read_processes());
+    // libpq's layout per process: last users exactly when a handle is idle.
+    // (CONNLEAK_NO_LIBPQ_LAYOUT: the gap rule only, for tests and the bench.)
+    std::optional<LibpqLayoutWatcher> layouts;
+    if (tracer.value()->socket_io_attached() && getenv("CONNLEAK_NO_LIBPQ_LAYOUT") == nullptr)
+        layouts.emplace(*tracer.value());
 
     const uint64_t start = monotonic_ns();
     double next_report = o.interval_s;
@@ -371,8 +388,13 @@ int run(const Options& o)
         const int ready = poll(fds, 3, static_cast<int>(wait_s * 1000));
         session.consume_events();
         say_server();
-        if (python_frames)
-            python.poll(tracer.value()->read_processes());
+        if (python_frames || layouts) {
+            const std::vector<RawProcess> procs = tracer.value()->read_processes();
+            if (python_frames)
+                python.poll(procs);
+            if (layouts)
+                layouts->poll(procs, monotonic_ns());
+        }
         if (ready > 0) {
             signalfd_siginfo si;
             while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {

@@ -29,7 +29,7 @@ ModelOptions Session::model_options() const
 
 std::string Session::site_name(const RawSite& s)
 {
-    return s.site.kind == SiteKey::Kind::stack ? stacks_.site_name(s.site) : names_.name(s, live_.count(s.pid) != 0);
+    return s.site.kind != SiteKey::Kind::caller ? stacks_.site_name(s.site) : names_.name(s, live_.count(s.pid) != 0);
 }
 
 Snapshot Session::snapshot()
@@ -179,7 +179,7 @@ void Session::fold(const Archived& a)
     ModelOptions mopts = model_options();
     mopts.top_sites = std::numeric_limits<size_t>::max();  // every site, for exact per-site counts
     Snapshot snap = build_snapshot(one, mopts, [&](const RawSite& s) {
-        return s.site.kind == SiteKey::Kind::stack ? stacks_.site_name(s.site) : names_.name(s, false);
+        return s.site.kind != SiteKey::Kind::caller ? stacks_.site_name(s.site) : names_.name(s, false);
     });
     for (const ProcessReport& p : snap.processes)
         fold_exited(folded_[p.comm], p);

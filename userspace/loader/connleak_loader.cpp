@@ -14,6 +14,7 @@
 #include "connleak.skel.h"
 #include "raw_entries.h"
 #include "symbolizer.h"
+#include "tracer_sock_io.h"
 
 namespace connleak {
 namespace {
@@ -82,6 +83,7 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
     if (cfg.max_procs) {
         bpf_map__set_max_entries(t->skel_->maps.procs, cfg.max_procs);
         bpf_map__set_max_entries(t->skel_->maps.python_procs, cfg.max_procs);
+        bpf_map__set_max_entries(t->skel_->maps.libpq_layouts, cfg.max_procs);
     }
     t->skel_->rodata->stack_size = cfg.stack_size;
     // Room for 512 stack copies at least (a power of two of pages, as ring
@@ -92,6 +94,7 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
     while (cfg.stack_size && ring < 512 * (sizeof(acquire_event) + size_t{cfg.stack_size} + 4096))
         ring *= 2;
     bpf_map__set_max_entries(t->skel_->maps.events, ring);
+    keep_socket_io_if_supported(t->skel_);
     if (int err = connleak_bpf__load(t->skel_))
         return Error{"cannot load the BPF programs: " + bpf_errstr(err) + " (run with --verbose for the verifier log)"};
     if (auto s = t->attach("tp_btf/sched_process_fork", bpf_program__attach(t->skel_->progs.handle_fork)); !s)
@@ -291,6 +294,7 @@ void Tracer::forget(const RawState& entries)
     for (const RawProcess& p : entries.processes) {
         bpf_map_delete_elem(bpf_map__fd(skel_->maps.procs), &p.pid);
         bpf_map_delete_elem(bpf_map__fd(skel_->maps.python_procs), &p.pid);
+        bpf_map_delete_elem(bpf_map__fd(skel_->maps.libpq_layouts), &p.pid);
     }
     for (const RawConn& c : entries.conns) {
         conn_key k{};

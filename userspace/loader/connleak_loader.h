@@ -77,6 +77,17 @@ public:
     // The release of this handle (if its stack is counted in the kernel)
     // will come as an event too, with its hold time: it was reported.
     void watch_release(uint32_t pid, uint64_t conn, uint64_t acquired_ns);
+    // Traffic on libpq's sockets (bpf/sock_io.h; tracer_sock_io.cpp): the
+    // maps the socket tracer fills and reads, and the send/recv hooks,
+    // attached only with socket tracking (they cost every socket's I/O).
+    int sock_io_map_fd() const;
+    int sock_io_mark_fd() const;
+    Status attach_socket_io();
+    bool socket_io_attached() const { return socket_io_attached_; }
+    // Where libpq keeps status and xactStatus in a PGconn of process pid
+    // (offsets in bytes, from libpq's accessors): the send hook then begins
+    // a unit of work exactly when the handle is idle, not by the gap rule.
+    Status set_libpq_layout(uint32_t pid, uint32_t status_offset, uint32_t xact_status_offset);
 
     // Events: a descriptor to poll (-1 without events), and a pass over
     // what is pending, each record handed to `handler` (set once).
@@ -93,6 +104,7 @@ private:
     std::set<std::pair<dev_t, ino_t>> probed_files_;
     ring_buffer* events_ = nullptr;
     const EventHandler* handler_ = nullptr;
+    bool socket_io_attached_ = false;
 };
 
 }  // namespace connleak

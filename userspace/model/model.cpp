@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include "last_user.h"
+
 #include <algorithm>
 #include <map>
 #include <tuple>
@@ -115,6 +117,7 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
         cr.acquired_ns = c->info.acquired_ns;
         cr.frames = sr ? sr->frames : nullptr;
         r.connections.push_back(std::move(cr));
+        add_last_user(r.connections.back(), *c, socket_of(r.sockets, c->conn), raw.now_ns, name_site, site_frames);
         if (r.sockets.tracked)
             join_socket(r.connections.back(), socket_of(r.sockets, c->conn));
     }

@@ -45,12 +45,14 @@ struct RawProcess {
 // caller, per process), or one of the stacks StackTable::refine split a
 // caller site into. Other kinds of site can join as another Kind.
 struct SiteKey {
-    enum class Kind : uint8_t { caller, stack };
+    enum class Kind : uint8_t { caller, stack, last_use };
     Kind kind = Kind::caller;
     uint64_t value = 0;  // caller: the return address; stack: StackTable's index
 
     static SiteKey caller(uint64_t return_address) { return {Kind::caller, return_address}; }
     static SiteKey stack(uint64_t index) { return {Kind::stack, index}; }
+    // A last user's stack (StackTable's index): names a ConnReport's last user, never a site row.
+    static SiteKey last_use(uint64_t index) { return {Kind::last_use, index}; }
     bool operator<(const SiteKey& o) const { return std::tie(kind, value) < std::tie(o.kind, o.value); }
     bool operator==(const SiteKey& o) const { return kind == o.kind && value == o.value; }
 };
@@ -68,6 +70,11 @@ struct RawConn {
     uint64_t conn = 0;  // the PGconn* in the target's address space
     Acquisition info;
     SiteKey site;  // where the handle is counted
+    // Its last user (StackTable, from the send hooks' events), if seen:
+    // the stack (SiteKey::last_use) and the send's time.
+    SiteKey last_use;
+    uint64_t last_use_ns = 0;  // 0: none seen
+    uint32_t last_use_tid = 0;
 };
 
 // A site's counts of handles (hold times in ns).
@@ -152,6 +159,12 @@ struct ConnReport {
     uint64_t socket_inode = 0;  // 0 when no socket was seen
     bool pre_attach = false;                             // made before the attach: known from the server only (conn 0)
     std::shared_ptr<const ServerConn> server = nullptr;  // --server: the server's view, when joined
+    // Traffic on its socket (last_user.h): idle time, and the stack that
+    // began its current (or latest) unit of work.
+    double idle_ms = -1;         // since the last byte sent or received; < 0: not known
+    std::string last_used_site;  // "": not known
+    Frames last_used_frames = nullptr;
+    uint32_t last_used_tid = 0;
 };
 
 struct ProcessReport {

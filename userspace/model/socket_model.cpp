@@ -258,6 +258,8 @@ ProcessSocketReport build_socket_report(const ProcessScan& scan, const std::vect
                 cs.local = cur->local.str();
             else if (auto it = held.find(cur->inode); it != held.end() && it->second->local.port)
                 cs.local = it->second->local.str();
+            cs.last_io_ns = cur->last_io_ns;
+            cs.use_ns = cur->use_ns;
             if (s != SocketState::Closed || cur->established_ns)
                 mem.learned.insert(cur->peer);  // a server this process's libpq reached
             if (s == SocketState::Live)

@@ -85,6 +85,10 @@ json conn_json(const ConnReport& c, bool sockets_tracked)
         out["local"] = c.local.empty() ? json(nullptr) : json(c.local);
         out["socket"] = c.socket;
     }
+    // Traffic on its socket: null when not known (no socket tracking, no use seen).
+    out["idle_ms"] = c.idle_ms >= 0 ? json(round_ms(c.idle_ms)) : json(nullptr);
+    out["last_used_site"] = c.last_used_site.empty() ? json(nullptr) : json(utf8_text(c.last_used_site));
+    out["last_used_frames"] = c.last_used_site.empty() ? json(nullptr) : frames_json(c.last_used_frames);
     return out;
 }
 

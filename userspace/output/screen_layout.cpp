@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "last_user_text.h"
 #include "safe_text.h"
 #include "server_text.h"
 #include "strfmt.h"
@@ -374,6 +375,8 @@ Line connection_row(const ConnReport& c, size_t width, bool server)
         line.push_back({"  ", style});
     }
     line.push_back({printable(c.site), style});
+    if (std::string use = last_user_phrase(c); !use.empty())
+        line.push_back({"  (" + printable(use) + ")", style});
     return fit(line, width);
 }
 

@@ -58,6 +58,12 @@ StackTable::StackTable(StackOptions opts)
     python_skip_ = skip_;
     for (const std::string& re : python_site_skip())
         python_skip_.emplace_back(re);
+    use_skip_ = skip_;
+    use_python_skip_ = python_skip_;
+    for (const std::string& re : last_use_skip()) {
+        use_skip_.emplace_back(re);
+        use_python_skip_.emplace_back(re);
+    }
 }
 
 size_t StackTable::site_index(const std::vector<std::string>& frames, const std::vector<std::regex>& skip)
@@ -88,9 +94,13 @@ void StackTable::on_event(const void* data, size_t size)
     if (size < sizeof(kind))
         return;
     std::memcpy(&kind, data, sizeof(kind));
-    if (kind == EVENT_ACQUIRE && size >= sizeof(acquire_event)) {
+    if ((kind == EVENT_ACQUIRE || kind == EVENT_LAST_USE) && size >= sizeof(acquire_event)) {
         const auto& e = *static_cast<const acquire_event*>(data);
-        on_acquire(e, std::min<size_t>(e.stack_len, size - sizeof(acquire_event)));
+        const size_t stack_len = std::min<size_t>(e.stack_len, size - sizeof(acquire_event));
+        if (kind == EVENT_ACQUIRE)
+            on_acquire(e, stack_len);
+        else
+            on_last_use(e, stack_len);
     } else if (kind == EVENT_RELEASE && size >= sizeof(release_event)) {
         on_release(*static_cast<const release_event*>(data));
     } else if (kind == EVENT_STACK && size >= sizeof(stack_event)) {
@@ -134,6 +144,39 @@ std::string StackTable::frame_name(uint32_t pid, const UnwoundFrame& f, const Fr
 // the next ones itself); naming waits for settle(): the first frames of a
 // module can take libdw a long while (file:line), and meanwhile the ring
 // must keep being drained, or copies of stacks not learnt yet fill it.
+// The stack of a last-use event (stack_table_last_use.cpp): unwound and
+// named at once (last uses are never counted per stack id in the kernel),
+// Python frames merged in where the interpreter ran them. False when nothing
+// is known of the process and the kernel sent no Python frames.
+bool StackTable::name_stack(const acquire_event& e, size_t stack_len, NamedStack& out)
+{
+    const uint64_t t0 = now_ns();
+    UnwindInput in;
+    in.pid = e.tgid;
+    in.tid = e.tid;
+    std::memcpy(in.regs, e.regs, sizeof(in.regs));
+    in.stack = e.data;
+    in.stack_len = stack_len;
+    UnwindResult r = unwinder_.unwind(in);
+    learn_from(e.tgid, e.family, r);
+    out.unwind_ns = now_ns() - t0;
+    out.complete = r.complete;
+    if (r.frames.size() == 1 && !r.frames[0].mapping) {
+        if (!e.py_count)
+            return false;
+        r.frames.clear();
+    }
+    out.names.clear();
+    out.names.reserve(r.frames.size());
+    for (const UnwoundFrame& f : r.frames)
+        out.names.push_back(frame_name(e.tgid, f, frame_id(e.tgid, f)));
+    out.python = e.py_count > 0;
+    if (out.python)
+        out.names = merge_python_frames(out.names, python_frames_of(e.tgid, e.py_generation, e.py, e.py_count));
+    out.site = out.names.empty() ? 0 : site_index(out.names, out.python ? python_skip_ : skip_);
+    return true;
+}
+
 void StackTable::on_acquire(const acquire_event& e, size_t stack_len)
 {
     const uint64_t t0 = now_ns();
@@ -338,6 +381,11 @@ void StackTable::on_release(const release_event& e)
 
 void StackTable::apply_release(const release_event& e)
 {
+    // The handle is finished: its last user goes with it (a new handle at
+    // the same address starts afresh).
+    if (auto lu = last_uses_.find({e.tgid, e.conn});
+        lu != last_uses_.end() && (!lu->second.start_ns || lu->second.start_ns == e.start_ns))
+        last_uses_.erase(lu);
     if (e.stack) {  // counted in the kernel: only its hold time is news
         remember_hold({e.tgid, e.conn, e.acquired_ns}, e.hold_ns);
         return;
@@ -369,6 +417,7 @@ void StackTable::refine(RawState& raw)
     for (uint32_t pid : forget_next_) {
         unwinder_.forget(pid);
         python_codes_.forget(pid);
+        forget_last_uses(pid);
     }
     forget_next_ = std::move(exited_);
     exited_.clear();
@@ -451,6 +500,7 @@ void StackTable::split(RawState& raw) const
         if (it != handles_.end() && it->second.start_ns == c.info.start_ns)
             c.site = SiteKey::stack(it->second.stack);
     }
+    set_last_uses(raw);
     for (RawProcess& p : raw.processes) {
         StackCounts c;
         if (auto it = counts_.find(p.pid); it != counts_.end())
@@ -469,12 +519,16 @@ void StackTable::split(RawState& raw) const
 
 std::string StackTable::site_name(const SiteKey& key) const
 {
+    if (key.kind == SiteKey::Kind::last_use)
+        return key.value < uses_.size() ? uses_[key.value].site : hex(key.value);
     const bool known = key.kind == SiteKey::Kind::stack && key.value < stacks_.size();
     return known ? stacks_[key.value].site : hex(key.value);
 }
 
 std::shared_ptr<const std::vector<std::string>> StackTable::frames(const SiteKey& key) const
 {
+    if (key.kind == SiteKey::Kind::last_use)
+        return key.value < uses_.size() ? uses_[key.value].frames : nullptr;
     const bool known = key.kind == SiteKey::Kind::stack && key.value < stacks_.size();
     return known ? stacks_[key.value].frames : nullptr;
 }

@@ -75,7 +75,8 @@ public:
     // (exited before an earlier refine), at any time.
     void split(RawState& raw) const;
 
-    // For keys made by refine().
+    // For keys made by refine(): acquiring stacks (SiteKey::stack) and
+    // last users (SiteKey::last_use).
     std::string site_name(const SiteKey& key) const;
     // The stack of a key made by refine(), else null.
     std::shared_ptr<const std::vector<std::string>> frames(const SiteKey& key) const;
@@ -127,6 +128,38 @@ private:
     };
     void on_acquire(const struct acquire_event& e, size_t stack_len);
     void on_stack(const struct stack_event& e);
+    struct NamedStack {
+        std::vector<std::string> names;  // innermost first
+        size_t site = 0;                 // index of the site frame
+        bool complete = false, python = false;
+        uint64_t unwind_ns = 0;
+    };
+    bool name_stack(const struct acquire_event& e, size_t stack_len, NamedStack& out);
+    // Last users (stack_table_last_use.cpp): the stack of the send that
+    // began a handle's latest unit of work. Kept apart from the acquiring
+    // stacks: no site rows, labels of their own.
+    void on_last_use(const struct acquire_event& e, size_t stack_len);
+    void set_last_uses(RawState& raw) const;
+    void forget_last_uses(uint32_t pid);
+    void relabel_uses(uint32_t pid);
+    struct UseStack {
+        uint32_t pid = 0;
+        std::string site;
+        std::shared_ptr<const std::vector<std::string>> frames;
+        size_t site_frame = 0;
+    };
+    struct LastUse {
+        uint64_t start_ns = 0;  // the handle's (its acquisition's), 0: acquired unseen
+        uint64_t use_ns = 0;    // the send's time
+        uint32_t tid = 0;
+        size_t stack = 0;  // in uses_
+    };
+    static std::vector<std::string> last_use_skip();
+    std::vector<std::regex> use_skip_, use_python_skip_;  // the site skips, and the send's own frames
+    std::vector<UseStack> uses_;                          // key: SiteKey::last_use(index)
+    std::map<std::pair<uint32_t, std::vector<std::string>>, size_t> uses_by_frames_;
+    std::map<uint32_t, std::vector<size_t>> uses_by_pid_;
+    std::map<std::pair<uint32_t, uint64_t>, LastUse> last_uses_;  // (pid, conn)
     void on_release(const struct release_event& e);
     void settle();
     void name_acquire(const struct acquire_event& e, const Deferred& d);
