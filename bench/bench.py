@@ -16,6 +16,10 @@ Sections (all by default; see BENCHMARKS.md for what each measures):
                 with connleak attached to another process: its slowdown
     handles     connection state: connleak's time to read each live handle's
                 state per interval (handle_state_cost.py)
+    http        --http: /metrics of 1,000 processes x 10 sites (< 100 ms), and
+                the tracing cost while scraped every second (http_cost.py)
+    server      --server: the per-interval pg_stat_activity read with 1,000
+                connections made before the attach (server_cost.py)
 Footprint (connleak's peak RSS, CPU time, BPF map memory) is gathered from
 every traced run. Prints a table; writes bench/results.json (--out).
 Needs root. Traffic goes to 127.0.0.1 and Unix sockets only.
@@ -43,7 +47,7 @@ from connleak_testkit.snapshot import find_process, read_json  # noqa: E402
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 
-SECTIONS = ("cost", "pgbench", "exactness", "bystander", "exited", "python", "handles")
+SECTIONS = ("cost", "pgbench", "exactness", "bystander", "exited", "python", "http", "server", "handles")
 
 GOALS = {
     "pgbench_ratio": 0.99,        # traced/untraced tps, median of pairs, >=
@@ -553,6 +557,19 @@ def section_handles(ctx):
         server.stop()
 
 
+def section_http(ctx):
+    """--http: /metrics on 1,000 processes x 10 sites; tracing cost while scraped (http_cost.py)."""
+    import http_cost
+    return http_cost.measure(ctx.tools, ctx.tmp, ctx.quick)
+
+
+def section_server(ctx):
+    """--server: the per-interval pg_stat_activity read with 1,000 connections (server_cost.py)."""
+    import server_cost
+    return server_cost.measure(ctx.tools.connleak, n=1000, rounds=2 if ctx.quick else 3,
+                               seconds=6 if ctx.quick else 10, tmp=ctx.tmp)
+
+
 def section_exactness(ctx):
     total = 40000 if ctx.quick else 200000
     log("exactness: %d lifecycles, 4 processes x 4 threads, 1 in 50 leaked, a ping every 100" % total)
@@ -915,6 +932,28 @@ def table_rows(res):
                      "%.2f us (wall %.2f us); %d handles: %.2f ms per interval" %
                      (h["cpu_us_per_handle_read_median"], h["us_per_handle_read_median"], h["handles"],
                       h["ms_per_interval_median"])))
+    sv = res.get("server")
+    if sv:
+        how = "%d connections made before the attach (half TCP, half Unix), -i %g, %d runs" % (
+            sv["connections"], sv["interval_s"], sv["rounds"])
+        rows.append(("--server: the pg_stat_activity query, round trip", how,
+                     "median %.2f ms (min %.2f, max %.2f), %.0f rows" % (
+                         sv["query_ms"]["median"], sv["query_ms"]["min"], sv["query_ms"]["max"],
+                         sv["rows_per_read"]["median"])))
+        rows.append(("--server: backends' fd tables (Unix clients)", "same runs, per read",
+                     "median %.2f ms" % sv["backend_scan_ms"]["median"]))
+        rows.append(("--server: the traced process's sockets (both ends)", "same runs, per round, worker thread",
+                     "median %.2f ms" % sv["held_scan_ms"]["median"]))
+        rows.append(("--server: worker thread CPU per read", "same runs",
+                     "median %.2f ms" % sv["worker_cpu_ms_per_read"]["median"]))
+        rows.append(("--server: tracing thread per interval (takes the reads)", "same runs",
+                     "median %.2f ms" % sv["annotate_ms"]["median"]))
+        rows.append(("--server: connleak CPU added per interval", "with - without --server, alternating runs",
+                     "median %.2f ms (min %.2f, max %.2f)" % (
+                         sv["added_cpu_ms_per_interval"]["median"], sv["added_cpu_ms_per_interval"]["min"],
+                         sv["added_cpu_ms_per_interval"]["max"])))
+        rows.append(("--server: connections joined", "pre-attach, backend PID and state", "%d of %d (%s)" % (
+            sv["joined"], sv["connections"], "exact" if sv["joined_exact"] else "NOT EXACT")))
     fp = res.get("footprint")
     if fp and fp.get("peak_rss_mb") is not None:
         rows.append(("connleak peak RSS", "VmHWM, all traced runs", "%.1f MB" % fp["peak_rss_mb"]))
@@ -1018,7 +1057,9 @@ def main():
     t0 = time.monotonic()
     funcs = {"cost": section_cost, "pgbench": section_pgbench, "exactness": section_exactness,
              "bystander": section_bystander, "exited": section_exited, "python": section_python,
-             "handles": section_handles}
+             "handles": section_handles,
+             "http": section_http,
+             "server": section_server}
     failed = False
     for s in SECTIONS:
         if s not in sections:

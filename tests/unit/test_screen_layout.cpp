@@ -30,6 +30,17 @@ SiteReport make_site(const std::string& name, uint64_t active, uint64_t leaks, u
     return s;
 }
 
+ConnReport make_conn(uint64_t conn, uint32_t tid, const std::string& site, double age_ms, bool leak)
+{
+    ConnReport c;
+    c.conn = conn;
+    c.tid = tid;
+    c.site = site;
+    c.age_ms = age_ms;
+    c.leak = leak;
+    return c;
+}
+
 // PID 100 "api" leaking 4 of 6 live handles from one site, the other site
 // healthy; PID 200 "worker" exited with 2 handles never finished.
 Snapshot fixture(uint64_t leaky_active = 6)
@@ -48,7 +59,7 @@ Snapshot fixture(uint64_t leaky_active = 6)
     api.active = leaky_active;
     api.leaks = 4;
     for (uint64_t i = 0; i < leaky_active; i++)
-        api.connections.push_back({0x5500 + i, 101, kLeakySite, 95000.0 - 1000.0 * i, i < 4});
+        api.connections.push_back(make_conn(0x5500 + i, 101, kLeakySite, 95000.0 - 1000.0 * i, i < 4));
 
     ProcessReport worker;
     worker.pid = 200;
@@ -350,7 +361,7 @@ Snapshot many_live(uint32_t pid, size_t n, size_t sites = 1)
             make_site("site" + std::to_string(i) + "+0x1c (pqclient)", i ? 0 : n, i ? 0 : n, n, 0, 0, 1000));
     p.acquired = p.active = p.leaks = n;
     for (size_t i = 0; i < n; i++)
-        p.connections.push_back({0x7000 + i, pid, "site0+0x1c (pqclient)", 9000.0 - i, true});
+        p.connections.push_back(make_conn(0x7000 + i, pid, "site0+0x1c (pqclient)", 9000.0 - i, true));
     snap.processes = {p};
     snap.totals.acquired = snap.totals.active = snap.totals.leaks = n;
     return snap;

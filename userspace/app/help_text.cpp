@@ -80,6 +80,9 @@ const std::vector<HelpEntry>& help_examples()
         {"connleak -d 600 -- gunicorn app:app", "trace a server for ten minutes, then stop it"},
         {"connleak -q -j /run/connleak.json -p 4242 &", "feed a dashboard"},
         {"connleak -j - -p 4242 | jq .tracking_stats", "JSON Lines"},
+        {"connleak -q --http 9187 -p 4242", "a dashboard on http://127.0.0.1:9187/, /metrics for Prometheus"},
+        {"connleak -p 4242 --server 'host=db user=monitor'", "each connection as the server sees it, those "
+                                                             "made before the attach too"},
     };
     return examples;
 }
@@ -119,8 +122,16 @@ const std::vector<HelpEntry>& help_words()
                        "untracked (opened outside libpq) and connecting."},
         {"discrepancy", "db sockets - active (tracking_discrepancy): connections libpq tracking misses when "
                         "positive, handles holding no socket when negative."},
+        {"idle, last user", "per live connection: time since its socket last sent or received a byte, and the "
+                            "stack that began its current or latest unit of work (the first send while the "
+                            "handle was idle: a pool's borrower, not the pool)."},
         {"dropped", "acquisitions or processes a full kernel map had no room for; counts are then low by that "
                     "much: raise --max-conns, --max-sites or --max-procs."},
+        {"server state", "with --server, pg_stat_activity's view of each connection (state, backend_start, "
+                         "xact_start, state_change, wait_event, query), joined by the client's address and port "
+                         "or, over a Unix socket on this host, by the backend's socket. Connections made before "
+                         "the attach are listed from it (pre-attach), aged from backend_start, and are leaks "
+                         "once that old, or idle in a transaction that long."},
     };
     return words;
 }

@@ -41,6 +41,9 @@ public:
     // Whether `pid` exists, zombies included.
     virtual bool process_exists(uint32_t pid) = 0;
     virtual std::string comm(uint32_t pid) = 0;
+    // A handle reported as a leak: say when it is released, with its hold
+    // time (the kernel keeps quiet about most releases).
+    virtual void watch_release(uint32_t /*pid*/, uint64_t /*conn*/, uint64_t /*acquired_ns*/) {}
 };
 
 struct SessionConfig {
@@ -82,11 +85,13 @@ private:
         RawProcess process;
         std::vector<RawConn> conns;
         std::vector<RawSite> sites;
+        std::vector<RawStack> stacks;
     };
 
     RawState collect();
     void archive(uint32_t pid, uint64_t now_ns);
     void fold(const Archived& a);
+    void watch_releases(const Snapshot& snap, const std::vector<Notice>& batch);
     std::string site_name(const RawSite& s);
     ModelOptions model_options() const;
 

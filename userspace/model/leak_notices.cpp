@@ -55,7 +55,9 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
             continue;
         for (const ConnReport& c : p.connections) {
             Key key{p.pid, c.conn, c.acquired_ns};
-            if (!c.leak || reported_.count(key))
+            // A connection made before the attach (--server) has no handle
+            // or stack to name: listed in the report, not noticed.
+            if (!c.leak || c.pre_attach || reported_.count(key))
                 continue;
             Notice n;
             n.kind = "leak";
@@ -68,8 +70,15 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
             n.site = c.site;
             n.frames = c.frames;
             n.pooled = c.pooled && c.state_known;
-            if (n.pooled)
-                n.in_transaction_ms = c.state_ms;
+            if (n.pooled) {
+                // Charged to its borrower: the stack that began its unit of
+                // work, once the send hook saw one; quiet for as long as idle.
+                n.in_transaction_ms = c.idle_ms >= 0 ? c.idle_ms : c.state_ms;
+                if (!c.last_used_site.empty()) {
+                    n.site = c.last_used_site;
+                    n.frames = c.last_used_frames;
+                }
+            }
             reported_.emplace(key, n);
             out.push_back(std::move(n));
         }

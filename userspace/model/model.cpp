@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include "last_user.h"
+
 #include <algorithm>
 #include <map>
 #include <regex>
@@ -10,9 +12,18 @@ namespace {
 
 constexpr double kNsPerMs = 1e6;
 
-uint64_t dropped_of(const proc_stats& s)
+uint64_t dropped_of(const ProcessCounts& s)
 {
     return s.dropped_conns + s.dropped_sites + s.dropped_threads + s.dropped_children + s.dropped_inherited;
+}
+
+// A live handle's socket, as the socket report paired it (by PGconn).
+void join_socket(ConnReport& c, const ConnSocket& s)
+{
+    c.peer = s.peer;
+    c.local = s.local;
+    c.socket = s.state.empty() ? "none" : s.state;  // a handle the socket read did not see yet
+    c.socket_inode = s.inode;
 }
 
 // Worst first: leaks, then live handles, then volume; site name breaks ties
@@ -138,13 +149,17 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
             const uint64_t since = std::max<uint64_t>(h->second.state_since_ns, c->info.acquired_ns);
             cr.state_ms = raw.now_ns > since ? (raw.now_ns - since) / kNsPerMs : 0;
         }
+        const ConnSocket sock = socket_of(r.sockets, c->conn);
+        add_last_user(cr, *c, sock, raw.now_ns, name_site, site_frames);
+        if (r.sockets.tracked)
+            join_socket(cr, sock);
         // A pooled handle is held by its pool for good: it leaks when
-        // borrowed and not given back, seen as a transaction left open.
-        // No traffic is measured here as no state change between reads;
-        // the kernel's idle_ms (issue 13, socket side) replaces state_ms
-        // where it is known.
+        // borrowed and not given back, seen as a transaction left open with
+        // no traffic: the kernel's idle_ms where known, else no state
+        // change between reads.
         if (cr.pooled && cr.state_known && cr.state != ConnState::unknown)
-            cr.leak = in_transaction(cr.state) && cr.state_ms * kNsPerMs >= leak_after_ns;
+            cr.leak =
+                in_transaction(cr.state) && (cr.idle_ms >= 0 ? cr.idle_ms : cr.state_ms) * kNsPerMs >= leak_after_ns;
         else
             cr.leak = static_cast<double>(age_ns) >= leak_after_ns;
         r.active++;
@@ -189,6 +204,7 @@ void fold_exited(ExitedGroup& group, const ProcessReport& p)
     group.acquired += p.acquired;
     group.released += p.released;
     group.released_untracked += p.released_untracked;
+    group.released_inherited += p.released_inherited;
     group.leaked_at_exit += p.leaked_at_exit;
     group.pings += p.pings;
     group.resets += p.resets;

@@ -5,6 +5,7 @@
 
 #include "handle_json.h"
 #include "safe_text.h"
+#include "server_json.h"
 #include "socket_json.h"
 #include "time_format.h"
 
@@ -73,13 +74,24 @@ json notice_json(const Notice& n)
             {"frames", frames_json(n.frames)}};
 }
 
-json conn_json(const ConnReport& c)
+// sockets_tracked: the process's sockets were read, so each handle says its socket.
+json conn_json(const ConnReport& c, bool sockets_tracked)
 {
-    return {{"conn", hex_address(c.conn)},
-            {"tid", c.tid},
-            {"site", utf8_text(c.site)},
-            {"age_ms", round_ms(c.age_ms)},
-            {"leak", c.leak}};
+    json out = {{"conn", hex_address(c.conn)},
+                {"tid", c.tid},
+                {"site", utf8_text(c.site)},
+                {"age_ms", round_ms(c.age_ms)},
+                {"leak", c.leak}};
+    if (sockets_tracked) {
+        out["peer"] = c.peer.empty() ? json(nullptr) : json(c.peer);
+        out["local"] = c.local.empty() ? json(nullptr) : json(c.local);
+        out["socket"] = c.socket;
+    }
+    // Traffic on its socket: null when not known (no socket tracking, no use seen).
+    out["idle_ms"] = c.idle_ms >= 0 ? json(round_ms(c.idle_ms)) : json(nullptr);
+    out["last_used_site"] = c.last_used_site.empty() ? json(nullptr) : json(utf8_text(c.last_used_site));
+    out["last_used_frames"] = c.last_used_site.empty() ? json(nullptr) : frames_json(c.last_used_frames);
+    return out;
 }
 
 json process_json(const ProcessReport& p)
@@ -88,7 +100,7 @@ json process_json(const ProcessReport& p)
     for (const auto& s : p.sites)
         sites.push_back(site_json(s));
     for (const auto& c : p.connections) {
-        conns.push_back(conn_json(c));
+        conns.push_back(conn_json(c, p.sockets.tracked));
         add_handle_keys(conns.back(), c);
     }
     return {{"pid", p.pid},
@@ -123,6 +135,7 @@ json exited_group_json(const ExitedGroup& g)
             {"acquired", g.acquired},
             {"released", g.released},
             {"released_untracked", g.released_untracked},
+            {"released_inherited", g.released_inherited},
             {"leaked_at_exit", g.leaked_at_exit},
             {"pings", g.pings},
             {"resets", g.resets},
@@ -140,7 +153,7 @@ json snapshot_to_json(const Snapshot& snap)
     const Totals& t = snap.totals;
     json procs = json::array();
     for (const auto& p : snap.processes)
-        procs.push_back(with_sockets(process_json(p), p.sockets));
+        procs.push_back(with_server(with_sockets(process_json(p), p.sockets), p, !snap.servers.empty()));
     for (size_t i = 0; i < snap.processes.size(); ++i)
         add_state_counts(procs[i], snap.processes[i].states, snap.processes[i].pool_slots_lost);
     json notices = json::array();
@@ -166,6 +179,8 @@ json snapshot_to_json(const Snapshot& snap)
         folded.push_back(exited_group_json(g));
     out["exited_folded"] = std::move(folded);
     out["exited_folded_processes"] = snap.exited_folded_processes;
+    if (!snap.servers.empty())
+        out["servers"] = servers_json(snap.servers);
     if (t.sockets_tracked) {
         out["tracking_stats"]["total_db_sockets"] = t.db_sockets;
         out["tracking_stats"]["tracking_discrepancy"] = t.tracking_discrepancy;

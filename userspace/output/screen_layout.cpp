@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstdio>
 
+#include "last_user_text.h"
 #include "safe_text.h"
+#include "server_text.h"
 #include "strfmt.h"
 #include "text_report.h"
 #include "time_format.h"
@@ -391,20 +393,41 @@ std::vector<Field> process_fields(const ProcessReport& p)
 
 // ---- live connections ---------------------------------------------------
 
-Line connection_heading(size_t width)
+Line connection_heading(size_t width, bool server)
 {
-    return fit(
-        {{fmt("  %-18s %8s %-14s %8s  %s", "LIVE CONNECTION", "HELD", "STATE", "THREAD", "SITE"), Style::Heading}},
-        width);
+    return fit({{fmt("  %-18s %8s %-14s %8s  %s%s", "LIVE CONNECTION", "HELD", "STATE", "THREAD",
+                     server ? fmt("%-28s  ", "SERVER").c_str() : "", "SITE"),
+                 Style::Heading}},
+               width);
 }
 
 // One live handle, oldest first: its age says how long a leak has been going.
-Line connection_row(const ConnReport& c, size_t width)
+// With --server, the server's state beside it, red for an open transaction
+// left idle.
+Line connection_row(const ConnReport& c, size_t width, bool server)
 {
+    const Style style = c.leak ? Style::Leak : Style::Plain;
     const std::string state = c.state_known ? std::string(conn_state_name(c.state)) + (c.pooled ? "*" : "") : "-";
-    std::string text = fmt("%s%-18s %8s %-14s %8u  %s", c.leak ? "! " : "  ", fmt("0x%" PRIx64, c.conn).c_str(),
-                           format_age(c.age_ms).c_str(), state.c_str(), c.tid, printable(c.site).c_str());
-    return fit({{text, c.leak ? Style::Leak : Style::Plain}}, width);
+    Line line = {{fmt("%s%-18s %8s %-14s %8s  ", c.leak ? "! " : "  ", connection_cell(c).c_str(),
+                      format_age(c.age_ms).c_str(), state.c_str(), thread_cell(c).c_str()),
+                  style}};
+    if (server) {
+        const std::string cell = server_cell(c);
+        line.push_back({fmt("%-28s", cell.empty() ? "-" : cell.c_str()), server_alarm(c) ? Style::Leak : style});
+        line.push_back({"  ", style});
+    }
+    line.push_back({printable(c.site), style});
+    if (std::string use = last_user_phrase(c); !use.empty())
+        line.push_back({"  (" + printable(use) + ")", style});
+    return fit(line, width);
+}
+
+bool any_server(const ProcessReport& p)
+{
+    for (const ConnReport& c : p.connections)
+        if (c.server)
+            return true;
+    return false;
 }
 
 // Lines the first `shown` of a process's n live handles take under its
@@ -466,10 +489,10 @@ void add_connections(std::vector<Line>& body, const ProcessReport& p, size_t sho
     if (n == 0)
         return;
     if (shown > 0)
-        body.push_back(connection_heading(width));
+        body.push_back(connection_heading(width, any_server(p)));
     const std::vector<const ConnReport*> conns = sorted_connections(p, k);
     for (size_t i = 0; i < shown; i++)
-        body.push_back(connection_row(*conns[i], width));
+        body.push_back(connection_row(*conns[i], width, any_server(p)));
     if (n > shown)
         body.push_back(fit(
             {{fmt("  +%zu more live connection%s, at the end", n - shown, n - shown == 1 ? "" : "s"), Style::Muted}},
@@ -490,11 +513,11 @@ void add_rest_of_connections(std::vector<Line>& body, const ProcessReport& p, si
                              n - shown == 1 ? "" : "s"),
                          Style::Strong}},
                        width));
-    body.push_back(connection_heading(width));
+    body.push_back(connection_heading(width, any_server(p)));
     const size_t end = std::min(n, shown + kMaxRestListed);
     const std::vector<const ConnReport*> conns = sorted_connections(p, k);
     for (size_t i = shown; i < end; i++)
-        body.push_back(connection_row(*conns[i], width));
+        body.push_back(connection_row(*conns[i], width, any_server(p)));
     if (end < n)
         body.push_back(fit({{fmt("  +%zu more (all are in --json)", n - end), Style::Muted}}, width));
 }
