@@ -18,6 +18,12 @@ Sections (all by default; see BENCHMARKS.md for what each measures):
                 build time, BPF map memory, connleak's RSS, exact counts;
                 connleak --all: its host scan's cost, and the bystander's
                 slowdown under it
+    handles     connection state: connleak's time to read each live handle's
+                state per interval (handle_state_cost.py)
+    http        --http: /metrics of 1,000 processes x 10 sites (< 100 ms), and
+                the tracing cost while scraped every second (http_cost.py)
+    server      --server: the per-interval pg_stat_activity read with 1,000
+                connections made before the attach (server_cost.py)
 Footprint (connleak's peak RSS, CPU time, BPF map memory) is gathered from
 every traced run. Prints a table; writes bench/results.json (--out).
 Needs root. Traffic goes to 127.0.0.1 and Unix sockets only.
@@ -45,7 +51,7 @@ from connleak_testkit.snapshot import find_process, read_json  # noqa: E402
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 
-SECTIONS = ("cost", "pgbench", "exactness", "bystander", "exited", "python", "scale")
+SECTIONS = ("cost", "pgbench", "exactness", "bystander", "exited", "python", "http", "server", "handles", "scale")
 
 GOALS = {
     "pgbench_ratio": 0.99,        # traced/untraced tps, median of pairs, >=
@@ -541,6 +547,33 @@ def section_python(ctx):
         server.stop()
 
 
+def section_handles(ctx):
+    """Connection state: what reading each live handle costs per interval (handle_state_cost.py)."""
+    from connleak_testkit.pgserver import PgServer
+    import handle_state_cost
+    server = PgServer()
+    server.start()
+    try:
+        dsn = "host=127.0.0.1 port=%d user=postgres dbname=postgres" % server.port
+        return handle_state_cost.measure(ctx.tools.connleak, dsn, n=100 if ctx.quick else 200,
+                                         rounds=2 if ctx.quick else 3)
+    finally:
+        server.stop()
+
+
+def section_http(ctx):
+    """--http: /metrics on 1,000 processes x 10 sites; tracing cost while scraped (http_cost.py)."""
+    import http_cost
+    return http_cost.measure(ctx.tools, ctx.tmp, ctx.quick)
+
+
+def section_server(ctx):
+    """--server: the per-interval pg_stat_activity read with 1,000 connections (server_cost.py)."""
+    import server_cost
+    return server_cost.measure(ctx.tools.connleak, n=1000, rounds=2 if ctx.quick else 3,
+                               seconds=6 if ctx.quick else 10, tmp=ctx.tmp)
+
+
 def section_exactness(ctx):
     total = 40000 if ctx.quick else 200000
     log("exactness: %d lifecycles, 4 processes x 4 threads, 1 in 50 leaked, a ping every 100" % total)
@@ -1022,8 +1055,36 @@ def table_rows(res):
         if s:
             rows.append(("  the same, connleak -p --no-follow", "probes in the target only (same pairs)",
                          "%.1f us (min %.1f, max %.1f)" % (s["median"] / 1000, s["min"] / 1000, s["max"] / 1000)))
+    h = res.get("handles")
+    if h:
+        rows.append(("connection state: read per live handle", "connleak's thread CPU per read (median of runs)",
+                     "%.2f us (wall %.2f us); %d handles: %.2f ms per interval" %
+                     (h["cpu_us_per_handle_read_median"], h["us_per_handle_read_median"], h["handles"],
+                      h["ms_per_interval_median"])))
+    sv = res.get("server")
+    if sv:
+        how = "%d connections made before the attach (half TCP, half Unix), -i %g, %d runs" % (
+            sv["connections"], sv["interval_s"], sv["rounds"])
+        rows.append(("--server: the pg_stat_activity query, round trip", how,
+                     "median %.2f ms (min %.2f, max %.2f), %.0f rows" % (
+                         sv["query_ms"]["median"], sv["query_ms"]["min"], sv["query_ms"]["max"],
+                         sv["rows_per_read"]["median"])))
+        rows.append(("--server: backends' fd tables (Unix clients)", "same runs, per read",
+                     "median %.2f ms" % sv["backend_scan_ms"]["median"]))
+        rows.append(("--server: the traced process's sockets (both ends)", "same runs, per round, worker thread",
+                     "median %.2f ms" % sv["held_scan_ms"]["median"]))
+        rows.append(("--server: worker thread CPU per read", "same runs",
+                     "median %.2f ms" % sv["worker_cpu_ms_per_read"]["median"]))
+        rows.append(("--server: tracing thread per interval (takes the reads)", "same runs",
+                     "median %.2f ms" % sv["annotate_ms"]["median"]))
+        rows.append(("--server: connleak CPU added per interval", "with - without --server, alternating runs",
+                     "median %.2f ms (min %.2f, max %.2f)" % (
+                         sv["added_cpu_ms_per_interval"]["median"], sv["added_cpu_ms_per_interval"]["min"],
+                         sv["added_cpu_ms_per_interval"]["max"])))
+        rows.append(("--server: connections joined", "pre-attach, backend PID and state", "%d of %d (%s)" % (
+            sv["joined"], sv["connections"], "exact" if sv["joined_exact"] else "NOT EXACT")))
     fp = res.get("footprint")
-    if fp:
+    if fp and fp.get("peak_rss_mb") is not None:
         rows.append(("connleak peak RSS", "VmHWM, all traced runs", "%.1f MB" % fp["peak_rss_mb"]))
         for w in fp["by_workload"]:
             rows.append(("connleak CPU: " + w["workload"], "utime+stime / wall",
@@ -1125,6 +1186,10 @@ def main():
     t0 = time.monotonic()
     funcs = {"cost": section_cost, "pgbench": section_pgbench, "exactness": section_exactness,
              "bystander": section_bystander, "exited": section_exited, "python": section_python,
+             "handles": section_handles,
+             "http": section_http,
+             "server": section_server,
+
              "scale": section_scale}
     failed = False
     for s in SECTIONS:

@@ -37,12 +37,17 @@
  *   pqstress ready pid=P                 with -S, before waiting
  *   pqstress {"role":"proc","pid":P,"acquired":A,"finished":F,"held":H,
  *             "pings":I,"cycles":C,"elapsed_ns":E,"ns_per_cycle":X,
- *             "cpu_ns":U,"cpu_ns_per_cycle":Y,"api":NAME}
+ *             "cpu_ns":U,"cpu_ns_per_cycle":Y,"api":NAME,
+ *             "stacks":[[API,KIND,A,F],...]}
  *                                        (elapsed: wall clock of the loop;
  *                                        cpu: CPU time, user + kernel, of the
  *                                        worker threads' loops, which probe
  *                                        hits add to and other load does not)
- *                                        one per process that did work
+ *                                        one per process that did work;
+ *                                        stacks: per acquiring stack, the API
+ *                                        and the thread (KIND "main": the
+ *                                        process's main thread, "thread": the
+ *                                        others), acquired and finished
  *   pqstress {"role":"total","pid":P,"procs":N,...same counters...}
  *                                        last, from the first process
  *   pqstress {"role":"ab","pid":P,"block":B,"pairs":K,"probed_cycles":N,
@@ -92,9 +97,15 @@ static struct {
 #define MAX_KW 32
 static const char *g_keys[MAX_KW + 1], *g_vals[MAX_KW + 1];
 
+/* Thread kinds, for counts per acquiring stack: the process's main thread
+ * (its stack through main) and the threads it started (through start_thread). */
+enum thread_kind { THREAD_MAIN, THREAD_OTHER, THREAD_KINDS };
+
 struct counts {
 	uint64_t acquired, finished, held, pings, cycles, elapsed_ns;
 	uint64_t cpu_ns; /* CPU time (user + kernel) of the worker threads' loops */
+	/* Per acquiring stack: API x thread kind. */
+	uint64_t stack_acquired[API_COUNT][THREAD_KINDS], stack_finished[API_COUNT][THREAD_KINDS];
 };
 
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
@@ -192,6 +203,7 @@ NOINLINE static PGconn *acquire(enum api a)
 
 struct worker {
 	pthread_t tid;
+	enum thread_kind kind;
 	long n;             /* lifecycles to do */
 	struct counts c;
 	PGconn **held;      /* never finished */
@@ -219,12 +231,14 @@ NOINLINE static void *worker_main(void *p)
 		if (!c)
 			die("%s returned NULL (out of memory)", api_names[a]);
 		w->c.acquired++;
+		w->c.stack_acquired[a][w->kind]++;
 		if (opt.leak_every && i % opt.leak_every == opt.leak_every - 1) {
 			w->held[w->nheld++] = c;
 			w->c.held++;
 		} else {
 			PQfinish(c);
 			w->c.finished++;
+			w->c.stack_finished[a][w->kind]++;
 		}
 	}
 	w->c.elapsed_ns = now_ns() - t0;
@@ -242,8 +256,10 @@ static struct counts run_workers(long n)
 	if (!ws)
 		die("out of memory");
 	pthread_barrier_init(&g_barrier, NULL, (unsigned)t);
-	for (long i = 0; i < t; i++)
+	for (long i = 0; i < t; i++) {
 		ws[i].n = n / t + (i < n % t);
+		ws[i].kind = i ? THREAD_OTHER : THREAD_MAIN;
+	}
 	for (long i = 1; i < t; i++) {
 		int e = pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]);
 		if (e)
@@ -264,6 +280,11 @@ static struct counts run_workers(long n)
 		sum.pings += ws[i].c.pings;
 		sum.cycles += ws[i].c.cycles;
 		sum.cpu_ns += ws[i].c.cpu_ns;
+		for (int a = 0; a < API_COUNT; a++)
+			for (int k = 0; k < THREAD_KINDS; k++) {
+				sum.stack_acquired[a][k] += ws[i].c.stack_acquired[a][k];
+				sum.stack_finished[a][k] += ws[i].c.stack_finished[a][k];
+			}
 	}
 	if (t == 1) /* the loop alone, without thread start-up */
 		sum.elapsed_ns = ws[0].c.elapsed_ns;
@@ -273,17 +294,25 @@ static struct counts run_workers(long n)
 
 static void print_counts(const char *role, pid_t pid, long procs, const struct counts *c)
 {
-	char extra[64] = "";
+	char extra[64] = "", stacks[API_COUNT * THREAD_KINDS * 64] = "";
+	size_t len = 0;
 	if (procs >= 0)
 		snprintf(extra, sizeof extra, "\"procs\":%ld,", procs);
+	for (int a = 0; a < API_COUNT; a++)
+		for (int k = 0; k < THREAD_KINDS; k++)
+			if (c->stack_acquired[a][k])
+				len += (size_t)snprintf(stacks + len, sizeof stacks - len, "%s[\"%s\",\"%s\",%llu,%llu]",
+							len ? "," : "", api_names[a], k == THREAD_MAIN ? "main" : "thread",
+							(unsigned long long)c->stack_acquired[a][k],
+							(unsigned long long)c->stack_finished[a][k]);
 	printf("pqstress {\"role\":\"%s\",\"pid\":%d,%s\"acquired\":%llu,\"finished\":%llu,\"held\":%llu,"
 	       "\"pings\":%llu,\"cycles\":%llu,\"elapsed_ns\":%llu,\"ns_per_cycle\":%.1f,\"cpu_ns\":%llu,"
-	       "\"cpu_ns_per_cycle\":%.1f,\"api\":\"%s\"}\n",
+	       "\"cpu_ns_per_cycle\":%.1f,\"api\":\"%s\",\"stacks\":[%s]}\n",
 	       role, (int)pid, extra, (unsigned long long)c->acquired, (unsigned long long)c->finished,
 	       (unsigned long long)c->held, (unsigned long long)c->pings, (unsigned long long)c->cycles,
 	       (unsigned long long)c->elapsed_ns, c->cycles ? (double)c->elapsed_ns / (double)c->cycles : 0.0,
 	       (unsigned long long)c->cpu_ns, c->cycles ? (double)c->cpu_ns / (double)c->cycles : 0.0,
-	       api_names[opt.api]);
+	       api_names[opt.api], stacks);
 	fflush(stdout);
 }
 

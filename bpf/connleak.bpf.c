@@ -51,11 +51,19 @@ struct {
 } threads SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CONNLEAK_RELEASE_WATCH);
+	__type(key, struct conn_key);
+	__type(value, __u64);
+} release_watch SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, CONNLEAK_EVENTS_SIZE);
 } events SEC(".maps");
 
 #include "python.bpf.h"
+#include "stack_walk.bpf.h"
 
 static __always_inline void atomic_max(__u64 *slot, __u64 val)
 {
@@ -152,19 +160,18 @@ static __always_inline __u64 wakeup_flags(void)
 		       : BPF_RB_NO_WAKEUP;
 }
 
-/* The caller's registers and the top of its stack, for userspace to unwind.
+/* The caller's registers and the top of its stack, for userspace to unwind:
+ * a stack the kernel could not walk yet (stack_walk.bpf.h).
  * Sent after the counters are updated: an event read implies its counts. */
 static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats *ps,
-					 const struct conn_key *key, const struct conn_info *info)
+					 const struct conn_key *key, const struct conn_info *info,
+					 const struct stack_capture *cap, __u32 kind)
 {
+	const struct python_stack *py = stack_python(cap);
 	struct acquire_event *e;
 	struct task_struct *task;
-	struct python_stack *py;
 	__u64 sp = ctx->sp, end = 0, arg_start, len, off = 0;
 
-	if (!stack_size)
-		return;
-	py = python_capture(key->tgid); /* first: its code descriptions go before */
 	/* A page of slack after the stack: the verifier then accepts any
 	 * page-sized read at an offset below stack_size. */
 	e = bpf_ringbuf_reserve(&events, sizeof(*e) + stack_size + PAGE_BYTES, 0);
@@ -172,7 +179,7 @@ static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats 
 		__sync_fetch_and_add(&ps->dropped_stacks, 1);
 		return;
 	}
-	e->kind = EVENT_ACQUIRE;
+	e->kind = kind;
 	e->tgid = key->tgid;
 	e->tid = info->tid;
 	e->conn = key->conn;
@@ -199,6 +206,7 @@ static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats 
 	e->py_count = 0;
 	e->py_flags = 0;
 	e->py_generation = 0;
+	e->family = cap->family;
 	if (py) {
 		e->py_count = py->count;
 		e->py_flags = py->flags;
@@ -232,7 +240,7 @@ static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats 
 		off += chunk;
 	}
 	e->stack_len = len;
-	bpf_ringbuf_submit(e, wakeup_flags());
+	bpf_ringbuf_submit(e, stack_worth_waking(cap) ? BPF_RB_FORCE_WAKEUP : wakeup_flags());
 }
 
 static __always_inline void send_release(struct proc_stats *ps, const struct conn_key *key,
@@ -252,6 +260,8 @@ static __always_inline void send_release(struct proc_stats *ps, const struct con
 	e->conn = key->conn;
 	e->start_ns = info->start_ns;
 	e->hold_ns = hold;
+	e->acquired_ns = info->acquired_ns;
+	e->stack = info->stack;
 	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
@@ -301,6 +311,16 @@ int BPF_KRETPROBE(call_exit, void *conn)
 		return 0;
 	/* A failed connect still returns a PGconn that needs PQfinish: it is
 	 * an acquisition like any other. */
+	/* The stack: walked here when every return address on it is known
+	 * (then counted per stack below), else copied for userspace to unwind
+	 * and learn from. */
+	struct stack_capture *cap = stack_size ? capture_stack(ctx, tgid) : NULL;
+	struct stack_stats *st = NULL;
+
+	if (cap && cap->id)
+		st = stack_entry(ps, tgid, info.site, cap);
+	if (st)
+		info.stack = cap->id;
 	info.acquired_ns = bpf_ktime_get_ns();
 	key.tgid = tgid;
 	key.conn = (__u64)conn;
@@ -308,7 +328,11 @@ int BPF_KRETPROBE(call_exit, void *conn)
 		__sync_fetch_and_add(&ps->dropped_conns, 1);
 	__sync_fetch_and_add(&ps->acquired, 1);
 	count_site_acquired(ps, tgid, info.site);
-	send_acquire(ctx, ps, &key, &info);
+	/* After the site's count: a stack's count never runs ahead of it. */
+	if (st)
+		__sync_fetch_and_add(&st->acquired, 1);
+	else if (cap)
+		send_acquire(ctx, ps, &key, &info, cap, EVENT_ACQUIRE);
 	return 0;
 }
 
@@ -353,6 +377,26 @@ int BPF_KPROBE(finish_enter, void *conn)
 		__sync_fetch_and_add(&ss->released, 1);
 		__sync_fetch_and_add(&ss->hold_ns_total, hold);
 		atomic_max(&ss->hold_ns_max, hold);
+	}
+	if (info.stack) { /* its stack is counted here: no event */
+		struct stack_key stkey = { .tgid = tgid, .stack = info.stack };
+		struct stack_stats *st = bpf_map_lookup_elem(&stack_counts, &stkey);
+
+		if (st) {
+			__sync_fetch_and_add(&st->released, 1);
+			__sync_fetch_and_add(&st->hold_ns_total, hold);
+			atomic_max(&st->hold_ns_max, hold);
+		}
+		/* Only a handle userspace reported as a leak needs an event. */
+		__u64 *watched = bpf_map_lookup_elem(&release_watch, &key);
+
+		if (!watched)
+			return 0;
+		__u64 want = *watched;
+
+		bpf_map_delete_elem(&release_watch, &key);
+		if (want != info.acquired_ns) /* an earlier handle at this address */
+			return 0;
 	}
 	send_release(ps, &key, &info, hold);
 	return 0;
@@ -453,3 +497,6 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 	}
 	return 0;
 }
+
+/* Last users of libpq's sockets: send_acquire on the first send of a unit of work. */
+#include "sock_io.bpf.h"

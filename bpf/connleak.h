@@ -58,6 +58,7 @@ struct conn_info {
 	__u64 site;      /* return address into the caller: the acquiring site */
 	__u32 tid;
 	__u32 pad;
+	__u64 stack;     /* its stack's id (stack_key), counted in the kernel; 0: not */
 };
 
 /* Counters per acquiring site (key: site_key). */
@@ -107,6 +108,8 @@ enum event_kind {
 	EVENT_ACQUIRE = 1,
 	EVENT_RELEASE = 2,
 	EVENT_PY_CODE = 3, /* python_code_event */
+	EVENT_STACK = 4,   /* stack_event */
+	EVENT_LAST_USE = 5, /* acquire_event: the send that began a unit of work (sock_io.h) */
 };
 
 /* Python frames of the acquiring thread, taken in the kernel at the
@@ -188,6 +191,7 @@ struct acquire_event {
 	__u32 py_flags;    /* python_stack_flags */
 	__u32 py_generation; /* of the process's python_layout */
 	__u32 py_pad;
+	__u64 family;      /* unwind_key.family of the process: what userspace learns goes there */
 	struct python_frame py[CONNLEAK_PY_FRAMES];
 	__u8 data[];       /* stack_size bytes (and a page of slack) reserved */
 };
@@ -198,6 +202,77 @@ struct release_event {
 	__u64 conn;
 	__u64 start_ns;
 	__u64 hold_ns;
+	__u64 acquired_ns;
+	__u64 stack;       /* conn_info.stack: counted in the kernel, sent for its hold time only */
+};
+
+/* Handles whose release userspace wants to hear of although their stack is
+ * counted in the kernel (key: conn_key; value: their acquired_ns): those
+ * reported as leaks, whose release notice says how long they were held. */
+#define CONNLEAK_RELEASE_WATCH 8192
+
+/* Stacks walked in the kernel (stack_walk.bpf.h). Userspace learns, from
+ * each stack it unwinds with DWARF CFI, how to step from each return
+ * address to its caller's (unwind_steps); once every return address of a
+ * stack is known, the kernel walks it itself (one 8-byte read a frame),
+ * hashes the return addresses and Python frames into a stack id, counts per
+ * (process, stack id) in stack_counts, and sends the stack (stack_event)
+ * only the first time. A stack with a return address not learnt yet goes
+ * the old way: an acquire_event with a copy of the stack. */
+#define CONNLEAK_STACK_FRAMES 128     /* return addresses walked, at most */
+#define CONNLEAK_UNWIND_STEPS 16384   /* learnt return addresses (LRU) */
+
+/* Key: a return address in the address space of a process family (a
+ * process and the children it forked, which share its mappings). */
+struct unwind_key {
+	__u64 family; /* the address space's layout (stack_walk.bpf.h): same for forked children */
+	__u64 pc;
+};
+
+enum unwind_step_flags {
+	UNWIND_OUTERMOST = 1, /* the CFI says there is no caller: the stack ends here */
+	UNWIND_CFA_RBP = 2,   /* CFA = rbp + cfa_offset (else rsp + cfa_offset) */
+};
+
+/* How to step from a frame at `pc` to its caller: CFA = reg + cfa_offset,
+ * the caller's return address at CFA - 8, its rsp = CFA, its rbp at
+ * CFA + rbp_offset (0: unchanged). */
+struct unwind_step {
+	__s32 cfa_offset;
+	__s16 rbp_offset;
+	__u16 flags; /* unwind_step_flags */
+};
+
+struct stack_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 stack; /* hash of the return addresses and Python frames; never 0 */
+};
+
+/* Counters per (process, stack). The kernel site's counters (site_stats)
+ * count the same acquisitions too: a stack's are a part of its site's. */
+struct stack_stats {
+	__u64 acquired;
+	__u64 released;
+	__u64 hold_ns_total;
+	__u64 hold_ns_max;
+	__u64 site;  /* the kernel's site (return address into the caller) */
+	__u32 sent;  /* its stack_event is in the ring (0: not yet, sent at the next acquisition) */
+	__u32 pad;
+};
+
+/* A stack the kernel walked, sent once per (process, stack id). */
+struct stack_event {
+	__u32 kind;        /* EVENT_STACK */
+	__u32 tgid;
+	__u64 stack;
+	__u64 site;
+	__u32 pc_count;    /* return addresses in pcs[], innermost (the site) first */
+	__u32 py_count;    /* as in acquire_event */
+	__u32 py_flags;
+	__u32 py_generation;
+	__u64 pcs[CONNLEAK_STACK_FRAMES];
+	struct python_frame py[CONNLEAK_PY_FRAMES];
 };
 
 #endif /* CONNLEAK_H */

@@ -25,6 +25,7 @@
 #include <bpf/bpf_endian.h>
 #include "common.bpf.h"
 #include "sockets.h"
+#include "sock_io_maps.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -129,6 +130,24 @@ static __always_inline int store(__u64 sk, struct sock_rec *r)
 	return -1;
 }
 
+/* A libpq socket: an entry for the send and receive hooks (sock_io.bpf.h),
+ * and its mark. `sk` as the program has it (struct sock or bpf_sock). */
+static __always_inline void track_io(__u64 key, void *sk, const struct sock_rec *r)
+{
+	struct sock_io io = { .tgid = r->tgid, .conn = r->conn, .created_ns = r->connect_ns };
+
+	if (!r->conn)
+		return;
+	if (bpf_map_update_elem(&sock_io, &key, &io, BPF_ANY)) {
+		struct sock_stats zero = {}, *st = lookup_or_init(&sock_stats, &r->tgid, &zero);
+
+		if (st)
+			__sync_fetch_and_add(&st->io_dropped, 1);
+		return;
+	}
+	bpf_sk_storage_get(&sock_io_mark, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+}
+
 SEC("uprobe")
 int BPF_KPROBE(connect_poll_enter, void *conn)
 {
@@ -175,8 +194,10 @@ int BPF_PROG(tcp_state, struct sock *sk, int oldstate, int newstate)
 		else
 			BPF_CORE_READ_INTO((__u32 *)r->addr, sk, __sk_common.skc_daddr);
 		r->inode = sock_inode(sk);
-		if (store(key, r) == 0)
+		if (store(key, r) == 0) {
 			bpf_sk_storage_get(&recorded, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+			track_io(key, sk, r);
+		}
 		return 0;
 	}
 	/* Anything else may run in softirq: match by socket only. */
@@ -190,6 +211,13 @@ int BPF_PROG(tcp_state, struct sock *sk, int oldstate, int newstate)
 		return 0;
 	if (newstate == TCP_ESTABLISHED) {
 		r->established_ns = bpf_ktime_get_ns();
+		/* The local end is bound by now (at SYN_SENT it may not be yet):
+		 * the key the server's client_addr/client_port joins on. */
+		r->local_port = sk->__sk_common.skc_num;
+		if (r->family == SOCKETS_AF_INET6)
+			BPF_CORE_READ_INTO(&r->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		else
+			BPF_CORE_READ_INTO((__u32 *)r->local_addr, sk, __sk_common.skc_rcv_saddr);
 	} else if (newstate == TCP_CLOSE_WAIT) {
 		r->peer_closed_ns = bpf_ktime_get_ns();
 	} else {
@@ -272,7 +300,8 @@ int unix_connect(struct bpf_sock_addr *ctx)
 			return 1; /* not a database socket, not libpq's: no record */
 	}
 	r->inode = sock_inode(sk);
-	store((__u64)sk, r);
+	if (store((__u64)sk, r) == 0)
+		track_io((__u64)sk, ctx->sk, r);
 	return 1;
 }
 

@@ -38,6 +38,9 @@ struct sock_rec {
 	__u32 scratch;        /* kernel-side scratch, 0 in records */
 	__u8 addr[16];        /* TCP peer address; IPv4 in the first 4 bytes */
 	char path[SOCKETS_PATH_LEN]; /* Unix peer path; abstract names start with NUL */
+	__u8 local_addr[16];  /* TCP: our own address once established (same family as addr) */
+	__u16 local_port;     /* TCP: our own port once established, host order; 0 before */
+	__u16 pad[3];
 };
 
 /* Per traced process (key: tgid). */
@@ -45,6 +48,7 @@ struct sock_stats {
 	__u64 dropped;     /* records the socks map had no room for */
 	__u64 exit_walked; /* its fd table was read at exit (exit_held) */
 	__u64 exit_dropped; /* sockets held at exit exit_held had no room for */
+	__u64 io_dropped;   /* libpq sockets the sock_io map had no room for (no idle time, no last user) */
 };
 
 /* A socket a process still held when its last thread exited (key of

@@ -32,6 +32,11 @@
  *                                     finish-new N  -> ok finish held=H conns=...
  *                                     finish-all    -> ok finish held=0 conns=...
  *                                     ping N        -> ok ping
+ *                                     query-a I     -> query_site_a() runs a query on
+ *                                                      held handle I (oldest 0):
+ *                                                      ok query backend=PID t0=T t1=T
+ *                                                      (CLOCK_MONOTONIC around it)
+ *                                     query-b I     -> the same from query_site_b()
  *                                     fork N LEAK   -> a child does connectdb N
  *                                                      LEAK and exits; the parent
  *                                                      waits: ok fork child=PID
@@ -470,6 +475,42 @@ static void run_fork(const char *ci, long n, long leak)
 	fork_child(ci, n, leak);
 }
 
+static double monotonic_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void expect_tuples(PGresult *r, PGconn *c)
+{
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		die("query: %s", PQerrorMessage(c));
+	PQclear(r);
+}
+
+/* Two users of one handle, for last-user tests (test_last_user.py). */
+NOINLINE static void query_site_a(PGconn *c)
+{
+	expect_tuples(PQexec(c, "select 'a'"), c); /* MARK:query_a */
+}
+
+NOINLINE static void query_site_b(PGconn *c)
+{
+	expect_tuples(PQexec(c, "select 'b'"), c); /* MARK:query_b */
+}
+
+static void interactive_query(long i, void (*user)(PGconn *))
+{
+	if ((size_t)i >= g_nheld)
+		die("query: no held handle %ld", i);
+	double t0 = monotonic_s();
+	user(g_held[i]);
+	double t1 = monotonic_s();
+	printf("ok query backend=%d t0=%.6f t1=%.6f\n", PQbackendPID(g_held[i]), t0, t1);
+	fflush(stdout);
+}
+
 static void run_interactive(const char *ci)
 {
 	char line[256];
@@ -499,6 +540,10 @@ static void run_interactive(const char *ci)
 			finish_held(g_nheld, 0);
 			printf("ok finish");
 			print_held();
+		} else if (strcmp(cmd, "query-a") == 0 && k == 2) {
+			interactive_query(n, query_site_a);
+		} else if (strcmp(cmd, "query-b") == 0 && k == 2) {
+			interactive_query(n, query_site_b);
 		} else if (strcmp(cmd, "ping") == 0 && k == 2) {
 			run_ping(ci, n, 0);
 			printf("ok ping\n");

@@ -19,15 +19,15 @@ from connleak_testkit.paths import PQCLIENT  # noqa: E402
 from connleak_testkit.tracer import ConnleakTestCase, Tracer  # noqa: E402
 from connleak_testkit.clients import Client, pqclient_summaries  # noqa: E402
 from connleak_testkit.snapshot import counts, dump, find_process, proc_counts  # noqa: E402
-from connleak_testkit.procs import code_byte  # noqa: E402
+from connleak_testkit.procs import code_byte, private_libpq  # noqa: E402
 
 WAIT = 60  # seconds to wait for an expected snapshot
 
 
 class AttachTest(ConnleakTestCase):
 
-    def client(self, app, mode="interactive", args=()):
-        c = Client.start(self.server.conninfo(app), mode, args)
+    def client(self, app, mode="interactive", args=(), env=None):
+        c = Client.start(self.server.conninfo(app), mode, args, env=env)
         self.addCleanup(c.cleanup)
         return c
 
@@ -158,8 +158,12 @@ class AttachTest(ConnleakTestCase):
 
     def test_no_follow_probes_only_the_targets(self):
         """--no-follow: the breakpoints go into the targets only, so another
-        libpq process on the host pays nothing; the counts stay exact."""
-        traced, other = self.client(self.app("traced")), self.client(self.app("other"))
+        libpq process on the host pays nothing; the counts stay exact. Both
+        load a private copy of libpq: the probes of other connleaks running on
+        the machine (on the system's libpq) must not show in `other`."""
+        env = dict(os.environ, LD_LIBRARY_PATH=private_libpq(self.tmp))
+        traced = self.client(self.app("traced"), env=env)
+        other = self.client(self.app("other"), env=env)
         t = self.attach([traced.pid], leak_after=0, extra=["--no-follow"])
         self.assertEqual(code_byte(traced.pid, "PQconnectStart"), 0xcc, t.describe())
         self.assertNotEqual(code_byte(other.pid, "PQconnectStart"), 0xcc, t.describe())

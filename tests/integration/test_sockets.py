@@ -391,7 +391,8 @@ class SocketsTest(ConnleakTestCase):
             if not p["exited"]:
                 self.assertEqual(s["paired"], p["active"] - s["handles_without_socket"], ctx)
             for c in p["connections"]:
-                self.assertIn("peer", c, ctx)
+                keys = list(c)
+                self.assertEqual(keys[keys.index("peer") + 1], "local", ctx)  # as DESIGN.md orders them
                 self.assertIn(c["socket"], ("open", "peer_closed", "closed", "none"), ctx)
 
     def await_sockets(self, t, pid, expected, conns=None):
@@ -429,6 +430,16 @@ class SocketsTest(ConnleakTestCase):
         self.assertEqual(pu["db_sockets"], self.backends(app_u), ctx)
         self.assertEqual(conn_sockets(pt), {c: (self.tcp_peer, "open") for c in conns_t}, ctx)
         self.assertEqual(conn_sockets(pu), {c: (self.unix_path, "open") for c in conns_u}, ctx)
+        # local: each TCP handle's own end, as the server sees its client; none for Unix sockets.
+        self.assertEqual([c["local"] for c in pu["connections"]], [None] * 2, ctx)
+        def tcp_locals(s):
+            p = find_process(s, ct.pid)
+            return sorted(c["local"] or "" for c in p["connections"]) if p else []
+        later = t.wait_snapshot(lambda s: len(tcp_locals(s)) == 3 and all(tcp_locals(s)), timeout=WAIT)
+        clients = self.server.psql("select host(client_addr) || ':' || client_port from pg_stat_activity"
+                                   " where application_name = '%s'" % app_t).split()
+        self.assertEqual(tcp_locals(later), sorted(clients), t.describe())
+        self.assertEqual(len(clients), 3, t.describe())
         self.assertEqual((snap["tracking_stats"]["total_db_sockets"], snap["tracking_stats"]["tracking_discrepancy"]),
                          (5, 0), ctx)
 

@@ -10,7 +10,6 @@ still waiting before the signal under test is sent. A start-up that went
 too fast to be caught is tried again."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from connleak_testkit.paths import CONNLEAK  # noqa: E402
 from connleak_testkit.tracer import ConnleakTestCase, Tracer  # noqa: E402
 from connleak_testkit.clients import Client  # noqa: E402
 from connleak_testkit.snapshot import json_lines  # noqa: E402
-from connleak_testkit.procs import code_byte  # noqa: E402
+from connleak_testkit.procs import code_byte, private_libpq  # noqa: E402
 
 ATTEMPTS = 40
 # Detaching costs the kernel ~70 ms per uprobe (RCU grace periods per
@@ -84,17 +83,6 @@ class StartupTest(ConnleakTestCase):
     def marker(self):
         return os.path.join(self.tmp, "command-ran")
 
-    def private_libpq(self):
-        """A copy of libpq in a directory of its own, for LD_LIBRARY_PATH: a
-        different file from the system's, so probes other connleaks on the
-        machine put on the system libpq never show in its code."""
-        d = os.path.join(self.tmp, "lib")
-        os.mkdir(d)
-        system = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
-        path = next(l.split("=> ")[1].strip() for l in system.splitlines() if "libpq.so.5 " in l and "x86-64" in l)
-        shutil.copy2(path, os.path.join(d, "libpq.so.5"))
-        return d
-
     def start_held_at_gate(self, extra=()):
         """connleak -- sh -c 'touch MARKER', stopped (SIGSTOP) while its
         child waits at the gate. Returns (Tracer, child pid) or None when the
@@ -151,7 +139,7 @@ class StartupTest(ConnleakTestCase):
 
     def check_interrupted_at_gate(self, sig):
         # connleak probes the libpq a launched command would load: the copy.
-        self.env = dict(os.environ, LD_LIBRARY_PATH=self.private_libpq())
+        self.env = dict(os.environ, LD_LIBRARY_PATH=private_libpq(self.tmp))
         bystander = Client.start(self.server.conninfo(self.app("bystander")), env=self.env)
         self.addCleanup(bystander.cleanup)
         original = code_byte(bystander.pid, "PQconnectStart")
@@ -193,7 +181,7 @@ class StartupTest(ConnleakTestCase):
         """connleak -j - -p PID | head -n1: connleak ends by itself, quietly
         (no SIGPIPE death, no message), and detaches."""
         # A private libpq: probes other connleaks put on the system's never show.
-        env = dict(os.environ, LD_LIBRARY_PATH=self.private_libpq())
+        env = dict(os.environ, LD_LIBRARY_PATH=private_libpq(self.tmp))
         c = Client.start(self.server.conninfo(self.app("target")), env=env)
         self.addCleanup(c.cleanup)
         original = code_byte(c.pid, "PQconnectStart")

@@ -167,7 +167,10 @@ TEST_CASE("each process has its keys in contract order", "[json]")
                                                "top_connection_users",
                                                "connections",
                                                "connections_total",
-                                               "container"});
+                                               "container",
+
+                                               "states",
+                                               "pool_slots_lost"});
     CHECK(in_order({"pid", "comm", "exited", "acquired", "released", "released_untracked", "active", "leaks",
                     "leaked_at_exit", "pings", "dropped", "top_connection_users", "connections"},
                    keys(jp)));
@@ -191,7 +194,7 @@ TEST_CASE("each site: keys in order, ms rounded to 0.1", "[json]")
 {
     const json js = snapshot_to_json(design_example())["processes"][0]["top_connection_users"][0];
     CHECK(keys(js) == std::vector<std::string>{"site", "acquired", "released", "active", "leaks", "leaked_at_exit",
-                                               "avg_ms", "max_ms"});
+                                               "avg_ms", "max_ms", "states", "pool_slots_lost"});
     CHECK(in_order({"site", "acquired", "released", "active", "leaks", "avg_ms", "max_ms"}, keys(js)));
     CHECK(js["site"] == "get_users+0x3c (api)");
     CHECK(js["acquired"] == 150);
@@ -203,13 +206,15 @@ TEST_CASE("each site: keys in order, ms rounded to 0.1", "[json]")
     CHECK(js["max_ms"].get<double>() == 900.1);
     // As written, not only as parsed: no 125.54000000001.
     CHECK(js.dump().find("\"avg_ms\":125.5,") != std::string::npos);
-    CHECK(js.dump().find("\"max_ms\":900.1}") != std::string::npos);
+    CHECK(js.dump().find("\"max_ms\":900.1,") != std::string::npos);
 }
 
 TEST_CASE("each connection: keys in order, conn as a 0x hex string", "[json]")
 {
     const json jc = snapshot_to_json(design_example())["processes"][0]["connections"][0];
-    CHECK(keys(jc) == std::vector<std::string>{"conn", "tid", "site", "age_ms", "leak"});
+    CHECK(keys(jc) == std::vector<std::string>{"conn", "tid", "site", "age_ms", "leak", "idle_ms", "last_used_site",
+                                               "last_used_frames", "state", "backend_pid", "database", "user",
+                                               "pooled"});
     CHECK(jc["conn"].is_string());
     CHECK(jc["conn"] == "0x55d0c8a1b2c0");
     CHECK(jc["tid"] == 4243);
@@ -217,6 +222,41 @@ TEST_CASE("each connection: keys in order, conn as a 0x hex string", "[json]")
     CHECK(jc["age_ms"].get<double>() == 31250.0);
     CHECK(jc["leak"] == true);
     CHECK(jc["leak"].is_boolean());
+}
+
+TEST_CASE("with sockets tracked, each connection adds peer, local and socket", "[json]")
+{
+    Snapshot s = design_example();
+    s.processes[0].sockets.tracked = true;
+    ConnReport& c = s.processes[0].connections[0];
+    c.peer = "127.0.0.1:5432";
+    c.local = "127.0.0.1:40112";
+    c.socket = "open";
+    c.socket_inode = 77;  // for joins inside connleak: not in the JSON
+    ConnReport unix_conn = conn_report();
+    unix_conn.conn = 0x10;
+    unix_conn.peer = "/run/postgresql/.s.PGSQL.5432";
+    unix_conn.socket = "peer_closed";
+    ConnReport no_socket = conn_report();
+    no_socket.conn = 0x20;
+    no_socket.socket = "none";
+    s.processes[0].connections.push_back(unix_conn);
+    s.processes[0].connections.push_back(no_socket);
+    const json jc = snapshot_to_json(s)["processes"][0]["connections"];
+    CHECK(jc[0].dump() ==
+          "{\"conn\":\"0x55d0c8a1b2c0\",\"tid\":4243,\"site\":\"get_users+0x3c (api)\",\"age_ms\":31250.0,"
+          "\"leak\":true,\"peer\":\"127.0.0.1:5432\",\"local\":\"127.0.0.1:40112\",\"socket\":\"open\","
+          "\"idle_ms\":null,\"last_used_site\":null,\"last_used_frames\":null,\"state\":null,"
+          "\"backend_pid\":null,\"database\":null,\"user\":null,\"pooled\":false}");
+    CHECK(keys(jc[1]) == std::vector<std::string>{"conn", "tid", "site", "age_ms", "leak", "peer", "local", "socket",
+                                                  "idle_ms", "last_used_site", "last_used_frames", "state",
+                                                  "backend_pid", "database", "user", "pooled"});
+    CHECK(jc[1]["peer"] == "/run/postgresql/.s.PGSQL.5432");
+    CHECK(jc[1]["local"].is_null());  // Unix socket
+    CHECK(jc[1]["socket"] == "peer_closed");
+    CHECK(jc[2]["peer"].is_null());
+    CHECK(jc[2]["local"].is_null());
+    CHECK(jc[2]["socket"] == "none");
 }
 
 TEST_CASE("conn addresses: lower-case hex, no padding, full 64 bits", "[json]")
@@ -339,7 +379,6 @@ TEST_CASE("from raw counters to JSON", "[json][model]")
     connleak::RawConn c;
     c.pid = 12;
     c.conn = 0xbeef;
-    c.info.site = 0x401000;
     c.site = connleak::SiteKey::caller(0x401000);
     c.info.tid = 13;
     c.info.acquired_ns = raw.now_ns - 31'250'000'000;

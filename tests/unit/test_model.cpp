@@ -47,7 +47,7 @@ public:
         return *this;
     }
     // The counters of a process added before, to set the less common ones.
-    proc_stats& stats(uint32_t pid)
+    connleak::ProcessCounts& stats(uint32_t pid)
     {
         for (RawProcess& p : raw_.processes)
             if (p.pid == pid)
@@ -72,7 +72,6 @@ public:
         c.conn = conn;
         c.info.acquired_ns = acquired_ns;
         c.info.start_ns = acquired_ns;
-        c.info.site = site;
         c.site = connleak::SiteKey::caller(site);
         c.info.tid = tid ? tid : pid;
         raw_.conns.push_back(c);
@@ -712,12 +711,14 @@ TEST_CASE("fold_exited sums processes and their sites by name")
     a.acquired = 3;
     a.released = 2;
     a.leaked_at_exit = 1;
-    a.sites.push_back({"f", 3, 2, 0, 0, 1, 10.0, 20.0, nullptr});
+    a.released_inherited = 2;
+    a.sites.push_back({"f", 3, 2, 0, 0, 1, 10.0, 20.0, nullptr, {}, 0});
     b.comm = "w";
     b.acquired = 1;
     b.released = 1;
-    b.sites.push_back({"f", 1, 1, 0, 0, 0, 40.0, 40.0, nullptr});
-    b.sites.push_back({"g", 0, 0, 0, 0, 0, 0, 0, nullptr});
+    b.released_inherited = 1;
+    b.sites.push_back({"f", 1, 1, 0, 0, 0, 40.0, 40.0, nullptr, {}, 0});
+    b.sites.push_back({"g", 0, 0, 0, 0, 0, 0, 0, nullptr, {}, 0});
     connleak::ExitedGroup g;
     connleak::fold_exited(g, a);
     connleak::fold_exited(g, b);
@@ -726,6 +727,7 @@ TEST_CASE("fold_exited sums processes and their sites by name")
     CHECK(g.acquired == 4);
     CHECK(g.released == 3);
     CHECK(g.leaked_at_exit == 1);
+    CHECK(g.released_inherited == 3);
     REQUIRE(g.sites.size() == 2);
     CHECK(g.sites[0].site == "f");
     CHECK(g.sites[0].acquired == 4);
@@ -750,4 +752,40 @@ TEST_CASE("folded exited processes count in the totals")
     CHECK(s.totals.leaked_at_exit == 1);
     CHECK(s.exited_folded_processes == 5);
     REQUIRE(s.exited_folded.size() == 1);
+}
+
+TEST_CASE("each live handle carries its socket from the process's socket report", "[model]")
+{
+    RawBuilder b;
+    b.process(1, "app", 3, 0).site(1, 0x10, 3);
+    b.conn(1, 0x1000, 0x10, 3 * kSec).conn(1, 0x2000, 0x10, 2 * kSec).conn(1, 0x3000, 0x10, 1 * kSec);
+    RawState raw = b.raw();
+    raw.sockets_tracked = true;
+    connleak::ProcessSocketReport& sockets = raw.sockets[1];
+    sockets.tracked = true;
+    sockets.conns[0x1000] = {"127.0.0.1:5432", "open", "127.0.0.1:40112", 77};
+    sockets.conns[0x2000] = {"/run/postgresql/.s.PGSQL.5432", "peer_closed", "", 78};
+    // 0x3000: acquired after the socket read: not in the report yet
+
+    const ProcessReport p = build_snapshot(raw, ModelOptions{}, TestNamer{}).processes.at(0);
+    const ConnReport& tcp = conn(p, 0x1000);
+    CHECK(tcp.peer == "127.0.0.1:5432");
+    CHECK(tcp.local == "127.0.0.1:40112");
+    CHECK(tcp.socket == "open");
+    CHECK(tcp.socket_inode == 77);
+    const ConnReport& unix_conn = conn(p, 0x2000);
+    CHECK(unix_conn.peer == "/run/postgresql/.s.PGSQL.5432");
+    CHECK(unix_conn.local.empty());
+    CHECK(unix_conn.socket == "peer_closed");
+    CHECK(unix_conn.socket_inode == 78);
+    const ConnReport& unseen = conn(p, 0x3000);
+    CHECK(unseen.peer.empty());
+    CHECK(unseen.socket == "none");
+    CHECK(unseen.socket_inode == 0);
+
+    // Sockets not tracked (--no-sockets): no socket state at all.
+    const ProcessReport q = snapshot(b).processes.at(0);
+    CHECK(conn(q, 0x1000).peer.empty());
+    CHECK(conn(q, 0x1000).socket.empty());
+    CHECK(conn(q, 0x1000).socket_inode == 0);
 }

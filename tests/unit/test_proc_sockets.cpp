@@ -299,8 +299,12 @@ TEST_CASE("held sockets: what a process's fds lead to, and in which state", "[pr
     CHECK_FALSE(by.count(604));  // datagram
     CHECK(by.at(675797).peer.str() == "127.0.0.1:5432");
     CHECK(by.at(675797).state == SocketState::Live);
+    CHECK(by.at(675797).local.str() == "127.0.0.1:54399");  // the client's end, for "local"
     CHECK(by.at(675800).state == SocketState::PeerClosed);
-    CHECK(by.at(600).peer.str() == pg);  // named by its peer's address
+    CHECK(by.at(675800).local.str() ==
+          "1.0.0.10:40000");  // /proc/net/tcp holds the bytes in network order, printed as a little-endian word
+    CHECK(by.at(600).peer.str() == pg);                // named by its peer's address
+    CHECK(by.at(600).local.kind == Peer::Kind::None);  // Unix: no address:port
     CHECK(by.at(600).state == SocketState::Live);
     CHECK(by.at(601).state == SocketState::PeerClosed);
     CHECK(by.at(601).peer.kind == Peer::Kind::None);

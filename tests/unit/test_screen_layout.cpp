@@ -30,6 +30,17 @@ SiteReport make_site(const std::string& name, uint64_t active, uint64_t leaks, u
     return s;
 }
 
+ConnReport make_conn(uint64_t conn, uint32_t tid, const std::string& site, double age_ms, bool leak)
+{
+    ConnReport c;
+    c.conn = conn;
+    c.tid = tid;
+    c.site = site;
+    c.age_ms = age_ms;
+    c.leak = leak;
+    return c;
+}
+
 // PID 100 "api" leaking 4 of 6 live handles from one site, the other site
 // healthy; PID 200 "worker" exited with 2 handles never finished.
 Snapshot fixture(uint64_t leaky_active = 6)
@@ -48,7 +59,7 @@ Snapshot fixture(uint64_t leaky_active = 6)
     api.active = leaky_active;
     api.leaks = 4;
     for (uint64_t i = 0; i < leaky_active; i++)
-        api.connections.push_back({0x5500 + i, 101, kLeakySite, 95000.0 - 1000.0 * i, i < 4});
+        api.connections.push_back(make_conn(0x5500 + i, 101, kLeakySite, 95000.0 - 1000.0 * i, i < 4));
 
     ProcessReport worker;
     worker.pid = 200;
@@ -324,11 +335,11 @@ TEST_CASE("the oldest live connections with their age", "[layout]")
 {
     Screen s = layout(fixture(), Trends{}, 120, 40);
     CHECK(words(text_of(s, "LIVE CONNECTION")) ==
-          std::vector<std::string>{"LIVE", "CONNECTION", "HELD", "THREAD", "SITE"});
+          std::vector<std::string>{"LIVE", "CONNECTION", "HELD", "STATE", "THREAD", "SITE"});
     const Line* oldest = find_line(s, "0x5500 ");
     REQUIRE(oldest);
     CHECK(words(line_text(*oldest)) ==
-          std::vector<std::string>{"!", "0x5500", "1m35s", "101", "leaky_handler+0x1c", "(api)"});
+          std::vector<std::string>{"!", "0x5500", "1m35s", "-", "101", "leaky_handler+0x1c", "(api)"});
     CHECK(style_of(*oldest, "0x5500") == Style::Leak);
     CHECK(find_line(s, "0x5505 "));  // 40 rows: all six fit
     CHECK_FALSE(find_line(s, "more live"));
@@ -350,7 +361,7 @@ Snapshot many_live(uint32_t pid, size_t n, size_t sites = 1)
             make_site("site" + std::to_string(i) + "+0x1c (pqclient)", i ? 0 : n, i ? 0 : n, n, 0, 0, 1000));
     p.acquired = p.active = p.leaks = n;
     for (size_t i = 0; i < n; i++)
-        p.connections.push_back({0x7000 + i, pid, "site0+0x1c (pqclient)", 9000.0 - i, true});
+        p.connections.push_back(make_conn(0x7000 + i, pid, "site0+0x1c (pqclient)", 9000.0 - i, true));
     snap.processes = {p};
     snap.totals.acquired = snap.totals.active = snap.totals.leaks = n;
     return snap;
@@ -455,7 +466,9 @@ TEST_CASE("sort keys cycle and order sites and processes", "[layout]")
     CHECK(next_sort(SortKey::Leaks) == SortKey::Active);
     CHECK(next_sort(SortKey::Active) == SortKey::Acquired);
     CHECK(next_sort(SortKey::Acquired) == SortKey::AvgHold);
-    CHECK(next_sort(SortKey::AvgHold) == SortKey::Leaks);
+    CHECK(next_sort(SortKey::AvgHold) == SortKey::State);
+    CHECK(next_sort(SortKey::State) == SortKey::Leaks);
+    CHECK(std::string(sort_name(SortKey::State)) == "state");
     CHECK(std::string(sort_name(SortKey::AvgHold)) == "avg hold");
 
     auto order = [](SortKey k) {
@@ -485,6 +498,40 @@ TEST_CASE("sort keys cycle and order sites and processes", "[layout]")
     auto api = std::find_if(t.begin(), t.end(), [](const std::string& l) { return l.find("PID 100") == 0; });
     auto worker = std::find_if(t.begin(), t.end(), [](const std::string& l) { return l.find("PID 200") == 0; });
     CHECK(api < worker);
+}
+
+TEST_CASE("sorting by state lists handles kept in a transaction first, idle last", "[layout]")
+{
+    Snapshot snap = fixture();
+    ProcessReport& p = snap.processes[0];
+    p.connections.clear();
+    const std::vector<std::pair<uint64_t, ConnState>> handles = {
+        {0xa1, ConnState::idle}, {0xa2, ConnState::in_transaction}, {0xa3, ConnState::busy}, {0xa4, ConnState::idle}};
+    for (const auto& [addr, state] : handles) {
+        ConnReport c;
+        c.conn = addr;
+        c.tid = 1;
+        c.site = kLeakySite;
+        c.age_ms = 1000.0 * static_cast<double>(0xb0 - addr);  // oldest first: a1 .. a4
+        c.state_known = true;
+        c.state = state;
+        c.pooled = true;
+        p.connections.push_back(c);
+    }
+    p.states = {{"busy", 1}, {"idle", 2}, {"in_transaction", 1}};
+    auto rows = [&](SortKey k) {
+        ViewState v;
+        v.sort = k;
+        std::vector<std::string> order;
+        for (const std::string& l : texts(layout(snap, Trends{}, 160, 60, v)))
+            if (l.find("0xa") != std::string::npos)
+                order.push_back(l.substr(l.find("0xa"), 4) + " " + words(l)[2]);
+        return order;
+    };
+    CHECK(rows(SortKey::Leaks) ==
+          std::vector<std::string>{"0xa1 idle*", "0xa2 in_transaction*", "0xa3 busy*", "0xa4 idle*"});
+    CHECK(rows(SortKey::State) ==
+          std::vector<std::string>{"0xa2 in_transaction*", "0xa3 busy*", "0xa1 idle*", "0xa4 idle*"});
 }
 
 TEST_CASE("scrolling when the rows exceed the screen", "[layout]")

@@ -92,7 +92,6 @@ struct FakeSource : TraceSource {
             RawConn c;
             c.pid = pid;
             c.conn = 0x1000 + i;
-            c.info.site = site;
             c.site = connleak::SiteKey::caller(site);
             c.info.acquired_ns = 1 * kSec;
             e.conns.push_back(c);
@@ -114,8 +113,7 @@ struct FakeSource : TraceSource {
         Entry& e = maps.at(pid);
         e.process.stats.exited_ns = now_ns;
         std::string c = comms[pid];
-        std::snprintf(e.process.stats.comm, sizeof(e.process.stats.comm), "%s", c.c_str());
-        e.process.comm = c;  // as Tracer reads it from stats.comm
+        e.process.comm = c;  // as Tracer reads it from the kernel's comm
         if (reaped)
             running.erase(pid);
     }

@@ -248,9 +248,9 @@ TEST_CASE("leaked connections are listed only when there are leaks", "[text]")
     {
         std::string out = render_text_report(leaking_snapshot());
         CHECK(contains(out, "connections held 30s or longer:"));
-        CHECK(columns_after(out, "CONNECTION") == std::vector<std::string>{"THREAD", "HELD", "SITE"});
+        CHECK(columns_after(out, "CONNECTION") == std::vector<std::string>{"THREAD", "HELD", "STATE", "SITE"});
         CHECK(columns_after(out, "0x55d0c8a1b2c0") ==
-              std::vector<std::string>{"4243", "31.3s", "get_users+0x3c", "(api)"});
+              std::vector<std::string>{"4243", "31.3s", "-", "get_users+0x3c", "(api)"});
         CHECK_FALSE(contains(out, "0x55d0c8a1b400"));  // 1.2 s old: not a leak
         CHECK(out.find("connections held") > out.find("main+0x91 (api) "));
     }

@@ -6,10 +6,12 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <regex>
 #include <string>
 #include <vector>
 
+#include "connleak.h"
 #include "proc_maps.h"
 #include "stack_table.h"
 #include "symbolizer.h"
@@ -188,6 +190,79 @@ TEST_CASE("a forked process with the same mappings shares the unwinding session"
     waitpid(child, nullptr, 0);
 }
 
+// The kernel's walk (bpf/stack_walk.bpf.h) over a copy of the stack: from
+// each return address, the step learnt from the CFI to the next one.
+std::vector<uint64_t> walk_with_steps(Unwinder& u, const Captured& c, uint64_t first_pc, size_t max, bool& outermost)
+{
+    uint64_t pc = first_pc, sp = c.in.regs[7], bp = c.in.regs[6];
+    std::vector<uint64_t> pcs;
+    outermost = false;
+    auto read = [&](uint64_t addr, uint64_t& v) {
+        if (addr < c.in.regs[7])
+            return false;
+        const uint64_t off = addr - c.in.regs[7];
+        if (off + 8 > c.in.stack_len)
+            return false;
+        std::memcpy(&v, c.in.stack + off, 8);
+        return true;
+    };
+    for (size_t i = 0; i < max; i++) {
+        pcs.push_back(pc);
+        // Frame 0 is not at a return address: its own instruction is pc.
+        FrameStep st = u.step_at(c.in.pid, i == 0 ? pc + 1 : pc);
+        if (!st.known)
+            break;
+        if (st.outermost) {
+            outermost = true;
+            break;
+        }
+        const uint64_t cfa = (st.cfa_rbp ? bp : sp) + static_cast<int64_t>(st.cfa_offset);
+        uint64_t ra = 0;
+        if (!read(cfa - 8, ra))
+            break;
+        if (st.rbp_offset && !read(cfa + st.rbp_offset, bp))
+            break;
+        sp = cfa;
+        pc = ra;
+    }
+    return pcs;
+}
+
+TEST_CASE("the steps learnt from the CFI walk the stack to the same return addresses as libdwfl")
+{
+    Captured c;
+    level1(c, 64 * 1024);
+    Unwinder u;
+    UnwindResult r = u.unwind(c.in);
+    REQUIRE(r.complete);
+    std::vector<uint64_t> want;
+    for (const UnwoundFrame& f : r.frames)
+        want.push_back(f.pc);
+    bool outermost = false;
+    std::vector<uint64_t> got = walk_with_steps(u, c, want[0], 128, outermost);
+    CHECK(got == want);
+    CHECK(outermost);
+
+    // Frames named from return addresses alone (what the kernel sends)
+    // are the frames unwound.
+    UnwindResult named = u.frames_at(c.in.pid, got.data(), got.size(), true);
+    REQUIRE(named.frames.size() == r.frames.size());
+    for (size_t i = 0; i < got.size(); i++) {
+        CHECK(named.frames[i].file_offset == r.frames[i].file_offset);
+        CHECK(named.frames[i].mapping != nullptr);
+    }
+}
+
+TEST_CASE("no step for an address outside every module")
+{
+    Captured c;
+    level1(c, 4096);
+    Unwinder u;
+    u.unwind(c.in);
+    CHECK_FALSE(u.step_at(c.in.pid, 0x10).known);
+    CHECK_FALSE(u.step_at(0x7ffffff0, c.in.regs[16]).known);
+}
+
 TEST_CASE("a short copy gives a truncated stack, not garbage")
 {
     Captured c;
@@ -263,4 +338,76 @@ TEST_CASE("the C runtime's entry frames get no file:line lookup")
     CHECK_FALSE(StackTable::is_runtime_entry("main+0x10 (app)"));
     CHECK_FALSE(StackTable::is_runtime_entry("app+0x9051"));
     CHECK_FALSE(StackTable::is_runtime_entry("0x7f00dead"));
+}
+
+TEST_CASE("stacks the kernel counted split their site; what they do not explain stays on it")
+{
+    Captured c;
+    level1(c, 64 * 1024);
+    Unwinder u;
+    UnwindResult r = u.unwind(c.in);
+    REQUIRE(r.complete);
+    const uint32_t pid = c.in.pid;
+    const uint64_t site = r.frames[0].pc;
+
+    auto e = std::make_unique<stack_event>();
+    std::memset(e.get(), 0, sizeof(*e));
+    e->kind = EVENT_STACK;
+    e->tgid = pid;
+    e->stack = 42;
+    e->site = site;
+    for (const UnwoundFrame& f : r.frames)
+        e->pcs[e->pc_count++] = f.pc;
+    StackTable table;
+    table.on_event(e.get(), sizeof(*e));
+
+    RawState raw;
+    RawProcess p;
+    p.pid = pid;
+    raw.processes.push_back(p);
+    RawSite s;
+    s.pid = pid;
+    s.site = SiteKey::caller(site);
+    s.stats.acquired = 10;
+    s.stats.released = 7;
+    s.stats.hold_ns_total = 700;
+    s.stats.hold_ns_max = 300;
+    raw.sites.push_back(s);
+    RawStack k;
+    k.pid = pid;
+    k.stack = 42;
+    k.stats.acquired = 8;
+    k.stats.released = 6;
+    k.stats.hold_ns_total = 600;
+    k.stats.hold_ns_max = 100;
+    k.caller_site = site;
+    raw.stacks.push_back(k);
+    k.stack = 43;  // its event never came: stays on the site
+    k.stats.acquired = 1;
+    k.stats.released = 0;
+    raw.stacks.push_back(k);
+    RawConn live;
+    live.pid = pid;
+    live.conn = 0x1000;
+    live.info.stack = 42;
+    live.site = SiteKey::caller(site);
+    raw.conns.push_back(live);
+
+    table.refine(raw);
+    REQUIRE(raw.sites.size() == 2);
+    const RawSite& stack = raw.sites[0].site.kind == SiteKey::Kind::stack ? raw.sites[0] : raw.sites[1];
+    const RawSite& rest = raw.sites[0].site.kind == SiteKey::Kind::stack ? raw.sites[1] : raw.sites[0];
+    CHECK(stack.stats.acquired == 8);
+    CHECK(stack.stats.released == 6);
+    CHECK(stack.stats.hold_ns_total == 600);
+    CHECK(stack.stats.hold_ns_max == 100);
+    CHECK(rest.site == SiteKey::caller(site));
+    CHECK(rest.stats.acquired == 2);
+    CHECK(rest.stats.released == 1);
+    CHECK(rest.stats.hold_ns_total == 100);
+    CHECK(raw.conns[0].site == stack.site);
+    CHECK(raw.processes[0].stacks_unwound == 8);
+    REQUIRE(table.frames(stack.site));
+    CHECK(table.frames(stack.site)->size() == r.frames.size());
+    CHECK(table.frames(stack.site)->at(1).find("level3") != std::string::npos);
 }

@@ -85,6 +85,9 @@ const std::vector<HelpEntry>& help_examples()
         {"connleak -d 600 -- gunicorn app:app", "trace a server for ten minutes, then stop it"},
         {"connleak -q -j /run/connleak.json -p 4242 &", "feed a dashboard"},
         {"connleak -j - -p 4242 | jq .tracking_stats", "JSON Lines"},
+        {"connleak -q --http 9187 -p 4242", "a dashboard on http://127.0.0.1:9187/, /metrics for Prometheus"},
+        {"connleak -p 4242 --server 'host=db user=monitor'", "each connection as the server sees it, those "
+                                                             "made before the attach too"},
     };
     return examples;
 }
@@ -103,7 +106,15 @@ const std::vector<HelpEntry>& help_words()
         {"resets", "PQreset/PQresetStart calls; they reuse the same handle."},
         {"active", "handles acquired and not yet released. A process that exited holds none."},
         {"leaked_at_exit", "handles a process still held when it exited."},
-        {"leaks", "active handles held --leak-after seconds or longer (--leak-after 0: acquired - released)."},
+        {"leaks", "active handles held --leak-after seconds or longer (--leak-after 0: acquired - released). A "
+                  "pooled handle: in a transaction (in_transaction, in_error) that long; idle in its pool is "
+                  "healthy."},
+        {"state", "a live handle as the client sees it, read from libpq's PGconn in the target's memory: "
+                  "connecting, idle, in_transaction, in_error, busy or broken; with backend_pid, database and "
+                  "user. The password is never read."},
+        {"pooled", "acquired through a pool's code (psycopg2.pool, SQLAlchemy's pool, psycopg_pool, "
+                   "--pool-frame)."},
+        {"pool_slots_lost", "pooled handles finished while borrowed: the pool runs one connection short."},
         {"leak_ratio", "leaks / acquired x 100."},
         {"site", "where a handle was acquired: the first frame of its acquiring stack outside libpq and driver "
                  "glue (--site-skip), as function+0xoff (module) file.c:42, or module+0xoffset; for Python, "
@@ -116,10 +127,18 @@ const std::vector<HelpEntry>& help_words()
                        "untracked (opened outside libpq) and connecting."},
         {"discrepancy", "db sockets - active (tracking_discrepancy): connections libpq tracking misses when "
                         "positive, handles holding no socket when negative."},
+        {"idle, last user", "per live connection: time since its socket last sent or received a byte, and the "
+                            "stack that began its current or latest unit of work (the first send while the "
+                            "handle was idle: a pool's borrower, not the pool)."},
         {"dropped", "acquisitions or processes a full kernel map had no room for; counts are then low by that "
                     "much: raise --max-conns, --max-sites or --max-procs."},
         {"container", "the container a process runs in, from its cgroup: the container ID (docker, containerd, "
                       "CRI-O, podman; 12 digits in text) and the Kubernetes pod UID when the path holds one."},
+        {"server state", "with --server, pg_stat_activity's view of each connection (state, backend_start, "
+                         "xact_start, state_change, wait_event, query), joined by the client's address and port "
+                         "or, over a Unix socket on this host, by the backend's socket. Connections made before "
+                         "the attach are listed from it (pre-attach), aged from backend_start, and are leaks "
+                         "once that old, or idle in a transaction that long."},
     };
     return words;
 }

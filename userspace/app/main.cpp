@@ -4,6 +4,7 @@
 #include <bpf/libbpf.h>
 #include <cerrno>
 #include <cinttypes>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -21,9 +22,12 @@
 #include "connleak_loader.h"
 #include "container_label.h"
 #include "host_watch.h"
+#include "handle_states.h"
+#include "http_service.h"
 #include "json_output.h"
 #include "launcher.h"
 #include "leak_notices.h"
+#include "libpq_layout_watch.h"
 #include "libpq_locator.h"
 #include "live_view.h"
 #include "model.h"
@@ -32,6 +36,7 @@
 #include "process_tree.h"
 #include "python_watch.h"
 #include "report_sink.h"
+#include "server_annotator.h"
 #include "session.h"
 #include "site_names.h"
 #include "sockets_loader.h"
@@ -250,6 +255,25 @@ int run(const Options& o)
             return fail(given.error().message);
         libpqs = given;
     }
+    // Bound before anything is attached: a port in use ends connleak here.
+    std::unique_ptr<HttpService> http;
+    if (!o.http.empty()) {
+        HttpServiceOptions hopts;
+        hopts.top_sites = o.top_sites;
+        hopts.refresh_s = static_cast<int>(std::ceil(o.interval_s));
+        auto h = HttpService::bind(o.http_address, hopts);
+        if (!h)
+            return fail(h.error().message);
+        http = std::move(h.value());
+        const std::string url = http_url(o.http_address.host, http->port());
+        if (o.http_address.loopback)
+            std::fprintf(stderr, "connleak: serving %s/ (/health/detailed, /snapshot.json, /metrics)\n", url.c_str());
+        else
+            std::fprintf(stderr,
+                         "connleak: serving %s/ (/health/detailed, /snapshot.json, /metrics) on a non-loopback "
+                         "address: anyone who can reach it can read the report\n",
+                         url.c_str());
+    }
 
     TracerConfig cfg;
     cfg.follow_children = o.follow_children;
@@ -263,8 +287,19 @@ int run(const Options& o)
         return fail(tracer.error().message);
     std::unique_ptr<SocketTracer> sockets;  // optional: handles are counted without it
     if (o.sockets) {
-        auto s =
-            SocketTracer::load(tracer.value()->procs_map_fd(), {o.db_ports, o.db_host_peers, o.db_socket_paths, 0});
+        // Idle times and last users: the send/recv hooks on libpq's sockets,
+        // whose entries the socket tracer makes (without the hooks: none).
+        SocketConfig sc;
+        sc.db_ports = o.db_ports;
+        sc.db_hosts = o.db_host_peers;
+        sc.db_sockets = o.db_socket_paths;
+        if (auto io = tracer.value()->attach_socket_io(); io) {
+            sc.sock_io_fd = tracer.value()->sock_io_map_fd();
+            sc.sock_io_mark_fd = tracer.value()->sock_io_mark_fd();
+        } else {
+            std::fprintf(stderr, "connleak: warning: %s\n", io.error().message.c_str());
+        }
+        auto s = SocketTracer::load(tracer.value()->procs_map_fd(), sc);
         if (s)
             sockets = std::move(s.value());
         else
@@ -299,6 +334,23 @@ int run(const Options& o)
         launcher.emplace(std::move(l.value()));
         targets.push_back(static_cast<uint32_t>(launcher->pid()));
     }
+    // --server: connleak's own connections, made only now, after the fork of
+    // a launched command (which must not inherit them); connleak's own
+    // process is never in the traced set, so they are never counted.
+    std::unique_ptr<ServerAnnotator> server;
+    if (!o.servers.empty()) {
+        ActivityReaderOptions ropts;
+        ropts.dsns = o.servers;
+        ropts.interval_s = o.interval_s;
+        ropts.queries = o.server_queries;
+        server = std::make_unique<ServerAnnotator>(ropts);
+        server->start();
+    }
+    auto say_server = [&] {
+        if (server)
+            for (const std::string& m : server->take_messages())
+                std::fprintf(stderr, "connleak: %s\n", m.c_str());
+    };
     for (uint32_t pid : targets)
         if (auto s = tracer.value()->trace_process(pid); !s)
             return fail(s.error().message);
@@ -339,11 +391,20 @@ int run(const Options& o)
     if (sockets)  // what the targets hold now predates the attach
         for (uint32_t pid : attached)
             sockets->add_process(pid);
+    if (server)
+        for (uint32_t pid : o.pids)
+            server->add_process(pid);
 
     std::unique_ptr<ReportSink> sink = make_sink(o);
+    if (http) {
+        sink = publishing_sink(std::move(sink), *http);
+        http->start();  // after the signal mask: its threads block every signal
+    }
     StackOptions sopts;
     sopts.site_skip.insert(sopts.site_skip.end(), o.site_skip.begin(), o.site_skip.end());
     sopts.debug_root = o.debug_dir;
+    Tracer* kernel = tracer.value().get();
+    sopts.learn = [kernel](const unwind_key& key, const unwind_step& step) { kernel->learn_unwind_step(key, step); };
     StackTable stacks(sopts);
     SessionConfig scfg;
     scfg.leak_after_s = o.leak_after_s;
@@ -352,13 +413,18 @@ int run(const Options& o)
     scfg.notice_stacks = o.notice_stacks;
     scfg.json_path = o.json_path;
     scfg.connections_shown = o.connections_shown;
+    scfg.pool_frames.insert(scfg.pool_frames.end(), o.pool_frames.begin(), o.pool_frames.end());
     TracerSource source(*tracer.value());
     Session session(scfg, source, *sink, stacks);
     ContainerLabels containers;
+    HandleStates handle_states;
     session.set_annotator([&](RawState& raw) {
         containers.label(raw);
         if (sockets)
             sockets->annotate(raw);
+        if (server)
+            server->annotate(raw);
+        handle_states.annotate(raw);
     });
     for (uint32_t pid : attached)
         session.names().learn_process(pid);
@@ -383,6 +449,11 @@ int run(const Options& o)
     PythonWatcher python(tracer.value()->python_map_fd());
     if (python_frames)
         python.poll(tracer.value()->read_processes());
+    // libpq's layout per process: last users exactly when a handle is idle.
+    // (CONNLEAK_NO_LIBPQ_LAYOUT: the gap rule only, for tests and the bench.)
+    std::optional<LibpqLayoutWatcher> layouts;
+    if (tracer.value()->socket_io_attached() && getenv("CONNLEAK_NO_LIBPQ_LAYOUT") == nullptr)
+        layouts.emplace(*tracer.value());
 
     const uint64_t start = monotonic_ns();
     double next_report = o.interval_s;
@@ -406,8 +477,14 @@ int run(const Options& o)
         pollfd fds[3] = {{sigfd, POLLIN, 0}, {sink->input_fd(), POLLIN, 0}, {tracer.value()->events_fd(), POLLIN, 0}};
         const int ready = poll(fds, 3, static_cast<int>(wait_s * 1000));
         session.consume_events();
-        if (python_frames)
-            python.poll(tracer.value()->read_processes());
+        say_server();
+        if (python_frames || layouts) {
+            const std::vector<RawProcess> procs = tracer.value()->read_processes();
+            if (python_frames)
+                python.poll(procs);
+            if (layouts)
+                layouts->poll(procs, monotonic_ns());
+        }
         if (ready > 0) {
             signalfd_siginfo si;
             while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
@@ -464,6 +541,7 @@ int run(const Options& o)
     std::string command_fate;
     if (launcher && !o.keep_command)
         command_fate = stop_command(*launcher, o, terminal_sigint, *tracer.value(), session, sigfd);
+    say_server();
     if (std::string err = session.report(true); !err.empty())
         return fail(err);
     if (launcher && o.keep_command)
@@ -486,6 +564,14 @@ int run(const Options& o)
                      c.scans ? c.total_ns / 1e6 / c.scans : 0.0, c.max_ns / 1e6, c.maps_read, c.full_scans,
                      c.full_scans ? c.full_ns / 1e6 / c.full_scans : 0.0, c.attach_ns / 1e6);
     }
+    if (getenv("CONNLEAK_HANDLE_STATS"))  // measurements: what reading handle state cost
+        std::fprintf(stderr, "handle reads: %llu, failed %llu, %.2f us each, %.2f us CPU\n",
+                     static_cast<unsigned long long>(handle_states.reads()),
+                     static_cast<unsigned long long>(handle_states.failed_reads()),
+                     handle_states.reads() ? handle_states.read_ns() / 1e3 / handle_states.reads() : 0.0,
+                     handle_states.reads() ? handle_states.read_cpu_ns() / 1e3 / handle_states.reads() : 0.0);
+    if (server && getenv("CONNLEAK_SERVER_STATS"))  // measurements: what --server cost
+        std::fputs(server->cost_summary().c_str(), stderr);
     // Ctrl-C is a normal end, and so is --duration when it stopped the
     // command. A command that ended by itself gives connleak its status, so
     // connleak can stand in for it in scripts.

@@ -10,6 +10,7 @@
 
 #include "connleak.h"
 #include "help_text.h"
+#include "pg_activity_reader.h"
 #include "socket_model.h"
 
 namespace connleak {
@@ -175,7 +176,8 @@ void add_options(CLI::App& app, Options& o)
                    "Processes the kernel map holds (default " + std::to_string(CONNLEAK_MAX_PROCS) + ")")
         ->type_name("N");
     app.add_option("--stack-size", o.stack_size,
-                   "Bytes of user stack copied per acquisition, unwound with DWARF CFI (0: no stacks)")
+                   "Bytes of user stack copied, for a stack the kernel cannot walk yet, and unwound with DWARF CFI "
+                   "(0: no stacks)")
         ->default_val(CONNLEAK_STACK_SIZE)
         ->check(CLI::Range(0, CONNLEAK_STACK_SIZE_MAX).description(""))
         ->type_name("BYTES");
@@ -190,6 +192,10 @@ void add_options(CLI::App& app, Options& o)
                    "\"qualname (file.py:LINE)\") is not the site: driver glue "
                    "(repeatable; libpq and libpqxx are always skipped)")
         ->type_name("REGEX");
+    app.add_option("--pool-frame", o.pool_frames,
+                   "A frame matching this regex is a pool's code: handles acquired through it are pooled "
+                   "(repeatable; psycopg2.pool, SQLAlchemy's pool and psycopg_pool are known)")
+        ->type_name("REGEX");
     app.add_option("--debug-dir", o.debug_dir, "Where separate debug files live (.build-id/, debuglink)")
         ->default_val("/usr/lib/debug")
         ->type_name("DIR");
@@ -201,8 +207,34 @@ void add_options(CLI::App& app, Options& o)
     app.add_option("--db-socket", o.db_socket_paths,
                    "A database server's Unix socket path, besides .s.PGSQL.<port> (repeatable)")
         ->type_name("PATH");
+    app.add_option("--http", o.http,
+                   "Serve /, /health/detailed, /snapshot.json and /metrics on [ADDR:]PORT (ADDR defaults to "
+                   "127.0.0.1; port 0: any free port, printed)")
+        ->type_name("[ADDR:]PORT");
     app.add_flag("!--no-sockets", o.sockets,
                  "Do not hold handles against the database sockets (no db_sockets, peer, tracking_discrepancy)");
+    app.add_option("--server", o.servers,
+                   "Join each connection with this server's pg_stat_activity (libpq conninfo or URI; repeatable; "
+                   "the role needs pg_read_all_stats to see other users' sessions)")
+        ->type_name("DSN");
+    app.add_option("--server-queries", o.server_queries_text,
+                   "With --server: whether each connection's last query is shown (on or off)")
+        ->default_val("on")
+        ->type_name("on|off");
+}
+
+// The DSNs of --server in argv replaced by x's once parsed: a password in
+// one must not stay readable in /proc/PID/cmdline while connleak runs.
+void hide_dsns(int argc, char** argv, const std::vector<std::string>& dsns)
+{
+    for (int i = 1; i < argc; i++) {
+        char* value = argv[i];
+        if (std::strncmp(value, "--server=", 9) == 0)
+            value += 9;
+        for (const std::string& dsn : dsns)
+            if (!dsn.empty() && dsn == value)
+                std::memset(value, 'x', dsn.size());
+    }
 }
 
 }  // namespace
@@ -281,6 +313,12 @@ Options parse_options(int argc, char** argv)
         } catch (const std::regex_error& e) {
             usage_error("--site-skip " + re + ": " + e.what());
         }
+    for (const std::string& re : o.pool_frames)
+        try {
+            std::regex check(re);
+        } catch (const std::regex_error& e) {
+            usage_error("--pool-frame " + re + ": " + e.what());
+        }
     for (uint16_t port : o.db_ports)
         if (port == 0)
             usage_error("--db-port must be a TCP port, 1 to 65535");
@@ -293,6 +331,23 @@ Options parse_options(int argc, char** argv)
     for (const std::string& path : o.db_socket_paths)
         if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path))
             usage_error("--db-socket " + path + ": not a Unix socket path");
+    if (app.count("--http")) {
+        auto addr = parse_http_address(o.http);
+        if (!addr)
+            usage_error("--http " + o.http + ": not PORT, ADDR:PORT or [IPV6ADDR]:PORT (ADDR an IP address)");
+        o.http_address = *addr;
+    }
+    if (o.server_queries_text != "on" && o.server_queries_text != "off")
+        usage_error("--server-queries must be on or off");
+    o.server_queries = o.server_queries_text == "on";
+    for (size_t i = 0; i < o.servers.size(); i++) {
+        // libpq's message names what is wrong, never the DSN (which may hold a password).
+        auto label = server_label(o.servers[i]);
+        if (!label)
+            usage_error("--server #" + std::to_string(i + 1) + ": " + label.error().message);
+        o.server_labels.push_back(label.value());
+    }
+    hide_dsns(split, argv, o.servers);
     return o;
 }
 

@@ -8,6 +8,7 @@
 #include "connleak.h"
 #include "defaults.h"
 #include "help_text.h"
+#include "http_server.h"
 #include "socket_model.h"
 
 namespace connleak {
@@ -32,6 +33,7 @@ struct Options {
     size_t stack_frames = 10;                              // frames shown per stack (text, notices)
     bool notice_stacks = false;                            // every leak notice with its whole stack, none folded
     std::vector<std::string> site_skip;                    // frames that are not the site, besides libpq's
+    std::vector<std::string> pool_frames;                  // frames of a pool's code, besides the known pools
     std::string debug_dir = "/usr/lib/debug";
     bool sockets = true;                       // db sockets held against handles
     std::vector<uint16_t> db_ports;            // --db-port (empty: 5432)
@@ -40,6 +42,12 @@ struct Options {
     std::vector<std::string> db_socket_paths;  // --db-socket PATH
     double kill_after_s = 5;                   // SIGTERM to SIGKILL of a launched command connleak stops
     bool keep_command = false;                 // leave a launched command running when connleak ends first
+    std::string http;                          // --http [ADDR:]PORT ("": no server)
+    HttpAddress http_address;                  // http, parsed
+    std::vector<std::string> servers;          // --server DSN: read pg_stat_activity there (repeatable)
+    std::vector<std::string> server_labels;    // "host:port" of each, for messages (never the DSN)
+    bool server_queries = true;                // --server-queries on|off
+    std::string server_queries_text = "on";    // as given
 };
 
 // Parses argv. On --help prints usage and exits 0; on a usage error prints

@@ -5,6 +5,8 @@
 
 #include "atomic_file.h"
 #include "json_output.h"
+#include "snapshot_document.h"
+#include "server_rows.h"
 
 namespace connleak {
 
@@ -23,28 +25,33 @@ ModelOptions Session::model_options() const
     mopts.top_sites = cfg_.top_sites;
     mopts.frames_shown = cfg_.stack_frames;
     mopts.connections_shown = cfg_.connections_shown;
+    mopts.pool_frames = cfg_.pool_frames;
     return mopts;
 }
 
 std::string Session::site_name(const RawSite& s)
 {
-    return s.site.kind == SiteKey::Kind::stack ? stacks_.site_name(s.site) : names_.name(s, live_.count(s.pid) != 0);
+    return s.site.kind != SiteKey::Kind::caller ? stacks_.site_name(s.site) : names_.name(s, live_.count(s.pid) != 0);
 }
 
 Snapshot Session::snapshot()
 {
     RawState raw = collect();
-    return build_snapshot(
+    Snapshot snap = build_snapshot(
         raw, model_options(), [&](const RawSite& s) { return site_name(s); },
         [&](const RawSite& s) { return stacks_.frames(s.site); });
+    join_server_view(snap, raw.server);
+    return snap;
 }
 
 std::string Session::report(bool final)
 {
     Snapshot snap = snapshot();
+    pool_slots_.update(snap);
     const auto batch = notices_.update(snap, [&](uint32_t pid, uint64_t conn, uint64_t acquired_ns) {
         return stacks_.hold_ms(pid, conn, acquired_ns);
     });
+    watch_releases(snap, batch);
     std::fputs(notice_text_.render(batch, {cfg_.leak_after_s, cfg_.stack_frames, cfg_.notice_stacks}).c_str(), stderr);
     snap.notices.assign(notices_.recent().begin(), notices_.recent().end());
     if (final)
@@ -52,8 +59,22 @@ std::string Session::report(bool final)
     else
         sink_.show(snap);
     if (!cfg_.json_path.empty() && cfg_.json_path != "-")
-        return write_file_atomically(cfg_.json_path, snapshot_to_json(snap).dump(2) + "\n");
+        return write_file_atomically(cfg_.json_path, snapshot_document(snapshot_to_json(snap)));
     return "";
+}
+
+// Leaks just reported: their release notices need their hold times.
+void Session::watch_releases(const Snapshot& snap, const std::vector<Notice>& batch)
+{
+    for (const Notice& n : batch) {
+        if (n.kind != "leak")
+            continue;
+        for (const ProcessReport& p : snap.processes)
+            if (p.pid == n.pid)
+                for (const ConnReport& c : p.connections)
+                    if (c.conn == n.conn)
+                        source_.watch_release(n.pid, c.conn, c.acquired_ns);
+    }
 }
 
 // The maps, with processes that exited moved to the archive (and freed in
@@ -94,6 +115,9 @@ RawState Session::collect()
     for (const RawSite& s : kernel.sites)
         if (!archived.count(s.pid))
             raw.sites.push_back(s);
+    for (const RawStack& s : kernel.stacks)
+        if (!archived.count(s.pid))
+            raw.stacks.push_back(s);
     // A pid used again: its earlier, exited holder is folded so the two
     // are never taken for one process.
     for (auto it = recent_.begin(); it != recent_.end();)
@@ -107,6 +131,7 @@ RawState Session::collect()
         raw.processes.push_back(a.process);
         raw.conns.insert(raw.conns.end(), a.conns.begin(), a.conns.end());
         raw.sites.insert(raw.sites.end(), a.sites.begin(), a.sites.end());
+        raw.stacks.insert(raw.stacks.end(), a.stacks.begin(), a.stacks.end());
     }
     for (const auto& [comm, group] : folded_)
         raw.exited_folded.push_back(group);
@@ -142,7 +167,7 @@ void Session::archive(uint32_t pid, uint64_t now_ns)
         }
     source_.forget(entry);  // exactly what was kept, nothing read later
     stacks_.process_exited(pid);
-    recent_.push_back({p, std::move(entry.conns), std::move(entry.sites)});
+    recent_.push_back({p, std::move(entry.conns), std::move(entry.sites), std::move(entry.stacks)});
 }
 
 void Session::fold(const Archived& a)
@@ -152,11 +177,12 @@ void Session::fold(const Archived& a)
     one.processes.push_back(a.process);
     one.conns = a.conns;
     one.sites = a.sites;
+    one.stacks = a.stacks;
     stacks_.split(one);
     ModelOptions mopts = model_options();
     mopts.top_sites = std::numeric_limits<size_t>::max();  // every site, for exact per-site counts
     Snapshot snap = build_snapshot(one, mopts, [&](const RawSite& s) {
-        return s.site.kind == SiteKey::Kind::stack ? stacks_.site_name(s.site) : names_.name(s, false);
+        return s.site.kind != SiteKey::Kind::caller ? stacks_.site_name(s.site) : names_.name(s, false);
     });
     for (const ProcessReport& p : snap.processes)
         fold_exited(folded_[p.comm], p);

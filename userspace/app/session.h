@@ -16,6 +16,7 @@
 #include "leak_notices.h"
 #include "model.h"
 #include "notices_text.h"
+#include "pool_slots.h"
 #include "report_sink.h"
 #include "site_names.h"
 #include "stack_table.h"
@@ -40,6 +41,9 @@ public:
     // Whether `pid` exists, zombies included.
     virtual bool process_exists(uint32_t pid) = 0;
     virtual std::string comm(uint32_t pid) = 0;
+    // A handle reported as a leak: say when it is released, with its hold
+    // time (the kernel keeps quiet about most releases).
+    virtual void watch_release(uint32_t /*pid*/, uint64_t /*conn*/, uint64_t /*acquired_ns*/) {}
 };
 
 struct SessionConfig {
@@ -51,6 +55,7 @@ struct SessionConfig {
     size_t keep_exited = 100;    // exited processes listed one by one; older ones are folded
     // Live handles the JSON lists per process (--connections).
     size_t connections_shown = kDefaultConnectionsShown;
+    std::vector<std::string> pool_frames = ModelOptions::default_pool_frames();
 };
 
 class Session {
@@ -82,11 +87,13 @@ private:
         RawProcess process;
         std::vector<RawConn> conns;
         std::vector<RawSite> sites;
+        std::vector<RawStack> stacks;
     };
 
     RawState collect();
     void archive(uint32_t pid, uint64_t now_ns);
     void fold(const Archived& a);
+    void watch_releases(const Snapshot& snap, const std::vector<Notice>& batch);
     std::string site_name(const RawSite& s);
     ModelOptions model_options() const;
 
@@ -97,6 +104,7 @@ private:
     std::function<void(RawState&)> annotate_;
     TraceSource::EventHandler on_event_ = [this](const void* data, size_t size) { stacks_.on_event(data, size); };
     LeakNotices notices_;
+    PoolSlots pool_slots_;
     NoticeText notice_text_;
     SiteNames names_;
     std::deque<Archived> recent_;                // exited, oldest first, listed one by one

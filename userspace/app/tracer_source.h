@@ -22,6 +22,10 @@ public:
     void forget(const RawState& entries) override { tracer_.forget(entries); }
     bool process_exists(uint32_t pid) override { return connleak::process_exists(pid); }
     std::string comm(uint32_t pid) override { return read_comm(pid); }
+    void watch_release(uint32_t pid, uint64_t conn, uint64_t acquired_ns) override
+    {
+        tracer_.watch_release(pid, conn, acquired_ns);
+    }
 
 private:
     Tracer& tracer_;

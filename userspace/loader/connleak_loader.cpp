@@ -12,7 +12,9 @@
 #include "bpf_util.h"
 #include "clock.h"
 #include "connleak.skel.h"
+#include "raw_entries.h"
 #include "symbolizer.h"
+#include "tracer_sock_io.h"
 
 namespace connleak {
 namespace {
@@ -24,6 +26,10 @@ bool conn_key_less(const conn_key& a, const conn_key& b)
 bool site_key_less(const site_key& a, const site_key& b)
 {
     return a.tgid != b.tgid ? a.tgid < b.tgid : a.site < b.site;
+}
+bool stack_key_less(const stack_key& a, const stack_key& b)
+{
+    return a.tgid != b.tgid ? a.tgid < b.tgid : a.stack < b.stack;
 }
 bool u32_less(const __u32& a, const __u32& b)
 {
@@ -70,20 +76,27 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
         bpf_map__set_max_entries(t->skel_->maps.conns, cfg.max_conns);
         bpf_map__set_max_entries(t->skel_->maps.inherited, cfg.max_conns);
     }
-    if (cfg.max_sites)
+    if (cfg.max_sites) {
         bpf_map__set_max_entries(t->skel_->maps.sites, cfg.max_sites);
+        bpf_map__set_max_entries(t->skel_->maps.stack_counts, cfg.max_sites);
+    }
     if (cfg.max_procs) {
         bpf_map__set_max_entries(t->skel_->maps.procs, cfg.max_procs);
         bpf_map__set_max_entries(t->skel_->maps.python_procs, cfg.max_procs);
+        bpf_map__set_max_entries(t->skel_->maps.libpq_layouts, cfg.max_procs);
     }
     t->skel_->rodata->stack_size = cfg.stack_size;
     t->skel_->rodata->trace_all = cfg.trace_all;
     t->skel_->rodata->self_tgid = static_cast<__u32>(getpid());
-    // Room for 64 stacks at least (a power of two of pages, as ring buffers need).
+    // Room for 512 stack copies at least (a power of two of pages, as ring
+    // buffers need): copies come only until userspace has learnt a stack's
+    // steps, but they come at the rate of acquisitions, and the first ones
+    // wait for libdwfl to open the process's modules.
     size_t ring = CONNLEAK_EVENTS_SIZE;
-    while (ring < 64 * (sizeof(acquire_event) + size_t{cfg.stack_size} + 4096))
+    while (cfg.stack_size && ring < 512 * (sizeof(acquire_event) + size_t{cfg.stack_size} + 4096))
         ring *= 2;
     bpf_map__set_max_entries(t->skel_->maps.events, ring);
+    keep_socket_io_if_supported(t->skel_);
     if (int err = connleak_bpf__load(t->skel_))
         return Error{"cannot load the BPF programs: " + bpf_errstr(err) + " (run with --verbose for the verifier log)"};
     if (auto s = t->attach("tp_btf/sched_process_fork", bpf_program__attach(t->skel_->progs.handle_fork)); !s)
@@ -203,13 +216,8 @@ Result<bool> Tracer::adopt_process(uint32_t pid)
 std::vector<RawProcess> Tracer::read_processes() const
 {
     std::vector<RawProcess> out;
-    for (auto& [pid, stats] : dump_map<__u32, proc_stats>(bpf_map__fd(skel_->maps.procs), u32_less)) {
-        RawProcess p;
-        p.pid = pid;
-        p.stats = stats;
-        p.comm.assign(stats.comm, strnlen(stats.comm, sizeof(stats.comm)));
-        out.push_back(std::move(p));
-    }
+    for (auto& [pid, stats] : dump_map<__u32, proc_stats>(bpf_map__fd(skel_->maps.procs), u32_less))
+        out.push_back(raw_process(pid, stats));
     return out;
 }
 
@@ -218,13 +226,39 @@ RawState Tracer::read() const
     RawState raw;
     raw.processes = read_processes();
     for (auto& [k, v] : dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less))
-        raw.conns.push_back({k.tgid, k.conn, v, SiteKey::caller(v.site)});
+        raw.conns.push_back(raw_conn(k, v));
+    // Stacks before sites: the kernel counts a site first, its stack then.
+    raw.stacks = read_stacks(0);
     for (auto& [k, v] : dump_map<site_key, site_stats>(bpf_map__fd(skel_->maps.sites), site_key_less))
-        raw.sites.push_back({k.tgid, SiteKey::caller(k.site), v});
+        raw.sites.push_back(raw_site(k, v));
     // Read after the maps: every handle then looks at least as old as it is.
     raw.now_ns = monotonic_ns();
     raw.wall_time_s = static_cast<int64_t>(time(nullptr));
     return raw;
+}
+
+std::vector<RawStack> Tracer::read_stacks(uint32_t pid) const
+{
+    std::vector<RawStack> out;
+    for (auto& [k, v] : dump_map<stack_key, stack_stats>(bpf_map__fd(skel_->maps.stack_counts), stack_key_less))
+        if (!pid || k.tgid == pid)
+            out.push_back(raw_stack(k, v));
+    return out;
+}
+
+void Tracer::learn_unwind_step(const unwind_key& key, const unwind_step& step)
+{
+    bpf_map_update_elem(bpf_map__fd(skel_->maps.unwind_steps), &key, &step, BPF_ANY);
+}
+
+void Tracer::watch_release(uint32_t pid, uint64_t conn, uint64_t acquired_ns)
+{
+    conn_key k{};
+    k.tgid = pid;
+    k.conn = conn;
+    __u64 v = acquired_ns;
+    bpf_map_update_elem(bpf_map__fd(skel_->maps.release_watch), &k, &v,
+                        BPF_ANY);  // full: its hold is the last age seen
 }
 
 int Tracer::events_fd() const
@@ -257,18 +291,15 @@ RawState Tracer::read_process(uint32_t pid) const
     proc_stats stats{};
     if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.procs), &pid, &stats) != 0)
         return raw;
-    RawProcess p;
-    p.pid = pid;
-    p.stats = stats;
-    p.comm.assign(stats.comm, strnlen(stats.comm, sizeof(stats.comm)));
-    raw.processes.push_back(std::move(p));
+    raw.processes.push_back(raw_process(pid, stats));
     // After the process entry: if it is exited, these are final too.
     for (auto& [k, v] : dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less))
         if (k.tgid == pid)
-            raw.conns.push_back({k.tgid, k.conn, v, SiteKey::caller(v.site)});
+            raw.conns.push_back(raw_conn(k, v));
+    raw.stacks = read_stacks(pid);
     for (auto& [k, v] : dump_map<site_key, site_stats>(bpf_map__fd(skel_->maps.sites), site_key_less))
         if (k.tgid == pid)
-            raw.sites.push_back({k.tgid, SiteKey::caller(k.site), v});
+            raw.sites.push_back(raw_site(k, v));
     raw.now_ns = monotonic_ns();
     return raw;
 }
@@ -278,6 +309,7 @@ void Tracer::forget(const RawState& entries)
     for (const RawProcess& p : entries.processes) {
         bpf_map_delete_elem(bpf_map__fd(skel_->maps.procs), &p.pid);
         bpf_map_delete_elem(bpf_map__fd(skel_->maps.python_procs), &p.pid);
+        bpf_map_delete_elem(bpf_map__fd(skel_->maps.libpq_layouts), &p.pid);
     }
     for (const RawConn& c : entries.conns) {
         conn_key k{};
@@ -293,6 +325,12 @@ void Tracer::forget(const RawState& entries)
         k.site = s.site.value;
         bpf_map_delete_elem(bpf_map__fd(skel_->maps.sites), &k);
     }
+    for (const RawStack& s : entries.stacks) {
+        stack_key k{};
+        k.tgid = s.pid;
+        k.stack = s.stack;
+        bpf_map_delete_elem(bpf_map__fd(skel_->maps.stack_counts), &k);
+    }
     // Handles an exited child inherited and never finished: nothing can
     // finish them any more.
     if (!entries.processes.empty())
@@ -300,6 +338,12 @@ void Tracer::forget(const RawState& entries)
             for (const RawProcess& p : entries.processes)
                 if (k.tgid == p.pid)
                     bpf_map_delete_elem(bpf_map__fd(skel_->maps.inherited), &k);
+    // Leaks it never released.
+    if (!entries.processes.empty())
+        for (auto& [k, v] : dump_map<conn_key, __u64>(bpf_map__fd(skel_->maps.release_watch), conn_key_less))
+            for (const RawProcess& p : entries.processes)
+                if (k.tgid == p.pid)
+                    bpf_map_delete_elem(bpf_map__fd(skel_->maps.release_watch), &k);
 }
 
 }  // namespace connleak

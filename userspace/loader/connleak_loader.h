@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "connleak.h"
 #include "model.h"
 #include "result.h"
 
@@ -73,6 +74,25 @@ public:
     // Python interpreters' layouts per process (python_layout of connleak.h).
     int python_map_fd() const;
 
+    // Teaches the kernel how to step from one return address to its
+    // caller's (stack_walk.bpf.h).
+    void learn_unwind_step(const unwind_key& key, const unwind_step& step);
+
+    // The release of this handle (if its stack is counted in the kernel)
+    // will come as an event too, with its hold time: it was reported.
+    void watch_release(uint32_t pid, uint64_t conn, uint64_t acquired_ns);
+    // Traffic on libpq's sockets (bpf/sock_io.h; tracer_sock_io.cpp): the
+    // maps the socket tracer fills and reads, and the send/recv hooks,
+    // attached only with socket tracking (they cost every socket's I/O).
+    int sock_io_map_fd() const;
+    int sock_io_mark_fd() const;
+    Status attach_socket_io();
+    bool socket_io_attached() const { return socket_io_attached_; }
+    // Where libpq keeps status and xactStatus in a PGconn of process pid
+    // (offsets in bytes, from libpq's accessors): the send hook then begins
+    // a unit of work exactly when the handle is idle, not by the gap rule.
+    Status set_libpq_layout(uint32_t pid, uint32_t status_offset, uint32_t xact_status_offset);
+
     // Events: a descriptor to poll (-1 without events), and a pass over
     // what is pending, each record handed to `handler` (set once).
     int events_fd() const;
@@ -81,12 +101,14 @@ public:
 private:
     Tracer() = default;
     Status attach(const char* what, bpf_link* link);
+    std::vector<RawStack> read_stacks(uint32_t pid) const;  // pid 0: all
 
     connleak_bpf* skel_ = nullptr;
     std::vector<bpf_link*> links_;
     std::set<std::pair<dev_t, ino_t>> probed_files_;
     ring_buffer* events_ = nullptr;
     const EventHandler* handler_ = nullptr;
+    bool socket_io_attached_ = false;
 };
 
 }  // namespace connleak

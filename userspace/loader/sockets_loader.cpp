@@ -1,5 +1,6 @@
 #include "sockets_loader.h"
 
+#include <algorithm>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <cctype>
@@ -16,6 +17,7 @@
 
 #include "bpf_util.h"
 #include "clock.h"
+#include "sock_io.h"
 #include "sockets.h"
 #include "sockets.skel.h"
 
@@ -99,9 +101,22 @@ SocketRecord to_record(uint64_t sk, const sock_rec& r)
         out.peer = Peer::inet4(r.addr, r.port);
     else if (r.family == SOCKETS_AF_INET6)
         out.peer = Peer::inet6(r.addr, r.port);
-    else
+    if (r.local_port && r.family == SOCKETS_AF_INET)
+        out.local = Peer::inet4(r.local_addr, r.local_port);
+    else if (r.local_port && r.family == SOCKETS_AF_INET6)
+        out.local = Peer::inet6(r.local_addr, r.local_port);
+    if (r.family == SOCKETS_AF_UNIX)
         out.peer = Peer::unix_path(r.path, sizeof(r.path));
     return out;
+}
+
+// What the send and receive hooks saw on it (bpf/sock_io.bpf.h).
+void add_traffic(SocketRecord& out, const sock_io& io)
+{
+    out.last_io_ns = std::max({io.created_ns, io.last_send_ns, io.last_recv_ns});
+    out.traffic = io.last_send_ns || io.last_recv_ns;
+    out.use_ns = io.use_ns;
+    out.use_tid = io.use_tid;
 }
 
 sockets_bpf* open_and_load(int procs_map_fd, const SocketConfig& cfg, bool with_unix, int& err)
@@ -112,6 +127,10 @@ sockets_bpf* open_and_load(int procs_map_fd, const SocketConfig& cfg, bool with_
         return nullptr;
     }
     err = bpf_map__reuse_fd(skel->maps.procs, procs_map_fd);
+    if (!err && cfg.sock_io_fd >= 0)
+        err = bpf_map__reuse_fd(skel->maps.sock_io, cfg.sock_io_fd);
+    if (!err && cfg.sock_io_mark_fd >= 0)
+        err = bpf_map__reuse_fd(skel->maps.sock_io_mark, cfg.sock_io_mark_fd);
     if (!err && cfg.max_socks)
         err = bpf_map__set_max_entries(skel->maps.socks, cfg.max_socks);
     if (!err) {
@@ -144,6 +163,7 @@ Result<std::unique_ptr<SocketTracer>> SocketTracer::load(int procs_map_fd, const
         if (p.size() >= SOCKETS_PATH_LEN)
             return Error{"--db-socket " + p + ": longer than a Unix socket path can be"};
     t->rules_.paths = cfg.db_sockets;
+    t->traffic_ = cfg.sock_io_fd >= 0;
 
     // The Unix hook needs kernel >= 6.7: without it, the rest still works.
     int err = 0;
@@ -336,9 +356,10 @@ ProcessScan SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<
         if (auto f = fresh.find(ino); f != fresh.end()) {
             s.sockets.push_back(f->second);
         } else if (auto r = recorded.find(ino); r != recorded.end()) {
-            s.sockets.push_back({ino, r->second->peer, SocketState::Live});  // the record's TCP times tell
+            s.sockets.push_back(
+                {ino, r->second->peer, SocketState::Live, r->second->local});  // the record's TCP times tell
         } else if (auto k = kinds.find(ino); k != kinds.end() && k->second.kind != Classified::Other) {
-            s.sockets.push_back({ino, k->second.peer, SocketState::Live});  // not a database's: not looked at
+            s.sockets.push_back({ino, k->second.peer, SocketState::Live, Peer()});  // not a database's: not looked at
         }
     }
     s.ok = true;
@@ -363,12 +384,25 @@ std::set<uint64_t> SocketTracer::take_exit_held(uint32_t pid)
 
 std::vector<SocketRecord> SocketTracer::read_records() const
 {
+    // Traffic first: a record read after its traffic entry is never older.
+    std::map<uint64_t, sock_io> io;
+    for (const auto& [sk, v] : dump_map<uint64_t, sock_io>(bpf_map__fd(skel_->maps.sock_io)))
+        io[sk] = v;
     const auto seen = dump_map<uint64_t, sock_rec>(bpf_map__fd(skel_->maps.socks));
     std::vector<SocketRecord> out;
     out.reserve(seen.size());
-    for (const auto& [sk, r] : seen)
+    for (const auto& [sk, r] : seen) {
         out.push_back(to_record(sk, r));
+        if (auto it = io.find(sk); traffic_ && it != io.end() && it->second.conn == r.conn)
+            add_traffic(out.back(), it->second);
+    }
     return out;
+}
+
+void SocketTracer::free_record(uint64_t sk)
+{
+    bpf_map_delete_elem(bpf_map__fd(skel_->maps.socks), &sk);
+    bpf_map_delete_elem(bpf_map__fd(skel_->maps.sock_io), &sk);
 }
 
 void SocketTracer::annotate(RawState& raw)
@@ -409,7 +443,6 @@ void SocketTracer::annotate(RawState& raw)
         return bpf_map_lookup_elem(stats_fd, &pid, &st) == 0 ? st.dropped : 0;
     };
 
-    const int socks_fd = bpf_map__fd(skel_->maps.socks);
     for (const RawProcess& p : raw.processes) {
         if (auto f = final_.find(p.pid); f != final_.end()) {
             raw.sockets[p.pid] = f->second;
@@ -425,7 +458,7 @@ void SocketTracer::annotate(RawState& raw)
                 build_exit_report(p.stats.exited_ns, by_tgid[p.pid], rules_, mem, walked ? &held : nullptr);
             rep.dropped = st.dropped;
             for (const SocketRecord& r : by_tgid[p.pid])
-                bpf_map_delete_elem(socks_fd, &r.sk);
+                free_record(r.sk);
             bpf_map_delete_elem(stats_fd, &p.pid);
             memory_.erase(p.pid);
             kinds_.erase(p.pid);
@@ -448,7 +481,6 @@ void SocketTracer::annotate(RawState& raw)
 void SocketTracer::collect_garbage(const std::vector<SocketRecord>& records, const RawState& raw)
 {
     const uint64_t now = monotonic_ns();
-    const int fd = bpf_map__fd(skel_->maps.socks);
     std::set<std::pair<uint32_t, uint64_t>> live_handles;
     for (const RawConn& c : raw.conns)
         live_handles.insert({c.pid, c.conn});
@@ -465,7 +497,7 @@ void SocketTracer::collect_garbage(const std::vector<SocketRecord>& records, con
 
     std::set<uint64_t> kept;
     for (const SocketRecord& r : records) {
-        auto free_it = [&] { bpf_map_delete_elem(fd, &r.sk); };
+        auto free_it = [&] { free_record(r.sk); };
         if (final_.count(r.tgid))
             continue;                  // freed at exit
         if (!running.count(r.tgid)) {  // no longer traced

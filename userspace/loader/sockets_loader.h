@@ -26,6 +26,10 @@ struct SocketConfig {
     std::vector<Peer> db_hosts;           // --db-host, parsed by the options (port 0: any)
     std::vector<std::string> db_sockets;  // Unix socket paths
     uint32_t max_socks = 0;               // 0: SOCKETS_MAX_SOCKS
+    // The traffic maps of the connleak object (Tracer::sock_io_map_fd,
+    // sock_io_mark_fd): filled here, read by its send/recv hooks. -1: own
+    // ones, which no hook reads (no idle times).
+    int sock_io_fd = -1, sock_io_mark_fd = -1;
 };
 
 class SocketTracer {
@@ -56,6 +60,7 @@ private:
     ProcessScan scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketRecord>& records);
     std::vector<SocketRecord> read_records() const;
     std::set<uint64_t> take_exit_held(uint32_t pid);  // and frees them
+    void free_record(uint64_t sk);                    // and its traffic entry
     void collect_garbage(const std::vector<SocketRecord>& records, const RawState& raw);
 
     sockets_bpf* skel_ = nullptr;
@@ -63,6 +68,7 @@ private:
     bpf_link* unix_link_ = nullptr;
     std::set<std::pair<dev_t, ino_t>> probed_files_;
     DbServers rules_;
+    bool traffic_ = false;  // the send/recv hooks fill sock_io
     std::map<uint32_t, ProcessSocketMemory> memory_;
     std::map<uint32_t, ProcessSocketReport> final_;  // exited processes
     std::map<uint64_t, uint64_t> gone_since_;        // record key -> when first seen closed

@@ -21,9 +21,18 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
         auto& [key, leak] = *it;
         auto [pid, conn, acquired_ns] = key;
         auto c = live.find(key);
-        if (c != live.end()) {
+        if (c != live.end() && (c->second->leak || !c->second->pooled)) {
             leak.age_ms = c->second->age_ms;  // the last age seen
             ++it;
+            continue;
+        }
+        if (c != live.end()) {  // a pooled handle given back: out of its transaction
+            Notice n = leak;
+            n.kind = "released";
+            n.wall_time_s = snap.wall_time_s;
+            n.age_ms = c->second->age_ms;
+            out.push_back(std::move(n));
+            it = reported_.erase(it);
             continue;
         }
         // Gone from an exited process: released only if its release was
@@ -46,7 +55,9 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
             continue;
         for (const ConnReport& c : p.connections) {
             Key key{p.pid, c.conn, c.acquired_ns};
-            if (!c.leak || reported_.count(key))
+            // A connection made before the attach (--server) has no handle
+            // or stack to name: listed in the report, not noticed.
+            if (!c.leak || c.pre_attach || reported_.count(key))
                 continue;
             Notice n;
             n.kind = "leak";
@@ -58,6 +69,16 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
             n.age_ms = c.age_ms;
             n.site = c.site;
             n.frames = c.frames;
+            n.pooled = c.pooled && c.state_known;
+            if (n.pooled) {
+                // Charged to its borrower: the stack that began its unit of
+                // work, once the send hook saw one; quiet for as long as idle.
+                n.in_transaction_ms = c.idle_ms >= 0 ? c.idle_ms : c.state_ms;
+                if (!c.last_used_site.empty()) {
+                    n.site = c.last_used_site;
+                    n.frames = c.last_used_frames;
+                }
+            }
             reported_.emplace(key, n);
             out.push_back(std::move(n));
         }

@@ -1,7 +1,10 @@
 #include "model.h"
 
+#include "last_user.h"
+
 #include <algorithm>
 #include <map>
+#include <regex>
 #include <tuple>
 
 namespace connleak {
@@ -9,9 +12,18 @@ namespace {
 
 constexpr double kNsPerMs = 1e6;
 
-uint64_t dropped_of(const proc_stats& s)
+uint64_t dropped_of(const ProcessCounts& s)
 {
     return s.dropped_conns + s.dropped_sites + s.dropped_threads + s.dropped_children + s.dropped_inherited;
+}
+
+// A live handle's socket, as the socket report paired it (by PGconn).
+void join_socket(ConnReport& c, const ConnSocket& s)
+{
+    c.peer = s.peer;
+    c.local = s.local;
+    c.socket = s.state.empty() ? "none" : s.state;  // a handle the socket read did not see yet
+    c.socket_inode = s.inode;
 }
 
 // Worst first: leaks, then live handles, then volume; site name breaks ties
@@ -24,6 +36,37 @@ bool worse_site(const SiteReport& a, const SiteReport& b)
     return a.site < b.site;
 }
 
+bool in_transaction(ConnState s)
+{
+    return s == ConnState::in_transaction || s == ConnState::in_error;
+}
+
+// Whether a stack passes through a pool's code; one answer per stack.
+class PoolFrames {
+public:
+    explicit PoolFrames(const std::vector<std::string>& patterns)
+    {
+        for (const std::string& p : patterns)
+            res_.emplace_back(p, std::regex::ECMAScript | std::regex::optimize);
+    }
+    bool pooled(const Frames& frames)
+    {
+        if (!frames)
+            return false;
+        auto [it, fresh] = seen_.emplace(frames.get(), false);
+        if (fresh)
+            for (const std::string& f : *frames)
+                for (const std::regex& re : res_)
+                    if (std::regex_search(f, re))
+                        it->second = true;
+        return it->second;
+    }
+
+private:
+    std::vector<std::regex> res_;
+    std::map<const void*, bool> seen_;
+};
+
 struct ProcessView {
     const RawProcess* proc = nullptr;
     std::vector<const RawConn*> conns;
@@ -31,7 +74,7 @@ struct ProcessView {
 };
 
 ProcessReport build_process(const ProcessView& view, const RawState& raw, const ModelOptions& opts,
-                            const SiteNamer& name_site, const SiteFrames& site_frames)
+                            const SiteNamer& name_site, const SiteFrames& site_frames, PoolFrames& pools)
 {
     const RawProcess& p = *view.proc;
     const bool exited = p.stats.exited_ns != 0;
@@ -91,16 +134,48 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
         }
         // A handle acquired after the maps were read has a later timestamp.
         const uint64_t age_ns = raw.now_ns > c->info.acquired_ns ? raw.now_ns - c->info.acquired_ns : 0;
-        const bool leak = static_cast<double>(age_ns) >= leak_after_ns;
+        ConnReport cr;
+        cr.conn = c->conn;
+        cr.tid = c->info.tid;
+        cr.site = sr ? sr->site : site_name(c->site);
+        cr.age_ms = age_ns / kNsPerMs;
+        cr.acquired_ns = c->info.acquired_ns;
+        cr.frames = sr ? sr->frames : nullptr;
+        cr.pooled = pools.pooled(cr.frames);
+        if (auto h = raw.handles.find({p.pid, c->conn}); h != raw.handles.end()) {
+            cr.state_known = true;
+            cr.state = h->second.state;
+            cr.backend_pid = h->second.backend_pid;
+            cr.database = h->second.database;
+            cr.user = h->second.user;
+            const uint64_t since = std::max<uint64_t>(h->second.state_since_ns, c->info.acquired_ns);
+            cr.state_ms = raw.now_ns > since ? (raw.now_ns - since) / kNsPerMs : 0;
+        }
+        const ConnSocket sock = socket_of(r.sockets, c->conn);
+        add_last_user(cr, *c, sock, raw.now_ns, name_site, site_frames);
+        if (r.sockets.tracked)
+            join_socket(cr, sock);
+        // A pooled handle is held by its pool for good: it leaks when
+        // borrowed and not given back, seen as a transaction left open with
+        // no traffic: the kernel's idle_ms where known, else no state
+        // change between reads.
+        if (cr.pooled && cr.state_known && cr.state != ConnState::unknown)
+            cr.leak =
+                in_transaction(cr.state) && (cr.idle_ms >= 0 ? cr.idle_ms : cr.state_ms) * kNsPerMs >= leak_after_ns;
+        else
+            cr.leak = static_cast<double>(age_ns) >= leak_after_ns;
         r.active++;
-        r.leaks += leak;
+        r.leaks += cr.leak;
+        if (cr.state_known && cr.state != ConnState::unknown)
+            r.states[conn_state_name(cr.state)]++;
         if (sr) {
             sr->active++;
-            sr->leaks += leak;
+            sr->leaks += cr.leak;
             sr->max_ms = std::max(sr->max_ms, age_ns / kNsPerMs);
+            if (cr.state_known && cr.state != ConnState::unknown)
+                sr->states[conn_state_name(cr.state)]++;
         }
-        r.connections.push_back({c->conn, c->info.tid, sr ? sr->site : site_name(c->site), age_ns / kNsPerMs, leak,
-                                 c->info.acquired_ns, sr ? sr->frames : nullptr});
+        r.connections.push_back(std::move(cr));
     }
     std::sort(r.connections.begin(), r.connections.end(), [](const ConnReport& a, const ConnReport& b) {
         return a.age_ms != b.age_ms ? a.age_ms > b.age_ms : a.conn < b.conn;
@@ -117,6 +192,12 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
 
 }  // namespace
 
+std::vector<std::string> ModelOptions::default_pool_frames()
+{
+    // Python frames read "getconn (/usr/lib/python3/dist-packages/psycopg2/pool.py:1)".
+    return {R"([(/]psycopg2/pool\.py:)", R"([(/]sqlalchemy/pool/)", R"([(/]psycopg_pool/)"};
+}
+
 void fold_exited(ExitedGroup& group, const ProcessReport& p)
 {
     if (group.comm.empty())
@@ -125,6 +206,7 @@ void fold_exited(ExitedGroup& group, const ProcessReport& p)
     group.acquired += p.acquired;
     group.released += p.released;
     group.released_untracked += p.released_untracked;
+    group.released_inherited += p.released_inherited;
     group.leaked_at_exit += p.leaked_at_exit;
     group.pings += p.pings;
     group.resets += p.resets;
@@ -172,8 +254,9 @@ Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const Sit
     snap.totals.sockets_tracked = raw.sockets_tracked;
     snap.frames_shown = opts.frames_shown;
     snap.connections_shown = opts.connections_shown;
+    PoolFrames pools(opts.pool_frames);
     for (const auto& [pid, view] : views) {
-        ProcessReport pr = build_process(view, raw, opts, name_site, site_frames);
+        ProcessReport pr = build_process(view, raw, opts, name_site, site_frames, pools);
         Totals& t = snap.totals;
         t.acquired += pr.acquired;
         t.released += pr.released;

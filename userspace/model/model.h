@@ -11,17 +11,33 @@
 #include <tuple>
 #include <vector>
 
-#include "connleak.h"
 #include "defaults.h"
+#include "libpq_handle.h"
+#include "server_join.h"
 #include "socket_model.h"
 
 namespace connleak {
+
+// What the kernel counted for one traced process (the loader copies it
+// from the BPF procs map; the model never sees BPF types).
+struct ProcessCounts {
+    uint64_t acquired = 0;            // PGconn handed to the application
+    uint64_t released = 0;            // PQfinish of a handle seen acquired
+    uint64_t released_untracked = 0;  // PQfinish of a handle never seen acquired
+    uint64_t released_inherited = 0;  // PQfinish of a handle inherited at fork
+    uint64_t pings = 0;               // PQping/PQpingParams calls (not acquisitions)
+    uint64_t resets = 0;              // PQreset/PQresetStart calls (same handle)
+    // Map insertions that did not fit, by map (the model sums them):
+    uint64_t dropped_conns = 0, dropped_sites = 0, dropped_threads = 0, dropped_children = 0, dropped_inherited = 0;
+    uint64_t dropped_stacks = 0;  // stack or release events the ring buffer had no room for
+    uint64_t exited_ns = 0;       // CLOCK_MONOTONIC when its last thread exited; 0 while it runs
+};
 
 // One traced process as read from the maps (or kept after it exited).
 struct RawProcess {
     uint32_t pid = 0;
     std::string comm;
-    proc_stats stats{};                                 // stats.exited_ns != 0 once its last thread exited
+    ProcessCounts stats;                                // stats.exited_ns != 0 once its last thread exited
     uint64_t stacks_unwound = 0, stacks_truncated = 0;  // userspace unwinding (StackTable)
     uint64_t python_stacks = 0, python_truncated = 0;   // with Python frames; cut at the frame bound
     std::string container_id, pod_uid;                  // from its cgroup; "" when none (ContainerLabels)
@@ -31,27 +47,69 @@ struct RawProcess {
 // caller, per process), or one of the stacks StackTable::refine split a
 // caller site into. Other kinds of site can join as another Kind.
 struct SiteKey {
-    enum class Kind : uint8_t { caller, stack };
+    enum class Kind : uint8_t { caller, stack, last_use };
     Kind kind = Kind::caller;
     uint64_t value = 0;  // caller: the return address; stack: StackTable's index
 
     static SiteKey caller(uint64_t return_address) { return {Kind::caller, return_address}; }
     static SiteKey stack(uint64_t index) { return {Kind::stack, index}; }
+    // A last user's stack (StackTable's index): names a ConnReport's last user, never a site row.
+    static SiteKey last_use(uint64_t index) { return {Kind::last_use, index}; }
     bool operator<(const SiteKey& o) const { return std::tie(kind, value) < std::tie(o.kind, o.value); }
     bool operator==(const SiteKey& o) const { return kind == o.kind && value == o.value; }
 };
 
+// When and by whom a live handle was acquired (CLOCK_MONOTONIC ns).
+struct Acquisition {
+    uint64_t start_ns = 0;     // entry of the outermost connect call
+    uint64_t acquired_ns = 0;  // its return: the handle's age counts from here
+    uint32_t tid = 0;          // the acquiring thread
+    uint64_t stack = 0;        // the kernel's stack id (RawStack::stack) it is counted under; 0: none
+};
+
 struct RawConn {
     uint32_t pid = 0;
-    uint64_t conn = 0;
-    conn_info info{};  // info.site: the kernel's caller site, whatever `site` says
-    SiteKey site;      // where the handle is counted
+    uint64_t conn = 0;  // the PGconn* in the target's address space
+    Acquisition info;
+    SiteKey site;  // where the handle is counted
+    // Its last user (StackTable, from the send hooks' events), if seen:
+    // the stack (SiteKey::last_use) and the send's time.
+    SiteKey last_use;
+    uint64_t last_use_ns = 0;  // 0: none seen
+    uint32_t last_use_tid = 0;
+};
+
+// A site's counts of handles (hold times in ns).
+struct SiteCounts {
+    uint64_t acquired = 0, released = 0;
+    uint64_t hold_ns_total = 0;  // sum of hold times of released handles
+    uint64_t hold_ns_max = 0;    // longest hold of a released handle
+};
+
+// Where a caller site lies, found by the kernel when it first saw the site,
+// so it can be named after the process exited.
+struct SiteLocation {
+    uint64_t file_offset = 0;  // offset of the site in the mapped file
+    uint64_t inode = 0;
+    uint32_t dev = 0;    // kernel encoding: major << 20 | minor
+    std::string module;  // file name of the mapping; "" when unknown (then named by address)
 };
 
 struct RawSite {
     uint32_t pid = 0;
     SiteKey site;
-    site_stats stats{};
+    SiteCounts stats;
+    SiteLocation location;
+};
+
+// The kernel's counters of one stack it walked itself (stack_counts):
+// StackTable folds them into its stacks.
+// Counts the kernel keeps per (process, stack id) for stacks it walked.
+struct RawStack {
+    uint32_t pid = 0;
+    uint64_t stack = 0;        // the kernel's stack id
+    SiteCounts stats;          // acquisitions and releases under this stack
+    uint64_t caller_site = 0;  // the kernel's caller site (return address) the stack belongs to
 };
 
 struct ExitedGroup;  // below
@@ -64,9 +122,14 @@ struct RawState {
     std::vector<RawProcess> processes;
     std::vector<RawConn> conns;
     std::vector<RawSite> sites;
+    std::vector<RawStack> stacks;                     // read before `sites`: a stack's count never exceeds its site's
     bool sockets_tracked = false;                     // the sockets loader ran
     std::map<uint32_t, ProcessSocketReport> sockets;  // by pid
     std::vector<ExitedGroup> exited_folded;           // older exited processes, by comm
+    // What each live handle's memory said this interval, by (pid, conn);
+    // absent when its libpq's layout is unknown or the read failed.
+    std::map<std::pair<uint32_t, uint64_t>, HandleState> handles;
+    ServerJoinInput server;                           // --server: pg_stat_activity and the sockets to join
 };
 
 struct ModelOptions {
@@ -75,6 +138,11 @@ struct ModelOptions {
     size_t frames_shown = 10;  // stack frames the text report shows per site
     // Live handles the JSON lists per process, oldest first (--connections).
     size_t connections_shown = kDefaultConnectionsShown;
+    // A handle whose acquiring stack has a frame matching one of these was
+    // acquired by a pool (ECMAScript regexes, searched in frame names).
+    std::vector<std::string> pool_frames = default_pool_frames();
+
+    static std::vector<std::string> default_pool_frames();
 };
 
 // A stack, outermost frame last ("func+0x3c (module) file.c:42").
@@ -83,9 +151,11 @@ using Frames = std::shared_ptr<const std::vector<std::string>>;
 struct SiteReport {
     std::string site;
     uint64_t acquired = 0, released = 0, active = 0, leaks = 0, leaked_at_exit = 0;
-    double avg_ms = 0;        // mean hold time of released handles
-    double max_ms = 0;        // longest hold, released or still live
-    Frames frames = nullptr;  // null when no stack was collected
+    double avg_ms = 0;                       // mean hold time of released handles
+    double max_ms = 0;                       // longest hold, released or still live
+    Frames frames = nullptr;                 // null when no stack was collected
+    std::map<std::string, uint64_t> states;  // live handles by state ("idle": 2...), known states only
+    uint64_t pool_slots_lost = 0;            // pooled handles finished while borrowed (PoolTracker)
 };
 
 struct ConnReport {
@@ -96,6 +166,26 @@ struct ConnReport {
     bool leak = false;
     uint64_t acquired_ns = 0;  // with pid and conn, names one acquisition
     Frames frames = nullptr;
+    // Read from the handle (RawState::handles); state_known false: not read.
+    bool state_known = false;
+    ConnState state = ConnState::unknown;
+    int32_t backend_pid = 0;
+    std::string database, user;
+    double state_ms = 0;  // how long it has been in this state, as seen interval by interval
+    bool pooled = false;  // acquired through a pool's code (ModelOptions::pool_frames)
+    // Its socket, from the process's socket report; all empty when sockets are not tracked.
+    std::string peer;           // the server it reached; "" when no socket was seen
+    std::string local;          // TCP: the client's address:port (kernel record at the handshake, or a scan); else ""
+    std::string socket;         // "open", "peer_closed", "closed" or "none" (no socket seen)
+    uint64_t socket_inode = 0;  // 0 when no socket was seen
+    bool pre_attach = false;                             // made before the attach: known from the server only (conn 0)
+    std::shared_ptr<const ServerConn> server = nullptr;  // --server: the server's view, when joined
+    // Traffic on its socket (last_user.h): idle time, and the stack that
+    // began its current (or latest) unit of work.
+    double idle_ms = -1;         // since the last byte sent or received; < 0: not known
+    std::string last_used_site;  // "": not known
+    Frames last_used_frames = nullptr;
+    uint32_t last_used_tid = 0;
 };
 
 struct ProcessReport {
@@ -107,10 +197,12 @@ struct ProcessReport {
     uint64_t leaked_at_exit = 0, pings = 0, resets = 0, dropped = 0;
     uint64_t dropped_stacks = 0, stacks_unwound = 0, stacks_truncated = 0;
     uint64_t python_stacks = 0, python_truncated = 0;
-    std::vector<SiteReport> sites;        // worst first, at most top_sites
-    std::vector<ConnReport> connections;  // live handles, oldest first
-    ProcessSocketReport sockets;          // if sockets.tracked: db_sockets, each handle's socket...
-    std::string container_id, pod_uid;    // its container; "" when none
+    std::vector<SiteReport> sites;           // worst first, at most top_sites
+    std::vector<ConnReport> connections;     // live handles, oldest first
+    std::map<std::string, uint64_t> states;  // live handles by state, known states only
+    uint64_t pool_slots_lost = 0;            // summed over its sites
+    ProcessSocketReport sockets;             // if sockets.tracked: db_sockets, each handle's socket...
+    std::string container_id, pod_uid;       // its container; "" when none
 };
 
 // Exited processes folded together by name (comm) once more exited
@@ -120,6 +212,7 @@ struct ExitedGroup {
     std::string comm;
     uint64_t processes = 0;
     uint64_t acquired = 0, released = 0, released_untracked = 0, leaked_at_exit = 0;
+    uint64_t released_inherited = 0;  // kept: the totals of an exited process stay whole when folded
     uint64_t pings = 0, resets = 0, dropped = 0, dropped_stacks = 0, stacks_unwound = 0, stacks_truncated = 0;
     std::vector<SiteReport> sites;  // by site name, worst first (no frames kept)
 };
@@ -146,6 +239,8 @@ struct Notice {
     uint64_t conn = 0;
     double age_ms = 0;  // leak: its age then; released: how long it was held
     std::string site;
+    bool pooled = false;
+    double in_transaction_ms = 0;  // pooled leak: how long in a transaction with no state change
     Frames frames = nullptr;
 };
 
@@ -159,6 +254,7 @@ struct Snapshot {
     std::vector<Notice> notices;             // the latest ones, oldest first (LeakNotices)
     std::vector<ExitedGroup> exited_folded;  // older exited processes, one row per comm
     uint64_t exited_folded_processes = 0;    // how many processes they hold
+    std::vector<ServerSummary> servers;      // --server: each server's read this interval
 };
 
 // Names a site for people, e.g. "get_users+0x3c (api)".
@@ -168,7 +264,9 @@ using SiteFrames = std::function<Frames(const RawSite& site)>;
 
 // The only place report rules live:
 // - active: live handles; an exited process holds none (leaked_at_exit instead)
-// - leaks: live handles at least leak_after_s old (0 gives acquired - released)
+// - leaks: live handles at least leak_after_s old (0 gives acquired - released);
+//   pooled handles whose state is known: in_transaction or in_error for
+//   leak_after_s or longer (an idle pooled handle sits in its pool)
 // - leak_ratio: leaks / acquired * 100, 0 when nothing was acquired
 // - dropped: every map insertion that did not fit, summed
 // - tracking_discrepancy: db sockets - active handles

@@ -247,11 +247,19 @@ ProcessSocketReport build_socket_report(const ProcessScan& scan, const std::vect
             if (r->connect_ns >= h.start_ns && server_candidate(*r, rules) && (!cur || r->connect_ns > cur->connect_ns))
                 cur = r;
         }
-        ConnSocket cs{"", "none"};
+        ConnSocket cs;
+        cs.state = "none";
         if (cur) {
             SocketState s = record_state(*cur, scan, held);
             cs.peer = cur->peer.str();
             cs.state = state_name(s);
+            cs.inode = cur->inode;
+            if (cur->local.port)  // the kernel's, at the handshake
+                cs.local = cur->local.str();
+            else if (auto it = held.find(cur->inode); it != held.end() && it->second->local.port)
+                cs.local = it->second->local.str();
+            cs.last_io_ns = cur->last_io_ns;
+            cs.use_ns = cur->use_ns;
             if (s != SocketState::Closed || cur->established_ns)
                 mem.learned.insert(cur->peer);  // a server this process's libpq reached
             if (s == SocketState::Live)

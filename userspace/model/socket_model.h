@@ -62,6 +62,14 @@ struct SocketRecord {
     uint64_t connect_ns = 0, established_ns = 0, peer_closed_ns = 0, closed_ns = 0;
     bool tcp = false;  // else a Unix stream socket (no close times: scans tell)
     Peer peer;
+    Peer local;  // TCP: our own address:port once established; kind None before and for Unix
+    // Traffic (libpq's sockets, when the send/recv hooks run): the last
+    // byte sent or received (the connect when none yet, traffic false),
+    // and the send that began its latest unit of work (0: none).
+    uint64_t last_io_ns = 0;
+    bool traffic = false;
+    uint64_t use_ns = 0;
+    uint32_t use_tid = 0;
 };
 
 // Learns into servers.learned the server of every TCP socket a libpq handle
@@ -82,6 +90,7 @@ struct HeldSocket {
     uint64_t inode = 0;
     Peer peer;  // kind None when unknown (e.g. a Unix peer without a name)
     SocketState state = SocketState::Live;
+    Peer local;  // TCP: the process's own address:port; kind None for Unix sockets
 };
 
 struct ProcessScan {
@@ -107,8 +116,12 @@ struct ProcessSocketMemory {
 
 // Socket of one live handle, for its entry in "connections".
 struct ConnSocket {
-    std::string peer;   // "" when no socket was seen
-    std::string state;  // "open", "peer_closed", "closed", or "none"
+    std::string peer;    // "" when no socket was seen
+    std::string state;   // "open", "peer_closed", "closed", or "none"
+    std::string local;   // TCP: the client's address:port (record or scan); else ""
+    uint64_t inode = 0;  // the socket's inode; 0 when no socket was seen
+    uint64_t last_io_ns = 0;  // its last traffic (or connect), 0: not known
+    uint64_t use_ns = 0;      // the send that began its latest unit of work, 0: none seen
 };
 
 struct ProcessSocketReport {

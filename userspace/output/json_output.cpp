@@ -3,7 +3,9 @@
 #include <cinttypes>
 #include <cmath>
 
+#include "handle_json.h"
 #include "safe_text.h"
+#include "server_json.h"
 #include "socket_json.h"
 #include "time_format.h"
 
@@ -54,6 +56,7 @@ json site_json(const SiteReport& s)
               {"max_ms", round_ms(s.max_ms)}};
     if (s.frames)
         j["frames"] = frames_json(s.frames);
+    add_state_counts(j, s.states, s.pool_slots_lost);
     return j;
 }
 
@@ -71,13 +74,24 @@ json notice_json(const Notice& n)
             {"frames", frames_json(n.frames)}};
 }
 
-json conn_json(const ConnReport& c)
+// sockets_tracked: the process's sockets were read, so each handle says its socket.
+json conn_json(const ConnReport& c, bool sockets_tracked)
 {
-    return {{"conn", hex_address(c.conn)},
-            {"tid", c.tid},
-            {"site", utf8_text(c.site)},
-            {"age_ms", round_ms(c.age_ms)},
-            {"leak", c.leak}};
+    json out = {{"conn", hex_address(c.conn)},
+                {"tid", c.tid},
+                {"site", utf8_text(c.site)},
+                {"age_ms", round_ms(c.age_ms)},
+                {"leak", c.leak}};
+    if (sockets_tracked) {
+        out["peer"] = c.peer.empty() ? json(nullptr) : json(c.peer);
+        out["local"] = c.local.empty() ? json(nullptr) : json(c.local);
+        out["socket"] = c.socket;
+    }
+    // Traffic on its socket: null when not known (no socket tracking, no use seen).
+    out["idle_ms"] = c.idle_ms >= 0 ? json(round_ms(c.idle_ms)) : json(nullptr);
+    out["last_used_site"] = c.last_used_site.empty() ? json(nullptr) : json(utf8_text(c.last_used_site));
+    out["last_used_frames"] = c.last_used_site.empty() ? json(nullptr) : frames_json(c.last_used_frames);
+    return out;
 }
 
 // {id, pod_uid} of the process's container, null outside any (or when
@@ -96,8 +110,10 @@ json process_json(const ProcessReport& p, size_t connections_shown)
     for (const auto& s : p.sites)
         sites.push_back(site_json(s));
     // connections[] is oldest first, so the leaks come first and stay.
-    for (size_t i = 0; i < p.connections.size() && i < connections_shown; i++)
-        conns.push_back(conn_json(p.connections[i]));
+    for (size_t i = 0; i < p.connections.size() && i < connections_shown; i++) {
+        conns.push_back(conn_json(p.connections[i], p.sockets.tracked));
+        add_handle_keys(conns.back(), p.connections[i]);
+    }
     return {{"pid", p.pid},
             {"comm", utf8_text(p.comm)},
             {"exited", p.exited},
@@ -132,6 +148,7 @@ json exited_group_json(const ExitedGroup& g)
             {"acquired", g.acquired},
             {"released", g.released},
             {"released_untracked", g.released_untracked},
+            {"released_inherited", g.released_inherited},
             {"leaked_at_exit", g.leaked_at_exit},
             {"pings", g.pings},
             {"resets", g.resets},
@@ -149,10 +166,14 @@ json snapshot_to_json(const Snapshot& snap)
     const Totals& t = snap.totals;
     json procs = json::array();
     for (const auto& p : snap.processes)
-        procs.push_back(with_sockets(process_json(p, snap.connections_shown), p.sockets));
+        procs.push_back(with_server(with_sockets(process_json(p, snap.connections_shown), p.sockets), p, !snap.servers.empty()));
+    for (size_t i = 0; i < snap.processes.size(); ++i)
+        add_state_counts(procs[i], snap.processes[i].states, snap.processes[i].pool_slots_lost);
     json notices = json::array();
-    for (const auto& n : snap.notices)
+    for (const auto& n : snap.notices) {
         notices.push_back(notice_json(n));
+        add_notice_pool_keys(notices.back(), n);
+    }
     json out = {{"version", 1},
                 {"time", format_utc(snap.wall_time_s)},
                 {"leak_after_s", seconds_json(snap.leak_after_s)},
@@ -171,6 +192,8 @@ json snapshot_to_json(const Snapshot& snap)
         folded.push_back(exited_group_json(g));
     out["exited_folded"] = std::move(folded);
     out["exited_folded_processes"] = snap.exited_folded_processes;
+    if (!snap.servers.empty())
+        out["servers"] = servers_json(snap.servers);
     if (t.sockets_tracked) {
         out["tracking_stats"]["total_db_sockets"] = t.db_sockets;
         out["tracking_stats"]["tracking_discrepancy"] = t.tracking_discrepancy;

@@ -15,7 +15,16 @@ std::string render_notice(const Notice& n, double leak_after_s, size_t frames_sh
 {
     // fmt, not a fixed buffer: a long site name must not cut the newline.
     std::string out;
-    if (n.kind == "leak")
+    if (n.kind == "leak" && n.pooled)
+        out = fmt("connleak: leak: pooled connection 0x%" PRIx64 " of pid %u (%s) borrowed by %s,"
+                  " in a transaction for %.0f s, never returned (leak-after %gs)\n",
+                  n.conn, n.pid, safe_text(n.comm).c_str(), safe_text(n.site).c_str(), n.in_transaction_ms / 1000.0,
+                  leak_after_s);
+    else if (n.kind == "released" && n.pooled)
+        out = fmt("connleak: released: pooled connection 0x%" PRIx64 " of pid %u (%s) borrowed by %s"
+                  " is back (out of its transaction, or finished) after %.1fs\n",
+                  n.conn, n.pid, safe_text(n.comm).c_str(), safe_text(n.site).c_str(), n.age_ms / 1000.0);
+    else if (n.kind == "leak")
         out = fmt("connleak: leak: connection 0x%" PRIx64 " of pid %u (%s) on thread %u held %.1fs"
                   " (leak-after %gs), acquired at %s\n",
                   n.conn, n.pid, safe_text(n.comm).c_str(), n.tid, n.age_ms / 1000.0, leak_after_s,

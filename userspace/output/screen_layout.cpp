@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstdio>
 
+#include "last_user_text.h"
 #include "safe_text.h"
+#include "server_text.h"
 #include "strfmt.h"
 #include "text_report.h"
 #include "time_format.h"
@@ -258,6 +260,39 @@ Line site_row(const Table& t, const ProcessReport& p, const SiteReport& s, const
 
 // ---- sorting -----------------------------------------------------------
 
+// Sorting by state: held in a transaction first (what a pool leaks), then
+// under way, the rest, idle last.
+int state_rank(const ConnReport& c)
+{
+    if (!c.state_known)
+        return 0;
+    switch (c.state) {
+    case ConnState::in_transaction:
+    case ConnState::in_error:
+        return 5;
+    case ConnState::busy:
+        return 4;
+    case ConnState::connecting:
+        return 3;
+    case ConnState::broken:
+        return 2;
+    case ConnState::idle:
+        return 1;
+    case ConnState::unknown:
+        break;
+    }
+    return 0;
+}
+
+uint64_t in_transaction_count(const std::map<std::string, uint64_t>& states)
+{
+    uint64_t n = 0;
+    for (const char* s : {"in_transaction", "in_error"})
+        if (auto it = states.find(s); it != states.end())
+            n += it->second;
+    return n;
+}
+
 double site_key(const ProcessReport& p, const SiteReport& s, SortKey k)
 {
     switch (k) {
@@ -269,6 +304,8 @@ double site_key(const ProcessReport& p, const SiteReport& s, SortKey k)
         return static_cast<double>(s.acquired);
     case SortKey::AvgHold:
         return s.avg_ms;
+    case SortKey::State:
+        return static_cast<double>(in_transaction_count(s.states));
     }
     return 0;
 }
@@ -288,6 +325,8 @@ double process_key(const ProcessReport& p, SortKey k)
             worst = std::max(worst, s.avg_ms);
         return worst;
     }
+    case SortKey::State:
+        return static_cast<double>(in_transaction_count(p.states));
     }
     return 0;
 }
@@ -343,6 +382,10 @@ std::vector<Field> process_fields(const ProcessReport& p)
         f.push_back({"pings", format_count(p.pings, 20)});
     if (p.resets)
         f.push_back({"resets", format_count(p.resets, 20)});
+    for (const auto& [state, n] : p.states)
+        f.push_back({state, format_count(n, 20)});
+    if (p.pool_slots_lost)
+        f.push_back({"pool slots lost", format_count(p.pool_slots_lost, 20), Style::Warn});
     if (p.dropped)
         f.push_back({"dropped", format_count(p.dropped, 20) + " (counts are low)", Style::Warn});
     return f;
@@ -350,17 +393,41 @@ std::vector<Field> process_fields(const ProcessReport& p)
 
 // ---- live connections ---------------------------------------------------
 
-Line connection_heading(size_t width)
+Line connection_heading(size_t width, bool server)
 {
-    return fit({{fmt("  %-18s %8s %8s  %s", "LIVE CONNECTION", "HELD", "THREAD", "SITE"), Style::Heading}}, width);
+    return fit({{fmt("  %-18s %8s %-14s %8s  %s%s", "LIVE CONNECTION", "HELD", "STATE", "THREAD",
+                     server ? fmt("%-28s  ", "SERVER").c_str() : "", "SITE"),
+                 Style::Heading}},
+               width);
 }
 
 // One live handle, oldest first: its age says how long a leak has been going.
-Line connection_row(const ConnReport& c, size_t width)
+// With --server, the server's state beside it, red for an open transaction
+// left idle.
+Line connection_row(const ConnReport& c, size_t width, bool server)
 {
-    std::string text = fmt("%s%-18s %8s %8u  %s", c.leak ? "! " : "  ", fmt("0x%" PRIx64, c.conn).c_str(),
-                           format_age(c.age_ms).c_str(), c.tid, printable(c.site).c_str());
-    return fit({{text, c.leak ? Style::Leak : Style::Plain}}, width);
+    const Style style = c.leak ? Style::Leak : Style::Plain;
+    const std::string state = c.state_known ? std::string(conn_state_name(c.state)) + (c.pooled ? "*" : "") : "-";
+    Line line = {{fmt("%s%-18s %8s %-14s %8s  ", c.leak ? "! " : "  ", connection_cell(c).c_str(),
+                      format_age(c.age_ms).c_str(), state.c_str(), thread_cell(c).c_str()),
+                  style}};
+    if (server) {
+        const std::string cell = server_cell(c);
+        line.push_back({fmt("%-28s", cell.empty() ? "-" : cell.c_str()), server_alarm(c) ? Style::Leak : style});
+        line.push_back({"  ", style});
+    }
+    line.push_back({printable(c.site), style});
+    if (std::string use = last_user_phrase(c); !use.empty())
+        line.push_back({"  (" + printable(use) + ")", style});
+    return fit(line, width);
+}
+
+bool any_server(const ProcessReport& p)
+{
+    for (const ConnReport& c : p.connections)
+        if (c.server)
+            return true;
+    return false;
 }
 
 // Lines the first `shown` of a process's n live handles take under its
@@ -404,15 +471,28 @@ std::vector<size_t> plan_connections(const std::vector<const ProcessReport*>& pr
     return shown;
 }
 
-void add_connections(std::vector<Line>& body, const ProcessReport& p, size_t shown, size_t width)
+// The model's order (oldest first), or by state (stable: oldest first within one).
+std::vector<const ConnReport*> sorted_connections(const ProcessReport& p, SortKey k)
+{
+    std::vector<const ConnReport*> out;
+    for (const ConnReport& c : p.connections)
+        out.push_back(&c);
+    if (k == SortKey::State)
+        std::stable_sort(out.begin(), out.end(),
+                         [](const ConnReport* a, const ConnReport* b) { return state_rank(*a) > state_rank(*b); });
+    return out;
+}
+
+void add_connections(std::vector<Line>& body, const ProcessReport& p, size_t shown, size_t width, SortKey k)
 {
     const size_t n = p.connections.size();
     if (n == 0)
         return;
     if (shown > 0)
-        body.push_back(connection_heading(width));
+        body.push_back(connection_heading(width, any_server(p)));
+    const std::vector<const ConnReport*> conns = sorted_connections(p, k);
     for (size_t i = 0; i < shown; i++)
-        body.push_back(connection_row(p.connections[i], width));
+        body.push_back(connection_row(*conns[i], width, any_server(p)));
     if (n > shown)
         body.push_back(fit(
             {{fmt("  +%zu more live connection%s, at the end", n - shown, n - shown == 1 ? "" : "s"), Style::Muted}},
@@ -423,7 +503,7 @@ void add_connections(std::vector<Line>& body, const ProcessReport& p, size_t sho
 // scrolling. Bounded: the JSON lists them all.
 constexpr size_t kMaxRestListed = 1000;
 
-void add_rest_of_connections(std::vector<Line>& body, const ProcessReport& p, size_t shown, size_t width)
+void add_rest_of_connections(std::vector<Line>& body, const ProcessReport& p, size_t shown, size_t width, SortKey k)
 {
     const size_t n = p.connections.size();
     if (shown >= n)
@@ -433,10 +513,11 @@ void add_rest_of_connections(std::vector<Line>& body, const ProcessReport& p, si
                              n - shown == 1 ? "" : "s"),
                          Style::Strong}},
                        width));
-    body.push_back(connection_heading(width));
+    body.push_back(connection_heading(width, any_server(p)));
     const size_t end = std::min(n, shown + kMaxRestListed);
+    const std::vector<const ConnReport*> conns = sorted_connections(p, k);
     for (size_t i = shown; i < end; i++)
-        body.push_back(connection_row(p.connections[i], width));
+        body.push_back(connection_row(*conns[i], width, any_server(p)));
     if (end < n)
         body.push_back(fit({{fmt("  +%zu more (all are in --json)", n - end), Style::Muted}}, width));
 }
@@ -490,7 +571,7 @@ std::vector<Line> layout_body(const Snapshot& snap, const Trends& trends, const 
     for (size_t i = 0; i < procs.size(); i++) {
         for (Line& l : heads[i])
             body.push_back(std::move(l));
-        add_connections(body, *procs[i], shown[i], width);
+        add_connections(body, *procs[i], shown[i], width, view.sort);
     }
     if (!note.empty()) {
         if (!body.empty())
@@ -498,7 +579,7 @@ std::vector<Line> layout_body(const Snapshot& snap, const Trends& trends, const 
         body.push_back(fit({{"  " + printable(note), Style::Muted}}, width));
     }
     for (size_t i = 0; i < procs.size(); i++)
-        add_rest_of_connections(body, *procs[i], shown[i], width);
+        add_rest_of_connections(body, *procs[i], shown[i], width, view.sort);
     return body;
 }
 
@@ -632,6 +713,8 @@ SortKey next_sort(SortKey k)
     case SortKey::Acquired:
         return SortKey::AvgHold;
     case SortKey::AvgHold:
+        return SortKey::State;
+    case SortKey::State:
         break;
     }
     return SortKey::Leaks;
@@ -648,6 +731,8 @@ const char* sort_name(SortKey k)
         return "acquired";
     case SortKey::AvgHold:
         return "avg hold";
+    case SortKey::State:
+        return "state";
     }
     return "?";
 }

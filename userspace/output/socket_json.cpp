@@ -1,7 +1,6 @@
 // Sockets in the JSON snapshot (see socket_json.h).
 #include "socket_json.h"
 
-#include <cstdlib>
 #include <string>
 
 namespace connleak {
@@ -38,21 +37,7 @@ nlohmann::ordered_json with_sockets(const nlohmann::ordered_json& process, const
     for (auto it = process.begin(); it != process.end(); ++it) {
         if (it.key() == "top_connection_users")
             add_counts();
-        if (it.key() != "connections" || !it.value().is_array()) {
-            out[it.key()] = it.value();
-            continue;
-        }
-        json conns = json::array();
-        for (json c : it.value()) {
-            uint64_t conn = 0;
-            if (c.contains("conn") && c["conn"].is_string())
-                conn = std::strtoull(c["conn"].get<std::string>().c_str(), nullptr, 16);
-            ConnSocket s = socket_of(r, conn);
-            c["peer"] = s.peer.empty() ? json(nullptr) : json(s.peer);
-            c["socket"] = s.state.empty() ? "none" : s.state;
-            conns.push_back(std::move(c));
-        }
-        out["connections"] = std::move(conns);
+        out[it.key()] = it.value();
     }
     if (!out.contains("db_sockets"))
         add_counts();

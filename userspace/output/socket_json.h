@@ -12,8 +12,8 @@ namespace connleak {
 nlohmann::ordered_json socket_json(const ProcessSocketReport& r);
 
 // A process's JSON entry with the socket keys added (when r.tracked):
-// db_sockets, tracking_discrepancy and sockets before top_connection_users,
-// peer and socket on each entry of connections (matched by "conn").
+// db_sockets, tracking_discrepancy and sockets before top_connection_users.
+// (Each connection's peer, local and socket come from its ConnReport.)
 nlohmann::ordered_json with_sockets(const nlohmann::ordered_json& process, const ProcessSocketReport& r);
 
 }  // namespace connleak

@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "last_user_text.h"
 #include "safe_text.h"
+#include "server_text.h"
 #include "socket_text.h"
 #include "strfmt.h"
 #include "time_format.h"
@@ -50,6 +52,10 @@ std::string process_header(const ProcessReport& p)
         s += fmt("  stacks truncated %" PRIu64, p.stacks_truncated);
     if (p.python_truncated)
         s += fmt("  python stacks truncated %" PRIu64, p.python_truncated);
+    for (const auto& [state, n] : p.states)
+        s += fmt("  %s %" PRIu64, state.c_str(), n);
+    if (p.pool_slots_lost)
+        s += fmt("  pool slots lost %" PRIu64, p.pool_slots_lost);
     return s + "\n";
 }
 
@@ -92,18 +98,36 @@ std::string site_table(const ProcessReport& p, size_t frames_shown)
     return s;
 }
 
+// "in_transaction*" (* pooled), "-" when the handle could not be read.
+std::string connection_state_text(const ConnReport& c)
+{
+    if (!c.state_known)
+        return "-";
+    return std::string(conn_state_name(c.state)) + (c.pooled ? "*" : "");
+}
+
 std::string leaked_connections(const ProcessReport& p, double leak_after_s)
 {
     std::string rows;
+    bool server = false;  // --server joined some: a SERVER column
     for (const ConnReport& c : p.connections)
-        if (c.leak)
-            rows += fmt("  %-18s %8u %9s  %s\n", fmt("0x%" PRIx64, c.conn).c_str(), c.tid,
-                        fmt("%.1fs", c.age_ms / 1000.0).c_str(), safe_text(c.site).c_str());
+        server = server || c.server;
+    for (const ConnReport& c : p.connections)
+        if (c.leak) {
+            rows += fmt("  %-18s %8s %9s %-15s  ", connection_cell(c).c_str(), thread_cell(c).c_str(),
+                        fmt("%.1fs", c.age_ms / 1000.0).c_str(), connection_state_text(c).c_str());
+            if (server)
+                rows += fmt("%-28s  ", server_cell(c).empty() ? "-" : server_cell(c).c_str());
+            rows += safe_text(c.site);
+            while (!rows.empty() && rows.back() == ' ')  // a pre-attach row names no site
+                rows.pop_back();
+            rows += "\n";
+        }
     if (rows.empty())
         return "";
-    return fmt("  connections held %gs or longer:\n  %-18s %8s %9s  %s\n", leak_after_s, "CONNECTION", "THREAD", "HELD",
-               "SITE") +
-           rows;
+    return fmt("  connections held %gs or longer:\n  %-18s %8s %9s %-15s  ", leak_after_s, "CONNECTION", "THREAD",
+               "HELD", "STATE") +
+           (server ? fmt("%-28s  ", "SERVER") : "") + "SITE\n" + rows;
 }
 
 }  // namespace
@@ -124,7 +148,7 @@ std::string render_text_report(const Snapshot& snap)
     for (const ProcessReport& p : snap.processes)
         if (!quiet_helper(p))
             out += process_header(p) + socket_text(p.sockets, p.exited) + site_table(p, snap.frames_shown) +
-                   leaked_connections(p, snap.leak_after_s);
+                   leaked_connections(p, snap.leak_after_s) + last_users_text(p);
     if (std::string note = quiet_processes_note(snap); !note.empty())
         out += "  " + safe_text(note) + "\n";
     // Older exited processes, one line per comm (their sites are in the JSON).

@@ -45,8 +45,8 @@ void SiteNames::learn_file(const std::string& path)
 
 std::string SiteNames::name(const RawSite& site, bool alive)
 {
-    const site_stats& s = site.stats;
-    if (s.module[0] == '\0')
+    const SiteLocation& s = site.location;
+    if (s.module.empty())
         return hex(site.site.value);
     const FileId file{s.dev, s.inode};
     auto key = std::make_tuple(s.dev, s.inode, s.file_offset);
@@ -58,8 +58,7 @@ std::string SiteNames::name(const RawSite& site, bool alive)
         learn_process(site.pid);
         path = paths_.find(file);
     }
-    const std::string module(s.module, strnlen(s.module, sizeof(s.module)));
-    NativeFile in{path != paths_.end() ? path->second : "", module, makedev(s.dev >> 20, s.dev & 0xfffff), s.inode};
+    NativeFile in{path != paths_.end() ? path->second : "", s.module, makedev(s.dev >> 20, s.dev & 0xfffff), s.inode};
     std::string result = format_frame(symbolizer_.frame(in, s.file_offset), false);
     // A name made without the file may improve once the file is known.
     if (path != paths_.end())

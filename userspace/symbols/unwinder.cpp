@@ -1,10 +1,14 @@
 // libdwfl unwinding of copied stacks (see unwinder.h).
 #include "unwinder.h"
 
+#include <dwarf.h>
+#include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -304,8 +308,14 @@ UnwindResult Unwinder::unwind_in(Process* p, const UnwindInput& in)
         if (st.pcs.empty())
             st.pcs.push_back(in.regs[16]);
     }
+    map_frames(p, st.pcs, out);
+    return out;
+}
+
+void Unwinder::map_frames(const Process* p, const std::vector<uint64_t>& pcs, UnwindResult& out)
+{
     const std::vector<Mapping>* maps = p ? &p->maps : nullptr;
-    for (uint64_t pc : st.pcs) {
+    for (uint64_t pc : pcs) {
         UnwoundFrame f;
         f.pc = pc;
         if (maps)
@@ -315,7 +325,137 @@ UnwindResult Unwinder::unwind_in(Process* p, const UnwindInput& in)
             }
         out.frames.push_back(f);
     }
+}
+
+UnwindResult Unwinder::frames_at(uint32_t pid, const uint64_t* pcs, size_t count, bool complete, bool refresh)
+{
+    std::vector<uint64_t> list(pcs, pcs + count);
+    Process* p = process(pid, false);
+    auto unmapped = [&](const Process* q) {
+        if (!q)
+            return true;
+        for (uint64_t pc : list) {
+            const Mapping* m = find_mapping(q->maps, pc);
+            if (!m || !is_file(*m))
+                return true;
+        }
+        return false;
+    };
+    if (refresh && unmapped(p))
+        p = process(pid, true);
+    UnwindResult out;
+    out.complete = complete;
+    if (!p)
+        out.error = "process maps unreadable";
+    map_frames(p, list, out);
     return out;
+}
+
+namespace {
+
+// DW_OP_bregN / DW_OP_bregx: (register, offset), else false.
+bool register_plus_offset(const Dwarf_Op* ops, size_t nops, int& reg, int64_t& offset)
+{
+    if (nops != 1)
+        return false;
+    if (ops[0].atom == DW_OP_bregx) {
+        reg = static_cast<int>(ops[0].number);
+        offset = static_cast<int64_t>(ops[0].number2);
+        return true;
+    }
+    if (ops[0].atom >= DW_OP_breg0 && ops[0].atom <= DW_OP_breg31) {
+        reg = ops[0].atom - DW_OP_breg0;
+        offset = static_cast<int64_t>(ops[0].number);
+        return true;
+    }
+    return false;
+}
+
+// A register saved at CFA + offset: (DW_OP_call_frame_cfa [, DW_OP_plus_uconst
+// N | DW_OP_consts N, DW_OP_plus]), a location (no DW_OP_stack_value).
+bool saved_at_cfa(const Dwarf_Op* ops, size_t nops, int64_t& offset)
+{
+    if (nops < 1 || ops[0].atom != DW_OP_call_frame_cfa)
+        return false;
+    if (nops == 1) {
+        offset = 0;
+        return true;
+    }
+    if (nops == 2 && ops[1].atom == DW_OP_plus_uconst) {
+        offset = static_cast<int64_t>(ops[1].number);
+        return true;
+    }
+    if (nops == 3 && (ops[1].atom == DW_OP_consts || ops[1].atom == DW_OP_constu) && ops[2].atom == DW_OP_plus) {
+        offset = static_cast<int64_t>(ops[1].number);
+        return true;
+    }
+    return false;
+}
+
+constexpr int kRegRbp = 6, kRegRsp = 7, kRegReturnAddress = 16;
+
+FrameStep step_of(Dwarf_Frame* frame)
+{
+    FrameStep st;
+    Dwarf_Addr start = 0, end = 0;
+    bool signal = false;
+    if (dwarf_frame_info(frame, &start, &end, &signal) < 0 || signal)
+        return st;
+    Dwarf_Op ops_mem[3];
+    Dwarf_Op* ops = nullptr;
+    size_t nops = 0;
+    // The return address: undefined at the outermost frame (_start, clone).
+    if (dwarf_frame_register(frame, kRegReturnAddress, ops_mem, &ops, &nops) != 0)
+        return st;
+    if (nops == 0 && ops == ops_mem) {
+        st.known = st.outermost = true;
+        return st;
+    }
+    int64_t ra_offset = 0;
+    if (!saved_at_cfa(ops, nops, ra_offset) || ra_offset != -8)
+        return st;
+    int reg = -1;
+    int64_t cfa_offset = 0;
+    if (dwarf_frame_cfa(frame, &ops, &nops) != 0 || !register_plus_offset(ops, nops, reg, cfa_offset) ||
+        (reg != kRegRsp && reg != kRegRbp) || cfa_offset < INT32_MIN || cfa_offset > INT32_MAX)
+        return st;
+    // rbp: unchanged by this frame, or saved in it.
+    if (dwarf_frame_register(frame, kRegRbp, ops_mem, &ops, &nops) != 0)
+        return st;
+    int64_t rbp_offset = 0;
+    if (!(nops == 0 && ops == nullptr)) {
+        if (!saved_at_cfa(ops, nops, rbp_offset) || rbp_offset == 0 || rbp_offset < INT16_MIN || rbp_offset > INT16_MAX)
+            return st;
+    }
+    st.known = true;
+    st.cfa_rbp = reg == kRegRbp;
+    st.cfa_offset = static_cast<int32_t>(cfa_offset);
+    st.rbp_offset = static_cast<int16_t>(rbp_offset);
+    return st;
+}
+
+}  // namespace
+
+FrameStep Unwinder::step_at(uint32_t pid, uint64_t pc)
+{
+    auto it = procs_.find(pid);
+    if (it == procs_.end() || !it->second->session || !pc)
+        return {};
+    Dwfl_Module* mod = dwfl_addrmodule(it->second->session->dwfl, pc - 1);
+    if (!mod)
+        return {};
+    // As libdwfl unwinds: .eh_frame first, then .debug_frame.
+    for (auto cfi_of : {dwfl_module_eh_cfi, dwfl_module_dwarf_cfi}) {
+        Dwarf_Addr bias = 0;
+        Dwarf_CFI* cfi = cfi_of(mod, &bias);
+        Dwarf_Frame* frame = nullptr;
+        if (!cfi || dwarf_cfi_addrframe(cfi, pc - 1 - bias, &frame) != 0)
+            continue;
+        FrameStep st = step_of(frame);
+        std::free(frame);
+        return st;
+    }
+    return {};
 }
 
 std::string Unwinder::build_id(uint32_t pid, uint64_t pc)

@@ -43,6 +43,19 @@ struct UnwindResult {
     std::string error;
 };
 
+// How to step from a frame to its caller's, from the CFI of one return
+// address: CFA = (rbp or rsp) + cfa_offset, the caller's return address at
+// CFA - 8, its rsp = CFA, its rbp at CFA + rbp_offset (0: unchanged).
+// `known` false: the CFI says something else (an expression, a signal
+// frame, no CFI), which only a copy of the stack and libdwfl can follow.
+struct FrameStep {
+    bool known = false;
+    bool outermost = false;  // no caller: the stack ends here
+    bool cfa_rbp = false;
+    int32_t cfa_offset = 0;
+    int16_t rbp_offset = 0;
+};
+
 struct UnwinderOptions {
     size_t max_frames = 128;
     // Where separate debug files live (ROOT/.build-id/..., ROOT/DIR/DEBUGLINK),
@@ -61,6 +74,16 @@ public:
     Unwinder& operator=(const Unwinder&) = delete;
 
     UnwindResult unwind(const UnwindInput& in);
+
+    // Frames at return addresses walked by someone else (the kernel), or
+    // unwound before, for naming: the mappings as unwind() gives them (with
+    // `refresh`, maps read again when one lies in no mapping known).
+    // complete: as the walker said.
+    UnwindResult frames_at(uint32_t pid, const uint64_t* pcs, size_t count, bool complete, bool refresh = true);
+
+    // The step from the frame at return address `pc` (its call at pc - 1)
+    // of a process unwound before: what the kernel needs to walk it.
+    FrameStep step_at(uint32_t pid, uint64_t pc);
 
     // The GNU build id (hex) of the module holding `pc`, "" if none: what
     // identifies a frame's file, also once the process exited. Valid for a
@@ -85,6 +108,7 @@ private:
     std::shared_ptr<Session> make_session(uint32_t pid, const std::vector<Mapping>& maps);
     void drop_if_unused(const std::string& files);
     UnwindResult unwind_in(Process* p, const UnwindInput& in);
+    static void map_frames(const Process* p, const std::vector<uint64_t>& pcs, UnwindResult& out);
 
     UnwinderOptions opts_;
     std::map<uint32_t, std::unique_ptr<Process>> procs_;

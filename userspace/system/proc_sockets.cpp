@@ -334,6 +334,7 @@ std::vector<HeldSocket> held_sockets(const std::set<uint64_t>& inodes, const std
             if (s.state == kTcpListen)
                 continue;
             h.peer = s.remote;
+            h.local = s.local;
             if (s.state == kTcpEstablished || s.state == kTcpSynSent || s.state == kTcpSynRecv)
                 h.state = SocketState::Live;
             else if (s.state == kTcpCloseWait)

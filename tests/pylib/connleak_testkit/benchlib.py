@@ -7,6 +7,7 @@ Python 3 standard library only.
 
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -287,7 +288,7 @@ def run_exactness(tools, tmpdir, total, procs, threads, leak_every, ping_every, 
     Returns a dict: the figures, "checks" [{name, got, want, ok}], "ok"."""
     small = any(x is not None for x in (max_conns, max_sites, max_procs))
     json_path = os.path.join(tmpdir, "exact-%d.json" % os.getpid())
-    extra = []
+    extra = [] if small else ["--top", 1000]  # every stack listed: checked one by one
     for flag, v in (("--max-conns", max_conns), ("--max-sites", max_sites), ("--max-procs", max_procs)):
         if v is not None:
             extra += [flag, v]
@@ -378,6 +379,16 @@ def run_exactness(tools, tmpdir, total, procs, threads, leak_every, ping_every, 
                         "active": 0, "leaked_at_exit": w["held"], "pings": w["pings"], "dropped": 0,
                         "exited": True}
                 check("final pid %d" % w["pid"], got, want)
+                # Per stack: the split of the same counts by acquiring
+                # stack, exact too, no stack event dropped.
+                for when, snap_ in (("live", live), ("final", final)):
+                    p = find_process(snap_, w["pid"]) or {}
+                    got = stacks_by_client_key(p)
+                    want = client_stacks(w, {k.split("/")[0] for k in got} - {"tail"})
+                    check("%s pid %d per stack (API, thread): [acquired, released]" % (when, w["pid"]), got, want)
+                    got = {k: p.get(k) for k in ("dropped_stacks", "stacks_unwound", "stacks_truncated")}
+                    check("%s pid %d stacks" % (when, w["pid"]), got,
+                          {"dropped_stacks": 0, "stacks_unwound": w["acquired"], "stacks_truncated": 0})
             got = {k: fst.get(k) for k in ("total_acquired", "total_released", "total_active",
                                            "total_leaked_at_exit", "total_dropped")}
             want = {"total_acquired": tot["acquired"], "total_released": tot["finished"], "total_active": 0,
@@ -410,6 +421,54 @@ def run_exactness(tools, tmpdir, total, procs, threads, leak_every, ping_every, 
             mon.kill()
     res["ok"] = all(c["ok"] for c in checks)
     return res
+
+
+_PQSTRESS_CALLS = {"start": "PQconnectStart(", "startparams": "PQconnectStartParams(", "connectdb": "PQconnectdb(",
+                   "params": "PQconnectdbParams(", "setdblogin": "PQsetdbLogin("}
+
+
+def _pqstress_api_lines():
+    """pqstress.c's line of each API's call in acquire(): where a stack's
+    site frame says it was called from."""
+    src = os.path.join(os.path.dirname(__file__), "..", "..", "..", "bench", "pqstress.c")
+    lines = {}
+    with open(src) as f:
+        for n, line in enumerate(f, 1):
+            for api, call in _PQSTRESS_CALLS.items():
+                if "return " + call in line:
+                    lines.setdefault(api, n)
+    return lines
+
+
+def stacks_by_client_key(proc):
+    """connleak's rows (stacks) of one pqstress process, keyed as pqstress
+    counts them: "API/main" or "API/thread" -> [acquired, released]. The
+    API is read from the innermost frame's line in acquire(); the APIs the
+    compiler made tail calls return to worker_main directly and share one
+    stack per thread kind: "tail/..."."""
+    from .stacks import function
+    api_of_line = {n: api for api, n in _pqstress_api_lines().items()}
+    out = {}
+    for row in proc.get("top_connection_users", []):
+        frames = row.get("frames") or [row["site"]]
+        kind = "thread" if any(function(f) == "start_thread" for f in frames) else "main"
+        m = re.search(r" pqstress\.c:(\d+)$", frames[0])
+        api = api_of_line.get(int(m.group(1)), "?") if m and function(frames[0]) == "acquire" else "tail"
+        got = out.setdefault(api + "/" + kind, [0, 0])
+        got[0] += row["acquired"]
+        got[1] += row["released"]
+    return out
+
+
+def client_stacks(worker, separate):
+    """pqstress's own counts per acquiring stack, keyed as stacks_by_client_key:
+    the APIs in `separate` on their own, the others as "tail"."""
+    out = {}
+    for api, kind, acquired, finished in worker.get("stacks", []):
+        got = out.setdefault((api if api in separate else "tail") + "/" + kind, [0, 0])
+        got[0] += acquired
+        got[1] += finished
+    return out
 
 
 def failed_checks(res):

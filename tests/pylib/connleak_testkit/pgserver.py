@@ -186,6 +186,39 @@ class PgServer:
             if self in _servers:
                 _servers.remove(self)
 
+    def restart(self):
+        """pg_ctl restart -m fast: same port, every backend gone."""
+        self._as_pg([os.path.join(PG_BIN, "pg_ctl"), "restart", "-D", self.data, "-l", self.logfile,
+                     "-m", "fast", "-w", "-t", "60", "-s"])
+        self._wait_ready()
+
+    def add_password_role(self, name, password, read_all_stats=False):
+        """A login role that must give its password over TCP (scram-sha-256),
+        with pg_read_all_stats or not (then it cannot see other users'
+        sessions in pg_stat_activity)."""
+        self.psql("CREATE ROLE %s LOGIN PASSWORD '%s'" % (name, password.replace("'", "''")))
+        if read_all_stats:
+            self.psql("GRANT pg_read_all_stats TO %s" % name)
+        hba = os.path.join(self.data, "pg_hba.conf")
+        with open(hba) as f:
+            rules = f.read()
+        with open(hba, "w") as f:  # first match wins: before initdb's trust lines
+            f.write("host all %s 127.0.0.1/32 scram-sha-256\n" % name + rules)
+        self.psql("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + 30
+        env = dict(os.environ)
+        env.pop("PGPASSWORD", None)
+        env["PGPASSFILE"] = os.devnull
+        while time.monotonic() < deadline:  # the postmaster reloads asynchronously: until it asks
+            p = subprocess.run([os.path.join(PG_BIN, "psql"), "-X", "-w", "-A", "-t",
+                                self.conninfo("pgserver_probe", user=name), "-c", "SELECT 1"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, timeout=60, env=env)
+            if p.returncode != 0 and "password" in p.stderr:
+                return
+            time.sleep(0.1)
+        raise PgServerError("pg_hba.conf reload for %s not in effect" % name)
+
     # ---- connecting ----
     def conninfo(self, app, **extra):
         """libpq conninfo for this server (TCP), with application_name=app."""

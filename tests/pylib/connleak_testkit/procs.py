@@ -1,7 +1,21 @@
 """Other processes seen through /proc: whether connleak's uprobes are in
 place (test_attach.py, test_startup.py)."""
 
+import os
+import shutil
 import subprocess
+
+
+def private_libpq(parent):
+    """A copy of the system's libpq in PARENT/lib, for LD_LIBRARY_PATH: a
+    different file from the system's, so the probes other connleaks on the
+    machine put on the system libpq never show in its code. Returns the dir."""
+    d = os.path.join(parent, "lib")
+    os.makedirs(d, exist_ok=True)
+    system = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    path = next(l.split("=> ")[1].strip() for l in system.splitlines() if "libpq.so.5 " in l and "x86-64" in l)
+    shutil.copy2(path, os.path.join(d, "libpq.so.5"))
+    return d
 
 
 def code_byte(pid, function):

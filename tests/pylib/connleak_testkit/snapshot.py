@@ -8,7 +8,7 @@ PROCESS_KEYS = ("pid", "comm", "exited", "acquired", "released", "released_untra
                 "leaks", "leaked_at_exit", "pings", "resets", "dropped", "top_connection_users",
                 "connections")
 SITE_KEYS = ("site", "acquired", "released", "active", "leaks", "leaked_at_exit", "avg_ms", "max_ms")
-CONN_KEYS = ("conn", "tid", "site", "age_ms", "leak")
+CONN_KEYS = ("conn", "tid", "site", "age_ms", "leak", "idle_ms", "last_used_site", "last_used_frames")
 STATS_KEYS = ("total_acquired", "total_released", "total_active", "total_leaks", "leak_ratio",
               "total_leaked_at_exit", "total_dropped")
 

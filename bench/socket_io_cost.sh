@@ -1,0 +1,241 @@
+#!/bin/sh
+# What connleak's traffic hooks cost (bpf/sock_io.bpf.h):
+#   tp_btf/sock_send_length and tp_btf/sock_recv_length fire after every
+#   send and receive on every socket of the machine. A socket libpq did not
+#   connect in a traced process leaves at one pointer test (its sk_storage
+#   mark); a libpq socket's entry gets the time; the first send of a unit of
+#   work while the handle is idle sends its stack (a capture).
+#
+#   bench/socket_io_cost.sh [BUILD_DIR]        (as root)
+#   env: RUNS (5), N (200000 send+recv per run), NPQ (5000 queries per run),
+#        NO_PQ=1 to skip the libpq part (it starts a PostgreSQL)
+#
+# Workloads, timed by their own CPU time (user + system) per operation:
+#   echo N        64 bytes sent on one end of a loopback TCP connection and
+#                 received on the other: one send and one receive per op
+#   pqauto N CI   PQexec("select 1") N times, autocommit: every query begins
+#                 a unit of work on an idle handle (a capture each, when traced)
+#   pqxact N CI   BEGIN, N x PQexec("select 1"), COMMIT: in a transaction,
+#                 no capture (the send hook's cheap path)
+# Configurations, side by side in each round:
+#   none       connleak not running
+#   bystander  connleak tracing another (idle) process: the workload is not traced
+#   traced     connleak -- WORKLOAD
+# Prints the median us/op of RUNS interleaved rounds and the ratio to
+# "none"; then, in one more run with kernel.bpf_stats_enabled, the hooks'
+# own in-kernel ns per call (bpftool: run_time_ns / run_cnt).
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "${1:-$here/../build}" && pwd)
+connleak=$build/connleak
+RUNS=${RUNS:-5}
+N=${N:-200000}
+NPQ=${NPQ:-5000}
+[ -x "$connleak" ] || { echo "no $connleak: build first (make build)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+libpq=$(ldconfig -p | awk '/libpq\.so\.5 /{print $NF; exit}')
+
+work=$(mktemp -d /tmp/connleak-iobench.XXXXXX)
+idle_pid=
+pg_pid=
+cl_pid=
+cleanup() {
+	[ -n "$cl_pid" ] && kill "$cl_pid" 2>/dev/null || true
+	[ -n "$idle_pid" ] && kill "$idle_pid" 2>/dev/null || true
+	[ -n "$pg_pid" ] && kill "$pg_pid" 2>/dev/null || true
+	[ -n "$pg_pid" ] && wait "$pg_pid" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+cat > "$work/ioloop.c" <<'EOF'
+#define _GNU_SOURCE
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static double now_us(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+}
+
+static void query(PGconn *c, const char *sql, ExecStatusType want)
+{
+	PGresult *r = PQexec(c, sql);
+	if (PQresultStatus(r) != want)
+		fprintf(stderr, "%s: %s", sql, PQerrorMessage(c)), exit(1);
+	PQclear(r);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3)
+		return 2;
+	long n = atol(argv[2]);
+	double t0, t1;
+	if (strcmp(argv[1], "echo") == 0) {
+		struct sockaddr_in in = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		socklen_t len = sizeof(in);
+		int l = socket(AF_INET, SOCK_STREAM, 0), c = socket(AF_INET, SOCK_STREAM, 0), a;
+		char buf[64] = { 0 };
+		if (l < 0 || c < 0 || bind(l, (void *)&in, len) || listen(l, 1) || getsockname(l, (void *)&in, &len) ||
+		    connect(c, (void *)&in, len) || (a = accept(l, NULL, NULL)) < 0)
+			perror("setup"), exit(1);
+		t0 = now_us();
+		for (long i = 0; i < n; i++)
+			if (send(c, buf, sizeof(buf), 0) != sizeof(buf) || recv(a, buf, sizeof(buf), MSG_WAITALL) != sizeof(buf))
+				perror("echo"), exit(1);
+		t1 = now_us();
+	} else {
+		PGconn *c = PQconnectdb(argv[3]);
+		int xact = strcmp(argv[1], "pqxact") == 0;
+		if (PQstatus(c) != CONNECTION_OK)
+			fprintf(stderr, "connect: %s", PQerrorMessage(c)), exit(1);
+		t0 = now_us();
+		if (xact)
+			query(c, "begin", PGRES_COMMAND_OK);
+		for (long i = 0; i < n; i++)
+			query(c, "select 1", PGRES_TUPLES_OK);
+		if (xact)
+			query(c, "commit", PGRES_COMMAND_OK);
+		t1 = now_us();
+		PQfinish(c);
+	}
+	printf("%.3f\n", (t1 - t0) / n);
+	return 0;
+}
+EOF
+cc -O2 -I/usr/include/postgresql -o "$work/ioloop" "$work/ioloop.c" -lpq
+
+sleep 100000 &
+idle_pid=$!
+
+median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+
+start_bystander() {
+	rm -f "$work/snap.json"
+	"$connleak" -q -i 0.5 --json "$work/snap.json" --libpq "$libpq" -p $idle_pid > "$work/connleak.out" 2>&1 &
+	cl_pid=$!
+	i=0
+	while [ ! -s "$work/snap.json" ]; do
+		sleep 0.1
+		i=$((i + 1))
+		if [ $i -gt 300 ] || ! kill -0 $cl_pid 2>/dev/null; then
+			echo "connleak did not start:" >&2
+			cat "$work/connleak.out" >&2
+			exit 1
+		fi
+	done
+}
+stop_bystander() {
+	kill -INT $cl_pid
+	wait $cl_pid || true
+	cl_pid=
+}
+
+# once CONFIG MODE N [ARG]: us/op of one run under CONFIG
+once() {
+	config=$1
+	shift
+	case $config in
+	none) "$work/ioloop" "$@" ;;
+	bystander)
+		start_bystander
+		"$work/ioloop" "$@"
+		stop_bystander
+		;;
+	traced) "$connleak" -q -i 0.5 --libpq "$libpq" -- "$work/ioloop" "$@" ;;
+	esac
+}
+
+report() { # MODE CONFIG BASE VALUE
+	awk -v m="$1" -v c="$2" -v b="$3" -v v="$4" \
+		'BEGIN { printf "  %-7s %-10s %9.3f us CPU/op   %+8.3f us/op  ratio %.3f\n", m, c, v, v - b, v / b }'
+}
+
+# The hooks' in-kernel ns per call while MODE runs under CONFIG.
+prog_costs() { # CONFIG MODE N [ARG]
+	config=$1
+	shift
+	sysctl -q -w kernel.bpf_stats_enabled=1
+	if [ "$config" = bystander ]; then
+		start_bystander
+		"$work/ioloop" "$@" > /dev/null
+		bpftool prog show -j > "$work/progs.json" 2>/dev/null || true
+		stop_bystander
+	else
+		"$connleak" -q -i 0.5 --libpq "$libpq" -- "$work/ioloop" "$@" > /dev/null &
+		cl_pid=$!
+		# read the counters while the workload still runs (the programs go with connleak)
+		sleep 0.5
+		while kill -0 $cl_pid 2>/dev/null; do
+			bpftool prog show -j > "$work/progs.json.tmp" 2>/dev/null && mv "$work/progs.json.tmp" "$work/progs.json"
+			sleep 0.2
+		done
+		wait $cl_pid || true
+		cl_pid=
+	fi
+	sysctl -q -w kernel.bpf_stats_enabled=0
+	/usr/bin/python3 - "$work/progs.json" "$1" "$config" <<'PY'
+import json, sys
+try:
+    progs = json.load(open(sys.argv[1]))
+except Exception:
+    sys.exit(0)
+for p in progs:
+    if p.get("name") in ("sock_send", "sock_recv") and p.get("run_cnt"):
+        print("  %-7s %-10s %-10s %10d calls %6.0f ns/call (in the program)" % (
+            sys.argv[2], sys.argv[3], p["name"], p["run_cnt"], p["run_time_ns"] / p["run_cnt"]))
+PY
+}
+
+measure() { # MODE N [ARG]
+	configs="none bystander traced"
+	for r in $(seq "$RUNS"); do
+		order=$(echo $configs | tr ' ' '\n' | awk -v r=$r '{ a[NR] = $0 } END { for (i = 0; i < NR; i++) print a[(i + r) % NR + 1] }')
+		for config in $order; do
+			once $config "$@" >> "$work/$1.$config"
+		done
+	done
+	base=$(median < "$work/$1.none")
+	for config in $configs; do
+		report "$1" $config "$base" "$(median < "$work/$1.$config")"
+	done
+	prog_costs bystander "$@"
+	prog_costs traced "$@"
+}
+
+stats_before=$(sysctl -n kernel.bpf_stats_enabled)
+sysctl -q -w kernel.bpf_stats_enabled=0
+trap 'sysctl -q -w kernel.bpf_stats_enabled=$stats_before; cleanup' EXIT INT TERM
+
+echo "traffic hooks cost: median of $RUNS runs; echo: $N send+recv per run, pq: $NPQ queries per run"
+echo "kernel $(uname -r), $(nproc) CPUs"
+measure echo "$N"
+[ "${NO_PQ:-0}" = 1 ] && exit 0
+
+mkfifo "$work/pgin"
+/usr/bin/python3 "$here/../tests/pylib/connleak_testkit/pgserver.py" < "$work/pgin" > "$work/pg.out" 2>&1 &
+pg_pid=$!
+exec 3> "$work/pgin"
+i=0
+until grep -q '^port=' "$work/pg.out"; do
+	sleep 0.2
+	i=$((i + 1))
+	[ $i -lt 300 ] || { echo "no PostgreSQL:" >&2; cat "$work/pg.out" >&2; exit 1; }
+done
+port=$(sed -n 's/^port=\([0-9]*\).*/\1/p' "$work/pg.out")
+ci="host=127.0.0.1 port=$port user=postgres dbname=postgres"
+measure pqauto "$NPQ" "$ci"
+measure pqxact "$NPQ" "$ci"
+exec 3>&-
+wait "$pg_pid" 2>/dev/null || true
+pg_pid=

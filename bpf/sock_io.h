@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Traffic on libpq's sockets: when each last moved bytes, and the send that
+ * began its latest unit of work (its "last user"). Shared by connleak.bpf.c
+ * (the send/recv hooks, sock_io.bpf.h), sockets.bpf.c (which makes an entry
+ * when libpq connects a socket) and the userspace loaders.
+ *
+ * A unit of work begins at the first send after a receive (or the first
+ * send ever) while the handle is idle: libpq's xactStatus is PQTRANS_IDLE
+ * and its status CONNECTION_OK (offsets per process in libpq_layouts, from
+ * libpq's own accessors), or, where the offsets are unknown, when the socket
+ * moved nothing for SOCK_IO_IDLE_GAP_NS. Its stack goes out as an
+ * acquire_event of kind EVENT_LAST_USE. */
+#ifndef CONNLEAK_SOCK_IO_H
+#define CONNLEAK_SOCK_IO_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Without libpq's offsets: a send after this long without traffic begins a
+ * unit of work (a query inside a transaction rarely waits that long on the
+ * client; a pool's next borrower usually does). */
+#define SOCK_IO_IDLE_GAP_NS (100ULL * 1000 * 1000)
+
+/* Per libpq socket (key: struct sock *). Made by sockets.bpf.c with the
+ * socket's record, freed by userspace with the record. */
+struct sock_io {
+	__u32 tgid;          /* the process whose libpq connected it */
+	__u32 use_tid;       /* thread of the send that began the latest unit of work */
+	__u64 conn;          /* PGconn* */
+	__u64 created_ns;    /* connect() */
+	__u64 last_send_ns;  /* last send that moved bytes, 0: none */
+	__u64 last_recv_ns;  /* last receive that moved bytes, 0: none */
+	__u64 use_ns;        /* the send that began the latest unit of work, 0: none */
+	__u64 uses;          /* units of work begun */
+};
+
+/* Where libpq keeps what the send hook reads in a PGconn (key: tgid), from
+ * the accessors PQstatus and PQtransactionStatus of the process's libpq.
+ * SOCK_IO_NO_OFFSET: unknown (the gap rule applies). */
+#define SOCK_IO_NO_OFFSET 0xffffffffU
+struct libpq_xact_layout {
+	__u32 status;      /* offset of ConnStatusType status */
+	__u32 xact_status; /* offset of PGTransactionStatusType xactStatus */
+};
+
+#define SOCK_IO_CONNECTION_OK 0 /* ConnStatusType */
+#define SOCK_IO_PQTRANS_IDLE 0  /* PGTransactionStatusType */
+
+#endif /* CONNLEAK_SOCK_IO_H */

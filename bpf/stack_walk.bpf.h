@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Stacks walked in the kernel, with what userspace learnt (see connleak.h,
+ * "Stacks walked in the kernel").
+ *
+ * Userspace unwinds the first stacks through a site the slow way (a copy of
+ * the stack, DWARF CFI, libdwfl) and writes, for each return address on
+ * them, how to find the caller's: CFA = rsp or rbp + N, the return address
+ * at CFA - 8 (unwind_steps). From then on the kernel walks such a stack
+ * itself, one 8-byte read a frame, and names it by a hash of its return
+ * addresses and Python frames: counted per (process, stack id) here, sent
+ * to userspace once. A return address not learnt yet (or with a rule that
+ * is not "register + offset") ends the walk: the caller then sends the old
+ * full copy, which teaches userspace the rest. So the table only makes
+ * things faster: correctness never depends on it.
+ *
+ * For any program: capture_stack() at a uprobe or uretprobe, then
+ * stack_entry() for the counters of a complete stack (its event sent once).
+ * Include after python.bpf.h. */
+#ifndef CONNLEAK_STACK_WALK_BPF_H
+#define CONNLEAK_STACK_WALK_BPF_H
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, CONNLEAK_UNWIND_STEPS);
+	__type(key, struct unwind_key);
+	__type(value, struct unwind_step);
+} unwind_steps SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CONNLEAK_MAX_SITES);
+	__type(key, struct stack_key);
+	__type(value, struct stack_stats);
+} stack_counts SEC(".maps");
+
+/* Return addresses a walk stopped at, and when the reader was last woken
+ * for one: the first copy that can teach it wakes the reader at once, so
+ * learning takes milliseconds, not the 100 ms of a drain. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct unwind_key);
+	__type(value, __u64);
+} unwind_asked SEC(".maps");
+
+struct stack_capture {
+	__u64 id;     /* stack id; 0: the walk did not reach the outermost frame */
+	__u64 family; /* unwind_key.family of the process */
+	__u64 stuck;  /* the return address the walk stopped at (id 0) */
+	__u32 count;  /* return addresses in pcs[] */
+	__u32 python; /* the thread's Python frames are in python_scratch (stack_python) */
+	__u64 pcs[CONNLEAK_STACK_FRAMES];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stack_capture);
+} stack_scratch SEC(".maps");
+
+/* The Python frames capture_stack() took, or NULL (not a Python process).
+ * (A map value cannot hold a pointer the verifier still trusts.) */
+static __always_inline struct python_stack *stack_python(const struct stack_capture *cap)
+{
+	__u32 zero = 0;
+
+	return cap->python ? bpf_map_lookup_elem(&python_scratch, &zero) : NULL;
+}
+
+enum walk_end {
+	WALK_ON = 0,
+	WALK_COMPLETE = 1,
+	WALK_UNKNOWN = 2, /* a return address not learnt, or an unreadable slot */
+};
+
+struct stack_walker {
+	struct stack_capture *cap;
+	__u64 pc, sp, bp, hash;
+	__u32 end;
+};
+
+static __always_inline __u64 mix64(__u64 h, __u64 v)
+{
+	h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+	h *= 0xff51afd7ed558ccdULL;
+	return h ^ (h >> 33);
+}
+
+/* bpf_loop callback: one frame. */
+static long walk_one(__u64 i, void *data)
+{
+	struct stack_walker *w = data;
+	struct stack_capture *cap = w->cap;
+	struct unwind_key key = { .family = cap->family, .pc = w->pc };
+	const struct unwind_step *step;
+	__u64 cfa, ra = 0, bp;
+
+	cap->pcs[i & (CONNLEAK_STACK_FRAMES - 1)] = w->pc;
+	cap->count = i + 1;
+	w->hash = mix64(w->hash, w->pc);
+	step = bpf_map_lookup_elem(&unwind_steps, &key);
+	if (!step) {
+		w->end = WALK_UNKNOWN;
+		return 1;
+	}
+	if (step->flags & UNWIND_OUTERMOST) {
+		w->end = WALK_COMPLETE;
+		return 1;
+	}
+	cfa = (step->flags & UNWIND_CFA_RBP ? w->bp : w->sp) + (__s64)step->cfa_offset;
+	if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa - 8)) || !ra) {
+		w->end = WALK_UNKNOWN;
+		return 1;
+	}
+	if (step->rbp_offset) {
+		if (bpf_probe_read_user(&bp, sizeof(bp), (void *)(cfa + step->rbp_offset))) {
+			w->end = WALK_UNKNOWN;
+			return 1;
+		}
+		w->bp = bp;
+	}
+	w->sp = cfa;
+	w->pc = ra;
+	return 0;
+}
+
+/* The address space's layout: mmap_base and the stack's top are drawn at
+ * random at exec and copied by fork, so forked workers (same addresses)
+ * share what was learnt, and other processes never see it. */
+static __always_inline __u64 address_space_family(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct mm_struct *mm = task->mm;
+
+	if (!mm)
+		return 0;
+	return mix64(mix64(1, mm->mmap_base), mm->start_stack) | 1;
+}
+
+/* The current thread's stack at a uprobe or uretprobe (its ip the first
+ * frame), walked with what userspace learnt, and its Python frames. In a
+ * per-CPU scratch: valid until the program ends. */
+static __always_inline struct stack_capture *capture_stack(struct pt_regs *ctx, __u32 tgid)
+{
+	struct stack_walker w = {};
+	struct stack_capture *cap;
+	struct python_stack *py;
+	__u32 zero = 0;
+
+	py = python_capture(tgid); /* first: its code descriptions go before any stack event */
+	cap = bpf_map_lookup_elem(&stack_scratch, &zero);
+	if (!cap)
+		return NULL;
+	cap->id = 0;
+	cap->count = 0;
+	cap->stuck = 0;
+	cap->python = py != NULL;
+	cap->family = address_space_family();
+	if (!cap->family)
+		return cap;
+	w.cap = cap;
+	w.pc = PT_REGS_IP(ctx);
+	w.sp = PT_REGS_SP(ctx);
+	w.bp = ctx->bp;
+	w.hash = cap->family;
+	bpf_loop(CONNLEAK_STACK_FRAMES, walk_one, &w, 0);
+	if (w.end != WALK_COMPLETE) {
+		cap->stuck = w.pc;
+		return cap;
+	}
+	if (py) {
+		__u32 n = py->count;
+
+		for (__u32 i = 0; i < CONNLEAK_PY_FRAMES && i < n; i++) {
+			w.hash = mix64(w.hash, py->frames[i].code);
+			w.hash = mix64(w.hash, ((__u64)py->frames[i].instr << 32) | py->frames[i].flags);
+		}
+		w.hash = mix64(w.hash, py->flags);
+	}
+	cap->id = w.hash ? w.hash : 1;
+	return cap;
+}
+
+/* Sends a complete stack's return addresses and Python frames. */
+static __always_inline int send_stack(__u32 tgid, __u64 site, const struct stack_capture *cap)
+{
+	struct python_stack *py = stack_python(cap);
+	struct stack_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e)
+		return -1;
+	e->kind = EVENT_STACK;
+	e->tgid = tgid;
+	e->stack = cap->id;
+	e->site = site;
+	e->pc_count = cap->count;
+	bpf_probe_read_kernel(e->pcs, sizeof(e->pcs), cap->pcs);
+	e->py_count = 0;
+	e->py_flags = 0;
+	e->py_generation = 0;
+	if (py) {
+		e->py_count = py->count;
+		e->py_flags = py->flags;
+		e->py_generation = py->generation;
+		bpf_probe_read_kernel(e->py, sizeof(e->py), py->frames);
+	}
+	/* Rare (once per stack): the reader names it at once. */
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	return 0;
+}
+
+/* The counters of a complete stack (cap->id != 0) of process tgid acquired
+ * at `site`, made and its stack sent the first time; NULL when the map is
+ * full. An event the ring had no room for is counted in dropped_stacks and
+ * sent again at the next use: its counts wait in the map meanwhile. */
+static __always_inline struct stack_stats *stack_entry(struct proc_stats *ps, __u32 tgid, __u64 site,
+						       const struct stack_capture *cap)
+{
+	struct stack_key key = { .tgid = tgid, .stack = cap->id };
+	struct stack_stats fresh = { .site = site }, *ss;
+
+	ss = lookup_or_init(&stack_counts, &key, &fresh);
+	if (!ss)
+		return NULL;
+	if (!ss->sent && __sync_val_compare_and_swap(&ss->sent, 0, 1) == 0 && send_stack(tgid, site, cap)) {
+		ss->sent = 0;
+		__sync_fetch_and_add(&ps->dropped_stacks, 1);
+	}
+	return ss;
+}
+
+/* Whether a copy of this stack should wake the reader now: the first for
+ * the return address its walk stopped at (once a second, as learning may
+ * fail for good: a rule that is not register + offset). */
+static __always_inline bool stack_worth_waking(const struct stack_capture *cap)
+{
+	struct unwind_key key = { .family = cap->family, .pc = cap->stuck };
+	__u64 now = bpf_ktime_get_ns(), *last = bpf_map_lookup_elem(&unwind_asked, &key);
+
+	if (last && now - *last < 1000000000ULL)
+		return false;
+	bpf_map_update_elem(&unwind_asked, &key, &now, BPF_ANY);
+	return true;
+}
+
+#endif /* CONNLEAK_STACK_WALK_BPF_H */

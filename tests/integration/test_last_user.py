@@ -1,0 +1,179 @@
+"""Last users and idle times (bpf/sock_io.bpf.h): the stack of the send that
+began a handle's latest unit of work, taken in the kernel, and the time
+since its socket last moved a byte. One psycopg2 pool connection borrowed
+by two functions in turn, and a C client whose two functions use one
+handle; cross-checked against the server's pg_stat_activity."""
+
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
+
+from connleak_testkit.clients import Client  # noqa: E402
+from connleak_testkit.paths import PQCLIENT, PYTHON  # noqa: E402
+from connleak_testkit.pgserver import PgServer  # noqa: E402
+from connleak_testkit.snapshot import dump  # noqa: E402
+from connleak_testkit.tracer import Tracer  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(HERE)
+APP = os.path.join(TESTS, "apps", "python", "pool_users.py")
+CLIENT_SRC = os.path.join(TESTS, "client", "pqclient.c")
+SLEEP_S = 1.0
+
+
+def mark_line(path, name):
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            if "MARK:%s" % name in line:
+                return i
+    raise AssertionError("no MARK:%s in %s" % (name, path))
+
+
+def py_site(function, mark):
+    return "%s (%s:%d)" % (function, APP, mark_line(APP, mark))
+
+
+def site_part(label):
+    """The site frame of a label: labels of two stacks reaching the same site
+    frame also name where they part ("main (app.py:58) → borrower_a (...)")."""
+    return label.split(" \u2192 ")[-1] if label else label
+
+
+def conns_of(snap, pid):
+    for p in (snap or {}).get("processes", []):
+        if p["pid"] == pid:
+            return p["connections"]
+    return []
+
+
+class LastUserTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = PgServer()
+        cls.server.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def backend(self, pid):
+        """pg_stat_activity's (state, query) of one backend."""
+        out = self.server.psql("select state || '|' || query from pg_stat_activity where pid = %d" % pid).strip()
+        self.assertIn("|", out, "no backend %d in pg_stat_activity" % pid)
+        return tuple(out.split("|", 1))
+
+    def backends_of(self, app):
+        return int(self.server.psql("select count(*) from pg_stat_activity where application_name = '%s'" % app))
+
+    def wait_use(self, t, pid, site, min_idle_ms=0.0):
+        """The snapshot where the process's one live handle names `site` as
+        its last user (and has been idle min_idle_ms): that connection."""
+        def ok(s):
+            c = conns_of(s, pid)
+            return (len(c) == 1 and site_part(c[0]["last_used_site"]) == site and c[0]["idle_ms"] is not None
+                    and c[0]["idle_ms"] >= min_idle_ms)
+        snap = t.wait_snapshot(ok, timeout=60)
+        c = conns_of(snap, pid)
+        self.assertTrue(ok(snap), "want last user %r, idle >= %s ms: %s\n%s" % (site, min_idle_ms, dump(snap),
+                                                                              t.describe()))
+        return c[0]
+
+    def test_pool_borrowers(self):
+        app_name = "t_last_pool"
+        dsn = self.server.conninfo(app_name)
+        t = Tracer.launch(["env", "APP_DSN=" + dsn, PYTHON, APP], interval=0.2)
+        self.addCleanup(t.cleanup)
+        pid = int(t.wait_line(r"ready pid=(\d+)").group(1))
+
+        # borrower_a, then borrower_b, on the pool's one connection.
+        t.send("a")
+        done = t.wait_line(r"done a backend=(\d+) t0=([\d.]+) t1=([\d.]+)")
+        backend = int(done.group(1))
+        a = self.wait_use(t, pid, py_site("borrower_a", "a"))
+        self.assertEqual(a["last_used_site"], py_site("borrower_a", "a"))  # its only stack yet: the plain name
+        self.assertIn(py_site("borrower_a", "a"), a["last_used_frames"], dump(a))
+        t.send("b")
+        done = t.wait_line(r"done b backend=(\d+) t0=([\d.]+) t1=([\d.]+)")
+        self.assertEqual(int(done.group(1)), backend, "the pool handed out another connection")
+        t0_b = float(done.group(2))
+        b = self.wait_use(t, pid, py_site("borrower_b", "b"))
+        self.assertEqual(b["conn"], a["conn"])
+
+        # Idle since the pool's ROLLBACK on return: at least the sleep, and
+        # no more than since borrower_b began.
+        time.sleep(SLEEP_S)
+        b = self.wait_use(t, pid, py_site("borrower_b", "b"), min_idle_ms=SLEEP_S * 1000)
+        read_at = time.monotonic()
+        self.assertLessEqual(b["idle_ms"], (read_at - t0_b) * 1000 + 1, dump(b))
+        # The server agrees: one backend for the app, idle, its last statement the pool's ROLLBACK.
+        self.assertEqual(self.backends_of(app_name), 1)
+        self.assertEqual(self.backend(backend), ("idle", "ROLLBACK"))
+
+        # Borrowers microseconds apart: the second is the last user.
+        t.send("ab")
+        t.wait_line(r"done ab backend=")
+        self.wait_use(t, pid, py_site("borrower_b", "b"))
+        t.send("a")
+        t.wait_line(r"done a backend=")
+        self.wait_use(t, pid, py_site("borrower_a", "a"))
+        t.send("ab")
+        t.wait_line(r"done ab backend=")
+        self.wait_use(t, pid, py_site("borrower_b", "b"))
+
+        # Kept in a transaction: its borrower is the last user; the server says so too.
+        t.send("hold")
+        t.wait_line(r"done hold backend=")
+        held = self.wait_use(t, pid, py_site("holder", "hold"))
+        self.assertEqual(self.backend(backend), ("idle in transaction", "select 'held'"))
+        self.assertEqual(held["conn"], a["conn"])
+        t.send("exit")
+        t.wait()
+
+    def test_c_client(self):
+        ci = self.server.conninfo("t_last_c")
+        t = Tracer.launch([PQCLIENT, "interactive", ci], interval=0.2)
+        self.addCleanup(t.cleanup)
+        pid = int(t.wait_line(r"ready pid=(\d+)").group(1))
+        t.send("open 1")
+        t.wait_line(r"ok open held=1")
+        line_a = "pqclient.c:%d" % mark_line(CLIENT_SRC, "query_a")
+        line_b = "pqclient.c:%d" % mark_line(CLIENT_SRC, "query_b")
+
+        def named(fn, line):
+            def ok(s):
+                c = conns_of(s, pid)
+                return len(c) == 1 and c[0]["last_used_site"] is not None and \
+                    c[0]["last_used_site"].startswith(fn + "+") and c[0]["last_used_site"].endswith(line)
+            snap = t.wait_snapshot(ok, timeout=60)
+            self.assertTrue(ok(snap), "want %s at %s: %s\n%s" % (fn, line, dump(snap), t.describe()))
+            return conns_of(snap, pid)[0]
+
+        # No query yet: idle since the connect, nobody used it.
+        snap = t.wait_snapshot(lambda s: len(conns_of(s, pid)) == 1, timeout=60)
+        c = conns_of(snap, pid)[0]
+        self.assertIsNone(c["last_used_site"], dump(c))
+        self.assertIsNotNone(c["idle_ms"], dump(c))
+
+        t.send("query-a 0")
+        m = t.wait_line(r"ok query backend=(\d+) t0=([\d.]+) t1=([\d.]+)")
+        backend = int(m.group(1))
+        named("query_site_a", line_a)
+        t.send("query-b 0")
+        m = t.wait_line(r"ok query backend=(\d+) t0=([\d.]+) t1=([\d.]+)")
+        t0_b = float(m.group(2))
+        time.sleep(SLEEP_S)
+        b = named("query_site_b", line_b)
+        t.wait_snapshot(lambda s: (conns_of(s, pid) or [{}])[0].get("idle_ms", 0) >= SLEEP_S * 1000, timeout=60)
+        b = conns_of(t.last, pid)[0]
+        self.assertGreaterEqual(b["idle_ms"], SLEEP_S * 1000, dump(b))
+        self.assertLessEqual(b["idle_ms"], (time.monotonic() - t0_b) * 1000 + 1, dump(b))
+        self.assertEqual(self.backend(backend), ("idle", "select 'b'"))
+        t.send("exit")
+        t.wait()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,20 @@
+// A live handle's traffic, the rule: its idle time, and its last user (the
+// stack of the send that began its current or latest unit of work). Pure.
+#pragma once
+
+#include <cstdint>
+
+#include "model.h"
+#include "socket_model.h"
+
+namespace connleak {
+
+// Fills c.idle_ms and c.last_used_* from what the socket hooks recorded on
+// the handle's socket (sock) and the last user's stack seen for it (conn).
+// The last user is named only when its stack is the socket's latest use:
+// a newer use whose stack was dropped (ring buffer full) or not read yet
+// leaves it unknown rather than naming an earlier borrower.
+void add_last_user(ConnReport& c, const RawConn& conn, const ConnSocket& sock, uint64_t now_ns,
+                   const SiteNamer& name_site, const SiteFrames& site_frames);
+
+}  // namespace connleak
