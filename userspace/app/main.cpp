@@ -476,8 +476,9 @@ int run(const Options& o)
         double wait_s = std::min(0.1, std::max(0.0, until - seconds_since(start)));
         pollfd fds[3] = {{sigfd, POLLIN, 0}, {sink->input_fd(), POLLIN, 0}, {tracer.value()->events_fd(), POLLIN, 0}};
         const int ready = poll(fds, 3, static_cast<int>(wait_s * 1000));
-        session.consume_events();
-        say_server();
+        // Layouts first: the events below may take a while to unwind (a new
+        // process's modules), and until its libpq and Python layouts are in
+        // the kernel its first uses and stacks go without them.
         if (python_frames || layouts) {
             const std::vector<RawProcess> procs = tracer.value()->read_processes();
             if (python_frames)
@@ -485,6 +486,8 @@ int run(const Options& o)
             if (layouts)
                 layouts->poll(procs, monotonic_ns());
         }
+        session.consume_events();
+        say_server();
         if (ready > 0) {
             signalfd_siginfo si;
             while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {

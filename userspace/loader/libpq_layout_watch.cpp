@@ -33,7 +33,11 @@ void LibpqLayoutWatcher::poll(const std::vector<RawProcess>& procs, uint64_t now
         }
         if (settled_.count(p.pid))
             continue;
-        if (auto it = next_look_ns_.find(p.pid); it != next_look_ns_.end() && now_ns < it->second)
+        // Waiting out the relook delay only while the process has not called
+        // libpq: once it has made a connection, libpq is mapped, and every
+        // moment without the layout leaves its first uses to the gap rule.
+        if (auto it = next_look_ns_.find(p.pid);
+            it != next_look_ns_.end() && now_ns < it->second && !p.stats.acquired)
             continue;
         auto path = libpq_of_process(p.pid);
         if (!path) {  // no libpq mapped yet (or gone): look again later

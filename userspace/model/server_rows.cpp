@@ -5,19 +5,6 @@
 namespace connleak {
 namespace {
 
-const char* socket_state_name(SocketState s)
-{
-    switch (s) {
-    case SocketState::Live:
-        return "open";
-    case SocketState::PeerClosed:
-        return "peer_closed";
-    case SocketState::Closed:
-        break;
-    }
-    return "closed";
-}
-
 bool is_leak(const ServerConn& c, double age_ms, double leak_after_ms)
 {
     return age_ms >= leak_after_ms || (idle_in_transaction(c.state) && c.state_age_ms >= leak_after_ms);

@@ -58,7 +58,9 @@ std::map<uint64_t, const SocketRecord*> records_by_inode(const std::vector<Socke
     return out;
 }
 
-const char* state_name(SocketState s)
+}  // namespace
+
+const char* socket_state_name(SocketState s)
 {
     switch (s) {
     case SocketState::Live:
@@ -70,8 +72,6 @@ const char* state_name(SocketState s)
     }
     return "closed";
 }
-
-}  // namespace
 
 Peer Peer::inet4(const uint8_t* a4, uint16_t port)
 {
@@ -252,7 +252,7 @@ ProcessSocketReport build_socket_report(const ProcessScan& scan, const std::vect
         if (cur) {
             SocketState s = record_state(*cur, scan, held);
             cs.peer = cur->peer.str();
-            cs.state = state_name(s);
+            cs.state = socket_state_name(s);
             cs.inode = cur->inode;
             if (cur->local.port)  // the kernel's, at the handshake
                 cs.local = cur->local.str();

@@ -85,6 +85,9 @@ enum class SocketState : uint8_t {
     Closed,      // gone from the process, or closing on our side
 };
 
+// How a socket's state reads in reports: "open", "peer_closed" or "closed".
+const char* socket_state_name(SocketState s);
+
 // A socket the process holds (in its fd table), as a scan found it.
 struct HeldSocket {
     uint64_t inode = 0;
@@ -116,10 +119,10 @@ struct ProcessSocketMemory {
 
 // Socket of one live handle, for its entry in "connections".
 struct ConnSocket {
-    std::string peer;    // "" when no socket was seen
-    std::string state;   // "open", "peer_closed", "closed", or "none"
-    std::string local;   // TCP: the client's address:port (record or scan); else ""
-    uint64_t inode = 0;  // the socket's inode; 0 when no socket was seen
+    std::string peer;         // "" when no socket was seen
+    std::string state;        // "open", "peer_closed", "closed", or "none"
+    std::string local;        // TCP: the client's address:port (record or scan); else ""
+    uint64_t inode = 0;       // the socket's inode; 0 when no socket was seen
     uint64_t last_io_ns = 0;  // its last traffic (or connect), 0: not known
     uint64_t use_ns = 0;      // the send that began its latest unit of work, 0: none seen
 };

@@ -140,17 +140,10 @@ std::string StackTable::frame_name(uint32_t pid, const UnwoundFrame& f, const Fr
     return name;
 }
 
-// Unwinds at once (and teaches the kernel the stack's steps, so it walks
-// the next ones itself); naming waits for settle(): the first frames of a
-// module can take libdw a long while (file:line), and meanwhile the ring
-// must keep being drained, or copies of stacks not learnt yet fill it.
-// The stack of a last-use event (stack_table_last_use.cpp): unwound and
-// named at once (last uses are never counted per stack id in the kernel),
-// Python frames merged in where the interpreter ran them. False when nothing
-// is known of the process and the kernel sent no Python frames.
-bool StackTable::name_stack(const acquire_event& e, size_t stack_len, NamedStack& out)
+// Unwinds an event's copy of the stack, and teaches the kernel its steps
+// (so it walks the next ones itself).
+UnwindResult StackTable::unwind_copy(const acquire_event& e, size_t stack_len)
 {
-    const uint64_t t0 = now_ns();
     UnwindInput in;
     in.pid = e.tgid;
     in.tid = e.tid;
@@ -159,6 +152,17 @@ bool StackTable::name_stack(const acquire_event& e, size_t stack_len, NamedStack
     in.stack_len = stack_len;
     UnwindResult r = unwinder_.unwind(in);
     learn_from(e.tgid, e.family, r);
+    return r;
+}
+
+// The stack of a last-use event (stack_table_last_use.cpp): unwound and
+// named at once (last uses are never counted per stack id in the kernel),
+// Python frames merged in where the interpreter ran them. False when nothing
+// is known of the process and the kernel sent no Python frames.
+bool StackTable::name_stack(const acquire_event& e, size_t stack_len, NamedStack& out)
+{
+    const uint64_t t0 = now_ns();
+    UnwindResult r = unwind_copy(e, stack_len);
     out.unwind_ns = now_ns() - t0;
     out.complete = r.complete;
     if (r.frames.size() == 1 && !r.frames[0].mapping) {
@@ -177,17 +181,13 @@ bool StackTable::name_stack(const acquire_event& e, size_t stack_len, NamedStack
     return true;
 }
 
+// Unwinds at once; naming waits for settle(): the first frames of a module
+// can take libdw a long while (file:line), and meanwhile the ring must keep
+// being drained, or copies of stacks not learnt yet fill it.
 void StackTable::on_acquire(const acquire_event& e, size_t stack_len)
 {
     const uint64_t t0 = now_ns();
-    UnwindInput in;
-    in.pid = e.tgid;
-    in.tid = e.tid;
-    std::memcpy(in.regs, e.regs, sizeof(in.regs));
-    in.stack = e.data;
-    in.stack_len = stack_len;
-    UnwindResult r = unwinder_.unwind(in);
-    learn_from(e.tgid, e.family, r);
+    UnwindResult r = unwind_copy(e, stack_len);
 
     StackCounts& c = counts_[e.tgid];
     (r.complete ? c.unwound : c.truncated)++;
@@ -276,13 +276,19 @@ void StackTable::learn_from(uint32_t pid, uint64_t family, const UnwindResult& r
     }
 }
 
-void StackTable::on_stack(const stack_event& e)
+// An event kept as it came, for settle() to take in its order.
+void StackTable::defer(uint32_t kind, const void* event, size_t size)
 {
     Deferred d;
-    d.kind = EVENT_STACK;
-    const auto* bytes = reinterpret_cast<const uint8_t*>(&e);
-    d.event.assign(bytes, bytes + sizeof(e));
+    d.kind = kind;
+    const auto* bytes = static_cast<const uint8_t*>(event);
+    d.event.assign(bytes, bytes + size);
     deferred_.push_back(std::move(d));
+}
+
+void StackTable::on_stack(const stack_event& e)
+{
+    defer(EVENT_STACK, &e, sizeof(e));
 }
 
 void StackTable::name_stack(const stack_event& e)
@@ -372,11 +378,7 @@ void StackTable::relabel(uint32_t pid)
 
 void StackTable::on_release(const release_event& e)
 {
-    Deferred d;
-    d.kind = EVENT_RELEASE;
-    const auto* bytes = reinterpret_cast<const uint8_t*>(&e);
-    d.event.assign(bytes, bytes + sizeof(e));
-    deferred_.push_back(std::move(d));
+    defer(EVENT_RELEASE, &e, sizeof(e));
 }
 
 void StackTable::apply_release(const release_event& e)

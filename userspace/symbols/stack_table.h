@@ -171,6 +171,8 @@ private:
     size_t stack_of(uint32_t pid, uint64_t kernel_site, UnwindResult& r, const struct python_frame* py,
                     uint32_t py_count, uint32_t py_generation);
     void learn_from(uint32_t pid, uint64_t family, const UnwindResult& r);
+    void defer(uint32_t kind, const void* event, size_t size);
+    UnwindResult unwind_copy(const struct acquire_event& e, size_t stack_len);
     using FrameId = std::pair<std::string, uint64_t>;  // module (build id), file offset
     FrameId frame_id(uint32_t pid, const UnwoundFrame& f);
     std::string frame_name(uint32_t pid, const UnwoundFrame& f, const FrameId& id);
