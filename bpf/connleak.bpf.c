@@ -160,9 +160,25 @@ static __always_inline __u64 wakeup_flags(void)
 		       : BPF_RB_NO_WAKEUP;
 }
 
+/* A thread's frames lie within this of its stack pointer (the default
+ * stack size, 8 MiB): a bound found further away is not this stack's. */
+#define STACK_BOUND (8ULL << 20)
+
+/* One page of the stack on its way from the user's memory to the ring (a
+ * dynptr is written from kernel memory only). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u8[PAGE_BYTES]);
+} copy_page SEC(".maps");
+
 /* The caller's registers and the top of its stack, for userspace to unwind:
  * a stack the kernel could not walk yet (stack_walk.bpf.h).
- * Sent after the counters are updated: an event read implies its counts. */
+ * Sent after the counters are updated: an event read implies its counts.
+ * The record is as long as the stack copied (a thread's few KiB, not
+ * stack_size plus a page of slack): while userspace is still learning a
+ * process's stacks, the ring holds several times more copies. */
 static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats *ps,
 					 const struct conn_key *key, const struct conn_info *info,
 					 const struct stack_capture *cap, __u32 kind)
@@ -170,13 +186,47 @@ static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats 
 	const struct python_stack *py = stack_python(cap);
 	struct acquire_event *e;
 	struct task_struct *task;
-	__u64 sp = ctx->sp, end = 0, arg_start, len, off = 0;
+	struct bpf_dynptr rec;
+	__u64 sp = ctx->sp, end = 0, arg_start, fsbase, len, off = 0;
+	__u32 zero = 0;
+	__u8 *page = bpf_map_lookup_elem(&copy_page, &zero);
 
-	/* A page of slack after the stack: the verifier then accepts any
-	 * page-sized read at an offset below stack_size. */
-	e = bpf_ringbuf_reserve(&events, sizeof(*e) + stack_size + PAGE_BYTES, 0);
-	if (!e) {
+	if (!page)
+		return;
+	/* Copy up to where the thread's frames end, page by page: a page never
+	 * touched (the random gap exec leaves above the first frame, a large
+	 * unused local array) cannot be read without faulting, and reads as
+	 * zeros, the rest still copied. Above the main thread's first frame
+	 * lie argv and the environment (from mm->arg_start up): not frames,
+	 * and they may hold secrets (PGPASSWORD, a DATABASE_URL). Never copied.
+	 * A glibc thread's stack ends below its thread pointer (struct pthread
+	 * sits at the top of the stack block). Only other stacks need the
+	 * mapping's end: bpf_find_vma only try-locks the address space and
+	 * fails while another thread maps or unmaps memory (malloc does, in a
+	 * busy client), which would leave the copy empty. */
+	task = bpf_get_current_task_btf();
+	arg_start = BPF_CORE_READ(task, mm, arg_start);
+	fsbase = task->thread.fsbase;
+	if (arg_start > sp && arg_start - sp <= STACK_BOUND)
+		end = arg_start;
+	else if (fsbase > sp && fsbase - sp <= STACK_BOUND)
+		end = fsbase;
+	else if (bpf_find_vma(task, sp, stack_end, &end, 0) || end <= sp)
+		end = sp;
+	len = end - sp;
+	if (len > stack_size)
+		len = stack_size;
+	if (len > CONNLEAK_STACK_SIZE_MAX)
+		len = CONNLEAK_STACK_SIZE_MAX;
+	/* Even a failed reservation must be discarded. */
+	if (bpf_ringbuf_reserve_dynptr(&events, sizeof(*e) + len, 0, &rec)) {
+		bpf_ringbuf_discard_dynptr(&rec, 0);
 		__sync_fetch_and_add(&ps->dropped_stacks, 1);
+		return;
+	}
+	e = bpf_dynptr_data(&rec, 0, sizeof(*e));
+	if (!e) {
+		bpf_ringbuf_discard_dynptr(&rec, 0);
 		return;
 	}
 	e->kind = kind;
@@ -206,29 +256,15 @@ static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats 
 	e->py_count = 0;
 	e->py_flags = 0;
 	e->py_generation = 0;
+	e->py_pad = 0;
 	e->family = cap->family;
+	e->stack_len = len;
 	if (py) {
 		e->py_count = py->count;
 		e->py_flags = py->flags;
 		e->py_generation = py->generation;
 		bpf_probe_read_kernel(e->py, sizeof(e->py), py->frames);
 	}
-	/* Copy up to the end of the stack's mapping (a read past it would
-	 * fail), page by page: a page never touched (the random gap exec
-	 * leaves above the first frame, a large unused local array) cannot be
-	 * read without faulting, and reads as zeros, the rest still copied. */
-	task = bpf_get_current_task_btf();
-	if (bpf_find_vma(task, sp, stack_end, &end, 0) || end <= sp)
-		end = sp;
-	/* Above the main thread's first frame lie argv and the environment
-	 * (from mm->arg_start up): not frames, and they may hold secrets
-	 * (PGPASSWORD, a DATABASE_URL). Never copied. */
-	arg_start = BPF_CORE_READ(task, mm, arg_start);
-	if (arg_start > sp && arg_start < end)
-		end = arg_start;
-	len = end - sp;
-	if (len > stack_size)
-		len = stack_size;
 	for (int i = 0; i < CONNLEAK_STACK_SIZE_MAX / PAGE_BYTES + 1; i++) {
 		__u64 chunk = PAGE_BYTES - ((sp + off) & (PAGE_BYTES - 1));
 
@@ -236,11 +272,13 @@ static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats 
 			break;
 		if (chunk > len - off)
 			chunk = len - off;
-		bpf_probe_read_user(e->data + off, chunk, (void *)(sp + off));
+		if (chunk > PAGE_BYTES)
+			break;
+		bpf_probe_read_user(page, chunk, (void *)(sp + off)); /* zeros on a fault */
+		bpf_dynptr_write(&rec, sizeof(*e) + off, page, chunk, 0);
 		off += chunk;
 	}
-	e->stack_len = len;
-	bpf_ringbuf_submit(e, stack_worth_waking(cap) ? BPF_RB_FORCE_WAKEUP : wakeup_flags());
+	bpf_ringbuf_submit_dynptr(&rec, stack_worth_waking(cap) ? BPF_RB_FORCE_WAKEUP : wakeup_flags());
 }
 
 static __always_inline void send_release(struct proc_stats *ps, const struct conn_key *key,

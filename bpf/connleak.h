@@ -193,7 +193,7 @@ struct acquire_event {
 	__u32 py_pad;
 	__u64 family;      /* unwind_key.family of the process: what userspace learns goes there */
 	struct python_frame py[CONNLEAK_PY_FRAMES];
-	__u8 data[];       /* stack_size bytes (and a page of slack) reserved */
+	__u8 data[];       /* stack_len bytes: the record ends there */
 };
 
 struct release_event {
