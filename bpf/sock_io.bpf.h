@@ -13,13 +13,6 @@
 /* Set before load: the gap rule's threshold (sock_io.h). */
 const volatile __u64 idle_gap_ns = SOCK_IO_IDLE_GAP_NS;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, CONNLEAK_MAX_PROCS);
-	__type(key, __u32);
-	__type(value, struct libpq_xact_layout);
-} libpq_layouts SEC(".maps");
-
 static __always_inline struct sock_io *io_of(struct sock *sk, int moved)
 {
 	__u64 key = (__u64)sk;
@@ -41,16 +34,15 @@ static __always_inline __s64 pgconn_u32(__u64 conn, __u32 offset)
 }
 
 /* Whether this send begins a unit of work: the handle idle now (libpq's
- * own state), or, without its offsets, a socket quiet for idle_gap_ns. */
-static __always_inline bool begins_work(__u32 tgid, __u64 conn, __u64 quiet_ns)
+ * own state, at the offsets its libpq file uses), or, without them, a
+ * socket quiet for idle_gap_ns. */
+static __always_inline bool begins_work(const struct sock_io *io, __u64 quiet_ns)
 {
-	const struct libpq_xact_layout *l = bpf_map_lookup_elem(&libpq_layouts, &tgid);
-
-	if (!l || l->xact_status == SOCK_IO_NO_OFFSET)
+	if (io->xact_off == SOCK_IO_NO_OFFSET)
 		return quiet_ns >= idle_gap_ns;
-	if (l->status != SOCK_IO_NO_OFFSET && pgconn_u32(conn, l->status) != SOCK_IO_CONNECTION_OK)
+	if (io->status_off != SOCK_IO_NO_OFFSET && pgconn_u32(io->conn, io->status_off) != SOCK_IO_CONNECTION_OK)
 		return false; /* still connecting (or broken): the handshake is nobody's work */
-	return pgconn_u32(conn, l->xact_status) == SOCK_IO_PQTRANS_IDLE;
+	return pgconn_u32(io->conn, io->xact_off) == SOCK_IO_PQTRANS_IDLE;
 }
 
 static __always_inline void begin_use(struct sock_io *io, __u64 now, __u64 quiet_ns)
@@ -65,7 +57,7 @@ static __always_inline void begin_use(struct sock_io *io, __u64 now, __u64 quiet
 	 * not its handle's user); not inside a connect call (the handshake). */
 	if (tgid != io->tgid || bpf_map_lookup_elem(&threads, &tid))
 		return;
-	if (!begins_work(tgid, io->conn, quiet_ns))
+	if (!begins_work(io, quiet_ns))
 		return;
 	ps = traced_proc(tgid);
 	if (!ps)

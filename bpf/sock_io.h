@@ -6,10 +6,10 @@
  *
  * A unit of work begins at the first send after a receive (or the first
  * send ever) while the handle is idle: libpq's xactStatus is PQTRANS_IDLE
- * and its status CONNECTION_OK (offsets per process in libpq_layouts, from
- * libpq's own accessors), or, where the offsets are unknown, when the socket
- * moved nothing for SOCK_IO_IDLE_GAP_NS. Its stack goes out as an
- * acquire_event of kind EVENT_LAST_USE. */
+ * and its status CONNECTION_OK (offsets per libpq file, from libpq's own
+ * accessors, carried by the socket's entry), or, where the offsets are
+ * unknown, when the socket moved nothing for SOCK_IO_IDLE_GAP_NS. Its stack
+ * goes out as an acquire_event of kind EVENT_LAST_USE. */
 #ifndef CONNLEAK_SOCK_IO_H
 #define CONNLEAK_SOCK_IO_H
 
@@ -33,16 +33,19 @@ struct sock_io {
 	__u64 last_recv_ns;  /* last receive that moved bytes, 0: none */
 	__u64 use_ns;        /* the send that began the latest unit of work, 0: none */
 	__u64 uses;          /* units of work begun */
+	__u32 status_off;    /* libpq_xact_layout of the libpq that made it */
+	__u32 xact_off;
 };
 
-/* Where libpq keeps what the send hook reads in a PGconn (key: tgid), from
- * the accessors PQstatus and PQtransactionStatus of the process's libpq.
- * SOCK_IO_NO_OFFSET: unknown (the gap rule applies). */
+/* Where a libpq file keeps what the send hook reads in a PGconn, from its
+ * accessors PQstatus and PQtransactionStatus: the offsets of ConnStatusType
+ * status and PGTransactionStatusType xactStatus, packed as the bpf cookie of
+ * that file's PQconnectPoll probes (sockets.bpf.c), which copy it into each
+ * socket's entry. Known before the probes exist, so a process's first
+ * query already has it. SOCK_IO_NO_OFFSET: unknown (the gap rule applies). */
 #define SOCK_IO_NO_OFFSET 0xffffffffU
-struct libpq_xact_layout {
-	__u32 status;      /* offset of ConnStatusType status */
-	__u32 xact_status; /* offset of PGTransactionStatusType xactStatus */
-};
+#define SOCK_IO_LAYOUT_COOKIE(status, xact) (((__u64)(status) << 32) | (__u32)(xact))
+#define SOCK_IO_UNKNOWN_LAYOUT SOCK_IO_LAYOUT_COOKIE(SOCK_IO_NO_OFFSET, SOCK_IO_NO_OFFSET)
 
 #define SOCK_IO_CONNECTION_OK 0 /* ConnStatusType */
 #define SOCK_IO_PQTRANS_IDLE 0  /* PGTransactionStatusType */

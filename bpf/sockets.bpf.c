@@ -42,7 +42,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SOCKETS_MAX_POLLS);
 	__type(key, __u32); /* tid */
-	__type(value, __u64); /* PGconn* */
+	__type(value, struct poll_call);
 } polls SEC(".maps");
 
 struct {
@@ -96,15 +96,15 @@ static __always_inline struct sock_rec *fresh_rec(__u64 pid_tgid)
 {
 	__u32 zero = 0, tid = (__u32)pid_tgid;
 	struct sock_rec *r = bpf_map_lookup_elem(&scratch, &zero);
-	__u64 *conn;
+	struct poll_call *call;
 
 	if (!r)
 		return NULL;
 	__builtin_memset(r, 0, sizeof(*r));
 	r->tgid = pid_tgid >> 32;
 	r->tid = tid;
-	conn = bpf_map_lookup_elem(&polls, &tid);
-	r->conn = conn ? *conn : 0;
+	call = bpf_map_lookup_elem(&polls, &tid);
+	r->conn = call ? call->conn : 0;
 	r->connect_ns = bpf_ktime_get_ns();
 	return r;
 }
@@ -135,9 +135,15 @@ static __always_inline int store(__u64 sk, struct sock_rec *r)
 static __always_inline void track_io(__u64 key, void *sk, const struct sock_rec *r)
 {
 	struct sock_io io = { .tgid = r->tgid, .conn = r->conn, .created_ns = r->connect_ns };
+	const struct poll_call *call = bpf_map_lookup_elem(&polls, &r->tid);
+	__u64 layout = call ? call->layout : SOCK_IO_UNKNOWN_LAYOUT;
 
 	if (!r->conn)
 		return;
+	if (!layout) /* no cookie (a kernel without them): unknown */
+		layout = SOCK_IO_UNKNOWN_LAYOUT;
+	io.status_off = layout >> 32;
+	io.xact_off = (__u32)layout;
 	if (bpf_map_update_elem(&sock_io, &key, &io, BPF_ANY)) {
 		struct sock_stats zero = {}, *st = lookup_or_init(&sock_stats, &r->tgid, &zero);
 
@@ -153,7 +159,8 @@ int BPF_KPROBE(connect_poll_enter, void *conn)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid;
-	__u64 c = (__u64)conn;
+	/* The cookie: where this libpq file keeps status and xactStatus. */
+	struct poll_call c = { .conn = (__u64)conn, .layout = bpf_get_attach_cookie(ctx) };
 
 	if (!traced(pid_tgid >> 32))
 		return 0;

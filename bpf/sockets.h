@@ -43,6 +43,13 @@ struct sock_rec {
 	__u16 pad[3];
 };
 
+/* A thread inside PQconnectPoll (key: tid): the handle, and where its libpq
+ * file keeps status and xactStatus (SOCK_IO_LAYOUT_COOKIE, sock_io.h). */
+struct poll_call {
+	__u64 conn;   /* PGconn* */
+	__u64 layout;
+};
+
 /* Per traced process (key: tgid). */
 struct sock_stats {
 	__u64 dropped;     /* records the socks map had no room for */

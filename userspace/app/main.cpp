@@ -27,7 +27,6 @@
 #include "json_output.h"
 #include "launcher.h"
 #include "leak_notices.h"
-#include "libpq_layout_watch.h"
 #include "libpq_locator.h"
 #include "live_view.h"
 #include "model.h"
@@ -448,12 +447,7 @@ int run(const Options& o)
     const bool python_frames = getenv("CONNLEAK_NO_PYTHON") == nullptr;
     PythonWatcher python(tracer.value()->python_map_fd());
     if (python_frames)
-        python.poll(tracer.value()->read_processes());
-    // libpq's layout per process: last users exactly when a handle is idle.
-    // (CONNLEAK_NO_LIBPQ_LAYOUT: the gap rule only, for tests and the bench.)
-    std::optional<LibpqLayoutWatcher> layouts;
-    if (tracer.value()->socket_io_attached() && getenv("CONNLEAK_NO_LIBPQ_LAYOUT") == nullptr)
-        layouts.emplace(*tracer.value());
+        python.poll(tracer.value()->read_processes(), monotonic_ns());
 
     const uint64_t start = monotonic_ns();
     double next_report = o.interval_s;
@@ -473,19 +467,17 @@ int run(const Options& o)
         double until = next_report;
         if (o.duration_s > 0 && o.duration_s < until)
             until = o.duration_s;
-        double wait_s = std::min(0.1, std::max(0.0, until - seconds_since(start)));
+        // A new process settling (its Python runtime not found yet): look
+        // again within 10 ms, so its first connect already has Python frames.
+        const double pace = python_frames && python.settling(monotonic_ns()) ? 0.01 : 0.1;
+        double wait_s = std::min(pace, std::max(0.0, until - seconds_since(start)));
         pollfd fds[3] = {{sigfd, POLLIN, 0}, {sink->input_fd(), POLLIN, 0}, {tracer.value()->events_fd(), POLLIN, 0}};
         const int ready = poll(fds, 3, static_cast<int>(wait_s * 1000));
-        // Layouts first: the events below may take a while to unwind (a new
-        // process's modules), and until its libpq and Python layouts are in
-        // the kernel its first uses and stacks go without them.
-        if (python_frames || layouts) {
-            const std::vector<RawProcess> procs = tracer.value()->read_processes();
-            if (python_frames)
-                python.poll(procs);
-            if (layouts)
-                layouts->poll(procs, monotonic_ns());
-        }
+        // Python layouts first: the events below may take a while to unwind
+        // (a new process's modules), and until its layout is in the kernel
+        // its stacks go without Python frames.
+        if (python_frames)
+            python.poll(tracer.value()->read_processes(), monotonic_ns());
         session.consume_events();
         say_server();
         if (ready > 0) {

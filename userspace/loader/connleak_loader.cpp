@@ -83,7 +83,6 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
     if (cfg.max_procs) {
         bpf_map__set_max_entries(t->skel_->maps.procs, cfg.max_procs);
         bpf_map__set_max_entries(t->skel_->maps.python_procs, cfg.max_procs);
-        bpf_map__set_max_entries(t->skel_->maps.libpq_layouts, cfg.max_procs);
     }
     t->skel_->rodata->stack_size = cfg.stack_size;
     t->skel_->rodata->trace_all = cfg.trace_all;
@@ -309,7 +308,6 @@ void Tracer::forget(const RawState& entries)
     for (const RawProcess& p : entries.processes) {
         bpf_map_delete_elem(bpf_map__fd(skel_->maps.procs), &p.pid);
         bpf_map_delete_elem(bpf_map__fd(skel_->maps.python_procs), &p.pid);
-        bpf_map_delete_elem(bpf_map__fd(skel_->maps.libpq_layouts), &p.pid);
     }
     for (const RawConn& c : entries.conns) {
         conn_key k{};

@@ -88,11 +88,6 @@ public:
     int sock_io_mark_fd() const;
     Status attach_socket_io();
     bool socket_io_attached() const { return socket_io_attached_; }
-    // Where libpq keeps status and xactStatus in a PGconn of process pid
-    // (offsets in bytes, from libpq's accessors): the send hook then begins
-    // a unit of work exactly when the handle is idle, not by the gap rule.
-    Status set_libpq_layout(uint32_t pid, uint32_t status_offset, uint32_t xact_status_offset);
-
     // Events: a descriptor to poll (-1 without events), and a pass over
     // what is pending, each record handed to `handler` (set once).
     int events_fd() const;

@@ -10,11 +10,26 @@ namespace connleak {
 
 PythonWatcher::PythonWatcher(int map_fd) : map_fd_(map_fd) {}
 
-void PythonWatcher::poll(const std::vector<RawProcess>& procs)
+namespace {
+constexpr uint64_t kSettleNs = 3000000000ULL;  // a new process's first seconds
+}
+
+bool PythonWatcher::settling(uint64_t now_ns) const
+{
+    for (const auto& [pid, s] : seen_)
+        if (s.state != PythonProbe::ready && s.state != PythonProbe::unsupported &&
+            now_ns - s.first_seen_ns < kSettleNs)
+            return true;
+    return false;
+}
+
+void PythonWatcher::poll(const std::vector<RawProcess>& procs, uint64_t now_ns)
 {
     for (const RawProcess& p : procs) {
-        if (p.stats.exited_ns)
+        if (p.stats.exited_ns) {
+            seen_.erase(p.pid);
             continue;
+        }
         python_layout current;
         if (bpf_map_lookup_elem(map_fd_, &p.pid, &current) == 0)
             continue;  // known (or inherited from its parent)
@@ -44,7 +59,8 @@ void PythonWatcher::poll(const std::vector<RawProcess>& procs)
         }
         if (found.state == PythonProbe::unsupported)
             std::fprintf(stderr, "connleak: warning: PID %u: no Python frames: %s\n", p.pid, found.message.c_str());
-        seen_[p.pid] = Seen{st.st_dev, st.st_ino, found.state};
+        const uint64_t first = it != seen_.end() ? it->second.first_seen_ns : now_ns;
+        seen_[p.pid] = Seen{st.st_dev, st.st_ino, found.state, first};
     }
 }
 

@@ -1,8 +1,10 @@
 // Tells the kernel which traced processes run a Python interpreter it can
 // follow (python_procs), looking at each process when it is first seen and
 // again after it exec'ed. Forked children inherit their parent's entry in
-// the kernel; acquisitions made before a process was looked at (its first
-// ~100 ms, or before its interpreter initialised) have no Python frames.
+// the kernel. A new process is looked at every few milliseconds while it
+// settles (settling()): a launched `python app.py` is ready a few ms after
+// its runtime initialised, long before its imports finish and it connects.
+// Acquisitions made before that have no Python frames.
 #pragma once
 
 #include <cstdint>
@@ -19,12 +21,17 @@ class PythonWatcher {
 public:
     explicit PythonWatcher(int map_fd);
     // One look at the live processes among `procs`.
-    void poll(const std::vector<RawProcess>& procs);
+    void poll(const std::vector<RawProcess>& procs, uint64_t now_ns);
+    // Whether some process seen in the last few seconds is not settled yet
+    // (not Python so far, or its runtime not initialised): the caller then
+    // polls again within milliseconds, not at its usual pace.
+    bool settling(uint64_t now_ns) const;
 
 private:
     struct Seen {
         uint64_t exe_dev = 0, exe_ino = 0;
         PythonProbe state = PythonProbe::not_python;
+        uint64_t first_seen_ns = 0;
     };
     int map_fd_;
     std::optional<uint64_t> tsd_key0_;

@@ -17,6 +17,7 @@
 
 #include "bpf_util.h"
 #include "clock.h"
+#include "libpq_layout_file.h"
 #include "sock_io.h"
 #include "sockets.h"
 #include "sockets.skel.h"
@@ -224,6 +225,23 @@ SocketTracer::~SocketTracer()
     sockets_bpf__destroy(skel_);
 }
 
+// Where this libpq file keeps status and xactStatus, for the send hook
+// (SOCK_IO_LAYOUT_COOKIE): read from the file before its probes exist, so a
+// process's first query after it connects is judged by libpq's own state.
+// (CONNLEAK_NO_LIBPQ_LAYOUT: the gap rule only, for tests and the bench.)
+uint64_t SocketTracer::xact_layout_cookie(const std::string& path)
+{
+    if (!traffic_ || getenv("CONNLEAK_NO_LIBPQ_LAYOUT"))
+        return SOCK_IO_UNKNOWN_LAYOUT;
+    auto layout = read_libpq_layout(layout_symbols_, path);
+    if (!layout) {
+        std::fprintf(stderr, "connleak: warning: %s: no libpq layout (%s): last users by the idle-gap rule\n",
+                     path.c_str(), layout.error().message.c_str());
+        return SOCK_IO_UNKNOWN_LAYOUT;
+    }
+    return SOCK_IO_LAYOUT_COOKIE(layout.value().status, layout.value().xact_status);
+}
+
 Status SocketTracer::attach_libpq(const std::string& path, const std::vector<uint32_t>& pids)
 {
     struct stat st;
@@ -231,9 +249,11 @@ Status SocketTracer::attach_libpq(const std::string& path, const std::vector<uin
         return Error{"cannot use libpq " + path + ": " + errstr(errno)};
     if (!probed_files_.insert({st.st_dev, st.st_ino}).second)
         return Ok{};
+    const uint64_t layout = xact_layout_cookie(path);
     for (pid_t pid : probe_pids(pids))
         for (bool ret : {false, true}) {
-            LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret, .func_name = "PQconnectPoll");
+            LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = ret ? 0 : layout, .retprobe = ret,
+                        .func_name = "PQconnectPoll");
             bpf_program* prog = ret ? skel_->progs.connect_poll_exit : skel_->progs.connect_poll_enter;
             bpf_link* link = bpf_program__attach_uprobe_opts(prog, pid, path.c_str(), 0, &opts);
             if (!link)

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "model.h"
+#include "symbolizer.h"
 #include "proc_sockets.h"
 #include "result.h"
 #include "socket_model.h"
@@ -62,11 +63,21 @@ private:
     std::set<uint64_t> take_exit_held(uint32_t pid);  // and frees them
     void free_record(uint64_t sk);                    // and its traffic entry
     void collect_garbage(const std::vector<SocketRecord>& records, const RawState& raw);
+    uint64_t xact_layout_cookie(const std::string& path);
+
+    // The exported accessors' addresses are in libpq's own symbols.
+    static SymbolizerOptions without_debug_files()
+    {
+        SymbolizerOptions o;
+        o.use_debug_files = false;
+        return o;
+    }
 
     sockets_bpf* skel_ = nullptr;
     std::vector<bpf_link*> links_;
     bpf_link* unix_link_ = nullptr;
     std::set<std::pair<dev_t, ino_t>> probed_files_;
+    Symbolizer layout_symbols_{without_debug_files()};
     DbServers rules_;
     bool traffic_ = false;  // the send/recv hooks fill sock_io
     std::map<uint32_t, ProcessSocketMemory> memory_;

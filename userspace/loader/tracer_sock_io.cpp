@@ -45,12 +45,4 @@ Status Tracer::attach_socket_io()
     return Ok{};
 }
 
-Status Tracer::set_libpq_layout(uint32_t pid, uint32_t status_offset, uint32_t xact_status_offset)
-{
-    libpq_xact_layout l{status_offset, xact_status_offset};
-    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.libpq_layouts), &pid, &l, BPF_ANY) != 0)
-        return Error{"cannot set libpq's layout for process " + std::to_string(pid) + ": " + bpf_errstr(errno)};
-    return Ok{};
-}
-
 }  // namespace connleak
