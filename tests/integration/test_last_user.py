@@ -95,6 +95,9 @@ class LastUserTest(unittest.TestCase):
         a = self.wait_use(t, pid, py_site("borrower_a", "a"))
         self.assertEqual(a["last_used_site"], py_site("borrower_a", "a"))  # its only stack yet: the plain name
         self.assertIn(py_site("borrower_a", "a"), a["last_used_frames"], dump(a))
+        # Made by the pool's constructor in the process's first moments: the
+        # interpreter was found before that connect (Python frames, pooled).
+        self.assertTrue(a["pooled"], dump(a))
         t.send("b")
         done = t.wait_line(r"done b backend=(\d+) t0=([\d.]+) t1=([\d.]+)")
         self.assertEqual(int(done.group(1)), backend, "the pool handed out another connection")
