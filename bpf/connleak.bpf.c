@@ -79,6 +79,18 @@ static __always_inline void atomic_max(__u64 *slot, __u64 val)
 	}
 }
 
+/* Once per process (struct process_event): woken at once. */
+static __always_inline void send_entered(__u32 tgid)
+{
+	struct process_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e)
+		return; /* its maps are read at its first stack instead */
+	e->kind = EVENT_ENTERED;
+	e->tgid = tgid;
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+}
+
 static __always_inline int call_enter(struct pt_regs *ctx, __u32 kind)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -93,6 +105,8 @@ static __always_inline int call_enter(struct pt_regs *ctx, __u32 kind)
 		tc->depth++;
 		return 0;
 	}
+	if (!ps->entered && __sync_val_compare_and_swap(&ps->entered, 0, 1) == 0)
+		send_entered(pid_tgid >> 32);
 	call.start_ns = bpf_ktime_get_ns();
 	call.depth = 1;
 	call.kind = kind;

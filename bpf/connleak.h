@@ -43,6 +43,7 @@ struct proc_stats {
 	__u64 inherited;          /* live handles of the parent copied in at fork */
 	__u64 released_inherited; /* PQfinish of a handle inherited at fork */
 	__u64 dropped_inherited;  /* inherited handles the inherited map had no room for */
+	__u64 entered;            /* EVENT_ENTERED sent (its first outermost libpq call) */
 };
 
 /* Live handle (key: conn_key). Deleted by PQfinish. */
@@ -110,6 +111,16 @@ enum event_kind {
 	EVENT_PY_CODE = 3, /* python_code_event */
 	EVENT_STACK = 4,   /* stack_event */
 	EVENT_LAST_USE = 5, /* acquire_event: the send that began a unit of work (sock_io.h) */
+	EVENT_ENTERED = 6,  /* process_event */
+};
+
+/* A process's first call into libpq: userspace reads its mappings at once,
+ * while the process surely lives (the connect takes a few ms), since the
+ * stacks of a process that exits right after connecting arrive when its
+ * /proc/PID/maps is gone. */
+struct process_event {
+	__u32 kind; /* EVENT_ENTERED */
+	__u32 tgid;
 };
 
 /* Python frames of the acquiring thread, taken in the kernel at the

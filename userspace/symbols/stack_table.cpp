@@ -105,6 +105,9 @@ void StackTable::on_event(const void* data, size_t size)
         on_release(*static_cast<const release_event*>(data));
     } else if (kind == EVENT_STACK && size >= sizeof(stack_event)) {
         on_stack(*static_cast<const stack_event*>(data));
+    } else if (kind == EVENT_ENTERED && size >= sizeof(process_event)) {
+        // Its mappings and modules now: its stacks may come after it exited.
+        unwinder_.look_at(static_cast<const process_event*>(data)->tgid);
     } else if (kind == EVENT_PY_CODE && size >= sizeof(python_code_event)) {
         python_codes_.add(*static_cast<const python_code_event*>(data));
     }
@@ -134,7 +137,8 @@ std::string StackTable::frame_name(uint32_t pid, const UnwoundFrame& f, const Fr
     if (auto it = names_.find(id); it != names_.end())
         return it->second;
     const Mapping& m = *f.mapping;
-    const NativeFile file{path_in_target(pid, m), base_name(m.path), makedev(m.dev_major, m.dev_minor), m.inode};
+    const NativeFile file{path_in_target_or_here(pid, m), base_name(m.path), makedev(m.dev_major, m.dev_minor),
+                          m.inode};
     std::string name = format_frame(symbolizer_.frame(file, f.file_offset, true));
     names_.emplace(id, name);
     return name;

@@ -94,6 +94,10 @@ public:
     // the next unwind).
     const std::vector<Mapping>* maps(uint32_t pid) const;
 
+    // Reads the process's mappings and opens its modules now (again if they
+    // changed): what its stacks need, kept once it exited.
+    void look_at(uint32_t pid) { process(pid, true); }
+
     // Frees what is kept for a process that exited.
     void forget(uint32_t pid);
 

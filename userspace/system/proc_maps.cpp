@@ -9,6 +9,8 @@
 #include <fstream>
 #include <sstream>
 #include <string_view>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 namespace connleak {
 namespace {
@@ -131,6 +133,18 @@ std::optional<std::vector<Mapping>> read_maps(uint32_t pid)
     if (in.bad())
         return std::nullopt;
     return parse_maps(text.str());
+}
+
+std::string path_in_target_or_here(uint32_t pid, const Mapping& m)
+{
+    std::string there = path_in_target(pid, m);
+    struct stat st;
+    if (there.empty() || stat(there.c_str(), &st) == 0 || m.deleted)
+        return there;
+    if (stat(m.path.c_str(), &st) == 0 && major(st.st_dev) == m.dev_major && minor(st.st_dev) == m.dev_minor &&
+        st.st_ino == m.inode)
+        return m.path;
+    return "";
 }
 
 std::string path_in_target(uint32_t pid, const Mapping& m)

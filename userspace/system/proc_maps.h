@@ -29,6 +29,11 @@ std::optional<std::vector<Mapping>> read_maps(uint32_t pid);
 // /proc/PID/root/PATH otherwise (so processes in containers work).
 std::string path_in_target(uint32_t pid, const Mapping& m);
 
+// path_in_target while the process lives; once it exited (its /proc entry
+// gone), the mapping's own path if that is the same file here (device and
+// inode), as for any process of connleak's mount namespace; else "".
+std::string path_in_target_or_here(uint32_t pid, const Mapping& m);
+
 // The mapping whose address range holds `addr`.
 const Mapping* find_mapping(const std::vector<Mapping>& maps, uint64_t addr);
 
