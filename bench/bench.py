@@ -84,9 +84,10 @@ class Ctx:
         fp["workload"] = workload
         self.footprints.append(fp)
 
-    def foreign_uprobes(self):
+    def foreign_uprobes(self, within=None):
         """Uprobes on a libpq owned by processes other than ours: another
-        connleak running on this machine makes "untraced" runs traced."""
+        connleak running on this machine makes "untraced" runs traced.
+        within: only on files under this directory (our private copies)."""
         try:
             out = subprocess.run(["bpftool", "-j", "perf"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                  text=True, timeout=30).stdout
@@ -95,10 +96,11 @@ class Ctx:
             return []
         return sorted({e["pid"] for e in entries
                        if e.get("fd_type", "").startswith("u") and "libpq" in e.get("filename", "")
+                       and (within is None or e.get("filename", "").startswith(within + "/"))
                        and e.get("pid") not in self.our_pids})
 
-    def check_foreign(self, where):
-        pids = self.foreign_uprobes()
+    def check_foreign(self, where, within=None):
+        pids = self.foreign_uprobes(within)
         if pids:
             self.foreign.append({"where": where, "pids": pids})
         return bool(pids)
@@ -126,22 +128,28 @@ def loadavg():
 
 def run_pqstress_cycles(ctx, cond, n, tag):
     """One A/B run of PQconnectStart+PQfinish cycles under condition cond:
-    pqstress alternates blocks of cycles through the system libpq (where the
-    probes are) and through a copy of it (a different file: no probe), so
-    probed - plain is what the probes add, measured side by side."""
+    pqstress alternates blocks of cycles through its linked libpq (where the
+    probes are) and through another copy of it (a different file: no probe),
+    so probed - plain is what the probes add, measured side by side. The
+    probed libpq is a private copy too (ctx.cost_libpq, found first through
+    LD_LIBRARY_PATH): a connleak someone else runs on this machine probes
+    the system's libpq, not these two files, and cannot make a run traced."""
     t = ctx.tools
-    client = [t.pqstress, "-n", n, "-B", ctx.libpq_copy, "-b", 50]
+    probed = ctx.cost_libpq
+    client = ["env", "LD_LIBRARY_PATH=" + os.path.dirname(probed), t.pqstress, "-n", n, "-B", ctx.libpq_copy,
+              "-b", 50]
     json_path = os.path.join(ctx.tmp, "cost-%s.json" % tag)
     if cond == "untraced":
         cmd = client
     elif cond == "connleak":
-        cmd = bl.connleak_cmd(t, json_path, interval=1) + ["--"] + client
+        cmd = bl.connleak_cmd(t, json_path, interval=1, extra=["--libpq", probed]) + ["--"] + client
     elif cond == "connleak_no_stacks":  # counts only: no stack copy, no ring buffer events
-        cmd = bl.connleak_cmd(t, json_path, interval=1, extra=["--stack-size", "0"]) + ["--"] + client
+        cmd = bl.connleak_cmd(t, json_path, interval=1, extra=["--libpq", probed, "--stack-size", "0"]) + \
+            ["--"] + client
     elif cond == "floor_points":       # no-op programs on all of connleak's probe points
-        cmd = [t.uprobe_floor, "attach", ctx.libpq] + connleak_points(ctx.finish_offset) + ["--"] + client
+        cmd = [t.uprobe_floor, "attach", probed] + connleak_points(ctx.finish_offset) + ["--"] + client
     elif cond == "floor_handles":      # no-op: PQconnectStart entry+return, PQfinish entry (as connleak probes it)
-        cmd = [t.uprobe_floor, "attach", ctx.libpq, "PQconnectStart:ret", finish_point(ctx.finish_offset),
+        cmd = [t.uprobe_floor, "attach", probed, "PQconnectStart:ret", finish_point(ctx.finish_offset),
                "--"] + client
     else:
         raise ValueError(cond)
@@ -284,15 +292,17 @@ def section_cost(ctx):
     floor_calls = 3000 if ctx.quick else 5000
     ctx.finish_offset = finish_offset(ctx.libpq)
     ctx.libpq_copy = os.path.join(ctx.tmp, "libpq-copy", "libpq.so.5")
-    os.makedirs(os.path.dirname(ctx.libpq_copy), exist_ok=True)
-    shutil.copyfile(os.path.realpath(ctx.libpq), ctx.libpq_copy)
+    ctx.cost_libpq = os.path.join(ctx.tmp, "libpq-probed", "libpq.so.5")
+    for path in (ctx.libpq_copy, ctx.cost_libpq):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        shutil.copyfile(os.path.realpath(ctx.libpq), path)
     conds = ["untraced", "floor_points", "floor_handles", "connleak", "connleak_no_stacks"]
     per = {c: [] for c in conds}
     floor_rounds = []
     contaminated = []
     log("cost: %d rounds x %d conditions, each %d cycles in A/B blocks" % (rounds, len(conds), n))
     for r in range(rounds):
-        foreign = ctx.check_foreign("cost round %d" % r)
+        foreign = ctx.check_foreign("cost round %d" % r, within=ctx.tmp)
         got = {}
         for c in rotate(conds, r):
             got[c] = run_pqstress_cycles(ctx, c, n, "%s-%d" % (c, r))
@@ -301,7 +311,7 @@ def section_cost(ctx):
         if out.returncode != 0:
             raise RuntimeError("uprobe_floor self failed: " + out.stderr)
         floor_rounds.append(json.loads(out.stdout))
-        foreign = ctx.check_foreign("cost round %d" % r) or foreign
+        foreign = ctx.check_foreign("cost round %d" % r, within=ctx.tmp) or foreign
         contaminated.append(foreign)
         for c in conds:
             per[c].append(got[c])
@@ -310,7 +320,7 @@ def section_cost(ctx):
     def fl(fn, probe, key="added_cpu_ns"):
         return [floor_rounds[i]["functions"][fn][probe][key][0] for i in clean]
 
-    res = {"method": "A/B blocks of 50 cycles: system libpq (probed) vs a copy (unprobed), CPU time",
+    res = {"method": "A/B blocks of 50 cycles: a private copy of libpq (probed) vs another (unprobed), CPU time",
            "cycles_per_run": n, "rounds": rounds, "rounds_used": len(clean),
            "rounds_with_foreign_uprobes": sum(contaminated), "floor_calls": floor_calls,
            "pqfinish_probe_offset": ctx.finish_offset, "conditions": {}}
