@@ -11,4 +11,9 @@ namespace connleak {
 
 nlohmann::ordered_json snapshot_to_json(const Snapshot& snap);
 
+// The snapshot as a document (what --json FILE writes): the bytes of
+// snapshot_document(snapshot_to_json(snap)), built one process at a time
+// so that 100,000 listed connections never sit in memory as one tree.
+std::string snapshot_text(const Snapshot& snap);
+
 }  // namespace connleak
