@@ -3,8 +3,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstring>
+#include <utility>
 
 namespace connleak {
 namespace {
@@ -64,6 +67,51 @@ Result<HandleFields> read_handle_fields(uint32_t pid, uint64_t conn, const Libpq
     if (auto s = read_remote(pid, local, remote, 4); !s)
         return s.error();
     return f;
+}
+
+std::vector<Result<HandleFields>> read_handles_fields(uint32_t pid, const std::vector<uint64_t>& conns,
+                                                      const LibpqLayout& layout)
+{
+    constexpr size_t kFields = 4, kPerCall = 1024 / kFields, kBytes = kFields * 4;
+    std::vector<Result<HandleFields>> out;
+    out.reserve(conns.size());
+    std::vector<HandleFields> fields(std::min(conns.size(), kPerCall));
+    std::vector<iovec> local, remote;
+    size_t next = 0;
+    while (next < conns.size()) {
+        const size_t count = std::min(conns.size() - next, kPerCall);
+        local.clear();
+        remote.clear();
+        for (size_t i = 0; i < count; i++) {
+            HandleFields& f = fields[i];
+            const uint64_t conn = conns[next + i];
+            for (auto [to, offset] : {std::pair<int32_t*, uint64_t>{&f.status, layout.status},
+                                      {&f.async_status, layout.async_status},
+                                      {&f.xact_status, layout.xact_status},
+                                      {&f.be_pid, layout.be_pid}}) {
+                local.push_back({to, 4});
+                remote.push_back(at(conn + offset, 4));
+            }
+        }
+        const ssize_t n =
+            process_vm_readv(static_cast<pid_t>(pid), local.data(), local.size(), remote.data(), remote.size(), 0);
+        if (n < 0 && errno == ESRCH) {  // gone: so is every handle of it
+            while (out.size() < conns.size())
+                out.push_back(Error{"process_vm_readv: " + errstr(ESRCH)});
+            return out;
+        }
+        // It stops at the first iovec it cannot read: the handles before
+        // are whole; that one is read alone (its own error), the rest again.
+        const size_t whole = n < 0 ? 0 : static_cast<size_t>(n) / kBytes;
+        for (size_t i = 0; i < whole; i++)
+            out.push_back(fields[i]);
+        next += whole;
+        if (whole < count) {
+            out.push_back(read_handle_fields(pid, conns[next], layout));
+            next++;
+        }
+    }
+    return out;
 }
 
 Result<HandleNames> read_handle_names(uint32_t pid, uint64_t conn, const LibpqLayout& layout)
