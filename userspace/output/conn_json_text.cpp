@@ -1,5 +1,6 @@
 #include "conn_json_text.h"
 
+#include <array>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
@@ -33,8 +34,20 @@ public:
     void null(std::string_view k) { key(k) += "null"; }
     void boolean(std::string_view k, bool b) { key(k) += b ? "true" : "false"; }
     void number(std::string_view k, int64_t n) { key(k) += std::to_string(n); }
-    // As nlohmann writes a double (shortest form that reads back the same).
-    void number(std::string_view k, double d) { key(k) += nlohmann::ordered_json(d).dump(); }
+    // As nlohmann's serializer writes a double (its own Grisu2 conversion).
+    void number(std::string_view k, double d)
+    {
+        std::string& out = key(k);
+        if (!std::isfinite(d)) {
+            out += "null";
+            return;
+        }
+        std::array<char, 64> buf{};
+        const char* end = nlohmann::detail::to_chars(buf.data(), buf.data() + buf.size(), d);
+        out.append(buf.data(), static_cast<size_t>(end - buf.data()));
+    }
+    // Text already escaped and quoted.
+    void json_text(std::string_view k, std::string_view quoted) { key(k) += quoted; }
     void text(std::string_view k, std::string_view s) { append_json_string(key(k), s); }
     void text_or_null(std::string_view k, bool present, std::string_view s)
     {
@@ -100,14 +113,24 @@ void append_json_string(std::string& out, std::string_view s)
     out += '"';
 }
 
-void append_conn_json(std::string& out, const ConnReport& c, bool sockets_tracked, size_t indent)
+const std::string& ConnJsonWriter::quoted(std::string& cache_key, std::string& cache, const std::string& s)
+{
+    if (cache.empty() || cache_key != s) {
+        cache_key = s;
+        cache.clear();
+        append_json_string(cache, utf8_text(s));
+    }
+    return cache;
+}
+
+void ConnJsonWriter::append(std::string& out, const ConnReport& c, bool sockets_tracked, size_t indent)
 {
     ObjectText o(out, indent);
     char conn[2 + 16 + 1];
     std::snprintf(conn, sizeof(conn), "0x%" PRIx64, c.conn);
     o.text("conn", conn);
     o.number("tid", static_cast<int64_t>(c.tid));
-    o.text("site", utf8_text(c.site));
+    o.json_text("site", quoted(site_, site_json_, c.site));
     o.number("age_ms", round_ms(c.age_ms));
     o.boolean("leak", c.leak);
     if (sockets_tracked) {
@@ -120,7 +143,10 @@ void append_conn_json(std::string& out, const ConnReport& c, bool sockets_tracke
     else
         o.null("idle_ms");
     const bool last_used = !c.last_used_site.empty();
-    o.text_or_null("last_used_site", last_used, last_used ? utf8_text(c.last_used_site) : std::string());
+    if (last_used)
+        o.json_text("last_used_site", quoted(last_used_, last_used_json_, c.last_used_site));
+    else
+        o.null("last_used_site");
     if (!last_used) {
         o.null("last_used_frames");
     } else if (!c.last_used_frames || c.last_used_frames->empty()) {
@@ -149,6 +175,11 @@ void append_conn_json(std::string& out, const ConnReport& c, bool sockets_tracke
     o.text_or_null("database", known, known ? utf8_text(c.database) : std::string());
     o.text_or_null("user", known, known ? utf8_text(c.user) : std::string());
     o.boolean("pooled", c.pooled);
+}
+
+void append_conn_json(std::string& out, const ConnReport& c, bool sockets_tracked, size_t indent)
+{
+    ConnJsonWriter().append(out, c, sockets_tracked, indent);
 }
 
 }  // namespace connleak

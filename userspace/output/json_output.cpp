@@ -245,9 +245,10 @@ void append_process(std::string& out, const Snapshot& snap, const ProcessReport&
             continue;
         }
         out += "[";
+        ConnJsonWriter writer;
         for (size_t i = 0; i < listed; i++) {
             out += i ? ",\n        " : "\n        ";
-            append_conn_json(out, p.connections[i], p.sockets.tracked, 8);
+            writer.append(out, p.connections[i], p.sockets.tracked, 8);
         }
         out += "\n      ]";
     }
