@@ -16,8 +16,10 @@ namespace connleak {
 Result<HandleFields> read_handle_fields(uint32_t pid, uint64_t conn, const LibpqLayout& layout);
 
 // The same fields of many handles of one process, in as few system calls as
-// fit (1,024 iovecs each: 256 handles), one result per handle, in order. A
-// handle that cannot be read fails alone, as read_handle_fields would.
+// fit (1,024 iovecs each), one result per handle, in order. A handle that
+// cannot be read fails alone, as read_handle_fields would. When the fields
+// lie within 256 bytes, the bytes between them are read too (the struct's
+// own fields, never a string they point to) and dropped.
 std::vector<Result<HandleFields>> read_handles_fields(uint32_t pid, const std::vector<uint64_t>& conns,
                                                       const LibpqLayout& layout);
 
