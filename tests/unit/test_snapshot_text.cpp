@@ -112,6 +112,15 @@ TEST_CASE("snapshot_text: the same bytes as the whole tree dumped", "[json]")
         const std::string text = snapshot_text(s);
         CHECK(text == snapshot_document(snapshot_to_json(s)));
         CHECK(nlohmann::ordered_json::parse(text)["processes"][0]["connections"].size() == 3);
+        // In pieces: the same bytes, in order.
+        std::string pieces;
+        size_t count = 0;
+        write_snapshot_text(s, [&](std::string_view piece) {
+            pieces += piece;
+            count++;
+        });
+        CHECK(pieces == text);
+        CHECK(count >= 1);
         s.connections_shown = 100;
         CHECK(snapshot_text(s) == snapshot_document(snapshot_to_json(s)));
     }
@@ -120,5 +129,19 @@ TEST_CASE("snapshot_text: the same bytes as the whole tree dumped", "[json]")
         s.processes.push_back(process(10, 4, true));
         s.servers.push_back(ServerSummary{});
         CHECK(snapshot_text(s) == snapshot_document(snapshot_to_json(s)));
+    }
+    SECTION("more than a piece: written in several, the same bytes")
+    {
+        s.connections_shown = 100;
+        for (uint32_t pid = 100; pid < 400; pid++)
+            s.processes.push_back(process(pid, 20, true));
+        std::vector<size_t> sizes;
+        std::string pieces;
+        write_snapshot_text(s, [&](std::string_view piece) {
+            pieces += piece;
+            sizes.push_back(piece.size());
+        });
+        CHECK(sizes.size() > 1);
+        CHECK(pieces == snapshot_document(snapshot_to_json(s)));
     }
 }

@@ -268,8 +268,16 @@ json snapshot_to_json(const Snapshot& snap)
 
 std::string snapshot_text(const Snapshot& snap)
 {
+    std::string out;
+    write_snapshot_text(snap, [&](std::string_view piece) { out += piece; });
+    return out;
+}
+
+void write_snapshot_text(const Snapshot& snap, const std::function<void(std::string_view piece)>& put)
+{
     // The bytes of snapshot_document(snapshot_to_json(snap)), with one
     // process's tree in memory at a time, not every listed connection's.
+    constexpr size_t kPiece = 1 << 20;
     const json head = snapshot_without_processes(snap);
     std::string out = "{";
     bool first = true;
@@ -286,11 +294,15 @@ std::string snapshot_text(const Snapshot& snap)
         for (size_t i = 0; i < snap.processes.size(); i++) {
             out += i ? ",\n    " : "\n    ";
             append_process(out, snap, snap.processes[i]);
+            if (out.size() >= kPiece) {
+                put(out);
+                out.clear();
+            }
         }
         out += "\n  ]";
     }
     out += first ? "}\n" : "\n}\n";
-    return out;
+    put(out);
 }
 
 }  // namespace connleak
