@@ -18,8 +18,8 @@
 #include "atomic_file.h"
 
 using connleak::check_writable;
-using connleak::write_file_atomically;
 using connleak::PieceWriter;
+using connleak::write_file_atomically;
 
 namespace {
 
