@@ -730,7 +730,8 @@ def section_bystander(ctx):
 # ---------------------------------------------------------------- scale
 
 def scale_line_values(text, key):
-    return [float(m) for m in re.findall(r"connleak-scale: %s=([0-9.]+)" % key, text)]
+    # Per report: "connleak-scale: report_ms=.. report_cpu_ms=.. sockets_cpu_ms=.. handle_reads_cpu_ms=.."
+    return [float(m) for m in re.findall(r"connleak-scale: (?=report_ms=)[^\n]*?\b%s=([0-9.]+)" % key, text)]
 
 
 def section_scale(ctx):
@@ -767,12 +768,15 @@ def section_scale(ctx):
         snap = read_json(snap_path)
         ms = scale_line_values(mon.stderr(), "report_ms")[before + 1:]  # the first may predate the state
         cpu_ms = scale_line_values(mon.stderr(), "report_cpu_ms")[before + 1:]
+        sockets_ms = scale_line_values(mon.stderr(), "sockets_cpu_ms")[before + 1:]
+        handle_reads_ms = scale_line_values(mon.stderr(), "handle_reads_cpu_ms")[before + 1:]
         maps = bl.bpf_maps_of(mon.pid)
         with open("/proc/%d/status" % mon.pid) as f:
             status = dict(line.split(":", 1) for line in f)
         st = snap["tracking_stats"]
         out.update({
             "report_ms": summary(ms), "report_cpu_ms": summary(cpu_ms), "reports_timed": len(ms),
+            "sockets_cpu_ms": summary(sockets_ms), "handle_reads_cpu_ms": summary(handle_reads_ms),
             "bpf_map_bytes": sum(m.get("memlock", 0) for m in maps),
             "bpf_maps": [{k: m.get(k) for k in ("name", "max_entries", "memlock")} for m in maps],
             "rss_mb": round(int(status["VmRSS"].split()[0]) / 1024, 1),

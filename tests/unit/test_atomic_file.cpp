@@ -1,5 +1,6 @@
 // write_file_atomically and check_writable, in a fresh directory per test.
 #include <dirent.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <climits>
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -16,6 +18,7 @@
 #include "atomic_file.h"
 
 using connleak::check_writable;
+using connleak::PieceWriter;
 using connleak::write_file_atomically;
 
 namespace {
@@ -353,4 +356,53 @@ TEST_CASE("check_writable rejects a path that is a directory", "[atomic_file]")
         if (err.empty())
             CHECK(write_file_atomically(path, "x") == "");
     }
+}
+
+TEST_CASE("write_file_atomically in pieces: the pieces in order, the old file until the end", "[atomic_file]")
+{
+    TempDir dir;
+    const std::string path = dir / "snap.json";
+    REQUIRE(write_file_atomically(path, "old\n") == "");
+    std::string expected;
+    CHECK(write_file_atomically(path, [&](const PieceWriter& put) {
+              for (int i = 0; i < 50; i++) {
+                  const std::string piece(1000 + i * 997, static_cast<char>('a' + i % 26));
+                  put(piece);
+                  expected += piece;
+                  // Not replaced while being written.
+                  if (i == 25)
+                      CHECK(read_all(path) == "old\n");
+              }
+              put("");
+          }) == "");
+    CHECK(read_all(path) == expected);
+    CHECK(dir.entries() == std::vector<std::string>{"snap.json"});
+}
+
+TEST_CASE("write_file_atomically in pieces: a failed write leaves the old file and no temporary", "[atomic_file]")
+{
+    // A file system full after a few pieces: a tmpfs cannot be mounted here,
+    // so the write fails by a file size limit instead (SIGXFSZ ignored: EFBIG).
+    TempDir dir;
+    const std::string path = dir / "snap.json";
+    REQUIRE(write_file_atomically(path, "old\n") == "");
+    struct rlimit old_limit;
+    REQUIRE(getrlimit(RLIMIT_FSIZE, &old_limit) == 0);
+    auto old_handler = signal(SIGXFSZ, SIG_IGN);
+    struct rlimit small = old_limit;
+    small.rlim_cur = 64 * 1024;
+    REQUIRE(setrlimit(RLIMIT_FSIZE, &small) == 0);
+    size_t pieces = 0;
+    const std::string err = write_file_atomically(path, [&](const PieceWriter& put) {
+        for (int i = 0; i < 20; i++) {
+            put(std::string(16 * 1024, 'x'));
+            pieces++;
+        }
+    });
+    setrlimit(RLIMIT_FSIZE, &old_limit);
+    signal(SIGXFSZ, old_handler);
+    CHECK(pieces == 20);  // produced to the end; nothing more written after the failure
+    CHECK(err.find("cannot write") != std::string::npos);
+    CHECK(read_all(path) == "old\n");
+    CHECK(dir.entries() == std::vector<std::string>{"snap.json"});
 }

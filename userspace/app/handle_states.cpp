@@ -57,46 +57,69 @@ void HandleStates::annotate(RawState& raw)
         if (!p.stats.exited_ns)
             live.insert(p.pid);
     std::map<HandleId, Known> now;
-    for (const RawConn& c : raw.conns) {
-        if (!live.count(c.pid))
-            continue;
-        const LibpqLayout* layout = layout_of(c.pid);
-        if (!layout)
-            continue;
-        const HandleId id{c.pid, c.conn, c.info.acquired_ns};
-        const uint64_t start = monotonic_ns(), start_cpu = thread_cpu_ns();
-        auto fields = read_handle_fields(c.pid, c.conn, *layout);
-        reads_++;
-        if (!fields) {
-            failed_++;
-            read_ns_ += monotonic_ns() - start;
-            read_cpu_ns_ += thread_cpu_ns() - start_cpu;
-            continue;  // gone (exited, or finished since the maps were read)
-        }
-        Known k;
-        if (auto before = known_.find(id); before != known_.end())
-            k = before->second;
-        const ConnState state = conn_state_of(fields.value());
-        if (k.state.state_since_ns == 0 || k.state.state != state)
-            k.state.state_since_ns = raw.now_ns;
-        k.state.state = state;
-        // PQbackendPID()'s rule: 0 unless connected.
-        k.state.backend_pid = fields.value().status == 0 ? fields.value().be_pid : 0;
-        if (!k.named && state != ConnState::unknown) {
-            if (auto names = read_handle_names(c.pid, c.conn, *layout)) {
-                k.state.database = names.value().database;
-                k.state.user = names.value().user;
-                k.named = true;
+    std::vector<uint64_t> conns;
+    std::vector<const RawConn*> of_pid;
+    // A process's handles (a run of one pid: the maps are read in key
+    // order) in one batch of reads.
+    for (size_t i = 0; i < raw.conns.size();) {
+        const uint32_t pid = raw.conns[i].pid;
+        size_t end = i;
+        while (end < raw.conns.size() && raw.conns[end].pid == pid)
+            end++;
+        const LibpqLayout* layout = live.count(pid) ? layout_of(pid) : nullptr;
+        if (layout) {
+            conns.clear();
+            of_pid.clear();
+            for (size_t k = i; k < end; k++) {
+                conns.push_back(raw.conns[k].conn);
+                of_pid.push_back(&raw.conns[k]);
             }
+            annotate_process(raw, pid, conns, of_pid, *layout, now);
         }
-        read_ns_ += monotonic_ns() - start;
-        read_cpu_ns_ += thread_cpu_ns() - start_cpu;
-        raw.handles[{c.pid, c.conn}] = k.state;
-        now[id] = k;
+        i = end;
     }
     known_ = std::move(now);
     for (auto it = file_of_pid_.begin(); it != file_of_pid_.end();)
         it = live.count(it->first) ? std::next(it) : file_of_pid_.erase(it);
+}
+
+void HandleStates::annotate_process(RawState& raw, uint32_t pid, const std::vector<uint64_t>& conns,
+                                    const std::vector<const RawConn*>& of_pid, const LibpqLayout& layout,
+                                    std::map<HandleId, Known>& now)
+{
+    const uint64_t start = monotonic_ns(), start_cpu = thread_cpu_ns();
+    const std::vector<Result<HandleFields>> read = read_handles_fields(pid, conns, layout);
+    reads_ += read.size();
+    for (size_t k = 0; k < read.size(); k++) {
+        const RawConn& c = *of_pid[k];
+        const auto& fields = read[k];
+        if (!fields) {
+            failed_++;
+            continue;  // gone (exited, or finished since the maps were read)
+        }
+        const HandleId id{c.pid, c.conn, c.info.acquired_ns};
+        Known k_state;
+        if (auto before = known_.find(id); before != known_.end())
+            k_state = before->second;
+        const ConnState state = conn_state_of(fields.value());
+        if (k_state.state.state_since_ns == 0 || k_state.state.state != state)
+            k_state.state.state_since_ns = raw.now_ns;
+        k_state.state.state = state;
+        // PQbackendPID()'s rule: 0 unless connected.
+        k_state.state.backend_pid = fields.value().status == 0 ? fields.value().be_pid : 0;
+        if (!k_state.named && state != ConnState::unknown) {
+            if (auto names = read_handle_names(c.pid, c.conn, layout)) {
+                k_state.state.database = names.value().database;
+                k_state.state.user = names.value().user;
+                k_state.named = true;
+            }
+        }
+        // In key order, as read: each insert lands at the end.
+        raw.handles.emplace_hint(raw.handles.end(), std::make_pair(c.pid, c.conn), k_state.state);
+        now.emplace_hint(now.end(), id, std::move(k_state));
+    }
+    read_ns_ += monotonic_ns() - start;
+    read_cpu_ns_ += thread_cpu_ns() - start_cpu;
 }
 
 }  // namespace connleak

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "libpq_handle.h"
 #include "model.h"
@@ -38,6 +39,10 @@ private:
         HandleState state;
         bool named = false;  // database and user read (they never change)
     };
+    // One process's handles: read together, into raw.handles and `now`.
+    void annotate_process(RawState& raw, uint32_t pid, const std::vector<uint64_t>& conns,
+                          const std::vector<const RawConn*>& of_pid, const LibpqLayout& layout,
+                          std::map<HandleId, Known>& now);
     Symbolizer symbols_{SymbolizerOptions{"", false}};
     std::map<std::pair<dev_t, ino_t>, std::optional<LibpqLayout>> layouts_;  // by libpq file
     std::map<uint32_t, std::pair<dev_t, ino_t>> file_of_pid_;

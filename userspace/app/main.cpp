@@ -417,10 +417,13 @@ int run(const Options& o)
     Session session(scfg, source, *sink, stacks);
     ContainerLabels containers;
     HandleStates handle_states;
+    uint64_t sockets_cpu_ns = 0;  // measurements (CONNLEAK_SCALE_STATS)
     session.set_annotator([&](RawState& raw) {
         containers.label(raw);
+        const uint64_t sockets_start = thread_cpu_ns();
         if (sockets)
             sockets->annotate(raw);
+        sockets_cpu_ns += thread_cpu_ns() - sockets_start;
         if (server)
             server->annotate(raw);
         handle_states.annotate(raw);
@@ -512,14 +515,18 @@ int run(const Options& o)
             break;
         if (seconds_since(start) >= next_report) {
             const uint64_t report_start = monotonic_ns(), report_cpu_start = thread_cpu_ns();
+            const uint64_t handles_cpu_start = handle_states.read_cpu_ns(), sockets_cpu_start = sockets_cpu_ns;
             const std::string err = session.report(false);
             report_ns_last = monotonic_ns() - report_start;
             const uint64_t report_cpu_ns = thread_cpu_ns() - report_cpu_start;
             report_ns_max = std::max(report_ns_max, report_ns_last);
             reports++;
             if (scale_stats)  // one line per report: bench/ picks those of a known state
-                std::fprintf(stderr, "connleak-scale: report_ms=%.2f report_cpu_ms=%.2f\n", report_ns_last / 1e6,
-                             report_cpu_ns / 1e6);
+                std::fprintf(stderr,
+                             "connleak-scale: report_ms=%.2f report_cpu_ms=%.2f sockets_cpu_ms=%.2f "
+                             "handle_reads_cpu_ms=%.2f\n",
+                             report_ns_last / 1e6, report_cpu_ns / 1e6, (sockets_cpu_ns - sockets_cpu_start) / 1e6,
+                             (handle_states.read_cpu_ns() - handles_cpu_start) / 1e6);
             if (!err.empty()) {
                 sink.reset();  // the terminal back first, or the message is lost with the view
                 return fail(err);

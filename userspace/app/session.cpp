@@ -59,7 +59,7 @@ std::string Session::report(bool final)
     else
         sink_.show(snap);
     if (!cfg_.json_path.empty() && cfg_.json_path != "-")
-        return write_file_atomically(cfg_.json_path, snapshot_document(snapshot_to_json(snap)));
+        return write_file_atomically(cfg_.json_path, [&](const PieceWriter& put) { write_snapshot_text(snap, put); });
     return "";
 }
 

@@ -405,15 +405,15 @@ std::set<uint64_t> SocketTracer::take_exit_held(uint32_t pid)
 std::vector<SocketRecord> SocketTracer::read_records() const
 {
     // Traffic first: a record read after its traffic entry is never older.
-    std::map<uint64_t, sock_io> io;
-    for (const auto& [sk, v] : dump_map<uint64_t, sock_io>(bpf_map__fd(skel_->maps.sock_io)))
-        io[sk] = v;
+    // Both come sorted by key: looked up by bisection, no tree built.
+    const auto io = dump_map<uint64_t, sock_io>(bpf_map__fd(skel_->maps.sock_io));
     const auto seen = dump_map<uint64_t, sock_rec>(bpf_map__fd(skel_->maps.socks));
     std::vector<SocketRecord> out;
     out.reserve(seen.size());
     for (const auto& [sk, r] : seen) {
         out.push_back(to_record(sk, r));
-        if (auto it = io.find(sk); traffic_ && it != io.end() && it->second.conn == r.conn)
+        auto it = std::lower_bound(io.begin(), io.end(), sk, [](const auto& e, uint64_t key) { return e.first < key; });
+        if (traffic_ && it != io.end() && it->first == sk && it->second.conn == r.conn)
             add_traffic(out.back(), it->second);
     }
     return out;
@@ -501,21 +501,29 @@ void SocketTracer::annotate(RawState& raw)
 void SocketTracer::collect_garbage(const std::vector<SocketRecord>& records, const RawState& raw)
 {
     const uint64_t now = monotonic_ns();
-    std::set<std::pair<uint32_t, uint64_t>> live_handles;
+    // Sorted lists, not trees: one entry per live handle and per record
+    // (100,000 of each at scale), looked up by bisection.
+    using Handle = std::pair<uint32_t, uint64_t>;  // (tgid, conn)
+    std::vector<Handle> live_handles;
+    live_handles.reserve(raw.conns.size());
     for (const RawConn& c : raw.conns)
-        live_handles.insert({c.pid, c.conn});
-    std::map<std::pair<uint32_t, uint64_t>, uint64_t> latest;  // (tgid, conn) -> connect_ns
+        live_handles.emplace_back(c.pid, c.conn);
+    std::sort(live_handles.begin(), live_handles.end());
+    std::vector<std::pair<Handle, uint64_t>> latest;  // (tgid, conn) -> its newest record's connect_ns
     for (const SocketRecord& r : records)
-        if (r.conn) {
-            uint64_t& l = latest[{r.tgid, r.conn}];
-            l = std::max(l, r.connect_ns);
-        }
+        if (r.conn)
+            latest.push_back({{r.tgid, r.conn}, r.connect_ns});
+    std::sort(latest.begin(), latest.end());  // the newest of a handle last among its own
+    auto newest_connect = [&](const Handle& h) {
+        auto it = std::upper_bound(latest.begin(), latest.end(), std::make_pair(h, UINT64_MAX));
+        return it != latest.begin() && std::prev(it)->first == h ? std::prev(it)->second : 0;
+    };
     std::set<uint32_t> running;
     for (const RawProcess& p : raw.processes)
         if (!final_.count(p.pid))
             running.insert(p.pid);
 
-    std::set<uint64_t> kept;
+    std::vector<uint64_t> kept;
     for (const SocketRecord& r : records) {
         auto free_it = [&] { free_record(r.sk); };
         if (final_.count(r.tgid))
@@ -536,28 +544,29 @@ void SocketTracer::collect_garbage(const std::vector<SocketRecord>& records, con
             }
         }
         if (!closed) {
-            kept.insert(r.sk);
+            kept.push_back(r.sk);
             continue;
         }
         if (!r.conn) {
             free_it();
             continue;
         }
-        if (live_handles.count({r.tgid, r.conn})) {
-            if (latest[{r.tgid, r.conn}] > r.connect_ns)
+        if (std::binary_search(live_handles.begin(), live_handles.end(), Handle{r.tgid, r.conn})) {
+            if (newest_connect({r.tgid, r.conn}) > r.connect_ns)
                 free_it();  // replaced by a newer socket of the same handle
             else
-                kept.insert(r.sk);
+                kept.push_back(r.sk);
             continue;
         }
         uint64_t since = gone_since_.emplace(r.sk, now).first->second;
         if (now - since >= kClosedGraceNs)
             free_it();
         else
-            kept.insert(r.sk);
+            kept.push_back(r.sk);
     }
+    std::sort(kept.begin(), kept.end());
     for (auto it = gone_since_.begin(); it != gone_since_.end();)
-        it = kept.count(it->first) ? std::next(it) : gone_since_.erase(it);
+        it = std::binary_search(kept.begin(), kept.end(), it->first) ? std::next(it) : gone_since_.erase(it);
 }
 
 }  // namespace connleak

@@ -1,8 +1,10 @@
 #include "json_output.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cmath>
 
+#include "conn_json_text.h"
 #include "handle_json.h"
 #include "safe_text.h"
 #include "server_json.h"
@@ -104,6 +106,7 @@ json container_json(const ProcessReport& p)
     return {{"id", or_null(p.container_id)}, {"pod_uid", or_null(p.pod_uid)}};
 }
 
+// connections_shown 0: connections[] left empty (snapshot_text writes it).
 json process_json(const ProcessReport& p, size_t connections_shown)
 {
     json sites = json::array(), conns = json::array();
@@ -159,16 +162,21 @@ json exited_group_json(const ExitedGroup& g)
             {"sites", std::move(sites)}};
 }
 
-}  // namespace
+// One entry of processes[], every key of it (connections[] empty unless
+// `with_connections`).
+json process_entry(const Snapshot& snap, const ProcessReport& p, bool with_connections = true)
+{
+    json entry = with_server(with_sockets(process_json(p, with_connections ? snap.connections_shown : 0), p.sockets), p,
+                             !snap.servers.empty());
+    add_state_counts(entry, p.states, p.pool_slots_lost);
+    return entry;
+}
 
-json snapshot_to_json(const Snapshot& snap)
+// The snapshot with processes[] left empty (the caller fills it).
+json snapshot_without_processes(const Snapshot& snap)
 {
     const Totals& t = snap.totals;
     json procs = json::array();
-    for (const auto& p : snap.processes)
-        procs.push_back(with_server(with_sockets(process_json(p, snap.connections_shown), p.sockets), p, !snap.servers.empty()));
-    for (size_t i = 0; i < snap.processes.size(); ++i)
-        add_state_counts(procs[i], snap.processes[i].states, snap.processes[i].pool_slots_lost);
     json notices = json::array();
     for (const auto& n : snap.notices) {
         notices.push_back(notice_json(n));
@@ -199,6 +207,102 @@ json snapshot_to_json(const Snapshot& snap)
         out["tracking_stats"]["tracking_discrepancy"] = t.tracking_discrepancy;
     }
     return out;
+}
+
+// `text`, a value dumped with indent 2, as it reads `spaces` deeper: JSON
+// text holds raw newlines only between tokens, never inside a string.
+void append_indented(std::string& out, const std::string& text, size_t spaces)
+{
+    size_t from = 0;
+    for (size_t nl = text.find('\n'); nl != std::string::npos; nl = text.find('\n', from)) {
+        out.append(text, from, nl + 1 - from);
+        out.append(spaces, ' ');
+        from = nl + 1;
+    }
+    out.append(text, from, std::string::npos);
+}
+
+// processes[i] at its depth in the document. Its connections are written
+// as text (append_conn_json); with --server, whose keys join each
+// connection's object, as a tree like the rest.
+void append_process(std::string& out, const Snapshot& snap, const ProcessReport& p)
+{
+    const size_t listed = std::min(p.connections.size(), snap.connections_shown);
+    if (!snap.servers.empty() || listed == 0) {
+        append_indented(out, process_entry(snap, p).dump(2), 4);
+        return;
+    }
+    const json entry = process_entry(snap, p, false);
+    out += "{";
+    bool first = true;
+    for (auto it = entry.begin(); it != entry.end(); ++it) {
+        out += first ? "\n      " : ",\n      ";
+        first = false;
+        out += json(it.key()).dump();
+        out += ": ";
+        if (it.key() != "connections") {
+            append_indented(out, it.value().dump(2), 6);
+            continue;
+        }
+        out += "[";
+        ConnJsonWriter writer;
+        for (size_t i = 0; i < listed; i++) {
+            out += i ? ",\n        " : "\n        ";
+            writer.append(out, p.connections[i], p.sockets.tracked, 8);
+        }
+        out += "\n      ]";
+    }
+    out += "\n    }";
+}
+
+}  // namespace
+
+json snapshot_to_json(const Snapshot& snap)
+{
+    json out = snapshot_without_processes(snap);
+    json& procs = out["processes"];
+    for (const ProcessReport& p : snap.processes)
+        procs.push_back(process_entry(snap, p));
+    return out;
+}
+
+std::string snapshot_text(const Snapshot& snap)
+{
+    std::string out;
+    write_snapshot_text(snap, [&](std::string_view piece) { out += piece; });
+    return out;
+}
+
+void write_snapshot_text(const Snapshot& snap, const std::function<void(std::string_view piece)>& put)
+{
+    // The bytes of snapshot_document(snapshot_to_json(snap)), with one
+    // process's tree in memory at a time, not every listed connection's.
+    constexpr size_t kPiece = 1 << 20;
+    const json head = snapshot_without_processes(snap);
+    std::string out = "{";
+    bool first = true;
+    for (auto it = head.begin(); it != head.end(); ++it) {
+        out += first ? "\n  " : ",\n  ";
+        first = false;
+        out += json(it.key()).dump();
+        out += ": ";
+        if (it.key() != "processes" || snap.processes.empty()) {
+            append_indented(out, it.value().dump(2), 2);
+            continue;
+        }
+        out += "[";
+        for (size_t i = 0; i < snap.processes.size(); i++) {
+            out += i ? ",\n    " : "\n    ";
+            append_process(out, snap, snap.processes[i]);
+            if (out.size() >= kPiece) {
+                put(out);
+                out.clear();
+            }
+        }
+        out += "\n  ]";
+    }
+    out += first ? "}\n" : "\n}\n";
+    put(out);
 }
 
 }  // namespace connleak

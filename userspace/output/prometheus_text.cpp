@@ -118,6 +118,19 @@ std::string labels(std::initializer_list<std::pair<const char*, std::string>> kv
     return out;
 }
 
+// A running process's container (ContainerLabels): ",container_id=...,
+// pod_uid=..." for the parts known, nothing outside any. One value per
+// process, so no more series than the pid label already makes.
+std::string container_labels(const ProcessReport& p)
+{
+    std::string out;
+    if (!p.container_id.empty())
+        out += "," + labels({{"container_id", utf8_text(p.container_id)}});
+    if (!p.pod_uid.empty())
+        out += "," + labels({{"pod_uid", utf8_text(p.pod_uid)}});
+    return out;
+}
+
 // Exited processes of one command name, folded.
 struct ExitedComm {
     std::map<std::string, SiteRow> sites;
@@ -193,7 +206,7 @@ std::string prometheus_text(const Snapshot& snapshot, size_t top)
             continue;
         }
         const std::string pid = std::to_string(p.pid);
-        const std::string pl = labels({{"pid", pid}, {"comm", comm}});
+        const std::string pl = labels({{"pid", pid}, {"comm", comm}}) + container_labels(p);
         std::string l;
         for (const SiteRow& r : rows) {
             l.assign(pl).append(",site=\"").append(prometheus_label_value(utf8_text(r.site))).append(1, '"');
@@ -209,7 +222,7 @@ std::string prometheus_text(const Snapshot& snapshot, size_t top)
         dropped.add(pl, p.dropped);
         // Every live handle is in use by the process until connections say
         // they sit idle in a pool (then: an "idle" series beside it).
-        otel.add(labels({{"pid", pid}, {"comm", comm}, {"db_client_connection_state", "used"}}), p.active);
+        otel.add(pl + "," + labels({{"db_client_connection_state", "used"}}), p.active);
     }
     for (const ExitedGroup& g : snapshot.exited_folded) {
         ExitedComm& e = exited[utf8_text(g.comm)];

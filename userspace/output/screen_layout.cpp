@@ -364,6 +364,12 @@ std::vector<const ProcessReport*> sorted_processes(const Snapshot& snap, SortKey
 std::vector<Field> process_fields(const ProcessReport& p)
 {
     std::vector<Field> f = {{"", fmt("PID %u %s", p.pid, printable(p.comm).c_str()), Style::Strong}};
+    // Its container as docker ps and kubectl show them: the id's first 12
+    // characters, the pod's first 8 (the JSON has both whole).
+    if (!p.container_id.empty())
+        f.push_back({"container", printable(p.container_id.substr(0, 12)), Style::Muted});
+    if (!p.pod_uid.empty())
+        f.push_back({"pod", printable(p.pod_uid.substr(0, 8)), Style::Muted});
     if (p.exited)
         f.push_back({"", "exited", Style::Muted});
     else

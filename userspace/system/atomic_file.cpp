@@ -73,26 +73,37 @@ int create_temporary(const std::string& path, std::string& tmp)
 
 std::string write_file_atomically(const std::string& path, const std::string& content)
 {
+    return write_file_atomically(path, [&](const PieceWriter& put) { put(content); });
+}
+
+std::string write_file_atomically(const std::string& path, const std::function<void(const PieceWriter& put)>& produce)
+{
     if (std::string err = replaceable(path); !err.empty())
         return err;
     std::string tmp;
     int fd = create_temporary(path, tmp);
     if (fd < 0)
         return failure("create a temporary file for", path);
-    const char* p = content.data();
-    size_t left = content.size();
-    while (left > 0) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            std::string err = failure("write", tmp);
-            close(fd);
-            unlink(tmp.c_str());
-            return err;
+    std::string write_error;
+    produce([&](std::string_view piece) {
+        const char* p = piece.data();
+        size_t left = piece.size();
+        while (left > 0 && write_error.empty()) {
+            ssize_t n = write(fd, p, left);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                write_error = failure("write", tmp);
+                break;
+            }
+            p += n;
+            left -= static_cast<size_t>(n);
         }
-        p += n;
-        left -= static_cast<size_t>(n);
+    });
+    if (!write_error.empty()) {
+        close(fd);
+        unlink(tmp.c_str());
+        return write_error;
     }
     if (close(fd) != 0) {
         std::string err = failure("write", tmp);

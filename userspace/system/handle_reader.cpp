@@ -3,8 +3,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstring>
+#include <utility>
 
 namespace connleak {
 namespace {
@@ -64,6 +67,66 @@ Result<HandleFields> read_handle_fields(uint32_t pid, uint64_t conn, const Libpq
     if (auto s = read_remote(pid, local, remote, 4); !s)
         return s.error();
     return f;
+}
+
+std::vector<Result<HandleFields>> read_handles_fields(uint32_t pid, const std::vector<uint64_t>& conns,
+                                                      const LibpqLayout& layout)
+{
+    // The four fields lie in one struct: read the bytes from the first to
+    // the last of them, one iovec per handle (the kernel pins pages per
+    // iovec), when they are close; else four small iovecs per handle.
+    const uint32_t offsets[4] = {layout.status, layout.async_status, layout.xact_status, layout.be_pid};
+    const uint32_t lo = *std::min_element(offsets, offsets + 4), hi = *std::max_element(offsets, offsets + 4) + 4;
+    constexpr uint32_t kMaxSpan = 1024;
+    const bool span = hi - lo <= kMaxSpan;
+    const size_t pieces = span ? 1 : 4, bytes = span ? hi - lo : 16;
+    const size_t per_call = 1024 / pieces;
+    std::vector<Result<HandleFields>> out;
+    out.reserve(conns.size());
+    std::vector<unsigned char> buf(std::min(conns.size(), per_call) * bytes);
+    std::vector<iovec> local, remote;
+    size_t next = 0;
+    while (next < conns.size()) {
+        const size_t count = std::min(conns.size() - next, per_call);
+        local.clear();
+        remote.clear();
+        for (size_t i = 0; i < count; i++) {
+            unsigned char* to = buf.data() + i * bytes;
+            const uint64_t conn = conns[next + i];
+            if (span) {
+                local.push_back({to, bytes});
+                remote.push_back(at(conn + lo, bytes));
+            } else {
+                for (size_t k = 0; k < 4; k++) {
+                    local.push_back({to + 4 * k, 4});
+                    remote.push_back(at(conn + offsets[k], 4));
+                }
+            }
+        }
+        const ssize_t n =
+            process_vm_readv(static_cast<pid_t>(pid), local.data(), local.size(), remote.data(), remote.size(), 0);
+        if (n < 0 && errno == ESRCH) {  // gone: so is every handle of it
+            while (out.size() < conns.size())
+                out.push_back(Error{"process_vm_readv: " + errstr(ESRCH)});
+            return out;
+        }
+        // It stops at the first iovec it cannot read: the handles before
+        // are whole; that one is read alone (its own error), the rest again.
+        const size_t whole = n < 0 ? 0 : static_cast<size_t>(n) / bytes;
+        for (size_t i = 0; i < whole; i++) {
+            const unsigned char* from = buf.data() + i * bytes;
+            int32_t v[4];
+            for (size_t k = 0; k < 4; k++)
+                std::memcpy(&v[k], from + (span ? offsets[k] - lo : 4 * k), 4);
+            out.push_back(HandleFields{v[0], v[1], v[2], v[3]});
+        }
+        next += whole;
+        if (whole < count) {
+            out.push_back(read_handle_fields(pid, conns[next], layout));
+            next++;
+        }
+    }
+    return out;
 }
 
 Result<HandleNames> read_handle_names(uint32_t pid, uint64_t conn, const LibpqLayout& layout)

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "libpq_handle.h"
 #include "result.h"
@@ -13,6 +14,14 @@ namespace connleak {
 
 // status, asyncStatus, xactStatus and be_pid: one system call.
 Result<HandleFields> read_handle_fields(uint32_t pid, uint64_t conn, const LibpqLayout& layout);
+
+// The same fields of many handles of one process, in as few system calls as
+// fit (1,024 iovecs each), one result per handle, in order. A handle that
+// cannot be read fails alone, as read_handle_fields would. When the fields
+// lie within 256 bytes, the bytes between them are read too (the struct's
+// own fields, never a string they point to) and dropped.
+std::vector<Result<HandleFields>> read_handles_fields(uint32_t pid, const std::vector<uint64_t>& conns,
+                                                      const LibpqLayout& layout);
 
 struct HandleNames {
     std::string database, user;  // "" when the pointer is null

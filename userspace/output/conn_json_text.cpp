@@ -1,0 +1,185 @@
+#include "conn_json_text.h"
+
+#include <array>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "safe_text.h"
+
+namespace connleak {
+namespace {
+
+// Keys and values of one object, with nlohmann's separators.
+class ObjectText {
+public:
+    ObjectText(std::string& out, size_t indent) : out_(out), indent_(indent) { out_ += '{'; }
+    ~ObjectText()
+    {
+        out_ += '\n';
+        out_.append(indent_, ' ');
+        out_ += '}';
+    }
+    std::string& key(std::string_view k)
+    {
+        out_ += first_ ? "\n" : ",\n";
+        first_ = false;
+        out_.append(indent_ + 2, ' ');
+        out_ += '"';
+        out_ += k;  // connleak's own keys: nothing to escape
+        out_ += "\": ";
+        return out_;
+    }
+    void null(std::string_view k) { key(k) += "null"; }
+    void boolean(std::string_view k, bool b) { key(k) += b ? "true" : "false"; }
+    void number(std::string_view k, int64_t n) { key(k) += std::to_string(n); }
+    // As nlohmann's serializer writes a double (its own Grisu2 conversion).
+    void number(std::string_view k, double d)
+    {
+        std::string& out = key(k);
+        if (!std::isfinite(d)) {
+            out += "null";
+            return;
+        }
+        std::array<char, 64> buf{};
+        const char* end = nlohmann::detail::to_chars(buf.data(), buf.data() + buf.size(), d);
+        out.append(buf.data(), static_cast<size_t>(end - buf.data()));
+    }
+    // Text already escaped and quoted.
+    void json_text(std::string_view k, std::string_view quoted) { key(k) += quoted; }
+    void text(std::string_view k, std::string_view s) { append_json_string(key(k), s); }
+    void text_or_null(std::string_view k, bool present, std::string_view s)
+    {
+        if (present)
+            text(k, s);
+        else
+            null(k);
+    }
+
+private:
+    std::string& out_;
+    size_t indent_;
+    bool first_ = true;
+};
+
+double round_ms(double ms)
+{
+    return std::round(ms * 10.0) / 10.0;
+}
+
+}  // namespace
+
+void append_json_string(std::string& out, std::string_view s)
+{
+    static const char hex[] = "0123456789abcdef";
+    out += '"';
+    size_t plain = 0;  // start of the run copied as is
+    for (size_t i = 0; i < s.size(); i++) {
+        const unsigned char c = static_cast<unsigned char>(s[i]);
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        out.append(s.data() + plain, i - plain);
+        plain = i + 1;
+        switch (c) {
+        case '"':
+            out += "\\\"";
+            break;
+        case '\\':
+            out += "\\\\";
+            break;
+        case '\b':
+            out += "\\b";
+            break;
+        case '\f':
+            out += "\\f";
+            break;
+        case '\n':
+            out += "\\n";
+            break;
+        case '\r':
+            out += "\\r";
+            break;
+        case '\t':
+            out += "\\t";
+            break;
+        default:
+            out += "\\u00";
+            out += hex[c >> 4];
+            out += hex[c & 0xf];
+        }
+    }
+    out.append(s.data() + plain, s.size() - plain);
+    out += '"';
+}
+
+const std::string& ConnJsonWriter::quoted(std::string& cache_key, std::string& cache, const std::string& s)
+{
+    if (cache.empty() || cache_key != s) {
+        cache_key = s;
+        cache.clear();
+        append_json_string(cache, utf8_text(s));
+    }
+    return cache;
+}
+
+void ConnJsonWriter::append(std::string& out, const ConnReport& c, bool sockets_tracked, size_t indent)
+{
+    ObjectText o(out, indent);
+    char conn[2 + 16 + 1];
+    std::snprintf(conn, sizeof(conn), "0x%" PRIx64, c.conn);
+    o.text("conn", conn);
+    o.number("tid", static_cast<int64_t>(c.tid));
+    o.json_text("site", quoted(site_, site_json_, c.site));
+    o.number("age_ms", round_ms(c.age_ms));
+    o.boolean("leak", c.leak);
+    if (sockets_tracked) {
+        o.text_or_null("peer", !c.peer.empty(), c.peer);
+        o.text_or_null("local", !c.local.empty(), c.local);
+        o.text("socket", c.socket);
+    }
+    if (c.idle_ms >= 0)
+        o.number("idle_ms", round_ms(c.idle_ms));
+    else
+        o.null("idle_ms");
+    const bool last_used = !c.last_used_site.empty();
+    if (last_used)
+        o.json_text("last_used_site", quoted(last_used_, last_used_json_, c.last_used_site));
+    else
+        o.null("last_used_site");
+    if (!last_used) {
+        o.null("last_used_frames");
+    } else if (!c.last_used_frames || c.last_used_frames->empty()) {
+        o.key("last_used_frames") += "[]";
+    } else {
+        std::string& a = o.key("last_used_frames");
+        a += '[';
+        bool first = true;
+        for (const std::string& f : *c.last_used_frames) {
+            a += first ? "\n" : ",\n";
+            first = false;
+            a.append(indent + 4, ' ');
+            append_json_string(a, utf8_text(f));
+        }
+        a += '\n';
+        a.append(indent + 2, ' ');
+        a += ']';
+    }
+    // add_handle_keys (handle_json.cpp): null unless the state is known.
+    const bool known = c.state_known && c.state != ConnState::unknown;
+    o.text_or_null("state", known, known ? conn_state_name(c.state) : "");
+    if (known && c.backend_pid)
+        o.number("backend_pid", static_cast<int64_t>(c.backend_pid));
+    else
+        o.null("backend_pid");
+    o.text_or_null("database", known, known ? utf8_text(c.database) : std::string());
+    o.text_or_null("user", known, known ? utf8_text(c.user) : std::string());
+    o.boolean("pooled", c.pooled);
+}
+
+void append_conn_json(std::string& out, const ConnReport& c, bool sockets_tracked, size_t indent)
+{
+    ConnJsonWriter().append(out, c, sockets_tracked, indent);
+}
+
+}  // namespace connleak
