@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "handle_json.h"
+#include "last_users_json.h"
 #include "safe_text.h"
 #include "server_json.h"
 #include "socket_json.h"
@@ -167,8 +168,10 @@ json snapshot_to_json(const Snapshot& snap)
     json procs = json::array();
     for (const auto& p : snap.processes)
         procs.push_back(with_server(with_sockets(process_json(p, snap.connections_shown), p.sockets), p, !snap.servers.empty()));
-    for (size_t i = 0; i < snap.processes.size(); ++i)
+    for (size_t i = 0; i < snap.processes.size(); ++i) {
         add_state_counts(procs[i], snap.processes[i].states, snap.processes[i].pool_slots_lost);
+        add_process_last_users(procs[i], snap.processes[i]);
+    }
     json notices = json::array();
     for (const auto& n : snap.notices) {
         notices.push_back(notice_json(n));
@@ -192,6 +195,7 @@ json snapshot_to_json(const Snapshot& snap)
         folded.push_back(exited_group_json(g));
     out["exited_folded"] = std::move(folded);
     out["exited_folded_processes"] = snap.exited_folded_processes;
+    add_snapshot_last_users(out, snap);
     if (!snap.servers.empty())
         out["servers"] = servers_json(snap.servers);
     if (t.sockets_tracked) {

@@ -6,6 +6,8 @@
 #include <cstdio>
 
 #include "last_user_text.h"
+#include "last_users.h"
+#include "last_users_table.h"
 #include "safe_text.h"
 #include "server_text.h"
 #include "strfmt.h"
@@ -306,6 +308,8 @@ double site_key(const ProcessReport& p, const SiteReport& s, SortKey k)
         return s.avg_ms;
     case SortKey::State:
         return static_cast<double>(in_transaction_count(s.states));
+    case SortKey::LastUser:
+        break;  // sites keep the model's order; the last users table and live handles follow the sort
     }
     return 0;
 }
@@ -327,6 +331,9 @@ double process_key(const ProcessReport& p, SortKey k)
     }
     case SortKey::State:
         return static_cast<double>(in_transaction_count(p.states));
+    case SortKey::LastUser:
+        return static_cast<double>(std::count_if(p.connections.begin(), p.connections.end(),
+                                                 [](const ConnReport& c) { return checked_out(c); }));
     }
     return 0;
 }
@@ -471,7 +478,21 @@ std::vector<size_t> plan_connections(const std::vector<const ProcessReport*>& pr
     return shown;
 }
 
-// The model's order (oldest first), or by state (stable: oldest first within one).
+// Sorting by last user: the process's last users in their order (most
+// leaks and handles checked out first), those --top left out after them by
+// label, handles with no known last user last.
+std::pair<size_t, std::string> last_user_rank(const ProcessReport& p, const ConnReport& c)
+{
+    if (c.last_used_site.empty())
+        return {p.last_users.size() + 1, ""};
+    for (size_t i = 0; i < p.last_users.size(); i++)
+        if (p.last_users[i].site == c.last_used_site)
+            return {i, ""};
+    return {p.last_users.size(), c.last_used_site};
+}
+
+// The model's order (oldest first), or by state or last user (stable:
+// oldest first within one).
 std::vector<const ConnReport*> sorted_connections(const ProcessReport& p, SortKey k)
 {
     std::vector<const ConnReport*> out;
@@ -480,6 +501,10 @@ std::vector<const ConnReport*> sorted_connections(const ProcessReport& p, SortKe
     if (k == SortKey::State)
         std::stable_sort(out.begin(), out.end(),
                          [](const ConnReport* a, const ConnReport* b) { return state_rank(*a) > state_rank(*b); });
+    if (k == SortKey::LastUser)
+        std::stable_sort(out.begin(), out.end(), [&](const ConnReport* a, const ConnReport* b) {
+            return last_user_rank(p, *a) < last_user_rank(p, *b);
+        });
     return out;
 }
 
@@ -561,6 +586,12 @@ std::vector<Line> layout_body(const Snapshot& snap, const Trends& trends, const 
             for (const SiteReport* s : sorted_sites(*p, view.sort))
                 head.push_back(fit(site_row(table, *p, *s, trends.site(p->pid, s->site)), width));
         }
+        for (const TableLine& l : last_users_lines(*p))
+            head.push_back(fit({{l.text, l.heading ? Style::Heading
+                                         : l.note  ? Style::Muted
+                                         : l.leak  ? Style::Leak
+                                                   : Style::Plain}},
+                               width));
         fixed += head.size();
         heads.push_back(std::move(head));
     }
@@ -715,6 +746,8 @@ SortKey next_sort(SortKey k)
     case SortKey::AvgHold:
         return SortKey::State;
     case SortKey::State:
+        return SortKey::LastUser;
+    case SortKey::LastUser:
         break;
     }
     return SortKey::Leaks;
@@ -733,6 +766,8 @@ const char* sort_name(SortKey k)
         return "avg hold";
     case SortKey::State:
         return "state";
+    case SortKey::LastUser:
+        return "last user";
     }
     return "?";
 }
