@@ -52,10 +52,12 @@ std::vector<LastUserReport> tally_last_users(const std::vector<ConnReport>& conn
     for (const ConnReport& c : conns) {
         if (c.pre_attach)  // known from the server only: nobody's use was seen
             continue;
-        LastUserReport& u = by_label[c.last_used_site];
-        u.site = c.last_used_site;
-        if (!u.frames)  // stacks labelled alike are one last user
+        auto [it, fresh] = by_label.try_emplace(c.last_used_site);
+        LastUserReport& u = it->second;
+        if (fresh) {  // stacks labelled alike are one last user, named by the first
+            u.site = c.last_used_site;
             u.frames = c.last_used_frames;
+        }
         u.connections++;
         u.pooled += c.pooled;
         u.checked_out += checked_out(c);

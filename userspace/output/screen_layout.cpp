@@ -4,6 +4,8 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <map>
+#include <string_view>
 
 #include "last_user_text.h"
 #include "last_users.h"
@@ -481,14 +483,24 @@ std::vector<size_t> plan_connections(const std::vector<const ProcessReport*>& pr
 // Sorting by last user: the process's last users in their order (most
 // leaks and handles checked out first), those --top left out after them by
 // label, handles with no known last user last.
-std::pair<size_t, std::string> last_user_rank(const ProcessReport& p, const ConnReport& c)
+void sort_by_last_user(const ProcessReport& p, std::vector<const ConnReport*>& conns)
 {
-    if (c.last_used_site.empty())
-        return {p.last_users.size() + 1, ""};
+    std::map<std::string_view, size_t> listed;
     for (size_t i = 0; i < p.last_users.size(); i++)
-        if (p.last_users[i].site == c.last_used_site)
-            return {i, ""};
-    return {p.last_users.size(), c.last_used_site};
+        listed.emplace(p.last_users[i].site, i);
+    using Rank = std::pair<size_t, std::string_view>;
+    std::vector<std::pair<Rank, const ConnReport*>> ranked;
+    ranked.reserve(conns.size());
+    for (const ConnReport* c : conns) {
+        auto it = listed.find(c->last_used_site);
+        const Rank r = c->last_used_site.empty() ? Rank{p.last_users.size() + 1, {}}
+                       : it != listed.end()      ? Rank{it->second, {}}
+                                                 : Rank{p.last_users.size(), c->last_used_site};
+        ranked.emplace_back(r, c);
+    }
+    std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (size_t i = 0; i < ranked.size(); i++)
+        conns[i] = ranked[i].second;
 }
 
 // The model's order (oldest first), or by state or last user (stable:
@@ -502,9 +514,7 @@ std::vector<const ConnReport*> sorted_connections(const ProcessReport& p, SortKe
         std::stable_sort(out.begin(), out.end(),
                          [](const ConnReport* a, const ConnReport* b) { return state_rank(*a) > state_rank(*b); });
     if (k == SortKey::LastUser)
-        std::stable_sort(out.begin(), out.end(), [&](const ConnReport* a, const ConnReport* b) {
-            return last_user_rank(p, *a) < last_user_rank(p, *b);
-        });
+        sort_by_last_user(p, out);
     return out;
 }
 
