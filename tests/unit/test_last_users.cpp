@@ -322,13 +322,13 @@ TEST_CASE("last users: the dashboard's table", "[last_users][http]")
     const std::string html = dashboard_html(snapshot_to_json(build(raw)), DashboardOptions{});
     const size_t at = html.find("<h2>Last users</h2>");
     REQUIRE(at != std::string::npos);
-    CHECK(html.find("<tr class=\"leak\"><td>app (4242)</td><td class=\"site\">leaky_route (/srv/app.py:12)</td>"
+    CHECK(html.find("<tr class=\"leak\"><td>app (4242)</td><td class=\"user\">leaky_route (/srv/app.py:12)</td>"
                     "<td class=\"n\">4</td><td class=\"n\">4</td><td class=\"n\">4</td><td class=\"n\">3</td></tr>",
                     at) != std::string::npos);
-    CHECK(html.find("<tr class=\"healthy\"><td>app (4242)</td><td class=\"site\">healthy_route (/srv/app.py:40)</td>"
+    CHECK(html.find("<tr class=\"healthy\"><td>app (4242)</td><td class=\"user\">healthy_route (/srv/app.py:40)</td>"
                     "<td class=\"n\">3</td><td class=\"n\">3</td><td class=\"n\">1</td><td class=\"n\">0</td></tr>",
                     at) != std::string::npos);
-    CHECK(html.find("<td class=\"site\">(not known)</td>", at) != std::string::npos);
+    CHECK(html.find("<td class=\"user\">(not known)</td>", at) != std::string::npos);
     CHECK(at < html.find("<h2>Live connections</h2>"));
     // No last user yet: no table.
     CHECK(dashboard_html(snapshot_to_json(Snapshot{}), DashboardOptions{}).find("Last users") == std::string::npos);

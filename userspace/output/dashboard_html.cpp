@@ -28,7 +28,7 @@ table { border-collapse: collapse; background: #fff; }
 th, td { border: 1px solid #ddd; padding: .3em .6em; text-align: left; vertical-align: top; }
 th { background: #eee; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
-tr.leak { background: #ffcdd2; } tr.leak td.site { color: #b71c1c; font-weight: bold; }
+tr.leak { background: #ffcdd2; } tr.leak td.site, tr.leak td.user { color: #b71c1c; font-weight: bold; }
 tr.healthy { background: #c8e6c9; }
 tr.released { background: #e8f5e9; }
 .more, .empty { color: #666; }
@@ -139,7 +139,7 @@ std::string last_users_table(const nlohmann::ordered_json& snapshot)
             const std::string site = json_text(u, "site");
             const bool leak = json_count(u, "leaks") > 0;
             rows += std::string("<tr class=\"") + (leak ? "leak" : "healthy") + "\">" + cell(process_name(p)) +
-                    cell(site.empty() ? "(not known)" : site, "site") + cell(num(json_count(u, "connections")), "n") +
+                    cell(site.empty() ? "(not known)" : site, "user") + cell(num(json_count(u, "connections")), "n") +
                     cell(num(json_count(u, "pooled")), "n") + cell(num(json_count(u, "checked_out")), "n") +
                     cell(num(json_count(u, "leaks")), "n") + "</tr>\n";
         }
