@@ -8,7 +8,15 @@
 #
 #   bench/socket_io_cost.sh [BUILD_DIR]        (as root)
 #   env: RUNS (5), N (200000 send+recv per run), NPQ (5000 queries per run),
-#        NO_PQ=1 to skip the libpq part (it starts a PostgreSQL)
+#        NO_PQ=1 to skip the libpq part (it starts a PostgreSQL),
+#        CONFIGS ("none nohooks floor bystander traced"; none first, nohooks before bystander),
+#        AB_PAIRS (100), AB_BLOCK (5000 echoes), AB_REPEAT (3) for the A/B
+#        stage, NO_AB=1 to skip it, AB_ONLY=1 for it alone
+#
+# First, the bystander cost in one process, precisely: tp_floor ab runs the
+# echo below in blocks with the hooks attached and detached in turn (ABBA),
+# connleak's own sock_send/sock_recv and then empty programs, and prints
+# each pair's ratio (median, quartiles, extremes).
 #
 # Workloads, timed by their own CPU time (user + system) per operation:
 #   echo N        64 bytes sent on one end of a loopback TCP connection and
@@ -17,22 +25,35 @@
 #                 a unit of work on an idle handle (a capture each, when traced)
 #   pqxact N CI   BEGIN, N x PQexec("select 1"), COMMIT: in a transaction,
 #                 no capture (the send hook's cheap path)
-# Configurations, side by side in each round:
+# Configurations, side by side in each round (each round in another order):
 #   none       connleak not running
-#   bystander  connleak tracing another (idle) process: the workload is not traced
+#   nohooks    connleak --no-sockets tracing another (idle) process: connleak
+#              runs, the traffic hooks are not attached
+#   floor      build/bench/tp_floor: empty programs on the same two
+#              tracepoints, no connleak: the kernel's dispatch alone
+#   bystander  connleak tracing another (idle) process: the hooks are
+#              attached, the workload is not traced
 #   traced     connleak -- WORKLOAD
-# Prints the median us/op of RUNS interleaved rounds and the ratio to
-# "none"; then, in one more run with kernel.bpf_stats_enabled, the hooks'
-# own in-kernel ns per call (bpftool: run_time_ns / run_cnt).
+# Prints the median us/op of RUNS interleaved rounds and the ratio of the
+# medians to "none"; then the ratio of each round's own pair (bystander over
+# nohooks: the hooks alone; bystander over none: connleak as a whole), as
+# median [min, quartiles, max] over the rounds, so the spread shows what
+# the machine's noise allows; then, in one more run with
+# kernel.bpf_stats_enabled, the hooks' own in-kernel ns per call (bpftool:
+# run_time_ns / run_cnt).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-$here/../build}" && pwd)
 connleak=$build/connleak
 RUNS=${RUNS:-5}
+AB_PAIRS=${AB_PAIRS:-100}
+AB_BLOCK=${AB_BLOCK:-5000}
+AB_REPEAT=${AB_REPEAT:-3}
 N=${N:-200000}
 NPQ=${NPQ:-5000}
 [ -x "$connleak" ] || { echo "no $connleak: build first (make build)" >&2; exit 1; }
+case " ${CONFIGS:-floor} " in *" floor "*) [ -x "$build/bench/tp_floor" ] || { echo "no $build/bench/tp_floor: build first" >&2; exit 1; } ;; esac
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 libpq=$(ldconfig -p | awk '/libpq\.so\.5 /{print $NF; exit}')
 
@@ -120,9 +141,9 @@ idle_pid=$!
 
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
-start_bystander() {
+start_bystander() { # [connleak options]
 	rm -f "$work/snap.json"
-	"$connleak" -q -i 0.5 --json "$work/snap.json" --libpq "$libpq" -p $idle_pid > "$work/connleak.out" 2>&1 &
+	"$connleak" -q -i 0.5 --json "$work/snap.json" --libpq "$libpq" "$@" -p $idle_pid > "$work/connleak.out" 2>&1 &
 	cl_pid=$!
 	i=0
 	while [ ! -s "$work/snap.json" ]; do
@@ -147,6 +168,12 @@ once() {
 	shift
 	case $config in
 	none) "$work/ioloop" "$@" ;;
+	floor) "$build/bench/tp_floor" -- "$work/ioloop" "$@" ;;
+	nohooks)
+		start_bystander --no-sockets
+		"$work/ioloop" "$@"
+		stop_bystander
+		;;
 	bystander)
 		start_bystander
 		"$work/ioloop" "$@"
@@ -166,7 +193,11 @@ prog_costs() { # CONFIG MODE N [ARG]
 	config=$1
 	shift
 	sysctl -q -w kernel.bpf_stats_enabled=1
-	if [ "$config" = bystander ]; then
+	if [ "$config" = floor ]; then
+		# read the counters before tp_floor detaches at the workload's end
+		"$build/bench/tp_floor" -- sh -c '"$0" "$@" > /dev/null; bpftool prog show -j > "'"$work/progs.json"'" 2>/dev/null' \
+			"$work/ioloop" "$@" || true
+	elif [ "$config" = bystander ]; then
 		start_bystander
 		"$work/ioloop" "$@" > /dev/null
 		bpftool prog show -j > "$work/progs.json" 2>/dev/null || true
@@ -191,14 +222,24 @@ try:
 except Exception:
     sys.exit(0)
 for p in progs:
-    if p.get("name") in ("sock_send", "sock_recv") and p.get("run_cnt"):
+    if p.get("name") in ("sock_send", "sock_recv", "floor_send", "floor_recv") and p.get("run_cnt"):
         print("  %-7s %-10s %-10s %10d calls %6.0f ns/call (in the program)" % (
             sys.argv[2], sys.argv[3], p["name"], p["run_cnt"], p["run_time_ns"] / p["run_cnt"]))
 PY
 }
 
+# Each round's ratio A/B (the rounds' values of A and B, in order), as
+# "median M [min, q1, q3, max] over R rounds".
+pair_ratios() { # MODE A B
+	paste "$work/$1.$2" "$work/$1.$3" | awk '{ print $1 / $2 }' | sort -n |
+		awk -v m="$1" -v a="$2" -v b="$3" '{ v[NR] = $1 }
+		END {
+		      printf "  %-7s %-9s / %-9s per round: median %.3f [min %.3f, q1 %.3f, q3 %.3f, max %.3f] over %d rounds\n",
+		             m, a, b, v[int((NR + 1) / 2)], v[1], v[int((NR + 3) / 4)], v[int((3 * NR + 3) / 4)], v[NR], NR }'
+}
+
 measure() { # MODE N [ARG]
-	configs="none bystander traced"
+	configs="${CONFIGS:-none nohooks floor bystander traced}"
 	for r in $(seq "$RUNS"); do
 		order=$(echo $configs | tr ' ' '\n' | awk -v r=$r '{ a[NR] = $0 } END { for (i = 0; i < NR; i++) print a[(i + r) % NR + 1] }')
 		for config in $order; do
@@ -209,8 +250,41 @@ measure() { # MODE N [ARG]
 	for config in $configs; do
 		report "$1" $config "$base" "$(median < "$work/$1.$config")"
 	done
+	case " $configs " in *" nohooks "*" bystander "*) pair_ratios "$1" bystander nohooks ;; esac
+	case " $configs " in *" bystander "*) pair_ratios "$1" bystander none ;; esac
+	case " $configs " in *" floor "*) pair_ratios "$1" floor none ;; esac
+	case " $configs " in *" floor "*) prog_costs floor "$@" ;; esac
 	prog_costs bystander "$@"
-	prog_costs traced "$@"
+	case " $configs " in *" traced "*) prog_costs traced "$@" ;; esac
+}
+
+# "SEND_ID,RECV_ID": the sock_send and sock_recv programs process PID loaded
+# (from its file descriptors' fdinfo).
+prog_ids() { # PID
+	for f in /proc/$1/fdinfo/*; do sed -n 's/^prog_id:[[:space:]]*//p' "$f" 2>/dev/null; done | sort -u |
+		while read -r id; do
+			echo "$(bpftool prog show id "$id" -j 2>/dev/null |
+				/usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin).get("name", ""))') $id"
+		done | awk '$1 == "sock_send" { s = $2 } $1 == "sock_recv" { r = $2 } END { if (s && r) print s "," r }'
+}
+
+# The hooks attached vs not in neighbouring blocks of one process's echo
+# loop (tp_floor ab: ABBA), so a busy machine hits both alike: connleak's own
+# programs (loaded by a connleak --no-sockets, which does not attach them),
+# then the empty programs of tp_floor (what any program there costs),
+# AB_REPEAT times in turn.
+ab_stage() {
+	echo "  A/B in one process: $AB_PAIRS pairs of blocks of $AB_BLOCK echoes, hooks attached vs not (tp_floor ab)"
+	start_bystander --no-sockets
+	ids=$(prog_ids $cl_pid)
+	[ -n "$ids" ] || { echo "no sock_send/sock_recv loaded by connleak" >&2; exit 1; }
+	for r in $(seq "$AB_REPEAT"); do
+		printf '  connleak %s ' "$r"
+		"$build/bench/tp_floor" ab -n "$AB_PAIRS" -b "$AB_BLOCK" -p "$ids"
+		printf '  empty    %s ' "$r"
+		"$build/bench/tp_floor" ab -n "$AB_PAIRS" -b "$AB_BLOCK"
+	done
+	stop_bystander
 }
 
 stats_before=$(sysctl -n kernel.bpf_stats_enabled)
@@ -219,6 +293,8 @@ trap 'sysctl -q -w kernel.bpf_stats_enabled=$stats_before; cleanup' EXIT INT TER
 
 echo "traffic hooks cost: median of $RUNS runs; echo: $N send+recv per run, pq: $NPQ queries per run"
 echo "kernel $(uname -r), $(nproc) CPUs"
+[ "${NO_AB:-0}" = 1 ] || ab_stage
+[ "${AB_ONLY:-0}" = 1 ] && exit 0
 measure echo "$N"
 [ "${NO_PQ:-0}" = 1 ] && exit 0
 

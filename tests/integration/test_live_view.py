@@ -131,8 +131,8 @@ class Screen:
                         cols.append((title, pos + 1, pos + 1 + len(title)))
                 cols.sort(key=lambda c: c[1])
                 continue
-            if heading is None or line.startswith("  LIVE CONNECTION"):
-                if line.startswith("  LIVE CONNECTION"):
+            if heading is None or line.startswith(("  LIVE CONNECTION", "  LAST USER ")):
+                if line.startswith(("  LIVE CONNECTION", "  LAST USER ")):
                     break
                 continue
             first = cols[0][1] if cols else len(line)
@@ -424,6 +424,60 @@ class LiveViewTest(ConnleakTestCase):
         pane.keys("C-c")
         self.assertRestored(pane, pane.wait_exit())
         self.assertIn("PID %d (pqclient)" % pid, pane.capture().text)
+
+    def last_users(self, s, pid):
+        """{last user label: (connections, pooled, checked out, leaks)} of
+        the process's LAST USER table."""
+        out = {}
+        rows = False
+        for line in s.section(pid)[1]:
+            if line.startswith("  LAST USER "):
+                rows = True
+            elif rows and re.match(r"  \S.* +\d+ +\d+ +\d+ +\d+$", line):
+                *label, a, b, c, d = line.split()
+                out[" ".join(label)] = (int(a), int(b), int(c), int(d))
+            elif rows:
+                break
+        return out
+
+    def test_last_users_table_and_sort_by_last_user(self):
+        """Issue 13: the live view shows each last user's handles, and the
+        "last user" sort groups the live handles by it."""
+        app = self.app("lastusers")
+        c = Client.start(self.server.conninfo(app))
+        self.addCleanup(c.cleanup)
+        pane = self.pane(["--interval", "0.3", "--leak-after", "0", "-p", c.pid], 160, 45)
+        self.live_screen(pane, c.pid)
+        conns = Client.conns(c.cmd("open 4"))
+        self.assertEqual(len(conns), 4)
+        for cmd, i in (("query-a", 0), ("query-a", 2), ("query-b", 1)):
+            c.cmd("%s %d" % (cmd, i))
+        # The server saw the same: two backends last ran query_site_a's
+        # statement, one query_site_b's, one nothing.
+        out = self.server.psql("select query || '|' || count(*) from pg_stat_activity where application_name = '%s' "
+                               "group by query order by query" % app)
+        self.assertEqual(out.splitlines(), ["|1", "select 'a'|2", "select 'b'|1"])
+
+        def table(s):
+            return {label.split("+")[0]: n for label, n in self.last_users(s, c.pid).items()}
+        want = {"query_site_a": (2, 0, 0, 2), "query_site_b": (1, 0, 0, 1), "(not known)": (1, 0, 0, 1)}
+        s = self.wait_screen(pane, lambda s: table(s) == want, "the last users table %s" % want)
+        labels = list(self.last_users(s, c.pid))
+        self.assertTrue(labels[0].startswith("query_site_a+") and labels[1].startswith("query_site_b+"), s.text)
+
+        def order(s):
+            return [int(line.split()[1], 16) for line in s.section(c.pid)[1] if re.match(r"! 0x[0-9a-f]+ ", line)]
+        self.assertEqual(order(s), conns, "oldest first\n" + s.text)
+        for _ in range(5):
+            pane.keys("s")
+        s = self.wait_screen(pane, lambda s: "sort: last user" in s.footer(), "sort: last user")
+        s = self.wait_screen(pane, lambda s: order(s) == [conns[0], conns[2], conns[1], conns[3]],
+                             "live handles grouped by last user")
+        self.assertIn("sort: last user", s.footer())
+        pane.keys("s")
+        self.wait_screen(pane, lambda s: "sort: leaks" in s.footer() and order(s) == conns, "back to sort: leaks")
+        pane.keys("q")
+        self.assertRestored(pane, pane.wait_exit())
 
     def test_tall_terminal_lists_every_live_connection(self):
         """Issue #18: on 150x40, 7 live connections are all listed (not 3

@@ -37,6 +37,30 @@ def function(site):
     return site.split(" (")[0]
 
 
+ROUTES = ("leaky_route", "failing_route", "healthy_route", "orphan_route")
+
+
+def route_of(frames):
+    """The pools.py route in a last user's stack (innermost first: query()
+    is the innermost frame of pools.py, its caller the route), None when the
+    last user is not known."""
+    for f in frames or ():
+        if function(f) in ROUTES:
+            return function(f)
+    return None
+
+
+def by_route(last_users):
+    """{route or None: {connections, pooled, checked_out, leaks}}, entries
+    of one route added up."""
+    out = {}
+    for u in last_users:
+        e = out.setdefault(route_of(u["frames"]), {"connections": 0, "pooled": 0, "checked_out": 0, "leaks": 0})
+        for k in e:
+            e[k] += u[k]
+    return out
+
+
 class App:
     """pools.py KIND under the test's control."""
 
@@ -156,12 +180,54 @@ class PoolTest(unittest.TestCase):
         self.assertTrue(all(n["pooled"] for n in leak_notices))
         self.assertIn("in a transaction for", t.stderr)
         self.assertIn("never returned", t.stderr)
+        self.check_last_users(t, app, n_trans, n_error, m_healthy, live)
         # The idle ones stay healthy however long they sit in the pool.
         time.sleep(LEAK_AFTER * 2)
         snap = t.wait_snapshot(lambda s: True)
         proc = find_process(snap, app.pid)
         self.assertEqual(proc["leaks"], k, dump(proc))
         return app, t, proc
+
+    def check_last_users(self, t, app, n_trans, n_error, m_healthy, live):
+        """Per last user: leaky_route holds its n_trans checkouts and is
+        charged their leaks, failing_route its n_error; healthy_route's m
+        are back in the pool (not checked out, no leaks); handles the pool
+        made and nobody used have no known last user. Cross-checked with
+        pg_stat_activity, backend by backend."""
+        want = {"leaky_route": {"connections": n_trans, "pooled": n_trans, "checked_out": n_trans, "leaks": n_trans},
+                "healthy_route": {"connections": m_healthy, "pooled": m_healthy, "checked_out": 0, "leaks": 0}}
+        if n_error:
+            want["failing_route"] = {"connections": n_error, "pooled": n_error, "checked_out": n_error,
+                                     "leaks": n_error}
+
+        def expected(p):
+            """`want`, and the handles the pool made that nobody used yet
+            (psycopg_pool grows in the background)."""
+            unused = p["active"] - n_trans - n_error - m_healthy
+            return dict(want, **({None: {"connections": unused, "pooled": unused, "checked_out": 0, "leaks": 0}}
+                                 if unused else {}))
+        # The last users' stacks arrive by the ring buffer: await the exact table.
+        snap, proc = self.settle(t, app, lambda p: by_route(p["last_users"]) == expected(p),
+                                 "last users %s" % want)
+        self.assertGreaterEqual(proc["active"], live)
+        self.assertEqual(proc["last_users_total"], len(proc["last_users"]), dump(proc))
+        self.assertEqual(snap["last_users"], proc["last_users"], "one traced process: the totals are its own")
+        # Worst first: leaks, then checked out, then connections.
+        ranks = [(u["leaks"], u["checked_out"], u["connections"]) for u in proc["last_users"]]
+        self.assertEqual(ranks, sorted(ranks, reverse=True), dump(proc["last_users"]))
+        self.assertIn(route_of(proc["last_users"][0]["frames"]), ("leaky_route", "failing_route"))
+        # The server agrees, backend by backend: what each last user holds
+        # checked out is in a transaction there, the rest idle.
+        server = self.server_states()
+        route_of_conn = {c["backend_pid"]: route_of(c["last_used_frames"]) for c in proc["connections"]}
+        want_server = {"leaky_route": "idle in transaction", "failing_route": "idle in transaction (aborted)",
+                       "healthy_route": "idle", None: "idle"}
+        for backend, route in route_of_conn.items():
+            self.assertEqual(server.get(backend), want_server[route], "backend %s of %s: %s" % (backend, route,
+                                                                                                 dump(proc)))
+        mine = {c["backend_pid"] for c in app.report().values()}  # another app of the test may run beside
+        in_xact = [b for b, st in server.items() if b in mine and st.startswith("idle in transaction")]
+        self.assertEqual(len(in_xact), sum(u["checked_out"] for u in proc["last_users"]), server)
 
     def test_psycopg2_threaded_pool(self):
         # ThreadedConnectionPool(2, 8): 2 made at open, taken by the first

@@ -105,7 +105,8 @@ TEST_CASE("the top level: version 1, time, leak_after_s, tracking_stats, process
 {
     json j = snapshot_to_json(design_example());
     CHECK(keys(j) == std::vector<std::string>{"version", "time", "leak_after_s", "tracking_stats", "processes",
-                                              "notices", "exited_folded", "exited_folded_processes"});
+                                              "notices", "exited_folded", "exited_folded_processes", "last_users",
+                                              "last_users_total"});
     CHECK(j["version"].is_number_integer());
     CHECK(j["version"] == 1);
     CHECK(j["time"] == "2026-11-26T20:00:00Z");
@@ -170,7 +171,9 @@ TEST_CASE("each process has its keys in contract order", "[json]")
                                                "container",
 
                                                "states",
-                                               "pool_slots_lost"});
+                                               "pool_slots_lost",
+                                               "last_users",
+                                               "last_users_total"});
     CHECK(in_order({"pid", "comm", "exited", "acquired", "released", "released_untracked", "active", "leaks",
                     "leaked_at_exit", "pings", "dropped", "top_connection_users", "connections"},
                    keys(jp)));

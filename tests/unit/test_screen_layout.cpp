@@ -467,7 +467,7 @@ TEST_CASE("sort keys cycle and order sites and processes", "[layout]")
     CHECK(next_sort(SortKey::Active) == SortKey::Acquired);
     CHECK(next_sort(SortKey::Acquired) == SortKey::AvgHold);
     CHECK(next_sort(SortKey::AvgHold) == SortKey::State);
-    CHECK(next_sort(SortKey::State) == SortKey::Leaks);
+    CHECK(next_sort(SortKey::State) == SortKey::LastUser);
     CHECK(std::string(sort_name(SortKey::State)) == "state");
     CHECK(std::string(sort_name(SortKey::AvgHold)) == "avg hold");
 

@@ -130,6 +130,9 @@ const std::vector<HelpEntry>& help_words()
         {"idle, last user", "per live connection: time since its socket last sent or received a byte, and the "
                             "stack that began its current or latest unit of work (the first send while the "
                             "handle was idle: a pool's borrower, not the pool)."},
+        {"last users", "per process, each last user with its live handles, pooled ones, those checked out now "
+                       "(pooled and in_transaction, in_error or busy; an idle one is back in its pool) and its "
+                       "leaks (a pooled handle's leak is charged to its last user), worst first, at most --top."},
         {"dropped", "acquisitions or processes a full kernel map had no room for; counts are then low by that "
                     "much: raise --max-conns, --max-sites or --max-procs."},
         {"container", "the container a process runs in, from its cgroup: the container ID (docker, containerd, "

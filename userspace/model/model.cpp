@@ -1,6 +1,7 @@
 #include "model.h"
 
 #include "last_user.h"
+#include "last_users.h"
 
 #include <algorithm>
 #include <map>
@@ -180,6 +181,7 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
     std::sort(r.connections.begin(), r.connections.end(), [](const ConnReport& a, const ConnReport& b) {
         return a.age_ms != b.age_ms ? a.age_ms > b.age_ms : a.conn < b.conn;
     });
+    r.last_users = tally_last_users(r.connections);
 
     for (auto& [key, sr] : sites)
         r.sites.push_back(std::move(sr));
@@ -279,6 +281,7 @@ Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const Sit
     snap.exited_folded = raw.exited_folded;
     if (snap.totals.acquired)
         snap.totals.leak_ratio = 100.0 * snap.totals.leaks / snap.totals.acquired;
+    bound_last_users(snap, opts.top_sites);
     return snap;
 }
 

@@ -188,6 +188,17 @@ struct ConnReport {
     uint32_t last_used_tid = 0;
 };
 
+// One last user (ConnReport::last_used_site) of a process's live handles,
+// or of the whole host's (by label): last_users.h says how it is counted.
+struct LastUserReport {
+    std::string site;  // the last user's label; "": not known (no use seen, or its stack not read yet)
+    Frames frames = nullptr;
+    uint64_t connections = 0;  // live handles it last used
+    uint64_t pooled = 0;       // of those, acquired through a pool
+    uint64_t checked_out = 0;  // pooled ones it holds borrowed now (last_users.h: checked_out)
+    uint64_t leaks = 0;        // leaks among them: a pooled one's is charged to its last user
+};
+
 struct ProcessReport {
     uint32_t pid = 0;
     std::string comm;
@@ -203,6 +214,8 @@ struct ProcessReport {
     uint64_t pool_slots_lost = 0;            // summed over its sites
     ProcessSocketReport sockets;             // if sockets.tracked: db_sockets, each handle's socket...
     std::string container_id, pod_uid;       // its container; "" when none
+    std::vector<LastUserReport> last_users;  // worst first, at most top_sites (last_users.h)
+    size_t last_users_total = 0;             // every last user of its live handles
 };
 
 // Exited processes folded together by name (comm) once more exited
@@ -255,6 +268,8 @@ struct Snapshot {
     std::vector<ExitedGroup> exited_folded;  // older exited processes, one row per comm
     uint64_t exited_folded_processes = 0;    // how many processes they hold
     std::vector<ServerSummary> servers;      // --server: each server's read this interval
+    std::vector<LastUserReport> last_users;  // over every process, by label; worst first, at most top_sites
+    size_t last_users_total = 0;
 };
 
 // Names a site for people, e.g. "get_users+0x3c (api)".

@@ -28,7 +28,7 @@ table { border-collapse: collapse; background: #fff; }
 th, td { border: 1px solid #ddd; padding: .3em .6em; text-align: left; vertical-align: top; }
 th { background: #eee; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
-tr.leak { background: #ffcdd2; } tr.leak td.site { color: #b71c1c; font-weight: bold; }
+tr.leak { background: #ffcdd2; } tr.leak td.site, tr.leak td.user { color: #b71c1c; font-weight: bold; }
 tr.healthy { background: #c8e6c9; }
 tr.released { background: #e8f5e9; }
 .more, .empty { color: #666; }
@@ -126,6 +126,28 @@ std::string sites_table(const json& snapshot)
     if (lines.empty())
         out += "<tr><td colspan=\"8\" class=\"empty\">no connection acquired yet</td></tr>\n";
     return out + "</tbody></table>\n";
+}
+
+// Per process, each last user: the handles it last used, how many of them it
+// holds checked out of a pool now, and its leaks (worst first, as the
+// snapshot lists them). Absent until the snapshot has `last_users`.
+std::string last_users_table(const nlohmann::ordered_json& snapshot)
+{
+    std::string rows;
+    for (const json& p : json_list(snapshot, "processes"))
+        for (const json& u : json_list(p, "last_users")) {
+            const std::string site = json_text(u, "site");
+            const bool leak = json_count(u, "leaks") > 0;
+            rows += std::string("<tr class=\"") + (leak ? "leak" : "healthy") + "\">" + cell(process_name(p)) +
+                    cell(site.empty() ? "(not known)" : site, "user") + cell(num(json_count(u, "connections")), "n") +
+                    cell(num(json_count(u, "pooled")), "n") + cell(num(json_count(u, "checked_out")), "n") +
+                    cell(num(json_count(u, "leaks")), "n") + "</tr>\n";
+        }
+    if (rows.empty())
+        return "";
+    return "<h2>Last users</h2>\n<table id=\"last_users\"><thead><tr><th>Process</th><th>Last User</th>"
+           "<th>Connections</th><th>Pooled</th><th>Checked Out</th><th>Leaks</th></tr></thead><tbody>\n" +
+           rows + "</tbody></table>\n";
 }
 
 // Keys other than the base ones, shown when some connection has them.
@@ -265,6 +287,7 @@ std::string dashboard_html(const json& snapshot, const DashboardOptions& opts)
     out += metric("totalLeakedAtExit", "Leaked at Exit", num(json_count(stats, "total_leaked_at_exit")),
                   "never finished by exited processes");
     out += "</section>\n<h2>Connection tracking by route/function</h2>\n" + sites_table(snapshot);
+    out += last_users_table(snapshot);
     out += "<h2>Live connections</h2>\n" + connections_table(snapshot, opts.max_connections);
     out += "<h2>Leak notices</h2>\n" + notices_table(snapshot, opts.max_notices);
     out += "<p class=\"more\">Also: <a href=\"/health/detailed\">/health/detailed</a>, "

@@ -6,6 +6,7 @@
 
 #include "conn_json_text.h"
 #include "handle_json.h"
+#include "last_users_json.h"
 #include "safe_text.h"
 #include "server_json.h"
 #include "socket_json.h"
@@ -169,6 +170,7 @@ json process_entry(const Snapshot& snap, const ProcessReport& p, bool with_conne
     json entry = with_server(with_sockets(process_json(p, with_connections ? snap.connections_shown : 0), p.sockets), p,
                              !snap.servers.empty());
     add_state_counts(entry, p.states, p.pool_slots_lost);
+    add_process_last_users(entry, p);
     return entry;
 }
 
@@ -200,6 +202,7 @@ json snapshot_without_processes(const Snapshot& snap)
         folded.push_back(exited_group_json(g));
     out["exited_folded"] = std::move(folded);
     out["exited_folded_processes"] = snap.exited_folded_processes;
+    add_snapshot_last_users(out, snap);
     if (!snap.servers.empty())
         out["servers"] = servers_json(snap.servers);
     if (t.sockets_tracked) {

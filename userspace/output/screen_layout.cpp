@@ -4,8 +4,12 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <map>
+#include <string_view>
 
 #include "last_user_text.h"
+#include "last_users.h"
+#include "last_users_table.h"
 #include "safe_text.h"
 #include "server_text.h"
 #include "strfmt.h"
@@ -306,6 +310,8 @@ double site_key(const ProcessReport& p, const SiteReport& s, SortKey k)
         return s.avg_ms;
     case SortKey::State:
         return static_cast<double>(in_transaction_count(s.states));
+    case SortKey::LastUser:
+        break;  // sites keep the model's order; the last users table and live handles follow the sort
     }
     return 0;
 }
@@ -327,6 +333,9 @@ double process_key(const ProcessReport& p, SortKey k)
     }
     case SortKey::State:
         return static_cast<double>(in_transaction_count(p.states));
+    case SortKey::LastUser:
+        return static_cast<double>(std::count_if(p.connections.begin(), p.connections.end(),
+                                                 [](const ConnReport& c) { return checked_out(c); }));
     }
     return 0;
 }
@@ -477,7 +486,31 @@ std::vector<size_t> plan_connections(const std::vector<const ProcessReport*>& pr
     return shown;
 }
 
-// The model's order (oldest first), or by state (stable: oldest first within one).
+// Sorting by last user: the process's last users in their order (most
+// leaks and handles checked out first), those --top left out after them by
+// label, handles with no known last user last.
+void sort_by_last_user(const ProcessReport& p, std::vector<const ConnReport*>& conns)
+{
+    std::map<std::string_view, size_t> listed;
+    for (size_t i = 0; i < p.last_users.size(); i++)
+        listed.emplace(p.last_users[i].site, i);
+    using Rank = std::pair<size_t, std::string_view>;
+    std::vector<std::pair<Rank, const ConnReport*>> ranked;
+    ranked.reserve(conns.size());
+    for (const ConnReport* c : conns) {
+        auto it = listed.find(c->last_used_site);
+        const Rank r = c->last_used_site.empty() ? Rank{p.last_users.size() + 1, {}}
+                       : it != listed.end()      ? Rank{it->second, {}}
+                                                 : Rank{p.last_users.size(), c->last_used_site};
+        ranked.emplace_back(r, c);
+    }
+    std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (size_t i = 0; i < ranked.size(); i++)
+        conns[i] = ranked[i].second;
+}
+
+// The model's order (oldest first), or by state or last user (stable:
+// oldest first within one).
 std::vector<const ConnReport*> sorted_connections(const ProcessReport& p, SortKey k)
 {
     std::vector<const ConnReport*> out;
@@ -486,6 +519,8 @@ std::vector<const ConnReport*> sorted_connections(const ProcessReport& p, SortKe
     if (k == SortKey::State)
         std::stable_sort(out.begin(), out.end(),
                          [](const ConnReport* a, const ConnReport* b) { return state_rank(*a) > state_rank(*b); });
+    if (k == SortKey::LastUser)
+        sort_by_last_user(p, out);
     return out;
 }
 
@@ -567,6 +602,12 @@ std::vector<Line> layout_body(const Snapshot& snap, const Trends& trends, const 
             for (const SiteReport* s : sorted_sites(*p, view.sort))
                 head.push_back(fit(site_row(table, *p, *s, trends.site(p->pid, s->site)), width));
         }
+        for (const TableLine& l : last_users_lines(*p))
+            head.push_back(fit({{l.text, l.heading ? Style::Heading
+                                         : l.note  ? Style::Muted
+                                         : l.leak  ? Style::Leak
+                                                   : Style::Plain}},
+                               width));
         fixed += head.size();
         heads.push_back(std::move(head));
     }
@@ -721,6 +762,8 @@ SortKey next_sort(SortKey k)
     case SortKey::AvgHold:
         return SortKey::State;
     case SortKey::State:
+        return SortKey::LastUser;
+    case SortKey::LastUser:
         break;
     }
     return SortKey::Leaks;
@@ -739,6 +782,8 @@ const char* sort_name(SortKey k)
         return "avg hold";
     case SortKey::State:
         return "state";
+    case SortKey::LastUser:
+        return "last user";
     }
     return "?";
 }

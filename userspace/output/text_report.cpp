@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "last_user_text.h"
+#include "last_users_table.h"
 #include "safe_text.h"
 #include "server_text.h"
 #include "socket_text.h"
@@ -148,7 +149,7 @@ std::string render_text_report(const Snapshot& snap)
     for (const ProcessReport& p : snap.processes)
         if (!quiet_helper(p))
             out += process_header(p) + socket_text(p.sockets, p.exited) + site_table(p, snap.frames_shown) +
-                   leaked_connections(p, snap.leak_after_s) + last_users_text(p);
+                   leaked_connections(p, snap.leak_after_s) + last_users_table_text(p) + last_users_text(p);
     if (std::string note = quiet_processes_note(snap); !note.empty())
         out += "  " + safe_text(note) + "\n";
     // Older exited processes, one line per comm (their sites are in the JSON).
