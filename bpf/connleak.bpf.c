@@ -100,8 +100,17 @@ static __always_inline int call_enter(struct pt_regs *ctx, __u32 kind)
 
 	if (!ps)
 		return 0;
+	/* At function entry the return address is on top of the stack: the
+	 * caller, found without frame pointers. */
+	bpf_probe_read_user(&call.site, sizeof(call.site), (void *)PT_REGS_SP(ctx));
 	tc = bpf_map_lookup_elem(&threads, &tid);
-	if (tc) { /* libpq calling its own API: only the outermost call counts */
+	/* libpq calling its own API: only the outermost call counts. A call
+	 * nested in it runs deeper in the stack (or, a tail call, at the same
+	 * depth with its return address already replaced by the outer call's
+	 * return probe). Any other means the outer call returned unseen (it
+	 * entered before its return probe was attached): start afresh rather
+	 * than count nothing on this thread ever again. */
+	if (tc && (PT_REGS_SP(ctx) < tc->sp || (PT_REGS_SP(ctx) == tc->sp && call.site != tc->site))) {
 		tc->depth++;
 		return 0;
 	}
@@ -110,10 +119,8 @@ static __always_inline int call_enter(struct pt_regs *ctx, __u32 kind)
 	call.start_ns = bpf_ktime_get_ns();
 	call.depth = 1;
 	call.kind = kind;
-	/* At function entry the return address is on top of the stack: the
-	 * caller, found without frame pointers. */
-	bpf_probe_read_user(&call.site, sizeof(call.site), (void *)PT_REGS_SP(ctx));
-	if (bpf_map_update_elem(&threads, &tid, &call, BPF_NOEXIST))
+	call.sp = PT_REGS_SP(ctx);
+	if (bpf_map_update_elem(&threads, &tid, &call, BPF_ANY))
 		__sync_fetch_and_add(&ps->dropped_threads, 1);
 	return 0;
 }

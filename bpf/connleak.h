@@ -96,6 +96,7 @@ enum call_kind {
 struct thread_call {
 	__u64 start_ns;
 	__u64 site;
+	__u64 sp;  /* stack pointer at the outermost call's entry */
 	__u32 depth;
 	__u32 kind;
 };

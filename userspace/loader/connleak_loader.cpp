@@ -145,21 +145,25 @@ Status Tracer::attach_libpq(const std::string& path, const std::vector<uint32_t>
     using P = decltype(connleak_bpf::progs);
     static const Probe probes[] = {
         // Acquisitions: entry notes the outermost call, return counts it.
-        {"PQconnectdb", false, &P::connect_enter},
+        // Each return probe goes in before its entry probe: a call entered
+        // between the two would otherwise leave its thread's entry behind
+        // with no return to clear it (and every later call on that thread
+        // would look nested, uncounted).
         {"PQconnectdb", true, &P::call_exit},
-        {"PQconnectdbParams", false, &P::connect_enter},
+        {"PQconnectdb", false, &P::connect_enter},
         {"PQconnectdbParams", true, &P::call_exit},
-        {"PQconnectStart", false, &P::connect_enter},
+        {"PQconnectdbParams", false, &P::connect_enter},
         {"PQconnectStart", true, &P::call_exit},
-        {"PQconnectStartParams", false, &P::connect_enter},
+        {"PQconnectStart", false, &P::connect_enter},
         {"PQconnectStartParams", true, &P::call_exit},
-        {"PQsetdbLogin", false, &P::connect_enter},
+        {"PQconnectStartParams", false, &P::connect_enter},
         {"PQsetdbLogin", true, &P::call_exit},
+        {"PQsetdbLogin", false, &P::connect_enter},
         // Pings open and finish a handle of their own: not the app's.
-        {"PQping", false, &P::ping_enter},
         {"PQping", true, &P::call_exit},
-        {"PQpingParams", false, &P::ping_enter},
+        {"PQping", false, &P::ping_enter},
         {"PQpingParams", true, &P::call_exit},
+        {"PQpingParams", false, &P::ping_enter},
         {"PQfinish", false, &P::finish_enter},
         {"PQreset", false, &P::reset_enter},
         {"PQresetStart", false, &P::reset_enter},
