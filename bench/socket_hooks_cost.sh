@@ -35,26 +35,11 @@
 # and the difference to "none".
 set -eu
 
-here=$(cd "$(dirname "$0")" && pwd)
-build=$(cd "${1:-$here/../build}" && pwd)
-connleak=$build/connleak
 RUNS=${RUNS:-5}
 N=${N:-20000}
 NPQ=${NPQ:-300}
-[ -x "$connleak" ] || { echo "no $connleak: build first (make build)" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
-libpq=$(ldconfig -p | awk '/libpq\.so\.5 /{print $NF; exit}')
-
-work=$(mktemp -d /tmp/connleak-sockbench.XXXXXX)
-idle_pid=
-pg_pid=
-cleanup() {
-	[ -n "$idle_pid" ] && kill "$idle_pid" 2>/dev/null || true
-	[ -n "$pg_pid" ] && kill "$pg_pid" 2>/dev/null || true
-	[ -n "$pg_pid" ] && wait "$pg_pid" 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+. "$(dirname "$0")/lib.sh"
+bench_init sockbench "${1:-}"
 
 cat > "$work/sockloop.c" <<'EOF'
 #define _GNU_SOURCE
@@ -146,35 +131,14 @@ int main(int argc, char **argv)
 EOF
 cc -O2 -I/usr/include/postgresql -o "$work/sockloop" "$work/sockloop.c" -lpq
 
-sleep 100000 &
-idle_pid=$!
-
-median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-
-# connleak in the background until stopped; returns once it is attached.
-start_connleak() {
-	rm -f "$work/snap.json"
-	"$connleak" -q -i 0.5 --json "$work/snap.json" "$@" > "$work/connleak.out" 2>&1 &
-	cl_pid=$!
-	i=0
-	while [ ! -s "$work/snap.json" ]; do
-		sleep 0.1
-		i=$((i + 1))
-		if [ $i -gt 300 ] || ! kill -0 $cl_pid 2>/dev/null; then
-			echo "connleak did not start:" >&2
-			cat "$work/connleak.out" >&2
-			exit 1
-		fi
-	done
-}
-stop_connleak() {
-	# The socket programs' in-kernel run time so far, before they go.
+# stop_connleak, with the socket programs' in-kernel run time so far
+# dumped first (before they go) for prog_costs.
+stop_connleak_costs() { # MODE
 	bpftool prog show -j > "$work/progs.$1.json" 2>/dev/null || true
-	kill -INT $cl_pid
-	wait $cl_pid || true
+	stop_connleak
 }
 
-# MODE CONFIG: "name calls ns/call" of the socket programs, from stop_connleak's dump.
+# MODE CONFIG: "name calls ns/call" of the socket programs, from stop_connleak_costs's dump.
 prog_costs() {
 	/usr/bin/python3 - "$work/progs.$1.json" "$2" <<'PY'
 import json, sys
@@ -207,7 +171,7 @@ once() {
 			start_connleak --libpq "$libpq" -p $idle_pid
 		fi
 		"$work/sockloop" "$@"
-		stop_connleak "$1"
+		stop_connleak_costs "$1"
 		;;
 	traced) "$connleak" -q --libpq "$libpq" -- "$work/sockloop" "$@" ;;
 	traced-nosock) "$connleak" -q --no-sockets --libpq "$libpq" -- "$work/sockloop" "$@" ;;
@@ -245,10 +209,6 @@ report() { # MODE BASE VALUE
 		         printf "\n" }'
 }
 
-stats_before=$(sysctl -n kernel.bpf_stats_enabled)
-sysctl -q -w kernel.bpf_stats_enabled=0
-trap 'sysctl -q -w kernel.bpf_stats_enabled=$stats_before; cleanup' EXIT INT TERM
-
 echo "socket hooks cost: median of $RUNS runs; tcp/unix: $N connects per run, pq: $NPQ per run"
 echo "kernel $(uname -r), $(nproc) CPUs"
 measure tcp "$N"
@@ -256,20 +216,7 @@ measure unix "$N" "$work"
 measure poll "$((N * 5))"
 
 if [ "${NO_PQ:-0}" != 1 ]; then
-	mkfifo "$work/pgin"
-	/usr/bin/python3 "$here/../tests/pylib/connleak_testkit/pgserver.py" < "$work/pgin" > "$work/pg.out" 2>&1 &
-	pg_pid=$!
-	exec 3> "$work/pgin"  # pgserver stops at EOF
-	i=0
-	until grep -q '^port=' "$work/pg.out"; do
-		sleep 0.2
-		i=$((i + 1))
-		[ $i -lt 300 ] || { echo "no PostgreSQL:" >&2; cat "$work/pg.out" >&2; exit 1; }
-	done
-	port=$(sed -n 's/^port=\([0-9]*\).*/\1/p' "$work/pg.out")
-	ci="host=127.0.0.1 port=$port user=postgres dbname=postgres"
+	start_pg
 	measure pq "$NPQ" "$ci"
-	exec 3>&-
-	wait "$pg_pid" 2>/dev/null || true
-	pg_pid=
+	stop_pg
 fi

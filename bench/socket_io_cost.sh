@@ -43,32 +43,15 @@
 # run_time_ns / run_cnt).
 set -eu
 
-here=$(cd "$(dirname "$0")" && pwd)
-build=$(cd "${1:-$here/../build}" && pwd)
-connleak=$build/connleak
 RUNS=${RUNS:-5}
 AB_PAIRS=${AB_PAIRS:-100}
 AB_BLOCK=${AB_BLOCK:-5000}
 AB_REPEAT=${AB_REPEAT:-3}
 N=${N:-200000}
 NPQ=${NPQ:-5000}
-[ -x "$connleak" ] || { echo "no $connleak: build first (make build)" >&2; exit 1; }
-case " ${CONFIGS:-floor} " in *" floor "*) [ -x "$build/bench/tp_floor" ] || { echo "no $build/bench/tp_floor: build first" >&2; exit 1; } ;; esac
-[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
-libpq=$(ldconfig -p | awk '/libpq\.so\.5 /{print $NF; exit}')
-
-work=$(mktemp -d /tmp/connleak-iobench.XXXXXX)
-idle_pid=
-pg_pid=
-cl_pid=
-cleanup() {
-	[ -n "$cl_pid" ] && kill "$cl_pid" 2>/dev/null || true
-	[ -n "$idle_pid" ] && kill "$idle_pid" 2>/dev/null || true
-	[ -n "$pg_pid" ] && kill "$pg_pid" 2>/dev/null || true
-	[ -n "$pg_pid" ] && wait "$pg_pid" 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+. "$(dirname "$0")/lib.sh"
+bench_init iobench "${1:-}"
+[ -x "$build/bench/tp_floor" ] || { echo "no $build/bench/tp_floor: build first" >&2; exit 1; }
 
 cat > "$work/ioloop.c" <<'EOF'
 #define _GNU_SOURCE
@@ -136,30 +119,9 @@ int main(int argc, char **argv)
 EOF
 cc -O2 -I/usr/include/postgresql -o "$work/ioloop" "$work/ioloop.c" -lpq
 
-sleep 100000 &
-idle_pid=$!
-
-median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-
+# connleak tracing the idle process: the workload is a bystander.
 start_bystander() { # [connleak options]
-	rm -f "$work/snap.json"
-	"$connleak" -q -i 0.5 --json "$work/snap.json" --libpq "$libpq" "$@" -p $idle_pid > "$work/connleak.out" 2>&1 &
-	cl_pid=$!
-	i=0
-	while [ ! -s "$work/snap.json" ]; do
-		sleep 0.1
-		i=$((i + 1))
-		if [ $i -gt 300 ] || ! kill -0 $cl_pid 2>/dev/null; then
-			echo "connleak did not start:" >&2
-			cat "$work/connleak.out" >&2
-			exit 1
-		fi
-	done
-}
-stop_bystander() {
-	kill -INT $cl_pid
-	wait $cl_pid || true
-	cl_pid=
+	start_connleak --libpq "$libpq" "$@" -p $idle_pid
 }
 
 # once CONFIG MODE N [ARG]: us/op of one run under CONFIG
@@ -172,12 +134,12 @@ once() {
 	nohooks)
 		start_bystander --no-sockets
 		"$work/ioloop" "$@"
-		stop_bystander
+		stop_connleak
 		;;
 	bystander)
 		start_bystander
 		"$work/ioloop" "$@"
-		stop_bystander
+		stop_connleak
 		;;
 	traced) "$connleak" -q -i 0.5 --libpq "$libpq" -- "$work/ioloop" "$@" ;;
 	esac
@@ -201,7 +163,7 @@ prog_costs() { # CONFIG MODE N [ARG]
 		start_bystander
 		"$work/ioloop" "$@" > /dev/null
 		bpftool prog show -j > "$work/progs.json" 2>/dev/null || true
-		stop_bystander
+		stop_connleak
 	else
 		"$connleak" -q -i 0.5 --libpq "$libpq" -- "$work/ioloop" "$@" > /dev/null &
 		cl_pid=$!
@@ -284,12 +246,8 @@ ab_stage() {
 		printf '  empty    %s ' "$r"
 		"$build/bench/tp_floor" ab -n "$AB_PAIRS" -b "$AB_BLOCK"
 	done
-	stop_bystander
+	stop_connleak
 }
-
-stats_before=$(sysctl -n kernel.bpf_stats_enabled)
-sysctl -q -w kernel.bpf_stats_enabled=0
-trap 'sysctl -q -w kernel.bpf_stats_enabled=$stats_before; cleanup' EXIT INT TERM
 
 echo "traffic hooks cost: median of $RUNS runs; echo: $N send+recv per run, pq: $NPQ queries per run"
 echo "kernel $(uname -r), $(nproc) CPUs"
@@ -298,20 +256,7 @@ echo "kernel $(uname -r), $(nproc) CPUs"
 measure echo "$N"
 [ "${NO_PQ:-0}" = 1 ] && exit 0
 
-mkfifo "$work/pgin"
-/usr/bin/python3 "$here/../tests/pylib/connleak_testkit/pgserver.py" < "$work/pgin" > "$work/pg.out" 2>&1 &
-pg_pid=$!
-exec 3> "$work/pgin"
-i=0
-until grep -q '^port=' "$work/pg.out"; do
-	sleep 0.2
-	i=$((i + 1))
-	[ $i -lt 300 ] || { echo "no PostgreSQL:" >&2; cat "$work/pg.out" >&2; exit 1; }
-done
-port=$(sed -n 's/^port=\([0-9]*\).*/\1/p' "$work/pg.out")
-ci="host=127.0.0.1 port=$port user=postgres dbname=postgres"
+start_pg
 measure pqauto "$NPQ" "$ci"
 measure pqxact "$NPQ" "$ci"
-exec 3>&-
-wait "$pg_pid" 2>/dev/null || true
-pg_pid=
+stop_pg
