@@ -255,8 +255,7 @@ Status SocketTracer::attach_libpq(const std::string& path, const std::vector<uin
     // spares every call the return probe's second trap.
     for (pid_t pid : probe_pids(pids)) {
         LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = layout, .func_name = "PQconnectPoll");
-        bpf_link* link = bpf_program__attach_uprobe_opts(skel_->progs.connect_poll_enter, pid, path.c_str(), 0,
-                                                          &opts);
+        bpf_link* link = bpf_program__attach_uprobe_opts(skel_->progs.connect_poll_enter, pid, path.c_str(), 0, &opts);
         if (!link)
             return Error{"cannot attach uprobe PQconnectPoll in " + path + ": " + bpf_errstr(errno)};
         links_.push_back(link);
