@@ -116,9 +116,13 @@ static __always_inline const struct poll_call *poll_running(void)
 		return NULL;
 	if (bpf_probe_read_user(&ret, sizeof(ret), (void *)c->sp))
 		return NULL;
-	if (ret != c->ret && ret != BPF_CORE_READ(task, mm, uprobes_state.xol_area, vaddr))
-		return NULL;
-	return c;
+	if (ret == c->ret)
+		return c;
+	/* Direct loads (no helper call): the other sockets of the thread pay this. */
+	struct mm_struct *mm = task->mm;
+	struct xol_area *xol = mm ? mm->uprobes_state.xol_area : NULL;
+
+	return xol && ret == xol->vaddr ? c : NULL;
 }
 
 static __always_inline struct sock_rec *fresh_rec(__u64 pid_tgid, const struct poll_call *call)
