@@ -184,7 +184,7 @@ def connleak_points(offset):
     socket_tracer.cpp), in uprobe_floor attach's notation."""
     return ["PQconnectdb:ret", "PQconnectdbParams:ret", "PQconnectStart:ret", "PQconnectStartParams:ret",
             "PQsetdbLogin:ret", "PQping:ret", "PQpingParams:ret", finish_point(offset), "PQreset", "PQresetStart",
-            "PQconnectPoll:ret"]
+            "PQconnectPoll"]
 
 
 def finish_offset(libpq):

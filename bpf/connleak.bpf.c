@@ -43,12 +43,27 @@ struct {
 	__type(value, struct site_stats);
 } sites SEC(".maps");
 
+/* Per thread: its outermost connect or ping call (depth 0: none). Task
+ * storage, not a hash keyed by tid: one helper call finds (or makes) it, a
+ * call's end is a field store rather than a delete, and the kernel frees it
+ * with the thread. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, CONNLEAK_MAX_THREADS);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct thread_call);
 } threads SEC(".maps");
+
+/* This thread's call state, made on first use when `create`. */
+static __always_inline struct thread_call *thread_call_of(bool create)
+{
+	return bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0,
+				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+
+/* Set by userspace once it watches any release (release_watch): until
+ * then no PQfinish looks there. */
+volatile __u32 release_watch_used;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -94,34 +109,37 @@ static __always_inline void send_entered(__u32 tgid)
 static __always_inline int call_enter(struct pt_regs *ctx, __u32 kind)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)pid_tgid;
 	struct proc_stats *ps = traced_or_adopted(pid_tgid >> 32);
-	struct thread_call *tc, call = {};
+	struct thread_call *tc;
+	__u64 site = 0;
 
 	if (!ps)
 		return 0;
 	/* At function entry the return address is on top of the stack: the
 	 * caller, found without frame pointers. */
-	bpf_probe_read_user(&call.site, sizeof(call.site), (void *)PT_REGS_SP(ctx));
-	tc = bpf_map_lookup_elem(&threads, &tid);
+	bpf_probe_read_user(&site, sizeof(site), (void *)PT_REGS_SP(ctx));
+	tc = thread_call_of(true);
+	if (!tc) {
+		__sync_fetch_and_add(&ps->dropped_threads, 1);
+		return 0;
+	}
 	/* libpq calling its own API: only the outermost call counts. A call
 	 * nested in it runs deeper in the stack (or, a tail call, at the same
 	 * depth with its return address already replaced by the outer call's
 	 * return probe). Any other means the outer call returned unseen (it
 	 * entered before its return probe was attached): start afresh rather
 	 * than count nothing on this thread ever again. */
-	if (tc && (PT_REGS_SP(ctx) < tc->sp || (PT_REGS_SP(ctx) == tc->sp && call.site != tc->site))) {
+	if (tc->depth && (PT_REGS_SP(ctx) < tc->sp || (PT_REGS_SP(ctx) == tc->sp && site != tc->site))) {
 		tc->depth++;
 		return 0;
 	}
 	if (!ps->entered && __sync_val_compare_and_swap(&ps->entered, 0, 1) == 0)
 		send_entered(pid_tgid >> 32);
-	call.start_ns = bpf_ktime_get_ns();
-	call.depth = 1;
-	call.kind = kind;
-	call.sp = PT_REGS_SP(ctx);
-	if (bpf_map_update_elem(&threads, &tid, &call, BPF_ANY))
-		__sync_fetch_and_add(&ps->dropped_threads, 1);
+	tc->start_ns = bpf_ktime_get_ns();
+	tc->site = site;
+	tc->kind = kind;
+	tc->sp = PT_REGS_SP(ctx);
+	tc->depth = 1;
 	return 0;
 }
 
@@ -342,12 +360,12 @@ int BPF_KRETPROBE(call_exit, void *conn)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid, tgid = pid_tgid >> 32;
-	struct thread_call *tc = bpf_map_lookup_elem(&threads, &tid);
+	struct thread_call *tc = thread_call_of(false);
 	struct proc_stats *ps;
 	struct conn_info info = {};
 	struct conn_key key = {};
 
-	if (!tc)
+	if (!tc || !tc->depth)
 		return 0;
 	if (tc->depth > 1) {
 		tc->depth--;
@@ -357,7 +375,7 @@ int BPF_KRETPROBE(call_exit, void *conn)
 	info.site = tc->site;
 	info.tid = tid;
 	__u32 kind = tc->kind;
-	bpf_map_delete_elem(&threads, &tid);
+	tc->depth = 0;
 
 	ps = traced_proc(tgid);
 	if (!ps)
@@ -373,7 +391,7 @@ int BPF_KRETPROBE(call_exit, void *conn)
 	/* The stack: walked here when every return address on it is known
 	 * (then counted per stack below), else copied for userspace to unwind
 	 * and learn from. */
-	struct stack_capture *cap = stack_size ? capture_stack(ctx, tgid) : NULL;
+	struct stack_capture *cap = stack_size ? capture_stack(ctx, tgid, &tc->walk_span) : NULL;
 	struct stack_stats *st = NULL;
 
 	if (cap && cap->id)
@@ -399,7 +417,7 @@ SEC("uprobe")
 int BPF_KPROBE(finish_enter, void *conn)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)pid_tgid, tgid = pid_tgid >> 32;
+	__u32 tgid = pid_tgid >> 32;
 	struct proc_stats *ps = traced_proc(tgid);
 	struct conn_key key = { .tgid = tgid, .conn = (__u64)conn };
 	struct thread_call *tc;
@@ -408,11 +426,13 @@ int BPF_KPROBE(finish_enter, void *conn)
 
 	if (!ps || !conn)
 		return 0;
-	tc = bpf_map_lookup_elem(&threads, &tid);
-	if (tc && tc->kind == CALL_PING) /* PQping finishing its own handle */
-		return 0;
 	live = bpf_map_lookup_elem(&conns, &key);
 	if (!live) {
+		/* PQping finishing its own handle (never acquired: its connect
+		 * is nested in the ping) is no release at all. */
+		tc = thread_call_of(false);
+		if (tc && tc->depth && tc->kind == CALL_PING)
+			return 0;
 		/* Not acquired here: its parent's (copied at fork), or made
 		 * before connleak attached. */
 		if (bpf_map_delete_elem(&inherited, &key) == 0)
@@ -447,6 +467,8 @@ int BPF_KPROBE(finish_enter, void *conn)
 			atomic_max(&st->hold_ns_max, hold);
 		}
 		/* Only a handle userspace reported as a leak needs an event. */
+		if (!release_watch_used)
+			return 0;
 		__u64 *watched = bpf_map_lookup_elem(&release_watch, &key);
 
 		if (!watched)
@@ -542,12 +564,10 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle_exit, struct task_struct *task)
 {
 	__u32 tgid = BPF_CORE_READ(task, tgid);
-	__u32 tid = BPF_CORE_READ(task, pid);
 	struct proc_stats *ps = traced_proc(tgid);
 
 	if (!ps)
 		return 0;
-	bpf_map_delete_elem(&threads, &tid);
 	/* signal->live reaches 0 when the last thread of the group exits;
 	 * from then on nothing can finish the handles still live. */
 	if (BPF_CORE_READ(task, signal, live.counter) == 0) {

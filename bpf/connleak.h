@@ -18,7 +18,6 @@
 #define CONNLEAK_MAX_PROCS 4096
 #define CONNLEAK_MAX_CONNS 131072
 #define CONNLEAK_MAX_SITES 8192
-#define CONNLEAK_MAX_THREADS 8192
 /* Stack events: bytes of user stack copied per acquisition (the loader may
  * change it before load, --stack-size; 0: no stacks), and the ring buffer. */
 #define CONNLEAK_STACK_SIZE 8192
@@ -85,7 +84,7 @@ struct site_stats {
 	char module[CONNLEAK_MODULE_LEN]; /* file name of the mapping, or "" */
 };
 
-/* Per-thread state while inside a libpq connect or ping call (key: tid).
+/* Per-thread state while inside a libpq connect or ping call (task storage).
  * libpq nests its own API (PQconnectdb -> PQconnectStart, PQping ->
  * PQconnectStart + PQfinish), so only the outermost call counts. */
 enum call_kind {
@@ -97,8 +96,10 @@ struct thread_call {
 	__u64 start_ns;
 	__u64 site;
 	__u64 sp;  /* stack pointer at the outermost call's entry */
-	__u32 depth;
+	__u32 depth; /* calls in progress, the outermost included; 0: none */
 	__u32 kind;
+	__u32 walk_span; /* bytes above sp the thread's last stack walk read (stack_walk.bpf.h) */
+	__u32 pad;
 };
 
 /* Events (ring buffer): what maps cannot hold. Each acquisition sends the

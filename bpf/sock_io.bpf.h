@@ -55,7 +55,12 @@ static __always_inline void begin_use(struct sock_io *io, __u64 now, __u64 quiet
 
 	/* The owner only (a forked child writing to an inherited socket is
 	 * not its handle's user); not inside a connect call (the handshake). */
-	if (tgid != io->tgid || bpf_map_lookup_elem(&threads, &tid))
+	struct thread_call *tc;
+
+	if (tgid != io->tgid)
+		return;
+	tc = thread_call_of(false);
+	if (tc && tc->depth)
 		return;
 	if (!begins_work(io, quiet_ns))
 		return;
@@ -73,7 +78,7 @@ static __always_inline void begin_use(struct sock_io *io, __u64 now, __u64 quiet
 	/* The user's registers, as a uprobe would see them. The stack is always
 	 * copied (never counted per stack id): userspace names the last user. */
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	struct stack_capture *cap = stack_size ? capture_stack(regs, tgid) : NULL;
+	struct stack_capture *cap = stack_size ? capture_stack(regs, tgid, tc ? &tc->walk_span : NULL) : NULL;
 
 	if (cap)
 		send_acquire(regs, ps, &key, &info, cap, EVENT_LAST_USE);

@@ -38,10 +38,13 @@ struct {
 	__type(value, struct sock_rec);
 } socks SEC(".maps");
 
+/* Per thread: its latest PQconnectPoll call (poll_running() tells whether
+ * it still runs). Task storage: found with one helper call, freed with the
+ * thread. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SOCKETS_MAX_POLLS);
-	__type(key, __u32); /* tid */
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct poll_call);
 } polls SEC(".maps");
 
@@ -92,18 +95,46 @@ static __always_inline bool traced(__u32 tgid)
 	return traced_proc(tgid) != NULL;
 }
 
-static __always_inline struct sock_rec *fresh_rec(__u64 pid_tgid)
+/* The thread's PQconnectPoll call if it is still running, else NULL.
+ * Only its entry is probed (a return probe would cost every call a second
+ * trap): it runs while the thread is deeper in the stack than its entry
+ * and the call's return address is still in its slot. Once it returned,
+ * its caller's next call writes another return address there; a uretprobe
+ * of someone else's on PQconnectPoll puts its trampoline there, and it
+ * goes when the call returns. */
+static __always_inline const struct poll_call *poll_running(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct poll_call *c = bpf_task_storage_get(&polls, task, 0, 0);
+	struct pt_regs *regs;
+	__u64 ret = 0;
+
+	if (!c || !c->sp)
+		return NULL;
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs || regs->sp >= c->sp)
+		return NULL;
+	if (bpf_probe_read_user(&ret, sizeof(ret), (void *)c->sp))
+		return NULL;
+	if (ret == c->ret)
+		return c;
+	/* Direct loads (no helper call): the other sockets of the thread pay this. */
+	struct mm_struct *mm = task->mm;
+	struct xol_area *xol = mm ? mm->uprobes_state.xol_area : NULL;
+
+	return xol && ret == xol->vaddr ? c : NULL;
+}
+
+static __always_inline struct sock_rec *fresh_rec(__u64 pid_tgid, const struct poll_call *call)
 {
 	__u32 zero = 0, tid = (__u32)pid_tgid;
 	struct sock_rec *r = bpf_map_lookup_elem(&scratch, &zero);
-	struct poll_call *call;
 
 	if (!r)
 		return NULL;
 	__builtin_memset(r, 0, sizeof(*r));
 	r->tgid = pid_tgid >> 32;
 	r->tid = tid;
-	call = bpf_map_lookup_elem(&polls, &tid);
 	r->conn = call ? call->conn : 0;
 	r->connect_ns = bpf_ktime_get_ns();
 	return r;
@@ -132,10 +163,10 @@ static __always_inline int store(__u64 sk, struct sock_rec *r)
 
 /* A libpq socket: an entry for the send and receive hooks (sock_io.bpf.h),
  * and its mark. `sk` as the program has it (struct sock or bpf_sock). */
-static __always_inline void track_io(__u64 key, void *sk, const struct sock_rec *r)
+static __always_inline void track_io(__u64 key, void *sk, const struct sock_rec *r,
+				     const struct poll_call *call)
 {
 	struct sock_io io = { .tgid = r->tgid, .conn = r->conn, .created_ns = r->connect_ns };
-	const struct poll_call *call = bpf_map_lookup_elem(&polls, &r->tid);
 	__u64 layout = call ? call->layout : SOCK_IO_UNKNOWN_LAYOUT;
 
 	if (!r->conn)
@@ -157,23 +188,21 @@ static __always_inline void track_io(__u64 key, void *sk, const struct sock_rec 
 SEC("uprobe")
 int BPF_KPROBE(connect_poll_enter, void *conn)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)pid_tgid;
-	/* The cookie: where this libpq file keeps status and xactStatus. */
-	struct poll_call c = { .conn = (__u64)conn, .layout = bpf_get_attach_cookie(ctx) };
+	__u64 sp = PT_REGS_SP(ctx);
+	struct poll_call *c;
 
-	if (!traced(pid_tgid >> 32))
+	if (!traced(bpf_get_current_pid_tgid() >> 32))
 		return 0;
-	bpf_map_update_elem(&polls, &tid, &c, BPF_ANY);
-	return 0;
-}
-
-SEC("uretprobe")
-int BPF_KRETPROBE(connect_poll_exit)
-{
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-
-	bpf_map_delete_elem(&polls, &tid);
+	c = bpf_task_storage_get(&polls, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!c)
+		return 0;
+	c->sp = 0; /* not running until all of it is written */
+	c->conn = (__u64)conn;
+	/* The cookie: where this libpq file keeps status and xactStatus. */
+	c->layout = bpf_get_attach_cookie(ctx);
+	c->ret = 0;
+	bpf_probe_read_user(&c->ret, sizeof(c->ret), (void *)sp); /* at entry: the return address */
+	c->sp = sp;
 	return 0;
 }
 
@@ -181,6 +210,7 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcp_state, struct sock *sk, int oldstate, int newstate)
 {
 	__u64 key = (__u64)sk;
+	const struct poll_call *call;
 	struct sock_rec *r;
 
 	if (sk->sk_protocol != IPPROTO_TCP)
@@ -191,7 +221,8 @@ int BPF_PROG(tcp_state, struct sock *sk, int oldstate, int newstate)
 
 		if (!traced(pid_tgid >> 32))
 			return 0;
-		r = fresh_rec(pid_tgid);
+		call = poll_running();
+		r = fresh_rec(pid_tgid, call);
 		if (!r)
 			return 0;
 		r->family = sk->__sk_common.skc_family;
@@ -203,7 +234,7 @@ int BPF_PROG(tcp_state, struct sock *sk, int oldstate, int newstate)
 		r->inode = sock_inode(sk);
 		if (store(key, r) == 0) {
 			bpf_sk_storage_get(&recorded, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-			track_io(key, sk, r);
+			track_io(key, sk, r, call);
 		}
 		return 0;
 	}
@@ -273,6 +304,7 @@ SEC("cgroup/connect4")
 int unix_connect(struct bpf_sock_addr *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	const struct poll_call *call;
 	struct bpf_sock_addr_kern *kctx;
 	struct sock *sk;
 	struct sock_rec *r;
@@ -285,7 +317,8 @@ int unix_connect(struct bpf_sock_addr *ctx)
 	sk = kctx->sk;
 	if (BPF_CORE_READ(sk, sk_type) != SOCK_STREAM_TYPE)
 		return 1;
-	r = fresh_rec(pid_tgid);
+	call = poll_running();
+	r = fresh_rec(pid_tgid, call);
 	if (!r)
 		return 1;
 	r->family = SOCKETS_AF_UNIX;
@@ -308,7 +341,7 @@ int unix_connect(struct bpf_sock_addr *ctx)
 	}
 	r->inode = sock_inode(sk);
 	if (store((__u64)sk, r) == 0)
-		track_io((__u64)sk, ctx->sk, r);
+		track_io((__u64)sk, ctx->sk, r, call);
 	return 1;
 }
 
@@ -346,7 +379,7 @@ static long note_socket_fd(__u64 i, void *data)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(thread_exit, struct task_struct *task)
 {
-	__u32 tid = BPF_CORE_READ(task, pid), tgid = BPF_CORE_READ(task, tgid);
+	__u32 tgid = BPF_CORE_READ(task, tgid);
 	struct sock_stats zero = {}, *st;
 	struct fd_walk w = { .tgid = tgid };
 	struct fdtable *fdt;
@@ -354,10 +387,9 @@ int BPF_PROG(thread_exit, struct task_struct *task)
 
 	/* Every thread exit of the machine comes here: an untraced one leaves
 	 * at this lookup. Traced, exited or not: connleak.bpf.c may have
-	 * marked it first. (Only traced threads have a polls entry.) */
+	 * marked it first. */
 	if (!bpf_map_lookup_elem(&procs, &tgid))
 		return 0;
-	bpf_map_delete_elem(&polls, &tid);
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
 	fdt = BPF_CORE_READ(task, files, fdt);

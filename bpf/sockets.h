@@ -15,7 +15,6 @@
 #endif
 
 #define SOCKETS_MAX_SOCKS 16384  /* live records (TCP records outside libpq are freed at close) */
-#define SOCKETS_MAX_POLLS 8192   /* threads inside PQconnectPoll at once */
 #define SOCKETS_MAX_DB_PATHS 64  /* --db-socket paths */
 #define SOCKETS_PATH_LEN 108     /* sizeof(sockaddr_un.sun_path) */
 
@@ -43,11 +42,14 @@ struct sock_rec {
 	__u16 pad[3];
 };
 
-/* A thread inside PQconnectPoll (key: tid): the handle, and where its libpq
- * file keeps status and xactStatus (SOCK_IO_LAYOUT_COOKIE, sock_io.h). */
+/* A thread's latest PQconnectPoll call (task storage): the handle, and where
+ * its libpq file keeps status and xactStatus (SOCK_IO_LAYOUT_COOKIE,
+ * sock_io.h); where its return address sits, to tell whether it still runs. */
 struct poll_call {
 	__u64 conn;   /* PGconn* */
 	__u64 layout;
+	__u64 sp;     /* stack pointer at its entry: the return address's slot; 0 while written */
+	__u64 ret;    /* the return address in that slot at entry */
 };
 
 /* Per traced process (key: tgid). */

@@ -43,6 +43,11 @@ struct {
 	__type(value, __u64);
 } unwind_asked SEC(".maps");
 
+/* At most this much of a stack is read in one go (a power of two). How
+ * much a walk needs is learnt per thread (thread_call.walk_span): the span
+ * its previous walk read, so a thread's first walk reads slot by slot. */
+#define STACK_WINDOW 8192
+
 struct stack_capture {
 	__u64 id;     /* stack id; 0: the walk did not reach the outermost frame */
 	__u64 family; /* unwind_key.family of the process */
@@ -50,6 +55,9 @@ struct stack_capture {
 	__u32 count;  /* return addresses in pcs[] */
 	__u32 python; /* the thread's Python frames are in python_scratch (stack_python) */
 	__u64 pcs[CONNLEAK_STACK_FRAMES];
+	/* The stack from sp up, read in one go: the slots the walk reads lie
+	 * there (the few that do not are read one by one). */
+	__u8 window[STACK_WINDOW + 8];
 };
 
 struct {
@@ -77,8 +85,26 @@ enum walk_end {
 struct stack_walker {
 	struct stack_capture *cap;
 	__u64 pc, sp, bp, hash;
+	__u64 base;   /* where window[] starts: the stack pointer at the probe */
+	__u64 top;    /* the highest address a read needed, plus 8 */
+	__u32 window; /* bytes of window[] that hold the stack */
 	__u32 end;
 };
+
+/* The 8-byte user word at addr: from the window when it lies there, else
+ * read. Non-zero when it cannot be read. */
+static __always_inline int stack_word(struct stack_walker *w, __u64 addr, __u64 *out)
+{
+	__u64 off = addr - w->base;
+
+	if (addr + 8 > w->top)
+		w->top = addr + 8;
+	if (addr >= w->base && off + 8 <= w->window) {
+		*out = *(__u64 *)(w->cap->window + (off & (STACK_WINDOW - 1)));
+		return 0;
+	}
+	return bpf_probe_read_user(out, sizeof(*out), (void *)addr);
+}
 
 static __always_inline __u64 mix64(__u64 h, __u64 v)
 {
@@ -109,12 +135,12 @@ static long walk_one(__u64 i, void *data)
 		return 1;
 	}
 	cfa = (step->flags & UNWIND_CFA_RBP ? w->bp : w->sp) + (__s64)step->cfa_offset;
-	if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa - 8)) || !ra) {
+	if (stack_word(w, cfa - 8, &ra) || !ra) {
 		w->end = WALK_UNKNOWN;
 		return 1;
 	}
 	if (step->rbp_offset) {
-		if (bpf_probe_read_user(&bp, sizeof(bp), (void *)(cfa + step->rbp_offset))) {
+		if (stack_word(w, cfa + step->rbp_offset, &bp)) {
 			w->end = WALK_UNKNOWN;
 			return 1;
 		}
@@ -140,8 +166,9 @@ static __always_inline __u64 address_space_family(void)
 
 /* The current thread's stack at a uprobe or uretprobe (its ip the first
  * frame), walked with what userspace learnt, and its Python frames. In a
- * per-CPU scratch: valid until the program ends. */
-static __always_inline struct stack_capture *capture_stack(struct pt_regs *ctx, __u32 tgid)
+ * per-CPU scratch: valid until the program ends. `span` (or NULL): the
+ * thread's walk_span, read and updated. */
+static __always_inline struct stack_capture *capture_stack(struct pt_regs *ctx, __u32 tgid, __u32 *span)
 {
 	struct stack_walker w = {};
 	struct stack_capture *cap;
@@ -164,7 +191,23 @@ static __always_inline struct stack_capture *capture_stack(struct pt_regs *ctx, 
 	w.sp = PT_REGS_SP(ctx);
 	w.bp = ctx->bp;
 	w.hash = cap->family;
+	w.base = w.sp;
+	w.top = w.sp;
+	/* One read of the span the thread's last walk needed, instead of a
+	 * read per frame (each helper call costs). A read that faults (this
+	 * stack is shallower and the span crosses its end) leaves the window
+	 * empty: every slot is then read on its own. */
+	if (span) {
+		__u32 len = *span;
+
+		if (len > STACK_WINDOW)
+			len = STACK_WINDOW;
+		if (len && bpf_probe_read_user(cap->window, len, (void *)w.base) == 0)
+			w.window = len;
+	}
 	bpf_loop(CONNLEAK_STACK_FRAMES, walk_one, &w, 0);
+	if (span)
+		*span = w.top - w.base < STACK_WINDOW ? w.top - w.base : STACK_WINDOW;
 	if (w.end != WALK_COMPLETE) {
 		cap->stuck = w.pc;
 		return cap;

@@ -36,6 +36,7 @@ import subprocess
 import signal
 import sys
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
@@ -216,12 +217,12 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "client":
 
 # ---------------------------------------------------------------- the tests
 
-from connleak_testkit.paths import PQCLIENT, PYTHON  # noqa: E402
+from connleak_testkit.paths import BUILD_DIR, PQCLIENT, PYTHON  # noqa: E402
 from connleak_testkit.pgserver import PG_BIN  # noqa: E402
 from connleak_testkit.tracer import ConnleakTestCase, Tracer, launch  # noqa: E402
 from connleak_testkit.clients import Client, pqclient_summaries  # noqa: E402
 from connleak_testkit.snapshot import find_process  # noqa: E402
-from connleak_testkit.procs import end_process  # noqa: E402
+from connleak_testkit.procs import code_byte, end_process, private_libpq  # noqa: E402
 
 SOCKET_KEYS = ("paired", "pre_attach", "untracked", "connecting", "handles_without_socket", "closed_at_exit",
                "dropped", "pre_attach_peers", "untracked_peers")
@@ -230,9 +231,9 @@ SOCKET_KEYS = ("paired", "pre_attach", "untracked", "connecting", "handles_witho
 class SockClient:
     """This file's client, driven line by line."""
 
-    def __init__(self):
+    def __init__(self, env=None):
         self.popen = subprocess.Popen([PYTHON, os.path.abspath(__file__), "client"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, env=env)
         line = self.popen.stdout.readline()
         m = re.match(r"ready pid=(\d+)", line)
         if not m:
@@ -354,8 +355,8 @@ class SocketsTest(ConnleakTestCase):
     def unix(self, app):
         return self.server.conninfo(app, host=self.server.socket_dir)
 
-    def sock_client(self):
-        c = SockClient()
+    def sock_client(self, env=None):
+        c = SockClient(env)
         self.addCleanup(c.cleanup)
         return c
 
@@ -661,6 +662,33 @@ class SocketsTest(ConnleakTestCase):
                                      conns={a: (self.tcp_peer, "open"), u: (self.unix_path, "open")})
         self.assertEqual(proc["db_sockets"], self.backends(app), t.describe())
         self.assertEqual(proc["resets"], 2, t.describe())
+
+    def test_foreign_return_probe_on_connect_poll(self):
+        """Another tool's return probe on PQconnectPoll puts its trampoline in
+        the call's return slot, where connleak looks to tell the call still
+        runs: its sockets are still paired. (A private libpq: the foreign
+        probe reaches no other process on the machine.)"""
+        floor = os.path.join(BUILD_DIR, "bench", "uprobe_floor")
+        self.assertTrue(os.access(floor, os.X_OK), floor + " not built")
+        lib = private_libpq(self.tmp)
+        foreign = subprocess.Popen([floor, "attach", os.path.join(lib, "libpq.so.5"), "PQconnectPoll:ret", "--",
+                                    "sleep", "600"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.addCleanup(lambda: (foreign.kill(), foreign.wait()))
+        app = self.app()
+        c = self.sock_client(env=dict(os.environ, LD_LIBRARY_PATH=lib))
+        deadline = time.monotonic() + WAIT
+        while code_byte(c.pid, "PQconnectPoll") != 0xCC:  # the foreign probe is in
+            self.assertIsNone(foreign.poll(), "uprobe_floor attach failed: %s" % foreign.stderr.read())
+            self.assertLess(time.monotonic(), deadline, "uprobe_floor never probed PQconnectPoll")
+            time.sleep(0.05)
+        t = self.attach([c.pid])
+        a, _ = c.pq(self.tcp(app))
+        u, _ = c.pq(self.unix(app))
+        p, _ = c.pq(self.tcp(app), mode="pq-async")
+        _, proc = self.await_sockets(t, c.pid, want(db_sockets=3, active=3, paired=3),
+                                     conns={a: (self.tcp_peer, "open"), u: (self.unix_path, "open"),
+                                            p: (self.tcp_peer, "open")})
+        self.assertEqual(proc["db_sockets"], self.backends(app), t.describe())
 
     def test_db_options_name_other_servers(self):
         """--db-host and --db-socket: servers libpq never reached (here two

@@ -26,7 +26,7 @@ from connleak_testkit.procs import code_byte, private_libpq  # noqa: E402
 
 ATTEMPTS = 40
 # Detaching costs the kernel ~70 ms per uprobe (RCU grace periods per
-# perf-event uprobe, 19 of them, partly overlapped by destroy_links), about
+# perf-event uprobe, 18 of them, partly overlapped by destroy_links), about
 # 1.3 s on the shared 2-core test machine: the second the issue asks for is
 # out of reach without uprobe_multi links (libbpf 1.3+). What is checked: the
 # end comes at once, with the detach as its only cost.

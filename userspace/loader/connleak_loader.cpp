@@ -262,6 +262,9 @@ void Tracer::watch_release(uint32_t pid, uint64_t conn, uint64_t acquired_ns)
     __u64 v = acquired_ns;
     bpf_map_update_elem(bpf_map__fd(skel_->maps.release_watch), &k, &v,
                         BPF_ANY);  // full: its hold is the last age seen
+    // From now on PQfinish looks in release_watch (before: never, a lookup
+    // saved per release). Set after the entry: its release cannot slip by.
+    __atomic_store_n(&skel_->bss->release_watch_used, 1, __ATOMIC_RELEASE);
 }
 
 int Tracer::events_fd() const

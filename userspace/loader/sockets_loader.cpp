@@ -250,17 +250,16 @@ Status SocketTracer::attach_libpq(const std::string& path, const std::vector<uin
     if (!probed_files_.insert({st.st_dev, st.st_ino}).second)
         return Ok{};
     const uint64_t layout = xact_layout_cookie(path);
-    for (pid_t pid : probe_pids(pids))
-        for (bool ret : {false, true}) {
-            LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = ret ? 0 : layout, .retprobe = ret,
-                        .func_name = "PQconnectPoll");
-            bpf_program* prog = ret ? skel_->progs.connect_poll_exit : skel_->progs.connect_poll_enter;
-            bpf_link* link = bpf_program__attach_uprobe_opts(prog, pid, path.c_str(), 0, &opts);
-            if (!link)
-                return Error{std::string("cannot attach ") + (ret ? "uretprobe" : "uprobe") + " PQconnectPoll in " +
-                             path + ": " + bpf_errstr(errno)};
-            links_.push_back(link);
-        }
+    // Its entry only: whether the call still runs is told from its stack
+    // slot when a socket connects (sockets.bpf.c, poll_running), which
+    // spares every call the return probe's second trap.
+    for (pid_t pid : probe_pids(pids)) {
+        LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = layout, .func_name = "PQconnectPoll");
+        bpf_link* link = bpf_program__attach_uprobe_opts(skel_->progs.connect_poll_enter, pid, path.c_str(), 0, &opts);
+        if (!link)
+            return Error{"cannot attach uprobe PQconnectPoll in " + path + ": " + bpf_errstr(errno)};
+        links_.push_back(link);
+    }
     return Ok{};
 }
 
