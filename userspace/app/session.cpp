@@ -4,9 +4,10 @@
 #include <limits>
 
 #include "atomic_file.h"
+#include "clock.h"
 #include "json_output.h"
-#include "snapshot_document.h"
 #include "server_rows.h"
+#include "snapshot_document.h"
 
 namespace connleak {
 
@@ -36,17 +37,23 @@ std::string Session::site_name(const RawSite& s)
 
 Snapshot Session::snapshot()
 {
+    uint64_t t = thread_cpu_ns();
     RawState raw = collect();
+    cost_.collect_ns += thread_cpu_ns() - t;
+    t = thread_cpu_ns();
+    const ServerJoinInput server = std::move(raw.server);
     Snapshot snap = build_snapshot(
-        raw, model_options(), [&](const RawSite& s) { return site_name(s); },
+        std::move(raw), model_options(), [&](const RawSite& s) { return site_name(s); },
         [&](const RawSite& s) { return stacks_.frames(s.site); });
-    join_server_view(snap, raw.server);
+    join_server_view(snap, server);
+    cost_.model_ns += thread_cpu_ns() - t;
     return snap;
 }
 
 std::string Session::report(bool final)
 {
     Snapshot snap = snapshot();
+    uint64_t t = thread_cpu_ns();
     pool_slots_.update(snap);
     const auto batch = notices_.update(snap, [&](uint32_t pid, uint64_t conn, uint64_t acquired_ns) {
         return stacks_.hold_ms(pid, conn, acquired_ns);
@@ -54,13 +61,17 @@ std::string Session::report(bool final)
     watch_releases(snap, batch);
     std::fputs(notice_text_.render(batch, {cfg_.leak_after_s, cfg_.stack_frames, cfg_.notice_stacks}).c_str(), stderr);
     snap.notices.assign(notices_.recent().begin(), notices_.recent().end());
+    cost_.notices_ns += thread_cpu_ns() - t;
+    t = thread_cpu_ns();
     if (final)
         sink_.finish(snap);
     else
         sink_.show(snap);
+    std::string err;
     if (!cfg_.json_path.empty() && cfg_.json_path != "-")
-        return write_file_atomically(cfg_.json_path, [&](const PieceWriter& put) { write_snapshot_text(snap, put); });
-    return "";
+        err = write_file_atomically(cfg_.json_path, [&](const PieceWriter& put) { write_snapshot_text(snap, put); });
+    cost_.output_ns += thread_cpu_ns() - t;
+    return err;
 }
 
 // Leaks just reported: their release notices need their hold times.

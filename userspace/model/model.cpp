@@ -74,8 +74,10 @@ struct ProcessView {
     std::map<SiteKey, const RawSite*> sites;
 };
 
-ProcessReport build_process(const ProcessView& view, const RawState& raw, const ModelOptions& opts,
-                            const SiteNamer& name_site, const SiteFrames& site_frames, PoolFrames& pools)
+// sockets: the process's socket report, or null; `take`: moved out of it, not copied.
+ProcessReport build_process(const ProcessView& view, const RawState& raw, const ProcessSocketReport* sockets,
+                            ProcessSocketReport* take, const ModelOptions& opts, const SiteNamer& name_site,
+                            const SiteFrames& site_frames, PoolFrames& pools)
 {
     const RawProcess& p = *view.proc;
     const bool exited = p.stats.exited_ns != 0;
@@ -95,8 +97,10 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
     r.pings = p.stats.pings;
     r.resets = p.stats.resets;
     r.dropped = dropped_of(p.stats);
-    if (auto it = raw.sockets.find(p.pid); it != raw.sockets.end())
-        r.sockets = it->second;
+    if (take)
+        r.sockets = std::move(*take);
+    else if (sockets)
+        r.sockets = *sockets;
     r.dropped_stacks = p.stats.dropped_stacks;
     r.stacks_unwound = p.stacks_unwound;
     r.stacks_truncated = p.stacks_truncated;
@@ -124,6 +128,8 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
             sr.frames = site_frames(*s);
     }
 
+    r.connections.reserve(exited ? 0 : view.conns.size());
+    static const ConnSocket no_socket;
     for (const RawConn* c : view.conns) {
         auto it = sites.find(c->site);
         SiteReport* sr = it != sites.end() ? &it->second : nullptr;
@@ -152,7 +158,8 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
             const uint64_t since = std::max<uint64_t>(h->second.state_since_ns, c->info.acquired_ns);
             cr.state_ms = raw.now_ns > since ? (raw.now_ns - since) / kNsPerMs : 0;
         }
-        const ConnSocket sock = socket_of(r.sockets, c->conn);
+        auto found = r.sockets.conns.find(c->conn);
+        const ConnSocket& sock = found != r.sockets.conns.end() ? found->second : no_socket;
         add_last_user(cr, *c, sock, raw.now_ns, name_site, site_frames);
         if (r.sockets.tracked)
             join_socket(cr, sock);
@@ -237,8 +244,12 @@ void fold_exited(ExitedGroup& group, const ProcessReport& p)
     std::sort(group.sites.begin(), group.sites.end(), worse_site);
 }
 
-Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const SiteNamer& name_site,
-                        const SiteFrames& site_frames)
+namespace {
+
+// take_sockets (raw.sockets itself, or null): each process's socket report
+// is moved out of it rather than copied (100,000 handles' sockets at scale).
+Snapshot build(const RawState& raw, std::map<uint32_t, ProcessSocketReport>* take_sockets, const ModelOptions& opts,
+               const SiteNamer& name_site, const SiteFrames& site_frames)
 {
     std::map<uint32_t, ProcessView> views;
     for (const RawProcess& p : raw.processes)
@@ -258,7 +269,13 @@ Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const Sit
     snap.connections_shown = opts.connections_shown;
     PoolFrames pools(opts.pool_frames);
     for (const auto& [pid, view] : views) {
-        ProcessReport pr = build_process(view, raw, opts, name_site, site_frames, pools);
+        const ProcessSocketReport* sockets = nullptr;
+        ProcessSocketReport* take = nullptr;
+        if (auto it = raw.sockets.find(pid); it != raw.sockets.end())
+            sockets = &it->second;
+        if (sockets && take_sockets)
+            take = &take_sockets->at(pid);
+        ProcessReport pr = build_process(view, raw, sockets, take, opts, name_site, site_frames, pools);
         Totals& t = snap.totals;
         t.acquired += pr.acquired;
         t.released += pr.released;
@@ -283,6 +300,20 @@ Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const Sit
         snap.totals.leak_ratio = 100.0 * snap.totals.leaks / snap.totals.acquired;
     bound_last_users(snap, opts.top_sites);
     return snap;
+}
+
+}  // namespace
+
+Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const SiteNamer& name_site,
+                        const SiteFrames& site_frames)
+{
+    return build(raw, nullptr, opts, name_site, site_frames);
+}
+
+Snapshot build_snapshot(RawState&& raw, const ModelOptions& opts, const SiteNamer& name_site,
+                        const SiteFrames& site_frames)
+{
+    return build(raw, &raw.sockets, opts, name_site, site_frames);
 }
 
 bool touched_libpq(const ProcessReport& p)
