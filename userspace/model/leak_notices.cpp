@@ -16,31 +16,44 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
 
     // Reported connections gone from the live ones: released.
     // Every live handle, sorted: a flat list, not a tree node per handle
-    // (100,000 live handles a report).
-    std::vector<std::pair<Key, const ConnReport*>> live;
+    // (100,000 live handles a report), walked alongside the reported ones
+    // (both by key). `ordinal`: its place in snap's order, to know below
+    // which are reported already without a lookup each.
+    struct Live {
+        Key key;
+        const ConnReport* conn;
+        size_t ordinal;
+        bool operator<(const Live& o) const { return key < o.key; }
+    };
+    std::vector<Live> live;
+    size_t total = 0;
+    for (const ProcessReport& p : snap.processes)
+        total += p.connections.size();
+    live.reserve(total);
     for (const ProcessReport& p : snap.processes)
         for (const ConnReport& c : p.connections)
-            live.emplace_back(Key{p.pid, c.conn, c.acquired_ns}, &c);
+            live.push_back({Key{p.pid, c.conn, c.acquired_ns}, &c, live.size()});
     std::sort(live.begin(), live.end());
-    auto find_live = [&](const Key& key) {
-        auto it =
-            std::lower_bound(live.begin(), live.end(), std::make_pair(key, static_cast<const ConnReport*>(nullptr)));
-        return it != live.end() && it->first == key ? it : live.end();
-    };
+    std::vector<char> still_reported(total, 0);
+    auto next_live = live.begin();
     for (auto it = reported_.begin(); it != reported_.end();) {
         auto& [key, leak] = *it;
         auto [pid, conn, acquired_ns] = key;
-        auto c = find_live(key);
-        if (c != live.end() && (c->second->leak || !c->second->pooled)) {
-            leak.age_ms = c->second->age_ms;  // the last age seen
+        while (next_live != live.end() && next_live->key < key)
+            ++next_live;
+        const bool is_live = next_live != live.end() && next_live->key == key;
+        const ConnReport* c = is_live ? next_live->conn : nullptr;
+        if (c && (c->leak || !c->pooled)) {
+            leak.age_ms = c->age_ms;  // the last age seen
+            still_reported[next_live->ordinal] = 1;
             ++it;
             continue;
         }
-        if (c != live.end()) {  // a pooled handle given back: out of its transaction
+        if (c) {  // a pooled handle given back: out of its transaction
             Notice n = leak;
             n.kind = "released";
             n.wall_time_s = snap.wall_time_s;
-            n.age_ms = c->second->age_ms;
+            n.age_ms = c->age_ms;
             out.push_back(std::move(n));
             it = reported_.erase(it);
             continue;
@@ -60,15 +73,19 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
         it = reported_.erase(it);
     }
 
+    size_t ordinal = 0;
     for (const ProcessReport& p : snap.processes) {
-        if (p.exited)
+        if (p.exited) {
+            ordinal += p.connections.size();
             continue;
+        }
         for (const ConnReport& c : p.connections) {
-            Key key{p.pid, c.conn, c.acquired_ns};
             // A connection made before the attach (--server) has no handle
             // or stack to name: listed in the report, not noticed.
-            if (!c.leak || c.pre_attach || reported_.count(key))
+            const bool reported = still_reported[ordinal++];
+            if (!c.leak || c.pre_attach || reported)
                 continue;
+            Key key{p.pid, c.conn, c.acquired_ns};
             Notice n;
             n.kind = "leak";
             n.wall_time_s = snap.wall_time_s;
