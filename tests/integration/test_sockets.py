@@ -614,7 +614,7 @@ class SocketsTest(ConnleakTestCase):
 
     def fd_table_reads(self, t, after):
         """fd_tables_read of each report line (CONNLEAK_SCALE_STATS) after the first `after`."""
-        return [int(n) for n in re.findall(r"connleak-scale: report_ms=[^\n]* fd_tables_read=(\d+)", t.stderr())][after:]
+        return [int(n) for n in re.findall(r"connleak-scale: report_ms=[^\n]* fd_tables_read=(\d+)", t.stderr)][after:]
 
     def test_fd_table_read_again_only_on_change(self):
         """A process whose sockets all have records, its fd count unchanged,

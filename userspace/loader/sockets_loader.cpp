@@ -462,11 +462,12 @@ std::set<uint64_t> SocketTracer::take_exit_held(uint32_t pid)
     return out;
 }
 
-std::vector<SocketRecord> SocketTracer::read_records() const
+std::vector<SocketRecord> SocketTracer::read_records(bool with_traffic) const
 {
     // Traffic first: a record read after its traffic entry is never older.
     // Both come sorted by key: looked up by bisection, no tree built.
-    const auto io = dump_map<uint64_t, sock_io>(bpf_map__fd(skel_->maps.sock_io));
+    const auto io = with_traffic ? dump_map<uint64_t, sock_io>(bpf_map__fd(skel_->maps.sock_io))
+                                 : std::vector<std::pair<uint64_t, sock_io>>{};
     const auto seen = dump_map<uint64_t, sock_rec>(bpf_map__fd(skel_->maps.socks));
     std::vector<SocketRecord> out;
     out.reserve(seen.size());
@@ -494,7 +495,7 @@ void SocketTracer::annotate(RawState& raw)
     // (The records read before tell which sockets need the tables.)
     std::map<uint32_t, ProcessScan> scans;
     {
-        std::vector<SocketRecord> before = read_records();
+        std::vector<SocketRecord> before = read_records(false);  // the scans need no traffic
         learn_servers(before, rules_);
         // Each scan looks at its own process's records: split once, not
         // walked whole per process (1,000 processes x 100,000 records).

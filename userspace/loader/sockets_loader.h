@@ -63,7 +63,7 @@ public:
 private:
     SocketTracer() = default;
     ProcessScan scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketRecord>& records);
-    std::vector<SocketRecord> read_records() const;
+    std::vector<SocketRecord> read_records(bool with_traffic = true) const;
     std::set<uint64_t> take_exit_held(uint32_t pid);  // and frees them
     void free_record(uint64_t sk);                    // and its traffic entry
     void collect_garbage(const std::map<uint32_t, std::vector<SocketRecord>>& records, const RawState& raw);

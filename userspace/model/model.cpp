@@ -4,6 +4,7 @@
 #include "last_users.h"
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <regex>
 #include <tuple>
@@ -128,9 +129,25 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
             sr.frames = site_frames(*s);
     }
 
-    r.connections.reserve(exited ? 0 : view.conns.size());
+    // Live handles oldest first (ties by address), sorted before their rows
+    // are made: a row is big, a pointer is not (100,000 rows at scale).
+    auto age_ms_of = [&](const RawConn* c) {
+        const uint64_t age_ns = raw.now_ns > c->info.acquired_ns ? raw.now_ns - c->info.acquired_ns : 0;
+        return age_ns / kNsPerMs;
+    };
+    std::vector<const RawConn*> conns = view.conns;
+    if (!exited)
+        std::sort(conns.begin(), conns.end(), [&](const RawConn* a, const RawConn* b) {
+            const double age_a = age_ms_of(a), age_b = age_ms_of(b);
+            return age_a != age_b ? age_a > age_b : a->conn < b->conn;
+        });
+    r.connections.reserve(exited ? 0 : conns.size());
     static const ConnSocket no_socket;
-    for (const RawConn* c : view.conns) {
+    // Live handles by known state, counted by enum and named at the end.
+    using StateCounts = std::array<uint64_t, static_cast<size_t>(ConnState::broken) + 1>;
+    StateCounts proc_states{};
+    std::map<SiteReport*, StateCounts> site_states;
+    for (const RawConn* c : conns) {
         auto it = sites.find(c->site);
         SiteReport* sr = it != sites.end() ? &it->second : nullptr;
         if (exited) {
@@ -174,20 +191,26 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
             cr.leak = static_cast<double>(age_ns) >= leak_after_ns;
         r.active++;
         r.leaks += cr.leak;
-        if (cr.state_known && cr.state != ConnState::unknown)
-            r.states[conn_state_name(cr.state)]++;
+        const bool state_counted = cr.state_known && cr.state != ConnState::unknown;
+        if (state_counted)
+            proc_states[static_cast<size_t>(cr.state)]++;
         if (sr) {
             sr->active++;
             sr->leaks += cr.leak;
             sr->max_ms = std::max(sr->max_ms, age_ns / kNsPerMs);
-            if (cr.state_known && cr.state != ConnState::unknown)
-                sr->states[conn_state_name(cr.state)]++;
+            if (state_counted)
+                site_states[sr][static_cast<size_t>(cr.state)]++;
         }
         r.connections.push_back(std::move(cr));
     }
-    std::sort(r.connections.begin(), r.connections.end(), [](const ConnReport& a, const ConnReport& b) {
-        return a.age_ms != b.age_ms ? a.age_ms > b.age_ms : a.conn < b.conn;
-    });
+    auto name_states = [](const StateCounts& counts, std::map<std::string, uint64_t>& into) {
+        for (size_t s = 0; s < counts.size(); s++)
+            if (counts[s])
+                into[conn_state_name(static_cast<ConnState>(s))] += counts[s];
+    };
+    name_states(proc_states, r.states);
+    for (auto& [sr, counts] : site_states)
+        name_states(counts, sr->states);
     r.last_users = tally_last_users(r.connections);
 
     for (auto& [key, sr] : sites)
