@@ -2,10 +2,38 @@
 #include "leak_notices.h"
 
 #include <algorithm>
+#include <iterator>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 namespace connleak {
+
+std::shared_ptr<const std::string> LeakNotices::shared_text(const std::string& s)
+{
+    auto& slot = texts_[s];
+    auto text = slot.lock();
+    if (!text) {
+        text = std::make_shared<const std::string>(s);
+        slot = text;
+    }
+    return text;
+}
+
+Notice LeakNotices::release_of(const Key& key, const Reported& leak) const
+{
+    Notice n;
+    n.kind = "released";
+    std::tie(n.pid, n.conn, std::ignore) = key;
+    n.tid = leak.tid;
+    n.comm = *leak.comm;
+    n.age_ms = leak.age_ms;
+    n.site = *leak.site;
+    n.pooled = leak.pooled;
+    n.in_transaction_ms = leak.in_transaction_ms;
+    n.frames = leak.frames;
+    return n;
+}
 
 std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& hold)
 {
@@ -50,8 +78,7 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
             continue;
         }
         if (c) {  // a pooled handle given back: out of its transaction
-            Notice n = leak;
-            n.kind = "released";
+            Notice n = release_of(key, leak);
             n.wall_time_s = snap.wall_time_s;
             n.age_ms = c->age_ms;
             out.push_back(std::move(n));
@@ -63,8 +90,7 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
         auto p = procs.find(pid);
         std::optional<double> held = hold ? hold(pid, conn, acquired_ns) : std::nullopt;
         if (p != procs.end() && (!p->second->exited || held)) {
-            Notice n = leak;
-            n.kind = "released";
+            Notice n = release_of(key, leak);
             n.wall_time_s = snap.wall_time_s;
             if (held)
                 n.age_ms = *held;
@@ -106,7 +132,8 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
                     n.frames = c.last_used_frames;
                 }
             }
-            reported_.emplace(key, n);
+            reported_.emplace(key, Reported{n.tid, n.pooled, n.age_ms, n.in_transaction_ms, shared_text(n.comm),
+                                            shared_text(n.site), n.frames});
             out.push_back(std::move(n));
         }
     }
@@ -116,6 +143,8 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
     }
     while (recent_.size() > keep_)
         recent_.pop_front();
+    for (auto it = texts_.begin(); it != texts_.end();)  // no leak notice uses it any more
+        it = it->second.expired() ? texts_.erase(it) : std::next(it);
     return out;
 }
 
