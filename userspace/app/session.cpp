@@ -6,8 +6,8 @@
 #include "atomic_file.h"
 #include "clock.h"
 #include "json_output.h"
-#include "server_rows.h"
 #include "snapshot_document.h"
+#include "server_rows.h"
 
 namespace connleak {
 
