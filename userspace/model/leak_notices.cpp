@@ -137,9 +137,13 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
             out.push_back(std::move(n));
         }
     }
-    for (Notice& n : out) {
-        n.seq = ++seq_;
-        recent_.push_back(n);
+    // Only the latest `keep_` are kept: a burst (100,000 leaks at once at
+    // scale) is not copied in whole to be dropped right after.
+    const size_t dropped_at_once = out.size() > keep_ ? out.size() - keep_ : 0;
+    for (size_t i = 0; i < out.size(); i++) {
+        out[i].seq = ++seq_;
+        if (i >= dropped_at_once)
+            recent_.push_back(out[i]);
     }
     while (recent_.size() > keep_)
         recent_.pop_front();
