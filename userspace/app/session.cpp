@@ -77,14 +77,22 @@ std::string Session::report(bool final)
 // Leaks just reported: their release notices need their hold times.
 void Session::watch_releases(const Snapshot& snap, const std::vector<Notice>& batch)
 {
+    // By pid, not a walk of every process per notice (100,000 leaks at once
+    // in 1,000 processes at scale).
+    std::map<uint32_t, const ProcessReport*> by_pid;
+    for (const Notice& n : batch)
+        if (n.kind == "leak")
+            by_pid.emplace(n.pid, nullptr);
+    for (const ProcessReport& p : snap.processes)
+        if (auto it = by_pid.find(p.pid); it != by_pid.end() && !it->second)
+            it->second = &p;
     for (const Notice& n : batch) {
         if (n.kind != "leak")
             continue;
-        for (const ProcessReport& p : snap.processes)
-            if (p.pid == n.pid)
-                for (const ConnReport& c : p.connections)
-                    if (c.conn == n.conn)
-                        source_.watch_release(n.pid, c.conn, c.acquired_ns);
+        if (const ProcessReport* p = by_pid[n.pid])
+            for (const ConnReport& c : p->connections)
+                if (c.conn == n.conn)
+                    source_.watch_release(n.pid, c.conn, c.acquired_ns);
     }
 }
 
