@@ -770,6 +770,10 @@ def section_scale(ctx):
         cpu_ms = scale_line_values(mon.stderr(), "report_cpu_ms")[before + 1:]
         sockets_ms = scale_line_values(mon.stderr(), "sockets_cpu_ms")[before + 1:]
         handle_reads_ms = scale_line_values(mon.stderr(), "handle_reads_cpu_ms")[before + 1:]
+        # The report's steps (CPU): maps read and annotated, model, notices, sink and JSON file;
+        # and how many fd tables the socket scan listed again.
+        steps = {k: scale_line_values(mon.stderr(), k)[before + 1:]
+                 for k in ("collect_cpu_ms", "model_cpu_ms", "notices_cpu_ms", "output_cpu_ms", "fd_tables_read")}
         maps = bl.bpf_maps_of(mon.pid)
         with open("/proc/%d/status" % mon.pid) as f:
             status = dict(line.split(":", 1) for line in f)
@@ -777,6 +781,7 @@ def section_scale(ctx):
         out.update({
             "report_ms": summary(ms), "report_cpu_ms": summary(cpu_ms), "reports_timed": len(ms),
             "sockets_cpu_ms": summary(sockets_ms), "handle_reads_cpu_ms": summary(handle_reads_ms),
+            "steps": {k: summary(v) for k, v in steps.items() if v},
             "bpf_map_bytes": sum(m.get("memlock", 0) for m in maps),
             "bpf_maps": [{k: m.get(k) for k in ("name", "max_entries", "memlock")} for m in maps],
             "rss_mb": round(int(status["VmRSS"].split()[0]) / 1024, 1),

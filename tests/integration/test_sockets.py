@@ -613,6 +613,42 @@ class SocketsTest(ConnleakTestCase):
         c.cmd("close-raw")
         self.await_sockets(t, c.pid, want(db_sockets=2, active=2, paired=2))
 
+    def fd_table_reads(self, t, after):
+        """fd_tables_read of each report line (CONNLEAK_SCALE_STATS) after the first `after`."""
+        return [int(n) for n in re.findall(r"connleak-scale: report_ms=[^\n]* fd_tables_read=(\d+)", t.stderr)][after:]
+
+    def test_fd_table_read_again_only_on_change(self):
+        """A process whose sockets all have records, its fd count unchanged,
+        is not read in /proc again each report (fd_tables_read=0); any
+        change is still seen at once: a socket opened outside libpq, and a
+        handle finished while another socket opens (same fd count)."""
+        app = self.app("pq")
+        c = self.sock_client()
+        os.environ["CONNLEAK_SCALE_STATS"] = "1"
+        try:
+            t = self.attach([c.pid])
+        finally:
+            del os.environ["CONNLEAK_SCALE_STATS"]
+        c1, _ = c.pq(self.tcp(app))
+        c.pq(self.tcp(app))
+        self.await_sockets(t, c.pid, want(db_sockets=2, active=2, paired=2))
+        settled = len(self.fd_table_reads(t, 0)) + 1  # the report after the one that showed them
+        self.assertIsNotNone(t.wait_snapshot(lambda s: len(self.fd_table_reads(t, settled)) >= 5, timeout=WAIT),
+                             t.describe())
+        self.assertEqual(self.fd_table_reads(t, settled)[:5], [0] * 5, t.describe())
+
+        c.cmd("plain-tcp 127.0.0.1 %d" % self.server.port)  # a database's socket, not libpq's: untracked
+        self.await_sockets(t, c.pid, want(db_sockets=3, tracking_discrepancy=1, active=2, paired=2,
+                                          untracked=1, untracked_peers={self.tcp_peer: 1}))
+        changed = len(self.fd_table_reads(t, 0))
+        c.cmd("finish %x" % c1)
+        c.cmd("plain-tcp 127.0.0.1 %d" % self.server.port)
+        self.await_sockets(t, c.pid, want(db_sockets=3, tracking_discrepancy=2, active=1, paired=1,
+                                          untracked=2, untracked_peers={self.tcp_peer: 2}))
+        self.assertGreater(sum(self.fd_table_reads(t, changed)), 0, t.describe())
+        c.cmd("close-raw")
+        self.await_sockets(t, c.pid, want(db_sockets=1, active=1, paired=1))
+
     def test_raw_socket_only_with_db_port(self):
         """A process without libpq connections: its raw socket to the server
         counts once the server is named (--db-port)."""

@@ -1,5 +1,6 @@
 // Session against a fake kernel: processes that exit between two reads of
 // the maps, exited processes archived and folded, pids used again.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <cstdio>
@@ -7,6 +8,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "report_sink.h"
@@ -70,6 +72,11 @@ struct FakeSource : TraceSource {
         return running.count(pid) != 0;
     }
     std::string comm(uint32_t pid) override { return comms.count(pid) ? comms[pid] : ""; }
+    std::vector<std::tuple<uint32_t, uint64_t, uint64_t>> watched;  // watch_release calls
+    void watch_release(uint32_t pid, uint64_t conn, uint64_t acquired_ns) override
+    {
+        watched.emplace_back(pid, conn, acquired_ns);
+    }
 
     // A running process that made `acquired` connections from `site` and
     // finished `released` of them.
@@ -279,4 +286,24 @@ TEST_CASE("older exited processes are folded per comm, totals and sites exact")
     CHECK(odd.processes == 4);  // 101 103 105 107 (109 is listed)
     CHECK(find(s, 108));
     CHECK(find(s, 109));
+}
+
+TEST_CASE("each leak reported is watched for its release once, as its own process holds it")
+{
+    FakeSource kernel;
+    auto sink = make_null_sink();
+    StackTable stacks;
+    SessionConfig cfg;
+    cfg.leak_after_s = 0;
+    Session session{cfg, kernel, *sink, stacks};
+    kernel.start(10, "a", 3, 1);  // live: 0x1001, 0x1002
+    kernel.start(20, "b", 2, 0);  // live: 0x1000, 0x1001
+    session.report(false);
+    auto watched = kernel.watched;
+    std::sort(watched.begin(), watched.end());
+    using W = std::tuple<uint32_t, uint64_t, uint64_t>;
+    CHECK(watched ==
+          std::vector<W>{W{10, 0x1001, kSec}, W{10, 0x1002, kSec}, W{20, 0x1000, kSec}, W{20, 0x1001, kSec}});
+    session.report(false);  // noticed once: not watched again
+    CHECK(kernel.watched.size() == 4);
 }

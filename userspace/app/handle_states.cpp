@@ -12,17 +12,6 @@
 #include "libpq_locator.h"
 
 namespace connleak {
-namespace {
-
-uint64_t thread_cpu_ns()
-{
-    timespec ts{};
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-}  // namespace
-
 const LibpqLayout* HandleStates::layout_of(uint32_t pid)
 {
     auto known = file_of_pid_.find(pid);
@@ -56,7 +45,7 @@ void HandleStates::annotate(RawState& raw)
     for (const RawProcess& p : raw.processes)
         if (!p.stats.exited_ns)
             live.insert(p.pid);
-    std::map<HandleId, Known> now;
+    generation_++;
     std::vector<uint64_t> conns;
     std::vector<const RawConn*> of_pid;
     // A process's handles (a run of one pid: the maps are read in key
@@ -74,18 +63,18 @@ void HandleStates::annotate(RawState& raw)
                 conns.push_back(raw.conns[k].conn);
                 of_pid.push_back(&raw.conns[k]);
             }
-            annotate_process(raw, pid, conns, of_pid, *layout, now);
+            annotate_process(raw, pid, conns, of_pid, *layout);
         }
         i = end;
     }
-    known_ = std::move(now);
+    for (auto it = known_.begin(); it != known_.end();)  // finished, exited, or not read this time
+        it = it->second.seen == generation_ ? std::next(it) : known_.erase(it);
     for (auto it = file_of_pid_.begin(); it != file_of_pid_.end();)
         it = live.count(it->first) ? std::next(it) : file_of_pid_.erase(it);
 }
 
 void HandleStates::annotate_process(RawState& raw, uint32_t pid, const std::vector<uint64_t>& conns,
-                                    const std::vector<const RawConn*>& of_pid, const LibpqLayout& layout,
-                                    std::map<HandleId, Known>& now)
+                                    const std::vector<const RawConn*>& of_pid, const LibpqLayout& layout)
 {
     const uint64_t start = monotonic_ns(), start_cpu = thread_cpu_ns();
     const std::vector<Result<HandleFields>> read = read_handles_fields(pid, conns, layout);
@@ -98,9 +87,11 @@ void HandleStates::annotate_process(RawState& raw, uint32_t pid, const std::vect
             continue;  // gone (exited, or finished since the maps were read)
         }
         const HandleId id{c.pid, c.conn, c.info.acquired_ns};
-        Known k_state;
-        if (auto before = known_.find(id); before != known_.end())
-            k_state = before->second;
+        auto hint = known_.lower_bound(id);
+        if (hint == known_.end() || hint->first != id)
+            hint = known_.emplace_hint(hint, id, Known{});
+        Known& k_state = hint->second;
+        k_state.seen = generation_;
         const ConnState state = conn_state_of(fields.value());
         if (k_state.state.state_since_ns == 0 || k_state.state.state != state)
             k_state.state.state_since_ns = raw.now_ns;
@@ -116,7 +107,6 @@ void HandleStates::annotate_process(RawState& raw, uint32_t pid, const std::vect
         }
         // In key order, as read: each insert lands at the end.
         raw.handles.emplace_hint(raw.handles.end(), std::make_pair(c.pid, c.conn), k_state.state);
-        now.emplace_hint(now.end(), id, std::move(k_state));
     }
     read_ns_ += monotonic_ns() - start;
     read_cpu_ns_ += thread_cpu_ns() - start_cpu;

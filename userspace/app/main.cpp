@@ -148,14 +148,6 @@ std::unique_ptr<ReportSink> make_sink(const Options& o)
     return make_text_sink();
 }
 
-// CPU time of this thread: what a report costs, whatever else the machine runs.
-uint64_t thread_cpu_ns()
-{
-    timespec ts{};
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 double seconds_since(uint64_t start_ns)
 {
     return (monotonic_ns() - start_ns) / 1e9;
@@ -516,7 +508,13 @@ int run(const Options& o)
         if (seconds_since(start) >= next_report) {
             const uint64_t report_start = monotonic_ns(), report_cpu_start = thread_cpu_ns();
             const uint64_t handles_cpu_start = handle_states.read_cpu_ns(), sockets_cpu_start = sockets_cpu_ns;
+            const uint64_t fd_tables_start = sockets ? sockets->fd_tables_read() : 0;
+            const Session::Cost cost_start = session.cost();
             const std::string err = session.report(false);
+            // What the report freed goes back to the system: at scale most of
+            // a report's memory lives only while it is built, and glibc would
+            // keep those pages (fragmented between what stays) for good.
+            malloc_trim(0);
             report_ns_last = monotonic_ns() - report_start;
             const uint64_t report_cpu_ns = thread_cpu_ns() - report_cpu_start;
             report_ns_max = std::max(report_ns_max, report_ns_last);
@@ -524,9 +522,15 @@ int run(const Options& o)
             if (scale_stats)  // one line per report: bench/ picks those of a known state
                 std::fprintf(stderr,
                              "connleak-scale: report_ms=%.2f report_cpu_ms=%.2f sockets_cpu_ms=%.2f "
-                             "handle_reads_cpu_ms=%.2f\n",
+                             "handle_reads_cpu_ms=%.2f fd_tables_read=%" PRIu64
+                             " collect_cpu_ms=%.2f model_cpu_ms=%.2f notices_cpu_ms=%.2f output_cpu_ms=%.2f\n",
                              report_ns_last / 1e6, report_cpu_ns / 1e6, (sockets_cpu_ns - sockets_cpu_start) / 1e6,
-                             (handle_states.read_cpu_ns() - handles_cpu_start) / 1e6);
+                             (handle_states.read_cpu_ns() - handles_cpu_start) / 1e6,
+                             (sockets ? sockets->fd_tables_read() : 0) - fd_tables_start,
+                             (session.cost().collect_ns - cost_start.collect_ns) / 1e6,
+                             (session.cost().model_ns - cost_start.model_ns) / 1e6,
+                             (session.cost().notices_ns - cost_start.notices_ns) / 1e6,
+                             (session.cost().output_ns - cost_start.output_ns) / 1e6);
             if (!err.empty()) {
                 sink.reset();  // the terminal back first, or the message is lost with the view
                 return fail(err);

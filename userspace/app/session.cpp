@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "atomic_file.h"
+#include "clock.h"
 #include "json_output.h"
 #include "snapshot_document.h"
 #include "server_rows.h"
@@ -36,17 +37,23 @@ std::string Session::site_name(const RawSite& s)
 
 Snapshot Session::snapshot()
 {
+    uint64_t t = thread_cpu_ns();
     RawState raw = collect();
+    cost_.collect_ns += thread_cpu_ns() - t;
+    t = thread_cpu_ns();
+    const ServerJoinInput server = std::move(raw.server);
     Snapshot snap = build_snapshot(
-        raw, model_options(), [&](const RawSite& s) { return site_name(s); },
+        std::move(raw), model_options(), [&](const RawSite& s) { return site_name(s); },
         [&](const RawSite& s) { return stacks_.frames(s.site); });
-    join_server_view(snap, raw.server);
+    join_server_view(snap, server);
+    cost_.model_ns += thread_cpu_ns() - t;
     return snap;
 }
 
 std::string Session::report(bool final)
 {
     Snapshot snap = snapshot();
+    uint64_t t = thread_cpu_ns();
     pool_slots_.update(snap);
     const auto batch = notices_.update(snap, [&](uint32_t pid, uint64_t conn, uint64_t acquired_ns) {
         return stacks_.hold_ms(pid, conn, acquired_ns);
@@ -54,26 +61,38 @@ std::string Session::report(bool final)
     watch_releases(snap, batch);
     std::fputs(notice_text_.render(batch, {cfg_.leak_after_s, cfg_.stack_frames, cfg_.notice_stacks}).c_str(), stderr);
     snap.notices.assign(notices_.recent().begin(), notices_.recent().end());
+    cost_.notices_ns += thread_cpu_ns() - t;
+    t = thread_cpu_ns();
     if (final)
         sink_.finish(snap);
     else
         sink_.show(snap);
+    std::string err;
     if (!cfg_.json_path.empty() && cfg_.json_path != "-")
-        return write_file_atomically(cfg_.json_path, [&](const PieceWriter& put) { write_snapshot_text(snap, put); });
-    return "";
+        err = write_file_atomically(cfg_.json_path, [&](const PieceWriter& put) { write_snapshot_text(snap, put); });
+    cost_.output_ns += thread_cpu_ns() - t;
+    return err;
 }
 
 // Leaks just reported: their release notices need their hold times.
 void Session::watch_releases(const Snapshot& snap, const std::vector<Notice>& batch)
 {
+    // By pid, not a walk of every process per notice (100,000 leaks at once
+    // in 1,000 processes at scale).
+    std::map<uint32_t, const ProcessReport*> by_pid;
+    for (const Notice& n : batch)
+        if (n.kind == "leak")
+            by_pid.emplace(n.pid, nullptr);
+    for (const ProcessReport& p : snap.processes)
+        if (auto it = by_pid.find(p.pid); it != by_pid.end() && !it->second)
+            it->second = &p;
     for (const Notice& n : batch) {
         if (n.kind != "leak")
             continue;
-        for (const ProcessReport& p : snap.processes)
-            if (p.pid == n.pid)
-                for (const ConnReport& c : p.connections)
-                    if (c.conn == n.conn)
-                        source_.watch_release(n.pid, c.conn, c.acquired_ns);
+        if (const ProcessReport* p = by_pid[n.pid])
+            for (const ConnReport& c : p->connections)
+                if (c.conn == n.conn)
+                    source_.watch_release(n.pid, c.conn, c.acquired_ns);
     }
 }
 
@@ -109,15 +128,20 @@ RawState Session::collect()
         archive(p.pid, kernel.now_ns);
         archived.insert(p.pid);
     }
-    for (const RawConn& c : kernel.conns)
-        if (!archived.count(c.pid))
-            raw.conns.push_back(c);
-    for (const RawSite& s : kernel.sites)
-        if (!archived.count(s.pid))
-            raw.sites.push_back(s);
-    for (const RawStack& s : kernel.stacks)
-        if (!archived.count(s.pid))
-            raw.stacks.push_back(s);
+    // Moved whole when no process was archived (most intervals; 100,000
+    // handles at scale), else filtered.
+    auto keep = [&](auto& from, auto& to) {
+        if (archived.empty()) {
+            to = std::move(from);
+            return;
+        }
+        for (auto& e : from)
+            if (!archived.count(e.pid))
+                to.push_back(std::move(e));
+    };
+    keep(kernel.conns, raw.conns);
+    keep(kernel.sites, raw.sites);
+    keep(kernel.stacks, raw.stacks);
     // A pid used again: its earlier, exited holder is folded so the two
     // are never taken for one process.
     for (auto it = recent_.begin(); it != recent_.end();)

@@ -85,6 +85,30 @@ int open_cgroup2_root(std::string& where)
     return fd;
 }
 
+// However little changed, a process's fd table is read in full this often.
+constexpr uint64_t kFdTableRefreshNs = 30ULL * 1000000000ULL;
+
+uint64_t mix(uint64_t h, uint64_t v)
+{
+    // splitmix64's finalizer over the running digest and the next value.
+    uint64_t z = h + 0x9e3779b97f4a7c15ULL + v;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+// What of a process's socket records a scan depends on: which sockets it
+// connected, and their TCP state changes.
+uint64_t records_digest(const std::vector<SocketRecord>& records)
+{
+    uint64_t h = records.size();
+    for (const SocketRecord& r : records)
+        for (uint64_t v : {r.sk, r.inode, r.conn, r.connect_ns, r.established_ns, r.peer_closed_ns, r.closed_ns,
+                           static_cast<uint64_t>(r.tcp)})
+            h = mix(h, v);
+    return h;
+}
+
 SocketRecord to_record(uint64_t sk, const sock_rec& r)
 {
     SocketRecord out;
@@ -280,13 +304,34 @@ void SocketTracer::add_process(uint32_t pid)
 // connected by the process (every TCP connect, and every Unix connect to a
 // database's path, leaves one): accepted, most likely; it is not looked up,
 // so a busy server's accepts cost no table reads.
+//
+// The fd table itself is read again only when something can have changed
+// what it showed: its fd count changed (a socket closed or one opened), a
+// socket record of the process changed (a connect, a TCP state change), the
+// last read needed the tables (sockets whose state only the tables tell:
+// held since before the attach, Unix sockets), or kFdTableRefreshNs passed.
+// At 1,000 processes x 100 sockets, that is one stat() a process an
+// interval instead of 100 readlink()s.
 ProcessScan SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketRecord>& records)
 {
+    const uint64_t fds = open_fd_count(pid);  // before the read: a change after it is seen next time
+    const uint64_t digest = records_digest(records);
+    auto memo = fd_reads_.find(pid);
+    auto last = memory_.find(pid);
+    if (memo != fd_reads_.end() && memo->second.reusable && fds && fds == memo->second.fds &&
+        digest == memo->second.records && now_ns < memo->second.refresh_ns && last != memory_.end() &&
+        last->second.last_scan.ok) {
+        fd_tables_reused_++;
+        ProcessScan same = last->second.last_scan;
+        same.time_ns = now_ns;
+        return same;
+    }
     ProcessScan s;
     s.time_ns = now_ns;
     auto inodes = read_socket_inodes(pid);
     if (!inodes)
         return s;
+    fd_tables_read_++;
     std::map<uint64_t, const SocketRecord*> recorded;
     for (const SocketRecord& r : records)
         if (r.tgid == pid)
@@ -382,6 +427,21 @@ ProcessScan SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<
         }
     }
     s.ok = true;
+    // Used again only if every socket it holds tells its changes through
+    // its record (TCP, connected while traced) or is nothing to look at.
+    bool reusable = !need_tcp && !need_unix;
+    for (uint64_t ino : inodes.value()) {
+        auto r = recorded.find(ino);
+        auto k = kinds.find(ino);
+        if (!(r != recorded.end() && r->second->tcp) && !(k != kinds.end() && k->second.kind == Classified::Other))
+            reusable = false;
+    }
+    FdTableRead& read = fd_reads_[pid];
+    // A process's first refresh is spread by its pid over kFdTableRefreshNs,
+    // so processes started together are not read again all at once.
+    const uint64_t period =
+        memo == fd_reads_.end() ? kFdTableRefreshNs + (pid % 30) * kFdTableRefreshNs / 30 : kFdTableRefreshNs;
+    read = {fds, digest, now_ns + period, reusable};
     return s;
 }
 
@@ -401,11 +461,12 @@ std::set<uint64_t> SocketTracer::take_exit_held(uint32_t pid)
     return out;
 }
 
-std::vector<SocketRecord> SocketTracer::read_records() const
+std::vector<SocketRecord> SocketTracer::read_records(bool with_traffic) const
 {
     // Traffic first: a record read after its traffic entry is never older.
     // Both come sorted by key: looked up by bisection, no tree built.
-    const auto io = dump_map<uint64_t, sock_io>(bpf_map__fd(skel_->maps.sock_io));
+    const auto io = with_traffic ? dump_map<uint64_t, sock_io>(bpf_map__fd(skel_->maps.sock_io))
+                                 : std::vector<std::pair<uint64_t, sock_io>>{};
     const auto seen = dump_map<uint64_t, sock_rec>(bpf_map__fd(skel_->maps.socks));
     std::vector<SocketRecord> out;
     out.reserve(seen.size());
@@ -433,26 +494,29 @@ void SocketTracer::annotate(RawState& raw)
     // (The records read before tell which sockets need the tables.)
     std::map<uint32_t, ProcessScan> scans;
     {
-        const std::vector<SocketRecord> before = read_records();
+        std::vector<SocketRecord> before = read_records(false);  // the scans need no traffic
         learn_servers(before, rules_);
         // Each scan looks at its own process's records: split once, not
         // walked whole per process (1,000 processes x 100,000 records).
         std::map<uint32_t, std::vector<SocketRecord>> before_by_tgid;
-        for (const SocketRecord& r : before)
-            before_by_tgid[r.tgid].push_back(r);
+        for (SocketRecord& r : before)
+            before_by_tgid[r.tgid].push_back(std::move(r));
         const std::vector<SocketRecord> none;
         for (const RawProcess& p : raw.processes)
             if (!p.stats.exited_ns && !final_.count(p.pid)) {
                 auto own = before_by_tgid.find(p.pid);
                 scans[p.pid] = scan(p.pid, monotonic_ns(), own != before_by_tgid.end() ? own->second : none);
             }
+        for (auto it = fd_reads_.begin(); it != fd_reads_.end();)  // no longer traced, or exited
+            it = scans.count(it->first) ? std::next(it) : fd_reads_.erase(it);
     }
-    const std::vector<SocketRecord> records = read_records();
-    learn_servers(records, rules_);
-
     std::map<uint32_t, std::vector<SocketRecord>> by_tgid;
-    for (const SocketRecord& r : records)
-        by_tgid[r.tgid].push_back(r);
+    {
+        std::vector<SocketRecord> records = read_records();
+        learn_servers(records, rules_);
+        for (SocketRecord& r : records)
+            by_tgid[r.tgid].push_back(std::move(r));
+    }
     std::map<uint32_t, std::vector<HandleRef>> handles;
     for (const RawConn& c : raw.conns)
         handles[c.pid].push_back({c.conn, c.info.tid, c.info.start_ns});
@@ -491,13 +555,13 @@ void SocketTracer::annotate(RawState& raw)
         raw.sockets[p.pid] = std::move(rep);
     }
     raw.sockets_tracked = true;
-    collect_garbage(records, raw);
+    collect_garbage(by_tgid, raw);
 }
 
 // Frees records nobody needs: closed sockets outside libpq, libpq sockets a
 // newer one of the same handle replaced, and those of finished handles
 // (after a grace period).
-void SocketTracer::collect_garbage(const std::vector<SocketRecord>& records, const RawState& raw)
+void SocketTracer::collect_garbage(const std::map<uint32_t, std::vector<SocketRecord>>& by_tgid, const RawState& raw)
 {
     const uint64_t now = monotonic_ns();
     // Sorted lists, not trees: one entry per live handle and per record
@@ -509,9 +573,10 @@ void SocketTracer::collect_garbage(const std::vector<SocketRecord>& records, con
         live_handles.emplace_back(c.pid, c.conn);
     std::sort(live_handles.begin(), live_handles.end());
     std::vector<std::pair<Handle, uint64_t>> latest;  // (tgid, conn) -> its newest record's connect_ns
-    for (const SocketRecord& r : records)
-        if (r.conn)
-            latest.push_back({{r.tgid, r.conn}, r.connect_ns});
+    for (const auto& [tgid, records] : by_tgid)
+        for (const SocketRecord& r : records)
+            if (r.conn)
+                latest.push_back({{r.tgid, r.conn}, r.connect_ns});
     std::sort(latest.begin(), latest.end());  // the newest of a handle last among its own
     auto newest_connect = [&](const Handle& h) {
         auto it = std::upper_bound(latest.begin(), latest.end(), std::make_pair(h, UINT64_MAX));
@@ -523,46 +588,47 @@ void SocketTracer::collect_garbage(const std::vector<SocketRecord>& records, con
             running.insert(p.pid);
 
     std::vector<uint64_t> kept;
-    for (const SocketRecord& r : records) {
-        auto free_it = [&] { free_record(r.sk); };
-        if (final_.count(r.tgid))
-            continue;                  // freed at exit
-        if (!running.count(r.tgid)) {  // no longer traced
-            free_it();
-            continue;
-        }
-        bool closed = r.closed_ns != 0;
-        if (!closed) {
-            auto m = memory_.find(r.tgid);
-            const ProcessScan* scan = m != memory_.end() ? &m->second.last_scan : nullptr;
-            if (scan && scan->ok && r.connect_ns < scan->time_ns) {
-                closed = true;
-                for (const HeldSocket& h : scan->sockets)
-                    if (h.inode == r.inode && h.state != SocketState::Closed)
-                        closed = false;
+    for (const auto& [tgid, records] : by_tgid)
+        for (const SocketRecord& r : records) {
+            auto free_it = [&] { free_record(r.sk); };
+            if (final_.count(r.tgid))
+                continue;                  // freed at exit
+            if (!running.count(r.tgid)) {  // no longer traced
+                free_it();
+                continue;
             }
-        }
-        if (!closed) {
-            kept.push_back(r.sk);
-            continue;
-        }
-        if (!r.conn) {
-            free_it();
-            continue;
-        }
-        if (std::binary_search(live_handles.begin(), live_handles.end(), Handle{r.tgid, r.conn})) {
-            if (newest_connect({r.tgid, r.conn}) > r.connect_ns)
-                free_it();  // replaced by a newer socket of the same handle
+            bool closed = r.closed_ns != 0;
+            if (!closed) {
+                auto m = memory_.find(r.tgid);
+                const ProcessScan* scan = m != memory_.end() ? &m->second.last_scan : nullptr;
+                if (scan && scan->ok && r.connect_ns < scan->time_ns) {
+                    closed = true;
+                    for (const HeldSocket& h : scan->sockets)
+                        if (h.inode == r.inode && h.state != SocketState::Closed)
+                            closed = false;
+                }
+            }
+            if (!closed) {
+                kept.push_back(r.sk);
+                continue;
+            }
+            if (!r.conn) {
+                free_it();
+                continue;
+            }
+            if (std::binary_search(live_handles.begin(), live_handles.end(), Handle{r.tgid, r.conn})) {
+                if (newest_connect({r.tgid, r.conn}) > r.connect_ns)
+                    free_it();  // replaced by a newer socket of the same handle
+                else
+                    kept.push_back(r.sk);
+                continue;
+            }
+            uint64_t since = gone_since_.emplace(r.sk, now).first->second;
+            if (now - since >= kClosedGraceNs)
+                free_it();
             else
                 kept.push_back(r.sk);
-            continue;
         }
-        uint64_t since = gone_since_.emplace(r.sk, now).first->second;
-        if (now - since >= kClosedGraceNs)
-            free_it();
-        else
-            kept.push_back(r.sk);
-    }
     std::sort(kept.begin(), kept.end());
     for (auto it = gone_since_.begin(); it != gone_since_.end();)
         it = std::binary_search(kept.begin(), kept.end(), it->first) ? std::next(it) : gone_since_.erase(it);

@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "model.h"
-#include "symbolizer.h"
 #include "proc_sockets.h"
 #include "result.h"
 #include "socket_model.h"
+#include "symbolizer.h"
 
 struct sockets_bpf;
 struct bpf_link;
@@ -56,13 +56,17 @@ public:
 
     bool unix_hook() const { return unix_link_ != nullptr; }
 
+    // Fd tables read in full, and scans that used the last read again (scan()).
+    uint64_t fd_tables_read() const { return fd_tables_read_; }
+    uint64_t fd_tables_reused() const { return fd_tables_reused_; }
+
 private:
     SocketTracer() = default;
     ProcessScan scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketRecord>& records);
-    std::vector<SocketRecord> read_records() const;
+    std::vector<SocketRecord> read_records(bool with_traffic = true) const;
     std::set<uint64_t> take_exit_held(uint32_t pid);  // and frees them
     void free_record(uint64_t sk);                    // and its traffic entry
-    void collect_garbage(const std::vector<SocketRecord>& records, const RawState& raw);
+    void collect_garbage(const std::map<uint32_t, std::vector<SocketRecord>>& records, const RawState& raw);
     uint64_t xact_layout_cookie(const std::string& path);
 
     // The exported accessors' addresses are in libpq's own symbols.
@@ -89,6 +93,17 @@ private:
     };
     std::map<uint32_t, std::map<uint64_t, Classified>> kinds_;  // pid -> inode -> what it is
     std::map<uint32_t, std::set<uint64_t>> initial_;            // pid -> held at its first look, still held
+    // A process's last full read of its fd table (scan()), used again while
+    // nothing can have changed what it found.
+    // (What it found is the process's memory_ last_scan.)
+    struct FdTableRead {
+        uint64_t fds = 0;         // its open fd count then (0: not known, never used again)
+        uint64_t records = 0;     // a digest of its socket records then
+        uint64_t refresh_ns = 0;  // from then on read in full again, whatever
+        bool reusable = false;    // no socket it held needed the tables
+    };
+    std::map<uint32_t, FdTableRead> fd_reads_;
+    uint64_t fd_tables_read_ = 0, fd_tables_reused_ = 0;
     // Per network namespace, read once per annotate().
     std::map<uint64_t, std::vector<InetSocket>> tcp_cache_;
     std::map<uint64_t, std::vector<UnixSocket>> unix_cache_;

@@ -4,6 +4,7 @@
 #include "last_users.h"
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <regex>
 #include <tuple>
@@ -74,8 +75,10 @@ struct ProcessView {
     std::map<SiteKey, const RawSite*> sites;
 };
 
-ProcessReport build_process(const ProcessView& view, const RawState& raw, const ModelOptions& opts,
-                            const SiteNamer& name_site, const SiteFrames& site_frames, PoolFrames& pools)
+// sockets: the process's socket report, or null; `take`: moved out of it, not copied.
+ProcessReport build_process(const ProcessView& view, const RawState& raw, const ProcessSocketReport* sockets,
+                            ProcessSocketReport* take, const ModelOptions& opts, const SiteNamer& name_site,
+                            const SiteFrames& site_frames, PoolFrames& pools)
 {
     const RawProcess& p = *view.proc;
     const bool exited = p.stats.exited_ns != 0;
@@ -95,8 +98,10 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
     r.pings = p.stats.pings;
     r.resets = p.stats.resets;
     r.dropped = dropped_of(p.stats);
-    if (auto it = raw.sockets.find(p.pid); it != raw.sockets.end())
-        r.sockets = it->second;
+    if (take)
+        r.sockets = std::move(*take);
+    else if (sockets)
+        r.sockets = *sockets;
     r.dropped_stacks = p.stats.dropped_stacks;
     r.stacks_unwound = p.stacks_unwound;
     r.stacks_truncated = p.stacks_truncated;
@@ -124,7 +129,25 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
             sr.frames = site_frames(*s);
     }
 
-    for (const RawConn* c : view.conns) {
+    // Live handles oldest first (ties by address), sorted before their rows
+    // are made: a row is big, a pointer is not (100,000 rows at scale).
+    auto age_ms_of = [&](const RawConn* c) {
+        const uint64_t age_ns = raw.now_ns > c->info.acquired_ns ? raw.now_ns - c->info.acquired_ns : 0;
+        return age_ns / kNsPerMs;
+    };
+    std::vector<const RawConn*> conns = view.conns;
+    if (!exited)
+        std::sort(conns.begin(), conns.end(), [&](const RawConn* a, const RawConn* b) {
+            const double age_a = age_ms_of(a), age_b = age_ms_of(b);
+            return age_a != age_b ? age_a > age_b : a->conn < b->conn;
+        });
+    r.connections.reserve(exited ? 0 : conns.size());
+    static const ConnSocket no_socket;
+    // Live handles by known state, counted by enum and named at the end.
+    using StateCounts = std::array<uint64_t, static_cast<size_t>(ConnState::broken) + 1>;
+    StateCounts proc_states{};
+    std::map<SiteReport*, StateCounts> site_states;
+    for (const RawConn* c : conns) {
         auto it = sites.find(c->site);
         SiteReport* sr = it != sites.end() ? &it->second : nullptr;
         if (exited) {
@@ -152,7 +175,8 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
             const uint64_t since = std::max<uint64_t>(h->second.state_since_ns, c->info.acquired_ns);
             cr.state_ms = raw.now_ns > since ? (raw.now_ns - since) / kNsPerMs : 0;
         }
-        const ConnSocket sock = socket_of(r.sockets, c->conn);
+        auto found = r.sockets.conns.find(c->conn);
+        const ConnSocket& sock = found != r.sockets.conns.end() ? found->second : no_socket;
         add_last_user(cr, *c, sock, raw.now_ns, name_site, site_frames);
         if (r.sockets.tracked)
             join_socket(cr, sock);
@@ -167,20 +191,26 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
             cr.leak = static_cast<double>(age_ns) >= leak_after_ns;
         r.active++;
         r.leaks += cr.leak;
-        if (cr.state_known && cr.state != ConnState::unknown)
-            r.states[conn_state_name(cr.state)]++;
+        const bool state_counted = cr.state_known && cr.state != ConnState::unknown;
+        if (state_counted)
+            proc_states[static_cast<size_t>(cr.state)]++;
         if (sr) {
             sr->active++;
             sr->leaks += cr.leak;
             sr->max_ms = std::max(sr->max_ms, age_ns / kNsPerMs);
-            if (cr.state_known && cr.state != ConnState::unknown)
-                sr->states[conn_state_name(cr.state)]++;
+            if (state_counted)
+                site_states[sr][static_cast<size_t>(cr.state)]++;
         }
         r.connections.push_back(std::move(cr));
     }
-    std::sort(r.connections.begin(), r.connections.end(), [](const ConnReport& a, const ConnReport& b) {
-        return a.age_ms != b.age_ms ? a.age_ms > b.age_ms : a.conn < b.conn;
-    });
+    auto name_states = [](const StateCounts& counts, std::map<std::string, uint64_t>& into) {
+        for (size_t s = 0; s < counts.size(); s++)
+            if (counts[s])
+                into[conn_state_name(static_cast<ConnState>(s))] += counts[s];
+    };
+    name_states(proc_states, r.states);
+    for (auto& [sr, counts] : site_states)
+        name_states(counts, sr->states);
     r.last_users = tally_last_users(r.connections);
 
     for (auto& [key, sr] : sites)
@@ -237,8 +267,12 @@ void fold_exited(ExitedGroup& group, const ProcessReport& p)
     std::sort(group.sites.begin(), group.sites.end(), worse_site);
 }
 
-Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const SiteNamer& name_site,
-                        const SiteFrames& site_frames)
+namespace {
+
+// take_sockets (raw.sockets itself, or null): each process's socket report
+// is moved out of it rather than copied (100,000 handles' sockets at scale).
+Snapshot build(const RawState& raw, std::map<uint32_t, ProcessSocketReport>* take_sockets, const ModelOptions& opts,
+               const SiteNamer& name_site, const SiteFrames& site_frames)
 {
     std::map<uint32_t, ProcessView> views;
     for (const RawProcess& p : raw.processes)
@@ -258,7 +292,13 @@ Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const Sit
     snap.connections_shown = opts.connections_shown;
     PoolFrames pools(opts.pool_frames);
     for (const auto& [pid, view] : views) {
-        ProcessReport pr = build_process(view, raw, opts, name_site, site_frames, pools);
+        const ProcessSocketReport* sockets = nullptr;
+        ProcessSocketReport* take = nullptr;
+        if (auto it = raw.sockets.find(pid); it != raw.sockets.end())
+            sockets = &it->second;
+        if (sockets && take_sockets)
+            take = &take_sockets->at(pid);
+        ProcessReport pr = build_process(view, raw, sockets, take, opts, name_site, site_frames, pools);
         Totals& t = snap.totals;
         t.acquired += pr.acquired;
         t.released += pr.released;
@@ -283,6 +323,20 @@ Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const Sit
         snap.totals.leak_ratio = 100.0 * snap.totals.leaks / snap.totals.acquired;
     bound_last_users(snap, opts.top_sites);
     return snap;
+}
+
+}  // namespace
+
+Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const SiteNamer& name_site,
+                        const SiteFrames& site_frames)
+{
+    return build(raw, nullptr, opts, name_site, site_frames);
+}
+
+Snapshot build_snapshot(RawState&& raw, const ModelOptions& opts, const SiteNamer& name_site,
+                        const SiteFrames& site_frames)
+{
+    return build(raw, &raw.sockets, opts, name_site, site_frames);
 }
 
 bool touched_libpq(const ProcessReport& p)

@@ -129,7 +129,7 @@ struct RawState {
     // What each live handle's memory said this interval, by (pid, conn);
     // absent when its libpq's layout is unknown or the read failed.
     std::map<std::pair<uint32_t, uint64_t>, HandleState> handles;
-    ServerJoinInput server;                           // --server: pg_stat_activity and the sockets to join
+    ServerJoinInput server;  // --server: pg_stat_activity and the sockets to join
 };
 
 struct ModelOptions {
@@ -178,7 +178,7 @@ struct ConnReport {
     std::string local;          // TCP: the client's address:port (kernel record at the handshake, or a scan); else ""
     std::string socket;         // "open", "peer_closed", "closed" or "none" (no socket seen)
     uint64_t socket_inode = 0;  // 0 when no socket was seen
-    bool pre_attach = false;                             // made before the attach: known from the server only (conn 0)
+    bool pre_attach = false;    // made before the attach: known from the server only (conn 0)
     std::shared_ptr<const ServerConn> server = nullptr;  // --server: the server's view, when joined
     // Traffic on its socket (last_user.h): idle time, and the stack that
     // began its current (or latest) unit of work.
@@ -287,6 +287,10 @@ using SiteFrames = std::function<Frames(const RawSite& site)>;
 // - tracking_discrepancy: db sockets - active handles
 // - exited_folded: counted in the totals like the processes listed
 Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const SiteNamer& name_site,
+                        const SiteFrames& site_frames = nullptr);
+// The same, taking what it can from raw rather than copying it (raw's
+// socket reports are left empty).
+Snapshot build_snapshot(RawState&& raw, const ModelOptions& opts, const SiteNamer& name_site,
                         const SiteFrames& site_frames = nullptr);
 
 // Whether a process has anything to say: it called libpq (acquired,

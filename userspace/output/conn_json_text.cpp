@@ -1,9 +1,11 @@
 #include "conn_json_text.h"
 
 #include <array>
+#include <charconv>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "safe_text.h"
@@ -23,17 +25,39 @@ public:
     }
     std::string& key(std::string_view k)
     {
-        out_ += first_ ? "\n" : ",\n";
+        // One append, not five: 100,000 connections of 16 keys at scale.
+        char buf[128];
+        const size_t spaces = indent_ + 2;
+        if (spaces + k.size() + 6 > sizeof(buf)) {
+            out_ += first_ ? "\n" : ",\n";
+            out_.append(spaces, ' ');
+            out_ += '"';
+            out_ += k;
+            out_ += "\": ";
+        } else {
+            size_t n = 0;
+            if (!first_)
+                buf[n++] = ',';
+            buf[n++] = '\n';
+            std::memset(buf + n, ' ', spaces);
+            n += spaces;
+            buf[n++] = '"';
+            std::memcpy(buf + n, k.data(), k.size());  // connleak's own keys: nothing to escape
+            n += k.size();
+            std::memcpy(buf + n, "\": ", 3);
+            out_.append(buf, n + 3);
+        }
         first_ = false;
-        out_.append(indent_ + 2, ' ');
-        out_ += '"';
-        out_ += k;  // connleak's own keys: nothing to escape
-        out_ += "\": ";
         return out_;
     }
     void null(std::string_view k) { key(k) += "null"; }
     void boolean(std::string_view k, bool b) { key(k) += b ? "true" : "false"; }
-    void number(std::string_view k, int64_t n) { key(k) += std::to_string(n); }
+    void number(std::string_view k, int64_t n)
+    {
+        char buf[24];
+        const auto end = std::to_chars(buf, buf + sizeof(buf), n).ptr;
+        key(k).append(buf, static_cast<size_t>(end - buf));
+    }
     // As nlohmann's serializer writes a double (its own Grisu2 conversion).
     void number(std::string_view k, double d)
     {
@@ -126,9 +150,10 @@ const std::string& ConnJsonWriter::quoted(std::string& cache_key, std::string& c
 void ConnJsonWriter::append(std::string& out, const ConnReport& c, bool sockets_tracked, size_t indent)
 {
     ObjectText o(out, indent);
-    char conn[2 + 16 + 1];
-    std::snprintf(conn, sizeof(conn), "0x%" PRIx64, c.conn);
-    o.text("conn", conn);
+    char conn[2 + 16 + 2] = {'"', '0', 'x'};
+    char* end = std::to_chars(conn + 3, conn + sizeof(conn) - 1, c.conn, 16).ptr;  // as "0x%" PRIx64
+    *end++ = '"';
+    o.json_text("conn", std::string_view(conn, static_cast<size_t>(end - conn)));
     o.number("tid", static_cast<int64_t>(c.tid));
     o.json_text("site", quoted(site_, site_json_, c.site));
     o.number("age_ms", round_ms(c.age_ms));
@@ -172,8 +197,13 @@ void ConnJsonWriter::append(std::string& out, const ConnReport& c, bool sockets_
         o.number("backend_pid", static_cast<int64_t>(c.backend_pid));
     else
         o.null("backend_pid");
-    o.text_or_null("database", known, known ? utf8_text(c.database) : std::string());
-    o.text_or_null("user", known, known ? utf8_text(c.user) : std::string());
+    if (known) {
+        o.json_text("database", quoted(database_, database_json_, c.database));
+        o.json_text("user", quoted(user_, user_json_, c.user));
+    } else {
+        o.null("database");
+        o.null("user");
+    }
     o.boolean("pooled", c.pooled);
 }
 

@@ -20,15 +20,15 @@ void append_json_string(std::string& out, std::string_view s);
 // in (its keys two more), as it reads inside a document dumped with indent 2.
 void append_conn_json(std::string& out, const ConnReport& c, bool sockets_tracked, size_t indent);
 
-// The same for many connections: the handles of a site share its name, so
-// the escaped name of the one before is kept.
+// The same for many connections: the handles of a site share its name (and
+// mostly their database and user), so the escaped text of the one before is kept.
 class ConnJsonWriter {
 public:
     void append(std::string& out, const ConnReport& c, bool sockets_tracked, size_t indent);
 
 private:
     static const std::string& quoted(std::string& cache_key, std::string& cache, const std::string& s);
-    std::string site_, site_json_, last_used_, last_used_json_;
+    std::string site_, site_json_, last_used_, last_used_json_, database_, database_json_, user_, user_json_;
 };
 
 }  // namespace connleak

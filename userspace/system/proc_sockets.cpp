@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
@@ -422,6 +423,14 @@ Result<std::set<uint64_t>> read_socket_inodes(uint32_t pid)
     }
     closedir(d);
     return out;
+}
+
+uint64_t open_fd_count(uint32_t pid)
+{
+    char path[32];
+    std::snprintf(path, sizeof(path), "/proc/%u/fd", pid);
+    struct stat st;
+    return stat(path, &st) == 0 && st.st_size > 0 ? static_cast<uint64_t>(st.st_size) : 0;
 }
 
 uint64_t netns_of(uint32_t pid)

@@ -68,6 +68,10 @@ bool is_local_pg_server(const Peer& peer, const std::vector<InetSocket>& tcp,
 // The socket inodes in /proc/PID/fd.
 Result<std::set<uint64_t>> read_socket_inodes(uint32_t pid);
 
+// How many fds the process has open: the size stat() gives /proc/PID/fd
+// (kernel >= 6.2). 0 when not known (older kernels say 0, or it is gone).
+uint64_t open_fd_count(uint32_t pid);
+
 // The inode of /proc/PID/ns/net (0 if unreadable): one table read per namespace.
 uint64_t netns_of(uint32_t pid);
 
