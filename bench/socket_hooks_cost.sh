@@ -2,7 +2,7 @@
 # What connleak's socket hooks cost (sockets.bpf.c):
 #   - tp_btf/inet_sock_set_state: every TCP state change of the machine
 #   - cgroup connect_unix (root cgroup): every AF_UNIX connect() of the machine
-#   - uprobe + uretprobe on PQconnectPoll: every libpq connect step, in every
+#   - uprobe on PQconnectPoll (entry only): every libpq connect step, in every
 #     process mapping the probed libpq
 #   - tp_btf/sched_process_exit: every thread exit (fd walk for traced ones)
 #
@@ -146,9 +146,9 @@ try:
     progs = json.load(open(sys.argv[1]))
 except Exception:
     sys.exit(0)
-names = ("tcp_state", "unix_connect", "connect_poll_enter", "connect_poll_exit", "thread_exit")
+names = ("tcp_state", "unix_connect", "connect_poll_enter", "thread_exit")
 if sys.argv[1].endswith(".poll.json"):
-    names = ("connect_poll_enter", "connect_poll_exit")
+    names = ("connect_poll_enter",)
 for p in progs:
     name = p.get("name", "")
     for n in names:
