@@ -224,11 +224,26 @@ std::vector<RawProcess> Tracer::read_processes() const
     return out;
 }
 
+const std::vector<std::pair<conn_key, conn_info>>& Tracer::conn_rows() const
+{
+    // The count first, then the map: the kernel bumps it after each change
+    // is made, so a change the read missed leaves the count moved.
+    const uint64_t changes = __atomic_load_n(&skel_->bss->conns_changes, __ATOMIC_ACQUIRE);
+    if (!conn_rows_valid_ || changes != conn_rows_changes_) {
+        conn_rows_ = dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less);
+        conn_rows_changes_ = changes;
+        conn_rows_valid_ = true;
+    }
+    return conn_rows_;
+}
+
 RawState Tracer::read() const
 {
     RawState raw;
     raw.processes = read_processes();
-    for (auto& [k, v] : dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less))
+    const auto& rows = conn_rows();
+    raw.conns.reserve(rows.size());
+    for (const auto& [k, v] : rows)
         raw.conns.push_back(raw_conn(k, v));
     // Stacks before sites: the kernel counts a site first, its stack then.
     raw.stacks = read_stacks(0);
@@ -299,7 +314,7 @@ RawState Tracer::read_process(uint32_t pid) const
         return raw;
     raw.processes.push_back(raw_process(pid, stats));
     // After the process entry: if it is exited, these are final too.
-    for (auto& [k, v] : dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less))
+    for (const auto& [k, v] : conn_rows())
         if (k.tgid == pid)
             raw.conns.push_back(raw_conn(k, v));
     raw.stacks = read_stacks(pid);
@@ -321,6 +336,7 @@ void Tracer::forget(const RawState& entries)
         k.tgid = c.pid;
         k.conn = c.conn;
         bpf_map_delete_elem(bpf_map__fd(skel_->maps.conns), &k);
+        conn_rows_valid_ = false;  // userspace's own change: the count did not see it
     }
     for (const RawSite& s : entries.sites) {
         if (s.site.kind != SiteKey::Kind::caller)  // userspace's own keys are not in the map
