@@ -109,6 +109,7 @@ private:
     bool socket_io_attached_ = false;
     mutable std::vector<std::pair<conn_key, conn_info>> conn_rows_;
     mutable uint64_t conn_rows_changes_ = 0;
+    mutable uint64_t conn_rows_read_ns_ = 0;  // CLOCK_MONOTONIC when they were read
     mutable bool conn_rows_valid_ = false;
 };
 
