@@ -14,6 +14,13 @@
  *       `push %rbp` (PQconnectStart & co.: the kernel emulates it), floor_test
  *       with `test %rdi,%rdi` (PQfinish: executed out of line, one more trap).
  *
+ *   uprobe_floor ops [-n CALLS] [-r ROUNDS] [-b BLOCK]
+ *       What one helper call or map operation adds to a uprobe's program:
+ *       programs doing 4 of one operation (a hash lookup, a hash insert and
+ *       its delete, a clock read, a task storage get, an atomic add, a
+ *       64-byte user read) on floor_push, each measured like `self`; prints
+ *       per operation its cost over a program doing only their common part.
+ *
  *   uprobe_floor attach LIBRARY [FUNC[:ret]|FUNC+OFF ...] -- COMMAND [ARGS...]
  *       Attaches the no-op programs to FUNC in LIBRARY (entry, and return with
  *       :ret; FUNC+OFF: entry probe OFF bytes into FUNC), for every process
@@ -260,6 +267,95 @@ static int run_self(int argc, char **argv)
 	return 0;
 }
 
+/* ---- ops ---- */
+
+/* Each op program on floor_push in turn, measured like `self`; its cost
+ * over op_base (the same key work), per operation (OPS_PER_HIT a hit). */
+#define OPS_PER_HIT 4
+
+struct op_key {
+	uint32_t tgid, pad;
+	uint64_t conn;
+};
+
+static int run_ops(int argc, char **argv)
+{
+	long calls = 20000, block = 100;
+	int rounds = 5, ch;
+	while ((ch = getopt(argc, argv, "n:r:b:")) != -1) {
+		if (ch == 'n')
+			calls = atol(optarg);
+		else if (ch == 'r')
+			rounds = atoi(optarg);
+		else if (ch == 'b')
+			block = atol(optarg);
+		else
+			die("usage: uprobe_floor ops [-n CALLS] [-r ROUNDS] [-b BLOCK]");
+	}
+	if (calls <= 0 || block <= 0 || rounds <= 0 || rounds > 1000)
+		die("bad -n, -b or -r");
+	char exe[PATH_MAX];
+	ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (len <= 0)
+		die("readlink /proc/self/exe: %s", strerror(errno));
+	exe[len] = 0;
+	struct uprobe_floor_bpf *skel = load();
+	/* op_lookup's keys: hits. */
+	uint64_t value[5] = {0};
+	for (uint64_t i = 0; i < OPS_PER_HIT; i++) {
+		struct op_key k = {.tgid = (uint32_t)getpid(), .conn = i};
+		if (bpf_map__update_elem(skel->maps.op_hash, &k, sizeof k, value, sizeof value, BPF_ANY))
+			die("cannot fill op_hash: %s", strerror(errno));
+	}
+	const struct fn push = {"floor_push", "push %rbp", floor_push, floor_push_twin};
+	struct {
+		const char *name;
+		const struct bpf_program *prog;
+	} ops[] = {
+		{"base", skel->progs.op_base},
+		{"hash_lookup", skel->progs.op_lookup},
+		{"hash_update_delete", skel->progs.op_update_delete},
+		{"ktime_get_ns", skel->progs.op_ktime},
+		{"task_storage_get", skel->progs.op_task_storage},
+		{"atomic_add", skel->progs.op_atomic_add},
+		{"probe_read_user_64", skel->progs.op_read_user},
+	};
+	enum { NOPS = sizeof ops / sizeof ops[0] };
+	static double added[NOPS][1000];
+	for (int r = 0; r < rounds; r++)
+		for (int o = 0; o < NOPS; o++) {
+			double med, wall, base;
+			struct bpf_link *l = attach(ops[o].prog, exe, push.name, 0, 0);
+			measure(&push, calls, block, &added[o][r], &med, &wall, &base);
+			added[o][r] = med; /* the block median: steadier on a shared machine */
+			bpf_link__destroy(l);
+		}
+	printf("{\"calls\":%ld,\"block\":%ld,\"rounds\":%d,\"ops_per_hit\":%d,\"uprobe_with_base_ns\":[", calls, block,
+	       rounds, OPS_PER_HIT);
+	for (int r = 0; r < rounds; r++)
+		printf("%s%.1f", r ? "," : "", added[0][r]);
+	printf("],\"op_ns\":{");
+	for (int o = 1; o < NOPS; o++) {
+		double per[1000];
+		printf("%s\"%s\":[", o > 1 ? "," : "", ops[o].name);
+		for (int r = 0; r < rounds; r++) {
+			per[r] = (added[o][r] - added[0][r]) / OPS_PER_HIT;
+			printf("%s%.1f", r ? "," : "", per[r]);
+		}
+		printf("]");
+	}
+	printf("},\"op_ns_median\":{");
+	for (int o = 1; o < NOPS; o++) {
+		double per[1000];
+		for (int r = 0; r < rounds; r++)
+			per[r] = (added[o][r] - added[0][r]) / OPS_PER_HIT;
+		printf("%s\"%s\":%.1f", o > 1 ? "," : "", ops[o].name, median(per, rounds));
+	}
+	printf("}}\n");
+	uprobe_floor_bpf__destroy(skel);
+	return 0;
+}
+
 /* ---- attach ---- */
 
 /* connleak's probe set on libpq (userspace/loader/connleak_loader.cpp, sockets_loader.cpp).
@@ -337,7 +433,10 @@ int main(int argc, char **argv)
 		return run_self(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "attach") == 0)
 		return run_attach(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "ops") == 0)
+		return run_ops(argc - 1, argv + 1);
 	fprintf(stderr, "usage: uprobe_floor self [-n CALLS] [-r ROUNDS] [-b BLOCK]\n"
+			"       uprobe_floor ops [-n CALLS] [-r ROUNDS] [-b BLOCK]\n"
 			"       uprobe_floor attach LIBRARY [FUNC[:ret]|FUNC+OFF ...] -- COMMAND [ARGS...]\n");
 	return 2;
 }

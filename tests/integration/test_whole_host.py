@@ -87,13 +87,24 @@ class PreforkTest(ConnleakTestCase):
         self.addCleanup(ta.cleanup)
         tb = Tracer.attach([master, workers[0]], json_path=self.json_path("b.json"))
         self.addCleanup(tb.cleanup)
-        for t in (ta, tb):
+        # The JSON's bound over all processes: 2 listed of the workers' live handles.
+        tc = Tracer.attach([master], json_path=self.json_path("c.json"), extra=["--connections-max", "2"])
+        self.addCleanup(tc.cleanup)
+        for t in (ta, tb, tc):
             self.assertIsNotNone(t.wait_attached(timeout=WAIT), t.describe())
-        done = self.run_workers(p, d, app, (ta, tb))
+        done = self.run_workers(p, d, app, (ta, tb, tc))
         self.assertEqual(sorted(done), sorted(workers))
         for t in (ta, tb):
             snap = t.last
             self.assertEqual(proc_counts(find_process(snap, master)), counts(False), t.describe())
+        live = sum(acquired - closed for _, acquired, closed in done.values())
+        self.assertGreater(live, 2, "the bound must cut something (the point of the check)")
+        for t, bound in ((ta, 1000), (tc, 2)):
+            snap = t.last
+            listed = sum(len(q["connections"]) for q in snap["processes"])
+            self.assertEqual((listed, snap["connections_listed"]), (min(bound, live), min(bound, live)), t.describe())
+            for pid, (name, acquired, closed) in done.items():
+                self.assertEqual(find_process(snap, pid)["connections_total"], acquired - closed, t.describe())
         open(os.path.join(d, "stop"), "w").close()
         self.assertEqual(p.wait(timeout=WAIT), 0)
         for t in (ta, tb):
@@ -228,7 +239,8 @@ class AllTest(ConnleakTestCase):
     def test_usage(self):
         for extra, msg in ((["--all", "-p", "1"], "--all traces every process already"),
                            (["--all", "--no-follow"], "--no-follow does not go with it"),
-                           (["--all", "--connections", "0"], "--connections must be 1 or more")):
+                           (["--all", "--connections", "0"], "--connections must be 1 or more"),
+                           (["--all", "--connections-max", "0"], "--connections-max must be 1 or more")):
             r = subprocess.run([CONNLEAK] + extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             self.assertEqual(r.returncode, 2, r.stderr)
             self.assertIn(msg, r.stderr)

@@ -106,7 +106,7 @@ TEST_CASE("the top level: version 1, time, leak_after_s, tracking_stats, process
     json j = snapshot_to_json(design_example());
     CHECK(keys(j) == std::vector<std::string>{"version", "time", "leak_after_s", "tracking_stats", "processes",
                                               "notices", "exited_folded", "exited_folded_processes", "last_users",
-                                              "last_users_total"});
+                                              "last_users_total", "connections_listed"});
     CHECK(j["version"].is_number_integer());
     CHECK(j["version"] == 1);
     CHECK(j["time"] == "2026-11-26T20:00:00Z");

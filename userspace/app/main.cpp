@@ -21,8 +21,8 @@
 #include "clock.h"
 #include "connleak_loader.h"
 #include "container_label.h"
-#include "host_watch.h"
 #include "handle_states.h"
+#include "host_watch.h"
 #include "http_service.h"
 #include "json_output.h"
 #include "launcher.h"
@@ -404,6 +404,7 @@ int run(const Options& o)
     scfg.notice_stacks = o.notice_stacks;
     scfg.json_path = o.json_path;
     scfg.connections_shown = o.connections_shown;
+    scfg.connections_listed_max = o.connections_listed_max;
     scfg.pool_frames.insert(scfg.pool_frames.end(), o.pool_frames.begin(), o.pool_frames.end());
     TracerSource source(*tracer.value());
     Session session(scfg, source, *sink, stacks);

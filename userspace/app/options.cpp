@@ -156,6 +156,11 @@ void add_options(CLI::App& app, Options& o)
                    "counts them all")
         ->default_val(kDefaultConnectionsShown)
         ->type_name("N");
+    app.add_option("--connections-max", o.connections_listed_max,
+                   "Live connections the JSON lists in all processes together, the oldest first "
+                   "(connections_listed); each process's connections_total still counts all of its own")
+        ->default_val(kDefaultConnectionsListedMax)
+        ->type_name("N");
     app.add_flag("!--no-follow", o.follow_children, "Do not trace children forked by traced processes");
     app.add_flag("-q,--quiet", o.quiet, "No text report (use with --json)");
     app.add_flag("--no-color", o.no_color, "No colours in the live view (also when NO_COLOR is set)");
@@ -295,6 +300,8 @@ Options parse_options(int argc, char** argv)
         usage_error("--all follows every process: --no-follow does not go with it");
     if (o.connections_shown == 0)
         usage_error("--connections must be 1 or more");
+    if (o.connections_listed_max == 0)
+        usage_error("--connections-max must be 1 or more");
     if (o.pids.empty() && o.command.empty() && !o.all)
         usage_error("nothing to trace: give -p PID, -- COMMAND or --all");
     if (!o.pids.empty() && !o.command.empty())

@@ -23,7 +23,8 @@ struct Options {
     double leak_after_s = kDefaultLeakAfterS;
     std::string libpq_path;  // "" : the one the target maps
     size_t top_sites = 10;
-    size_t connections_shown = kDefaultConnectionsShown;  // live handles the JSON lists per process
+    size_t connections_shown = kDefaultConnectionsShown;           // live handles the JSON lists per process
+    size_t connections_listed_max = kDefaultConnectionsListedMax;  // ... and in all
     bool follow_children = true;
     bool quiet = false;                                    // no text report (JSON only)
     bool no_color = false;                                 // --no-color (NO_COLOR is honoured too)

@@ -6,8 +6,8 @@
 #include "atomic_file.h"
 #include "clock.h"
 #include "json_output.h"
-#include "snapshot_document.h"
 #include "server_rows.h"
+#include "snapshot_document.h"
 
 namespace connleak {
 
@@ -26,6 +26,7 @@ ModelOptions Session::model_options() const
     mopts.top_sites = cfg_.top_sites;
     mopts.frames_shown = cfg_.stack_frames;
     mopts.connections_shown = cfg_.connections_shown;
+    mopts.connections_listed_max = cfg_.connections_listed_max;
     mopts.pool_frames = cfg_.pool_frames;
     return mopts;
 }

@@ -55,6 +55,7 @@ struct SessionConfig {
     size_t keep_exited = 100;    // exited processes listed one by one; older ones are folded
     // Live handles the JSON lists per process (--connections).
     size_t connections_shown = kDefaultConnectionsShown;
+    size_t connections_listed_max = kDefaultConnectionsListedMax;  // in all (--connections-max)
     std::vector<std::string> pool_frames = ModelOptions::default_pool_frames();
 };
 

@@ -1,5 +1,6 @@
 #include "connleak_loader.h"
 
+#include <algorithm>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <cerrno>
@@ -224,11 +225,27 @@ std::vector<RawProcess> Tracer::read_processes() const
     return out;
 }
 
+const std::vector<std::pair<conn_key, conn_info>>& Tracer::conn_rows() const
+{
+    // The count first, then the map: the kernel bumps it after each change
+    // is made, so a change the read missed leaves the count moved.
+    const uint64_t changes = __atomic_load_n(&skel_->bss->conns_changes, __ATOMIC_ACQUIRE);
+    if (!conn_rows_valid_ || changes != conn_rows_changes_) {
+        conn_rows_read_ns_ = monotonic_ns();
+        conn_rows_ = dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less);
+        conn_rows_changes_ = changes;
+        conn_rows_valid_ = true;
+    }
+    return conn_rows_;
+}
+
 RawState Tracer::read() const
 {
     RawState raw;
     raw.processes = read_processes();
-    for (auto& [k, v] : dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less))
+    const auto& rows = conn_rows();
+    raw.conns.reserve(rows.size());
+    for (const auto& [k, v] : rows)
         raw.conns.push_back(raw_conn(k, v));
     // Stacks before sites: the kernel counts a site first, its stack then.
     raw.stacks = read_stacks(0);
@@ -298,8 +315,10 @@ RawState Tracer::read_process(uint32_t pid) const
     if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.procs), &pid, &stats) != 0)
         return raw;
     raw.processes.push_back(raw_process(pid, stats));
-    // After the process entry: if it is exited, these are final too.
-    for (auto& [k, v] : dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less))
+    // After the process entry: if it is exited, these are final too. So
+    // are rows read after its exit, whatever other processes did since.
+    const bool final_rows = stats.exited_ns && conn_rows_valid_ && conn_rows_read_ns_ > stats.exited_ns;
+    for (const auto& [k, v] : final_rows ? conn_rows_ : conn_rows())
         if (k.tgid == pid)
             raw.conns.push_back(raw_conn(k, v));
     raw.stacks = read_stacks(pid);
@@ -316,11 +335,23 @@ void Tracer::forget(const RawState& entries)
         bpf_map_delete_elem(bpf_map__fd(skel_->maps.procs), &p.pid);
         bpf_map_delete_elem(bpf_map__fd(skel_->maps.python_procs), &p.pid);
     }
+    std::vector<conn_key> gone;
     for (const RawConn& c : entries.conns) {
         conn_key k{};
         k.tgid = c.pid;
         k.conn = c.conn;
         bpf_map_delete_elem(bpf_map__fd(skel_->maps.conns), &k);
+        gone.push_back(k);
+    }
+    // Userspace's own deletes (the kernel's count does not see them) leave
+    // the rows kept without those keys: many processes exiting at once then
+    // cost one read of the map, not one each.
+    if (!gone.empty() && conn_rows_valid_) {
+        std::sort(gone.begin(), gone.end(), conn_key_less);
+        auto deleted = [&](const std::pair<conn_key, conn_info>& row) {
+            return std::binary_search(gone.begin(), gone.end(), row.first, conn_key_less);
+        };
+        conn_rows_.erase(std::remove_if(conn_rows_.begin(), conn_rows_.end(), deleted), conn_rows_.end());
     }
     for (const RawSite& s : entries.sites) {
         if (s.site.kind != SiteKey::Kind::caller)  // userspace's own keys are not in the map

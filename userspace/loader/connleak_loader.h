@@ -97,6 +97,9 @@ private:
     Tracer() = default;
     Status attach(const char* what, bpf_link* link);
     std::vector<RawStack> read_stacks(uint32_t pid) const;  // pid 0: all
+    // The live-handle map, by key: read again only when the kernel's
+    // count of its changes moved (or userspace deleted from it).
+    const std::vector<std::pair<conn_key, conn_info>>& conn_rows() const;
 
     connleak_bpf* skel_ = nullptr;
     std::vector<bpf_link*> links_;
@@ -104,6 +107,10 @@ private:
     ring_buffer* events_ = nullptr;
     const EventHandler* handler_ = nullptr;
     bool socket_io_attached_ = false;
+    mutable std::vector<std::pair<conn_key, conn_info>> conn_rows_;
+    mutable uint64_t conn_rows_changes_ = 0;
+    mutable uint64_t conn_rows_read_ns_ = 0;  // CLOCK_MONOTONIC when they were read
+    mutable bool conn_rows_valid_ = false;
 };
 
 }  // namespace connleak

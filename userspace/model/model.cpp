@@ -290,6 +290,7 @@ Snapshot build(const RawState& raw, std::map<uint32_t, ProcessSocketReport>* tak
     snap.totals.sockets_tracked = raw.sockets_tracked;
     snap.frames_shown = opts.frames_shown;
     snap.connections_shown = opts.connections_shown;
+    snap.connections_listed_max = opts.connections_listed_max;
     PoolFrames pools(opts.pool_frames);
     for (const auto& [pid, view] : views) {
         const ProcessSocketReport* sockets = nullptr;
@@ -337,6 +338,39 @@ Snapshot build_snapshot(RawState&& raw, const ModelOptions& opts, const SiteName
                         const SiteFrames& site_frames)
 {
     return build(raw, &raw.sockets, opts, name_site, site_frames);
+}
+
+std::vector<size_t> connections_listed(const Snapshot& snap)
+{
+    std::vector<size_t> listed(snap.processes.size());
+    size_t candidates = 0;
+    for (size_t i = 0; i < snap.processes.size(); i++)
+        candidates += listed[i] = std::min(snap.processes[i].connections.size(), snap.connections_shown);
+    if (candidates <= snap.connections_listed_max)
+        return listed;
+    // Over the bound: the oldest connections_listed_max of the candidates.
+    struct Candidate {
+        double age_ms;
+        uint32_t process;
+        uint32_t index;
+    };
+    std::vector<Candidate> all;
+    all.reserve(candidates);
+    for (size_t i = 0; i < snap.processes.size(); i++)
+        for (size_t c = 0; c < listed[i]; c++)
+            all.push_back(
+                {snap.processes[i].connections[c].age_ms, static_cast<uint32_t>(i), static_cast<uint32_t>(c)});
+    auto older = [](const Candidate& a, const Candidate& b) {
+        if (a.age_ms != b.age_ms)
+            return a.age_ms > b.age_ms;
+        return std::tie(a.process, a.index) < std::tie(b.process, b.index);
+    };
+    const auto keep = all.begin() + static_cast<std::ptrdiff_t>(snap.connections_listed_max);
+    std::nth_element(all.begin(), keep, all.end(), older);
+    std::fill(listed.begin(), listed.end(), 0);
+    for (auto it = all.begin(); it != keep; ++it)
+        listed[it->process]++;
+    return listed;
 }
 
 bool touched_libpq(const ProcessReport& p)

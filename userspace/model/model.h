@@ -138,6 +138,8 @@ struct ModelOptions {
     size_t frames_shown = 10;  // stack frames the text report shows per site
     // Live handles the JSON lists per process, oldest first (--connections).
     size_t connections_shown = kDefaultConnectionsShown;
+    // ... and in all processes together, the oldest first (--connections-max).
+    size_t connections_listed_max = kDefaultConnectionsListedMax;
     // A handle whose acquiring stack has a frame matching one of these was
     // acquired by a pool (ECMAScript regexes, searched in frame names).
     std::vector<std::string> pool_frames = default_pool_frames();
@@ -261,7 +263,8 @@ struct Snapshot {
     int64_t wall_time_s = 0;
     double leak_after_s = kDefaultLeakAfterS;
     size_t frames_shown = 10;
-    size_t connections_shown = kDefaultConnectionsShown;  // per process in the JSON (oldest first)
+    size_t connections_shown = kDefaultConnectionsShown;           // per process in the JSON (oldest first)
+    size_t connections_listed_max = kDefaultConnectionsListedMax;  // in all processes together
     Totals totals;
     std::vector<ProcessReport> processes;    // by pid
     std::vector<Notice> notices;             // the latest ones, oldest first (LeakNotices)
@@ -292,6 +295,12 @@ Snapshot build_snapshot(const RawState& raw, const ModelOptions& opts, const Sit
 // socket reports are left empty).
 Snapshot build_snapshot(RawState&& raw, const ModelOptions& opts, const SiteNamer& name_site,
                         const SiteFrames& site_frames = nullptr);
+
+// How many of each process's live handles (snap.processes[i].connections,
+// oldest first) the JSON lists: the oldest over all processes, at most
+// connections_shown of one process and connections_listed_max in all.
+// Equal ages go to the earlier process, so each process lists a prefix.
+std::vector<size_t> connections_listed(const Snapshot& snap);
 
 // Whether a process has anything to say: it called libpq (acquired,
 // released, pinged, reset, or lost counts to full maps) or holds or held a

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cmath>
+#include <numeric>
 
 #include "conn_json_text.h"
 #include "handle_json.h"
@@ -107,14 +108,15 @@ json container_json(const ProcessReport& p)
     return {{"id", or_null(p.container_id)}, {"pod_uid", or_null(p.pod_uid)}};
 }
 
-// connections_shown 0: connections[] left empty (snapshot_text writes it).
-json process_json(const ProcessReport& p, size_t connections_shown)
+// The first `listed` of its connections (connections_listed); 0:
+// connections[] left empty (snapshot_text writes it).
+json process_json(const ProcessReport& p, size_t listed)
 {
     json sites = json::array(), conns = json::array();
     for (const auto& s : p.sites)
         sites.push_back(site_json(s));
     // connections[] is oldest first, so the leaks come first and stay.
-    for (size_t i = 0; i < p.connections.size() && i < connections_shown; i++) {
+    for (size_t i = 0; i < p.connections.size() && i < listed; i++) {
         conns.push_back(conn_json(p.connections[i], p.sockets.tracked));
         add_handle_keys(conns.back(), p.connections[i]);
     }
@@ -163,19 +165,19 @@ json exited_group_json(const ExitedGroup& g)
             {"sites", std::move(sites)}};
 }
 
-// One entry of processes[], every key of it (connections[] empty unless
-// `with_connections`).
-json process_entry(const Snapshot& snap, const ProcessReport& p, bool with_connections = true)
+// One entry of processes[], every key of it, its first `listed`
+// connections in connections[].
+json process_entry(const Snapshot& snap, const ProcessReport& p, size_t listed)
 {
-    json entry = with_server(with_sockets(process_json(p, with_connections ? snap.connections_shown : 0), p.sockets), p,
-                             !snap.servers.empty());
+    json entry = with_server(with_sockets(process_json(p, listed), p.sockets), p, !snap.servers.empty());
     add_state_counts(entry, p.states, p.pool_slots_lost);
     add_process_last_users(entry, p);
     return entry;
 }
 
-// The snapshot with processes[] left empty (the caller fills it).
-json snapshot_without_processes(const Snapshot& snap)
+// The snapshot with processes[] left empty (the caller fills it with
+// `listed` connections in all).
+json snapshot_without_processes(const Snapshot& snap, size_t listed)
 {
     const Totals& t = snap.totals;
     json procs = json::array();
@@ -203,6 +205,7 @@ json snapshot_without_processes(const Snapshot& snap)
     out["exited_folded"] = std::move(folded);
     out["exited_folded_processes"] = snap.exited_folded_processes;
     add_snapshot_last_users(out, snap);
+    out["connections_listed"] = listed;
     if (!snap.servers.empty())
         out["servers"] = servers_json(snap.servers);
     if (t.sockets_tracked) {
@@ -228,14 +231,13 @@ void append_indented(std::string& out, const std::string& text, size_t spaces)
 // processes[i] at its depth in the document. Its connections are written
 // as text (append_conn_json); with --server, whose keys join each
 // connection's object, as a tree like the rest.
-void append_process(std::string& out, const Snapshot& snap, const ProcessReport& p)
+void append_process(std::string& out, const Snapshot& snap, const ProcessReport& p, size_t listed)
 {
-    const size_t listed = std::min(p.connections.size(), snap.connections_shown);
     if (!snap.servers.empty() || listed == 0) {
-        append_indented(out, process_entry(snap, p).dump(2), 4);
+        append_indented(out, process_entry(snap, p, listed).dump(2), 4);
         return;
     }
-    const json entry = process_entry(snap, p, false);
+    const json entry = process_entry(snap, p, 0);
     out += "{";
     bool first = true;
     for (auto it = entry.begin(); it != entry.end(); ++it) {
@@ -262,10 +264,11 @@ void append_process(std::string& out, const Snapshot& snap, const ProcessReport&
 
 json snapshot_to_json(const Snapshot& snap)
 {
-    json out = snapshot_without_processes(snap);
+    const std::vector<size_t> listed = connections_listed(snap);
+    json out = snapshot_without_processes(snap, std::accumulate(listed.begin(), listed.end(), size_t{0}));
     json& procs = out["processes"];
-    for (const ProcessReport& p : snap.processes)
-        procs.push_back(process_entry(snap, p));
+    for (size_t i = 0; i < snap.processes.size(); i++)
+        procs.push_back(process_entry(snap, snap.processes[i], listed[i]));
     return out;
 }
 
@@ -281,7 +284,8 @@ void write_snapshot_text(const Snapshot& snap, const std::function<void(std::str
     // The bytes of snapshot_document(snapshot_to_json(snap)), with one
     // process's tree in memory at a time, not every listed connection's.
     constexpr size_t kPiece = 1 << 20;
-    const json head = snapshot_without_processes(snap);
+    const std::vector<size_t> listed = connections_listed(snap);
+    const json head = snapshot_without_processes(snap, std::accumulate(listed.begin(), listed.end(), size_t{0}));
     std::string out = "{";
     bool first = true;
     for (auto it = head.begin(); it != head.end(); ++it) {
@@ -296,7 +300,7 @@ void write_snapshot_text(const Snapshot& snap, const std::function<void(std::str
         out += "[";
         for (size_t i = 0; i < snap.processes.size(); i++) {
             out += i ? ",\n    " : "\n    ";
-            append_process(out, snap, snap.processes[i]);
+            append_process(out, snap, snap.processes[i], listed[i]);
             if (out.size() >= kPiece) {
                 put(out);
                 out.clear();
