@@ -87,7 +87,7 @@ TEST_CASE("a leak is noticed once, its release once")
     CHECK(ln.reported() == 0);
 }
 
-// Bytes the heap holds now (the small chunks and the mmapped ones).
+// Bytes glibc's heap holds now (the small chunks and the mmapped ones).
 static size_t heap_in_use()
 {
     const struct mallinfo2 mi = mallinfo2();
@@ -120,9 +120,12 @@ TEST_CASE("a reported leak is kept in at most 80 bytes, its texts and frames sha
         CHECK(batch.size() == 10000);
         CHECK(batch.capacity() == batch.size());  // made at its size, not grown to 16,384
     }
-    const size_t held = heap_in_use() - before;
+    const size_t after = heap_in_use();
     REQUIRE(ln.reported() == 10000);
-    CHECK(held / 10000 <= 80);  // was ~150: a tree node each, with its comm and site shared apart
+#ifndef __SANITIZE_ADDRESS__  // ASan's allocator is not glibc's: mallinfo2 does not see it
+    REQUIRE(after > before);
+    CHECK((after - before) / 10000 <= 80);  // was 144: a tree node each, with its comm and site shared apart
+#endif
     // Still all known: each one's release is noticed, with its texts.
     s.processes[3].connections.clear();
     auto released = ln.update(s);
