@@ -9,29 +9,30 @@
 
 namespace connleak {
 
-std::shared_ptr<const std::string> LeakNotices::shared_text(const std::string& s)
+std::shared_ptr<const LeakNotices::Origin> LeakNotices::shared_origin(const std::string& comm, const std::string& site,
+                                                                      const Frames& frames)
 {
-    auto& slot = texts_[s];
-    auto text = slot.lock();
-    if (!text) {
-        text = std::make_shared<const std::string>(s);
-        slot = text;
+    auto& slot = origins_[{comm, site, frames.get()}];
+    auto origin = slot.lock();
+    if (!origin) {
+        origin = std::make_shared<const Origin>(Origin{comm, site, frames});
+        slot = origin;
     }
-    return text;
+    return origin;
 }
 
-Notice LeakNotices::release_of(const Key& key, const Reported& leak) const
+Notice LeakNotices::release_of(const Reported& leak)
 {
     Notice n;
     n.kind = "released";
-    std::tie(n.pid, n.conn, std::ignore) = key;
+    std::tie(n.pid, n.conn, std::ignore) = leak.key;
     n.tid = leak.tid;
-    n.comm = *leak.comm;
+    n.comm = leak.origin->comm;
     n.age_ms = leak.age_ms;
-    n.site = *leak.site;
+    n.site = leak.origin->site;
     n.pooled = leak.pooled;
     n.in_transaction_ms = leak.in_transaction_ms;
-    n.frames = leak.frames;
+    n.frames = leak.origin->frames;
     return n;
 }
 
@@ -64,25 +65,28 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
     std::sort(live.begin(), live.end());
     std::vector<char> still_reported(total, 0);
     auto next_live = live.begin();
-    for (auto it = reported_.begin(); it != reported_.end();) {
-        auto& [key, leak] = *it;
-        auto [pid, conn, acquired_ns] = key;
-        while (next_live != live.end() && next_live->key < key)
+    // Kept rows are moved down over the released ones: one pass, in order.
+    auto kept = reported_.begin();
+    for (auto it = reported_.begin(); it != reported_.end(); ++it) {
+        Reported& leak = *it;
+        auto [pid, conn, acquired_ns] = leak.key;
+        while (next_live != live.end() && next_live->key < leak.key)
             ++next_live;
-        const bool is_live = next_live != live.end() && next_live->key == key;
+        const bool is_live = next_live != live.end() && next_live->key == leak.key;
         const ConnReport* c = is_live ? next_live->conn : nullptr;
         if (c && (c->leak || !c->pooled)) {
             leak.age_ms = c->age_ms;  // the last age seen
             still_reported[next_live->ordinal] = 1;
-            ++it;
+            if (kept != it)
+                *kept = std::move(leak);
+            ++kept;
             continue;
         }
         if (c) {  // a pooled handle given back: out of its transaction
-            Notice n = release_of(key, leak);
+            Notice n = release_of(leak);
             n.wall_time_s = snap.wall_time_s;
             n.age_ms = c->age_ms;
             out.push_back(std::move(n));
-            it = reported_.erase(it);
             continue;
         }
         // Gone from an exited process: released only if its release was
@@ -90,15 +94,29 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
         auto p = procs.find(pid);
         std::optional<double> held = hold ? hold(pid, conn, acquired_ns) : std::nullopt;
         if (p != procs.end() && (!p->second->exited || held)) {
-            Notice n = release_of(key, leak);
+            Notice n = release_of(leak);
             n.wall_time_s = snap.wall_time_s;
             if (held)
                 n.age_ms = *held;
             out.push_back(std::move(n));
         }
-        it = reported_.erase(it);
     }
+    reported_.erase(kept, reported_.end());
 
+    // The leaks to notice, counted first: the batch is made at its size, not
+    // grown by doubling (100,000 notices of ~170 bytes at once at scale, and
+    // twice that while a doubling copies them).
+    size_t new_leaks = 0;
+    size_t counted = 0;
+    for (const ProcessReport& p : snap.processes)
+        for (const ConnReport& c : p.connections) {
+            const bool reported = still_reported[counted++];
+            new_leaks += !p.exited && c.leak && !c.pre_attach && !reported;
+        }
+    out.reserve(out.size() + new_leaks);
+    const size_t already = reported_.size();
+    if (already + new_leaks > reported_.capacity())
+        reported_.reserve(already + new_leaks + already / 16);
     size_t ordinal = 0;
     for (const ProcessReport& p : snap.processes) {
         if (p.exited) {
@@ -111,7 +129,6 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
             const bool reported = still_reported[ordinal++];
             if (!c.leak || c.pre_attach || reported)
                 continue;
-            Key key{p.pid, c.conn, c.acquired_ns};
             Notice n;
             n.kind = "leak";
             n.wall_time_s = snap.wall_time_s;
@@ -132,11 +149,16 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
                     n.frames = c.last_used_frames;
                 }
             }
-            reported_.emplace(key, Reported{n.tid, n.pooled, n.age_ms, n.in_transaction_ms, shared_text(n.comm),
-                                            shared_text(n.site), n.frames});
+            reported_.push_back(Reported{Key{p.pid, c.conn, c.acquired_ns}, n.age_ms, n.in_transaction_ms, n.tid,
+                                         n.pooled, shared_origin(n.comm, n.site, n.frames)});
             out.push_back(std::move(n));
         }
     }
+    // The new ones in key order after the others: merged, not a tree.
+    std::sort(reported_.begin() + already, reported_.end());
+    std::inplace_merge(reported_.begin(), reported_.begin() + already, reported_.end());
+    if (reported_.capacity() - reported_.size() > reported_.size() / 4 + 64)
+        reported_.shrink_to_fit();  // after a burst of releases
     // Only the latest `keep_` are kept: a burst (100,000 leaks at once at
     // scale) is not copied in whole to be dropped right after.
     const size_t dropped_at_once = out.size() > keep_ ? out.size() - keep_ : 0;
@@ -147,8 +169,8 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
     }
     while (recent_.size() > keep_)
         recent_.pop_front();
-    for (auto it = texts_.begin(); it != texts_.end();)  // no leak notice uses it any more
-        it = it->second.expired() ? texts_.erase(it) : std::next(it);
+    for (auto it = origins_.begin(); it != origins_.end();)  // no leak notice uses it any more
+        it = it->second.expired() ? origins_.erase(it) : std::next(it);
     return out;
 }
 

@@ -36,21 +36,27 @@ public:
 
 private:
     using Key = std::tuple<uint32_t, uint64_t, uint64_t>;  // pid, conn, acquired_ns
-    // What of a leak notice its release notice repeats, kept per leaked
-    // handle (100,000 at scale): its texts shared with the other notices
-    // of its site and process, not copied into each.
-    struct Reported {
-        uint32_t tid = 0;
-        bool pooled = false;
-        double age_ms = 0;  // the last age seen
-        double in_transaction_ms = 0;
-        std::shared_ptr<const std::string> comm, site;
+    // What a leak notice's release notice repeats of it and of its site and
+    // process: shared by every leak of that site.
+    struct Origin {
+        std::string comm, site;
         Frames frames = nullptr;
     };
-    std::shared_ptr<const std::string> shared_text(const std::string& s);
-    Notice release_of(const Key& key, const Reported& leak) const;
-    std::map<Key, Reported> reported_;  // leak notices whose connection is live
-    std::map<std::string, std::weak_ptr<const std::string>> texts_;
+    // A leak notice whose connection is live (100,000 at scale): a flat,
+    // sorted row of 64 bytes, not a tree node with its own texts.
+    struct Reported {
+        Key key;
+        double age_ms = 0;  // the last age seen
+        double in_transaction_ms = 0;
+        uint32_t tid = 0;
+        bool pooled = false;
+        std::shared_ptr<const Origin> origin;
+        bool operator<(const Reported& o) const { return key < o.key; }
+    };
+    std::shared_ptr<const Origin> shared_origin(const std::string& comm, const std::string& site, const Frames& frames);
+    static Notice release_of(const Reported& leak);
+    std::vector<Reported> reported_;  // by key
+    std::map<std::tuple<std::string, std::string, const void*>, std::weak_ptr<const Origin>> origins_;
     std::deque<Notice> recent_;
     size_t keep_;
     uint64_t seq_ = 0;

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <set>
 #include <tuple>
 
@@ -38,9 +39,13 @@ struct Unwinder::Session {
     }
 };
 
+struct Unwinder::FileMaps {
+    std::vector<Mapping> maps;  // the file mappings, as last read
+    std::string files;          // their file_signature, to notice a change
+};
+
 struct Unwinder::Process {
-    std::vector<Mapping> maps;  // every mapping, as last read
-    std::string files;          // the file mappings, to notice a change
+    std::shared_ptr<const FileMaps> maps;
     std::shared_ptr<Session> session;
 };
 
@@ -126,6 +131,19 @@ std::string file_signature(const std::vector<Mapping>& maps)
     return s;
 }
 
+// file_signature with each mapping's permissions and deleted mark: what
+// makes two processes' kept mappings the same.
+std::string mapping_key(const std::string& files, const std::vector<Mapping>& maps)
+{
+    std::string key = files;
+    for (const Mapping& m : maps) {
+        key += ' ';
+        key += m.perms;
+        key += m.deleted ? 'd' : '-';
+    }
+    return key;
+}
+
 struct UnwindState {
     std::vector<uint64_t> pcs;
     size_t max = 0;
@@ -150,7 +168,7 @@ Unwinder::~Unwinder() = default;
 const std::vector<Mapping>* Unwinder::maps(uint32_t pid) const
 {
     auto it = procs_.find(pid);
-    return it == procs_.end() ? nullptr : &it->second->maps;
+    return it == procs_.end() ? nullptr : &it->second->maps->maps;
 }
 
 size_t Unwinder::session_count() const
@@ -166,9 +184,31 @@ void Unwinder::forget(uint32_t pid)
     auto it = procs_.find(pid);
     if (it == procs_.end())
         return;
-    const std::string files = it->second->files;
+    const std::string files = it->second->maps->files;
     procs_.erase(it);
     drop_if_unused(files);
+}
+
+// The one copy of these file mappings (read from one of the processes
+// that map them alike), made if new.
+std::shared_ptr<const Unwinder::FileMaps> Unwinder::shared_maps(std::vector<Mapping>&& all)
+{
+    std::vector<Mapping> files_only;
+    for (Mapping& m : all)
+        if (is_file(m))
+            files_only.push_back(std::move(m));
+    std::string files = file_signature(files_only);
+    std::weak_ptr<const FileMaps>& slot = file_maps_[mapping_key(files, files_only)];
+    std::shared_ptr<const FileMaps> kept = slot.lock();
+    if (!kept) {
+        auto made = std::make_shared<FileMaps>();
+        made->maps = std::move(files_only);
+        made->maps.shrink_to_fit();
+        made->files = std::move(files);
+        kept = made;
+        slot = kept;
+    }
+    return kept;
 }
 
 // The process's libdwfl session; with `refresh`, made again if its file
@@ -183,24 +223,24 @@ Unwinder::Process* Unwinder::process(uint32_t pid, bool refresh)
     // A process that exited reads as no maps at all (zombie) or none.
     if (!maps || maps->empty())
         return it == procs_.end() ? nullptr : it->second.get();
-    std::string files = file_signature(*maps);
-    if (it != procs_.end() && it->second->files == files) {
-        it->second->maps = std::move(*maps);
+    std::shared_ptr<const FileMaps> kept = shared_maps(std::move(*maps));
+    if (it != procs_.end() && it->second->maps->files == kept->files) {
+        it->second->maps = std::move(kept);
+        drop_unused_maps();
         return it->second.get();
     }
     auto p = std::make_unique<Process>();
-    p->maps = std::move(*maps);
-    p->files = std::move(files);
-    std::weak_ptr<Session>& shared = sessions_[p->files];
+    p->maps = std::move(kept);
+    std::weak_ptr<Session>& shared = sessions_[p->maps->files];
     p->session = shared.lock();
     if (!p->session) {
-        p->session = make_session(pid, p->maps);
+        p->session = make_session(pid, p->maps->maps);
         if (!p->session)
             return nullptr;
         shared = p->session;
     }
     Process* raw = p.get();
-    std::string old_files = it != procs_.end() ? it->second->files : std::string();
+    std::string old_files = it != procs_.end() ? it->second->maps->files : std::string();
     procs_[pid] = std::move(p);
     if (!old_files.empty())
         drop_if_unused(old_files);
@@ -211,6 +251,13 @@ void Unwinder::drop_if_unused(const std::string& files)
 {
     if (auto s = sessions_.find(files); s != sessions_.end() && s->second.expired())
         sessions_.erase(s);
+    drop_unused_maps();
+}
+
+void Unwinder::drop_unused_maps()
+{
+    for (auto m = file_maps_.begin(); m != file_maps_.end();)
+        m = m->second.expired() ? file_maps_.erase(m) : std::next(m);
 }
 
 std::shared_ptr<Unwinder::Session> Unwinder::make_session(uint32_t pid, const std::vector<Mapping>& maps)
@@ -314,7 +361,7 @@ UnwindResult Unwinder::unwind_in(Process* p, const UnwindInput& in)
 
 void Unwinder::map_frames(const Process* p, const std::vector<uint64_t>& pcs, UnwindResult& out)
 {
-    const std::vector<Mapping>* maps = p ? &p->maps : nullptr;
+    const std::vector<Mapping>* maps = p ? &p->maps->maps : nullptr;
     for (uint64_t pc : pcs) {
         UnwoundFrame f;
         f.pc = pc;
@@ -335,7 +382,7 @@ UnwindResult Unwinder::frames_at(uint32_t pid, const uint64_t* pcs, size_t count
         if (!q)
             return true;
         for (uint64_t pc : list) {
-            const Mapping* m = find_mapping(q->maps, pc);
+            const Mapping* m = find_mapping(q->maps->maps, pc);
             if (!m || !is_file(*m))
                 return true;
         }

@@ -90,8 +90,9 @@ public:
     // pid unwound before and not forgotten since. (Names: Symbolizer.)
     std::string build_id(uint32_t pid, uint64_t pc);
 
-    // The process's mappings as last read (for naming frames; valid until
-    // the next unwind).
+    // The process's file mappings as last read (for naming frames; valid
+    // until the next unwind). Anonymous mappings are not kept: no frame is
+    // named by one.
     const std::vector<Mapping>* maps(uint32_t pid) const;
 
     // Reads the process's mappings and opens its modules now (again if they
@@ -104,19 +105,25 @@ public:
     // libdwfl sessions alive (for tests and measurements).
     size_t session_count() const;
 
-    struct Session;  // libdwfl state of a set of mappings (unwinder.cpp)
-    struct Process;  // a process's mappings and session
+    struct Session;   // libdwfl state of a set of mappings (unwinder.cpp)
+    struct FileMaps;  // a set of file mappings, shared by the processes that map it alike
+    struct Process;   // a process's mappings and session
 
 private:
     Process* process(uint32_t pid, bool refresh);
     std::shared_ptr<Session> make_session(uint32_t pid, const std::vector<Mapping>& maps);
     void drop_if_unused(const std::string& files);
+    std::shared_ptr<const FileMaps> shared_maps(std::vector<Mapping>&& maps);
+    void drop_unused_maps();
     UnwindResult unwind_in(Process* p, const UnwindInput& in);
     static void map_frames(const Process* p, const std::vector<uint64_t>& pcs, UnwindResult& out);
 
     UnwinderOptions opts_;
     std::map<uint32_t, std::unique_ptr<Process>> procs_;
     std::map<std::string, std::weak_ptr<Session>> sessions_;  // by file_signature
+    // By file_signature and permissions: forked workers share one copy of
+    // their parsed maps (~30 KB a process otherwise, 1,000 processes at scale).
+    std::map<std::string, std::weak_ptr<const FileMaps>> file_maps_;
 };
 
 }  // namespace connleak
