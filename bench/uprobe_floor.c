@@ -18,7 +18,8 @@
  *       What one helper call or map operation adds to a uprobe's program:
  *       programs doing 4 of one operation (a hash lookup, a hash insert and
  *       its delete, a clock read, a task storage get, an atomic add, a
- *       64-byte user read) on floor_push, each measured like `self`; prints
+ *       64-byte user read, an insert and delete in an open-addressed array)
+ *       on floor_push, each measured like `self`; prints
  *       per operation its cost over a program doing only their common part.
  *
  *   uprobe_floor attach LIBRARY [FUNC[:ret]|FUNC+OFF ...] -- COMMAND [ARGS...]
@@ -319,6 +320,7 @@ static int run_ops(int argc, char **argv)
 		{"task_storage_get", skel->progs.op_task_storage},
 		{"atomic_add", skel->progs.op_atomic_add},
 		{"probe_read_user_64", skel->progs.op_read_user},
+		{"array_insert_delete", skel->progs.op_array_insert_delete},
 	};
 	enum { NOPS = sizeof ops / sizeof ops[0] };
 	static double added[NOPS][1000];
