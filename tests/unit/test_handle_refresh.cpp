@@ -34,6 +34,12 @@ ConnSocket socket_at(uint64_t inode, const char* state, uint64_t last_io_ns, uin
     return s;
 }
 
+// The activity of a followed socket (traffic hooks on, nothing dropped).
+HandleActivity followed(const ConnSocket& sock)
+{
+    return handle_activity(&sock, true, false, 0);
+}
+
 // A handle read at read_ns in `state`, its socket then `sock`.
 HandleReadMark read_at(ConnState state, const ConnSocket& sock, uint64_t read_ns)
 {
@@ -63,10 +69,9 @@ TEST_CASE("traffic on the socket since the last read means a read")
     const ConnSocket before = socket_at(7, "open", 10 * kSec);
     const HandleReadMark m = read_at(ConnState::idle, before, 20 * kSec);
     // BEGIN sent and its result received: a later last_io_ns.
-    CHECK(handle_needs_read(&m, handle_activity(&socket_at(7, "open", 21 * kSec), true, false, 0), 22 * kSec));
+    CHECK(handle_needs_read(&m, followed(socket_at(7, "open", 21 * kSec)), 22 * kSec));
     // A new unit of work begun (the last user's send).
-    CHECK(
-        handle_needs_read(&m, handle_activity(&socket_at(7, "open", 10 * kSec, 21 * kSec), true, false, 0), 22 * kSec));
+    CHECK(handle_needs_read(&m, followed(socket_at(7, "open", 10 * kSec, 21 * kSec)), 22 * kSec));
 }
 
 TEST_CASE("a socket that changes means a read")
@@ -74,11 +79,11 @@ TEST_CASE("a socket that changes means a read")
     const ConnSocket before = socket_at(7, "open", 10 * kSec);
     const HandleReadMark m = read_at(ConnState::idle, before, 20 * kSec);
     // The server closed its end (pg_terminate_backend): TCP CLOSE_WAIT.
-    CHECK(handle_needs_read(&m, handle_activity(&socket_at(7, "peer_closed", 10 * kSec), true, false, 0), 22 * kSec));
+    CHECK(handle_needs_read(&m, followed(socket_at(7, "peer_closed", 10 * kSec)), 22 * kSec));
     // libpq closed it (the connection lost), or the socket is gone.
-    CHECK(handle_needs_read(&m, handle_activity(&socket_at(7, "closed", 10 * kSec), true, false, 0), 22 * kSec));
+    CHECK(handle_needs_read(&m, followed(socket_at(7, "closed", 10 * kSec)), 22 * kSec));
     // PQreset: a new socket.
-    CHECK(handle_needs_read(&m, handle_activity(&socket_at(8, "open", 10 * kSec), true, false, 0), 22 * kSec));
+    CHECK(handle_needs_read(&m, followed(socket_at(8, "open", 10 * kSec)), 22 * kSec));
     // No socket any more.
     CHECK(handle_needs_read(&m, handle_activity(nullptr, true, false, 0), 22 * kSec));
 }
