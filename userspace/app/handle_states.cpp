@@ -90,14 +90,23 @@ void HandleStates::annotate_process(RawState& raw, uint32_t pid, size_t begin, s
         if (hint == known_.end() || hint->first != id)
             hint = known_.lower_bound(id);
         Known* known = hint != known_.end() && hint->first == id ? &hint->second : nullptr;
-        const ConnSocket* sock = nullptr;
-        if (sockets)
-            if (auto s = sockets->conns.find(c.conn); s != sockets->conns.end())
-                sock = &s->second;
-        Entry e{known, handle_activity(sock, traffic, dropped, poll_ns), known == nullptr};
+        auto activity = [&] {
+            const ConnSocket* sock = nullptr;
+            if (sockets)
+                if (auto s = sockets->conns.find(c.conn); s != sockets->conns.end())
+                    sock = &s->second;
+            return handle_activity(sock, traffic, dropped, poll_ns);
+        };
+        // A connecting handle's socket does not matter to the rule (only
+        // PQconnectPoll changes it): looked up only when it is read.
+        const bool connecting = known && known->mark.state == ConnState::connecting;
+        Entry e{known, connecting ? handle_activity(nullptr, traffic, dropped, poll_ns) : activity(), !known};
         if (known)
             ++hint;
-        if (handle_needs_read(known ? &known->mark : nullptr, e.activity, start)) {
+        const bool need = handle_needs_read(known ? &known->mark : nullptr, e.activity, start);
+        if (need && connecting)
+            e.activity = activity();  // for its mark
+        if (need) {
             to_read.push_back(c.conn);
             read_index.push_back(entries.size());
         } else {
