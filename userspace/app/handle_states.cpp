@@ -46,8 +46,6 @@ void HandleStates::annotate(RawState& raw)
         if (!p.stats.exited_ns)
             live.insert(p.pid);
     generation_++;
-    std::vector<uint64_t> conns;
-    std::vector<const RawConn*> of_pid;
     // A process's handles (a run of one pid: the maps are read in key
     // order) in one batch of reads.
     for (size_t i = 0; i < raw.conns.size();) {
@@ -55,43 +53,85 @@ void HandleStates::annotate(RawState& raw)
         size_t end = i;
         while (end < raw.conns.size() && raw.conns[end].pid == pid)
             end++;
-        const LibpqLayout* layout = live.count(pid) ? layout_of(pid) : nullptr;
-        if (layout) {
-            conns.clear();
-            of_pid.clear();
-            for (size_t k = i; k < end; k++) {
-                conns.push_back(raw.conns[k].conn);
-                of_pid.push_back(&raw.conns[k]);
-            }
-            annotate_process(raw, pid, conns, of_pid, *layout);
-        }
+        if (const LibpqLayout* layout = live.count(pid) ? layout_of(pid) : nullptr)
+            annotate_process(raw, pid, i, end, *layout);
         i = end;
     }
-    for (auto it = known_.begin(); it != known_.end();)  // finished, exited, or not read this time
+    for (auto it = known_.begin(); it != known_.end();)  // finished, exited, or its read failed
         it = it->second.seen == generation_ ? std::next(it) : known_.erase(it);
     for (auto it = file_of_pid_.begin(); it != file_of_pid_.end();)
         it = live.count(it->first) ? std::next(it) : file_of_pid_.erase(it);
 }
 
-void HandleStates::annotate_process(RawState& raw, uint32_t pid, const std::vector<uint64_t>& conns,
-                                    const std::vector<const RawConn*>& of_pid, const LibpqLayout& layout)
+void HandleStates::annotate_process(RawState& raw, uint32_t pid, size_t begin, size_t end, const LibpqLayout& layout)
 {
     const uint64_t start = monotonic_ns(), start_cpu = thread_cpu_ns();
-    const std::vector<Result<HandleFields>> read = read_handles_fields(pid, conns, layout);
+    // The socket tracer's view of each handle's socket, read before now.
+    const ProcessSocketReport* sockets = nullptr;
+    if (auto it = raw.sockets.find(pid); it != raw.sockets.end() && it->second.tracked)
+        sockets = &it->second;
+    const bool traffic = sockets && sockets->traffic, dropped = sockets && sockets->dropped;
+    const uint64_t poll_ns = sockets ? sockets->last_poll_ns : 0;
+
+    struct Entry {
+        Known* known;  // null: read failed or never read
+        HandleActivity activity;
+        bool first;
+    };
+    std::vector<Entry> entries;
+    entries.reserve(end - begin);
+    std::vector<uint64_t> to_read;
+    std::vector<size_t> read_index;  // into entries
+    auto hint = known_.begin();
+    for (size_t k = begin; k < end; k++) {
+        const RawConn& c = raw.conns[k];
+        const HandleId id{c.pid, c.conn, c.info.acquired_ns};
+        // raw.conns is in key order, as known_: the next one is usually at hand.
+        if (hint == known_.end() || hint->first != id)
+            hint = known_.lower_bound(id);
+        Known* known = hint != known_.end() && hint->first == id ? &hint->second : nullptr;
+        auto activity = [&] {
+            const ConnSocket* sock = nullptr;
+            if (sockets)
+                if (auto s = sockets->conns.find(c.conn); s != sockets->conns.end())
+                    sock = &s->second;
+            return handle_activity(sock, traffic, dropped, poll_ns);
+        };
+        // A connecting handle's socket does not matter to the rule (only
+        // PQconnectPoll changes it): looked up only when it is read.
+        const bool connecting = known && known->mark.state == ConnState::connecting;
+        Entry e{known, connecting ? handle_activity(nullptr, traffic, dropped, poll_ns) : activity(), !known};
+        if (known)
+            ++hint;
+        const bool need = handle_needs_read(known ? &known->mark : nullptr, e.activity, start);
+        if (need && connecting)
+            e.activity = activity();  // for its mark
+        if (need) {
+            to_read.push_back(c.conn);
+            read_index.push_back(entries.size());
+        } else {
+            skipped_++;
+        }
+        entries.push_back(e);
+    }
+
+    const std::vector<Result<HandleFields>> read = read_handles_fields(pid, to_read, layout);
     reads_ += read.size();
-    for (size_t k = 0; k < read.size(); k++) {
-        const RawConn& c = *of_pid[k];
-        const auto& fields = read[k];
+    std::vector<bool> failed(entries.size(), false);
+    for (size_t r = 0; r < read.size(); r++) {
+        Entry& e = entries[read_index[r]];
+        const RawConn& c = raw.conns[begin + read_index[r]];
+        const auto& fields = read[r];
         if (!fields) {
             failed_++;
-            continue;  // gone (exited, or finished since the maps were read)
+            failed[read_index[r]] = true;  // gone (exited, or finished since the maps were read)
+            continue;
         }
-        const HandleId id{c.pid, c.conn, c.info.acquired_ns};
-        auto hint = known_.lower_bound(id);
-        if (hint == known_.end() || hint->first != id)
-            hint = known_.emplace_hint(hint, id, Known{});
-        Known& k_state = hint->second;
-        k_state.seen = generation_;
+        if (!e.known) {
+            const HandleId id{c.pid, c.conn, c.info.acquired_ns};
+            e.known = &known_.emplace(id, Known{}).first->second;
+        }
+        Known& k_state = *e.known;
         const ConnState state = conn_state_of(fields.value());
         if (k_state.state.state_since_ns == 0 || k_state.state.state != state)
             k_state.state.state_since_ns = raw.now_ns;
@@ -105,8 +145,18 @@ void HandleStates::annotate_process(RawState& raw, uint32_t pid, const std::vect
                 k_state.named = true;
             }
         }
+        // Marked as of the start of the reads: a change during them is
+        // within the settle time of the traffic that made it.
+        k_state.mark = handle_read_mark(state, e.activity, start, e.first, c.pid * 31 + (c.conn >> 4));
+    }
+    for (size_t k = 0; k < entries.size(); k++) {
+        const Entry& e = entries[k];
+        if (failed[k] || !e.known)
+            continue;
+        const RawConn& c = raw.conns[begin + k];
+        e.known->seen = generation_;
         // In key order, as read: each insert lands at the end.
-        raw.handles.emplace_hint(raw.handles.end(), std::make_pair(c.pid, c.conn), k_state.state);
+        raw.handles.emplace_hint(raw.handles.end(), std::make_pair(c.pid, c.conn), e.known->state);
     }
     read_ns_ += monotonic_ns() - start;
     read_cpu_ns_ += thread_cpu_ns() - start_cpu;

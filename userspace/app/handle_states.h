@@ -1,7 +1,10 @@
-// Each interval, each live handle's state read from its process's memory
-// (system/handle_reader) with the layout its libpq's own accessors give
-// (symbols/libpq_layout_file), into RawState::handles. Remembers since when
-// each handle has been in its state, and strings that never change.
+// Each interval, the live handles' state read from their process's memory
+// (system/handle_reader) with the layout their libpq's own accessors give
+// (symbols/libpq_layout_file), into RawState::handles. Only the handles
+// whose state can have changed are read again (model/handle_refresh: the
+// socket tracer's view of their sockets, annotated before); the others keep
+// their last read. Remembers since when each handle has been in its state,
+// and strings that never change.
 #pragma once
 
 #include <sys/types.h>
@@ -13,6 +16,7 @@
 #include <tuple>
 #include <vector>
 
+#include "handle_refresh.h"
 #include "libpq_handle.h"
 #include "model.h"
 #include "symbolizer.h"
@@ -29,6 +33,7 @@ public:
     uint64_t read_ns() const { return read_ns_; }
     uint64_t read_cpu_ns() const { return read_cpu_ns_; }  // this thread's CPU time
     uint64_t failed_reads() const { return failed_; }
+    uint64_t skipped() const { return skipped_; }  // handles whose last read stood
 
 private:
     // The layout of the libpq `pid` has mapped, or null (said once per file).
@@ -37,12 +42,13 @@ private:
     using HandleId = std::tuple<uint32_t, uint64_t, uint64_t>;  // pid, conn, acquired_ns
     struct Known {
         HandleState state;
-        bool named = false;  // database and user read (they never change)
-        uint64_t seen = 0;   // the annotate() that last read it
+        bool named = false;   // database and user read (they never change)
+        uint64_t seen = 0;    // the annotate() that last had it live
+        HandleReadMark mark;  // what its last read saw, to tell whether to read it again
     };
-    // One process's handles: read together, into raw.handles and `now`.
-    void annotate_process(RawState& raw, uint32_t pid, const std::vector<uint64_t>& conns,
-                          const std::vector<const RawConn*>& of_pid, const LibpqLayout& layout);
+    // One process's handles (raw.conns[begin, end)): those that need it
+    // read together, into raw.handles and known_.
+    void annotate_process(RawState& raw, uint32_t pid, size_t begin, size_t end, const LibpqLayout& layout);
     Symbolizer symbols_{SymbolizerOptions{"", false}};
     std::map<std::pair<dev_t, ino_t>, std::optional<LibpqLayout>> layouts_;  // by libpq file
     std::map<uint32_t, std::pair<dev_t, ino_t>> file_of_pid_;
@@ -50,7 +56,7 @@ private:
     // built anew each interval: 100,000 of them at scale).
     std::map<HandleId, Known> known_;
     uint64_t generation_ = 0;
-    uint64_t reads_ = 0, read_ns_ = 0, read_cpu_ns_ = 0, failed_ = 0;
+    uint64_t reads_ = 0, read_ns_ = 0, read_cpu_ns_ = 0, failed_ = 0, skipped_ = 0;
 };
 
 }  // namespace connleak

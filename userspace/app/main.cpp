@@ -509,6 +509,7 @@ int run(const Options& o)
         if (seconds_since(start) >= next_report) {
             const uint64_t report_start = monotonic_ns(), report_cpu_start = thread_cpu_ns();
             const uint64_t handles_cpu_start = handle_states.read_cpu_ns(), sockets_cpu_start = sockets_cpu_ns;
+            const uint64_t handle_reads_start = handle_states.reads(), handle_skips_start = handle_states.skipped();
             const uint64_t fd_tables_start = sockets ? sockets->fd_tables_read() : 0;
             const Session::Cost cost_start = session.cost();
             const std::string err = session.report(false);
@@ -523,10 +524,12 @@ int run(const Options& o)
             if (scale_stats)  // one line per report: bench/ picks those of a known state
                 std::fprintf(stderr,
                              "connleak-scale: report_ms=%.2f report_cpu_ms=%.2f sockets_cpu_ms=%.2f "
-                             "handle_reads_cpu_ms=%.2f fd_tables_read=%" PRIu64
+                             "handle_reads_cpu_ms=%.2f handle_reads=%" PRIu64 " handle_reads_skipped=%" PRIu64
+                             " fd_tables_read=%" PRIu64
                              " collect_cpu_ms=%.2f model_cpu_ms=%.2f notices_cpu_ms=%.2f output_cpu_ms=%.2f\n",
                              report_ns_last / 1e6, report_cpu_ns / 1e6, (sockets_cpu_ns - sockets_cpu_start) / 1e6,
                              (handle_states.read_cpu_ns() - handles_cpu_start) / 1e6,
+                             handle_states.reads() - handle_reads_start, handle_states.skipped() - handle_skips_start,
                              (sockets ? sockets->fd_tables_read() : 0) - fd_tables_start,
                              (session.cost().collect_ns - cost_start.collect_ns) / 1e6,
                              (session.cost().model_ns - cost_start.model_ns) / 1e6,

@@ -521,9 +521,9 @@ void SocketTracer::annotate(RawState& raw)
     for (const RawConn& c : raw.conns)
         handles[c.pid].push_back({c.conn, c.info.tid, c.info.start_ns});
     const int stats_fd = bpf_map__fd(skel_->maps.sock_stats);
-    auto dropped = [&](uint32_t pid) {
+    auto stats = [&](uint32_t pid) {
         sock_stats st{};
-        return bpf_map_lookup_elem(stats_fd, &pid, &st) == 0 ? st.dropped : 0;
+        return bpf_map_lookup_elem(stats_fd, &pid, &st) == 0 ? st : sock_stats{};
     };
 
     for (const RawProcess& p : raw.processes) {
@@ -551,7 +551,10 @@ void SocketTracer::annotate(RawState& raw)
             continue;
         }
         ProcessSocketReport rep = build_socket_report(scans[p.pid], by_tgid[p.pid], handles[p.pid], rules_, mem);
-        rep.dropped = dropped(p.pid);
+        const sock_stats st = stats(p.pid);
+        rep.dropped = st.dropped;
+        rep.traffic = traffic_;
+        rep.last_poll_ns = st.last_poll_ns;
         raw.sockets[p.pid] = std::move(rep);
     }
     raw.sockets_tracked = true;

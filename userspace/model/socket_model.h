@@ -140,6 +140,11 @@ struct ProcessSocketReport {
     int64_t tracking_discrepancy = 0;     // db_sockets - active (set by the model)
     std::map<std::string, uint64_t> pre_attach_peers, untracked_peers;  // peer -> sockets
     std::map<uint64_t, ConnSocket> conns;                               // by PGconn
+    // What tells the handle state reads (model/handle_refresh) what changed:
+    // the send/recv hooks filled the conns' last_io_ns; the process's latest
+    // PQconnectPoll entry (0: none seen, or not probed).
+    bool traffic = false;
+    uint64_t last_poll_ns = 0;
 };
 
 // The report of a running process. records: this process's (tgid == pid).

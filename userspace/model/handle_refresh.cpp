@@ -1,0 +1,80 @@
+#include "handle_refresh.h"
+
+namespace connleak {
+namespace {
+
+uint64_t mix(uint64_t h, uint64_t v)
+{
+    // splitmix64's finalizer over the running digest and the next value.
+    uint64_t z = h + 0x9e3779b97f4a7c15ULL + v;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+uint64_t digest(const std::string& s)
+{
+    uint64_t h = s.size();
+    for (unsigned char c : s)
+        h = mix(h, c);
+    return h;
+}
+
+}  // namespace
+
+HandleActivity handle_activity(const ConnSocket* sock, bool traffic, bool dropped, uint64_t poll_ns)
+{
+    HandleActivity a;
+    a.poll_ns = poll_ns;
+    if (!traffic)
+        return a;  // a query would go unseen
+    if (!sock || sock->inode == 0) {
+        // No socket: only a new one (PQreset) can change it, and makes a
+        // record, unless the records did not all fit.
+        a.known = !dropped;
+        return a;
+    }
+    // A socket without a traffic time is one the hooks do not follow (its
+    // traffic entry did not fit, or it is known from the scan only).
+    a.known = sock->last_io_ns != 0;
+    a.last_io_ns = sock->last_io_ns;
+    a.signature = mix(mix(mix(mix(1, sock->inode), digest(sock->state)), sock->last_io_ns), sock->use_ns);
+    return a;
+}
+
+bool handle_needs_read(const HandleReadMark* mark, const HandleActivity& now_activity, uint64_t now_ns)
+{
+    if (!mark || mark->state == ConnState::unknown)
+        return true;  // new, its read failed, or not a handle's fields (half made, freed under us)
+    if (now_ns >= mark->due_ns)
+        return true;
+    if (mark->state == ConnState::connecting)
+        // Only PQconnectPoll changes a connecting handle (PQconnectStart
+        // and PQreset call it too), with or without traffic: read it after
+        // any call of its process since its last read, or during one.
+        return !now_activity.poll_ns || now_activity.poll_ns != mark->poll_ns ||
+               mark->read_ns < now_activity.poll_ns + kPollSettleNs;
+    if (!now_activity.known || !mark->known)
+        return true;
+    if (now_activity.signature != mark->signature)
+        return true;
+    // The last read may have come between a receive and its parse.
+    return mark->last_io_ns && mark->read_ns < mark->last_io_ns + kHandleSettleNs;
+}
+
+HandleReadMark handle_read_mark(ConnState state, const HandleActivity& activity, uint64_t now_ns, bool first,
+                                uint64_t spread, uint64_t refresh_ns)
+{
+    HandleReadMark m;
+    m.state = state;
+    m.signature = activity.signature;
+    m.known = activity.known;
+    m.last_io_ns = activity.last_io_ns;
+    m.poll_ns = activity.poll_ns;
+    m.read_ns = now_ns;
+    const uint64_t slots = 30;
+    m.due_ns = now_ns + refresh_ns + (first ? (spread % slots) * (refresh_ns / slots) : 0);
+    return m;
+}
+
+}  // namespace connleak

@@ -1,0 +1,66 @@
+// Which live handles' state to read from their process's memory this
+// interval. A handle's client state changes only inside a libpq call, and
+// every such change happens in PQconnectPoll while connecting (a refused
+// connect turns a handle broken there without a byte moved: its socket was
+// closed by the RST already), or comes with traffic on its socket (a query
+// sent, a result or the server's EOF received) or with its socket changing
+// (closed, peer closed, a new one on PQreset). So a handle is read again
+// only when one of those can have happened since its last read, and at
+// least every kHandleRefreshNs.
+#pragma once
+
+#include <cstdint>
+
+#include "libpq_handle.h"
+#include "socket_model.h"
+
+namespace connleak {
+
+// However quiet, a handle is read again this often (a safety net for a
+// change without traffic, e.g. a result parsed long after its receive).
+constexpr uint64_t kHandleRefreshNs = 30ULL * 1000000000ULL;
+// A read this soon after its socket's last traffic may have raced the libpq
+// call that moved it (received, not parsed yet): read again next time.
+constexpr uint64_t kHandleSettleNs = 1000000000ULL;
+// A connecting handle is read while its process called PQconnectPoll this
+// recently: a call may run long (a blocking DNS lookup) before it changes
+// the state.
+constexpr uint64_t kPollSettleNs = 10ULL * 1000000000ULL;
+
+// What the socket tracer saw of a handle's socket this interval.
+struct HandleActivity {
+    bool known = false;       // its socket's traffic and changes followed (else every interval is a read)
+    uint64_t signature = 0;   // its socket, the socket's state and its traffic, digested
+    uint64_t last_io_ns = 0;  // the socket's last traffic (or connect), 0: none
+    uint64_t poll_ns = 0;     // its process's latest PQconnectPoll entry, 0: not known
+};
+
+// What was remembered of a handle at its last read.
+struct HandleReadMark {
+    ConnState state = ConnState::unknown;
+    uint64_t signature = 0;   // HandleActivity::signature then
+    bool known = false;       // HandleActivity::known then
+    uint64_t last_io_ns = 0;  // HandleActivity::last_io_ns then
+    uint64_t poll_ns = 0;     // HandleActivity::poll_ns then
+    uint64_t read_ns = 0;     // when it was read
+    uint64_t due_ns = 0;      // read again from then on, whatever
+};
+
+// The activity of a handle whose socket report is `sock` (null: the socket
+// tracer has no entry for it). `traffic`: the send/recv hooks run.
+// `dropped`: some socket records of its process did not fit (a handle
+// without one may have a socket nobody follows). `poll_ns`: its process's
+// latest PQconnectPoll entry (0: none seen, or not probed).
+HandleActivity handle_activity(const ConnSocket* sock, bool traffic, bool dropped, uint64_t poll_ns);
+
+// Whether a handle last read as `mark` (null: never read, or its read
+// failed) must be read now.
+bool handle_needs_read(const HandleReadMark* mark, const HandleActivity& now_activity, uint64_t now_ns);
+
+// The mark of a read at now_ns. The first read's refresh is spread by
+// `spread` (e.g. a hash of pid and handle) over kHandleRefreshNs, so handles
+// read first together do not all come due at once afterwards.
+HandleReadMark handle_read_mark(ConnState state, const HandleActivity& activity, uint64_t now_ns, bool first,
+                                uint64_t spread, uint64_t refresh_ns = kHandleRefreshNs);
+
+}  // namespace connleak
