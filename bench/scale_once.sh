@@ -1,7 +1,7 @@
 #!/bin/bash
 # One run of the scale shape by hand (bench.py --only scale is the full
 # section): connleak -i 2 --leak-after 0 -q -j OUT.json on handle_holder 1000
-# 100 (refused port), 12 s with all 100,000 handles live, then VmRSS/VmHWM,
+# 100 (refused port), 12 s (HOLD=S) with all 100,000 handles live, then VmRSS/VmHWM,
 # the snapshot's size, the last reports' CONNLEAK_SCALE_STATS lines and the
 # final counts.  usage: bench/scale_once.sh BUILD_DIR OUT_PREFIX
 B=$1; OUT=$2
@@ -11,7 +11,7 @@ CONNLEAK_SCALE_STATS=1 $B/connleak -i 2 --leak-after 0 -q -j $OUT.json -- $B/ben
 CL=$!
 for i in $(seq 600); do grep -q ready $OUT.out 2>/dev/null && break; sleep 0.5; done
 for i in $(seq 600); do /usr/bin/python3 -c "import json,sys; s=json.load(open('$OUT.json')); sys.exit(0 if s['tracking_stats']['total_active']==100000 else 1)" 2>/dev/null && break; sleep 0.5; done
-sleep 12
+sleep ${HOLD:-12}  # HOLD=S: longer, past the first reads of every handle
 grep VmRSS /proc/$CL/status; grep VmHWM /proc/$CL/status
 ls -la $OUT.json
 kill $SL
