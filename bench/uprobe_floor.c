@@ -205,28 +205,46 @@ static void measure(const struct fn *f, long calls, long block, double *added, d
 	free(d);
 }
 
-static int run_self(int argc, char **argv)
+/* The -n CALLS -r ROUNDS -b BLOCK options of `self` and `ops`. */
+struct timing_opts {
+	long calls, block;
+	int rounds;
+};
+
+static void parse_timing_opts(int argc, char **argv, struct timing_opts *o, const char *usage)
 {
-	long calls = 5000, block = 100;
-	int rounds = 3, ch;
+	int ch;
 	while ((ch = getopt(argc, argv, "n:r:b:")) != -1) {
 		if (ch == 'n')
-			calls = atol(optarg);
+			o->calls = atol(optarg);
 		else if (ch == 'r')
-			rounds = atoi(optarg);
+			o->rounds = atoi(optarg);
 		else if (ch == 'b')
-			block = atol(optarg);
+			o->block = atol(optarg);
 		else
-			die("usage: uprobe_floor self [-n CALLS] [-r ROUNDS] [-b BLOCK]");
+			die("usage: %s", usage);
 	}
-	if (calls <= 0 || block <= 0 || rounds <= 0 || rounds > 1000)
+	if (o->calls <= 0 || o->block <= 0 || o->rounds <= 0 || o->rounds > 1000)
 		die("bad -n, -b or -r");
-	char exe[PATH_MAX];
-	ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+}
+
+/* This program's own file: the probes go on its functions. */
+static void self_exe(char exe[PATH_MAX])
+{
+	ssize_t len = readlink("/proc/self/exe", exe, PATH_MAX - 1);
 	if (len <= 0)
 		die("readlink /proc/self/exe: %s", strerror(errno));
 	exe[len] = 0;
+}
 
+static int run_self(int argc, char **argv)
+{
+	struct timing_opts o = {.calls = 5000, .block = 100, .rounds = 3};
+	parse_timing_opts(argc, argv, &o, "uprobe_floor self [-n CALLS] [-r ROUNDS] [-b BLOCK]");
+	const long calls = o.calls, block = o.block;
+	const int rounds = o.rounds;
+	char exe[PATH_MAX];
+	self_exe(exe);
 	struct uprobe_floor_bpf *skel = load();
 	const struct fn fns[] = {{"floor_push", "push %rbp", floor_push, floor_push_twin},
 				 {"floor_test", "test %rdi,%rdi", floor_test, floor_test_twin}};
@@ -281,25 +299,12 @@ struct op_key {
 
 static int run_ops(int argc, char **argv)
 {
-	long calls = 20000, block = 100;
-	int rounds = 5, ch;
-	while ((ch = getopt(argc, argv, "n:r:b:")) != -1) {
-		if (ch == 'n')
-			calls = atol(optarg);
-		else if (ch == 'r')
-			rounds = atoi(optarg);
-		else if (ch == 'b')
-			block = atol(optarg);
-		else
-			die("usage: uprobe_floor ops [-n CALLS] [-r ROUNDS] [-b BLOCK]");
-	}
-	if (calls <= 0 || block <= 0 || rounds <= 0 || rounds > 1000)
-		die("bad -n, -b or -r");
+	struct timing_opts o = {.calls = 20000, .block = 100, .rounds = 5};
+	parse_timing_opts(argc, argv, &o, "uprobe_floor ops [-n CALLS] [-r ROUNDS] [-b BLOCK]");
+	const long calls = o.calls, block = o.block;
+	const int rounds = o.rounds;
 	char exe[PATH_MAX];
-	ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (len <= 0)
-		die("readlink /proc/self/exe: %s", strerror(errno));
-	exe[len] = 0;
+	self_exe(exe);
 	struct uprobe_floor_bpf *skel = load();
 	/* op_lookup's keys: hits. */
 	uint64_t value[5] = {0};

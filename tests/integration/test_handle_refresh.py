@@ -34,8 +34,6 @@ through ctypes, one handle at a time, one "ok ..." reply per command:
 import ctypes
 import os
 import re
-import select
-import subprocess
 import sys
 import time
 import unittest
@@ -47,6 +45,8 @@ QUIET_AFTER_POLL = 40  # a connecting handle is read for 10 s after its process'
 
 
 def client_main():
+    from connleak_testkit.pqpoll import poll_connect
+
     pq = ctypes.CDLL("libpq.so.5")
     for f in ("PQconnectdb", "PQconnectStart"):
         getattr(pq, f).restype = ctypes.c_void_p
@@ -83,14 +83,7 @@ def client_main():
             reply = "ok conn=0x%x status=%d" % (c, pq.PQstatus(c))
         elif cmd == "poll":
             c = started[rest]
-            state = 2  # PGRES_POLLING_WRITING
-            while state not in (0, 3):  # FAILED, OK
-                fd = pq.PQsocket(c)
-                if state == 1:  # READING
-                    select.select([fd], [], [], 30)
-                else:
-                    select.select([], [fd], [], 30)
-                state = pq.PQconnectPoll(c)
+            poll_connect(pq, c)
             reply = "ok status=%d xact=%d" % (pq.PQstatus(c), pq.PQtransactionStatus(c))
         elif cmd == "finish":
             pq.PQfinish(main)
@@ -107,30 +100,21 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "client":
 
 from connleak_testkit.paths import PYTHON  # noqa: E402
 from connleak_testkit.pgserver import PgServer, free_port  # noqa: E402
-from connleak_testkit.procs import end_process  # noqa: E402
-from connleak_testkit.snapshot import dump, find_process  # noqa: E402
+from connleak_testkit.procs import LineProcess  # noqa: E402
+from connleak_testkit.snapshot import find_process  # noqa: E402
 from connleak_testkit.tracer import Tracer  # noqa: E402
 
 SCALE_LINE = re.compile(r"connleak-scale: report_ms=.*\bhandle_reads=(\d+) handle_reads_skipped=(\d+)")
 
 
-class Client:
+class Client(LineProcess):
     def __init__(self):
-        self.popen = subprocess.Popen([PYTHON, os.path.abspath(__file__), "client"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
-        line = self.popen.stdout.readline()
-        assert line.startswith("ready pid="), (line, self.popen.stderr.read() if self.popen.poll() else "")
-        self.pid = self.popen.pid
+        super().__init__([PYTHON, os.path.abspath(__file__), "client"], "the client")
 
     def cmd(self, line):
-        self.popen.stdin.write(line + "\n")
-        self.popen.stdin.flush()
-        reply = self.popen.stdout.readline().strip()
+        reply = self.send(line)
         assert reply.startswith("ok"), "client: %r -> %r (%s)" % (line, reply, self.popen.poll())
         return dict(kv.split("=", 1) for kv in reply.split()[1:])
-
-    def cleanup(self):
-        end_process(self.popen)
 
 
 class HandleRefreshTest(unittest.TestCase):

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 from connleak_testkit.paths import CONNLEAK, PYTHON  # noqa: E402
 from connleak_testkit.pgserver import PgServer  # noqa: E402
-from connleak_testkit.procs import end_process  # noqa: E402
+from connleak_testkit.procs import LineProcess  # noqa: E402
 from connleak_testkit.snapshot import dump, find_process  # noqa: E402
 from connleak_testkit.tracer import Tracer  # noqa: E402
 
@@ -61,31 +61,19 @@ def by_route(last_users):
     return out
 
 
-class App:
+class App(LineProcess):
     """pools.py KIND under the test's control."""
 
     def __init__(self, kind, dsn):
-        self.popen = subprocess.Popen([PYTHON, POOLS, kind, dsn], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True, bufsize=1)
-        line = self.popen.stdout.readline()
-        assert line.startswith("ready pid="), (line, self.popen.stderr.read() if self.popen.poll() else "")
-        self.pid = self.popen.pid
+        super().__init__([PYTHON, POOLS, kind, dsn], "pools.py")
 
     def cmd(self, line):
-        self.popen.stdin.write(line + "\n")
-        self.popen.stdin.flush()
-        reply = self.popen.stdout.readline()
-        if not reply:
-            end_process(self.popen)
-            raise AssertionError("pools.py died on %r: %s" % (line, self.popen.stderr.read()))
-        return reply.strip()
+        return self.send(line)
 
     def report(self):
         """{conn address: what the client's libpq says of it}."""
         return {c["conn"]: c for c in json.loads(self.cmd("report"))}
 
-    def cleanup(self):
-        end_process(self.popen)
 
 
 class PoolTest(unittest.TestCase):

@@ -115,20 +115,14 @@ def client_main():
                     raise RuntimeError("connection failed (status %d)" % status)
                 reply = "ok conn=0x%x status=%d backend=%d" % (c, status, pq.PQbackendPID(c))
             elif cmd == "pq-async":
-                import select
+                from connleak_testkit.pqpoll import PGRES_POLLING_OK, poll_connect
+
                 c = pq.PQconnectStart(line.split(None, 1)[1].strip().encode())
                 if not c:
                     raise RuntimeError("PQconnectStart returned NULL")
                 handles.append(c)
-                state = 2  # PGRES_POLLING_WRITING
-                while state not in (0, 3):  # FAILED, OK
-                    fd = pq.PQsocket(c)
-                    if state == 1:  # READING
-                        select.select([fd], [], [], 30)
-                    else:
-                        select.select([], [fd], [], 30)
-                    state = pq.PQconnectPoll(c)
-                if state != 3 or pq.PQstatus(c) != 0:
+                state = poll_connect(pq, c)
+                if state != PGRES_POLLING_OK or pq.PQstatus(c) != 0:
                     raise RuntimeError("async connection failed")
                 reply = "ok conn=0x%x status=0 backend=%d" % (c, pq.PQbackendPID(c))
             elif cmd == "pq-cycle":

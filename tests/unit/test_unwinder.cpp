@@ -155,26 +155,44 @@ TEST_CASE("unwinds this test's own stack without frame pointers")
     CHECK(u.build_id(c.in.pid, r.frames[1].pc).size() == 40);
 }
 
+// A forked child that waits, its mappings untouched, until the test ends.
+class WaitingChild {
+public:
+    WaitingChild()
+    {
+        REQUIRE(pipe(go_) == 0);
+        pid_ = fork();
+        REQUIRE(pid_ >= 0);
+        if (pid_ == 0) {
+            char b;
+            close(go_[1]);
+            (void)!read(go_[0], &b, 1);
+            _exit(0);
+        }
+        close(go_[0]);
+    }
+    ~WaitingChild()
+    {
+        close(go_[1]);
+        waitpid(pid_, nullptr, 0);
+    }
+    uint32_t pid() const { return static_cast<uint32_t>(pid_); }
+
+private:
+    int go_[2] = {-1, -1};
+    pid_t pid_ = -1;
+};
+
 TEST_CASE("a forked process with the same mappings shares the unwinding session")
 {
-    int go[2];
-    REQUIRE(pipe(go) == 0);
-    pid_t child = fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {  // waits, mappings untouched, until the test is done
-        char b;
-        close(go[1]);
-        (void)!read(go[0], &b, 1);
-        _exit(0);
-    }
-    close(go[0]);
+    WaitingChild child;
     Captured c;
     level1(c, 64 * 1024);
     Unwinder u;
     UnwindResult mine = u.unwind(c.in);
     // The child's copy of this stack: same bytes, same addresses.
     UnwindInput theirs = c.in;
-    theirs.pid = static_cast<uint32_t>(child);
+    theirs.pid = child.pid();
     UnwindResult r = u.unwind(theirs);
     CHECK(u.session_count() == 1);
     CHECK(r.complete);
@@ -186,24 +204,12 @@ TEST_CASE("a forked process with the same mappings shares the unwinding session"
     CHECK(u.session_count() == 1);  // the child still uses it
     u.forget(theirs.pid);
     CHECK(u.session_count() == 0);
-    close(go[1]);
-    waitpid(child, nullptr, 0);
 }
 
 TEST_CASE("processes with the same file mappings share one copy of them, and only file mappings are kept")
 {
-    int go[2];
-    REQUIRE(pipe(go) == 0);
-    pid_t child = fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {  // waits, mappings untouched, until the test is done
-        char b;
-        close(go[1]);
-        (void)!read(go[0], &b, 1);
-        _exit(0);
-    }
-    close(go[0]);
-    const uint32_t self = static_cast<uint32_t>(getpid()), other = static_cast<uint32_t>(child);
+    WaitingChild child;
+    const uint32_t self = static_cast<uint32_t>(getpid()), other = child.pid();
     Unwinder u;
     u.look_at(self);
     u.look_at(other);
@@ -219,8 +225,6 @@ TEST_CASE("processes with the same file mappings share one copy of them, and onl
     CHECK(u.maps(other) == theirs);  // still the child's
     u.forget(other);
     CHECK(u.maps(other) == nullptr);
-    close(go[1]);
-    waitpid(child, nullptr, 0);
 }
 
 // The kernel's walk (bpf/stack_walk.bpf.h) over a copy of the stack: from

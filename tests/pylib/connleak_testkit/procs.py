@@ -45,3 +45,29 @@ def end_process(popen):
         popen.communicate(timeout=30)
     except Exception:
         pass
+
+
+class LineProcess:
+    """A scripted child: prints "ready pid=N", then answers each line sent
+    to it with one line (the tests' libpq and pool clients)."""
+
+    def __init__(self, argv, what):
+        self.what = what
+        self.popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, bufsize=1)
+        line = self.popen.stdout.readline()
+        assert line.startswith("ready pid="), (line, self.popen.stderr.read() if self.popen.poll() else "")
+        self.pid = self.popen.pid
+
+    def send(self, line):
+        """LINE's answer, stripped; fails the test if the child died."""
+        self.popen.stdin.write(line + "\n")
+        self.popen.stdin.flush()
+        reply = self.popen.stdout.readline()
+        if not reply:
+            end_process(self.popen)
+            raise AssertionError("%s died on %r: %s" % (self.what, line, self.popen.stderr.read()))
+        return reply.strip()
+
+    def cleanup(self):
+        end_process(self.popen)
