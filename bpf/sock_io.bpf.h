@@ -1,14 +1,30 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* Traffic on libpq's sockets (see sock_io.h): tp_btf/sock_send_length and
- * tp_btf/sock_recv_length fire after every send and receive on every socket
- * of the machine, in the calling thread. Any other socket leaves at the
- * sock_io_mark pointer test; a libpq socket's entry gets the time; the
- * first send after a receive, while the handle is idle, sends the caller's
- * stack through the acquisition's capture path (send_acquire).
+/* Traffic on libpq's sockets (see sock_io.h), two ways in:
+ *
+ * - TCP: a sock_ops program on the cgroup v2 root (sock_ops_io). At a
+ *   libpq socket's connect it asks the kernel for TX timestamping callbacks
+ *   on that socket only (SK_BPF_CB_TX_TIMESTAMPING, Linux 6.15+); the
+ *   kernel then calls it at each sendmsg of that socket, in the sending
+ *   thread, and every other socket of the machine pays one flag test. The
+ *   receive side has no such callback: "after a receive" is the socket's
+ *   byte count moving, and the time of the last receive is the socket's
+ *   own (icsk_ack.lrcvtime, jiffies), read at each send and, for the
+ *   report, by an iterator over the TCP sockets (tcp_recv_times).
+ * - Unix sockets (and TCP where sock_ops cannot do it): tp_btf/
+ *   sock_send_length and sock_recv_length fire after every send and
+ *   receive on every socket of the machine, in the calling thread. Any
+ *   other socket leaves at the sock_io_mark pointer test. Userspace
+ *   attaches them only while it needs them (Tracer::attach_socket_io).
+ *
+ * Either way a libpq socket's entry gets the time, and the first send
+ * after a receive, while the handle is idle, sends the caller's stack
+ * through the acquisition's capture path (send_acquire).
  * Included at the end of connleak.bpf.c. */
 #pragma once
 
 #include "sock_io_maps.bpf.h"
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
 /* Set before load: the gap rule's threshold (sock_io.h). */
 const volatile __u64 idle_gap_ns = SOCK_IO_IDLE_GAP_NS;
@@ -18,9 +34,12 @@ static __always_inline struct sock_io *io_of(struct sock *sk, int moved)
 	__u64 key = (__u64)sk;
 
 	/* Most sockets have no BPF storage at all: one load, no helper call. */
+	struct sock_io *io;
+
 	if (moved <= 0 || !sk->sk_bpf_storage || !bpf_sk_storage_get(&sock_io_mark, sk, 0, 0))
 		return NULL;
-	return bpf_map_lookup_elem(&sock_io, &key);
+	io = bpf_map_lookup_elem(&sock_io, &key);
+	return io && !io->via_sock_ops ? io : NULL;
 }
 
 /* A PGconn field of the traced process, or -1 when it cannot be read. */
@@ -84,27 +103,29 @@ static __always_inline void begin_use(struct sock_io *io, __u64 now, __u64 quiet
 		send_acquire(regs, ps, &key, &info, cap, EVENT_LAST_USE);
 }
 
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(sock_send, struct sock *sk, int ret, int flags)
+/* A send that moved bytes. One message may take several sends (a long
+ * query, COPY data): only the first after the server's answer can begin
+ * anything. */
+static __always_inline void on_send(struct sock_io *io, __u64 now, bool after_recv)
 {
-	struct sock_io *io = io_of(sk, ret);
-	__u64 now, last;
-	bool after_recv;
+	__u64 last = io->created_ns;
 
-	if (!io)
-		return 0;
-	now = bpf_ktime_get_ns();
-	after_recv = io->last_send_ns <= io->last_recv_ns;
-	last = io->created_ns;
 	if (io->last_send_ns > last)
 		last = io->last_send_ns;
 	if (io->last_recv_ns > last)
 		last = io->last_recv_ns;
 	io->last_send_ns = now;
-	/* One message may take several sends (a long query, COPY data):
-	 * only the first after the server's answer can begin anything. */
 	if (after_recv)
 		begin_use(io, now, now > last ? now - last : 0);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(sock_send, struct sock *sk, int ret, int flags)
+{
+	struct sock_io *io = io_of(sk, ret);
+
+	if (io)
+		on_send(io, bpf_ktime_get_ns(), io->last_send_ns <= io->last_recv_ns);
 	return 0;
 }
 
@@ -115,5 +136,101 @@ int BPF_PROG(sock_recv, struct sock *sk, int ret, int flags)
 
 	if (io)
 		io->last_recv_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+/* ---- TCP through sock_ops ---- */
+
+#define SOCK_IO_SOL_SOCKET 1
+
+/* Set before load: nanoseconds per jiffy (1e9 / CONFIG_HZ); 0: unknown,
+ * and then TCP sockets stay with the tracepoints. */
+const volatile __u64 ns_per_jiffy = 0;
+
+/* The time of the socket's last received data, if it received any since
+ * the last time this was set: icsk_ack.lrcvtime is the jiffy it arrived
+ * in. Not before the send that preceded it (a jiffy is coarser than
+ * that order). */
+static __always_inline void tcp_note_recv(struct sock_io *io, struct tcp_sock *tp, __u64 now)
+{
+	__u64 bytes = tp->bytes_received, age, at;
+
+	if (bytes == io->tcp_rcv_timed)
+		return;
+	io->tcp_rcv_timed = bytes;
+	age = (__u64)((__u32)bpf_jiffies64() - tp->inet_conn.icsk_ack.lrcvtime) * ns_per_jiffy;
+	at = now > age ? now - age : 0;
+	if (at < io->last_send_ns)
+		at = io->last_send_ns;
+	if (at > io->last_recv_ns)
+		io->last_recv_ns = at;
+}
+
+SEC("sockops")
+int sock_ops_io(struct bpf_sock_ops *ops)
+{
+	struct bpf_sock_ops_kern *k;
+	struct bpf_sock *bsk;
+	struct tcp_sock *tp;
+	struct sock_io *io;
+	__u64 key, now, bytes;
+	bool after_recv;
+
+	if (ops->op != BPF_SOCK_OPS_TCP_CONNECT_CB && ops->op != BPF_SOCK_OPS_TSTAMP_SENDMSG_CB)
+		return 1;
+	/* Marked at TCP_SYN_SENT (sockets.bpf.c), just before this connect
+	 * callback, when libpq of a traced process connects it. */
+	bsk = ops->sk;
+	barrier_var(bsk); /* one load: the verifier's null check holds for it */
+	if (!bsk || !bpf_sk_storage_get(&sock_io_mark, bsk, 0, 0))
+		return 1;
+	k = bpf_cast_to_kern_ctx(ops);
+	key = (__u64)k->sk;
+	io = bpf_map_lookup_elem(&sock_io, &key);
+	if (!io)
+		return 1;
+	if (ops->op == BPF_SOCK_OPS_TCP_CONNECT_CB) {
+		int flags = SK_BPF_CB_TX_TIMESTAMPING;
+
+		if (ns_per_jiffy &&
+		    bpf_setsockopt(ops, SOCK_IO_SOL_SOCKET, SK_BPF_CB_FLAGS, &flags, sizeof(flags)) == 0)
+			io->via_sock_ops = 1;
+		else
+			need_io_tracepoints();
+		return 1;
+	}
+	if (!io->via_sock_ops)
+		return 1;
+	tp = bpf_skc_to_tcp_sock(k->sk);
+	if (!tp)
+		return 1;
+	now = bpf_ktime_get_ns();
+	bytes = tp->bytes_received;
+	after_recv = bytes != io->tcp_rcv_at_send || !io->last_send_ns;
+	io->tcp_rcv_at_send = bytes;
+	tcp_note_recv(io, tp, now);
+	on_send(io, now, after_recv);
+	return 1;
+}
+
+/* Run by userspace before each report: the receive times of libpq's TCP
+ * sockets handled by sock_ops (their receives call nothing). Outputs nothing. */
+SEC("iter/tcp")
+int tcp_recv_times(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct tcp_sock *tp;
+	struct sock_io *io;
+	__u64 key;
+
+	if (!skc)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp || !bpf_sk_storage_get(&sock_io_mark, tp, 0, 0))
+		return 0;
+	key = (__u64)tp;
+	io = bpf_map_lookup_elem(&sock_io, &key);
+	if (io && io->via_sock_ops)
+		tcp_note_recv(io, tp, bpf_ktime_get_ns());
 	return 0;
 }

@@ -35,6 +35,13 @@ struct sock_io {
 	__u64 uses;          /* units of work begun */
 	__u32 status_off;    /* libpq_xact_layout of the libpq that made it */
 	__u32 xact_off;
+	/* TCP through sock_ops (sock_io.bpf.h): the kernel calls connleak on
+	 * this socket's sends only, and its receive time comes from the TCP
+	 * socket itself (icsk_ack.lrcvtime) at each send and each report. */
+	__u64 tcp_rcv_at_send;  /* tcp_sock.bytes_received at the last send */
+	__u64 tcp_rcv_timed;    /* tcp_sock.bytes_received when last_recv_ns was set */
+	__u32 via_sock_ops;     /* 1: the send/recv tracepoints leave it alone */
+	__u32 pad;
 };
 
 /* Where a libpq file keeps what the send hook reads in a PGconn, from its
@@ -46,6 +53,11 @@ struct sock_io {
 #define SOCK_IO_NO_OFFSET 0xffffffffU
 #define SOCK_IO_LAYOUT_COOKIE(status, xact) (((__u64)(status) << 32) | (__u32)(xact))
 #define SOCK_IO_UNKNOWN_LAYOUT SOCK_IO_LAYOUT_COOKIE(SOCK_IO_NO_OFFSET, SOCK_IO_NO_OFFSET)
+
+/* sock_io_hooks[0]: whether the send/recv tracepoints are attached. */
+struct sock_io_hooks {
+	__u32 live;
+};
 
 #define SOCK_IO_CONNECTION_OK 0 /* ConnStatusType */
 #define SOCK_IO_PQTRANS_IDLE 0  /* PGTransactionStatusType */

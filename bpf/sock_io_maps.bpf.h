@@ -23,3 +23,31 @@ struct {
 	__type(key, int);
 	__type(value, __u8);
 } sock_io_mark SEC(".maps");
+
+/* Whether the send/recv tracepoints are attached (entry 0, written by
+ * userspace). They cost every socket of the machine, so userspace attaches
+ * them only while a libpq socket needs them (Unix sockets; TCP where
+ * sock_ops cannot take it): a new such socket finding them detached wakes
+ * userspace through io_wake. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sock_io_hooks);
+} sock_io_hooks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);
+} io_wake SEC(".maps");
+
+/* A libpq socket the tracepoints must see: wake userspace if they are not
+ * attached (a full ring means a wakeup is pending already). */
+static __always_inline void need_io_tracepoints(void)
+{
+	__u32 zero = 0, one = 1;
+	struct sock_io_hooks *h = bpf_map_lookup_elem(&sock_io_hooks, &zero);
+
+	if (h && !h->live)
+		bpf_ringbuf_output(&io_wake, &one, sizeof(one), BPF_RB_FORCE_WAKEUP);
+}

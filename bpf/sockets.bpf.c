@@ -183,6 +183,10 @@ static __always_inline void track_io(__u64 key, void *sk, const struct sock_rec 
 		return;
 	}
 	bpf_sk_storage_get(&sock_io_mark, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	/* TCP: connleak's sock_ops program takes it at its connect callback
+	 * (or asks for the tracepoints itself). */
+	if (r->family == SOCKETS_AF_UNIX)
+		need_io_tracepoints();
 }
 
 SEC("uprobe")

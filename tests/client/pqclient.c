@@ -37,6 +37,9 @@
  *                                                      ok query backend=PID t0=T t1=T
  *                                                      (CLOCK_MONOTONIC around it)
  *                                     query-b I     -> the same from query_site_b()
+ *                                     query-sleep I -> the same from query_site_sleep():
+ *                                                      select pg_sleep(1.5), its
+ *                                                      answer 1.5 s after the send
  *                                     fork N LEAK   -> a child does connectdb N
  *                                                      LEAK and exits; the parent
  *                                                      waits: ok fork child=PID
@@ -500,6 +503,11 @@ NOINLINE static void query_site_b(PGconn *c)
 	expect_tuples(PQexec(c, "select 'b'"), c); /* MARK:query_b */
 }
 
+NOINLINE static void query_site_sleep(PGconn *c)
+{
+	expect_tuples(PQexec(c, "select pg_sleep(1.5)"), c); /* MARK:query_sleep */
+}
+
 static void interactive_query(long i, void (*user)(PGconn *))
 {
 	if ((size_t)i >= g_nheld)
@@ -544,6 +552,8 @@ static void run_interactive(const char *ci)
 			interactive_query(n, query_site_a);
 		} else if (strcmp(cmd, "query-b") == 0 && k == 2) {
 			interactive_query(n, query_site_b);
+		} else if (strcmp(cmd, "query-sleep") == 0 && k == 2) {
+			interactive_query(n, query_site_sleep);
 		} else if (strcmp(cmd, "ping") == 0 && k == 2) {
 			run_ping(ci, n, 0);
 			printf("ok ping\n");

@@ -15,6 +15,7 @@ from connleak_testkit.clients import Client  # noqa: E402
 from connleak_testkit.paths import PQCLIENT, PYTHON  # noqa: E402
 from connleak_testkit.pgserver import PgServer  # noqa: E402
 from connleak_testkit.snapshot import dump  # noqa: E402
+from connleak_testkit.procs import bpf_links  # noqa: E402
 from connleak_testkit.tracer import Tracer  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -22,6 +23,19 @@ TESTS = os.path.dirname(HERE)
 APP = os.path.join(TESTS, "apps", "python", "pool_users.py")
 CLIENT_SRC = os.path.join(TESTS, "client", "pqclient.c")
 SLEEP_S = 1.0
+# TCP receive times come from the socket's jiffy (icsk_ack.lrcvtime): up to
+# one tick early at HZ=100.
+JIFFY_MS = 10 + 1
+
+
+def traffic_tracepoints(tracer_pid):
+    """The send/recv tracepoints connleak has attached (its link fds)."""
+    return {tp for kind, tp in bpf_links(tracer_pid) if kind == "raw_tracepoint"} & \
+        {"sock_send_length", "sock_recv_length"}
+
+
+def sock_ops_attached(tracer_pid):
+    return any(kind == "cgroup" and what == "3" for kind, what in bpf_links(tracer_pid))  # BPF_CGROUP_SOCK_OPS
 
 
 def mark_line(path, name):
@@ -136,10 +150,48 @@ class LastUserTest(unittest.TestCase):
         t.wait()
 
     def test_c_client(self):
-        ci = self.server.conninfo("t_last_c")
-        t = Tracer.launch([PQCLIENT, "interactive", ci], interval=0.2)
+        """Over TCP the sends come through sock_ops: the machine-wide send
+        and receive tracepoints are never attached."""
+        t, _ = self.run_c_client(self.server.conninfo("t_last_c"))
+        self.assertEqual(traffic_tracepoints(t.popen.pid), set(), "TCP needs no tracepoint")
+        self.assertTrue(sock_ops_attached(t.popen.pid), "no sock_ops link on the cgroup v2 root")
+        t.send("exit")
+        t.wait()
+
+    def test_c_client_unix(self):
+        """Over a Unix socket the tracepoints are attached when the first
+        libpq Unix socket appears (in time for its first query), and
+        detached once no such socket is left."""
+        ci = self.server.conninfo("t_last_c_unix", host=self.server.socket_dir)
+        env = dict(os.environ, CONNLEAK_TRAFFIC_CHECK_MS="500")
+        t, pid = self.run_c_client(ci, env=env, before_open=lambda t: self.assertEqual(
+            traffic_tracepoints(t.popen.pid), set(), "attached before any Unix socket"))
+        self.assertEqual(traffic_tracepoints(t.popen.pid), {"sock_send_length", "sock_recv_length"})
+        t.send("finish-all")
+        t.wait_line(r"ok finish")
+        deadline = time.monotonic() + 60
+        while traffic_tracepoints(t.popen.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(traffic_tracepoints(t.popen.pid), set(), "still attached with no Unix socket left")
+        # And again for the next one, its first query named.
+        t.send("open 1")
+        t.wait_line(r"ok open held=1")
+        t.send("query-a 0")
+        t.wait_line(r"ok query backend=(\d+)")
+        line_a = "pqclient.c:%d" % mark_line(CLIENT_SRC, "query_a")
+        snap = t.wait_snapshot(lambda s: len(conns_of(s, pid)) == 1 and
+                               (conns_of(s, pid)[0]["last_used_site"] or "").endswith(line_a), timeout=60)
+        self.assertTrue((conns_of(snap, pid)[0]["last_used_site"] or "").endswith(line_a), dump(snap))
+        self.assertEqual(traffic_tracepoints(t.popen.pid), {"sock_send_length", "sock_recv_length"})
+        t.send("exit")
+        t.wait()
+
+    def run_c_client(self, ci, env=None, before_open=None):
+        t = Tracer.launch([PQCLIENT, "interactive", ci], interval=0.2, env=env)
         self.addCleanup(t.cleanup)
         pid = int(t.wait_line(r"ready pid=(\d+)").group(1))
+        if before_open:
+            before_open(t)
         t.send("open 1")
         t.wait_line(r"ok open held=1")
         line_a = "pqclient.c:%d" % mark_line(CLIENT_SRC, "query_a")
@@ -166,16 +218,26 @@ class LastUserTest(unittest.TestCase):
         named("query_site_a", line_a)
         t.send("query-b 0")
         m = t.wait_line(r"ok query backend=(\d+) t0=([\d.]+) t1=([\d.]+)")
-        t0_b = float(m.group(2))
+        t0_b, t1_b = float(m.group(2)), float(m.group(3))
         time.sleep(SLEEP_S)
         b = named("query_site_b", line_b)
         t.wait_snapshot(lambda s: (conns_of(s, pid) or [{}])[0].get("idle_ms", 0) >= SLEEP_S * 1000, timeout=60)
         b = conns_of(t.last, pid)[0]
+        # Idle since the answer came (t1), not since the query went (t0).
         self.assertGreaterEqual(b["idle_ms"], SLEEP_S * 1000, dump(b))
-        self.assertLessEqual(b["idle_ms"], (time.monotonic() - t0_b) * 1000 + 1, dump(b))
+        self.assertLessEqual(b["idle_ms"], (time.monotonic() - t1_b) * 1000 + JIFFY_MS, dump(b))
+        self.assertLessEqual(t1_b - t0_b, 1.0)
         self.assertEqual(self.backend(backend), ("idle", "select 'b'"))
-        t.send("exit")
-        t.wait()
+        # A query whose answer comes 1.5 s after its send: idle counts from
+        # the answer (a receive time kept from the send alone would be 1.5 s more).
+        t.send("query-sleep 0")
+        m = t.wait_line(r"ok query backend=(\d+) t0=([\d.]+) t1=([\d.]+)")
+        t0_s, t1_s = float(m.group(2)), float(m.group(3))
+        self.assertGreaterEqual(t1_s - t0_s, 1.5)
+        time.sleep(0.6)  # a snapshot made after the answer (interval 0.2 s)
+        s = named("query_site_sleep", "pqclient.c:%d" % mark_line(CLIENT_SRC, "query_sleep"))
+        self.assertLessEqual(s["idle_ms"], (time.monotonic() - t1_s) * 1000 + JIFFY_MS, dump(s))
+        return t, pid
 
 
 if __name__ == "__main__":

@@ -287,6 +287,8 @@ int run(const Options& o)
         if (auto io = tracer.value()->attach_socket_io(); io) {
             sc.sock_io_fd = tracer.value()->sock_io_map_fd();
             sc.sock_io_mark_fd = tracer.value()->sock_io_mark_fd();
+            sc.sock_io_hooks_fd = tracer.value()->sock_io_hooks_fd();
+            sc.io_wake_fd = tracer.value()->io_wake_fd();
         } else {
             std::fprintf(stderr, "connleak: warning: %s\n", io.error().message.c_str());
         }
@@ -414,6 +416,7 @@ int run(const Options& o)
     session.set_annotator([&](RawState& raw) {
         containers.label(raw);
         const uint64_t sockets_start = thread_cpu_ns();
+        tracer.value()->refresh_traffic();  // TCP receive times, before the sockets are read
         if (sockets)
             sockets->annotate(raw);
         sockets_cpu_ns += thread_cpu_ns() - sockets_start;

@@ -121,6 +121,7 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
 
 Tracer::~Tracer()
 {
+    io_hooks_.reset();  // its thread attaches this object's programs
     ring_buffer__free(events_);
     destroy_links(links_);
     connleak_bpf__destroy(skel_);

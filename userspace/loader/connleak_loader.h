@@ -13,6 +13,7 @@
 #include "connleak.h"
 #include "model.h"
 #include "result.h"
+#include "tracer_sock_io.h"
 
 struct connleak_bpf;
 struct bpf_link;
@@ -81,13 +82,17 @@ public:
     // The release of this handle (if its stack is counted in the kernel)
     // will come as an event too, with its hold time: it was reported.
     void watch_release(uint32_t pid, uint64_t conn, uint64_t acquired_ns);
-    // Traffic on libpq's sockets (bpf/sock_io.h; tracer_sock_io.cpp): the
-    // maps the socket tracer fills and reads, and the send/recv hooks,
-    // attached only with socket tracking (they cost every socket's I/O).
+    // Traffic on libpq's sockets (bpf/sock_io.h; tracer_sock_io.h): the
+    // maps the socket tracer fills and reads or shares, and the hooks,
+    // attached only with socket tracking. refresh_traffic() before each
+    // report (the TCP receive times).
     int sock_io_map_fd() const;
     int sock_io_mark_fd() const;
+    int sock_io_hooks_fd() const;
+    int io_wake_fd() const;
     Status attach_socket_io();
-    bool socket_io_attached() const { return socket_io_attached_; }
+    void refresh_traffic();
+    const SocketIoHooks* socket_io() const { return io_hooks_.get(); }
     // Events: a descriptor to poll (-1 without events), and a pass over
     // what is pending, each record handed to `handler` (set once).
     int events_fd() const;
@@ -106,7 +111,7 @@ private:
     std::set<std::pair<dev_t, ino_t>> probed_files_;
     ring_buffer* events_ = nullptr;
     const EventHandler* handler_ = nullptr;
-    bool socket_io_attached_ = false;
+    std::unique_ptr<SocketIoHooks> io_hooks_;
     mutable std::vector<std::pair<conn_key, conn_info>> conn_rows_;
     mutable uint64_t conn_rows_changes_ = 0;
     mutable uint64_t conn_rows_read_ns_ = 0;  // CLOCK_MONOTONIC when they were read

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "bpf_util.h"
+#include "cgroup2_root.h"
 #include "clock.h"
 #include "libpq_layout_file.h"
 #include "sock_io.h"
@@ -30,60 +31,6 @@ constexpr int kCgroupUnixConnect = 49;
 // A closed libpq socket whose handle is gone is kept this long: its handle
 // may be acquired after the conns map was read.
 constexpr uint64_t kClosedGraceNs = 30ULL * 1000000000ULL;
-
-// "\040" in mountinfo paths.
-std::string unescape_mount_path(const std::string& s)
-{
-    std::string out;
-    for (size_t i = 0; i < s.size(); i++) {
-        if (s[i] == '\\' && i + 3 < s.size() && std::isdigit(static_cast<unsigned char>(s[i + 1]))) {
-            out += static_cast<char>(std::strtol(s.substr(i + 1, 3).c_str(), nullptr, 8));
-            i += 3;
-        } else {
-            out += s[i];
-        }
-    }
-    return out;
-}
-
-// The mount point of the cgroup v2 hierarchy's root, or "".
-std::string cgroup2_root_mount()
-{
-    std::ifstream f("/proc/self/mountinfo");
-    std::string line;
-    while (std::getline(f, line)) {
-        size_t dash = line.find(" - ");
-        if (dash == std::string::npos)
-            continue;
-        std::istringstream post(line.substr(dash + 3)), pre(line.substr(0, dash));
-        std::string fstype, id, parent, devno, root, mountpoint;
-        post >> fstype;
-        pre >> id >> parent >> devno >> root >> mountpoint;
-        if (fstype == "cgroup2" && root == "/")
-            return unescape_mount_path(mountpoint);
-    }
-    return "";
-}
-
-// An fd of the cgroup v2 root: the mounted hierarchy's, or one mounted
-// here for the time of opening it (the fd keeps the cgroup).
-int open_cgroup2_root(std::string& where)
-{
-    where = cgroup2_root_mount();
-    if (!where.empty())
-        return open(where.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    char dir[] = "/tmp/connleak-cgroup2.XXXXXX";
-    if (!mkdtemp(dir))
-        return -1;
-    int fd = -1;
-    if (mount("none", dir, "cgroup2", 0, nullptr) == 0) {
-        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        umount2(dir, MNT_DETACH);
-    }
-    rmdir(dir);
-    where = "cgroup2 (mounted for attaching)";
-    return fd;
-}
 
 // However little changed, a process's fd table is read in full this often.
 constexpr uint64_t kFdTableRefreshNs = 30ULL * 1000000000ULL;
@@ -156,6 +103,10 @@ sockets_bpf* open_and_load(int procs_map_fd, const SocketConfig& cfg, bool with_
         err = bpf_map__reuse_fd(skel->maps.sock_io, cfg.sock_io_fd);
     if (!err && cfg.sock_io_mark_fd >= 0)
         err = bpf_map__reuse_fd(skel->maps.sock_io_mark, cfg.sock_io_mark_fd);
+    if (!err && cfg.sock_io_hooks_fd >= 0)
+        err = bpf_map__reuse_fd(skel->maps.sock_io_hooks, cfg.sock_io_hooks_fd);
+    if (!err && cfg.io_wake_fd >= 0)
+        err = bpf_map__reuse_fd(skel->maps.io_wake, cfg.io_wake_fd);
     if (!err && cfg.max_socks)
         err = bpf_map__set_max_entries(skel->maps.socks, cfg.max_socks);
     if (!err) {

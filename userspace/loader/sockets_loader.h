@@ -31,6 +31,9 @@ struct SocketConfig {
     // sock_io_mark_fd): filled here, read by its send/recv hooks. -1: own
     // ones, which no hook reads (no idle times).
     int sock_io_fd = -1, sock_io_mark_fd = -1;
+    // Whether the send/recv tracepoints are attached, and the ring that
+    // asks for them (Tracer::sock_io_hooks_fd, io_wake_fd). -1: own ones.
+    int sock_io_hooks_fd = -1, io_wake_fd = -1;
 };
 
 class SocketTracer {

@@ -1,15 +1,45 @@
-// Tracer's part of the traffic hooks (bpf/sock_io.bpf.h).
+// Tracer's part of the traffic hooks (tracer_sock_io.h, bpf/sock_io.bpf.h).
+#include "tracer_sock_io.h"
+
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <sys/utsname.h>
+#include <unistd.h>
 
 #include "bpf_util.h"
+#include "cgroup2_root.h"
+#include "clock.h"
 #include "connleak.skel.h"
 #include "connleak_loader.h"
+#include "kernel_hz.h"
 #include "sock_io.h"
-#include "tracer_sock_io.h"
 
 namespace connleak {
+namespace {
+
+// The tracepoints stay attached at least this long after they were last
+// found needed (each check reads the sock_io map).
+// (CONNLEAK_TRAFFIC_CHECK_MS: another period, for tests.)
+uint64_t tracepoint_check_ns()
+{
+    const char* ms = getenv("CONNLEAK_TRAFFIC_CHECK_MS");
+    return ms ? std::strtoull(ms, nullptr, 10) * 1000000ULL : 30ULL * 1000000000ULL;
+}
+
+bool kernel_at_least(int major, int minor)
+{
+    utsname u{};
+    int ma = 0, mi = 0;
+    if (uname(&u) != 0 || std::sscanf(u.release, "%d.%d", &ma, &mi) != 2)
+        return false;
+    return ma > major || (ma == major && mi >= minor);
+}
+
+}  // namespace
 
 void keep_socket_io_if_supported(connleak_bpf* skel)
 {
@@ -19,6 +49,156 @@ void keep_socket_io_if_supported(connleak_bpf* skel)
         bpf_program__set_autoload(skel->progs.sock_send, false);
         bpf_program__set_autoload(skel->progs.sock_recv, false);
     }
+    // BPF_SOCK_OPS_TSTAMP_SENDMSG_CB and SK_BPF_CB_FLAGS came in 6.15.
+    const unsigned hz = kernel_hz();
+    const bool ops = have && hz && kernel_at_least(6, 15) && !getenv("CONNLEAK_NO_SOCK_OPS");
+    skel->rodata->ns_per_jiffy = ops ? 1000000000ULL / hz : 0;
+    if (!ops) {
+        bpf_program__set_autoload(skel->progs.sock_ops_io, false);
+        bpf_program__set_autoload(skel->progs.tcp_recv_times, false);
+    }
+}
+
+Result<std::unique_ptr<SocketIoHooks>> SocketIoHooks::attach(connleak_bpf* skel)
+{
+    if (!bpf_program__autoload(skel->progs.sock_send))
+        return Error{"the kernel has no sock_send_length tracepoint (6.4+): no idle times, no last users"};
+    std::unique_ptr<SocketIoHooks> h(new SocketIoHooks(skel));
+    if (bpf_program__autoload(skel->progs.sock_ops_io)) {
+        std::string where;
+        int cg = open_cgroup2_root(where);
+        if (cg >= 0) {
+            h->sock_ops_ = bpf_program__attach_cgroup(skel->progs.sock_ops_io, cg);
+            close(cg);
+        }
+        if (h->sock_ops_) {
+            h->tcp_iter_ = bpf_program__attach_iter(skel->progs.tcp_recv_times, nullptr);
+            if (!h->tcp_iter_) {  // without receive times sock_ops cannot stand in for the tracepoints
+                bpf_link__destroy(h->sock_ops_);
+                h->sock_ops_ = nullptr;
+            }
+        }
+    }
+    if (!h->sock_ops_) {
+        // Every libpq socket needs the tracepoints: attached for good, as
+        // the sock_ops program would set no socket's flag.
+        std::lock_guard<std::mutex> lock(h->mutex_);
+        if (auto s = h->attach_tracepoints(); !s)
+            return s.error();
+        return h;
+    }
+    h->on_demand_ = true;
+    h->wake_ = ring_buffer__new(
+        bpf_map__fd(skel->maps.io_wake),
+        [](void* ctx, void*, size_t) {
+            auto* self = static_cast<SocketIoHooks*>(ctx);
+            std::lock_guard<std::mutex> lock(self->mutex_);
+            if (auto s = self->attach_tracepoints(); !s)
+                std::fprintf(stderr, "connleak: warning: %s\n", s.error().message.c_str());
+            return 0;
+        },
+        h.get(), nullptr);
+    if (!h->wake_)
+        return Error{"cannot open the traffic hooks' wakeup ring: " + bpf_errstr(errno)};
+    h->waker_ = std::thread([self = h.get()] { self->wake_loop(); });
+    return h;
+}
+
+SocketIoHooks::~SocketIoHooks()
+{
+    stop_ = true;
+    if (waker_.joinable())
+        waker_.join();
+    ring_buffer__free(wake_);
+    bpf_link__destroy(send_);
+    bpf_link__destroy(recv_);
+    bpf_link__destroy(tcp_iter_);
+    bpf_link__destroy(sock_ops_);
+}
+
+void SocketIoHooks::wake_loop()
+{
+    while (!stop_.load())
+        ring_buffer__poll(wake_, 100);
+}
+
+void SocketIoHooks::set_live(bool live)
+{
+    uint32_t zero = 0;
+    sock_io_hooks v{live ? 1u : 0u};
+    bpf_map_update_elem(bpf_map__fd(skel_->maps.sock_io_hooks), &zero, &v, BPF_ANY);
+}
+
+Status SocketIoHooks::attach_tracepoints()
+{
+    if (send_)
+        return Ok{};
+    send_ = bpf_program__attach(skel_->progs.sock_send);
+    if (!send_)
+        return Error{"cannot attach tp_btf/sock_send_length: " + bpf_errstr(errno)};
+    recv_ = bpf_program__attach(skel_->progs.sock_recv);
+    if (!recv_) {
+        const int err = errno;
+        bpf_link__destroy(send_);
+        send_ = nullptr;
+        return Error{"cannot attach tp_btf/sock_recv_length: " + bpf_errstr(err)};
+    }
+    set_live(true);
+    tracepoints_live_ = true;
+    attaches_++;
+    checked_ns_ = monotonic_ns();
+    return Ok{};
+}
+
+void SocketIoHooks::detach_tracepoints()
+{
+    bpf_link__destroy(send_);
+    bpf_link__destroy(recv_);
+    send_ = recv_ = nullptr;
+    tracepoints_live_ = false;
+}
+
+// A libpq socket the tracepoints serve: Unix, or TCP that sock_ops did not take.
+bool SocketIoHooks::any_socket_needs_tracepoints() const
+{
+    std::vector<std::pair<uint64_t, sock_io>> rows;
+    if (!dump_map_batch<uint64_t, sock_io>(bpf_map__fd(skel_->maps.sock_io), rows, std::less<uint64_t>()))
+        return true;  // cannot tell: keep them
+    for (const auto& [sk, io] : rows)
+        if (!io.via_sock_ops)
+            return true;
+    return false;
+}
+
+void SocketIoHooks::run_tcp_iterator()
+{
+    int fd = bpf_iter_create(bpf_link__fd(tcp_iter_));
+    if (fd < 0)
+        return;
+    char buf[256];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+    close(fd);
+}
+
+void SocketIoHooks::before_report()
+{
+    if (!on_demand_)
+        return;
+    run_tcp_iterator();
+    std::lock_guard<std::mutex> lock(mutex_);
+    const uint64_t now = monotonic_ns();
+    if (!send_ || now - checked_ns_ < tracepoint_check_ns())
+        return;
+    checked_ns_ = now;
+    // Live off first: a socket made after the map is read below finds it
+    // off and wakes the thread, which attaches them again.
+    set_live(false);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (any_socket_needs_tracepoints())
+        set_live(true);
+    else
+        detach_tracepoints();
 }
 
 int Tracer::sock_io_map_fd() const
@@ -31,18 +211,31 @@ int Tracer::sock_io_mark_fd() const
     return bpf_map__fd(skel_->maps.sock_io_mark);
 }
 
+int Tracer::sock_io_hooks_fd() const
+{
+    return bpf_map__fd(skel_->maps.sock_io_hooks);
+}
+
+int Tracer::io_wake_fd() const
+{
+    return bpf_map__fd(skel_->maps.io_wake);
+}
+
 Status Tracer::attach_socket_io()
 {
-    if (socket_io_attached_)
+    if (io_hooks_)
         return Ok{};
-    if (!bpf_program__autoload(skel_->progs.sock_send))
-        return Error{"the kernel has no sock_send_length tracepoint (6.4+): no idle times, no last users"};
-    if (auto s = attach("tp_btf/sock_send_length", bpf_program__attach(skel_->progs.sock_send)); !s)
-        return s;
-    if (auto s = attach("tp_btf/sock_recv_length", bpf_program__attach(skel_->progs.sock_recv)); !s)
-        return s;
-    socket_io_attached_ = true;
+    auto h = SocketIoHooks::attach(skel_);
+    if (!h)
+        return h.error();
+    io_hooks_ = std::move(h.value());
     return Ok{};
+}
+
+void Tracer::refresh_traffic()
+{
+    if (io_hooks_)
+        io_hooks_->before_report();
 }
 
 }  // namespace connleak

@@ -1,13 +1,70 @@
-// The connleak object's send and receive hooks (bpf/sock_io.bpf.h), loader
-// side: what Tracer::load asks before loading.
+// The connleak object's traffic hooks (bpf/sock_io.bpf.h), loader side.
+//
+// TCP sockets of libpq go through a sock_ops program on the cgroup v2 root,
+// which the kernel calls at their sends only; before each report an
+// iterator over the TCP sockets brings their receive times up to date.
+// Unix sockets (and TCP where sock_ops cannot take them) need the
+// sock_send_length/sock_recv_length tracepoints, which every socket of the
+// machine pays for: they are attached when the first such libpq socket
+// appears (the kernel wakes a thread here) and detached once none is left.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "result.h"
+
 struct connleak_bpf;
+struct bpf_link;
+struct ring_buffer;
 
 namespace connleak {
 
-// A kernel without the sock_send_length/sock_recv_length tracepoints (before
-// 6.4) loads the rest: the hooks are left out, idle times stay unknown.
+// Before load: a kernel without the tracepoints (before 6.4) loads the
+// rest, idle times stay unknown; without the sock_ops TX timestamping
+// callbacks (before 6.15) or the kernel's HZ, TCP uses the tracepoints too.
 void keep_socket_io_if_supported(connleak_bpf* skel);
+
+class SocketIoHooks {
+public:
+    static Result<std::unique_ptr<SocketIoHooks>> attach(connleak_bpf* skel);
+    ~SocketIoHooks();
+    SocketIoHooks(const SocketIoHooks&) = delete;
+    SocketIoHooks& operator=(const SocketIoHooks&) = delete;
+
+    // Before each report: TCP receive times; now and then, whether the
+    // tracepoints are still needed.
+    void before_report();
+
+    bool tcp_via_sock_ops() const { return sock_ops_ != nullptr; }
+    bool tracepoints_attached() const { return tracepoints_live_.load(); }
+    uint64_t tracepoint_attaches() const { return attaches_.load(); }
+
+private:
+    explicit SocketIoHooks(connleak_bpf* skel) : skel_(skel) {}
+    Status attach_tracepoints();  // with mutex_ held
+    void detach_tracepoints();    // with mutex_ held
+    void set_live(bool live);
+    bool any_socket_needs_tracepoints() const;
+    void run_tcp_iterator();
+    void wake_loop();
+
+    connleak_bpf* skel_;
+    bpf_link* sock_ops_ = nullptr;
+    bpf_link* tcp_iter_ = nullptr;
+    bpf_link* send_ = nullptr;
+    bpf_link* recv_ = nullptr;
+    bool on_demand_ = false;  // tracepoints attached only while needed
+    ring_buffer* wake_ = nullptr;
+    std::thread waker_;
+    std::atomic<bool> stop_{false};
+    std::atomic<bool> tracepoints_live_{false};
+    std::atomic<uint64_t> attaches_{0};
+    std::mutex mutex_;
+    uint64_t checked_ns_ = 0;
+};
 
 }  // namespace connleak

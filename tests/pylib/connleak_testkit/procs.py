@@ -1,5 +1,6 @@
 """Other processes seen through /proc: whether connleak's uprobes are in
-place (test_attach.py, test_startup.py)."""
+place (test_attach.py, test_startup.py), which BPF links it holds
+(test_last_user.py)."""
 
 import os
 import shutil
@@ -71,3 +72,23 @@ class LineProcess:
 
     def cleanup(self):
         end_process(self.popen)
+
+
+def bpf_links(pid):
+    """(link_type, what) of each BPF link fd of PID, from /proc/PID/fdinfo:
+    what is a raw tracepoint's tp_name, a cgroup link's attach_type, an
+    iterator's target_name, else ""."""
+    out = []
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            if os.readlink(os.path.join(fd_dir, fd)) != "anon_inode:bpf_link":
+                continue
+            with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
+                info = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        except OSError:
+            continue  # closed meanwhile
+        kind = info.get("link_type", "")
+        what = info.get("tp_name") or info.get("attach_type") or info.get("target_name") or ""
+        out.append((kind, what.strip()))
+    return out
