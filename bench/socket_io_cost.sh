@@ -11,7 +11,8 @@
 #        NO_PQ=1 to skip the libpq part (it starts a PostgreSQL),
 #        CONFIGS ("none nohooks floor bystander traced"; none first, nohooks before bystander),
 #        AB_PAIRS (100), AB_BLOCK (5000 echoes), AB_REPEAT (3) for the A/B
-#        stage, NO_AB=1 to skip it, AB_ONLY=1 for it alone
+#        stage, NO_AB=1 to skip it, AB_ONLY=1 for it alone; NO_OPS=1 skips
+#        the sock_ops stage (TCP's path since issue 13), OPS_ONLY=1 runs it alone
 #
 # First, the bystander cost in one process, precisely: tp_floor ab runs the
 # echo below in blocks with the hooks attached and detached in turn (ABBA),
@@ -97,6 +98,21 @@ int main(int argc, char **argv)
 		for (long i = 0; i < n; i++)
 			if (send(c, buf, sizeof(buf), 0) != sizeof(buf) || recv(a, buf, sizeof(buf), MSG_WAITALL) != sizeof(buf))
 				perror("echo"), exit(1);
+		t1 = now_us();
+	} else if (strcmp(argv[1], "connect") == 0) {
+		struct sockaddr_in in = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		socklen_t len = sizeof(in);
+		int l = socket(AF_INET, SOCK_STREAM, 0);
+		if (l < 0 || bind(l, (void *)&in, len) || listen(l, 64) || getsockname(l, (void *)&in, &len))
+			perror("setup"), exit(1);
+		t0 = now_us();
+		for (long i = 0; i < n; i++) {
+			int c = socket(AF_INET, SOCK_STREAM, 0), a;
+			if (c < 0 || connect(c, (void *)&in, len) || (a = accept(l, NULL, NULL)) < 0)
+				perror("connect"), exit(1);
+			close(a);
+			close(c);
+		}
 		t1 = now_us();
 	} else {
 		PGconn *c = PQconnectdb(argv[3]);
@@ -249,8 +265,57 @@ ab_stage() {
 	stop_connleak
 }
 
+# The id of the program named $2 that process $1 loaded.
+prog_id_named() { # PID NAME
+	for f in /proc/$1/fdinfo/*; do sed -n 's/^prog_id:[[:space:]]*//p' "$f" 2>/dev/null; done | sort -u |
+		while read -r id; do
+			bpftool prog show id "$id" -j 2>/dev/null |
+				/usr/bin/python3 -c 'import json, sys; p = json.load(sys.stdin); print(p["id"]) if p.get("name") == sys.argv[1] else None' "$2"
+		done | head -1
+}
+run_cnt() { # PROG_ID
+	bpftool prog show id "$1" -j | /usr/bin/python3 -c 'import json, sys; p = json.load(sys.stdin); print(p.get("run_cnt", 0), p.get("run_time_ns", 0))'
+}
+# TCP goes through sock_ops now (bpf/sock_io.bpf.h): connleak attaches
+# sock_ops_io to the cgroup v2 root and the tracepoints only while a libpq
+# Unix socket needs them. What a process connleak does not trace pays for
+# it: the program attached vs not in neighbouring blocks of one process
+# (tp_floor ab -o: the program a connleak --no-sockets loaded, by id), for
+# echoes (per send: one flag test, no program run) and for TCP connects
+# (the connect callbacks run the program); then the program's own runs and
+# time per bystander echo and per connect (bpf_stats, connleak's own link).
+ops_stage() {
+	cg=$(awk '{ for (i = 1; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2" && $4 == "/") print $5; break } }' /proc/self/mountinfo | head -1)
+	[ -n "$cg" ] || { echo "  no cgroup v2 mounted: sock_ops stage skipped"; return 0; }
+	start_bystander --no-sockets
+	id=$(prog_id_named $cl_pid sock_ops_io)
+	[ -n "$id" ] || { echo "  connleak loaded no sock_ops_io (kernel before 6.15?): stage skipped"; stop_connleak; return 0; }
+	echo "  sock_ops A/B in one process: $AB_PAIRS pairs, attached to $cg vs not (tp_floor ab -o)"
+	for r in $(seq "$AB_REPEAT"); do
+		printf '  echo    %s ' "$r"
+		"$build/bench/tp_floor" ab -n "$AB_PAIRS" -b "$AB_BLOCK" -o "$id" -c "$cg" -k echo
+		printf '  connect %s ' "$r"
+		"$build/bench/tp_floor" ab -n "$AB_PAIRS" -b 200 -o "$id" -c "$cg" -k connect
+	done
+	stop_connleak
+	start_bystander
+	id=$(prog_id_named $cl_pid sock_ops_io)
+	sysctl -q -w kernel.bpf_stats_enabled=1
+	set -- $(run_cnt "$id")
+	"$work/ioloop" echo 100000 > /dev/null
+	set -- "$@" $(run_cnt "$id")
+	"$work/ioloop" connect 2000 > /dev/null
+	set -- "$@" $(run_cnt "$id")
+	sysctl -q -w kernel.bpf_stats_enabled=0
+	stop_connleak
+	awk -v c0=$1 -v t0=$2 -v c1=$3 -v t1=$4 -v c2=$5 -v t2=$6 'BEGIN {
+		printf "  sock_ops_io as a bystander sees it: %d runs in 100000 echoes; %d runs in 2000 connects (%.2f a connect, %.0f ns a run, %.0f ns a connect)\n",
+		       c1 - c0, c2 - c1, (c2 - c1) / 2000, (c2 > c1 ? (t2 - t1) / (c2 - c1) : 0), (t2 - t1) / 2000 }'
+}
 echo "traffic hooks cost: median of $RUNS runs; echo: $N send+recv per run, pq: $NPQ queries per run"
 echo "kernel $(uname -r), $(nproc) CPUs"
+[ "${NO_OPS:-0}" = 1 ] || ops_stage
+[ "${OPS_ONLY:-0}" = 1 ] && exit 0
 [ "${NO_AB:-0}" = 1 ] || ab_stage
 [ "${AB_ONLY:-0}" = 1 ] && exit 0
 measure echo "$N"

@@ -4,6 +4,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <cerrno>
+#include <csignal>
+#include <pthread.h>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -100,7 +102,14 @@ Result<std::unique_ptr<SocketIoHooks>> SocketIoHooks::attach(connleak_bpf* skel)
         h.get(), nullptr);
     if (!h->wake_)
         return Error{"cannot open the traffic hooks' wakeup ring: " + bpf_errstr(errno)};
+    // With every signal blocked from its first instruction (a thread
+    // inherits the mask): SIGINT and SIGTERM belong to the main thread's
+    // signalfd, and one delivered here would kill connleak mid-report.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     h->waker_ = std::thread([self = h.get()] { self->wake_loop(); });
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
     return h;
 }
 
