@@ -200,7 +200,7 @@ try:
 except Exception:
     sys.exit(0)
 for p in progs:
-    if p.get("name") in ("sock_send", "sock_recv", "floor_send", "floor_recv") and p.get("run_cnt"):
+    if p.get("name") in ("sock_send", "sock_recv", "sock_ops_io", "floor_send", "floor_recv") and p.get("run_cnt"):
         print("  %-7s %-10s %-10s %10d calls %6.0f ns/call (in the program)" % (
             sys.argv[2], sys.argv[3], p["name"], p["run_cnt"], p["run_time_ns"] / p["run_cnt"]))
 PY
