@@ -31,8 +31,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define SOCK_STREAM_TYPE 1
 
+/* Sized by userspace from --max-conns (every live handle may hold a
+ * socket). Not preallocated: a record costs its memory only while it
+ * exists, so room for 131,072 costs nothing until used. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, SOCKETS_MAX_SOCKS);
 	__type(key, __u64); /* struct sock * */
 	__type(value, struct sock_rec);

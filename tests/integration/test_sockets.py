@@ -680,6 +680,29 @@ class SocketsTest(ConnleakTestCase):
         self.assertEqual(proc["db_sockets"], self.backends(app), t.describe())
         self.assertGreater(sum(self.scale_stat(t, "socket_records_reads", changed)), 0, t.describe())
 
+    def test_socket_records_sized_by_max_conns(self):
+        """The socket record map holds as many records as --max-conns
+        handles: with room for 4, 6 libpq connections leave 2 records
+        dropped (counted, as are the 2 handles), where its old fixed size
+        (16,384) dropped none. The server sees all 6."""
+        app = self.app("pq")
+        c = self.sock_client()
+        t = self.attach([c.pid], extra=["--max-conns", "4"])
+        for _ in range(6):
+            c.pq(self.tcp(app))
+        self.assertEqual(self.backends(app), 6)
+
+        def done(s):
+            p = find_process(s, c.pid)
+            return p is not None and p["sockets"]["dropped"] == 2 and p["active"] == 4 and p["db_sockets"] == 4
+        snap = t.wait_snapshot(done, timeout=WAIT)
+        self.assertIsNotNone(snap, t.describe())
+        proc = find_process(snap, c.pid)
+        self.assertEqual(proc["sockets"]["dropped"], 2, t.describe())
+        self.assertEqual(proc["dropped"], 2, t.describe())  # the handles the conns map had no room for
+        self.assertEqual(proc["sockets"]["paired"], 4, t.describe())
+        self.assertEqual(proc["db_sockets"] + proc["sockets"]["dropped"], self.backends(app), t.describe())
+
     def test_raw_socket_only_with_db_port(self):
         """A process without libpq connections: its raw socket to the server
         counts once the server is named (--db-port)."""

@@ -284,6 +284,8 @@ int run(const Options& o)
         sc.db_ports = o.db_ports;
         sc.db_hosts = o.db_host_peers;
         sc.db_sockets = o.db_socket_paths;
+        // A record per socket a live handle holds: as many as handles.
+        sc.max_socks = o.max_conns ? o.max_conns : CONNLEAK_MAX_CONNS;
         if (auto io = tracer.value()->attach_socket_io(); io) {
             sc.sock_io_fd = tracer.value()->sock_io_map_fd();
             sc.sock_io_mark_fd = tracer.value()->sock_io_mark_fd();
