@@ -13,6 +13,10 @@ for i in $(seq 600); do grep -q ready $OUT.out 2>/dev/null && break; sleep 0.5; 
 for i in $(seq 600); do /usr/bin/python3 -c "import json,sys; s=json.load(open('$OUT.json')); sys.exit(0 if s['tracking_stats']['total_active']==100000 else 1)" 2>/dev/null && break; sleep 0.5; done
 sleep ${HOLD:-12}  # HOLD=S: longer, past the first reads of every handle
 grep VmRSS /proc/$CL/status; grep VmHWM /proc/$CL/status
+# BPF map memory: the memlock of each map connleak holds (fdinfo; a map
+# shared by both objects has two fds, counted once), summed.
+echo "bpf_maps_memlock_bytes $(cat /proc/$CL/fdinfo/* 2>/dev/null | awk '/^map_type/ {m=1} /^memlock/ && m {b=$2} /^map_id/ && m {if (!seen[$2]++) s+=b; m=0} END {print s}')"
+/usr/bin/python3 -c "import json; s=json.load(open('$OUT.json')); ps=s['processes']; print('sockets_dropped', sum(p.get('sockets',{}).get('dropped',0) for p in ps), 'processes_with_drops', sum(1 for p in ps if p.get('sockets',{}).get('dropped',0)))"
 ls -la $OUT.json
 kill $SL
 wait $CL; echo exit $?

@@ -14,7 +14,7 @@
 #include <linux/types.h>
 #endif
 
-#define SOCKETS_MAX_SOCKS 16384  /* live records (TCP records outside libpq are freed at close) */
+#define SOCKETS_MAX_SOCKS 16384  /* records when userspace sets no size (it sets --max-conns); exit_held */
 #define SOCKETS_MAX_DB_PATHS 64  /* --db-socket paths */
 #define SOCKETS_PATH_LEN 108     /* sizeof(sockaddr_un.sun_path) */
 

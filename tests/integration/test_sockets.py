@@ -643,6 +643,66 @@ class SocketsTest(ConnleakTestCase):
         c.cmd("close-raw")
         self.await_sockets(t, c.pid, want(db_sockets=1, active=1, paired=1))
 
+    def scale_stat(self, t, key, after):
+        """`key` of each report line (CONNLEAK_SCALE_STATS) after the first `after`."""
+        return [int(n) for n in re.findall(r"connleak-scale: report_ms=[^\n]* %s=(\d+)" % key, t.stderr)][after:]
+
+    def test_record_change_seen_with_records_read_only_on_change(self):
+        """The record map is read again only when the kernel counted a
+        change to it, and a process's socket report is built again only
+        when what it is made from changed: quiet reports read no record,
+        build no report and list no fd table. A change of a record alone
+        (the server ends a backend: CLOSE_WAIT, no fd opened or closed, so
+        the fd table read stands) still shows at once, as the server says."""
+        app = self.app("pq")
+        c = self.sock_client()
+        os.environ["CONNLEAK_SCALE_STATS"] = "1"
+        try:
+            t = self.attach([c.pid])
+        finally:
+            del os.environ["CONNLEAK_SCALE_STATS"]
+        kept, _ = c.pq(self.tcp(app))
+        lost, lost_backend = c.pq(self.tcp(app))
+        self.await_sockets(t, c.pid, want(db_sockets=2, active=2, paired=2),
+                           conns={kept: (self.tcp_peer, "open"), lost: (self.tcp_peer, "open")})
+        self.assertEqual(self.backends(app), 2)
+        settled = len(self.scale_stat(t, "socket_records_reads", 0)) + 2  # after the builds that showed them
+        self.assertIsNotNone(t.wait_snapshot(lambda s: len(self.scale_stat(t, "socket_records_reads", settled)) >= 5,
+                                             timeout=WAIT), t.describe())
+        for key in ("socket_records_reads", "socket_reports_built", "fd_tables_read"):
+            self.assertEqual(self.scale_stat(t, key, settled)[:5], [0] * 5, key + "\n" + t.describe())
+
+        changed = len(self.scale_stat(t, "socket_records_reads", 0))
+        self.server.psql("select pg_terminate_backend(%d)" % lost_backend)
+        _, proc = self.await_sockets(t, c.pid, want(db_sockets=1, tracking_discrepancy=-1, active=2, paired=1,
+                                                    handles_without_socket=1),
+                                     conns={kept: (self.tcp_peer, "open"), lost: (self.tcp_peer, "peer_closed")})
+        self.assertEqual(proc["db_sockets"], self.backends(app), t.describe())
+        self.assertGreater(sum(self.scale_stat(t, "socket_records_reads", changed)), 0, t.describe())
+
+    def test_socket_records_sized_by_max_conns(self):
+        """The socket record map holds as many records as --max-conns
+        handles: with room for 4, 6 libpq connections leave 2 records
+        dropped (counted, as are the 2 handles), where its old fixed size
+        (16,384) dropped none. The server sees all 6."""
+        app = self.app("pq")
+        c = self.sock_client()
+        t = self.attach([c.pid], extra=["--max-conns", "4"])
+        for _ in range(6):
+            c.pq(self.tcp(app))
+        self.assertEqual(self.backends(app), 6)
+
+        def done(s):
+            p = find_process(s, c.pid)
+            return p is not None and p["sockets"]["dropped"] == 2 and p["active"] == 4 and p["db_sockets"] == 4
+        snap = t.wait_snapshot(done, timeout=WAIT)
+        self.assertIsNotNone(snap, t.describe())
+        proc = find_process(snap, c.pid)
+        self.assertEqual(proc["sockets"]["dropped"], 2, t.describe())
+        self.assertEqual(proc["dropped"], 2, t.describe())  # the handles the conns map had no room for
+        self.assertEqual(proc["sockets"]["paired"], 4, t.describe())
+        self.assertEqual(proc["db_sockets"] + proc["sockets"]["dropped"], self.backends(app), t.describe())
+
     def test_raw_socket_only_with_db_port(self):
         """A process without libpq connections: its raw socket to the server
         counts once the server is named (--db-port)."""

@@ -284,6 +284,8 @@ int run(const Options& o)
         sc.db_ports = o.db_ports;
         sc.db_hosts = o.db_host_peers;
         sc.db_sockets = o.db_socket_paths;
+        // A record per socket a live handle holds: as many as handles.
+        sc.max_socks = o.max_conns ? o.max_conns : CONNLEAK_MAX_CONNS;
         if (auto io = tracer.value()->attach_socket_io(); io) {
             sc.sock_io_fd = tracer.value()->sock_io_map_fd();
             sc.sock_io_mark_fd = tracer.value()->sock_io_mark_fd();
@@ -514,6 +516,8 @@ int run(const Options& o)
             const uint64_t handles_cpu_start = handle_states.read_cpu_ns(), sockets_cpu_start = sockets_cpu_ns;
             const uint64_t handle_reads_start = handle_states.reads(), handle_skips_start = handle_states.skipped();
             const uint64_t fd_tables_start = sockets ? sockets->fd_tables_read() : 0;
+            const uint64_t socket_reports_start = sockets ? sockets->reports_built() : 0;
+            const uint64_t records_reads_start = sockets ? sockets->records_reads() : 0;
             const Session::Cost cost_start = session.cost();
             const std::string err = session.report(false);
             // What the report freed goes back to the system: at scale most of
@@ -529,7 +533,8 @@ int run(const Options& o)
                              "connleak-scale: report_ms=%.2f report_cpu_ms=%.2f sockets_cpu_ms=%.2f "
                              "handle_reads_cpu_ms=%.2f handle_reads=%" PRIu64 " handle_reads_skipped=%" PRIu64
                              " fd_tables_read=%" PRIu64
-                             " collect_cpu_ms=%.2f model_cpu_ms=%.2f notices_cpu_ms=%.2f output_cpu_ms=%.2f\n",
+                             " collect_cpu_ms=%.2f model_cpu_ms=%.2f notices_cpu_ms=%.2f output_cpu_ms=%.2f"
+                             " socket_reports_built=%" PRIu64 " socket_records_reads=%" PRIu64 "\n",
                              report_ns_last / 1e6, report_cpu_ns / 1e6, (sockets_cpu_ns - sockets_cpu_start) / 1e6,
                              (handle_states.read_cpu_ns() - handles_cpu_start) / 1e6,
                              handle_states.reads() - handle_reads_start, handle_states.skipped() - handle_skips_start,
@@ -537,7 +542,9 @@ int run(const Options& o)
                              (session.cost().collect_ns - cost_start.collect_ns) / 1e6,
                              (session.cost().model_ns - cost_start.model_ns) / 1e6,
                              (session.cost().notices_ns - cost_start.notices_ns) / 1e6,
-                             (session.cost().output_ns - cost_start.output_ns) / 1e6);
+                             (session.cost().output_ns - cost_start.output_ns) / 1e6,
+                             (sockets ? sockets->reports_built() : 0) - socket_reports_start,
+                             (sockets ? sockets->records_reads() : 0) - records_reads_start);
             if (!err.empty()) {
                 sink.reset();  // the terminal back first, or the message is lost with the view
                 return fail(err);

@@ -172,7 +172,8 @@ void add_options(CLI::App& app, Options& o)
     app.add_flag("--keep-command", o.keep_command,
                  "When connleak ends first, leave a launched COMMAND running and print its PID");
     app.add_option("--max-conns", o.max_conns,
-                   "Live handles the kernel map holds (default " + std::to_string(CONNLEAK_MAX_CONNS) + ")")
+                   "Live handles the kernel map holds, and as many socket records (default " +
+                       std::to_string(CONNLEAK_MAX_CONNS) + ")")
         ->type_name("N");
     app.add_option("--max-sites", o.max_sites,
                    "Sites the kernel map holds (default " + std::to_string(CONNLEAK_MAX_SITES) + ")")

@@ -20,6 +20,7 @@
 #include "clock.h"
 #include "libpq_layout_file.h"
 #include "sock_io.h"
+#include "socket_inputs.h"
 #include "sockets.h"
 #include "sockets.skel.h"
 
@@ -263,25 +264,24 @@ void SocketTracer::add_process(uint32_t pid)
 // held since before the attach, Unix sockets), or kFdTableRefreshNs passed.
 // At 1,000 processes x 100 sockets, that is one stat() a process an
 // interval instead of 100 readlink()s.
-ProcessScan SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketRecord>& records)
+bool SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketRecord>& records, uint64_t digest,
+                        ProcessScan& s)
 {
     const uint64_t fds = open_fd_count(pid);  // before the read: a change after it is seen next time
-    const uint64_t digest = records_digest(records);
     auto memo = fd_reads_.find(pid);
     auto last = memory_.find(pid);
     if (memo != fd_reads_.end() && memo->second.reusable && fds && fds == memo->second.fds &&
         digest == memo->second.records && now_ns < memo->second.refresh_ns && last != memory_.end() &&
         last->second.last_scan.ok) {
         fd_tables_reused_++;
-        ProcessScan same = last->second.last_scan;
-        same.time_ns = now_ns;
-        return same;
+        last->second.last_scan.time_ns = now_ns;  // used in place, not copied (100 sockets a process)
+        return false;
     }
-    ProcessScan s;
+    s = ProcessScan{};
     s.time_ns = now_ns;
     auto inodes = read_socket_inodes(pid);
     if (!inodes)
-        return s;
+        return true;
     fd_tables_read_++;
     std::map<uint64_t, const SocketRecord*> recorded;
     for (const SocketRecord& r : records)
@@ -302,11 +302,22 @@ ProcessScan SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<
     for (uint64_t ino : inodes.value()) {
         auto r = recorded.find(ino);
         auto k = kinds.find(ino);
+        // Without a record at its first look: accepted, or connected after
+        // the records were read (they are read before the scans). Settled
+        // at the next look, whose records were read after this scan.
+        if (k != kinds.end() && k->second.kind == Classified::Other && !k->second.settled) {
+            if (r == recorded.end()) {
+                k->second.settled = true;
+            } else {
+                kinds.erase(k);  // it connected after all: classified as any recorded socket
+                k = kinds.end();
+            }
+        }
         if (k == kinds.end()) {
             if (r != recorded.end() ? !r->second->tcp : first->second.count(ino))
                 need_tcp = need_unix = true;  // classify it (a Unix record: the table says its state)
             else if (r == recorded.end())
-                kinds[ino] = {Classified::Other, Peer()};  // appeared without connecting: accepted
+                kinds[ino] = {Classified::Other, Peer(), false};  // appeared without connecting (so far)
             continue;
         }
         if (k->second.kind == Classified::Tcp && r == recorded.end() && db(k->second.peer))
@@ -353,9 +364,9 @@ ProcessScan SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<
                 continue;
             auto f = fresh.find(ino);
             if (f == fresh.end()) {
-                kinds[ino] = {Classified::Other, Peer()};
+                kinds[ino] = {Classified::Other, Peer(), true};
             } else if (in_tcp.count(ino)) {
-                kinds[ino] = {Classified::Tcp, f->second.peer};
+                kinds[ino] = {Classified::Tcp, f->second.peer, true};
                 // Held at the first look (before the attach, or inherited):
                 // libpq was not seen connecting it, the server may say what it is.
                 const Peer& peer = f->second.peer;
@@ -363,7 +374,7 @@ ProcessScan SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<
                     rules_.learned.insert(peer);
             } else if (in_unix.count(ino)) {
                 kinds[ino] = {f->second.peer.kind == Peer::Kind::None ? Classified::Other : Classified::Unix,
-                              f->second.peer};
+                              f->second.peer, true};
             }
         }
     }
@@ -379,12 +390,14 @@ ProcessScan SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<
     }
     s.ok = true;
     // Used again only if every socket it holds tells its changes through
-    // its record (TCP, connected while traced) or is nothing to look at.
+    // its record (TCP, connected while traced) or is nothing to look at
+    // for good.
     bool reusable = !need_tcp && !need_unix;
     for (uint64_t ino : inodes.value()) {
         auto r = recorded.find(ino);
         auto k = kinds.find(ino);
-        if (!(r != recorded.end() && r->second->tcp) && !(k != kinds.end() && k->second.kind == Classified::Other))
+        if (!(r != recorded.end() && r->second->tcp) &&
+            !(k != kinds.end() && k->second.kind == Classified::Other && k->second.settled))
             reusable = false;
     }
     FdTableRead& read = fd_reads_[pid];
@@ -393,7 +406,7 @@ ProcessScan SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<
     const uint64_t period =
         memo == fd_reads_.end() ? kFdTableRefreshNs + (pid % 30) * kFdTableRefreshNs / 30 : kFdTableRefreshNs;
     read = {fds, digest, now_ns + period, reusable};
-    return s;
+    return true;
 }
 
 std::set<uint64_t> SocketTracer::take_exit_held(uint32_t pid)
@@ -412,65 +425,104 @@ std::set<uint64_t> SocketTracer::take_exit_held(uint32_t pid)
     return out;
 }
 
-std::vector<SocketRecord> SocketTracer::read_records(bool with_traffic) const
+bool SocketTracer::refresh_records()
 {
-    // Traffic first: a record read after its traffic entry is never older.
-    // Both come sorted by key: looked up by bisection, no tree built.
-    const auto io = with_traffic ? dump_map<uint64_t, sock_io>(bpf_map__fd(skel_->maps.sock_io))
-                                 : std::vector<std::pair<uint64_t, sock_io>>{};
-    const auto seen = dump_map<uint64_t, sock_rec>(bpf_map__fd(skel_->maps.socks));
-    std::vector<SocketRecord> out;
-    out.reserve(seen.size());
-    for (const auto& [sk, r] : seen) {
-        out.push_back(to_record(sk, r));
-        auto it = std::lower_bound(io.begin(), io.end(), sk, [](const auto& e, uint64_t key) { return e.first < key; });
-        if (traffic_ && it != io.end() && it->first == sk && it->second.conn == r.conn)
-            add_traffic(out.back(), it->second);
+    // The count first, then the map: the kernel bumps it after each change
+    // is made, so a change the read missed leaves the count moved.
+    const uint64_t changes = __atomic_load_n(&skel_->bss->socks_changes, __ATOMIC_ACQUIRE);
+    if (records_valid_ && changes == records_changes_)
+        return false;
+    records_.clear();
+    records_by_key_.clear();
+    for (const auto& [sk, r] : dump_map<uint64_t, sock_rec>(bpf_map__fd(skel_->maps.socks)))
+        records_[r.tgid].records.push_back(to_record(sk, r));
+    // Pointers taken once every list is complete (no reallocation after).
+    for (auto& [tgid, own] : records_) {
+        own.digest = records_digest(own.records);
+        for (SocketRecord& r : own.records)
+            records_by_key_.emplace_back(r.sk, &r);
     }
-    return out;
+    std::sort(records_by_key_.begin(), records_by_key_.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (const auto& [tgid, own] : records_)
+        learn_servers(own.records, rules_);
+    records_changes_ = changes;
+    records_valid_ = true;
+    records_reads_++;
+    return true;
+}
+
+void SocketTracer::refresh_traffic()
+{
+    if (!traffic_)
+        return;
+    // Both by key: one walk. A record without an entry of its own handle
+    // has no traffic (its entry freed, or another socket's at that key).
+    const auto io = dump_map<uint64_t, sock_io>(bpf_map__fd(skel_->maps.sock_io));
+    auto it = io.begin();
+    for (auto& [sk, r] : records_by_key_) {
+        while (it != io.end() && it->first < sk)
+            ++it;
+        r->last_io_ns = 0;
+        r->traffic = false;
+        r->use_ns = 0;
+        r->use_tid = 0;
+        if (it != io.end() && it->first == sk && it->second.conn == r->conn)
+            add_traffic(*r, it->second);
+    }
 }
 
 void SocketTracer::free_record(uint64_t sk)
 {
     bpf_map_delete_elem(bpf_map__fd(skel_->maps.socks), &sk);
     bpf_map_delete_elem(bpf_map__fd(skel_->maps.sock_io), &sk);
+    records_valid_ = false;  // the kernel does not count userspace's deletes
 }
 
 void SocketTracer::annotate(RawState& raw)
 {
     tcp_cache_.clear();
     unix_cache_.clear();
-    // Scans first, records after: a socket connected in between has a
-    // record (and a connect time after the scan's).
-    // (The records read before tell which sockets need the tables.)
-    std::map<uint32_t, ProcessScan> scans;
-    {
-        std::vector<SocketRecord> before = read_records(false);  // the scans need no traffic
-        learn_servers(before, rules_);
-        // Each scan looks at its own process's records: split once, not
-        // walked whole per process (1,000 processes x 100,000 records).
-        std::map<uint32_t, std::vector<SocketRecord>> before_by_tgid;
-        for (SocketRecord& r : before)
-            before_by_tgid[r.tgid].push_back(std::move(r));
-        const std::vector<SocketRecord> none;
-        for (const RawProcess& p : raw.processes)
-            if (!p.stats.exited_ns && !final_.count(p.pid)) {
-                auto own = before_by_tgid.find(p.pid);
-                scans[p.pid] = scan(p.pid, monotonic_ns(), own != before_by_tgid.end() ? own->second : none);
+    // The records are read once, before the scans: a socket connected
+    // after the read and held in a scan has no record yet (its kind is
+    // settled at the next look, scan()), one closed after it is not held.
+    refresh_records();
+    refresh_traffic();
+    static const std::vector<SocketRecord> none;
+    auto records_of = [&](uint32_t pid) -> const std::vector<SocketRecord>& {
+        auto it = records_.find(pid);
+        return it != records_.end() ? it->second.records : none;
+    };
+    std::map<uint32_t, ProcessScan> scans;  // fresh reads; the others stand in memory_
+    std::set<uint32_t> scanned;
+    for (const RawProcess& p : raw.processes)
+        if (!p.stats.exited_ns && !final_.count(p.pid)) {
+            scanned.insert(p.pid);
+            auto own = records_.find(p.pid);
+            ProcessScan s;
+            const bool fresh = scan(p.pid, monotonic_ns(), own != records_.end() ? own->second.records : none,
+                                    own != records_.end() ? own->second.digest : records_digest(none), s);
+            if (fresh || !scan_version_.count(p.pid)) {
+                scan_version_[p.pid] = ++scan_versions_;
+                if (fresh)
+                    scans[p.pid] = std::move(s);
             }
-        for (auto it = fd_reads_.begin(); it != fd_reads_.end();)  // no longer traced, or exited
-            it = scans.count(it->first) ? std::next(it) : fd_reads_.erase(it);
-    }
-    std::map<uint32_t, std::vector<SocketRecord>> by_tgid;
-    {
-        std::vector<SocketRecord> records = read_records();
-        learn_servers(records, rules_);
-        for (SocketRecord& r : records)
-            by_tgid[r.tgid].push_back(std::move(r));
-    }
+        }
+    for (auto it = fd_reads_.begin(); it != fd_reads_.end();)  // no longer traced, or exited
+        it = scanned.count(it->first) ? std::next(it) : fd_reads_.erase(it);
+
+    // raw.conns comes by key (pid, then conn): one lookup per process's run.
     std::map<uint32_t, std::vector<HandleRef>> handles;
-    for (const RawConn& c : raw.conns)
-        handles[c.pid].push_back({c.conn, c.info.tid, c.info.start_ns});
+    std::vector<HandleRef>* run = nullptr;
+    uint32_t run_pid = 0;
+    for (const RawConn& c : raw.conns) {
+        if (!run || c.pid != run_pid) {
+            run = &handles[c.pid];
+            run_pid = c.pid;
+        }
+        run->push_back({c.conn, c.info.tid, c.info.start_ns});
+    }
+    static const std::vector<HandleRef> no_handles;
     const int stats_fd = bpf_map__fd(skel_->maps.sock_stats);
     auto stats = [&](uint32_t pid) {
         sock_stats st{};
@@ -488,104 +540,140 @@ void SocketTracer::annotate(RawState& raw)
             std::set<uint64_t> held = take_exit_held(p.pid);
             sock_stats st{};
             const bool walked = bpf_map_lookup_elem(stats_fd, &p.pid, &st) == 0 && st.exit_walked && !st.exit_dropped;
-            ProcessSocketReport rep =
-                build_exit_report(p.stats.exited_ns, by_tgid[p.pid], rules_, mem, walked ? &held : nullptr);
+            const std::vector<SocketRecord>& own = records_of(p.pid);
+            ProcessSocketReport rep = build_exit_report(p.stats.exited_ns, own, rules_, mem, walked ? &held : nullptr);
             rep.dropped = st.dropped;
-            for (const SocketRecord& r : by_tgid[p.pid])
+            for (const SocketRecord& r : own)
                 free_record(r.sk);
             bpf_map_delete_elem(stats_fd, &p.pid);
             memory_.erase(p.pid);
             kinds_.erase(p.pid);
             initial_.erase(p.pid);
+            built_.erase(p.pid);
+            scan_version_.erase(p.pid);
             final_[p.pid] = rep;
             raw.sockets[p.pid] = rep;
             continue;
         }
-        ProcessSocketReport rep = build_socket_report(scans[p.pid], by_tgid[p.pid], handles[p.pid], rules_, mem);
+        auto fresh = scans.find(p.pid);
+        const ProcessScan& scan = fresh != scans.end() ? fresh->second : mem.last_scan;
+        const std::vector<SocketRecord>& own = records_of(p.pid);
+        auto h = handles.find(p.pid);
+        const std::vector<HandleRef>& own_handles = h != handles.end() ? h->second : no_handles;
+        const uint64_t version = scan_version_[p.pid];
+        Built& b = built_[p.pid];
+        if (!b.valid || b.scan_version != version ||
+            b.inputs != socket_inputs_digest(own, own_handles, version, rules_.learned.size(), mem)) {
+            b.report = build_socket_report(scan, own, own_handles, rules_, mem);
+            b.scan_version = version;
+            b.inputs = socket_inputs_digest(own, own_handles, version, rules_.learned.size(), mem);
+            b.valid = true;
+            reports_built_++;
+        } else {
+            reports_reused_++;
+        }
+        ProcessSocketReport rep = b.report;
         const sock_stats st = stats(p.pid);
         rep.dropped = st.dropped;
         rep.traffic = traffic_;
         rep.last_poll_ns = st.last_poll_ns;
         raw.sockets[p.pid] = std::move(rep);
     }
+    for (auto it = built_.begin(); it != built_.end();)  // no longer traced
+        it = scanned.count(it->first) ? std::next(it) : built_.erase(it);
+    for (auto it = scan_version_.begin(); it != scan_version_.end();)
+        it = scanned.count(it->first) ? std::next(it) : scan_version_.erase(it);
     raw.sockets_tracked = true;
-    collect_garbage(by_tgid, raw);
+    collect_garbage(raw, handles);
 }
 
 // Frees records nobody needs: closed sockets outside libpq, libpq sockets a
 // newer one of the same handle replaced, and those of finished handles
-// (after a grace period).
-void SocketTracer::collect_garbage(const std::map<uint32_t, std::vector<SocketRecord>>& by_tgid, const RawState& raw)
+// (after a grace period). Per process, and only for a process where what
+// it decides from can have changed: its records, its fd table read, its
+// handles, or a grace period running (a quiet process costs one digest).
+void SocketTracer::collect_garbage(const RawState& raw,
+                                   const std::map<uint32_t, std::vector<HandleRef>>& handles_by_pid)
 {
     const uint64_t now = monotonic_ns();
-    // Sorted lists, not trees: one entry per live handle and per record
-    // (100,000 of each at scale), looked up by bisection.
-    using Handle = std::pair<uint32_t, uint64_t>;  // (tgid, conn)
-    std::vector<Handle> live_handles;
-    live_handles.reserve(raw.conns.size());
-    for (const RawConn& c : raw.conns)
-        live_handles.emplace_back(c.pid, c.conn);
-    std::sort(live_handles.begin(), live_handles.end());
-    std::vector<std::pair<Handle, uint64_t>> latest;  // (tgid, conn) -> its newest record's connect_ns
-    for (const auto& [tgid, records] : by_tgid)
-        for (const SocketRecord& r : records)
-            if (r.conn)
-                latest.push_back({{r.tgid, r.conn}, r.connect_ns});
-    std::sort(latest.begin(), latest.end());  // the newest of a handle last among its own
-    auto newest_connect = [&](const Handle& h) {
-        auto it = std::upper_bound(latest.begin(), latest.end(), std::make_pair(h, UINT64_MAX));
-        return it != latest.begin() && std::prev(it)->first == h ? std::prev(it)->second : 0;
-    };
     std::set<uint32_t> running;
     for (const RawProcess& p : raw.processes)
         if (!final_.count(p.pid))
             running.insert(p.pid);
-
-    std::vector<uint64_t> kept;
-    for (const auto& [tgid, records] : by_tgid)
-        for (const SocketRecord& r : records) {
-            auto free_it = [&] { free_record(r.sk); };
-            if (final_.count(r.tgid))
-                continue;                  // freed at exit
-            if (!running.count(r.tgid)) {  // no longer traced
-                free_it();
-                continue;
-            }
-            bool closed = r.closed_ns != 0;
-            if (!closed) {
-                auto m = memory_.find(r.tgid);
-                const ProcessScan* scan = m != memory_.end() ? &m->second.last_scan : nullptr;
-                if (scan && scan->ok && r.connect_ns < scan->time_ns) {
-                    closed = true;
-                    for (const HeldSocket& h : scan->sockets)
-                        if (h.inode == r.inode && h.state != SocketState::Closed)
-                            closed = false;
-                }
-            }
-            if (!closed) {
-                kept.push_back(r.sk);
-                continue;
-            }
-            if (!r.conn) {
-                free_it();
-                continue;
-            }
-            if (std::binary_search(live_handles.begin(), live_handles.end(), Handle{r.tgid, r.conn})) {
-                if (newest_connect({r.tgid, r.conn}) > r.connect_ns)
-                    free_it();  // replaced by a newer socket of the same handle
-                else
-                    kept.push_back(r.sk);
-                continue;
-            }
-            uint64_t since = gone_since_.emplace(r.sk, now).first->second;
-            if (now - since >= kClosedGraceNs)
-                free_it();
-            else
-                kept.push_back(r.sk);
+    static const std::vector<HandleRef> no_handles;
+    std::map<uint32_t, uint64_t> keys;
+    for (const auto& [tgid, own] : records_) {
+        if (final_.count(tgid))
+            continue;                // freed at exit
+        if (!running.count(tgid)) {  // no longer traced
+            for (const SocketRecord& r : own.records)
+                free_record(r.sk);
+            gone_since_.erase(tgid);
+            continue;
         }
-    std::sort(kept.begin(), kept.end());
+        auto h = handles_by_pid.find(tgid);
+        const std::vector<HandleRef>& handles = h != handles_by_pid.end() ? h->second : no_handles;
+        auto v = scan_version_.find(tgid);
+        uint64_t key = mix(own.digest, v != scan_version_.end() ? v->second : 0);
+        for (const HandleRef& c : handles)
+            key = mix(key, c.conn);
+        keys[tgid] = key;
+        auto gone = gone_since_.find(tgid);
+        if (auto last = garbage_keys_.find(tgid);
+            last != garbage_keys_.end() && last->second == key && gone == gone_since_.end())
+            continue;
+
+        // This process's live handles and, per handle, its newest record.
+        std::vector<uint64_t> live;
+        live.reserve(handles.size());
+        for (const HandleRef& c : handles)
+            live.push_back(c.conn);
+        std::sort(live.begin(), live.end());
+        std::map<uint64_t, uint64_t> newest;  // conn -> its newest record's connect_ns
+        for (const SocketRecord& r : own.records)
+            if (r.conn) {
+                uint64_t& n = newest[r.conn];
+                n = std::max(n, r.connect_ns);
+            }
+        auto m = memory_.find(tgid);
+        const ProcessScan* scan = m != memory_.end() ? &m->second.last_scan : nullptr;
+        std::map<uint64_t, uint64_t> still_gone;  // record key -> when first seen closed
+        for (const SocketRecord& r : own.records) {
+            bool closed = r.closed_ns != 0;
+            if (!closed && scan && scan->ok && r.connect_ns < scan->time_ns) {
+                closed = true;
+                for (const HeldSocket& held : scan->sockets)
+                    if (held.inode == r.inode && held.state != SocketState::Closed)
+                        closed = false;
+            }
+            if (!closed)
+                continue;
+            if (!r.conn) {
+                free_record(r.sk);
+                continue;
+            }
+            if (std::binary_search(live.begin(), live.end(), r.conn)) {
+                if (newest[r.conn] > r.connect_ns)
+                    free_record(r.sk);  // replaced by a newer socket of the same handle
+                continue;
+            }
+            uint64_t since = now;
+            if (gone != gone_since_.end())
+                if (auto g = gone->second.find(r.sk); g != gone->second.end())
+                    since = g->second;
+            if (now - since >= kClosedGraceNs)
+                free_record(r.sk);
+            else
+                still_gone[r.sk] = since;
+        }
+        if (still_gone.empty())
+            gone_since_.erase(tgid);
+        else
+            gone_since_[tgid] = std::move(still_gone);
+    }
     for (auto it = gone_since_.begin(); it != gone_since_.end();)
-        it = std::binary_search(kept.begin(), kept.end(), it->first) ? std::next(it) : gone_since_.erase(it);
+        it = keys.count(it->first) ? std::next(it) : gone_since_.erase(it);
+    garbage_keys_ = std::move(keys);
 }
 
 }  // namespace connleak

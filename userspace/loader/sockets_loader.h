@@ -26,7 +26,7 @@ struct SocketConfig {
     std::vector<uint16_t> db_ports;       // empty: 5432
     std::vector<Peer> db_hosts;           // --db-host, parsed by the options (port 0: any)
     std::vector<std::string> db_sockets;  // Unix socket paths
-    uint32_t max_socks = 0;               // 0: SOCKETS_MAX_SOCKS
+    uint32_t max_socks = 0;               // socket records (--max-conns); 0: SOCKETS_MAX_SOCKS
     // The traffic maps of the connleak object (Tracer::sock_io_map_fd,
     // sock_io_mark_fd): filled here, read by its send/recv hooks. -1: own
     // ones, which no hook reads (no idle times).
@@ -62,14 +62,25 @@ public:
     // Fd tables read in full, and scans that used the last read again (scan()).
     uint64_t fd_tables_read() const { return fd_tables_read_; }
     uint64_t fd_tables_reused() const { return fd_tables_reused_; }
+    // Process socket reports built, and handed out again unchanged; reads
+    // of the record map (measurements, CONNLEAK_SCALE_STATS).
+    uint64_t reports_built() const { return reports_built_; }
+    uint64_t reports_reused() const { return reports_reused_; }
+    uint64_t records_reads() const { return records_reads_; }
 
 private:
     SocketTracer() = default;
-    ProcessScan scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketRecord>& records);
-    std::vector<SocketRecord> read_records(bool with_traffic = true) const;
+    // True with a fresh read in `out`; false when the process's last read
+    // stands (memory_[pid].last_scan, its time moved to now_ns).
+    bool scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketRecord>& records, uint64_t records_digest,
+              ProcessScan& out);
+    // Reads the record map into records_ if the kernel changed it (or
+    // userspace freed some) since the last read; true if it read it.
+    bool refresh_records();
+    void refresh_traffic();                           // every interval: traffic moves uncounted
     std::set<uint64_t> take_exit_held(uint32_t pid);  // and frees them
     void free_record(uint64_t sk);                    // and its traffic entry
-    void collect_garbage(const std::map<uint32_t, std::vector<SocketRecord>>& records, const RawState& raw);
+    void collect_garbage(const RawState& raw, const std::map<uint32_t, std::vector<HandleRef>>& handles_by_pid);
     uint64_t xact_layout_cookie(const std::string& path);
 
     // The exported accessors' addresses are in libpq's own symbols.
@@ -89,10 +100,14 @@ private:
     bool traffic_ = false;  // the send/recv hooks fill sock_io
     std::map<uint32_t, ProcessSocketMemory> memory_;
     std::map<uint32_t, ProcessSocketReport> final_;  // exited processes
-    std::map<uint64_t, uint64_t> gone_since_;        // record key -> when first seen closed
+    // pid -> record key -> when first seen closed (its handle finished)
+    std::map<uint32_t, std::map<uint64_t, uint64_t>> gone_since_;
     struct Classified {
         enum Kind { Tcp, Unix, Other } kind;
         Peer peer;
+        // Other without a record at its first look may have connected
+        // after the records were read: settled at the next look.
+        bool settled = true;
     };
     std::map<uint32_t, std::map<uint64_t, Classified>> kinds_;  // pid -> inode -> what it is
     std::map<uint32_t, std::set<uint64_t>> initial_;            // pid -> held at its first look, still held
@@ -106,6 +121,29 @@ private:
         bool reusable = false;    // no socket it held needed the tables
     };
     std::map<uint32_t, FdTableRead> fd_reads_;
+    // The record map's last read, by owner, each list by key; the kernel's
+    // count of its changes then (sockets.bpf.c's socks_changes).
+    struct OwnRecords {
+        std::vector<SocketRecord> records;
+        uint64_t digest = 0;  // records_digest, for scan()
+    };
+    std::map<uint32_t, OwnRecords> records_;
+    std::vector<std::pair<uint64_t, SocketRecord*>> records_by_key_;  // into records_, by sk
+    uint64_t records_changes_ = 0;
+    bool records_valid_ = false;  // false: read again (never read, or userspace freed some)
+    // Each process's last socket report, handed out again while what it
+    // was built from is the same (model/socket_inputs).
+    struct Built {
+        uint64_t scan_version = 0;  // which fd table read it used
+        uint64_t inputs = 0;        // socket_inputs_digest after the build
+        bool valid = false;
+        ProcessSocketReport report;
+    };
+    std::map<uint32_t, Built> built_;
+    uint64_t scan_versions_ = 0;                 // fd table reads made (the last one's version)
+    std::map<uint32_t, uint64_t> scan_version_;  // pid -> its scan's version
+    std::map<uint32_t, uint64_t> garbage_keys_;  // pid -> what its last collect_garbage() pass decided from
+    uint64_t reports_built_ = 0, reports_reused_ = 0, records_reads_ = 0;
     uint64_t fd_tables_read_ = 0, fd_tables_reused_ = 0;
     // Per network namespace, read once per annotate().
     std::map<uint64_t, std::vector<InetSocket>> tcp_cache_;
