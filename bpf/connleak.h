@@ -43,6 +43,9 @@ struct proc_stats {
 	__u64 released_inherited; /* PQfinish of a handle inherited at fork */
 	__u64 dropped_inherited;  /* inherited handles the inherited map had no room for */
 	__u64 entered;            /* EVENT_ENTERED sent (its first outermost libpq call) */
+	__u64 last_poll_ns;       /* its latest PQconnectPoll entry (sockets.bpf.c; 0: none seen):
+				   * a connecting handle changes only there. Here, not in sock_stats:
+				   * the probe finds this entry anyway (the filter), one lookup */
 };
 
 /* Live handle (key: conn_key). Deleted by PQfinish. */
