@@ -22,7 +22,7 @@
  * change it before load, --stack-size; 0: no stacks), and the ring buffer. */
 #define CONNLEAK_STACK_SIZE 8192
 #define CONNLEAK_STACK_SIZE_MAX 65536
-#define CONNLEAK_EVENTS_SIZE (2 << 20)
+#define CONNLEAK_EVENTS_SIZE (4 << 20) /* at the least; grows with --stack-size (loader) */
 
 /* Per traced process (key: tgid). Its presence is the in-kernel filter:
  * probes ignore any process without an entry or whose entry is exited. */
