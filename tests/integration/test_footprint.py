@@ -13,7 +13,8 @@ Each run: connleak launches pqstress (2 processes x 4 threads, every connect
 API in turn, so a burst of new stacks in each process at start); counts must
 be exact with no stack event dropped, and connleak's largest mapping of a BPF
 map must be the ring's, resident whole: a producer page and the data twice.
-The default --stack-size 8192 (4 MiB), and 65536 (8 MiB).
+The default --stack-size 8192 (4 MiB), 65536 (8 MiB), and 0 (a page, which
+nothing reads or maps).
 
 No PostgreSQL server needed. Env (set by ctest): CONNLEAK, BUILD_DIR.
 """
@@ -32,6 +33,7 @@ from connleak_testkit.paths import BUILD_DIR, CONNLEAK  # noqa: E402
 from connleak_testkit.snapshot import find_process, read_json  # noqa: E402
 
 MIB = 1 << 20
+RINGBUF = 27  # BPF_MAP_TYPE_RINGBUF
 
 
 def bpf_map_mappings(pid):
@@ -80,24 +82,29 @@ class FootprintTest(unittest.TestCase):
         total = [x for x in lines if x["role"] == "total"][0]
         workers = [x for x in lines if x["role"] == "proc"]
         mappings = bpf_map_mappings(mon.pid)
+        rings = [m["max_entries"] for m in benchlib.bpf_maps_of(mon.pid) if m.get("map_type") == RINGBUF]
         os.kill(total["pid"], signal.SIGUSR1)
         self.assertEqual(mon.wait(120), 0, mon.describe())
         final = read_json(json_path)
-        return mappings, workers, final, mon
+        return mappings, rings, workers, final, mon
 
     def check(self, extra, ring):
-        mappings, workers, final, mon = self.run_pqstress(extra)
-        # The ring's read-only mapping: its producer page and the data twice.
-        self.assertIn((4096 + 2 * ring, 4096 + 2 * ring), mappings, mon.describe())
-        self.assertEqual(max(size for size, rss in mappings), 4096 + 2 * ring,
-                         "no larger BPF map mapping than the ring's: %s" % mappings)
+        mappings, rings, workers, final, mon = self.run_pqstress(extra)
+        stacks = extra != ["--stack-size", "0"]
+        self.assertEqual(rings, [ring], "the event ring's size")
+        if stacks:
+            # The ring's read-only mapping: its producer page and the data twice.
+            self.assertIn((4096 + 2 * ring, 4096 + 2 * ring), mappings, mon.describe())
+        self.assertLessEqual(max(size for size, rss in mappings), 4096 + 2 * ring if stacks else 4096,
+                             "no larger BPF map mapping than the ring's: %s" % mappings)
         self.assertEqual(len(workers), 2)
         for w in workers:
             p = find_process(final, w["pid"]) or {}
             got = {k: p.get(k) for k in ("acquired", "released", "leaked_at_exit", "dropped", "dropped_stacks",
                                          "stacks_unwound", "stacks_truncated")}
             want = {"acquired": w["acquired"], "released": w["finished"], "leaked_at_exit": w["held"],
-                    "dropped": 0, "dropped_stacks": 0, "stacks_unwound": w["acquired"], "stacks_truncated": 0}
+                    "dropped": 0, "dropped_stacks": 0, "stacks_unwound": w["acquired"] if stacks else 0,
+                    "stacks_truncated": 0}
             self.assertEqual(got, want, "pid %d\n%s" % (w["pid"], mon.describe()))
 
     def test_default_ring_is_4_mib(self):
@@ -105,6 +112,10 @@ class FootprintTest(unittest.TestCase):
 
     def test_ring_grows_with_stack_size(self):
         self.check(["--stack-size", 65536], 8 * MIB)
+
+    def test_no_stacks_no_ring_to_speak_of(self):
+        # Nothing reads the ring without stacks: a page, never mapped.
+        self.check(["--stack-size", "0"], 4096)
 
 
 if __name__ == "__main__":

@@ -99,8 +99,9 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
     // load, 2 MiB overflowed in test_exactness, 4 MiB did not), then rare;
     // and each stack walked once, Python code objects, last-use copies.
     // 4 MiB, more for a --stack-size of which 64 whole copies would not fit
-    // (a power of two of pages, as ring buffers need).
-    size_t ring = CONNLEAK_EVENTS_SIZE;
+    // (a power of two of pages, as ring buffers need). Without stacks
+    // nothing reads it: a page, for the few events still sent.
+    size_t ring = cfg.stack_size ? CONNLEAK_EVENTS_SIZE : 4096;
     while (cfg.stack_size && ring < kRingCopies * (sizeof(acquire_event) + size_t{cfg.stack_size}))
         ring *= 2;
     bpf_map__set_max_entries(t->skel_->maps.events, ring);
