@@ -8,7 +8,9 @@
 #
 #   bench/socket_hooks_cost.sh [BUILD_DIR]        (as root)
 #   env: RUNS (5), N (20000 socket connects per run), NPQ (300 libpq connects
-#        per run), NO_PQ=1 to skip the libpq part (it starts a PostgreSQL)
+#        per run), NO_PQ=1 to skip the libpq part (it starts a PostgreSQL),
+#        ONLY=poll for the PQconnectPoll part alone (STATS_RUNS: how many
+#        traced statistics runs, default 1)
 #
 # Two measures:
 #   1. end to end: the workload's own CPU time per operation, statistics off;
@@ -23,7 +25,8 @@
 #   tcp  N   loopback TCP connect + accept + close, N times (10 state changes each)
 #   unix N   Unix stream connect + accept + close, N times
 #   poll N   PQconnectPoll(NULL), N times: the price of the PQconnectPoll
-#            probes per call (a libpq TCP connect makes 6 calls, Unix 3)
+#            probes per call (a libpq TCP connect makes 6 calls, Unix 3);
+#            "poll N wait": the same between two lines read on stdin
 #   pq   N   PQconnectdb + PQfinish over loopback TCP, N times
 # Configurations:
 #   none          connleak not running
@@ -79,11 +82,22 @@ int main(int argc, char **argv)
 	if (strcmp(mode, "poll") == 0) {
 		/* PQconnectPoll(NULL) returns at once: what is left is the
 		 * probes' price per call. */
+		int wait = argc > 3 && strcmp(argv[3], "wait") == 0;
+		char line[16];
+		if (wait && !fgets(line, sizeof(line), stdin))
+			exit(1);
 		t0 = now_us();
 		for (long i = 0; i < n; i++)
 			if (PQconnectPoll(NULL) != PGRES_POLLING_FAILED)
 				exit(1);
 		t1 = now_us();
+		if (wait) {
+			printf("%.3f\n", (t1 - t0) / n);
+			fflush(stdout);
+			while (fgets(line, sizeof(line), stdin))
+				;
+			return 0;
+		}
 	} else if (strcmp(mode, "pq") == 0) {
 		t0 = now_us();
 		for (long i = 0; i < n; i++) {
@@ -132,30 +146,66 @@ EOF
 cc -O2 -I/usr/include/postgresql -o "$work/sockloop" "$work/sockloop.c" -lpq
 
 # stop_connleak, with the socket programs' in-kernel run time so far
-# dumped first (before they go) for prog_costs.
+# dumped first (before they go) for prog_costs, with connleak's PID.
 stop_connleak_costs() { # MODE
 	bpftool prog show -j > "$work/progs.$1.json" 2>/dev/null || true
+	echo "$cl_pid" > "$work/progs.$1.pid"
 	stop_connleak
 }
 
-# MODE CONFIG: "name calls ns/call" of the socket programs, from stop_connleak_costs's dump.
+# MODE CONFIG: "name calls ns/call" of the socket programs, from
+# stop_connleak_costs's dump; only our connleak's (others may run on the
+# machine, with programs of the same names).
 prog_costs() {
-	/usr/bin/python3 - "$work/progs.$1.json" "$2" <<'PY'
-import json, sys
+	/usr/bin/python3 - "$work/progs.$1.json" "$2" "$(cat "$work/progs.$1.pid" 2>/dev/null)" <<'PY'
+import json, os, sys
 try:
     progs = json.load(open(sys.argv[1]))
 except Exception:
     sys.exit(0)
+ours = int(sys.argv[3]) if sys.argv[3:] and sys.argv[3] else None
 names = ("tcp_state", "unix_connect", "connect_poll_enter", "thread_exit")
-if sys.argv[1].endswith(".poll.json"):
+if os.path.basename(sys.argv[1]).startswith("progs.poll"):
     names = ("connect_poll_enter",)
 for p in progs:
     name = p.get("name", "")
+    if ours and "pids" in p and ours not in [x.get("pid") for x in p["pids"]]:
+        continue
     for n in names:
         if n.startswith(name) and p.get("run_cnt"):
             print("  %-5s %-14s %-20s %9d calls %8.0f ns/call" % (sys.argv[1].split(".")[-2], sys.argv[2], n,
                   p["run_cnt"], p["run_time_ns"] / p["run_cnt"]))
 PY
+}
+
+# stats_traced_poll N: connect_poll_enter's run time per call when the
+# caller is traced (the path a traced libpq user pays: the filter, the poll
+# mark, the thread's poll record), statistics on for this run only;
+# --no-follow puts the probe in sockloop alone, so no other libpq user of
+# the machine adds its (untraced, cheaper) calls to the count.
+stats_traced_poll() {
+	rm -f "$work/go" "$work/poll.traced-stats"
+	mkfifo "$work/go"
+	# SCHED_FIFO: the statistics count a preempted program's wait as run time.
+	chrt -f 20 "$work/sockloop" poll "$1" wait < "$work/go" > "$work/poll.traced-stats" &
+	sl_pid=$!
+	exec 4> "$work/go"
+	start_connleak --no-follow --libpq "$libpq" -p $sl_pid
+	sysctl -q -w kernel.bpf_stats_enabled=1
+	echo go >&4
+	i=0
+	until [ -s "$work/poll.traced-stats" ] || [ $i -gt 3000 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	bpftool prog show -j > "$work/progs.poll-traced.json" 2>/dev/null || true
+	sysctl -q -w kernel.bpf_stats_enabled=0
+	echo "$cl_pid" > "$work/progs.poll-traced.pid"
+	stop_connleak
+	exec 4>&-
+	wait $sl_pid || true
+	report poll 0 "$(cat "$work/poll.traced-stats")" "traced (stats)"
+	prog_costs poll-traced traced
 }
 
 # once CONFIG MODE N [ARG]: us/op of one run of the workload under CONFIG
@@ -211,9 +261,17 @@ report() { # MODE BASE VALUE
 
 echo "socket hooks cost: median of $RUNS runs; tcp/unix: $N connects per run, pq: $NPQ per run"
 echo "kernel $(uname -r), $(nproc) CPUs"
+if [ "${ONLY:-}" = poll ]; then # the PQconnectPoll part alone
+	measure poll "$((N * 5))"
+	for r in $(seq "${STATS_RUNS:-1}"); do
+		stats_traced_poll "$((N * 5))"
+	done
+	exit 0
+fi
 measure tcp "$N"
 measure unix "$N" "$work"
 measure poll "$((N * 5))"
+stats_traced_poll "$((N * 5))"
 
 if [ "${NO_PQ:-0}" != 1 ]; then
 	start_pg

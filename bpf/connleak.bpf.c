@@ -230,7 +230,7 @@ static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats 
 	struct acquire_event *e;
 	struct task_struct *task;
 	struct bpf_dynptr rec;
-	__u64 sp = ctx->sp, end = 0, arg_start, fsbase, len, off = 0;
+	__u64 sp = ctx->sp, end = 0, first_sp, fsbase, len, off = 0;
 	__u32 zero = 0;
 	__u8 *page = bpf_map_lookup_elem(&copy_page, &zero);
 
@@ -239,19 +239,23 @@ static __always_inline void send_acquire(struct pt_regs *ctx, struct proc_stats 
 	/* Copy up to where the thread's frames end, page by page: a page never
 	 * touched (the random gap exec leaves above the first frame, a large
 	 * unused local array) cannot be read without faulting, and reads as
-	 * zeros, the rest still copied. Above the main thread's first frame
-	 * lie argv and the environment (from mm->arg_start up): not frames,
-	 * and they may hold secrets (PGPASSWORD, a DATABASE_URL). Never copied.
+	 * zeros, the rest still copied. The main thread's frames end at its
+	 * first stack pointer (mm->start_stack, where argc lies): above it,
+	 * the argv and envp pointers, the auxiliary vector, a random gap of up
+	 * to 8 KiB and the strings of argv and the environment are no frames,
+	 * and may hold secrets (PGPASSWORD, a DATABASE_URL). Never copied; that
+	 * also keeps the copies short (a burst of them at a process's start
+	 * must fit the ring).
 	 * A glibc thread's stack ends below its thread pointer (struct pthread
 	 * sits at the top of the stack block). Only other stacks need the
 	 * mapping's end: bpf_find_vma only try-locks the address space and
 	 * fails while another thread maps or unmaps memory (malloc does, in a
 	 * busy client), which would leave the copy empty. */
 	task = bpf_get_current_task_btf();
-	arg_start = BPF_CORE_READ(task, mm, arg_start);
+	first_sp = BPF_CORE_READ(task, mm, start_stack);
 	fsbase = task->thread.fsbase;
-	if (arg_start > sp && arg_start - sp <= STACK_BOUND)
-		end = arg_start;
+	if (first_sp > sp && first_sp - sp <= STACK_BOUND)
+		end = first_sp + 8; /* argc: _start's frame ends there */
 	else if (fsbase > sp && fsbase - sp <= STACK_BOUND)
 		end = fsbase;
 	else if (bpf_find_vma(task, sp, stack_end, &end, 0) || end <= sp)

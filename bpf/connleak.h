@@ -22,7 +22,7 @@
  * change it before load, --stack-size; 0: no stacks), and the ring buffer. */
 #define CONNLEAK_STACK_SIZE 8192
 #define CONNLEAK_STACK_SIZE_MAX 65536
-#define CONNLEAK_EVENTS_SIZE (2 << 20)
+#define CONNLEAK_EVENTS_SIZE (4 << 20) /* at the least; grows with --stack-size (loader) */
 
 /* Per traced process (key: tgid). Its presence is the in-kernel filter:
  * probes ignore any process without an entry or whose entry is exited. */
@@ -43,6 +43,9 @@ struct proc_stats {
 	__u64 released_inherited; /* PQfinish of a handle inherited at fork */
 	__u64 dropped_inherited;  /* inherited handles the inherited map had no room for */
 	__u64 entered;            /* EVENT_ENTERED sent (its first outermost libpq call) */
+	__u64 last_poll_ns;       /* its latest PQconnectPoll entry (sockets.bpf.c; 0: none seen):
+				   * a connecting handle changes only there. Here, not in sock_stats:
+				   * the probe finds this entry anyway (the filter), one lookup */
 };
 
 /* Live handle (key: conn_key). Deleted by PQfinish. */

@@ -204,16 +204,14 @@ SEC("uprobe")
 int BPF_KPROBE(connect_poll_enter, void *conn)
 {
 	__u64 sp = PT_REGS_SP(ctx);
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct sock_stats zero = {}, *st;
+	struct proc_stats *ps = traced_proc(bpf_get_current_pid_tgid() >> 32);
 	struct poll_call *c;
 
-	if (!traced(tgid))
+	if (!ps)
 		return 0;
-	/* Userspace reads a connecting handle's state again only after a poll. */
-	st = lookup_or_init(&sock_stats, &tgid, &zero);
-	if (st)
-		st->last_poll_ns = bpf_ktime_get_ns();
+	/* Userspace reads a connecting handle's state again only after a
+	 * poll: marked in the filter's entry just found, no second lookup. */
+	ps->last_poll_ns = bpf_ktime_get_ns();
 	c = bpf_task_storage_get(&polls, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!c)
 		return 0;

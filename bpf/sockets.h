@@ -58,7 +58,6 @@ struct sock_stats {
 	__u64 exit_walked; /* its fd table was read at exit (exit_held) */
 	__u64 exit_dropped; /* sockets held at exit exit_held had no room for */
 	__u64 io_dropped;   /* libpq sockets the sock_io map had no room for (no idle time, no last user) */
-	__u64 last_poll_ns; /* its latest PQconnectPoll entry (0: none seen): a connecting handle changes only there */
 };
 
 /* A socket a process still held when its last thread exited (key of

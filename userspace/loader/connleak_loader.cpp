@@ -37,6 +37,9 @@ bool u32_less(const __u32& a, const __u32& b)
     return a < b;
 }
 
+// Whole --stack-size copies the event ring holds at least (Tracer::load).
+constexpr size_t kRingCopies = 64;
+
 // The libpq entry points and what each probe does there.
 struct Probe {
     const char* function;
@@ -88,12 +91,18 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
     t->skel_->rodata->stack_size = cfg.stack_size;
     t->skel_->rodata->trace_all = cfg.trace_all;
     t->skel_->rodata->self_tgid = static_cast<__u32>(getpid());
-    // Room for 512 stack copies at least (a power of two of pages, as ring
-    // buffers need): copies come only until userspace has learnt a stack's
-    // steps, but they come at the rate of acquisitions, and the first ones
-    // wait for libdwfl to open the process's modules.
-    size_t ring = CONNLEAK_EVENTS_SIZE;
-    while (cfg.stack_size && ring < 512 * (sizeof(acquire_event) + size_t{cfg.stack_size} + 4096))
+    // The ring's data pages are mapped into connleak twice (a record that
+    // wraps reads as one), every page counted in its RSS from the start: a
+    // MiB of ring is 2 MB of RSS, used or not. It carries a copy of the
+    // stack until userspace has learnt a stack's return addresses: a burst
+    // at a process's start, as long as the reader takes to learn (under
+    // load, 2 MiB overflowed in test_exactness, 4 MiB did not), then rare;
+    // and each stack walked once, Python code objects, last-use copies.
+    // 4 MiB, more for a --stack-size of which 64 whole copies would not fit
+    // (a power of two of pages, as ring buffers need). Without stacks
+    // nothing reads it: a page, for the few events still sent.
+    size_t ring = cfg.stack_size ? CONNLEAK_EVENTS_SIZE : 4096;
+    while (cfg.stack_size && ring < kRingCopies * (sizeof(acquire_event) + size_t{cfg.stack_size}))
         ring *= 2;
     bpf_map__set_max_entries(t->skel_->maps.events, ring);
     keep_socket_io_if_supported(t->skel_);

@@ -18,6 +18,7 @@
 #include "bpf_util.h"
 #include "cgroup2_root.h"
 #include "clock.h"
+#include "connleak.h"
 #include "libpq_layout_file.h"
 #include "sock_io.h"
 #include "socket_inputs.h"
@@ -528,6 +529,12 @@ void SocketTracer::annotate(RawState& raw)
         sock_stats st{};
         return bpf_map_lookup_elem(stats_fd, &pid, &st) == 0 ? st : sock_stats{};
     };
+    // The PQconnectPoll probe marks its poll in the process's filter entry.
+    const int procs_fd = bpf_map__fd(skel_->maps.procs);
+    auto last_poll_ns = [&](uint32_t pid) {
+        proc_stats ps{};
+        return bpf_map_lookup_elem(procs_fd, &pid, &ps) == 0 ? ps.last_poll_ns : 0;
+    };
 
     for (const RawProcess& p : raw.processes) {
         if (auto f = final_.find(p.pid); f != final_.end()) {
@@ -576,7 +583,7 @@ void SocketTracer::annotate(RawState& raw)
         const sock_stats st = stats(p.pid);
         rep.dropped = st.dropped;
         rep.traffic = traffic_;
-        rep.last_poll_ns = st.last_poll_ns;
+        rep.last_poll_ns = last_poll_ns(p.pid);
         raw.sockets[p.pid] = std::move(rep);
     }
     for (auto it = built_.begin(); it != built_.end();)  // no longer traced
