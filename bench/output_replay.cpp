@@ -53,9 +53,12 @@ public:
                 continue;
             const size_t made = pick(40);
             for (size_t i = 0; i < made; i++) {
-                Held h{pid, 0x550000000000ull + (next_conn_++) * 0x1e0, now_ns_ - pick(5'000'000'000ull),
+                Held h{pid,
+                       0x550000000000ull + (next_conn_++) * 0x1e0,
+                       now_ns_ - pick(5'000'000'000ull),
                        pick(5) == 0 ? SiteKey::caller(0x401000 + pick(3) * 0x10) : SiteKey::stack(pick(9)),
-                       SiteKey::last_use(pick(7)), pick(3) ? now_ns_ - pick(3'000'000'000ull) : 0};
+                       SiteKey::last_use(pick(7)),
+                       pick(3) ? now_ns_ - pick(3'000'000'000ull) : 0};
                 held_.push_back(h);
                 acquired_[pid]++;
             }
@@ -152,8 +155,8 @@ private:
 std::string site_label(const SiteKey& k)
 {
     const char* kind = k.kind == SiteKey::Kind::caller ? "caller" : k.kind == SiteKey::Kind::stack ? "stack" : "use";
-    return std::string("handler_") + kind + "_" + std::to_string(k.value) + " (shop/routes_module.py:" +
-           std::to_string(10 + k.value) + ")";
+    return std::string("handler_") + kind + "_" + std::to_string(k.value) +
+           " (shop/routes_module.py:" + std::to_string(10 + k.value) + ")";
 }
 
 }  // namespace
