@@ -146,3 +146,72 @@ TEST_CASE("snapshot_text: the same bytes as the whole tree dumped", "[json]")
         CHECK(pieces == snapshot_document(snapshot_to_json(s)));
     }
 }
+
+TEST_CASE("snapshot_text: a process entry written as text, every key in each of its forms", "[json]")
+{
+    Snapshot s;
+    s.wall_time_s = 1795723200;
+    s.totals.sockets_tracked = true;
+    ProcessReport p = process(20, 3, true);
+    p.comm = "bad\xff utf8 \"q\"";
+    p.acquired = 18446744073709551615ull;  // above int64's range
+    p.container_id.clear();
+    p.pod_uid = "pod-1";
+    p.pool_slots_lost = 2;
+    p.states["in_transaction"] = 1;
+    p.sockets.tracking_discrepancy = -4;
+    p.sockets.pre_attach_peers["127.0.0.1:5432"] = 2;
+    p.sockets.untracked_peers["/run/pg \"x\"\n.s.PGSQL.5432"] = 1;
+    SiteReport none = p.sites.front();
+    none.site = "no stack (x.py:1)";
+    none.frames = nullptr;
+    none.states.clear();
+    none.avg_ms = 12.34567;
+    none.max_ms = 1e300;
+    p.sites.push_back(none);
+    SiteReport empty = none;
+    empty.frames = std::make_shared<const std::vector<std::string>>();
+    p.sites.push_back(empty);
+    LastUserReport known;
+    known.site = "run (app.py:9)";
+    known.frames = p.connections.front().frames;
+    known.connections = 3;
+    known.pooled = 1;
+    known.checked_out = 1;
+    known.leaks = 1;
+    LastUserReport no_frames = known;
+    no_frames.site = "other (app.py:1)";
+    no_frames.frames = nullptr;
+    p.last_users = {known, no_frames, LastUserReport{}};
+    p.last_users_total = 5;
+    s.processes.push_back(p);
+    ProcessReport bare;  // nothing: empty lists and objects, no sockets
+    bare.pid = 21;
+    s.processes.push_back(bare);
+    // Notices in each form: a pooled leak (in_transaction_ms), a release, no frames.
+    Notice leak;
+    leak.seq = 7;
+    leak.kind = "leak";
+    leak.wall_time_s = 1795723201;
+    leak.pid = 20;
+    leak.tid = 21;
+    leak.comm = "w\xff\"";
+    leak.conn = 0xdeadbeef;
+    leak.age_ms = 1234.56;
+    leak.site = "a\tb (x.py:2)";
+    leak.pooled = true;
+    leak.in_transaction_ms = 99.99;
+    leak.frames = p.connections.front().frames;
+    Notice released = leak;
+    released.seq = 8;
+    released.kind = "released";
+    released.frames = nullptr;
+    Notice plain = leak;
+    plain.pooled = false;
+    s.notices = {leak, released, plain};
+    for (size_t listed : {size_t{0}, size_t{2}, size_t{100}}) {
+        s.connections_shown = listed ? listed : 1;
+        s.connections_listed_max = listed ? 1000 : 0;
+        CHECK(snapshot_text(s) == snapshot_document(snapshot_to_json(s)));
+    }
+}

@@ -1,5 +1,6 @@
 #include "session.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <limits>
 
@@ -78,22 +79,26 @@ std::string Session::report(bool final)
 // Leaks just reported: their release notices need their hold times.
 void Session::watch_releases(const Snapshot& snap, const std::vector<Notice>& batch)
 {
-    // By pid, not a walk of every process per notice (100,000 leaks at once
-    // in 1,000 processes at scale).
-    std::map<uint32_t, const ProcessReport*> by_pid;
+    // The leaks' handles sorted, each process's rows walked once against
+    // its own (100,000 leaks at once in 1,000 processes at scale: a walk of
+    // the process's rows per leak before).
+    std::vector<std::pair<uint32_t, uint64_t>> leaked;
     for (const Notice& n : batch)
         if (n.kind == "leak")
-            by_pid.emplace(n.pid, nullptr);
-    for (const ProcessReport& p : snap.processes)
-        if (auto it = by_pid.find(p.pid); it != by_pid.end() && !it->second)
-            it->second = &p;
-    for (const Notice& n : batch) {
-        if (n.kind != "leak")
+            leaked.emplace_back(n.pid, n.conn);
+    if (leaked.empty())
+        return;
+    std::sort(leaked.begin(), leaked.end());
+    for (const ProcessReport& p : snap.processes) {
+        const auto from = std::lower_bound(leaked.begin(), leaked.end(), std::make_pair(p.pid, uint64_t{0}));
+        auto to = from;
+        while (to != leaked.end() && to->first == p.pid)
+            ++to;
+        if (from == to)
             continue;
-        if (const ProcessReport* p = by_pid[n.pid])
-            for (const ConnReport& c : p->connections)
-                if (c.conn == n.conn)
-                    source_.watch_release(n.pid, c.conn, c.acquired_ns);
+        for (const ConnReport& c : p.connections)
+            if (std::binary_search(from, to, std::make_pair(p.pid, c.conn)))
+                source_.watch_release(p.pid, c.conn, c.acquired_ns);
     }
 }
 

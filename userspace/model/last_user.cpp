@@ -3,7 +3,7 @@
 namespace connleak {
 
 void add_last_user(ConnReport& c, const RawConn& conn, const ConnSocket& sock, uint64_t now_ns,
-                   const SiteNamer& name_site, const SiteFrames& site_frames)
+                   const SharedSiteNamer& name_site, const SiteFrames& site_frames)
 {
     if (sock.last_io_ns)
         c.idle_ms = now_ns > sock.last_io_ns ? (now_ns - sock.last_io_ns) / 1e6 : 0.0;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "model.h"
 #include "socket_model.h"
@@ -14,7 +15,9 @@ namespace connleak {
 // The last user is named only when its stack is the socket's latest use:
 // a newer use whose stack was dropped (ring buffer full) or not read yet
 // leaves it unknown rather than naming an earlier borrower.
+// name_site: the last user's label, shared by the rows it names.
+using SharedSiteNamer = std::function<SharedText(const RawSite& site)>;
 void add_last_user(ConnReport& c, const RawConn& conn, const ConnSocket& sock, uint64_t now_ns,
-                   const SiteNamer& name_site, const SiteFrames& site_frames);
+                   const SharedSiteNamer& name_site, const SiteFrames& site_frames);
 
 }  // namespace connleak

@@ -39,7 +39,8 @@ private:
     // What a leak notice's release notice repeats of it and of its site and
     // process: shared by every leak of that site.
     struct Origin {
-        std::string comm, site;
+        std::string comm;
+        SharedText site;
         Frames frames = nullptr;
     };
     // A leak notice whose connection is live (100,000 at scale): a flat,
@@ -53,10 +54,11 @@ private:
         std::shared_ptr<const Origin> origin;
         bool operator<(const Reported& o) const { return key < o.key; }
     };
-    std::shared_ptr<const Origin> shared_origin(const std::string& comm, const std::string& site, const Frames& frames);
+    std::shared_ptr<const Origin> shared_origin(const std::string& comm, const SharedText& site, const Frames& frames);
     static Notice release_of(const Reported& leak);
     std::vector<Reported> reported_;  // by key
     std::map<std::tuple<std::string, std::string, const void*>, std::weak_ptr<const Origin>> origins_;
+    std::shared_ptr<const Origin> last_origin_;  // shared_origin's latest answer
     std::deque<Notice> recent_;
     size_t keep_;
     uint64_t seq_ = 0;

@@ -14,6 +14,7 @@
 #include "defaults.h"
 #include "libpq_handle.h"
 #include "server_join.h"
+#include "shared_text.h"
 #include "socket_model.h"
 
 namespace connleak {
@@ -160,10 +161,12 @@ struct SiteReport {
     uint64_t pool_slots_lost = 0;            // pooled handles finished while borrowed (PoolTracker)
 };
 
+// One live handle. Its texts are shared with the other rows that repeat
+// them (SharedText): a report holds one per live handle.
 struct ConnReport {
     uint64_t conn = 0;
     uint32_t tid = 0;
-    std::string site;
+    SharedText site;
     double age_ms = 0;
     bool leak = false;
     uint64_t acquired_ns = 0;  // with pid and conn, names one acquisition
@@ -172,20 +175,20 @@ struct ConnReport {
     bool state_known = false;
     ConnState state = ConnState::unknown;
     int32_t backend_pid = 0;
-    std::string database, user;
+    SharedText database, user;
     double state_ms = 0;  // how long it has been in this state, as seen interval by interval
     bool pooled = false;  // acquired through a pool's code (ModelOptions::pool_frames)
     // Its socket, from the process's socket report; all empty when sockets are not tracked.
-    std::string peer;           // the server it reached; "" when no socket was seen
+    SharedText peer;            // the server it reached; "" when no socket was seen
     std::string local;          // TCP: the client's address:port (kernel record at the handshake, or a scan); else ""
-    std::string socket;         // "open", "peer_closed", "closed" or "none" (no socket seen)
+    SharedText socket;          // "open", "peer_closed", "closed" or "none" (no socket seen)
     uint64_t socket_inode = 0;  // 0 when no socket was seen
     bool pre_attach = false;    // made before the attach: known from the server only (conn 0)
     std::shared_ptr<const ServerConn> server = nullptr;  // --server: the server's view, when joined
     // Traffic on its socket (last_user.h): idle time, and the stack that
     // began its current (or latest) unit of work.
-    double idle_ms = -1;         // since the last byte sent or received; < 0: not known
-    std::string last_used_site;  // "": not known
+    double idle_ms = -1;        // since the last byte sent or received; < 0: not known
+    SharedText last_used_site;  // "": not known
     Frames last_used_frames = nullptr;
     uint32_t last_used_tid = 0;
 };
@@ -253,7 +256,7 @@ struct Notice {
     std::string comm;
     uint64_t conn = 0;
     double age_ms = 0;  // leak: its age then; released: how long it was held
-    std::string site;
+    SharedText site;    // shared with its handle's row (100,000 leaks in one batch at scale)
     bool pooled = false;
     double in_transaction_ms = 0;  // pooled leak: how long in a transaction with no state change
     Frames frames = nullptr;

@@ -8,84 +8,11 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "json_object_text.h"
 #include "safe_text.h"
 
 namespace connleak {
 namespace {
-
-// Keys and values of one object, with nlohmann's separators.
-class ObjectText {
-public:
-    ObjectText(std::string& out, size_t indent) : out_(out), indent_(indent) { out_ += '{'; }
-    ~ObjectText()
-    {
-        out_ += '\n';
-        out_.append(indent_, ' ');
-        out_ += '}';
-    }
-    std::string& key(std::string_view k)
-    {
-        // One append, not five: 100,000 connections of 16 keys at scale.
-        char buf[128];
-        const size_t spaces = indent_ + 2;
-        if (spaces + k.size() + 6 > sizeof(buf)) {
-            out_ += first_ ? "\n" : ",\n";
-            out_.append(spaces, ' ');
-            out_ += '"';
-            out_ += k;
-            out_ += "\": ";
-        } else {
-            size_t n = 0;
-            if (!first_)
-                buf[n++] = ',';
-            buf[n++] = '\n';
-            std::memset(buf + n, ' ', spaces);
-            n += spaces;
-            buf[n++] = '"';
-            std::memcpy(buf + n, k.data(), k.size());  // connleak's own keys: nothing to escape
-            n += k.size();
-            std::memcpy(buf + n, "\": ", 3);
-            out_.append(buf, n + 3);
-        }
-        first_ = false;
-        return out_;
-    }
-    void null(std::string_view k) { key(k) += "null"; }
-    void boolean(std::string_view k, bool b) { key(k) += b ? "true" : "false"; }
-    void number(std::string_view k, int64_t n)
-    {
-        char buf[24];
-        const auto end = std::to_chars(buf, buf + sizeof(buf), n).ptr;
-        key(k).append(buf, static_cast<size_t>(end - buf));
-    }
-    // As nlohmann's serializer writes a double (its own Grisu2 conversion).
-    void number(std::string_view k, double d)
-    {
-        std::string& out = key(k);
-        if (!std::isfinite(d)) {
-            out += "null";
-            return;
-        }
-        std::array<char, 64> buf{};
-        const char* end = nlohmann::detail::to_chars(buf.data(), buf.data() + buf.size(), d);
-        out.append(buf.data(), static_cast<size_t>(end - buf.data()));
-    }
-    // Text already escaped and quoted.
-    void json_text(std::string_view k, std::string_view quoted) { key(k) += quoted; }
-    void text(std::string_view k, std::string_view s) { append_json_string(key(k), s); }
-    void text_or_null(std::string_view k, bool present, std::string_view s)
-    {
-        if (present)
-            text(k, s);
-        else
-            null(k);
-    }
-
-private:
-    std::string& out_;
-    size_t indent_;
-    bool first_ = true;
-};
 
 double round_ms(double ms)
 {

@@ -5,9 +5,10 @@
 #include <cmath>
 #include <numeric>
 
-#include "conn_json_text.h"
 #include "handle_json.h"
 #include "last_users_json.h"
+#include "notice_json_text.h"
+#include "process_json_text.h"
 #include "safe_text.h"
 #include "server_json.h"
 #include "socket_json.h"
@@ -176,15 +177,15 @@ json process_entry(const Snapshot& snap, const ProcessReport& p, size_t listed)
 }
 
 // The snapshot with processes[] left empty (the caller fills it with
-// `listed` connections in all).
-json snapshot_without_processes(const Snapshot& snap, size_t listed)
+// `listed` connections in all), and notices[] too unless `with_notices`.
+json snapshot_without_processes(const Snapshot& snap, size_t listed, bool with_notices = true)
 {
     const Totals& t = snap.totals;
     json procs = json::array();
     json notices = json::array();
-    for (const auto& n : snap.notices) {
-        notices.push_back(notice_json(n));
-        add_notice_pool_keys(notices.back(), n);
+    for (size_t i = 0; with_notices && i < snap.notices.size(); i++) {
+        notices.push_back(notice_json(snap.notices[i]));
+        add_notice_pool_keys(notices.back(), snap.notices[i]);
     }
     json out = {{"version", 1},
                 {"time", format_utc(snap.wall_time_s)},
@@ -228,36 +229,16 @@ void append_indented(std::string& out, const std::string& text, size_t spaces)
     out.append(text, from, std::string::npos);
 }
 
-// processes[i] at its depth in the document. Its connections are written
-// as text (append_conn_json); with --server, whose keys join each
-// connection's object, as a tree like the rest.
+// processes[i] at its depth in the document: written as text
+// (process_json_text), or with --server, whose keys join each connection's
+// object, as a tree like the rest.
 void append_process(std::string& out, const Snapshot& snap, const ProcessReport& p, size_t listed)
 {
-    if (!snap.servers.empty() || listed == 0) {
+    if (!snap.servers.empty()) {
         append_indented(out, process_entry(snap, p, listed).dump(2), 4);
         return;
     }
-    const json entry = process_entry(snap, p, 0);
-    out += "{";
-    bool first = true;
-    for (auto it = entry.begin(); it != entry.end(); ++it) {
-        out += first ? "\n      " : ",\n      ";
-        first = false;
-        out += json(it.key()).dump();
-        out += ": ";
-        if (it.key() != "connections") {
-            append_indented(out, it.value().dump(2), 6);
-            continue;
-        }
-        out += "[";
-        ConnJsonWriter writer;
-        for (size_t i = 0; i < listed; i++) {
-            out += i ? ",\n        " : "\n        ";
-            writer.append(out, p.connections[i], p.sockets.tracked, 8);
-        }
-        out += "\n      ]";
-    }
-    out += "\n    }";
+    append_process_json(out, p, listed, 4);
 }
 
 }  // namespace
@@ -285,7 +266,8 @@ void write_snapshot_text(const Snapshot& snap, const std::function<void(std::str
     // process's tree in memory at a time, not every listed connection's.
     constexpr size_t kPiece = 1 << 20;
     const std::vector<size_t> listed = connections_listed(snap);
-    const json head = snapshot_without_processes(snap, std::accumulate(listed.begin(), listed.end(), size_t{0}));
+    // processes[] and notices[] written as text, the rest as trees.
+    const json head = snapshot_without_processes(snap, std::accumulate(listed.begin(), listed.end(), size_t{0}), false);
     std::string out = "{";
     bool first = true;
     for (auto it = head.begin(); it != head.end(); ++it) {
@@ -293,6 +275,10 @@ void write_snapshot_text(const Snapshot& snap, const std::function<void(std::str
         first = false;
         out += json(it.key()).dump();
         out += ": ";
+        if (it.key() == "notices") {
+            append_notices_json(out, snap.notices, 2);
+            continue;
+        }
         if (it.key() != "processes" || snap.processes.empty()) {
             append_indented(out, it.value().dump(2), 2);
             continue;
