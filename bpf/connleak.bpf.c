@@ -28,9 +28,13 @@ struct {
 /* Handles a process got from its parent at fork (key: the child's
  * conn_key): the parent's live ones, acquired or inherited in turn, since
  * the child's copy of the memory holds the same PGconn. Deleted by the
- * child's PQfinish (released_inherited) or when userspace forgets it. */
+ * child's PQfinish (released_inherited) or when userspace forgets it.
+ * Not preallocated: most processes fork no child holding handles, and a
+ * preallocated twin of conns cost 11.5 MB at the default size whether used
+ * or not; entries are made only at fork, a slow path already. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, CONNLEAK_MAX_CONNS);
 	__type(key, struct conn_key);
 	__type(value, __u8);
