@@ -24,8 +24,6 @@
 
 #include "sock_io_maps.bpf.h"
 
-extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
-
 /* Set before load: the gap rule's threshold (sock_io.h). */
 const volatile __u64 idle_gap_ns = SOCK_IO_IDLE_GAP_NS;
 
@@ -146,6 +144,9 @@ int BPF_PROG(sock_recv, struct sock *sk, int ret, int flags)
 /* Set before load: nanoseconds per jiffy (1e9 / CONFIG_HZ); 0: unknown,
  * and then TCP sockets stay with the tracepoints. */
 const volatile __u64 ns_per_jiffy = 0;
+/* Set before load: connleak's network namespace, the only one its TCP
+ * iterator sees; a socket of another (a container's) keeps the tracepoints. */
+const volatile __u64 own_netns_cookie = 0;
 
 /* The time of the socket's last received data, if it received any since
  * the last time this was set: icsk_ack.lrcvtime is the jiffy it arrived
@@ -169,7 +170,6 @@ static __always_inline void tcp_note_recv(struct sock_io *io, struct tcp_sock *t
 SEC("sockops")
 int sock_ops_io(struct bpf_sock_ops *ops)
 {
-	struct bpf_sock_ops_kern *k;
 	struct bpf_sock *bsk;
 	struct tcp_sock *tp;
 	struct sock_io *io;
@@ -184,15 +184,20 @@ int sock_ops_io(struct bpf_sock_ops *ops)
 	barrier_var(bsk); /* one load: the verifier's null check holds for it */
 	if (!bsk || !bpf_sk_storage_get(&sock_io_mark, bsk, 0, 0))
 		return 1;
-	k = bpf_cast_to_kern_ctx(ops);
-	key = (__u64)k->sk;
+	/* The socket's address, the key: a helper rather than the kfunc
+	 * bpf_cast_to_kern_ctx, which would keep the whole object from loading
+	 * on kernels before 6.2. */
+	tp = bpf_skc_to_tcp_sock(bsk);
+	if (!tp)
+		return 1;
+	key = (__u64)tp;
 	io = bpf_map_lookup_elem(&sock_io, &key);
 	if (!io)
 		return 1;
 	if (ops->op == BPF_SOCK_OPS_TCP_CONNECT_CB) {
 		int flags = SK_BPF_CB_TX_TIMESTAMPING;
 
-		if (ns_per_jiffy &&
+		if (ns_per_jiffy && bpf_get_netns_cookie(ops) == own_netns_cookie &&
 		    bpf_setsockopt(ops, SOCK_IO_SOL_SOCKET, SK_BPF_CB_FLAGS, &flags, sizeof(flags)) == 0)
 			io->via_sock_ops = 1;
 		else
@@ -200,9 +205,6 @@ int sock_ops_io(struct bpf_sock_ops *ops)
 		return 1;
 	}
 	if (!io->via_sock_ops)
-		return 1;
-	tp = bpf_skc_to_tcp_sock(k->sk);
-	if (!tp)
 		return 1;
 	now = bpf_ktime_get_ns();
 	bytes = tp->bytes_received;
@@ -214,7 +216,9 @@ int sock_ops_io(struct bpf_sock_ops *ops)
 }
 
 /* Run by userspace before each report: the receive times of libpq's TCP
- * sockets handled by sock_ops (their receives call nothing). Outputs nothing. */
+ * sockets handled by sock_ops (their receives call nothing). A TCP
+ * iterator walks the sockets of connleak's own network namespace only, so
+ * sock_ops takes only those (own_netns_cookie). Outputs nothing. */
 SEC("iter/tcp")
 int tcp_recv_times(struct bpf_iter__tcp *ctx)
 {

@@ -48,6 +48,8 @@ static __always_inline void need_io_tracepoints(void)
 	__u32 zero = 0, one = 1;
 	struct sock_io_hooks *h = bpf_map_lookup_elem(&sock_io_hooks, &zero);
 
-	if (h && !h->live)
+	/* A full barrier before the load (the entry's insert must not pass
+	 * it): userspace turns live off, then reads the entries. */
+	if (h && !__sync_fetch_and_or(&h->live, 0))
 		bpf_ringbuf_output(&io_wake, &one, sizeof(one), BPF_RB_FORCE_WAKEUP);
 }

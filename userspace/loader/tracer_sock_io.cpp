@@ -5,10 +5,11 @@
 #include <bpf/libbpf.h>
 #include <cerrno>
 #include <csignal>
-#include <pthread.h>
 #include <cstdio>
 #include <cstdlib>
+#include <pthread.h>
 #include <string>
+#include <sys/socket.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -26,10 +27,28 @@ namespace {
 // The tracepoints stay attached at least this long after they were last
 // found needed (each check reads the sock_io map).
 // (CONNLEAK_TRAFFIC_CHECK_MS: another period, for tests.)
+// A TCP socket's connect callback follows its record within microseconds.
+constexpr uint64_t kSettleNs = 1000000000ULL;
+
 uint64_t tracepoint_check_ns()
 {
     const char* ms = getenv("CONNLEAK_TRAFFIC_CHECK_MS");
     return ms ? std::strtoull(ms, nullptr, 10) * 1000000ULL : 30ULL * 1000000000ULL;
+}
+
+// This process's network namespace cookie (SO_NETNS_COOKIE, 5.14+); 0 if unknown.
+uint64_t own_netns_cookie()
+{
+    constexpr int kSoNetnsCookie = 71;
+    uint64_t cookie = 0;
+    socklen_t len = sizeof(cookie);
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    if (getsockopt(fd, SOL_SOCKET, kSoNetnsCookie, &cookie, &len) != 0)
+        cookie = 0;
+    close(fd);
+    return cookie;
 }
 
 bool kernel_at_least(int major, int minor)
@@ -53,8 +72,10 @@ void keep_socket_io_if_supported(connleak_bpf* skel)
     }
     // BPF_SOCK_OPS_TSTAMP_SENDMSG_CB and SK_BPF_CB_FLAGS came in 6.15.
     const unsigned hz = kernel_hz();
-    const bool ops = have && hz && kernel_at_least(6, 15) && !getenv("CONNLEAK_NO_SOCK_OPS");
+    const uint64_t netns = own_netns_cookie();
+    const bool ops = have && hz && netns && kernel_at_least(6, 15) && !getenv("CONNLEAK_NO_SOCK_OPS");
     skel->rodata->ns_per_jiffy = ops ? 1000000000ULL / hz : 0;
+    skel->rodata->own_netns_cookie = netns;
     if (!ops) {
         bpf_program__set_autoload(skel->progs.sock_ops_io, false);
         bpf_program__set_autoload(skel->progs.tcp_recv_times, false);
@@ -168,13 +189,13 @@ void SocketIoHooks::detach_tracepoints()
 }
 
 // A libpq socket the tracepoints serve: Unix, or TCP that sock_ops did not take.
-bool SocketIoHooks::any_socket_needs_tracepoints() const
+bool SocketIoHooks::any_socket_needs_tracepoints(uint64_t made_before_ns) const
 {
     std::vector<std::pair<uint64_t, sock_io>> rows;
     if (!dump_map_batch<uint64_t, sock_io>(bpf_map__fd(skel_->maps.sock_io), rows, std::less<uint64_t>()))
         return true;  // cannot tell: keep them
     for (const auto& [sk, io] : rows)
-        if (!io.via_sock_ops)
+        if (!io.via_sock_ops && (!made_before_ns || io.created_ns + kSettleNs < made_before_ns))
             return true;
     return false;
 }
@@ -197,14 +218,22 @@ void SocketIoHooks::before_report()
     run_tcp_iterator();
     std::lock_guard<std::mutex> lock(mutex_);
     const uint64_t now = monotonic_ns();
-    if (!send_ || now - checked_ns_ < tracepoint_check_ns())
+    if (now - checked_ns_ < tracepoint_check_ns())
         return;
     checked_ns_ = now;
+    if (!send_) {
+        // A socket no wakeup asked for: TCP whose connect callback never
+        // ran the sock_ops program (its cgroup outside the one attached to).
+        if (any_socket_needs_tracepoints(now))
+            if (auto s = attach_tracepoints(); !s)
+                std::fprintf(stderr, "connleak: warning: %s\n", s.error().message.c_str());
+        return;
+    }
     // Live off first: a socket made after the map is read below finds it
     // off and wakes the thread, which attaches them again.
     set_live(false);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (any_socket_needs_tracepoints())
+    if (any_socket_needs_tracepoints(0))
         set_live(true);
     else
         detach_tracepoints();

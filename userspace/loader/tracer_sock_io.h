@@ -48,7 +48,9 @@ private:
     Status attach_tracepoints();  // with mutex_ held
     void detach_tracepoints();    // with mutex_ held
     void set_live(bool live);
-    bool any_socket_needs_tracepoints() const;
+    // A libpq socket the tracepoints serve (made before made_before_ns,
+    // monotonic, unless 0).
+    bool any_socket_needs_tracepoints(uint64_t made_before_ns) const;
     void run_tcp_iterator();
     void wake_loop();
 
