@@ -295,10 +295,12 @@ int run(const Options& o)
             std::fprintf(stderr, "connleak: warning: %s\n", io.error().message.c_str());
         }
         auto s = SocketTracer::load(tracer.value()->procs_map_fd(), sc);
-        if (s)
+        if (s) {
             sockets = std::move(s.value());
-        else
+        } else {
             std::fprintf(stderr, "connleak: warning: %s: no socket tracking\n", s.error().message.c_str());
+            tracer.value()->detach_socket_io();  // no socket is marked: the hooks would run for nothing
+        }
     }
 
     // Until here nothing is in any process, and a SIGINT or SIGTERM during

@@ -91,6 +91,7 @@ public:
     int sock_io_hooks_fd() const;
     int io_wake_fd() const;
     Status attach_socket_io();
+    void detach_socket_io();
     void refresh_traffic();
     const SocketIoHooks* socket_io() const { return io_hooks_.get(); }
     // Events: a descriptor to poll (-1 without events), and a pass over

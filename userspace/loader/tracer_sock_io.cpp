@@ -60,6 +60,9 @@ bool kernel_at_least(int major, int minor)
     return ma > major || (ma == major && mi >= minor);
 }
 
+// Said when the hooks are attached (with socket tracking only).
+bool hz_unknown = false;
+
 }  // namespace
 
 void keep_socket_io_if_supported(connleak_bpf* skel)
@@ -74,6 +77,7 @@ void keep_socket_io_if_supported(connleak_bpf* skel)
     const unsigned hz = kernel_hz();
     const uint64_t netns = own_netns_cookie();
     const bool ops = have && hz && netns && kernel_at_least(6, 15) && !getenv("CONNLEAK_NO_SOCK_OPS");
+    hz_unknown = have && !hz && kernel_at_least(6, 15) && !getenv("CONNLEAK_NO_SOCK_OPS");
     skel->rodata->ns_per_jiffy = ops ? 1000000000ULL / hz : 0;
     skel->rodata->own_netns_cookie = netns;
     if (!ops) {
@@ -86,6 +90,10 @@ Result<std::unique_ptr<SocketIoHooks>> SocketIoHooks::attach(connleak_bpf* skel)
 {
     if (!bpf_program__autoload(skel->progs.sock_send))
         return Error{"the kernel has no sock_send_length tracepoint (6.4+): no idle times, no last users"};
+    if (hz_unknown)
+        std::fprintf(stderr, "connleak: warning: the kernel's CONFIG_HZ is unknown (no /proc/config.gz or "
+                             "/boot/config-RELEASE): TCP traffic goes through the send/recv tracepoints, which every "
+                             "process of the machine pays for\n");
     std::unique_ptr<SocketIoHooks> h(new SocketIoHooks(skel));
     if (bpf_program__autoload(skel->progs.sock_ops_io)) {
         std::string where;
@@ -268,6 +276,11 @@ Status Tracer::attach_socket_io()
         return h.error();
     io_hooks_ = std::move(h.value());
     return Ok{};
+}
+
+void Tracer::detach_socket_io()
+{
+    io_hooks_.reset();
 }
 
 void Tracer::refresh_traffic()
