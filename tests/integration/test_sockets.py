@@ -611,6 +611,14 @@ class SocketsTest(ConnleakTestCase):
         """fd_tables_read of each report line (CONNLEAK_SCALE_STATS) after the first `after`."""
         return [int(n) for n in re.findall(r"connleak-scale: report_ms=[^\n]* fd_tables_read=(\d+)", t.stderr)][after:]
 
+    def attach_with_scale_stats(self, pid):
+        """connleak -p PID printing its per-report figures (CONNLEAK_SCALE_STATS)."""
+        os.environ["CONNLEAK_SCALE_STATS"] = "1"
+        try:
+            return self.attach([pid])
+        finally:
+            del os.environ["CONNLEAK_SCALE_STATS"]
+
     def test_fd_table_read_again_only_on_change(self):
         """A process whose sockets all have records, its fd count unchanged,
         is not read in /proc again each report (fd_tables_read=0); any
@@ -618,11 +626,7 @@ class SocketsTest(ConnleakTestCase):
         handle finished while another socket opens (same fd count)."""
         app = self.app("pq")
         c = self.sock_client()
-        os.environ["CONNLEAK_SCALE_STATS"] = "1"
-        try:
-            t = self.attach([c.pid])
-        finally:
-            del os.environ["CONNLEAK_SCALE_STATS"]
+        t = self.attach_with_scale_stats(c.pid)
         c1, _ = c.pq(self.tcp(app))
         c.pq(self.tcp(app))
         self.await_sockets(t, c.pid, want(db_sockets=2, active=2, paired=2))
@@ -656,11 +660,7 @@ class SocketsTest(ConnleakTestCase):
         the fd table read stands) still shows at once, as the server says."""
         app = self.app("pq")
         c = self.sock_client()
-        os.environ["CONNLEAK_SCALE_STATS"] = "1"
-        try:
-            t = self.attach([c.pid])
-        finally:
-            del os.environ["CONNLEAK_SCALE_STATS"]
+        t = self.attach_with_scale_stats(c.pid)
         kept, _ = c.pq(self.tcp(app))
         lost, lost_backend = c.pq(self.tcp(app))
         self.await_sockets(t, c.pid, want(db_sockets=2, active=2, paired=2),

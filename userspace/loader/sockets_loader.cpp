@@ -19,6 +19,7 @@
 #include "cgroup2_root.h"
 #include "clock.h"
 #include "connleak.h"
+#include "digest_mix.h"
 #include "libpq_layout_file.h"
 #include "sock_io.h"
 #include "socket_inputs.h"
@@ -37,15 +38,6 @@ constexpr uint64_t kClosedGraceNs = 30ULL * 1000000000ULL;
 // However little changed, a process's fd table is read in full this often.
 constexpr uint64_t kFdTableRefreshNs = 30ULL * 1000000000ULL;
 
-uint64_t mix(uint64_t h, uint64_t v)
-{
-    // splitmix64's finalizer over the running digest and the next value.
-    uint64_t z = h + 0x9e3779b97f4a7c15ULL + v;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 // What of a process's socket records a scan depends on: which sockets it
 // connected, and their TCP state changes.
 uint64_t records_digest(const std::vector<SocketRecord>& records)
@@ -54,7 +46,7 @@ uint64_t records_digest(const std::vector<SocketRecord>& records)
     for (const SocketRecord& r : records)
         for (uint64_t v : {r.sk, r.inode, r.conn, r.connect_ns, r.established_ns, r.peer_closed_ns, r.closed_ns,
                            static_cast<uint64_t>(r.tcp)})
-            h = mix(h, v);
+            h = digest_mix(h, v);
     return h;
 }
 
@@ -621,9 +613,9 @@ void SocketTracer::collect_garbage(const RawState& raw,
         auto h = handles_by_pid.find(tgid);
         const std::vector<HandleRef>& handles = h != handles_by_pid.end() ? h->second : no_handles;
         auto v = scan_version_.find(tgid);
-        uint64_t key = mix(own.digest, v != scan_version_.end() ? v->second : 0);
+        uint64_t key = digest_mix(own.digest, v != scan_version_.end() ? v->second : 0);
         for (const HandleRef& c : handles)
-            key = mix(key, c.conn);
+            key = digest_mix(key, c.conn);
         keys[tgid] = key;
         auto gone = gone_since_.find(tgid);
         if (auto last = garbage_keys_.find(tgid);

@@ -1,22 +1,14 @@
 #include "handle_refresh.h"
+#include "digest_mix.h"
 
 namespace connleak {
 namespace {
-
-uint64_t mix(uint64_t h, uint64_t v)
-{
-    // splitmix64's finalizer over the running digest and the next value.
-    uint64_t z = h + 0x9e3779b97f4a7c15ULL + v;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
 
 uint64_t digest(const std::string& s)
 {
     uint64_t h = s.size();
     for (unsigned char c : s)
-        h = mix(h, c);
+        h = digest_mix(h, c);
     return h;
 }
 
@@ -38,7 +30,8 @@ HandleActivity handle_activity(const ConnSocket* sock, bool traffic, bool droppe
     // traffic entry did not fit, or it is known from the scan only).
     a.known = sock->last_io_ns != 0;
     a.last_io_ns = sock->last_io_ns;
-    a.signature = mix(mix(mix(mix(1, sock->inode), digest(sock->state)), sock->last_io_ns), sock->use_ns);
+    a.signature = digest_mix(digest_mix(digest_mix(digest_mix(1, sock->inode), digest(sock->state)), sock->last_io_ns),
+                             sock->use_ns);
     return a;
 }
 

@@ -1,36 +1,25 @@
 #include "socket_inputs.h"
+#include "digest_mix.h"
 
 namespace connleak {
-namespace {
-
-uint64_t mix(uint64_t h, uint64_t v)
-{
-    // splitmix64's finalizer over the running digest and the next value.
-    uint64_t z = h + 0x9e3779b97f4a7c15ULL + v;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-}  // namespace
 
 uint64_t socket_inputs_digest(const std::vector<SocketRecord>& records, const std::vector<HandleRef>& handles,
                               uint64_t scan_version, size_t known_servers, const ProcessSocketMemory& mem)
 {
-    uint64_t h = mix(records.size(), handles.size());
+    uint64_t h = digest_mix(records.size(), handles.size());
     // A record's peer and local address are fixed at its connect and its
     // handshake: connect_ns and established_ns stand for them.
     for (const SocketRecord& r : records)
         for (uint64_t v : {r.sk, r.inode, r.conn, r.connect_ns, r.established_ns, r.peer_closed_ns, r.closed_ns,
                            static_cast<uint64_t>(r.tcp), r.last_io_ns, static_cast<uint64_t>(r.traffic), r.use_ns,
                            static_cast<uint64_t>(r.use_tid)})
-            h = mix(h, v);
+            h = digest_mix(h, v);
     for (const HandleRef& c : handles)
         for (uint64_t v : {c.conn, static_cast<uint64_t>(c.tid), c.start_ns})
-            h = mix(h, v);
+            h = digest_mix(h, v);
     for (uint64_t v : {scan_version, static_cast<uint64_t>(known_servers), static_cast<uint64_t>(mem.learned.size()),
                        static_cast<uint64_t>(mem.pre_attach.size())})
-        h = mix(h, v);
+        h = digest_mix(h, v);
     return h;
 }
 
