@@ -93,7 +93,6 @@ public:
     Status attach_socket_io();
     void detach_socket_io();
     void refresh_traffic();
-    const SocketIoHooks* socket_io() const { return io_hooks_.get(); }
     // Events: a descriptor to poll (-1 without events), and a pass over
     // what is pending, each record handed to `handler` (set once).
     int events_fd() const;

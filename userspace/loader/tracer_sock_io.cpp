@@ -182,8 +182,6 @@ Status SocketIoHooks::attach_tracepoints()
         return Error{"cannot attach tp_btf/sock_recv_length: " + bpf_errstr(err)};
     }
     set_live(true);
-    tracepoints_live_ = true;
-    attaches_++;
     checked_ns_ = monotonic_ns();
     return Ok{};
 }
@@ -193,7 +191,6 @@ void SocketIoHooks::detach_tracepoints()
     bpf_link__destroy(send_);
     bpf_link__destroy(recv_);
     send_ = recv_ = nullptr;
-    tracepoints_live_ = false;
 }
 
 // A libpq socket the tracepoints serve: Unix, or TCP that sock_ops did not take.

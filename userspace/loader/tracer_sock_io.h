@@ -39,10 +39,6 @@ public:
     // tracepoints are still needed.
     void before_report();
 
-    bool tcp_via_sock_ops() const { return sock_ops_ != nullptr; }
-    bool tracepoints_attached() const { return tracepoints_live_.load(); }
-    uint64_t tracepoint_attaches() const { return attaches_.load(); }
-
 private:
     explicit SocketIoHooks(connleak_bpf* skel) : skel_(skel) {}
     Status attach_tracepoints();  // with mutex_ held
@@ -63,8 +59,6 @@ private:
     ring_buffer* wake_ = nullptr;
     std::thread waker_;
     std::atomic<bool> stop_{false};
-    std::atomic<bool> tracepoints_live_{false};
-    std::atomic<uint64_t> attaches_{0};
     std::mutex mutex_;
     uint64_t checked_ns_ = 0;
 };
