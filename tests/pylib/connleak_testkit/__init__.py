@@ -9,4 +9,9 @@ and bench/ (one sys.path entry: tests/pylib).
     stacks     stackclient and parsing of symbolized frames
     procs      other processes through /proc (uprobe breakpoints in place)
     benchlib   pqstress runs, footprint sampling, the exactness check
+    watchdog   a hung test prints where it stood (CONNLEAK_TEST_WATCHDOG)
 """
+
+from . import watchdog as _watchdog
+
+_watchdog.arm_from_env()
