@@ -574,8 +574,10 @@ int run(const Options& o)
     // nothing. Any other failure to write the report is one.
     if (int err = sink->output_error(); err && err != EPIPE)
         return fail(std::string("cannot write the report to stdout: ") + std::strerror(err));
-    if (getenv("CONNLEAK_STACK_STATS"))  // measurements: what unwinding cost
+    if (getenv("CONNLEAK_STACK_STATS")) {  // measurements: what unwinding cost
         std::fputs(stacks.cost_summary().c_str(), stderr);
+        std::fprintf(stderr, "event queue peak: %zu bytes\n", tracer.value()->event_queue_peak_bytes());
+    }
     if (scale_stats) {  // report and host scan cost
         const HostWatch::Cost& c = host.cost();
         std::fprintf(stderr,

@@ -115,15 +115,13 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
     if (auto s = t->attach("tp_btf/sched_process_exec", bpf_program__attach(t->skel_->progs.python_exec)); !s)
         return s.error();
     if (cfg.stack_size) {
-        auto cb = [](void* ctx, void* data, size_t size) {
-            const Tracer* self = static_cast<const Tracer*>(ctx);
-            if (self->handler_)
-                (*self->handler_)(data, size);
-            return 0;
-        };
-        t->events_ = ring_buffer__new(bpf_map__fd(t->skel_->maps.events), cb, t.get(), nullptr);
-        if (!t->events_)
-            return Error{"cannot open the event ring buffer: " + bpf_errstr(errno)};
+        // Room in userspace for 16 rings' worth of records waiting to be
+        // handled: a burst of copies while a new process's first stacks
+        // are unwound, freed once handled.
+        auto d = EventDrain::open(bpf_map__fd(t->skel_->maps.events), 16 * ring);
+        if (!d)
+            return d.error();
+        t->events_ = std::move(d.value());
     }
     return t;
 }
@@ -131,7 +129,7 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
 Tracer::~Tracer()
 {
     io_hooks_.reset();  // its thread attaches this object's programs
-    ring_buffer__free(events_);
+    events_.reset();
     destroy_links(links_);
     connleak_bpf__destroy(skel_);
 }
@@ -227,11 +225,18 @@ Result<bool> Tracer::adopt_process(uint32_t pid)
     return Error{"cannot trace process " + std::to_string(pid) + ": " + bpf_errstr(errno)};
 }
 
+RawProcess Tracer::with_drops(RawProcess p) const
+{
+    if (events_)
+        p.stats.dropped_stacks += events_->dropped(p.pid);
+    return p;
+}
+
 std::vector<RawProcess> Tracer::read_processes() const
 {
     std::vector<RawProcess> out;
     for (auto& [pid, stats] : dump_map<__u32, proc_stats>(bpf_map__fd(skel_->maps.procs), u32_less))
-        out.push_back(raw_process(pid, stats));
+        out.push_back(with_drops(raw_process(pid, stats)));
     return out;
 }
 
@@ -296,16 +301,14 @@ void Tracer::watch_release(uint32_t pid, uint64_t conn, uint64_t acquired_ns)
 
 int Tracer::events_fd() const
 {
-    return events_ ? ring_buffer__epoll_fd(events_) : -1;
+    return events_ ? events_->fd() : -1;
 }
 
 void Tracer::consume_events(const EventHandler& handler)
 {
     if (!events_)
         return;
-    handler_ = &handler;
-    ring_buffer__consume(events_);
-    handler_ = nullptr;
+    events_->handle(handler);
 }
 
 int Tracer::procs_map_fd() const
@@ -324,7 +327,7 @@ RawState Tracer::read_process(uint32_t pid) const
     proc_stats stats{};
     if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.procs), &pid, &stats) != 0)
         return raw;
-    raw.processes.push_back(raw_process(pid, stats));
+    raw.processes.push_back(with_drops(raw_process(pid, stats)));
     // After the process entry: if it is exited, these are final too. So
     // are rows read after its exit, whatever other processes did since.
     const bool final_rows = stats.exited_ns && conn_rows_valid_ && conn_rows_read_ns_ > stats.exited_ns;
@@ -344,6 +347,8 @@ void Tracer::forget(const RawState& entries)
     for (const RawProcess& p : entries.processes) {
         bpf_map_delete_elem(bpf_map__fd(skel_->maps.procs), &p.pid);
         bpf_map_delete_elem(bpf_map__fd(skel_->maps.python_procs), &p.pid);
+        if (events_)
+            events_->forget(p.pid);
     }
     std::vector<conn_key> gone;
     for (const RawConn& c : entries.conns) {

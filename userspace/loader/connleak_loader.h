@@ -11,13 +11,13 @@
 #include <vector>
 
 #include "connleak.h"
+#include "event_drain.h"
 #include "model.h"
 #include "result.h"
 #include "tracer_sock_io.h"
 
 struct connleak_bpf;
 struct bpf_link;
-struct ring_buffer;
 
 namespace connleak {
 
@@ -94,14 +94,19 @@ public:
     void detach_socket_io();
     void refresh_traffic();
     // Events: a descriptor to poll (-1 without events), and a pass over
-    // what is pending, each record handed to `handler` (set once).
+    // what is pending, each record handed to `handler`. A thread drains
+    // the ring meanwhile (event_drain.h); records it had no room for count
+    // in their process's dropped_stacks, as the ring's own drops do.
     int events_fd() const;
     void consume_events(const EventHandler& handler);
+    // The most bytes of records that waited in userspace at once.
+    size_t event_queue_peak_bytes() const { return events_ ? events_->peak_bytes() : 0; }
 
 private:
     Tracer() = default;
     Status attach(const char* what, bpf_link* link);
     std::vector<RawStack> read_stacks(uint32_t pid) const;  // pid 0: all
+    RawProcess with_drops(RawProcess p) const;              // adds the records the drain had no room for
     // The live-handle map, by key: read again only when the kernel's
     // count of its changes moved (or userspace deleted from it).
     const std::vector<std::pair<conn_key, conn_info>>& conn_rows() const;
@@ -109,8 +114,7 @@ private:
     connleak_bpf* skel_ = nullptr;
     std::vector<bpf_link*> links_;
     std::set<std::pair<dev_t, ino_t>> probed_files_;
-    ring_buffer* events_ = nullptr;
-    const EventHandler* handler_ = nullptr;
+    std::unique_ptr<EventDrain> events_;
     std::unique_ptr<SocketIoHooks> io_hooks_;
     mutable std::vector<std::pair<conn_key, conn_info>> conn_rows_;
     mutable uint64_t conn_rows_changes_ = 0;

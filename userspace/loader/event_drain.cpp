@@ -1,0 +1,115 @@
+#include "event_drain.h"
+
+#include <bpf/libbpf.h>
+#include <cerrno>
+#include <csignal>
+#include <malloc.h>
+#include <poll.h>
+#include <pthread.h>
+#include <string>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <vector>
+
+#include "bpf_util.h"
+
+namespace connleak {
+
+Result<std::unique_ptr<EventDrain>> EventDrain::open(int map_fd, size_t max_bytes)
+{
+    std::unique_ptr<EventDrain> d(new EventDrain(max_bytes));
+    d->wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (d->wake_fd_ < 0)
+        return Error{"cannot make an eventfd for the event ring: " + bpf_errstr(errno)};
+    d->ring_ = ring_buffer__new(
+        map_fd,
+        [](void* ctx, void* data, size_t size) {
+            static_cast<EventDrain*>(ctx)->queue_.push(data, size);
+            return 0;
+        },
+        d.get(), nullptr);
+    if (!d->ring_)
+        return Error{"cannot open the event ring buffer: " + bpf_errstr(errno)};
+    // Every signal blocked from its first instruction (a thread inherits
+    // the mask): they belong to the main thread's signalfd.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    d->thread_ = std::thread([self = d.get()] { self->drain_loop(); });
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    return d;
+}
+
+EventDrain::~EventDrain()
+{
+    stop_ = true;
+    if (thread_.joinable())
+        thread_.join();
+    ring_buffer__free(ring_);
+    if (wake_fd_ >= 0)
+        close(wake_fd_);
+}
+
+// The kernel wakes the ring's reader for the first copy of a stack not
+// learnt yet and when the ring is half full; other records wait for the
+// next look, every 20 ms (handle() drains before each report anyway).
+void EventDrain::drain_loop()
+{
+    pollfd p{ring_buffer__epoll_fd(ring_), POLLIN, 0};
+    while (!stop_.load()) {
+        poll(&p, 1, 20);
+        bool waiting;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            ring_buffer__consume(ring_);
+            waiting = queue_.bytes() > 0;
+        }
+        if (waiting) {
+            const uint64_t one = 1;
+            (void)!write(wake_fd_, &one, sizeof(one));
+        }
+    }
+}
+
+void EventDrain::handle(const std::function<void(const void*, size_t)>& handler)
+{
+    uint64_t n;
+    (void)!read(wake_fd_, &n, sizeof(n));
+    std::vector<std::string> batch;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ring_buffer__consume(ring_);
+        batch = queue_.take();
+    }
+    size_t bytes = 0;
+    for (const std::string& r : batch) {
+        handler(r.data(), r.size());
+        bytes += r.size();
+    }
+    batch.clear();
+    batch.shrink_to_fit();
+    // A burst of stack copies (a new process's first stacks) can leave
+    // megabytes of freed heap behind: give them back.
+    if (bytes >= (1u << 20))
+        malloc_trim(0);
+}
+
+uint64_t EventDrain::dropped(uint32_t pid) const
+{
+    std::lock_guard<std::mutex> lock(mutex_);
+    return queue_.dropped(pid);
+}
+
+void EventDrain::forget(uint32_t pid)
+{
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.forget(pid);
+}
+
+size_t EventDrain::peak_bytes() const
+{
+    std::lock_guard<std::mutex> lock(mutex_);
+    return queue_.peak_bytes();
+}
+
+}  // namespace connleak
