@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -20,7 +21,7 @@ from connleak_testkit.paths import PQCLIENT  # noqa: E402
 from connleak_testkit.pgserver import PgServer  # noqa: E402
 from connleak_testkit.procs import bpf_links  # noqa: E402
 from connleak_testkit.snapshot import dump  # noqa: E402
-from connleak_testkit.tracer import Tracer  # noqa: E402
+from connleak_testkit.tracer import Tracer, connleak_args  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT_SRC = os.path.join(os.path.dirname(HERE), "client", "pqclient.c")
@@ -185,6 +186,25 @@ class SockOpsCgroupTest(unittest.TestCase):
             "select count(*) from pg_stat_activity where application_name = 't_sock_ops_cg'")), 2)
         first.exit()
         second.exit()
+
+    def test_whole_host_on_the_root(self):
+        """--all: one link, on the root, even with a traced process in a cgroup
+        of its own (the root holds it: a second link would run twice)."""
+        if not sock_ops_possible():
+            self.skipTest("kernel before 6.15, no kernel config to read CONFIG_HZ from, or no cgroup v2")
+        own = self.make_cgroup("all")
+        c = self.client_in(own, self.server.conninfo("t_sock_ops_all"))
+        json_path = os.path.join(tempfile.mkdtemp(prefix="connleak-json-"), "snapshot.json")
+        args = connleak_args(0, 0.2, json_path, extra=["--all"])
+        t = Tracer(args, json_path, subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                     stderr=subprocess.PIPE, text=True))
+        self.addCleanup(t.cleanup)
+        t.wait_snapshot(lambda s: any(p["pid"] == c.pid for p in s.get("processes", [])), timeout=60)
+        c.cmd("open 1")
+        t.wait_snapshot(lambda s: len(conns_of(s, c.pid)) == 1, timeout=60)
+        self.assertEqual(sock_ops_cgroup_ids(t.popen.pid), [os.stat(cgroup2_mount()).st_ino], t.describe())
+        self.assertEqual(traffic_tracepoints(t.popen.pid), set())
+        c.exit()
 
 
 if __name__ == "__main__":
