@@ -47,11 +47,16 @@ bool SockOpsCgroups::attach_root()
         return false;
     links_["/"] = link;
     plan_.attached("/", {});
+    cover_everything();
+    return true;
+}
+
+void SockOpsCgroups::cover_everything()
+{
     const uint64_t all = SOCK_IO_ALL_CGROUPS;
     const uint8_t one = 1;
     bpf_map_update_elem(covered_map_fd_, &all, &one, BPF_ANY);
     whole_host_ = true;
-    return true;
 }
 
 void SockOpsCgroups::not_covered(pid_t pid, const std::string& why)
@@ -102,6 +107,10 @@ void SockOpsCgroups::cover(pid_t pid)
         }
         links_[path.value()] = link;
         plan_.attached(path.value(), step.drop);
+        if (path.value() == "/") {  // a traced process in the root: every cgroup is covered now
+            close(fd);
+            return cover_everything();
+        }
     }
     close(fd);
     // The kernel's map: processes of this cgroup connect through sock_ops.

@@ -39,6 +39,7 @@ public:
 
 private:
     bool open_root();
+    void cover_everything();  // the root attached: no id needed
     void not_covered(pid_t pid, const std::string& why);
 
     bpf_program* prog_;
