@@ -187,6 +187,47 @@ class SockOpsCgroupTest(unittest.TestCase):
         first.exit()
         second.exit()
 
+    def test_joined_later(self):
+        """A followed child born in another cgroup than the launched command's
+        gets the program over its cgroup at the next report, beside the
+        command's own (connleak's)."""
+        if not sock_ops_possible():
+            self.skipTest("kernel before 6.15, no kernel config to read CONFIG_HZ from, or no cgroup v2")
+        own, later = self.make_cgroup("own"), self.make_cgroup("later")
+        ci = self.server.conninfo("t_sock_ops_later")
+        json_path = os.path.join(tempfile.mkdtemp(prefix="connleak-json-"), "snapshot.json")
+        # connleak in a cgroup of its own (so is the command it launches); the
+        # command moves into `later` on a line, then starts the client there.
+        command = ["sh", "-c", 'read go && echo $$ > "$1/cgroup.procs" && "$2" interactive "$3"', "sh", later,
+                   PQCLIENT, ci]
+        args = ["sh", "-c", 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', "sh", own] + \
+            connleak_args(0, 0.2, json_path, extra=["--"] + command)
+        t = Tracer(args, json_path, subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                                     stderr=subprocess.PIPE, text=True, bufsize=1))
+        self.addCleanup(t.cleanup)
+        t.wait_attached()
+        self.assertEqual(sock_ops_cgroup_ids(t.popen.pid), [os.stat(own).st_ino], t.describe())
+        t.send("go")
+        pid = int(t.wait_line(r"ready pid=(\d+)").group(1))
+        deadline = time.monotonic() + 20
+        want = sorted([os.stat(own).st_ino, os.stat(later).st_ino])
+        while sock_ops_cgroup_ids(t.popen.pid) != want and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(sock_ops_cgroup_ids(t.popen.pid), want, t.describe())
+
+        class Launched:  # the client's replies come through connleak's stdout
+            def __init__(self, pid):
+                self.pid = pid
+
+            def cmd(self, line):
+                t.send(line)
+                return t.wait_line(r"^ok\b.*").group(0)
+
+        self.check_last_users(t, Launched(pid), JIFFY_MS)
+        self.assertEqual(traffic_tracepoints(t.popen.pid), set(), "its cgroup is covered: no tracepoint")
+        t.send("exit")
+        t.wait()
+
     def test_whole_host_on_the_root(self):
         """--all: one link, on the root, even with a traced process in a cgroup
         of its own (the root holds it: a second link would run twice)."""
