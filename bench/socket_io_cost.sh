@@ -277,28 +277,30 @@ run_cnt() { # PROG_ID
 	bpftool prog show id "$1" -j | /usr/bin/python3 -c 'import json, sys; p = json.load(sys.stdin); print(p.get("run_cnt", 0), p.get("run_time_ns", 0))'
 }
 # TCP goes through sock_ops now (bpf/sock_io.bpf.h): connleak attaches
-# sock_ops_io to the cgroup v2 root and the tracepoints only while a libpq
-# Unix socket needs them. What a process connleak does not trace pays for
-# it: the program attached vs not in neighbouring blocks of one process
-# (tp_floor ab -o: the program a connleak --no-sockets loaded, by id), for
-# echoes (per send: one flag test, no program run) and for TCP connects
-# (the connect callbacks run the program); then the program's own runs and
-# time per bystander echo and per connect (bpf_stats, connleak's own link).
-ops_stage() {
-	cg=$(awk '{ for (i = 1; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2" && $4 == "/") print $5; break } }' /proc/self/mountinfo | head -1)
-	[ -n "$cg" ] || { echo "  no cgroup v2 mounted: sock_ops stage skipped"; return 0; }
-	start_bystander --no-sockets
-	id=$(prog_id_named $cl_pid sock_ops_io)
-	[ -n "$id" ] || { echo "  connleak loaded no sock_ops_io (kernel before 6.15?): stage skipped"; stop_connleak; return 0; }
-	echo "  sock_ops A/B in one process: $AB_PAIRS pairs, attached to $cg vs not (tp_floor ab -o)"
-	for r in $(seq "$AB_REPEAT"); do
-		printf '  echo    %s ' "$r"
-		"$build/bench/tp_floor" ab -n "$AB_PAIRS" -b "$AB_BLOCK" -o "$id" -c "$cg" -k echo
-		printf '  connect %s ' "$r"
-		"$build/bench/tp_floor" ab -n "$AB_PAIRS" -b 200 -o "$id" -c "$cg" -k connect
-	done
-	stop_connleak
-	start_bystander
+# sock_ops_io to the cgroup v2 directories of the processes it traces (the
+# root with --all) and the tracepoints only while a libpq Unix socket needs
+# them. What a process connleak does not trace pays for it: the program
+# attached vs not in neighbouring blocks of one process (tp_floor ab -o: the
+# program a connleak --no-sockets loaded, by id), for echoes (per send: one
+# flag test, no program run) and for TCP connects (the connect callbacks run
+# the program), attached to the root (what --all costs, and what a bystander
+# in a traced process's own cgroup pays) and to a sibling cgroup (a
+# bystander in another service's cgroup); then the program's own runs and
+# time per bystander echo and per connect (bpf_stats, connleak's own link),
+# with the traced idle process in this script's cgroup and in a sibling.
+ops_sib=
+ops_idle=
+ops_cleanup() {
+	[ -n "$ops_idle" ] && kill "$ops_idle" 2>/dev/null && wait "$ops_idle" 2>/dev/null || true
+	ops_idle=
+	[ -n "$ops_sib" ] && rmdir "$ops_sib" 2>/dev/null || true
+	ops_sib=
+}
+# bpf_stats of the sock_ops program of a connleak tracing PID, as the bench's
+# own echoes and connects see it.
+ops_stats() { # LABEL PID
+	label=$1
+	start_connleak --libpq "$libpq" -p "$2"
 	id=$(prog_id_named $cl_pid sock_ops_io)
 	sysctl -q -w kernel.bpf_stats_enabled=1
 	set -- $(run_cnt "$id")
@@ -308,9 +310,35 @@ ops_stage() {
 	set -- "$@" $(run_cnt "$id")
 	sysctl -q -w kernel.bpf_stats_enabled=0
 	stop_connleak
-	awk -v c0=$1 -v t0=$2 -v c1=$3 -v t1=$4 -v c2=$5 -v t2=$6 'BEGIN {
-		printf "  sock_ops_io as a bystander sees it: %d runs in 100000 echoes; %d runs in 2000 connects (%.2f a connect, %.0f ns a run, %.0f ns a connect)\n",
-		       c1 - c0, c2 - c1, (c2 - c1) / 2000, (c2 > c1 ? (t2 - t1) / (c2 - c1) : 0), (t2 - t1) / 2000 }'
+	awk -v l="$label" -v c0=$1 -v t0=$2 -v c1=$3 -v t1=$4 -v c2=$5 -v t2=$6 'BEGIN {
+		printf "  sock_ops_io as a bystander sees it, traced process %s: %d runs in 100000 echoes; %d runs in 2000 connects (%.2f a connect, %.0f ns a run, %.0f ns a connect)\n",
+		       l, c1 - c0, c2 - c1, (c2 - c1) / 2000, (c2 > c1 ? (t2 - t1) / (c2 - c1) : 0), (t2 - t1) / 2000 }'
+}
+ops_stage() {
+	cg=$(awk '{ for (i = 1; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2" && $4 == "/") print $5; break } }' /proc/self/mountinfo | head -1)
+	[ -n "$cg" ] || { echo "  no cgroup v2 mounted: sock_ops stage skipped"; return 0; }
+	start_bystander --no-sockets
+	id=$(prog_id_named $cl_pid sock_ops_io)
+	[ -n "$id" ] || { echo "  connleak loaded no sock_ops_io (kernel before 6.15?): stage skipped"; stop_connleak; return 0; }
+	trap 'ops_cleanup; bench_cleanup' EXIT INT TERM
+	ops_sib="$cg/connleak-bench-sibling-$$"
+	mkdir "$ops_sib"
+	echo "  sock_ops A/B in one process (in cgroup $(sed -n 's/^0:://p' /proc/self/cgroup)): $AB_PAIRS pairs, attached vs not (tp_floor ab -o)"
+	for r in $(seq "$AB_REPEAT"); do
+		printf '  echo, root            %s ' "$r"
+		"$build/bench/tp_floor" ab -n "$AB_PAIRS" -b "$AB_BLOCK" -o "$id" -c "$cg" -k echo
+		printf '  connect, root         %s ' "$r"
+		"$build/bench/tp_floor" ab -n "$AB_PAIRS" -b 200 -o "$id" -c "$cg" -k connect
+		printf '  connect, sibling cg.  %s ' "$r"
+		"$build/bench/tp_floor" ab -n "$AB_PAIRS" -b 200 -o "$id" -c "$ops_sib" -k connect
+	done
+	stop_connleak
+	ops_stats "in this cgroup" $idle_pid
+	sh -c 'echo $$ > "$1/cgroup.procs" && exec sleep 100000' sh "$ops_sib" &
+	ops_idle=$!
+	sleep 0.2
+	ops_stats "in a sibling cgroup" $ops_idle
+	ops_cleanup
 }
 echo "traffic hooks cost: median of $RUNS runs; echo: $N send+recv per run, pq: $NPQ queries per run"
 echo "kernel $(uname -r), $(nproc) CPUs"

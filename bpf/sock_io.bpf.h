@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* Traffic on libpq's sockets (see sock_io.h), two ways in:
  *
- * - TCP: a sock_ops program on the cgroup v2 root (sock_ops_io). At a
+ * - TCP: a sock_ops program (sock_ops_io) on the traced processes' cgroup
+ *   v2 directories (the root with --all; sock_ops_cgroups.h). At a
  *   libpq socket's connect it asks the kernel for TX timestamping callbacks
  *   on that socket only (SK_BPF_CB_TX_TIMESTAMPING, Linux 6.15+); the
  *   kernel then calls it at each sendmsg of that socket, in the sending
@@ -10,7 +11,8 @@
  *   byte count moving, and the time of the last receive is the socket's
  *   own (icsk_ack.lrcvtime, jiffies), read at each send and, for the
  *   report, by an iterator over the TCP sockets (tcp_recv_times).
- * - Unix sockets (and TCP where sock_ops cannot do it): tp_btf/
+ * - Unix sockets (and TCP where sock_ops cannot do it, or a traced process
+ *   connects from a cgroup it is not over: sock_ops_covers_current): tp_btf/
  *   sock_send_length and sock_recv_length fire after every send and
  *   receive on every socket of the machine, in the calling thread. Any
  *   other socket leaves at the sock_io_mark pointer test. Userspace

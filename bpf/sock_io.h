@@ -59,6 +59,15 @@ struct sock_io_hooks {
 	__u32 live;
 };
 
+/* The cgroups (ids: their directories' inode numbers) whose processes' TCP
+ * connects meet connleak's sock_ops program: userspace attaches it to each
+ * traced process's cgroup v2 directory (or, with --all, to the root, and then
+ * sets SOCK_IO_ALL_CGROUPS). A traced process connecting from anywhere else
+ * has its socket served by the tracepoints at once (sockets.bpf.c).
+ * Userspace counts the processes whose cgroup does not fit. */
+#define SOCK_IO_MAX_CGROUPS 256
+#define SOCK_IO_ALL_CGROUPS 0
+
 #define SOCK_IO_CONNECTION_OK 0 /* ConnStatusType */
 #define SOCK_IO_PQTRANS_IDLE 0  /* PGTransactionStatusType */
 

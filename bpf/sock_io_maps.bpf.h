@@ -36,6 +36,15 @@ struct {
 	__type(value, struct sock_io_hooks);
 } sock_io_hooks SEC(".maps");
 
+/* Cgroup ids the sock_ops program is attached over (SOCK_IO_MAX_CGROUPS,
+ * sock_io.h); written by userspace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SOCK_IO_MAX_CGROUPS);
+	__type(key, __u64);
+	__type(value, __u8);
+} sock_io_cgroups SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4096);
@@ -52,4 +61,13 @@ static __always_inline void need_io_tracepoints(void)
 	 * it): userspace turns live off, then reads the entries. */
 	if (h && !__sync_fetch_and_or(&h->live, 0))
 		bpf_ringbuf_output(&io_wake, &one, sizeof(one), BPF_RB_FORCE_WAKEUP);
+}
+
+/* Whether connleak's sock_ops program will see the TCP connect the current
+ * task is making: its cgroup is one userspace attached it over. */
+static __always_inline bool sock_ops_covers_current(void)
+{
+	__u64 id = bpf_get_current_cgroup_id(), all = SOCK_IO_ALL_CGROUPS;
+
+	return bpf_map_lookup_elem(&sock_io_cgroups, &id) || bpf_map_lookup_elem(&sock_io_cgroups, &all);
 }

@@ -195,8 +195,9 @@ static __always_inline void track_io(__u64 key, void *sk, const struct sock_rec 
 	}
 	bpf_sk_storage_get(&sock_io_mark, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	/* TCP: connleak's sock_ops program takes it at its connect callback
-	 * (or asks for the tracepoints itself). */
-	if (r->family == SOCKETS_AF_UNIX)
+	 * (or asks for the tracepoints itself), if attached over this task's
+	 * cgroup; else (it moved, the attach failed) the tracepoints do. */
+	if (r->family == SOCKETS_AF_UNIX || !sock_ops_covers_current())
 		need_io_tracepoints();
 }
 

@@ -163,7 +163,7 @@ class LastUserTest(unittest.TestCase):
             self.skipTest("kernel before 6.15 or no kernel config to read CONFIG_HZ from: TCP uses the tracepoints")
         t, _ = self.run_c_client(self.server.conninfo("t_last_c"))
         self.assertEqual(traffic_tracepoints(t.popen.pid), set(), "TCP needs no tracepoint")
-        self.assertTrue(sock_ops_attached(t.popen.pid), "no sock_ops link on the cgroup v2 root")
+        self.assertTrue(sock_ops_attached(t.popen.pid), "no sock_ops link (on connleak's cgroup, the launched command's)")
         t.send("exit")
         t.wait()
 

@@ -286,11 +286,12 @@ int run(const Options& o)
         sc.db_sockets = o.db_socket_paths;
         // A record per socket a live handle holds: as many as handles.
         sc.max_socks = o.max_conns ? o.max_conns : CONNLEAK_MAX_CONNS;
-        if (auto io = tracer.value()->attach_socket_io(); io) {
+        if (auto io = tracer.value()->attach_socket_io(o.all); io) {
             sc.sock_io_fd = tracer.value()->sock_io_map_fd();
             sc.sock_io_mark_fd = tracer.value()->sock_io_mark_fd();
             sc.sock_io_hooks_fd = tracer.value()->sock_io_hooks_fd();
             sc.io_wake_fd = tracer.value()->io_wake_fd();
+            sc.sock_io_cgroups_fd = tracer.value()->sock_io_cgroups_fd();
         } else {
             std::fprintf(stderr, "connleak: warning: %s\n", io.error().message.c_str());
         }
@@ -351,6 +352,9 @@ int run(const Options& o)
     for (uint32_t pid : targets)
         if (auto s = tracer.value()->trace_process(pid); !s)
             return fail(s.error().message);
+    // Their cgroups get the TCP sock_ops program: a launched command's is
+    // connleak's own, attached before the command runs.
+    tracer.value()->cover_traffic(targets);
     // Following children needs the probes in every process (a child can
     // connect before we could attach to it); without, only the targets get
     // breakpoints and other libpq users on the host pay nothing.
@@ -420,7 +424,8 @@ int run(const Options& o)
     session.set_annotator([&](RawState& raw) {
         containers.label(raw);
         const uint64_t sockets_start = thread_cpu_ns();
-        tracer.value()->refresh_traffic();  // TCP receive times, before the sockets are read
+        tracer.value()->cover_traffic(raw.processes);  // the cgroups of processes that joined
+        tracer.value()->refresh_traffic();             // TCP receive times, before the sockets are read
         if (sockets)
             sockets->annotate(raw);
         sockets_cpu_ns += thread_cpu_ns() - sockets_start;

@@ -90,7 +90,12 @@ public:
     int sock_io_mark_fd() const;
     int sock_io_hooks_fd() const;
     int io_wake_fd() const;
-    Status attach_socket_io();
+    int sock_io_cgroups_fd() const;
+    // whole_host (--all): the TCP sock_ops program on the cgroup v2 root;
+    // else on the cgroups of the processes cover_traffic() is given.
+    Status attach_socket_io(bool whole_host);
+    void cover_traffic(const std::vector<uint32_t>& pids);
+    void cover_traffic(const std::vector<RawProcess>& processes);  // (the exited ones forgotten)
     void detach_socket_io();
     void refresh_traffic();
     // Events: a descriptor to poll (-1 without events), and a pass over

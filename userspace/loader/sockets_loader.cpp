@@ -101,6 +101,8 @@ sockets_bpf* open_and_load(int procs_map_fd, const SocketConfig& cfg, bool with_
         err = bpf_map__reuse_fd(skel->maps.sock_io_hooks, cfg.sock_io_hooks_fd);
     if (!err && cfg.io_wake_fd >= 0)
         err = bpf_map__reuse_fd(skel->maps.io_wake, cfg.io_wake_fd);
+    if (!err && cfg.sock_io_cgroups_fd >= 0)
+        err = bpf_map__reuse_fd(skel->maps.sock_io_cgroups, cfg.sock_io_cgroups_fd);
     if (!err && cfg.max_socks)
         err = bpf_map__set_max_entries(skel->maps.socks, cfg.max_socks);
     if (!err) {

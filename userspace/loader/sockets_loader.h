@@ -34,6 +34,9 @@ struct SocketConfig {
     // Whether the send/recv tracepoints are attached, and the ring that
     // asks for them (Tracer::sock_io_hooks_fd, io_wake_fd). -1: own ones.
     int sock_io_hooks_fd = -1, io_wake_fd = -1;
+    // The cgroups the TCP sock_ops program is attached over
+    // (Tracer::sock_io_cgroups_fd). -1: an own, empty one.
+    int sock_io_cgroups_fd = -1;
 };
 
 class SocketTracer {

@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "bpf_util.h"
-#include "cgroup2_root.h"
 #include "clock.h"
 #include "connleak.skel.h"
 #include "connleak_loader.h"
@@ -86,7 +85,7 @@ void keep_socket_io_if_supported(connleak_bpf* skel)
     }
 }
 
-Result<std::unique_ptr<SocketIoHooks>> SocketIoHooks::attach(connleak_bpf* skel)
+Result<std::unique_ptr<SocketIoHooks>> SocketIoHooks::attach(connleak_bpf* skel, bool whole_host)
 {
     if (!bpf_program__autoload(skel->progs.sock_send))
         return Error{"the kernel has no sock_send_length tracepoint (6.4+): no idle times, no last users"};
@@ -96,17 +95,15 @@ Result<std::unique_ptr<SocketIoHooks>> SocketIoHooks::attach(connleak_bpf* skel)
                              "process of the machine pays for\n");
     std::unique_ptr<SocketIoHooks> h(new SocketIoHooks(skel));
     if (bpf_program__autoload(skel->progs.sock_ops_io)) {
-        std::string where;
-        int cg = open_cgroup2_root(where);
-        if (cg >= 0) {
-            h->sock_ops_ = bpf_program__attach_cgroup(skel->progs.sock_ops_io, cg);
-            close(cg);
-        }
-        if (h->sock_ops_) {
-            h->tcp_iter_ = bpf_program__attach_iter(skel->progs.tcp_recv_times, nullptr);
-            if (!h->tcp_iter_) {  // without receive times sock_ops cannot stand in for the tracepoints
-                bpf_link__destroy(h->sock_ops_);
-                h->sock_ops_ = nullptr;
+        // Without receive times sock_ops cannot stand in for the tracepoints.
+        h->tcp_iter_ = bpf_program__attach_iter(skel->progs.tcp_recv_times, nullptr);
+        if (h->tcp_iter_) {
+            h->sock_ops_ =
+                std::make_unique<SockOpsCgroups>(skel->progs.sock_ops_io, bpf_map__fd(skel->maps.sock_io_cgroups));
+            if (whole_host && !h->sock_ops_->attach_root()) {
+                h->sock_ops_.reset();
+                bpf_link__destroy(h->tcp_iter_);
+                h->tcp_iter_ = nullptr;
             }
         }
     }
@@ -151,7 +148,19 @@ SocketIoHooks::~SocketIoHooks()
     bpf_link__destroy(send_);
     bpf_link__destroy(recv_);
     bpf_link__destroy(tcp_iter_);
-    bpf_link__destroy(sock_ops_);
+    sock_ops_.reset();
+}
+
+void SocketIoHooks::cover(uint32_t pid)
+{
+    if (sock_ops_)
+        sock_ops_->cover(static_cast<pid_t>(pid));
+}
+
+void SocketIoHooks::forget(uint32_t pid)
+{
+    if (sock_ops_)
+        sock_ops_->forget(static_cast<pid_t>(pid));
 }
 
 void SocketIoHooks::wake_loop()
@@ -228,7 +237,8 @@ void SocketIoHooks::before_report()
     checked_ns_ = now;
     if (!send_) {
         // A socket no wakeup asked for: TCP whose connect callback never
-        // ran the sock_ops program (its cgroup outside the one attached to).
+        // ran the sock_ops program (outside the cgroups attached to, which
+        // the kernel's check at its connect missed).
         if (any_socket_needs_tracepoints(now))
             if (auto s = attach_tracepoints(); !s)
                 std::fprintf(stderr, "connleak: warning: %s\n", s.error().message.c_str());
@@ -264,11 +274,16 @@ int Tracer::io_wake_fd() const
     return bpf_map__fd(skel_->maps.io_wake);
 }
 
-Status Tracer::attach_socket_io()
+int Tracer::sock_io_cgroups_fd() const
+{
+    return bpf_map__fd(skel_->maps.sock_io_cgroups);
+}
+
+Status Tracer::attach_socket_io(bool whole_host)
 {
     if (io_hooks_)
         return Ok{};
-    auto h = SocketIoHooks::attach(skel_);
+    auto h = SocketIoHooks::attach(skel_, whole_host);
     if (!h)
         return h.error();
     io_hooks_ = std::move(h.value());
@@ -278,6 +293,25 @@ Status Tracer::attach_socket_io()
 void Tracer::detach_socket_io()
 {
     io_hooks_.reset();
+}
+
+void Tracer::cover_traffic(const std::vector<uint32_t>& pids)
+{
+    if (io_hooks_)
+        for (uint32_t pid : pids)
+            io_hooks_->cover(pid);
+}
+
+void Tracer::cover_traffic(const std::vector<RawProcess>& processes)
+{
+    if (!io_hooks_)
+        return;
+    for (const RawProcess& p : processes) {
+        if (p.stats.exited_ns)
+            io_hooks_->forget(p.pid);
+        else
+            io_hooks_->cover(p.pid);
+    }
 }
 
 void Tracer::refresh_traffic()

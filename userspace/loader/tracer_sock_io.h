@@ -1,7 +1,8 @@
 // The connleak object's traffic hooks (bpf/sock_io.bpf.h), loader side.
 //
-// TCP sockets of libpq go through a sock_ops program on the cgroup v2 root,
-// which the kernel calls at their sends only; before each report an
+// TCP sockets of libpq go through a sock_ops program on the cgroup v2
+// directories of the traced processes (with --all, the root;
+// sock_ops_cgroups.h), which the kernel calls at their sends only; before each report an
 // iterator over the TCP sockets brings their receive times up to date.
 // Unix sockets (and TCP where sock_ops cannot take them) need the
 // sock_send_length/sock_recv_length tracepoints, which every socket of the
@@ -16,6 +17,7 @@
 #include <thread>
 
 #include "result.h"
+#include "sock_ops_cgroups.h"
 
 struct connleak_bpf;
 struct bpf_link;
@@ -30,7 +32,9 @@ void keep_socket_io_if_supported(connleak_bpf* skel);
 
 class SocketIoHooks {
 public:
-    static Result<std::unique_ptr<SocketIoHooks>> attach(connleak_bpf* skel);
+    // whole_host: the sock_ops program on the cgroup v2 root at once; else
+    // on the cgroups of the processes cover() is given.
+    static Result<std::unique_ptr<SocketIoHooks>> attach(connleak_bpf* skel, bool whole_host);
     ~SocketIoHooks();
     SocketIoHooks(const SocketIoHooks&) = delete;
     SocketIoHooks& operator=(const SocketIoHooks&) = delete;
@@ -38,6 +42,9 @@ public:
     // Before each report: TCP receive times; now and then, whether the
     // tracepoints are still needed.
     void before_report();
+    // A traced process: the sock_ops program over its cgroup (once per pid).
+    void cover(uint32_t pid);
+    void forget(uint32_t pid);  // exited
 
 private:
     explicit SocketIoHooks(connleak_bpf* skel) : skel_(skel) {}
@@ -51,7 +58,7 @@ private:
     void wake_loop();
 
     connleak_bpf* skel_;
-    bpf_link* sock_ops_ = nullptr;
+    std::unique_ptr<SockOpsCgroups> sock_ops_;  // TCP through sock_ops; null: the tracepoints
     bpf_link* tcp_iter_ = nullptr;
     bpf_link* send_ = nullptr;
     bpf_link* recv_ = nullptr;

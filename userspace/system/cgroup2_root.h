@@ -1,5 +1,6 @@
 // The cgroup v2 root, where connleak attaches its cgroup programs (the Unix
-// connect hook, the TCP sock_ops program): they then see every process.
+// connect hook; the TCP sock_ops program with --all): they then see every
+// process.
 #pragma once
 
 #include <string>
