@@ -11,12 +11,11 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
 
-from connleak_testkit.clients import Client  # noqa: E402
 from connleak_testkit.paths import PQCLIENT, PYTHON  # noqa: E402
-from connleak_testkit.pgserver import PgServer  # noqa: E402
-from connleak_testkit.snapshot import dump  # noqa: E402
+from connleak_testkit.snapshot import connections_of, dump  # noqa: E402
 from connleak_testkit.procs import bpf_links  # noqa: E402
-from connleak_testkit.tracer import Tracer  # noqa: E402
+from connleak_testkit.stacks import mark_line  # noqa: E402
+from connleak_testkit.tracer import ConnleakTestCase, Tracer  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(HERE)
@@ -45,14 +44,6 @@ def sock_ops_attached(tracer_pid):
     return any(kind == "cgroup" and what == "3" for kind, what in bpf_links(tracer_pid))  # BPF_CGROUP_SOCK_OPS
 
 
-def mark_line(path, name):
-    with open(path) as f:
-        for i, line in enumerate(f, 1):
-            if "MARK:%s" % name in line:
-                return i
-    raise AssertionError("no MARK:%s in %s" % (name, path))
-
-
 def py_site(function, mark):
     return "%s (%s:%d)" % (function, APP, mark_line(APP, mark))
 
@@ -63,23 +54,7 @@ def site_part(label):
     return label.split(" \u2192 ")[-1] if label else label
 
 
-def conns_of(snap, pid):
-    for p in (snap or {}).get("processes", []):
-        if p["pid"] == pid:
-            return p["connections"]
-    return []
-
-
-class LastUserTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = PgServer()
-        cls.server.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
-
+class LastUserTest(ConnleakTestCase):
     def backend(self, pid):
         """pg_stat_activity's (state, query) of one backend."""
         out = self.server.psql("select state || '|' || query from pg_stat_activity where pid = %d" % pid).strip()
@@ -93,11 +68,11 @@ class LastUserTest(unittest.TestCase):
         """The snapshot where the process's one live handle names `site` as
         its last user (and has been idle min_idle_ms): that connection."""
         def ok(s):
-            c = conns_of(s, pid)
+            c = connections_of(s, pid)
             return (len(c) == 1 and site_part(c[0]["last_used_site"]) == site and c[0]["idle_ms"] is not None
                     and c[0]["idle_ms"] >= min_idle_ms)
         snap = t.wait_snapshot(ok, timeout=60)
-        c = conns_of(snap, pid)
+        c = connections_of(snap, pid)
         self.assertTrue(ok(snap), "want last user %r, idle >= %s ms: %s\n%s" % (site, min_idle_ms, dump(snap),
                                                                               t.describe()))
         return c[0]
@@ -188,9 +163,9 @@ class LastUserTest(unittest.TestCase):
         t.send("query-a 0")
         t.wait_line(r"ok query backend=(\d+)")
         line_a = "pqclient.c:%d" % mark_line(CLIENT_SRC, "query_a")
-        snap = t.wait_snapshot(lambda s: len(conns_of(s, pid)) == 1 and
-                               (conns_of(s, pid)[0]["last_used_site"] or "").endswith(line_a), timeout=60)
-        self.assertTrue((conns_of(snap, pid)[0]["last_used_site"] or "").endswith(line_a), dump(snap))
+        snap = t.wait_snapshot(lambda s: len(connections_of(s, pid)) == 1 and
+                               (connections_of(s, pid)[0]["last_used_site"] or "").endswith(line_a), timeout=60)
+        self.assertTrue((connections_of(snap, pid)[0]["last_used_site"] or "").endswith(line_a), dump(snap))
         self.assertEqual(traffic_tracepoints(t.popen.pid), {"sock_send_length", "sock_recv_length"})
         t.send("exit")
         t.wait()
@@ -208,16 +183,16 @@ class LastUserTest(unittest.TestCase):
 
         def named(fn, line):
             def ok(s):
-                c = conns_of(s, pid)
+                c = connections_of(s, pid)
                 return len(c) == 1 and c[0]["last_used_site"] is not None and \
                     c[0]["last_used_site"].startswith(fn + "+") and c[0]["last_used_site"].endswith(line)
             snap = t.wait_snapshot(ok, timeout=60)
             self.assertTrue(ok(snap), "want %s at %s: %s\n%s" % (fn, line, dump(snap), t.describe()))
-            return conns_of(snap, pid)[0]
+            return connections_of(snap, pid)[0]
 
         # No query yet: idle since the connect, nobody used it.
-        snap = t.wait_snapshot(lambda s: len(conns_of(s, pid)) == 1, timeout=60)
-        c = conns_of(snap, pid)[0]
+        snap = t.wait_snapshot(lambda s: len(connections_of(s, pid)) == 1, timeout=60)
+        c = connections_of(snap, pid)[0]
         self.assertIsNone(c["last_used_site"], dump(c))
         self.assertIsNotNone(c["idle_ms"], dump(c))
 
@@ -230,8 +205,8 @@ class LastUserTest(unittest.TestCase):
         t0_b, t1_b = float(m.group(2)), float(m.group(3))
         time.sleep(SLEEP_S)
         b = named("query_site_b", line_b)
-        t.wait_snapshot(lambda s: (conns_of(s, pid) or [{}])[0].get("idle_ms", 0) >= SLEEP_S * 1000, timeout=60)
-        b = conns_of(t.last, pid)[0]
+        t.wait_snapshot(lambda s: (connections_of(s, pid) or [{}])[0].get("idle_ms", 0) >= SLEEP_S * 1000, timeout=60)
+        b = connections_of(t.last, pid)[0]
         # Idle since the answer came (t1), not since the query went (t0).
         self.assertGreaterEqual(b["idle_ms"], SLEEP_S * 1000, dump(b))
         self.assertLessEqual(b["idle_ms"], (time.monotonic() - t1_b) * 1000 + JIFFY_MS, dump(b))
@@ -247,11 +222,11 @@ class LastUserTest(unittest.TestCase):
         # send it would show at t1 + 0.5 s (and no snapshot made during the
         # query can show 2 s).
         line_s = "pqclient.c:%d" % mark_line(CLIENT_SRC, "query_sleep")
-        snap = t.wait_snapshot(lambda s: len(conns_of(s, pid)) == 1 and
-                               (conns_of(s, pid)[0]["last_used_site"] or "").endswith(line_s) and
-                               (conns_of(s, pid)[0]["idle_ms"] or 0) >= 2000, timeout=60)
+        snap = t.wait_snapshot(lambda s: len(connections_of(s, pid)) == 1 and
+                               (connections_of(s, pid)[0]["last_used_site"] or "").endswith(line_s) and
+                               (connections_of(s, pid)[0]["idle_ms"] or 0) >= 2000, timeout=60)
         seen = time.monotonic()
-        s = conns_of(snap, pid)[0]
+        s = connections_of(snap, pid)[0]
         self.assertTrue(s["last_used_site"].startswith("query_site_sleep+"), dump(s))
         self.assertGreaterEqual(s["idle_ms"], 2000, dump(s))
         self.assertLessEqual(s["idle_ms"], (seen - t1_s) * 1000 + JIFFY_MS, dump(s))

@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -18,10 +17,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 from connleak_testkit.clients import Client  # noqa: E402
 from connleak_testkit.paths import PQCLIENT  # noqa: E402
-from connleak_testkit.pgserver import PgServer  # noqa: E402
-from connleak_testkit.procs import bpf_links  # noqa: E402
-from connleak_testkit.snapshot import dump  # noqa: E402
-from connleak_testkit.tracer import Tracer, connleak_args  # noqa: E402
+from connleak_testkit.procs import bpf_link_infos, bpf_links  # noqa: E402
+from connleak_testkit.snapshot import connections_of, dump  # noqa: E402
+from connleak_testkit.stacks import mark_line  # noqa: E402
+from connleak_testkit.tracer import ConnleakTestCase, Tracer, connleak_args  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT_SRC = os.path.join(os.path.dirname(HERE), "client", "pqclient.c")
@@ -50,50 +49,16 @@ def sock_ops_possible():
 def sock_ops_cgroup_ids(tracer_pid):
     """The cgroup ids of the sock_ops links connleak holds (their fdinfo, as
     bpftool link show has them; this bpftool cannot name a link's owner)."""
-    ids = []
-    fd_dir = "/proc/%d/fd" % tracer_pid
-    for fd in os.listdir(fd_dir):
-        try:
-            if os.readlink(os.path.join(fd_dir, fd)) != "anon_inode:bpf_link":
-                continue
-            with open("/proc/%d/fdinfo/%s" % (tracer_pid, fd)) as f:
-                info = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
-        except OSError:
-            continue
-        if info.get("link_type") == "cgroup" and info.get("attach_type", "").strip() == "3":  # BPF_CGROUP_SOCK_OPS
-            ids.append(int(info["cgroup_id"]))
-    return sorted(ids)
+    return sorted(int(info["cgroup_id"]) for info in bpf_link_infos(tracer_pid)
+                  if info.get("link_type") == "cgroup"
+                  and info.get("attach_type", "").strip() == "3")  # BPF_CGROUP_SOCK_OPS
 
 
 def traffic_tracepoints(tracer_pid):
     return {tp for kind, tp in bpf_links(tracer_pid) if kind == "raw_tracepoint"} & TRAFFIC_TPS
 
 
-def mark_line(name):
-    with open(CLIENT_SRC) as f:
-        for i, line in enumerate(f, 1):
-            if "MARK:%s" % name in line:
-                return i
-    raise AssertionError("no MARK:%s in %s" % (name, CLIENT_SRC))
-
-
-def conns_of(snap, pid):
-    for p in (snap or {}).get("processes", []):
-        if p["pid"] == pid:
-            return p["connections"]
-    return []
-
-
-class SockOpsCgroupTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = PgServer()
-        cls.server.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
-
+class SockOpsCgroupTest(ConnleakTestCase):
     def make_cgroup(self, name):
         path = os.path.join(cgroup2_mount(), "connleak-test-%d-%s" % (os.getpid(), name))
         os.mkdir(path)
@@ -132,15 +97,15 @@ class SockOpsCgroupTest(unittest.TestCase):
         """The client's handle: its first query's site named (the first send
         seen), then the second's, idle since its answer."""
         c.cmd("open 1")
-        line_a, line_b = "pqclient.c:%d" % mark_line("query_a"), "pqclient.c:%d" % mark_line("query_b")
+        line_a, line_b = "pqclient.c:%d" % mark_line(CLIENT_SRC, "query_a"), "pqclient.c:%d" % mark_line(CLIENT_SRC, "query_b")
 
         def named(fn, line):
             def ok(s):
-                cs = conns_of(s, c.pid)
+                cs = connections_of(s, c.pid)
                 return len(cs) == 1 and (cs[0]["last_used_site"] or "").startswith(fn + "+") and \
                     cs[0]["last_used_site"].endswith(line)
             snap = t.wait_snapshot(ok, timeout=20)
-            self.assertTrue(ok(snap), "want %s at %s: %s\n%s" % (fn, line, dump(conns_of(snap, c.pid)),
+            self.assertTrue(ok(snap), "want %s at %s: %s\n%s" % (fn, line, dump(connections_of(snap, c.pid)),
                                                                    t.describe()))
 
         c.cmd("query-a 0")
@@ -150,10 +115,10 @@ class SockOpsCgroupTest(unittest.TestCase):
         backend, t1 = int(m.group(1)), float(m.group(3))
         time.sleep(SLEEP_S)
         named("query_site_b", line_b)
-        snap = t.wait_snapshot(lambda s: (conns_of(s, c.pid) or [{}])[0].get("idle_ms", 0) >= SLEEP_S * 1000,
+        snap = t.wait_snapshot(lambda s: (connections_of(s, c.pid) or [{}])[0].get("idle_ms", 0) >= SLEEP_S * 1000,
                                timeout=20)
         seen = time.monotonic()
-        b = conns_of(snap, c.pid)[0]
+        b = connections_of(snap, c.pid)[0]
         self.assertGreaterEqual(b["idle_ms"], SLEEP_S * 1000, dump(b))
         self.assertLessEqual(b["idle_ms"], (seen - t1) * 1000 + jiffy_ms, dump(b))
         self.assertEqual(self.backend(backend), ("idle", "select 'b'"))
@@ -195,7 +160,7 @@ class SockOpsCgroupTest(unittest.TestCase):
             self.skipTest("kernel before 6.15, no kernel config to read CONFIG_HZ from, or no cgroup v2")
         own, later = self.make_cgroup("own"), self.make_cgroup("later")
         ci = self.server.conninfo("t_sock_ops_later")
-        json_path = os.path.join(tempfile.mkdtemp(prefix="connleak-json-"), "snapshot.json")
+        json_path = self.json_path()
         # connleak in a cgroup of its own (so is the command it launches); the
         # command moves into `later` on a line, then starts the client there.
         command = ["sh", "-c", 'read go && echo $$ > "$1/cgroup.procs" && "$2" interactive "$3"', "sh", later,
@@ -235,14 +200,14 @@ class SockOpsCgroupTest(unittest.TestCase):
             self.skipTest("kernel before 6.15, no kernel config to read CONFIG_HZ from, or no cgroup v2")
         own = self.make_cgroup("all")
         c = self.client_in(own, self.server.conninfo("t_sock_ops_all"))
-        json_path = os.path.join(tempfile.mkdtemp(prefix="connleak-json-"), "snapshot.json")
+        json_path = self.json_path()
         args = connleak_args(0, 0.2, json_path, extra=["--all"])
         t = Tracer(args, json_path, subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                                      stderr=subprocess.PIPE, text=True))
         self.addCleanup(t.cleanup)
         t.wait_snapshot(lambda s: any(p["pid"] == c.pid for p in s.get("processes", [])), timeout=60)
         c.cmd("open 1")
-        t.wait_snapshot(lambda s: len(conns_of(s, c.pid)) == 1, timeout=60)
+        t.wait_snapshot(lambda s: len(connections_of(s, c.pid)) == 1, timeout=60)
         self.assertEqual(sock_ops_cgroup_ids(t.popen.pid), [os.stat(cgroup2_mount()).st_ino], t.describe())
         self.assertEqual(traffic_tracepoints(t.popen.pid), set())
         c.exit()

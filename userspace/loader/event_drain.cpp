@@ -2,9 +2,7 @@
 
 #include <bpf/libbpf.h>
 #include <cerrno>
-#include <csignal>
 #include <poll.h>
-#include <pthread.h>
 #include <string>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
@@ -13,6 +11,7 @@
 #include <vector>
 
 #include "bpf_util.h"
+#include "thread_without_signals.h"
 
 namespace connleak {
 
@@ -31,13 +30,7 @@ Result<std::unique_ptr<EventDrain>> EventDrain::open(int map_fd, size_t max_byte
         d.get(), nullptr);
     if (!d->ring_)
         return Error{"cannot open the event ring buffer: " + bpf_errstr(errno)};
-    // Every signal blocked from its first instruction (a thread inherits
-    // the mask): they belong to the main thread's signalfd.
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    d->thread_ = std::thread([self = d.get()] { self->drain_loop(); });
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    d->thread_ = thread_without_signals([self = d.get()] { self->drain_loop(); });
     return d;
 }
 

@@ -4,10 +4,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <cerrno>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <pthread.h>
 #include <string>
 #include <sys/socket.h>
 #include <sys/utsname.h>
@@ -19,6 +17,7 @@
 #include "connleak_loader.h"
 #include "kernel_hz.h"
 #include "sock_io.h"
+#include "thread_without_signals.h"
 
 namespace connleak {
 namespace {
@@ -128,14 +127,7 @@ Result<std::unique_ptr<SocketIoHooks>> SocketIoHooks::attach(connleak_bpf* skel,
         h.get(), nullptr);
     if (!h->wake_)
         return Error{"cannot open the traffic hooks' wakeup ring: " + bpf_errstr(errno)};
-    // With every signal blocked from its first instruction (a thread
-    // inherits the mask): SIGINT and SIGTERM belong to the main thread's
-    // signalfd, and one delivered here would kill connleak mid-report.
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    h->waker_ = std::thread([self = h.get()] { self->wake_loop(); });
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    h->waker_ = thread_without_signals([self = h.get()] { self->wake_loop(); });
     return h;
 }
 

@@ -74,10 +74,9 @@ class LineProcess:
         end_process(self.popen)
 
 
-def bpf_links(pid):
-    """(link_type, what) of each BPF link fd of PID, from /proc/PID/fdinfo:
-    what is a raw tracepoint's tp_name, a cgroup link's attach_type, an
-    iterator's target_name, else ""."""
+def bpf_link_infos(pid):
+    """The fdinfo of each BPF link fd of PID, as a dict of its fields
+    (link_type, tp_name, attach_type, cgroup_id, ...)."""
     out = []
     fd_dir = "/proc/%d/fd" % pid
     for fd in os.listdir(fd_dir):
@@ -85,9 +84,18 @@ def bpf_links(pid):
             if os.readlink(os.path.join(fd_dir, fd)) != "anon_inode:bpf_link":
                 continue
             with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
-                info = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+                out.append(dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line))
         except OSError:
             continue  # closed meanwhile
+    return out
+
+
+def bpf_links(pid):
+    """(link_type, what) of each BPF link fd of PID, from /proc/PID/fdinfo:
+    what is a raw tracepoint's tp_name, a cgroup link's attach_type, an
+    iterator's target_name, else ""."""
+    out = []
+    for info in bpf_link_infos(pid):
         kind = info.get("link_type", "")
         what = info.get("tp_name") or info.get("attach_type") or info.get("target_name") or ""
         out.append((kind, what.strip()))

@@ -39,6 +39,12 @@ def find_process(snapshot, pid):
     return None
 
 
+def connections_of(snapshot, pid):
+    """The live handles a snapshot lists for PID ([] if none or no process)."""
+    p = find_process(snapshot or {}, pid)
+    return p["connections"] if p else []
+
+
 def sites(proc):
     """{site string: entry} of one process; duplicate site strings are an error."""
     out = {}

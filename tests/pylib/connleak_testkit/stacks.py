@@ -58,3 +58,13 @@ class StackClient:
 
     def cleanup(self):
         end_process(self.popen)
+
+
+def mark_line(path, name):
+    """The line of PATH that carries the comment MARK:NAME (a test's way to
+    name a source line that edits do not move)."""
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            if "MARK:%s" % name in line:
+                return i
+    raise AssertionError("no MARK:%s in %s" % (name, path))
