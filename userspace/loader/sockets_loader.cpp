@@ -404,17 +404,21 @@ bool SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketR
     return true;
 }
 
-std::set<uint64_t> SocketTracer::take_exit_held(uint32_t pid)
+// One read of the exit map for every process that exited since the last
+// report (1,000 processes exiting together read it once, not 1,000 times).
+std::map<uint32_t, std::set<uint64_t>> SocketTracer::take_exit_held(const std::set<uint32_t>& pids)
 {
     const int fd = bpf_map__fd(skel_->maps.exit_held);
     auto exit_key_less = [](const exit_key& a, const exit_key& b) {
         return a.tgid != b.tgid ? a.tgid < b.tgid : a.inode < b.inode;
     };
-    std::set<uint64_t> out;
+    std::map<uint32_t, std::set<uint64_t>> out;
+    if (pids.empty())
+        return out;
     for (const auto& [k, held] : dump_map<exit_key, uint8_t>(fd, exit_key_less)) {
-        if (k.tgid != pid)
+        if (!pids.count(k.tgid))
             continue;
-        out.insert(k.inode);
+        out[k.tgid].insert(k.inode);
         bpf_map_delete_elem(fd, &k);
     }
     return out;
@@ -530,6 +534,19 @@ void SocketTracer::annotate(RawState& raw)
         return bpf_map_lookup_elem(procs_fd, &pid, &ps) == 0 ? ps.last_poll_ns : 0;
     };
 
+    // Exited processes: their walk flags first, then the exit map once. The
+    // kernel notes a process's sockets before it flags the walk done, so a
+    // flag read before the map means every socket of that process is in it.
+    std::map<uint32_t, std::pair<bool, sock_stats>> exit_stats;  // (found, stats)
+    std::set<uint32_t> exited;
+    for (const RawProcess& p : raw.processes)
+        if (p.stats.exited_ns && !final_.count(p.pid)) {
+            sock_stats st{};
+            exit_stats[p.pid] = {bpf_map_lookup_elem(stats_fd, &p.pid, &st) == 0, st};
+            exited.insert(p.pid);
+        }
+    std::map<uint32_t, std::set<uint64_t>> exit_held = take_exit_held(exited);
+
     for (const RawProcess& p : raw.processes) {
         if (auto f = final_.find(p.pid); f != final_.end()) {
             raw.sockets[p.pid] = f->second;
@@ -538,9 +555,9 @@ void SocketTracer::annotate(RawState& raw)
         ProcessSocketMemory& mem = memory_[p.pid];
         if (p.stats.exited_ns) {
             // The kernel closed what it held: account it once, free its records.
-            std::set<uint64_t> held = take_exit_held(p.pid);
-            sock_stats st{};
-            const bool walked = bpf_map_lookup_elem(stats_fd, &p.pid, &st) == 0 && st.exit_walked && !st.exit_dropped;
+            const std::set<uint64_t>& held = exit_held[p.pid];
+            const auto& [found, st] = exit_stats[p.pid];
+            const bool walked = found && st.exit_walked && !st.exit_dropped;
             const std::vector<SocketRecord>& own = records_of(p.pid);
             ProcessSocketReport rep = build_exit_report(p.stats.exited_ns, own, rules_, mem, walked ? &held : nullptr);
             rep.dropped = st.dropped;

@@ -80,9 +80,10 @@ private:
     // Reads the record map into records_ if the kernel changed it (or
     // userspace freed some) since the last read; true if it read it.
     bool refresh_records();
-    void refresh_traffic();                           // every interval: traffic moves uncounted
-    std::set<uint64_t> take_exit_held(uint32_t pid);  // and frees them
-    void free_record(uint64_t sk);                    // and its traffic entry
+    void refresh_traffic();  // every interval: traffic moves uncounted
+    // The sockets each of these exited processes held (and frees them).
+    std::map<uint32_t, std::set<uint64_t>> take_exit_held(const std::set<uint32_t>& pids);
+    void free_record(uint64_t sk);  // and its traffic entry
     void collect_garbage(const RawState& raw, const std::map<uint32_t, std::vector<HandleRef>>& handles_by_pid);
     uint64_t xact_layout_cookie(const std::string& path);
 
