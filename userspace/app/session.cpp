@@ -118,6 +118,7 @@ RawState Session::collect()
     raw.now_ns = kernel.now_ns;
     raw.wall_time_s = kernel.wall_time_s;
     std::set<uint32_t> archived;
+    std::vector<uint32_t> gone;  // archived from a fresh read of their entries, all at once
     live_.clear();
     for (RawProcess& p : kernel.processes) {
         // kill(pid, 0) succeeds on a zombie, whose exit the kernel has
@@ -131,8 +132,14 @@ RawState Session::collect()
             raw.processes.push_back(p);
             continue;
         }
-        archive(p.pid, kernel.now_ns);
         archived.insert(p.pid);
+        gone.push_back(p.pid);
+    }
+    if (!gone.empty()) {
+        std::map<uint32_t, RawState> entries = source_.read_processes_of(gone);
+        for (uint32_t pid : gone)
+            if (auto e = entries.find(pid); e != entries.end())
+                archive(pid, std::move(e->second), kernel.now_ns);
     }
     // Moved whole when no process was archived (most intervals; 100,000
     // handles at scale), else filtered.
@@ -171,13 +178,11 @@ RawState Session::collect()
     return raw;
 }
 
-void Session::archive(uint32_t pid, uint64_t now_ns)
+// `entry` was read again after the process was seen gone: the kernel marks
+// the exit before the pid disappears, so it is final, whatever the first
+// read saw.
+void Session::archive(uint32_t pid, RawState entry, uint64_t now_ns)
 {
-    // Read again: the kernel marks the exit before the pid disappears, so
-    // this entry is final, whatever the first read saw.
-    RawState entry = source_.read_process(pid);
-    if (entry.processes.empty())
-        return;
     RawProcess p = entry.processes.front();
     // Gone with no exit seen (it exited while being added): nothing can
     // change its counts any more.

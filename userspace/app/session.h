@@ -36,6 +36,16 @@ public:
     virtual std::vector<RawProcess> read_processes() = 0;
     // One process's entry (none if absent), handles and sites, read now.
     virtual RawState read_process(uint32_t pid) = 0;
+    // The same for several processes (absent ones left out); a source that
+    // can read each map once for all of them does.
+    virtual std::map<uint32_t, RawState> read_processes_of(const std::vector<uint32_t>& pids)
+    {
+        std::map<uint32_t, RawState> out;
+        for (uint32_t pid : pids)
+            if (RawState one = read_process(pid); !one.processes.empty())
+                out[pid] = std::move(one);
+        return out;
+    }
     // Deletes exactly these entries (process, handles and sites) from the maps.
     virtual void forget(const RawState& entries) = 0;
     // Whether `pid` exists, zombies included.
@@ -100,7 +110,7 @@ private:
     };
 
     RawState collect();
-    void archive(uint32_t pid, uint64_t now_ns);
+    void archive(uint32_t pid, RawState entry, uint64_t now_ns);
     void fold(const Archived& a);
     void watch_releases(const Snapshot& snap, const std::vector<Notice>& batch);
     std::string site_name(const RawSite& s);

@@ -19,6 +19,10 @@ public:
     RawState read() override { return tracer_.read(); }
     std::vector<RawProcess> read_processes() override { return tracer_.read_processes(); }
     RawState read_process(uint32_t pid) override { return tracer_.read_process(pid); }
+    std::map<uint32_t, RawState> read_processes_of(const std::vector<uint32_t>& pids) override
+    {
+        return tracer_.read_processes_of(pids);
+    }
     void forget(const RawState& entries) override { tracer_.forget(entries); }
     bool process_exists(uint32_t pid) override { return connleak::process_exists(pid); }
     std::string comm(uint32_t pid) override { return read_comm(pid); }

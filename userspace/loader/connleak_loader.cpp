@@ -342,6 +342,35 @@ RawState Tracer::read_process(uint32_t pid) const
     return raw;
 }
 
+std::map<uint32_t, RawState> Tracer::read_processes_of(const std::vector<uint32_t>& pids) const
+{
+    std::map<uint32_t, RawState> out;
+    bool all_final = conn_rows_valid_;
+    for (uint32_t pid : pids) {
+        proc_stats stats{};
+        if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.procs), &pid, &stats) != 0)
+            continue;
+        out[pid].processes.push_back(with_drops(raw_process(pid, stats)));
+        all_final = all_final && stats.exited_ns && conn_rows_read_ns_ > stats.exited_ns;
+    }
+    if (out.empty())
+        return out;
+    // After the process entries, as in read_process().
+    for (const auto& [k, v] : all_final ? conn_rows_ : conn_rows())
+        if (auto it = out.find(k.tgid); it != out.end())
+            it->second.conns.push_back(raw_conn(k, v));
+    for (auto& [k, v] : dump_map<stack_key, stack_stats>(bpf_map__fd(skel_->maps.stack_counts), stack_key_less))
+        if (auto it = out.find(k.tgid); it != out.end())
+            it->second.stacks.push_back(raw_stack(k, v));
+    for (auto& [k, v] : dump_map<site_key, site_stats>(bpf_map__fd(skel_->maps.sites), site_key_less))
+        if (auto it = out.find(k.tgid); it != out.end())
+            it->second.sites.push_back(raw_site(k, v));
+    const uint64_t now = monotonic_ns();
+    for (auto& [pid, raw] : out)
+        raw.now_ns = now;
+    return out;
+}
+
 void Tracer::forget(const RawState& entries)
 {
     for (const RawProcess& p : entries.processes) {
