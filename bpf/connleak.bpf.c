@@ -197,7 +197,7 @@ static long stack_end(struct task_struct *task, struct vm_area_struct *vma, void
 	return 0;
 }
 
-/* Userspace drains the ring every 100 ms; a wakeup per event would cost the
+/* Userspace drains the ring every 20 ms (event_drain.h); a wakeup per event would cost the
  * traced thread an irq_work (a self-IPI: a VM exit under KVM) on every
  * connect. So the reader is woken only once the ring is half full. */
 static __always_inline __u64 wakeup_flags(void)

@@ -36,20 +36,20 @@ TEST_CASE("record queue keeps records in order until taken")
     const std::string a = record(1, 10, 100), b = record(2, 11, 301);
     REQUIRE(q.push(a.data(), a.size()));
     REQUIRE(q.push(b.data(), b.size()));
-    CHECK(q.bytes() == 401);
+    CHECK(q.bytes() == 112 + 312);  // each with its 8-byte header, padded to 8
     auto got = take_all(q);
     REQUIRE(got.size() == 2);
     CHECK(got[0] == a);
     CHECK(got[1] == b);
     CHECK(q.bytes() == 0);
-    CHECK(q.peak_bytes() == 401);
+    CHECK(q.peak_bytes() == 424);
     CHECK(take_all(q).empty());
 }
 
 TEST_CASE("record queue counts what passes its bound per process, and takes the rest")
 {
     RecordQueue q(1000);
-    const std::string big = record(1, 10, 600), small = record(1, 20, 400), one_more = record(3, 20, 1);
+    const std::string big = record(1, 10, 600), small = record(1, 20, 384), one_more = record(3, 20, 1);
     const std::string tail = record(1, 20, 8);
     REQUIRE(q.push(big.data(), big.size()));
     CHECK_FALSE(q.push(big.data(), big.size()));  // 1200 > 1000
@@ -58,9 +58,15 @@ TEST_CASE("record queue counts what passes its bound per process, and takes the 
     CHECK(q.dropped(10) == 1);
     CHECK(q.dropped(20) == 1);
     CHECK(q.dropped(30) == 0);
-    CHECK(take_all(q).size() == 2);
+    // One the kernel sends only once passes the bound.
+    const std::string once = record(4, 30, 64);
+    REQUIRE(q.push(once.data(), once.size(), false));
+    CHECK(q.dropped(30) == 0);
+    CHECK(q.bytes() == 1072);
+    CHECK(q.dropped().size() == 2);
+    CHECK(take_all(q).size() == 3);
     REQUIRE(q.push(big.data(), big.size()));  // room again once taken
-    CHECK(q.peak_bytes() == 1000);
+    CHECK(q.peak_bytes() == 1072);
     q.forget(10);
     CHECK(q.dropped(10) == 0);
     // Too short to say whose: counted against pid 0, never queued.

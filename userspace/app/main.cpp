@@ -469,9 +469,9 @@ int run(const Options& o)
     bool interrupted = false;
     bool terminal_sigint = false;
     for (;;) {
-        // Wake every 100 ms: to drain the ring buffer (the kernel wakes us
-        // early only when it is half full, see wakeup_flags() in
-        // connleak.bpf.c) and to notice targets that exited.
+        // Wake every 100 ms: to handle the events a thread drained from the
+        // ring buffer (it wakes us early when the kernel woke it, or a MiB
+        // waits: event_drain.h) and to notice targets that exited.
         double until = next_report;
         if (o.duration_s > 0 && o.duration_s < until)
             until = o.duration_s;

@@ -95,9 +95,10 @@ Result<std::unique_ptr<Tracer>> Tracer::load(const TracerConfig& cfg)
     // wraps reads as one), every page counted in its RSS from the start: a
     // MiB of ring is 2 MB of RSS, used or not. It carries a copy of the
     // stack until userspace has learnt a stack's return addresses: a burst
-    // at a process's start, as long as the reader takes to learn (under
-    // load, 2 MiB overflowed in test_exactness, 4 MiB did not), then rare;
-    // and each stack walked once, Python code objects, last-use copies.
+    // at a process's start, then rare; and each stack walked once, Python
+    // code objects, last-use copies. A thread empties it into userspace
+    // (event_drain.h); the ring covers the time that thread waits for a
+    // CPU: 1 MiB still overflowed under load with it, 4 MiB did not.
     // 4 MiB, more for a --stack-size of which 64 whole copies would not fit
     // (a power of two of pages, as ring buffers need). Without stacks
     // nothing reads it: a page, for the few events still sent.
@@ -225,18 +226,29 @@ Result<bool> Tracer::adopt_process(uint32_t pid)
     return Error{"cannot trace process " + std::to_string(pid) + ": " + bpf_errstr(errno)};
 }
 
-RawProcess Tracer::with_drops(RawProcess p) const
+void Tracer::add_queue_drops(RawProcess& p, const std::map<uint32_t, uint64_t>& drops)
 {
-    if (events_)
-        p.stats.dropped_stacks += events_->dropped(p.pid);
-    return p;
+    if (auto it = drops.find(p.pid); it != drops.end())
+        p.stats.dropped_stacks += it->second;
+}
+
+std::map<uint32_t, uint64_t> Tracer::queue_drops(bool drain) const
+{
+    if (!events_)
+        return {};
+    if (drain)  // what an exited process left in the ring: its count is then final
+        events_->drain_now();
+    return events_->dropped();
 }
 
 std::vector<RawProcess> Tracer::read_processes() const
 {
     std::vector<RawProcess> out;
     for (auto& [pid, stats] : dump_map<__u32, proc_stats>(bpf_map__fd(skel_->maps.procs), u32_less))
-        out.push_back(with_drops(raw_process(pid, stats)));
+        out.push_back(raw_process(pid, stats));
+    const auto drops = queue_drops(false);
+    for (RawProcess& p : out)
+        add_queue_drops(p, drops);
     return out;
 }
 
@@ -327,7 +339,8 @@ RawState Tracer::read_process(uint32_t pid) const
     proc_stats stats{};
     if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.procs), &pid, &stats) != 0)
         return raw;
-    raw.processes.push_back(with_drops(raw_process(pid, stats)));
+    raw.processes.push_back(raw_process(pid, stats));
+    add_queue_drops(raw.processes.back(), queue_drops(true));
     // After the process entry: if it is exited, these are final too. So
     // are rows read after its exit, whatever other processes did since.
     const bool final_rows = stats.exited_ns && conn_rows_valid_ && conn_rows_read_ns_ > stats.exited_ns;
@@ -350,11 +363,14 @@ std::map<uint32_t, RawState> Tracer::read_processes_of(const std::vector<uint32_
         proc_stats stats{};
         if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.procs), &pid, &stats) != 0)
             continue;
-        out[pid].processes.push_back(with_drops(raw_process(pid, stats)));
+        out[pid].processes.push_back(raw_process(pid, stats));
         all_final = all_final && stats.exited_ns && conn_rows_read_ns_ > stats.exited_ns;
     }
     if (out.empty())
         return out;
+    const auto drops = queue_drops(true);
+    for (auto& [pid, raw] : out)
+        add_queue_drops(raw.processes.front(), drops);
     // After the process entries, as in read_process().
     for (const auto& [k, v] : all_final ? conn_rows_ : conn_rows())
         if (auto it = out.find(k.tgid); it != out.end())

@@ -116,7 +116,10 @@ private:
     Tracer() = default;
     Status attach(const char* what, bpf_link* link);
     std::vector<RawStack> read_stacks(uint32_t pid) const;  // pid 0: all
-    RawProcess with_drops(RawProcess p) const;              // adds the records the drain had no room for
+    // The records the event drain had no room for, per process; `drain`:
+    // the ring emptied first (after the process entries were read).
+    std::map<uint32_t, uint64_t> queue_drops(bool drain) const;
+    static void add_queue_drops(RawProcess& p, const std::map<uint32_t, uint64_t>& drops);
     // The live-handle map, by key: read again only when the kernel's
     // count of its changes moved (or userspace deleted from it).
     const std::vector<std::pair<conn_key, conn_info>>& conn_rows() const;

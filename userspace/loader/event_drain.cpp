@@ -2,6 +2,8 @@
 
 #include <bpf/libbpf.h>
 #include <cerrno>
+#include <cstring>
+#include <new>
 #include <poll.h>
 #include <string>
 #include <sys/eventfd.h>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "bpf_util.h"
+#include "connleak.h"
 #include "thread_without_signals.h"
 
 namespace connleak {
@@ -24,7 +27,18 @@ Result<std::unique_ptr<EventDrain>> EventDrain::open(int map_fd, size_t max_byte
     d->ring_ = ring_buffer__new(
         map_fd,
         [](void* ctx, void* data, size_t size) {
-            static_cast<EventDrain*>(ctx)->queue_.push(data, size);
+            // Only the records whose loss the kernel counts in
+            // dropped_stacks may be dropped here; the others (a stack
+            // walked, a Python code object, a process entered) it sends once.
+            uint32_t kind = 0;
+            if (size >= sizeof(kind))
+                std::memcpy(&kind, data, sizeof(kind));
+            const bool may_drop = kind == EVENT_ACQUIRE || kind == EVENT_LAST_USE || kind == EVENT_RELEASE;
+            try {
+                static_cast<EventDrain*>(ctx)->queue_.push(data, size, may_drop);
+            } catch (const std::bad_alloc&) {  // never through libbpf's C frames
+                return 0;
+            }
             return 0;
         },
         d.get(), nullptr);
@@ -46,7 +60,8 @@ EventDrain::~EventDrain()
 
 // The kernel wakes the ring's reader for the first copy of a stack not
 // learnt yet and when the ring is half full; other records wait for the
-// next look, every 20 ms (handle() drains before each report anyway).
+// next look, every 20 ms. The handling thread is woken as the kernel woke
+// this one, or once a MiB waits; else its own 100 ms tick takes them.
 void EventDrain::drain_loop()
 {
     // Ahead of the traced process's threads: a client that saturates the
@@ -58,14 +73,14 @@ void EventDrain::drain_loop()
     setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), -10);
     pollfd p{ring_buffer__epoll_fd(ring_), POLLIN, 0};
     while (!stop_.load()) {
-        poll(&p, 1, 20);
-        bool waiting;
+        const bool woken = poll(&p, 1, 20) > 0;
+        bool wake;
         {
             std::lock_guard<std::mutex> lock(mutex_);
             ring_buffer__consume(ring_);
-            waiting = queue_.bytes() > 0;
+            wake = queue_.bytes() > 0 && (woken || queue_.bytes() >= kWakeBytes);
         }
-        if (waiting) {
+        if (wake) {
             const uint64_t one = 1;
             (void)!write(wake_fd_, &one, sizeof(one));
         }
@@ -86,10 +101,16 @@ void EventDrain::handle(const std::function<void(const void*, size_t)>& handler)
         block->for_each(handler);
 }  // the blocks are unmapped here: a burst's memory goes back at once
 
-uint64_t EventDrain::dropped(uint32_t pid) const
+void EventDrain::drain_now()
 {
     std::lock_guard<std::mutex> lock(mutex_);
-    return queue_.dropped(pid);
+    ring_buffer__consume(ring_);
+}
+
+std::map<uint32_t, uint64_t> EventDrain::dropped() const
+{
+    std::lock_guard<std::mutex> lock(mutex_);
+    return queue_.dropped();
 }
 
 void EventDrain::forget(uint32_t pid)

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -34,15 +35,21 @@ public:
     // Readable when records wait to be handled.
     int fd() const { return wake_fd_; }
     // Drains the ring now (so every record submitted before the call is
-    // among them), then hands each record waiting to `handler`, oldest
-    // first, outside the lock: the drain goes on meanwhile.
+    // among them, but those the bound dropped), then hands each record
+    // waiting to `handler`, oldest first, outside the lock: the drain goes
+    // on meanwhile.
     void handle(const std::function<void(const void*, size_t)>& handler);
+    // Drains the ring into the queue now, handling nothing: read after a
+    // process's exit, its count of records dropped is then final.
+    void drain_now();
     // Records that did not fit, per process; forget() once it is gone.
-    uint64_t dropped(uint32_t pid) const;
+    std::map<uint32_t, uint64_t> dropped() const;
     void forget(uint32_t pid);
     size_t peak_bytes() const;
 
 private:
+    static constexpr size_t kWakeBytes = 1 << 20;
+
     EventDrain(size_t max_bytes) : queue_(max_bytes) {}
     void drain_loop();
 

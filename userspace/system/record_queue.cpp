@@ -33,15 +33,15 @@ bool RecordBlock::append(const void* data, size_t size)
     return true;
 }
 
-bool RecordQueue::push(const void* data, size_t size)
+bool RecordQueue::push(const void* data, size_t size, bool may_drop)
 {
     uint32_t pid = 0;
     const bool named = size >= 2 * sizeof(uint32_t);
     if (named)
         std::memcpy(&pid, static_cast<const char*>(data) + sizeof(uint32_t), sizeof(pid));
-    bool ok = named && bytes_ + size <= max_bytes_;
+    const size_t need = RecordBlock::footprint(size);
+    bool ok = named && (!may_drop || bytes_ + need <= max_bytes_);
     if (ok && (blocks_.empty() || !blocks_.back()->append(data, size))) {
-        const size_t need = RecordBlock::footprint(size);
         blocks_.push_back(std::make_unique<RecordBlock>(need > kBlockBytes ? need : kBlockBytes));
         ok = blocks_.back()->append(data, size);
         if (!ok)  // no memory mapped
@@ -51,7 +51,7 @@ bool RecordQueue::push(const void* data, size_t size)
         dropped_[pid]++;
         return false;
     }
-    bytes_ += size;
+    bytes_ += need;
     if (bytes_ > peak_bytes_)
         peak_bytes_ = bytes_;
     return true;

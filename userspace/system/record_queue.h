@@ -5,10 +5,10 @@
 // owner locks.
 //
 // Records are packed in blocks of 1 MiB mapped for the purpose, not one
-// allocation each: the draining thread then never waits on the allocator's
-// locks (the handling thread frees what it handled; malloc_trim walking the
-// arenas held the drain up to 65 ms), and a burst's memory goes back to the
-// system as soon as it is handled.
+// allocation each: the draining thread then seldom waits on the
+// allocator's locks (the handling thread freed each record, and malloc_trim
+// walking the arenas held the drain up to 65 ms), and a burst's memory goes
+// back to the system as soon as it is handled.
 #pragma once
 
 #include <cstddef>
@@ -26,7 +26,6 @@ public:
     RecordBlock(const RecordBlock&) = delete;
     RecordBlock& operator=(const RecordBlock&) = delete;
 
-    bool valid() const { return base_ != nullptr; }
     // Appends one record; false when it does not fit.
     bool append(const void* data, size_t size);
     // Calls f(data, size) for each record, in order.
@@ -55,16 +54,20 @@ public:
     explicit RecordQueue(size_t max_bytes) : max_bytes_(max_bytes) {}
 
     // Copies the record in; false (and counted against its process) when
-    // it would pass the bound. A record too short to name its process is
-    // not queued and counted against pid 0.
-    bool push(const void* data, size_t size);
+    // it may be dropped and would pass the bound, or no memory is left. A
+    // record too short to name its process is not queued and counted
+    // against pid 0. Records that may not be dropped (the kernel sends them
+    // once) pass the bound.
+    bool push(const void* data, size_t size, bool may_drop = true);
     // Every record queued, oldest first, in blocks; the queue is then empty.
     std::vector<std::unique_ptr<RecordBlock>> take();
 
+    // Bytes the queued records take (their headers and padding included).
     size_t bytes() const { return bytes_; }
     size_t peak_bytes() const { return peak_bytes_; }
     // Records not queued, per process (their tgid).
     uint64_t dropped(uint32_t pid) const;
+    const std::map<uint32_t, uint64_t>& dropped() const { return dropped_; }
     void forget(uint32_t pid) { dropped_.erase(pid); }
 
 private:
