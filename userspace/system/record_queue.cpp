@@ -65,10 +65,4 @@ std::vector<std::unique_ptr<RecordBlock>> RecordQueue::take()
     return out;
 }
 
-uint64_t RecordQueue::dropped(uint32_t pid) const
-{
-    auto it = dropped_.find(pid);
-    return it == dropped_.end() ? 0 : it->second;
-}
-
 }  // namespace connleak

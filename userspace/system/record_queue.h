@@ -66,7 +66,6 @@ public:
     size_t bytes() const { return bytes_; }
     size_t peak_bytes() const { return peak_bytes_; }
     // Records not queued, per process (their tgid).
-    uint64_t dropped(uint32_t pid) const;
     const std::map<uint32_t, uint64_t>& dropped() const { return dropped_; }
     void forget(uint32_t pid) { dropped_.erase(pid); }
 
