@@ -3,7 +3,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
+#include <iterator>
 #include <set>
 
 #include "clock.h"
@@ -39,6 +42,19 @@ const LibpqLayout* HandleStates::layout_of(uint32_t pid)
     return layout ? &*layout : nullptr;
 }
 
+HandleState HandleStates::state_of(const Known& k) const
+{
+    HandleState s;
+    s.state = k.state;
+    s.backend_pid = k.backend_pid;
+    if (k.names) {
+        s.database = names_.database(k.names);
+        s.user = names_.user(k.names);
+    }
+    s.state_since_ns = k.state_since_ns;
+    return s;
+}
+
 void HandleStates::annotate(RawState& raw)
 {
     std::set<uint32_t> live;
@@ -46,6 +62,8 @@ void HandleStates::annotate(RawState& raw)
         if (!p.stats.exited_ns)
             live.insert(p.pid);
     generation_++;
+    cursor_ = 0;
+    added_.clear();
     // A process's handles (a run of one pid: the maps are read in key
     // order) in one batch of reads.
     for (size_t i = 0; i < raw.conns.size();) {
@@ -57,10 +75,38 @@ void HandleStates::annotate(RawState& raw)
             annotate_process(raw, pid, i, end, *layout);
         i = end;
     }
-    for (auto it = known_.begin(); it != known_.end();)  // finished, exited, or its read failed
-        it = it->second.seen == generation_ ? std::next(it) : known_.erase(it);
+    settle_known();
     for (auto it = file_of_pid_.begin(); it != file_of_pid_.end();)
         it = live.count(it->first) ? std::next(it) : file_of_pid_.erase(it);
+}
+
+void HandleStates::settle_known()
+{
+    auto by_id = [](const Known& a, const Known& b) { return a.id() < b.id(); };
+    // Finished, exited, or its read failed.
+    known_.erase(std::remove_if(known_.begin(), known_.end(), [&](const Known& k) { return k.seen != generation_; }),
+                 known_.end());
+    if (!added_.empty()) {
+        if (!std::is_sorted(added_.begin(), added_.end(), by_id))
+            std::sort(added_.begin(), added_.end(), by_id);
+        std::vector<Known> merged;
+        merged.reserve(known_.size() + added_.size());
+        std::merge(known_.begin(), known_.end(), added_.begin(), added_.end(), std::back_inserter(merged), by_id);
+        known_.swap(merged);
+        added_.clear();
+        added_.shrink_to_fit();  // the first report adds every handle
+    } else if (known_.capacity() > 2 * known_.size() + 1024) {
+        known_.shrink_to_fit();  // many finished at once
+    }
+    if (names_.wants_compact()) {
+        std::vector<NamePairs::Id> used;
+        used.reserve(known_.size());
+        for (const Known& k : known_)
+            used.push_back(k.names);
+        const std::vector<NamePairs::Id> renumber = names_.compact(used);
+        for (Known& k : known_)
+            k.names = renumber[k.names];
+    }
 }
 
 void HandleStates::annotate_process(RawState& raw, uint32_t pid, size_t begin, size_t end, const LibpqLayout& layout)
@@ -74,22 +120,28 @@ void HandleStates::annotate_process(RawState& raw, uint32_t pid, size_t begin, s
     const uint64_t poll_ns = sockets ? sockets->last_poll_ns : 0;
 
     struct Entry {
-        Known* known;  // null: read failed or never read
+        size_t known;  // index into known_, or into added_ once read (new); kNone: read failed or never read
+        bool added;
         HandleActivity activity;
         bool first;
     };
+    constexpr size_t kNone = SIZE_MAX;
     std::vector<Entry> entries;
     entries.reserve(end - begin);
     std::vector<uint64_t> to_read;
     std::vector<size_t> read_index;  // into entries
-    auto hint = known_.begin();
+    auto find_known = [&](const HandleId& id) -> size_t {
+        // raw.conns is in key order, as known_: the next one is usually at hand.
+        if (cursor_ >= known_.size() || known_[cursor_].id() != id)
+            cursor_ = std::lower_bound(known_.begin(), known_.end(), id,
+                                       [](const Known& k, const HandleId& i) { return k.id() < i; }) -
+                      known_.begin();
+        return cursor_ < known_.size() && known_[cursor_].id() == id ? cursor_ : kNone;
+    };
     for (size_t k = begin; k < end; k++) {
         const RawConn& c = raw.conns[k];
-        const HandleId id{c.pid, c.conn, c.info.acquired_ns};
-        // raw.conns is in key order, as known_: the next one is usually at hand.
-        if (hint == known_.end() || hint->first != id)
-            hint = known_.lower_bound(id);
-        Known* known = hint != known_.end() && hint->first == id ? &hint->second : nullptr;
+        const size_t found = find_known(HandleId{c.pid, c.conn, c.info.acquired_ns});
+        Known* known = found != kNone ? &known_[found] : nullptr;
         auto activity = [&] {
             const ConnSocket* sock = nullptr;
             if (sockets)
@@ -100,9 +152,9 @@ void HandleStates::annotate_process(RawState& raw, uint32_t pid, size_t begin, s
         // A connecting handle's socket does not matter to the rule (only
         // PQconnectPoll changes it): looked up only when it is read.
         const bool connecting = known && known->mark.state == ConnState::connecting;
-        Entry e{known, connecting ? handle_activity(nullptr, traffic, dropped, poll_ns) : activity(), !known};
+        Entry e{found, false, connecting ? handle_activity(nullptr, traffic, dropped, poll_ns) : activity(), !known};
         if (known)
-            ++hint;
+            ++cursor_;
         const bool need = handle_needs_read(known ? &known->mark : nullptr, e.activity, start);
         if (need && connecting)
             e.activity = activity();  // for its mark
@@ -127,23 +179,25 @@ void HandleStates::annotate_process(RawState& raw, uint32_t pid, size_t begin, s
             failed[read_index[r]] = true;  // gone (exited, or finished since the maps were read)
             continue;
         }
-        if (!e.known) {
-            const HandleId id{c.pid, c.conn, c.info.acquired_ns};
-            e.known = &known_.emplace(id, Known{}).first->second;
+        if (e.known == kNone) {
+            Known fresh;
+            fresh.pid = c.pid;
+            fresh.conn = c.conn;
+            fresh.acquired_ns = c.info.acquired_ns;
+            added_.push_back(fresh);
+            e.known = added_.size() - 1;
+            e.added = true;
         }
-        Known& k_state = *e.known;
+        Known& k_state = e.added ? added_[e.known] : known_[e.known];
         const ConnState state = conn_state_of(fields.value());
-        if (k_state.state.state_since_ns == 0 || k_state.state.state != state)
-            k_state.state.state_since_ns = raw.now_ns;
-        k_state.state.state = state;
+        if (k_state.state_since_ns == 0 || k_state.state != state)
+            k_state.state_since_ns = raw.now_ns;
+        k_state.state = state;
         // PQbackendPID()'s rule: 0 unless connected.
-        k_state.state.backend_pid = fields.value().status == 0 ? fields.value().be_pid : 0;
-        if (!k_state.named && state != ConnState::unknown) {
-            if (auto names = read_handle_names(c.pid, c.conn, layout)) {
-                k_state.state.database = names.value().database;
-                k_state.state.user = names.value().user;
-                k_state.named = true;
-            }
+        k_state.backend_pid = fields.value().status == 0 ? fields.value().be_pid : 0;
+        if (!k_state.names && state != ConnState::unknown) {
+            if (auto names = read_handle_names(c.pid, c.conn, layout))
+                k_state.names = names_.id(names.value().database, names.value().user);
         }
         // Marked as of the start of the reads: a change during them is
         // within the settle time of the traffic that made it.
@@ -151,12 +205,13 @@ void HandleStates::annotate_process(RawState& raw, uint32_t pid, size_t begin, s
     }
     for (size_t k = 0; k < entries.size(); k++) {
         const Entry& e = entries[k];
-        if (failed[k] || !e.known)
+        if (failed[k] || e.known == kNone)
             continue;
         const RawConn& c = raw.conns[begin + k];
-        e.known->seen = generation_;
+        Known& known = e.added ? added_[e.known] : known_[e.known];
+        known.seen = generation_;
         // In key order, as read: each insert lands at the end.
-        raw.handles.emplace_hint(raw.handles.end(), std::make_pair(c.pid, c.conn), e.known->state);
+        raw.handles.emplace_hint(raw.handles.end(), std::make_pair(c.pid, c.conn), state_of(known));
     }
     read_ns_ += monotonic_ns() - start;
     read_cpu_ns_ += thread_cpu_ns() - start_cpu;

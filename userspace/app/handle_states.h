@@ -19,6 +19,7 @@
 #include "handle_refresh.h"
 #include "libpq_handle.h"
 #include "model.h"
+#include "name_pairs.h"
 #include "symbolizer.h"
 
 namespace connleak {
@@ -34,28 +35,45 @@ public:
     uint64_t read_cpu_ns() const { return read_cpu_ns_; }  // this thread's CPU time
     uint64_t failed_reads() const { return failed_; }
     uint64_t skipped() const { return skipped_; }  // handles whose last read stood
+    size_t known_handles() const { return known_.size(); }
 
 private:
     // The layout of the libpq `pid` has mapped, or null (said once per file).
     const LibpqLayout* layout_of(uint32_t pid);
 
     using HandleId = std::tuple<uint32_t, uint64_t, uint64_t>;  // pid, conn, acquired_ns
+    // What is kept of a live handle between intervals: 96 bytes in a
+    // sorted vector (a tree node with two strings was ~216 bytes; 100,000
+    // live handles at scale).
     struct Known {
-        HandleState state;
-        bool named = false;   // database and user read (they never change)
-        uint64_t seen = 0;    // the annotate() that last had it live
+        uint32_t pid = 0;
+        uint32_t seen = 0;  // the annotate() that last had it live (low bits of generation_)
+        uint64_t conn = 0, acquired_ns = 0;
+        uint64_t state_since_ns = 0;  // HandleState's
+        int32_t backend_pid = 0;
+        NamePairs::Id names = 0;  // database and user read (they never change); 0: not yet
+        ConnState state = ConnState::unknown;
         HandleReadMark mark;  // what its last read saw, to tell whether to read it again
+
+        HandleId id() const { return {pid, conn, acquired_ns}; }
     };
+    HandleState state_of(const Known& k) const;
     // One process's handles (raw.conns[begin, end)): those that need it
-    // read together, into raw.handles and known_.
+    // read together, into raw.handles and known_ (new ones into added_).
     void annotate_process(RawState& raw, uint32_t pid, size_t begin, size_t end, const LibpqLayout& layout);
+    // known_ without the handles this annotate() did not see live, with added_.
+    void settle_known();
     Symbolizer symbols_{SymbolizerOptions{"", false}};
     std::map<std::pair<dev_t, ino_t>, std::optional<LibpqLayout>> layouts_;  // by libpq file
     std::map<uint32_t, std::pair<dev_t, ino_t>> file_of_pid_;
-    // The live handles read by the last annotate, updated in place (not
-    // built anew each interval: 100,000 of them at scale).
-    std::map<HandleId, Known> known_;
-    uint64_t generation_ = 0;
+    // The live handles read by the last annotate, by id, updated in place
+    // (not built anew each interval); handles read for the first time go
+    // to added_ and are merged in at the end.
+    std::vector<Known> known_;
+    size_t cursor_ = 0;  // where in known_ the walk of this annotate() is (raw.conns is in key order)
+    std::vector<Known> added_;
+    NamePairs names_;
+    uint32_t generation_ = 0;
     uint64_t reads_ = 0, read_ns_ = 0, read_cpu_ns_ = 0, failed_ = 0, skipped_ = 0;
 };
 

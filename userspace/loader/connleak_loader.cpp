@@ -260,6 +260,7 @@ const std::vector<std::pair<conn_key, conn_info>>& Tracer::conn_rows() const
     if (!conn_rows_valid_ || changes != conn_rows_changes_) {
         conn_rows_read_ns_ = monotonic_ns();
         conn_rows_ = dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less);
+        conn_rows_.shrink_to_fit();  // kept until the next change: without the batches' doubling room
         conn_rows_changes_ = changes;
         conn_rows_valid_ = true;
     }

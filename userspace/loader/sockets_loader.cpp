@@ -433,8 +433,17 @@ bool SocketTracer::refresh_records()
         return false;
     records_.clear();
     records_by_key_.clear();
-    for (const auto& [sk, r] : dump_map<uint64_t, sock_rec>(bpf_map__fd(skel_->maps.socks)))
+    const auto rows = dump_map<uint64_t, sock_rec>(bpf_map__fd(skel_->maps.socks));
+    // Each list made at its size: kept until the next change (100 records
+    // a process at scale, which doubling would give room for 128).
+    std::map<uint32_t, size_t> per_owner;
+    for (const auto& row : rows)
+        per_owner[row.second.tgid]++;
+    for (const auto& [tgid, n] : per_owner)
+        records_[tgid].records.reserve(n);
+    for (const auto& [sk, r] : rows)
         records_[r.tgid].records.push_back(to_record(sk, r));
+    records_by_key_.reserve(rows.size());
     // Pointers taken once every list is complete (no reallocation after).
     for (auto& [tgid, own] : records_) {
         own.digest = records_digest(own.records);

@@ -38,8 +38,8 @@ struct HandleActivity {
 // What was remembered of a handle at its last read.
 struct HandleReadMark {
     ConnState state = ConnState::unknown;
+    bool known = false;       // HandleActivity::known then (next to state: 48 bytes, kept per live handle)
     uint64_t signature = 0;   // HandleActivity::signature then
-    bool known = false;       // HandleActivity::known then
     uint64_t last_io_ns = 0;  // HandleActivity::last_io_ns then
     uint64_t poll_ns = 0;     // HandleActivity::poll_ns then
     uint64_t read_ns = 0;     // when it was read

@@ -98,13 +98,15 @@ Peer Peer::unix_path(const char* sun_path, size_t len)
 {
     Peer p;
     p.kind = Kind::Unix;
+    std::string path;
     if (len > 0 && sun_path[0] == '\0') {  // abstract: the name is every byte
-        p.path = "@" + std::string(sun_path + 1, len - 1);
-        while (!p.path.empty() && p.path.back() == '\0')
-            p.path.pop_back();
+        path = "@" + std::string(sun_path + 1, len - 1);
+        while (!path.empty() && path.back() == '\0')
+            path.pop_back();
     } else {
-        p.path.assign(sun_path, strnlen(sun_path, len));
+        path.assign(sun_path, strnlen(sun_path, len));
     }
+    p.path = std::move(path);
     return p;
 }
 
@@ -117,7 +119,7 @@ std::string Peer::str() const
     case Kind::Unix: {
         // Paths are any bytes: keep reports plain text and valid UTF-8.
         std::string out;
-        for (unsigned char c : path) {
+        for (unsigned char c : path.str()) {
             if (c >= 0x20 && c < 0x7f && c != '\\') {
                 out += static_cast<char>(c);
             } else {

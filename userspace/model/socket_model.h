@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "shared_text.h"
+
 namespace connleak {
 
 // Where a socket leads: a TCP endpoint or a Unix socket path.
@@ -23,7 +25,10 @@ struct Peer {
     bool v6 = false;                 // Inet: IPv6 (IPv4-mapped addresses are made IPv4)
     std::array<uint8_t, 16> addr{};  // Inet: IPv4 in the first 4 bytes
     uint16_t port = 0;               // Inet
-    std::string path;                // Unix: abstract names start with '@'
+    // Unix: abstract names start with '@'. Shared: few sockets are Unix, and
+    // a Peer is held twice per socket record and per socket held (100,000
+    // of each at scale), so an empty one costs 16 bytes, not a string's 32.
+    SharedText path;
 
     static Peer inet4(const uint8_t* a4, uint16_t port);
     static Peer inet6(const uint8_t* a16, uint16_t port);
@@ -60,16 +65,17 @@ struct SocketRecord {
     uint64_t conn = 0;  // PGconn whose PQconnectPoll ran the connect, 0 outside libpq
     uint64_t inode = 0;
     uint64_t connect_ns = 0, established_ns = 0, peer_closed_ns = 0, closed_ns = 0;
-    bool tcp = false;  // else a Unix stream socket (no close times: scans tell)
     Peer peer;
     Peer local;  // TCP: our own address:port once established; kind None before and for Unix
     // Traffic (libpq's sockets, when the send/recv hooks run): the last
     // byte sent or received (the connect when none yet, traffic false),
     // and the send that began its latest unit of work (0: none).
     uint64_t last_io_ns = 0;
-    bool traffic = false;
     uint64_t use_ns = 0;
     uint32_t use_tid = 0;
+    bool traffic = false;
+    // The flags last: 168 bytes a record (one per socket at scale).
+    bool tcp = false;  // else a Unix stream socket (no close times: scans tell)
 };
 
 // Learns into servers.learned the server of every TCP socket a libpq handle
