@@ -599,7 +599,7 @@ void SocketTracer::annotate(RawState& raw)
         } else {
             reports_reused_++;
         }
-        ProcessSocketReport rep = b.report;
+        ProcessSocketReport rep = b.report;  // its handles' sockets shared, not copied (shared_map.h)
         const sock_stats st = stats(p.pid);
         rep.dropped = st.dropped;
         rep.traffic = traffic_;

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "shared_map.h"
 #include "shared_text.h"
 
 namespace connleak {
@@ -145,7 +146,9 @@ struct ProcessSocketReport {
     uint64_t dropped = 0;                 // socket records the kernel map had no room for
     int64_t tracking_discrepancy = 0;     // db_sockets - active (set by the model)
     std::map<std::string, uint64_t> pre_attach_peers, untracked_peers;  // peer -> sockets
-    std::map<uint64_t, ConnSocket> conns;                               // by PGconn
+    // By PGconn; shared by the copies of a report (the tracer hands a kept
+    // report out each interval).
+    SharedMap<uint64_t, ConnSocket> conns;
     // What tells the handle state reads (model/handle_refresh) what changed:
     // the send/recv hooks filled the conns' last_io_ns; the process's latest
     // PQconnectPoll entry (0: none seen, or not probed).
