@@ -70,6 +70,7 @@ struct SocketRecord {
     bool traffic = false;
     uint64_t use_ns = 0;
     uint32_t use_tid = 0;
+    uint64_t use_stack = 0;  // the kernel's id of that send's stack (RawState::use_stacks); 0: sent as a copy
 };
 
 // Learns into servers.learned the server of every TCP socket a libpq handle
@@ -125,6 +126,8 @@ struct ConnSocket {
     uint64_t inode = 0;       // the socket's inode; 0 when no socket was seen
     uint64_t last_io_ns = 0;  // its last traffic (or connect), 0: not known
     uint64_t use_ns = 0;      // the send that began its latest unit of work, 0: none seen
+    uint32_t use_tid = 0;     // its thread
+    uint64_t use_stack = 0;   // its stack's kernel id (RawState::use_stacks); 0: its stack came as a copy (RawConn)
 };
 
 struct ProcessSocketReport {
