@@ -12,7 +12,9 @@
 #        CONFIGS ("none nohooks floor bystander traced"; none first, nohooks before bystander),
 #        AB_PAIRS (100), AB_BLOCK (5000 echoes), AB_REPEAT (3) for the A/B
 #        stage, NO_AB=1 to skip it, AB_ONLY=1 for it alone; NO_OPS=1 skips
-#        the sock_ops stage (TCP's path since issue 13), OPS_ONLY=1 runs it alone
+#        the sock_ops stage (TCP's path since issue 13), OPS_ONLY=1 runs it alone;
+#        PGB_ONLY=1 runs the pgbench stage alone, NO_PGB=1 skips it (below: PGB_BUILDS, a list of
+#        build directories to compare, PGB_SECONDS, PGB_ROUNDS)
 #
 # First, the bystander cost in one process, precisely: tp_floor ab runs the
 # echo below in blocks with the hooks attached and detached in turn (ABBA),
@@ -340,8 +342,91 @@ ops_stage() {
 	ops_stats "in a sibling cgroup" $ops_idle
 	ops_cleanup
 }
+# Under query load (issue 13's last users): pgbench's `SELECT 1;` (every
+# query begins a unit of work) traced by connleak, PGB_SECONDS each, over TCP
+# (sock_ops_io) and over the server's Unix socket (the sock_send
+# tracepoint), for each build of PGB_BUILDS in turn (alternating, first
+# build first in odd rounds), PGB_ROUNDS rounds: pgbench's tps, the
+# last-use stack copies userspace received and the stacks the kernel
+# walked (CONNLEAK_STACK_STATS), the stack events dropped (the final
+# snapshot's dropped_stacks of pgbench), connleak's peak RSS (VmHWM). Then
+# one more run per build and transport with kernel.bpf_stats_enabled (only
+# for it): the send program's ns per run and per pgbench transaction (one
+# send per transaction, each the first send after an idle handle).
+PGBENCH=${PGBENCH:-/usr/lib/postgresql/15/bin/pgbench}
+PGB_SECONDS=${PGB_SECONDS:-10}
+PGB_ROUNDS=${PGB_ROUNDS:-2}
+pgb_run() { # BUILD_DIR TRANSPORT STATS(0/1)
+	pgb_conninfo=$ci
+	[ "$2" = unix ] && pgb_conninfo="host=$pgsock port=$port user=postgres dbname=postgres"
+	echo 'SELECT 1;' > "$work/select1.sql"
+	rm -f "$work/pgb.json"
+	CONNLEAK_STACK_STATS=1 "$1/connleak" -q -i 1 --json "$work/pgb.json" -- \
+		"$PGBENCH" -n -f "$work/select1.sql" -T "$PGB_SECONDS" -c 2 -j 2 "$pgb_conninfo" > "$work/pgb.out" 2>&1 &
+	pgb_pid=$!
+	prog=sock_ops_io
+	[ "$2" = unix ] && prog=sock_send
+	pgb_id=
+	hwm=0
+	sleep 0.5
+	[ "$3" = 1 ] && sysctl -q -w kernel.bpf_stats_enabled=1
+	while kill -0 $pgb_pid 2>/dev/null; do
+		[ -n "$pgb_id" ] || pgb_id=$(prog_id_named $pgb_pid $prog)
+		h=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\).*/\1/p' /proc/$pgb_pid/status 2>/dev/null)
+		[ -n "$h" ] && hwm=$h
+		[ "$3" = 1 ] && [ -n "$pgb_id" ] && run_cnt "$pgb_id" > "$work/pgb.cnt.tmp" 2>/dev/null &&
+			mv "$work/pgb.cnt.tmp" "$work/pgb.cnt"
+		sleep 0.2
+	done
+	wait $pgb_pid || true
+	[ "$3" = 1 ] && sysctl -q -w kernel.bpf_stats_enabled=0
+	/usr/bin/python3 - "$work/pgb.out" "$work/pgb.json" "$work/pgb.cnt" "$1" "$2" "$3" "$hwm" "$prog" <<'PY'
+import json, re, sys
+out, snap, cnt, build, transport, stats, hwm, prog = sys.argv[1:]
+text = open(out).read()
+tps = re.search(r"tps = ([\d.]+)", text)
+tx = re.search(r"number of transactions actually processed: (\d+)", text)
+lu = re.search(r"last users: (\d+) copies, (\d+) stacks walked", text)
+try:
+    s = json.load(open(snap))
+    dropped = sum(p.get("dropped_stacks", 0) for p in s["processes"] if p.get("comm") == "pgbench")
+except Exception:
+    dropped = "?"
+line = "  %-28s %-4s tps %8s  transactions %7s  last-use copies %6s  walked %3s  dropped %6s  peak RSS %5.1f MB" % (
+    build[-28:], transport, tps.group(1) if tps else "?", tx.group(1) if tx else "?",
+    lu.group(1) if lu else "?", lu.group(2) if lu else "?", dropped, int(hwm) / 1024)
+if stats == "1":
+    try:
+        runs, ns = (int(v) for v in open(cnt).read().split())
+        line += "\n    %s (bpf_stats): %d runs, %.0f ns/run, %.0f ns per transaction" % (
+            prog, runs, ns / runs if runs else 0, ns / int(tx.group(1)) if tx else 0)
+    except Exception as e:
+        line += "\n    %s (bpf_stats): not read (%s)" % (prog, e)
+print(line, flush=True)
+PY
+	rm -f "$work/pgb.cnt"
+}
+pgbench_stage() {
+	builds=${PGB_BUILDS:-$build}
+	rm -f "$work/pgin" "$work/pg.out" # a server of an earlier stage
+	start_pg
+	pgsock=$(sed -n 's/^port=[0-9]* dir=\(.*\)/\1/p' "$work/pg.out")/sock
+	echo "  pgbench -n -f 'SELECT 1;' -T $PGB_SECONDS -c 2 -j 2 under connleak -- pgbench, $PGB_ROUNDS rounds (load $(cut -d' ' -f1-3 /proc/loadavg))"
+	for r in $(seq "$PGB_ROUNDS"); do
+		order=$builds
+		[ $((r % 2)) = 0 ] && order=$(echo $builds | tr ' ' '\n' | tac | tr '\n' ' ')
+		for b in $order; do pgb_run "$b" tcp 0; done
+	done
+	echo "  with bpf_stats (load $(cut -d' ' -f1-3 /proc/loadavg))"
+	for t in tcp unix; do
+		for b in $builds; do pgb_run "$b" $t 1; done
+	done
+	stop_pg
+}
+
 echo "traffic hooks cost: median of $RUNS runs; echo: $N send+recv per run, pq: $NPQ queries per run"
 echo "kernel $(uname -r), $(nproc) CPUs"
+[ "${PGB_ONLY:-0}" = 1 ] && { pgbench_stage; exit 0; }
 [ "${NO_OPS:-0}" = 1 ] || ops_stage
 [ "${OPS_ONLY:-0}" = 1 ] && exit 0
 [ "${NO_AB:-0}" = 1 ] || ab_stage
@@ -353,3 +438,4 @@ start_pg
 measure pqauto "$NPQ" "$ci"
 measure pqxact "$NPQ" "$ci"
 stop_pg
+[ "${NO_PGB:-0}" = 1 ] || pgbench_stage

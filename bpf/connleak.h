@@ -117,6 +117,7 @@ enum event_kind {
 	EVENT_STACK = 4,   /* stack_event */
 	EVENT_LAST_USE = 5, /* acquire_event: the send that began a unit of work (sock_io.h) */
 	EVENT_ENTERED = 6,  /* process_event */
+	EVENT_USE_STACK = 7, /* stack_event: a last user's stack, walked in the kernel (sock_io.h) */
 };
 
 /* A process's first call into libpq: userspace reads its mappings at once,
@@ -266,7 +267,9 @@ struct stack_key {
 };
 
 /* Counters per (process, stack). The kernel site's counters (site_stats)
- * count the same acquisitions too: a stack's are a part of its site's. */
+ * count the same acquisitions too: a stack's are a part of its site's.
+ * An entry with site 0 is a last user's stack (sock_io.h), no acquisition's:
+ * only its `sent` is used, so each is sent once per process. */
 struct stack_stats {
 	__u64 acquired;
 	__u64 released;

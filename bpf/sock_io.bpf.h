@@ -19,8 +19,9 @@
  *   attaches them only while it needs them (Tracer::attach_socket_io).
  *
  * Either way a libpq socket's entry gets the time, and the first send
- * after a receive, while the handle is idle, sends the caller's stack
- * through the acquisition's capture path (send_acquire).
+ * after a receive, while the handle is idle, takes the caller's stack
+ * through the acquisition's capture: its id kept in the entry (sent once per
+ * process and stack), or, not walkable yet, a copy (send_acquire).
  * Included at the end of connleak.bpf.c. */
 #pragma once
 
@@ -86,21 +87,28 @@ static __always_inline void begin_use(struct sock_io *io, __u64 now, __u64 quiet
 	ps = traced_proc(tgid);
 	if (!ps)
 		return;
+	io->use_stack = 0; /* before the time: never an older use's stack with this one's time */
 	io->use_ns = now;
 	io->use_tid = tid;
 	io->uses++;
+	/* The user's registers, as a uprobe would see them. A stack the kernel
+	 * walked is named by its id in this entry, sent once per process; one it
+	 * could not walk yet goes as a copy, which teaches userspace its steps. */
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	struct stack_capture *cap = stack_size ? capture_stack(regs, tgid, tc ? &tc->walk_span : NULL) : NULL;
+
+	if (!cap)
+		return;
+	if (cap->id && use_stack_entry(ps, tgid, cap)) {
+		io->use_stack = cap->id;
+		return;
+	}
 	live = bpf_map_lookup_elem(&conns, &key);
 	if (live)
 		info = *live; /* start_ns: which acquisition of this PGconn */
 	info.acquired_ns = now; /* EVENT_LAST_USE: the send's time (sock_io.use_ns) */
 	info.tid = tid;
-	/* The user's registers, as a uprobe would see them. The stack is always
-	 * copied (never counted per stack id): userspace names the last user. */
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	struct stack_capture *cap = stack_size ? capture_stack(regs, tgid, tc ? &tc->walk_span : NULL) : NULL;
-
-	if (cap)
-		send_acquire(regs, ps, &key, &info, cap, EVENT_LAST_USE);
+	send_acquire(regs, ps, &key, &info, cap, EVENT_LAST_USE);
 }
 
 /* A send that moved bytes. One message may take several sends (a long

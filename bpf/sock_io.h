@@ -8,8 +8,11 @@
  * send ever) while the handle is idle: libpq's xactStatus is PQTRANS_IDLE
  * and its status CONNECTION_OK (offsets per libpq file, from libpq's own
  * accessors, carried by the socket's entry), or, where the offsets are
- * unknown, when the socket moved nothing for SOCK_IO_IDLE_GAP_NS. Its stack
- * goes out as an acquire_event of kind EVENT_LAST_USE. */
+ * unknown, when the socket moved nothing for SOCK_IO_IDLE_GAP_NS. When the
+ * kernel can walk its stack (stack_walk.bpf.h), the entry keeps the stack's
+ * id (use_stack) and the stack goes out once per (process, stack id) as an
+ * EVENT_USE_STACK; else a copy goes out as an acquire_event of kind
+ * EVENT_LAST_USE, each time. */
 #ifndef CONNLEAK_SOCK_IO_H
 #define CONNLEAK_SOCK_IO_H
 
@@ -42,6 +45,7 @@ struct sock_io {
 	__u64 tcp_rcv_timed;    /* tcp_sock.bytes_received when last_recv_ns was set */
 	__u32 via_sock_ops;     /* 1: the send/recv tracepoints leave it alone */
 	__u32 pad;
+	__u64 use_stack;        /* stack id (stack_key) of the latest use's stack; 0: sent as a copy, or none */
 };
 
 /* Where a libpq file keeps what the send hook reads in a PGconn, from its

@@ -225,15 +225,16 @@ static __always_inline struct stack_capture *capture_stack(struct pt_regs *ctx, 
 	return cap;
 }
 
-/* Sends a complete stack's return addresses and Python frames. */
-static __always_inline int send_stack(__u32 tgid, __u64 site, const struct stack_capture *cap)
+/* Sends a complete stack's return addresses and Python frames (kind:
+ * EVENT_STACK, an acquisition's; EVENT_USE_STACK, a last user's). */
+static __always_inline int send_stack(__u32 kind, __u32 tgid, __u64 site, const struct stack_capture *cap)
 {
 	struct python_stack *py = stack_python(cap);
 	struct stack_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
 	if (!e)
 		return -1;
-	e->kind = EVENT_STACK;
+	e->kind = kind;
 	e->tgid = tgid;
 	e->stack = cap->id;
 	e->site = site;
@@ -266,11 +267,32 @@ static __always_inline struct stack_stats *stack_entry(struct proc_stats *ps, __
 	ss = lookup_or_init(&stack_counts, &key, &fresh);
 	if (!ss)
 		return NULL;
-	if (!ss->sent && __sync_val_compare_and_swap(&ss->sent, 0, 1) == 0 && send_stack(tgid, site, cap)) {
+	if (!ss->sent && __sync_val_compare_and_swap(&ss->sent, 0, 1) == 0 && send_stack(EVENT_STACK, tgid, site, cap)) {
 		ss->sent = 0;
 		__sync_fetch_and_add(&ps->dropped_stacks, 1);
 	}
 	return ss;
+}
+
+/* A last user's complete stack (cap->id != 0) of process tgid: its stack
+ * sent the first time, in an entry of stack_counts with site 0 (never
+ * counted as an acquisition: userspace names it a last user only). False
+ * when the map is full: the caller then sends a copy. A send the ring had no
+ * room for is counted in dropped_stacks and tried again at the next use. */
+static __always_inline bool use_stack_entry(struct proc_stats *ps, __u32 tgid, const struct stack_capture *cap)
+{
+	struct stack_key key = { .tgid = tgid, .stack = cap->id };
+	struct stack_stats fresh = {}, *ss;
+
+	ss = lookup_or_init(&stack_counts, &key, &fresh);
+	if (!ss)
+		return false;
+	if (!ss->sent && __sync_val_compare_and_swap(&ss->sent, 0, 1) == 0 &&
+	    send_stack(EVENT_USE_STACK, tgid, 0, cap)) {
+		ss->sent = 0;
+		__sync_fetch_and_add(&ps->dropped_stacks, 1);
+	}
+	return true;
 }
 
 /* Whether a copy of this stack should wake the reader now: the first for

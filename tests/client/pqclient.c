@@ -37,6 +37,10 @@
  *                                                      ok query backend=PID t0=T t1=T
  *                                                      (CLOCK_MONOTONIC around it)
  *                                     query-b I     -> the same from query_site_b()
+ *                                     query-a-many N I
+ *                                                   -> query_site_a() N times on held
+ *                                                      handle I, autocommit (N units
+ *                                                      of work): ok queries=N backend=PID
  *                                     query-sleep I -> the same from query_site_sleep():
  *                                                      select pg_sleep(1.5), its
  *                                                      answer 1.5 s after the send
@@ -550,6 +554,13 @@ static void run_interactive(const char *ci)
 			print_held();
 		} else if (strcmp(cmd, "query-a") == 0 && k == 2) {
 			interactive_query(n, query_site_a);
+		} else if (strcmp(cmd, "query-a-many") == 0 && k == 3) {
+			if ((size_t)m >= g_nheld)
+				die("query: no held handle %ld", m);
+			for (long q = 0; q < n; q++)
+				query_site_a(g_held[m]);
+			printf("ok queries=%ld backend=%d\n", n, PQbackendPID(g_held[m]));
+			fflush(stdout);
 		} else if (strcmp(cmd, "query-b") == 0 && k == 2) {
 			interactive_query(n, query_site_b);
 		} else if (strcmp(cmd, "query-sleep") == 0 && k == 2) {

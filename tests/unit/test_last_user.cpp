@@ -100,6 +100,45 @@ TEST_CASE("last user: unknown when a newer use's stack was dropped or not read y
     CHECK(r.idle_ms == 5.0);
 }
 
+TEST_CASE("last user: a stack the kernel walked, named by its id on the socket")
+{
+    // An older use came as a copy (user1); the latest one's stack the kernel
+    // walked (id 0xabc): its id and thread are on the socket, no copy came.
+    ConnSocket sock = socket_used(kNow - 5 * kMs, kNow - 6 * kMs);
+    sock.use_stack = 0xabc;
+    sock.use_tid = 9;
+    const connleak::UseStacks read = {{{7, 0xabc}, SiteKey::last_use(3)}, {{8, 0xdef}, SiteKey::last_use(5)}};
+    ConnReport r;
+    add_last_user(r, conn_used(kNow - 900 * kMs, 1), sock, kNow, name_of, frames_of, read);
+    CHECK(r.last_used_site == "user3 (app.py:3)");
+    REQUIRE(r.last_used_frames);
+    CHECK(r.last_used_frames->size() == 2);
+    CHECK(r.last_used_tid == 9);
+    CHECK(r.idle_ms == 5.0);
+    // Without any copy ever.
+    RawConn never_copied;
+    never_copied.pid = 7;
+    never_copied.conn = 0x1000;
+    ConnReport first;
+    add_last_user(first, never_copied, sock, kNow, name_of, frames_of, read);
+    CHECK(first.last_used_site == "user3 (app.py:3)");
+}
+
+TEST_CASE("last user: unknown while the kernel-walked stack is not read yet, never the older copy's")
+{
+    ConnSocket sock = socket_used(kNow - 5 * kMs, kNow - 6 * kMs);
+    sock.use_stack = 0xabc;
+    sock.use_tid = 9;
+    // Only another process's stack of that id is known: ids are per process.
+    const connleak::UseStacks read = {{{8, 0xabc}, SiteKey::last_use(5)}};
+    ConnReport r;
+    add_last_user(r, conn_used(kNow - 900 * kMs, 1), sock, kNow, name_of, frames_of, read);
+    CHECK(r.last_used_site.empty());
+    CHECK(r.last_used_frames == nullptr);
+    CHECK(r.last_used_tid == 0);
+    CHECK(r.idle_ms == 5.0);
+}
+
 TEST_CASE("last user in JSON: idle_ms, last_used_site, last_used_frames, null when unknown")
 {
     connleak::Snapshot snap;

@@ -83,6 +83,7 @@ void add_traffic(SocketRecord& out, const sock_io& io)
     out.traffic = io.last_send_ns || io.last_recv_ns;
     out.use_ns = io.use_ns;
     out.use_tid = io.use_tid;
+    out.use_stack = io.use_stack;
 }
 
 sockets_bpf* open_and_load(int procs_map_fd, const SocketConfig& cfg, bool with_unix, int& err)
@@ -475,6 +476,7 @@ void SocketTracer::refresh_traffic()
         r->traffic = false;
         r->use_ns = 0;
         r->use_tid = 0;
+        r->use_stack = 0;
         if (it != io.end() && it->first == sk && it->second.conn == r->conn)
             add_traffic(*r, it->second);
     }

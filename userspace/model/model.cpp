@@ -250,7 +250,7 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
             cr.state_ms = raw.now_ns > since ? (raw.now_ns - since) / kNsPerMs : 0;
         }
         const ConnSocket& sock = facts[i].socket ? *facts[i].socket : no_socket;
-        add_last_user(cr, *c, sock, raw.now_ns, last_user_name, site_frames);
+        add_last_user(cr, *c, sock, raw.now_ns, last_user_name, site_frames, raw.use_stacks);
         if (r.sockets.tracked)
             join_socket(cr, sock, texts);
         // A pooled handle is held by its pool for good: it leaks when

@@ -73,8 +73,9 @@ struct RawConn {
     uint64_t conn = 0;  // the PGconn* in the target's address space
     Acquisition info;
     SiteKey site;  // where the handle is counted
-    // Its last user (StackTable, from the send hooks' events), if seen:
-    // the stack (SiteKey::last_use) and the send's time.
+    // Its last user (StackTable, from the send hooks' copies), if seen:
+    // the stack (SiteKey::last_use) and the send's time. A use whose stack
+    // the kernel walked is on the socket instead (ConnSocket::use_stack).
     SiteKey last_use;
     uint64_t last_use_ns = 0;  // 0: none seen
     uint32_t last_use_tid = 0;
@@ -115,6 +116,8 @@ struct RawStack {
 
 struct ExitedGroup;  // below
 
+using UseStacks = std::map<std::pair<uint32_t, uint64_t>, SiteKey>;
+
 // Everything read in one pass over the maps, plus what userspace kept of
 // processes that have exited since.
 struct RawState {
@@ -131,6 +134,9 @@ struct RawState {
     // absent when its libpq's layout is unknown or the read failed.
     std::map<std::pair<uint32_t, uint64_t>, HandleState> handles;
     ServerJoinInput server;  // --server: pg_stat_activity and the sockets to join
+    // Last users' stacks the kernel walked: (pid, kernel stack id) to its
+    // SiteKey::last_use (StackTable), for ConnSocket::use_stack.
+    UseStacks use_stacks;
 };
 
 struct ModelOptions {

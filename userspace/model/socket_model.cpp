@@ -262,6 +262,8 @@ ProcessSocketReport build_socket_report(const ProcessScan& scan, const std::vect
                 cs.local = it->second->local.str();
             cs.last_io_ns = cur->last_io_ns;
             cs.use_ns = cur->use_ns;
+            cs.use_tid = cur->use_tid;
+            cs.use_stack = cur->use_stack;
             if (s != SocketState::Closed || cur->established_ns)
                 mem.learned.insert(cur->peer);  // a server this process's libpq reached
             if (s == SocketState::Live)

@@ -74,8 +74,9 @@ struct SocketRecord {
     uint64_t last_io_ns = 0;
     uint64_t use_ns = 0;
     uint32_t use_tid = 0;
+    uint64_t use_stack = 0;  // the kernel's id of that send's stack (RawState::use_stacks); 0: sent as a copy
     bool traffic = false;
-    // The flags last: 168 bytes a record (one per socket at scale).
+    // The flags last: 176 bytes a record (one per socket at scale).
     bool tcp = false;  // else a Unix stream socket (no close times: scans tell)
 };
 
@@ -132,6 +133,8 @@ struct ConnSocket {
     uint64_t inode = 0;       // the socket's inode; 0 when no socket was seen
     uint64_t last_io_ns = 0;  // its last traffic (or connect), 0: not known
     uint64_t use_ns = 0;      // the send that began its latest unit of work, 0: none seen
+    uint32_t use_tid = 0;     // its thread
+    uint64_t use_stack = 0;   // its stack's kernel id (RawState::use_stacks); 0: its stack came as a copy (RawConn)
 };
 
 struct ProcessSocketReport {

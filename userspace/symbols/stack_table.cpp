@@ -105,6 +105,8 @@ void StackTable::on_event(const void* data, size_t size)
         on_release(*static_cast<const release_event*>(data));
     } else if (kind == EVENT_STACK && size >= sizeof(stack_event)) {
         on_stack(*static_cast<const stack_event*>(data));
+    } else if (kind == EVENT_USE_STACK && size >= sizeof(stack_event)) {
+        on_use_stack(*static_cast<const stack_event*>(data));
     } else if (kind == EVENT_ENTERED && size >= sizeof(process_event)) {
         // Its mappings and modules now: its stacks may come after it exited.
         unwinder_.look_at(static_cast<const process_event*>(data)->tgid);
@@ -571,7 +573,7 @@ std::string StackTable::cost_summary() const
                           unwind[unwind.size() / 2], unwind.back(), name[name.size() / 2], name.back());
         out.append(buf, static_cast<size_t>(len));
     }
-    return out;
+    return out + last_use_summary();
 }
 
 void StackTable::process_exited(uint32_t pid)

@@ -138,8 +138,13 @@ private:
     // Last users (stack_table_last_use.cpp): the stack of the send that
     // began a handle's latest unit of work. Kept apart from the acquiring
     // stacks: no site rows, labels of their own.
+    // A use whose stack the kernel walked comes as its id on the socket
+    // (ConnSocket::use_stack), the stack itself once (on_use_stack).
     void on_last_use(const struct acquire_event& e, size_t stack_len);
+    void on_use_stack(const struct stack_event& e);
+    size_t use_of(uint32_t pid, NamedStack& n);  // the last user (index in uses_) of these frames, made if new
     void set_last_uses(RawState& raw) const;
+    std::string last_use_summary() const;
     void forget_last_uses(uint32_t pid);
     void relabel_uses(uint32_t pid);
     struct UseStack {
@@ -159,7 +164,9 @@ private:
     std::vector<UseStack> uses_;                          // key: SiteKey::last_use(index)
     std::map<std::pair<uint32_t, std::vector<std::string>>, size_t> uses_by_frames_;
     std::map<uint32_t, std::vector<size_t>> uses_by_pid_;
-    std::map<std::pair<uint32_t, uint64_t>, LastUse> last_uses_;  // (pid, conn)
+    std::map<std::pair<uint32_t, uint64_t>, LastUse> last_uses_;         // (pid, conn)
+    std::map<std::pair<uint32_t, uint64_t>, size_t> use_kernel_stacks_;  // (pid, kernel stack id) -> uses_
+    uint64_t last_use_copies_ = 0, use_stacks_read_ = 0;                 // for CONNLEAK_STACK_STATS
     void on_release(const struct release_event& e);
     void settle();
     void name_acquire(const struct acquire_event& e, const Deferred& d);

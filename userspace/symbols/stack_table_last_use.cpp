@@ -1,5 +1,6 @@
 // Last users of handles (see stack_table.h): stacks of the sends that began
 // a unit of work on a libpq socket (bpf/sock_io.bpf.h, EVENT_LAST_USE).
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 
@@ -17,29 +18,72 @@ std::vector<std::string> StackTable::last_use_skip()
     return {R"(\((libc|libssl|libcrypto)\.so[^)]*\)$)", R"(^(libpq|libc|libssl|libcrypto)\.so[^ ]*\+0x[0-9a-f]+$)"};
 }
 
-void StackTable::on_last_use(const acquire_event& e, size_t stack_len)
+// Stacks named alike from the site out are one last user.
+size_t StackTable::use_of(uint32_t pid, NamedStack& n)
 {
-    NamedStack n;
-    if (!name_stack(e, stack_len, n) || n.names.empty())
-        return;  // nothing known of the process: no last user rather than a wrong one
     n.site = site_index(n.names, n.python ? use_python_skip_ : use_skip_);
-    // Stacks named alike from the site out are one last user.
     std::vector<std::string> from_site(n.names.begin() + static_cast<long>(n.site), n.names.end());
-    auto it = uses_by_frames_.find({e.tgid, from_site});
+    auto it = uses_by_frames_.find({pid, from_site});
     if (it == uses_by_frames_.end()) {
         UseStack u;
-        u.pid = e.tgid;
+        u.pid = pid;
         u.site = n.names[n.site];
         u.site_frame = n.site;
         u.frames = std::make_shared<const std::vector<std::string>>(std::move(n.names));
         uses_.push_back(std::move(u));
-        it = uses_by_frames_.emplace(std::make_pair(e.tgid, std::move(from_site)), uses_.size() - 1).first;
-        uses_by_pid_[e.tgid].push_back(it->second);
-        relabel_uses(e.tgid);
+        it = uses_by_frames_.emplace(std::make_pair(pid, std::move(from_site)), uses_.size() - 1).first;
+        uses_by_pid_[pid].push_back(it->second);
+        relabel_uses(pid);
     }
+    return it->second;
+}
+
+// A copy: a stack the kernel could not walk yet (it teaches it), one per use.
+void StackTable::on_last_use(const acquire_event& e, size_t stack_len)
+{
+    last_use_copies_++;
+    NamedStack n;
+    if (!name_stack(e, stack_len, n) || n.names.empty())
+        return;  // nothing known of the process: no last user rather than a wrong one
+    const size_t use = use_of(e.tgid, n);
     LastUse& lu = last_uses_[{e.tgid, e.conn}];
     if (e.acquired_ns >= lu.use_ns)  // events of one socket come in order; a reset's new socket too
-        lu = LastUse{e.start_ns, e.acquired_ns, e.tid, it->second};
+        lu = LastUse{e.start_ns, e.acquired_ns, e.tid, use};
+}
+
+// A stack the kernel walked, sent once per (process, stack id): the uses
+// themselves are its id on their socket (ConnSocket::use_stack).
+void StackTable::on_use_stack(const stack_event& e)
+{
+    if (use_kernel_stacks_.count({e.tgid, e.stack}))
+        return;  // sent again after a lost event? the first one named it
+    use_stacks_read_++;
+    UnwindResult r = unwinder_.frames_at(e.tgid, reinterpret_cast<const uint64_t*>(e.pcs),
+                                         std::min<uint32_t>(e.pc_count, CONNLEAK_STACK_FRAMES), true, true);
+    if (r.frames.size() == 1 && !r.frames[0].mapping) {
+        if (!e.py_count)
+            return;  // nothing known of the process: no last user rather than a wrong one
+        r.frames.clear();
+    }
+    NamedStack n;
+    n.names.reserve(r.frames.size());
+    for (const UnwoundFrame& f : r.frames)
+        n.names.push_back(frame_name(e.tgid, f, frame_id(e.tgid, f)));
+    n.python = e.py_count > 0;
+    if (n.python)
+        n.names = merge_python_frames(n.names, python_frames_of(e.tgid, e.py_generation, e.py, e.py_count));
+    if (n.names.empty())
+        return;
+    use_kernel_stacks_[{e.tgid, e.stack}] = use_of(e.tgid, n);
+}
+
+std::string StackTable::last_use_summary() const
+{
+    char buf[160];
+    const int len = std::snprintf(buf, sizeof buf,
+                                  "connleak: last users: %" PRIu64 " copies, %" PRIu64 " stacks walked in the kernel\n",
+                                  last_use_copies_, use_stacks_read_);
+    return std::string(buf, static_cast<size_t>(len));
 }
 
 // Labels that keep a process's last users apart, as for acquiring sites.
@@ -66,12 +110,17 @@ void StackTable::set_last_uses(RawState& raw) const
         c.last_use_ns = it->second.use_ns;
         c.last_use_tid = it->second.tid;
     }
+    raw.use_stacks.clear();
+    for (const auto& [key, use] : use_kernel_stacks_)
+        raw.use_stacks.emplace_hint(raw.use_stacks.end(), key, SiteKey::last_use(use));
 }
 
 void StackTable::forget_last_uses(uint32_t pid)
 {
     for (auto it = last_uses_.lower_bound({pid, 0}); it != last_uses_.end() && it->first.first == pid;)
         it = last_uses_.erase(it);
+    for (auto it = use_kernel_stacks_.lower_bound({pid, 0}); it != use_kernel_stacks_.end() && it->first.first == pid;)
+        it = use_kernel_stacks_.erase(it);
 }
 
 }  // namespace connleak
