@@ -768,7 +768,8 @@ class SocketsTest(ConnleakTestCase):
         c = self.sock_client(env=dict(os.environ, LD_LIBRARY_PATH=lib))
         deadline = time.monotonic() + WAIT
         while code_byte(c.pid, "PQconnectPoll") != 0xCC:  # the foreign probe is in
-            self.assertIsNone(foreign.poll(), "uprobe_floor attach failed: %s" % foreign.stderr.read())
+            if foreign.poll() is not None:  # its stderr only once it ended: a read before blocks till then
+                self.fail("uprobe_floor attach failed: %s" % foreign.stderr.read())
             self.assertLess(time.monotonic(), deadline, "uprobe_floor never probed PQconnectPoll")
             time.sleep(0.05)
         t = self.attach([c.pid])
