@@ -73,8 +73,8 @@ struct SocketRecord {
     // and the send that began its latest unit of work (0: none).
     uint64_t last_io_ns = 0;
     uint64_t use_ns = 0;
-    uint32_t use_tid = 0;
     uint64_t use_stack = 0;  // the kernel's id of that send's stack (RawState::use_stacks); 0: sent as a copy
+    uint32_t use_tid = 0;
     bool traffic = false;
     // The flags last: 176 bytes a record (one per socket at scale).
     bool tcp = false;  // else a Unix stream socket (no close times: scans tell)
