@@ -469,3 +469,15 @@ TEST_CASE("a process's JSON gets its socket keys where the design puts them", "[
     // Each connection's socket keys come from its ConnReport (the model's join), not from here.
     CHECK(out["connections"] == proc["connections"]);
 }
+
+TEST_CASE("an exit report waits for the kernel's walk of the fd table, a bounded time", "[socket_model]")
+{
+    using connleak::exit_walk_pending;
+    using connleak::kExitWalkWaitNs;
+    const uint64_t exited = 5'000'000'000ULL;
+    CHECK(exit_walk_pending(false, exited, exited));                          // between the two programs
+    CHECK(exit_walk_pending(false, exited, exited + kExitWalkWaitNs - 1));    // still awaited
+    CHECK_FALSE(exit_walk_pending(false, exited, exited + kExitWalkWaitNs));  // never came: report without it
+    CHECK_FALSE(exit_walk_pending(true, exited, exited));                     // walked: final now
+    CHECK_FALSE(exit_walk_pending(true, exited, exited + 10 * kExitWalkWaitNs));
+}

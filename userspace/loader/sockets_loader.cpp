@@ -498,6 +498,16 @@ void SocketTracer::annotate(RawState& raw)
     // settled at the next look, scan()), one closed after it is not held.
     refresh_records();
     refresh_traffic();
+    // An exited process's final report lasts while the session lists it:
+    // once folded it is not listed again, and a running process with its
+    // pid is another process (it must be scanned, not given the old report).
+    std::map<uint32_t, bool> listed_exited;
+    for (const RawProcess& p : raw.processes)
+        listed_exited[p.pid] = p.stats.exited_ns != 0;
+    for (auto it = final_.begin(); it != final_.end();) {
+        auto l = listed_exited.find(it->first);
+        it = l == listed_exited.end() || !l->second ? final_.erase(it) : std::next(it);
+    }
     static const std::vector<SocketRecord> none;
     auto records_of = [&](uint32_t pid) -> const std::vector<SocketRecord>& {
         auto it = records_.find(pid);
@@ -548,14 +558,36 @@ void SocketTracer::annotate(RawState& raw)
     // Exited processes: their walk flags first, then the exit map once. The
     // kernel notes a process's sockets before it flags the walk done, so a
     // flag read before the map means every socket of that process is in it.
+    // A process whose walk has not come yet keeps its running report this
+    // time (exit_walk_pending).
     std::map<uint32_t, std::pair<bool, sock_stats>> exit_stats;  // (found, stats)
-    std::set<uint32_t> exited;
-    for (const RawProcess& p : raw.processes)
+    std::set<uint32_t> exited, listed;
+    const uint64_t now_ns = monotonic_ns();
+    for (const RawProcess& p : raw.processes) {
+        listed.insert(p.pid);
         if (p.stats.exited_ns && !final_.count(p.pid)) {
             sock_stats st{};
-            exit_stats[p.pid] = {bpf_map_lookup_elem(stats_fd, &p.pid, &st) == 0, st};
+            const bool found = bpf_map_lookup_elem(stats_fd, &p.pid, &st) == 0;
+            if (exit_walk_pending(found && st.exit_walked, p.stats.exited_ns, now_ns)) {
+                exit_pending_.insert(p.pid);
+                continue;
+            }
+            exit_pending_.erase(p.pid);
+            exit_stats[p.pid] = {found, st};
             exited.insert(p.pid);
         }
+    }
+    // One folded by the session while its walk was awaited: its kernel
+    // entries go (a pid used again must not find them).
+    std::set<uint32_t> vanished;
+    for (uint32_t pid : exit_pending_)
+        if (!listed.count(pid))
+            vanished.insert(pid);
+    for (uint32_t pid : vanished) {
+        exit_pending_.erase(pid);
+        exited.insert(pid);
+        bpf_map_delete_elem(stats_fd, &pid);
+    }
     std::map<uint32_t, std::set<uint64_t>> exit_held = take_exit_held(exited);
 
     for (const RawProcess& p : raw.processes) {
@@ -564,7 +596,7 @@ void SocketTracer::annotate(RawState& raw)
             continue;
         }
         ProcessSocketMemory& mem = memory_[p.pid];
-        if (p.stats.exited_ns) {
+        if (p.stats.exited_ns && !exit_pending_.count(p.pid)) {
             // The kernel closed what it held: account it once, free its records.
             const std::set<uint64_t>& held = exit_held[p.pid];
             const auto& [found, st] = exit_stats[p.pid];

@@ -104,6 +104,7 @@ private:
     bool traffic_ = false;  // the send/recv hooks fill sock_io
     std::map<uint32_t, ProcessSocketMemory> memory_;
     std::map<uint32_t, ProcessSocketReport> final_;  // exited processes
+    std::set<uint32_t> exit_pending_;                // exited, their fd walk awaited (exit_walk_pending)
     // pid -> record key -> when first seen closed (its handle finished)
     std::map<uint32_t, std::map<uint64_t, uint64_t>> gone_since_;
     struct Classified {

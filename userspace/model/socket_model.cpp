@@ -322,6 +322,11 @@ ProcessSocketReport build_socket_report(const ProcessScan& scan, const std::vect
     return rep;
 }
 
+bool exit_walk_pending(bool walked, uint64_t exited_ns, uint64_t now_ns)
+{
+    return !walked && now_ns < exited_ns + kExitWalkWaitNs;
+}
+
 ProcessSocketReport build_exit_report(uint64_t exited_ns, const std::vector<SocketRecord>& records,
                                       const DbServers& rules, const ProcessSocketMemory& mem,
                                       const std::set<uint64_t>* held_at_exit)

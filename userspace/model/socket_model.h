@@ -165,6 +165,14 @@ ProcessSocketReport build_socket_report(const ProcessScan& scan, const std::vect
                                         const std::vector<HandleRef>& handles, const DbServers& rules,
                                         ProcessSocketMemory& mem);
 
+// The kernel marks a process's exit (connleak.bpf.c) and walks its fd table
+// for the sockets it still holds (sockets.bpf.c) in two programs of the same
+// tracepoint: a report can fall between them. Its final socket report then
+// waits for the walk, at most kExitWalkWaitNs after the exit (a walk that
+// never comes: the report is made without the held sockets, as before).
+constexpr uint64_t kExitWalkWaitNs = 1000000000ULL;
+bool exit_walk_pending(bool walked, uint64_t exited_ns, uint64_t now_ns);
+
 // The final report of a process that exited at exited_ns: every live
 // database socket it held then was closed by the kernel (closed_at_exit).
 // held_at_exit: the socket inodes in its fd table at exit (read by the
