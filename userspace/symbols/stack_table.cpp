@@ -171,19 +171,27 @@ bool StackTable::name_stack(const acquire_event& e, size_t stack_len, NamedStack
     UnwindResult r = unwind_copy(e, stack_len);
     out.unwind_ns = now_ns() - t0;
     out.complete = r.complete;
+    if (!name_frames(e.tgid, r, e.py_generation, e.py, e.py_count, out))
+        return false;
+    out.site = out.names.empty() ? 0 : site_index(out.names, out.python ? python_skip_ : skip_);
+    return true;
+}
+
+bool StackTable::name_frames(uint32_t pid, UnwindResult& r, uint32_t py_generation, const python_frame* py,
+                             uint32_t py_count, NamedStack& out)
+{
     if (r.frames.size() == 1 && !r.frames[0].mapping) {
-        if (!e.py_count)
+        if (!py_count)
             return false;
         r.frames.clear();
     }
     out.names.clear();
     out.names.reserve(r.frames.size());
     for (const UnwoundFrame& f : r.frames)
-        out.names.push_back(frame_name(e.tgid, f, frame_id(e.tgid, f)));
-    out.python = e.py_count > 0;
+        out.names.push_back(frame_name(pid, f, frame_id(pid, f)));
+    out.python = py_count > 0;
     if (out.python)
-        out.names = merge_python_frames(out.names, python_frames_of(e.tgid, e.py_generation, e.py, e.py_count));
-    out.site = out.names.empty() ? 0 : site_index(out.names, out.python ? python_skip_ : skip_);
+        out.names = merge_python_frames(out.names, python_frames_of(pid, py_generation, py, py_count));
     return true;
 }
 

@@ -135,6 +135,10 @@ private:
         uint64_t unwind_ns = 0;
     };
     bool name_stack(const struct acquire_event& e, size_t stack_len, NamedStack& out);
+    // The names of r's frames, Python frames (py, count) merged in. False when
+    // nothing is known of the process and the kernel sent no Python frames.
+    bool name_frames(uint32_t pid, UnwindResult& r, uint32_t py_generation, const struct python_frame* py,
+                     uint32_t py_count, NamedStack& out);
     // Last users (stack_table_last_use.cpp): the stack of the send that
     // began a handle's latest unit of work. Kept apart from the acquiring
     // stacks: no site rows, labels of their own.

@@ -60,19 +60,9 @@ void StackTable::on_use_stack(const stack_event& e)
     use_stacks_read_++;
     UnwindResult r = unwinder_.frames_at(e.tgid, reinterpret_cast<const uint64_t*>(e.pcs),
                                          std::min<uint32_t>(e.pc_count, CONNLEAK_STACK_FRAMES), true, true);
-    if (r.frames.size() == 1 && !r.frames[0].mapping) {
-        if (!e.py_count)
-            return;  // nothing known of the process: no last user rather than a wrong one
-        r.frames.clear();
-    }
     NamedStack n;
-    n.names.reserve(r.frames.size());
-    for (const UnwoundFrame& f : r.frames)
-        n.names.push_back(frame_name(e.tgid, f, frame_id(e.tgid, f)));
-    n.python = e.py_count > 0;
-    if (n.python)
-        n.names = merge_python_frames(n.names, python_frames_of(e.tgid, e.py_generation, e.py, e.py_count));
-    if (n.names.empty())
+    // Nothing known of the process: no last user rather than a wrong one.
+    if (!name_frames(e.tgid, r, e.py_generation, e.py, e.py_count, n) || n.names.empty())
         return;
     use_kernel_stacks_[{e.tgid, e.stack}] = use_of(e.tgid, n);
 }
