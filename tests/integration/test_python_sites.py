@@ -178,6 +178,21 @@ class PythonSiteTest(unittest.TestCase):
         self.assertEqual(s["site"], "exit_right_after (%s)" % mark("scripts.py", "exit"), dump(snap))
         self.assertEqual((s["acquired"], s["leaked_at_exit"]), (1, 1), dump(snap))
 
+    def test_python_after_exec(self):
+        """A traced process that is not Python (a shell) exec's Python: the
+        new image is looked at again (the kernel counts traced execs), so its
+        acquisition is named by its Python frames."""
+        log = self.server.log_mark()
+        script = "sleep 0.5; exec %s %s exit '%s' 1" % (PYTHON, os.path.join(APPS, "scripts.py"), self.dsn)
+        t = Tracer.launch(["/bin/sh", "-c", script], interval=0.3, extra=["--stacks", "80"])
+        self.addCleanup(t.cleanup)
+        t.wait()
+        snap = t.last
+        self.assertEqual(self.server.count_authorized("t_py_exit", since=log), 1)
+        (pid, s), = rows(snap)
+        self.assertEqual(s["site"], "exit_right_after (%s)" % mark("scripts.py", "exit"), dump(snap))
+        self.assertEqual((s["acquired"], s["leaked_at_exit"]), (1, 1), dump(snap))
+
     def test_recursion_deeper_than_the_frame_bound(self):
         log = self.server.log_mark()
         t = self.run_script("deep", 4)

@@ -455,7 +455,7 @@ int run(const Options& o)
     const bool python_frames = getenv("CONNLEAK_NO_PYTHON") == nullptr;
     PythonWatcher python(tracer.value()->python_map_fd());
     if (python_frames)
-        python.poll(tracer.value()->read_processes(), monotonic_ns());
+        python.poll(tracer.value()->read_processes(), monotonic_ns(), tracer.value()->traced_execs());
 
     const uint64_t start = monotonic_ns();
     double next_report = o.interval_s;
@@ -485,7 +485,7 @@ int run(const Options& o)
         // (a new process's modules), and until its layout is in the kernel
         // its stacks go without Python frames.
         if (python_frames)
-            python.poll(tracer.value()->read_processes(), monotonic_ns());
+            python.poll(tracer.value()->read_processes(), monotonic_ns(), tracer.value()->traced_execs());
         session.consume_events();
         say_server();
         if (ready > 0) {

@@ -334,6 +334,11 @@ int Tracer::python_map_fd() const
     return bpf_map__fd(skel_->maps.python_procs);
 }
 
+uint64_t Tracer::traced_execs() const
+{
+    return __atomic_load_n(&skel_->bss->traced_execs, __ATOMIC_ACQUIRE);
+}
+
 RawState Tracer::read_process(uint32_t pid) const
 {
     RawState raw;

@@ -79,6 +79,8 @@ public:
     int procs_map_fd() const;
     // Python interpreters' layouts per process (python_layout of connleak.h).
     int python_map_fd() const;
+    // The kernel's count of execs of traced processes (python.bpf.h).
+    uint64_t traced_execs() const;
 
     // Teaches the kernel how to step from one return address to its
     // caller's (stack_walk.bpf.h).

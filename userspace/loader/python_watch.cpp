@@ -23,12 +23,20 @@ bool PythonWatcher::settling(uint64_t now_ns) const
     return false;
 }
 
-void PythonWatcher::poll(const std::vector<RawProcess>& procs, uint64_t now_ns)
+void PythonWatcher::poll(const std::vector<RawProcess>& procs, uint64_t now_ns, uint64_t traced_execs)
 {
+    const bool no_exec = execs_ && *execs_ == traced_execs;
+    execs_ = traced_execs;
     for (const RawProcess& p : procs) {
         if (p.stats.exited_ns) {
             seen_.erase(p.pid);
             continue;
+        }
+        if (no_exec) {
+            auto it = seen_.find(p.pid);
+            if (it != seen_.end() &&
+                (it->second.state == PythonProbe::not_python || it->second.state == PythonProbe::unsupported))
+                continue;  // the image it was found with, still
         }
         python_layout current;
         if (bpf_map_lookup_elem(map_fd_, &p.pid, &current) == 0)

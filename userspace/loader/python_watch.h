@@ -20,8 +20,11 @@ namespace connleak {
 class PythonWatcher {
 public:
     explicit PythonWatcher(int map_fd);
-    // One look at the live processes among `procs`.
-    void poll(const std::vector<RawProcess>& procs, uint64_t now_ns);
+    // One look at the live processes among `procs`. traced_execs: the
+    // kernel's count of execs of traced processes; while it stands, a
+    // process already found not to be Python (or unsupported) is not looked
+    // at again.
+    void poll(const std::vector<RawProcess>& procs, uint64_t now_ns, uint64_t traced_execs);
     // Whether some process seen in the last few seconds is not settled yet
     // (not Python so far, or its runtime not initialised): the caller then
     // polls again within milliseconds, not at its usual pace.
@@ -38,6 +41,7 @@ private:
     bool tsd_failed_ = false;
     uint32_t generation_ = 0;
     std::map<uint32_t, Seen> seen_;
+    std::optional<uint64_t> execs_;  // traced_execs at the last poll
 };
 
 }  // namespace connleak
