@@ -561,10 +561,9 @@ void SocketTracer::annotate(RawState& raw)
     // A process whose walk has not come yet keeps its running report this
     // time (exit_walk_pending).
     std::map<uint32_t, std::pair<bool, sock_stats>> exit_stats;  // (found, stats)
-    std::set<uint32_t> exited, listed;
+    std::set<uint32_t> exited;
     const uint64_t now_ns = monotonic_ns();
     for (const RawProcess& p : raw.processes) {
-        listed.insert(p.pid);
         if (p.stats.exited_ns && !final_.count(p.pid)) {
             sock_stats st{};
             const bool found = bpf_map_lookup_elem(stats_fd, &p.pid, &st) == 0;
@@ -581,7 +580,7 @@ void SocketTracer::annotate(RawState& raw)
     // entries go (a pid used again must not find them).
     std::set<uint32_t> vanished;
     for (uint32_t pid : exit_pending_)
-        if (!listed.count(pid))
+        if (!listed_exited.count(pid))
             vanished.insert(pid);
     for (uint32_t pid : vanished) {
         exit_pending_.erase(pid);
