@@ -407,7 +407,7 @@ int BPF_KRETPROBE(call_exit, void *conn)
 	struct stack_stats *st = NULL;
 
 	if (cap && cap->id)
-		st = stack_entry(ps, tgid, info.site, cap);
+		st = stack_entry(ps, tgid, info.site, cap, EVENT_STACK);
 	if (st)
 		info.stack = cap->id;
 	info.acquired_ns = bpf_ktime_get_ns();

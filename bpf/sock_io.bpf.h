@@ -99,7 +99,7 @@ static __always_inline void begin_use(struct sock_io *io, __u64 now, __u64 quiet
 
 	if (!cap)
 		return;
-	if (cap->id && use_stack_entry(ps, tgid, cap)) {
+	if (cap->id && stack_entry(ps, tgid, 0, cap, EVENT_USE_STACK)) {
 		io->use_stack = cap->id;
 		return;
 	}

@@ -254,12 +254,15 @@ static __always_inline int send_stack(__u32 kind, __u32 tgid, __u64 site, const 
 	return 0;
 }
 
-/* The counters of a complete stack (cap->id != 0) of process tgid acquired
- * at `site`, made and its stack sent the first time; NULL when the map is
- * full. An event the ring had no room for is counted in dropped_stacks and
- * sent again at the next use: its counts wait in the map meanwhile. */
+/* The entry of a complete stack (cap->id != 0) of process tgid in
+ * stack_counts, made and its stack sent (as `kind`) the first time; NULL
+ * when the map is full. An acquisition's (EVENT_STACK) counts at `site`; a
+ * last user's (EVENT_USE_STACK, site 0) only uses `sent`: never counted as an
+ * acquisition, userspace names it a last user only. An event the ring had no
+ * room for is counted in dropped_stacks and sent again at the next use: its
+ * counts wait in the map meanwhile. */
 static __always_inline struct stack_stats *stack_entry(struct proc_stats *ps, __u32 tgid, __u64 site,
-						       const struct stack_capture *cap)
+						       const struct stack_capture *cap, __u32 kind)
 {
 	struct stack_key key = { .tgid = tgid, .stack = cap->id };
 	struct stack_stats fresh = { .site = site }, *ss;
@@ -267,32 +270,11 @@ static __always_inline struct stack_stats *stack_entry(struct proc_stats *ps, __
 	ss = lookup_or_init(&stack_counts, &key, &fresh);
 	if (!ss)
 		return NULL;
-	if (!ss->sent && __sync_val_compare_and_swap(&ss->sent, 0, 1) == 0 && send_stack(EVENT_STACK, tgid, site, cap)) {
+	if (!ss->sent && __sync_val_compare_and_swap(&ss->sent, 0, 1) == 0 && send_stack(kind, tgid, site, cap)) {
 		ss->sent = 0;
 		__sync_fetch_and_add(&ps->dropped_stacks, 1);
 	}
 	return ss;
-}
-
-/* A last user's complete stack (cap->id != 0) of process tgid: its stack
- * sent the first time, in an entry of stack_counts with site 0 (never
- * counted as an acquisition: userspace names it a last user only). False
- * when the map is full: the caller then sends a copy. A send the ring had no
- * room for is counted in dropped_stacks and tried again at the next use. */
-static __always_inline bool use_stack_entry(struct proc_stats *ps, __u32 tgid, const struct stack_capture *cap)
-{
-	struct stack_key key = { .tgid = tgid, .stack = cap->id };
-	struct stack_stats fresh = {}, *ss;
-
-	ss = lookup_or_init(&stack_counts, &key, &fresh);
-	if (!ss)
-		return false;
-	if (!ss->sent && __sync_val_compare_and_swap(&ss->sent, 0, 1) == 0 &&
-	    send_stack(EVENT_USE_STACK, tgid, 0, cap)) {
-		ss->sent = 0;
-		__sync_fetch_and_add(&ps->dropped_stacks, 1);
-	}
-	return true;
 }
 
 /* Whether a copy of this stack should wake the reader now: the first for
