@@ -10,6 +10,8 @@ using connleak::HandleReadMark;
 using connleak::HeldSocket;
 using connleak::Peer;
 using connleak::SocketRecord;
+using connleak::ConnSocket;
+using connleak::SharedMap;
 
 TEST_CASE("held per socket: a peer without a Unix path of its own, a record with its flags packed")
 {
@@ -18,6 +20,14 @@ TEST_CASE("held per socket: a peer without a Unix path of its own, a record with
     // Two peers, the last use's stack id and the flags last: 176 bytes, was 216 (224 with the stack id).
     CHECK(sizeof(SocketRecord) <= 176);
     CHECK(sizeof(HeldSocket) <= 96);
+}
+
+TEST_CASE("held per live handle: its socket in the kept report, an entry of a sorted vector")
+{
+    // Peer and state shared texts (16 bytes each), not strings (32 each): 104 bytes, was 136.
+    CHECK(sizeof(ConnSocket) <= 104);
+    // The entry itself, no tree node around it (a node was 176 bytes, 192 with malloc's header).
+    CHECK(sizeof(SharedMap<uint64_t, ConnSocket>::value_type) <= 112);
 }
 
 TEST_CASE("held per live handle: its read mark's flags together")

@@ -92,3 +92,23 @@ TEST_CASE("The model's rows show the sockets of a shared report, and leave the k
     CHECK(kept.conns.size() == 2);
     CHECK(kept.conns.at(0x10).state == "open");
 }
+
+TEST_CASE("Entries added out of key order are found, each key once, in key order")
+{
+    SharedMap<uint64_t, int> m;
+    m[30] = 3;
+    m[10] = 1;
+    m[20] = 2;
+    m[10] = 11;  // the same key: changed, not added
+    m[40] = 4;
+    REQUIRE(m.size() == 4);
+    std::vector<uint64_t> keys;
+    for (const auto& [k, v] : m)
+        keys.push_back(k);
+    CHECK(keys == std::vector<uint64_t>{10, 20, 30, 40});
+    CHECK(m.at(10) == 11);
+    CHECK(m.at(20) == 2);
+    CHECK(m.count(25) == 0);
+    CHECK(m.find(25) == m.end());
+    CHECK_THROWS_AS(m.at(25), std::out_of_range);
+}

@@ -67,7 +67,7 @@ std::string conn_states(const ProcessSocketReport& rep)
 {
     std::string out;
     for (const auto& [conn, s] : rep.conns)
-        out += std::to_string(conn) + "=" + s.state + "," + s.peer + "," + std::to_string(s.last_io_ns) + ";";
+        out += std::to_string(conn) + "=" + s.state.str() + "," + s.peer.str() + "," + std::to_string(s.last_io_ns) + ";";
     return out;
 }
 

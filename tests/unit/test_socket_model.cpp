@@ -110,7 +110,7 @@ std::vector<uint64_t> counts(const ProcessSocketReport& r)
 std::string state_of(const ProcessSocketReport& r, uint64_t conn)
 {
     auto it = r.conns.find(conn);
-    return it == r.conns.end() ? "(missing)" : it->second.state + " " + it->second.peer;
+    return it == r.conns.end() ? "(missing)" : it->second.state.str() + " " + it->second.peer.str();
 }
 
 }  // namespace

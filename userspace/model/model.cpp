@@ -30,7 +30,7 @@ void join_socket(ConnReport& c, const ConnSocket& s, RowTexts& texts)
 {
     c.peer = texts.peers.get(s.peer);
     c.local = s.local;
-    c.socket = texts.sockets.get(s.state.empty() ? "none" : s.state);  // a handle the socket read did not see yet
+    c.socket = texts.sockets.get(s.state.empty() ? no_socket_text() : s.state);  // a handle the socket read did not see yet
     c.socket_inode = s.inode;
 }
 

@@ -73,6 +73,27 @@ const char* socket_state_name(SocketState s)
     return "closed";
 }
 
+const SharedText& socket_state_text(SocketState s)
+{
+    static const SharedText open(socket_state_name(SocketState::Live)),
+            peer_closed(socket_state_name(SocketState::PeerClosed)), closed(socket_state_name(SocketState::Closed));
+    switch (s) {
+    case SocketState::Live:
+        return open;
+    case SocketState::PeerClosed:
+        return peer_closed;
+    case SocketState::Closed:
+        break;
+    }
+    return closed;
+}
+
+const SharedText& no_socket_text()
+{
+    static const SharedText none("none");
+    return none;
+}
+
 Peer Peer::inet4(const uint8_t* a4, uint16_t port)
 {
     Peer p;
@@ -241,6 +262,9 @@ ProcessSocketReport build_socket_report(const ProcessScan& scan, const std::vect
     // since the handle's connect began (earlier ones: addresses tried
     // before, or the socket a PQreset replaced).
     std::map<uint64_t, uint64_t> paired_inode;  // inode -> conn, for live handle sockets
+    TextPool peers;  // the handles of a process mostly reach one server: one copy of its text
+    if (!handles.empty())
+        rep.conns.reserve(handles.size());  // kept between reports: made at its size
     for (const HandleRef& h : handles) {
         const SocketRecord* cur = nullptr;
         auto [lo, hi] = by_conn.equal_range(h.conn);
@@ -250,11 +274,11 @@ ProcessSocketReport build_socket_report(const ProcessScan& scan, const std::vect
                 cur = r;
         }
         ConnSocket cs;
-        cs.state = "none";
+        cs.state = no_socket_text();
         if (cur) {
             SocketState s = record_state(*cur, scan, held);
-            cs.peer = cur->peer.str();
-            cs.state = socket_state_name(s);
+            cs.peer = peers.get(cur->peer.str());
+            cs.state = socket_state_text(s);
             cs.inode = cur->inode;
             if (cur->local.port)  // the kernel's, at the handshake
                 cs.local = cur->local.str();
@@ -271,7 +295,7 @@ ProcessSocketReport build_socket_report(const ProcessScan& scan, const std::vect
         }
         if (cs.state != "open")
             rep.handles_without_socket++;
-        rep.conns[h.conn] = cs;
+        rep.conns[h.conn] = std::move(cs);
     }
 
     // Every live socket the process holds, plus those connected after the

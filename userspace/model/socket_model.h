@@ -95,6 +95,9 @@ enum class SocketState : uint8_t {
 
 // How a socket's state reads in reports: "open", "peer_closed" or "closed".
 const char* socket_state_name(SocketState s);
+// The same, one shared copy each (ConnSocket::state); "none": no socket seen.
+const SharedText& socket_state_text(SocketState s);
+const SharedText& no_socket_text();
 
 // A socket the process holds (in its fd table), as a scan found it.
 struct HeldSocket {
@@ -126,9 +129,12 @@ struct ProcessSocketMemory {
 };
 
 // Socket of one live handle, for its entry in "connections".
+// Kept between reports, one per live handle (100,000 at scale): the peer
+// and the state are shared texts (16 bytes each, one copy per server and
+// per state), not strings of 32 bytes each.
 struct ConnSocket {
-    std::string peer;         // "" when no socket was seen
-    std::string state;        // "open", "peer_closed", "closed", or "none"
+    SharedText peer;          // "" when no socket was seen
+    SharedText state;         // "open", "peer_closed", "closed", or "none" (socket_state_text)
     std::string local;        // TCP: the client's address:port (record or scan); else ""
     uint64_t inode = 0;       // the socket's inode; 0 when no socket was seen
     uint64_t last_io_ns = 0;  // its last traffic (or connect), 0: not known
