@@ -239,7 +239,7 @@ void SocketTracer::add_process(uint32_t pid)
 {
     if (auto inodes = read_socket_inodes(pid)) {
         memory_[pid].pre_attach = inodes.value();
-        initial_[pid] = inodes.value();
+        initial_[pid].assign(inodes.value().begin(), inodes.value().end());
     }
 }
 
@@ -288,9 +288,11 @@ bool SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketR
         it = inodes.value().count(it->first) ? std::next(it) : kinds.erase(it);
     auto first = initial_.find(pid);
     if (first == initial_.end())  // first look: what it holds was not seen connecting
-        first = initial_.emplace(pid, inodes.value()).first;
-    for (auto it = first->second.begin(); it != first->second.end();)
-        it = inodes.value().count(*it) ? std::next(it) : first->second.erase(it);
+        first = initial_.emplace(pid, std::vector<uint64_t>(inodes.value().begin(), inodes.value().end())).first;
+    std::vector<uint64_t>& initial = first->second;
+    initial.erase(std::remove_if(initial.begin(), initial.end(), [&](uint64_t ino) { return !inodes.value().count(ino); }),
+                  initial.end());
+    auto held_first = [&](uint64_t ino) { return std::binary_search(initial.begin(), initial.end(), ino); };
     const std::set<Peer>& learned = memory_[pid].learned;
     auto db = [&](const Peer& p) { return rules_.matches(p) || learned.count(p); };
 
@@ -310,7 +312,7 @@ bool SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketR
             }
         }
         if (k == kinds.end()) {
-            if (r != recorded.end() ? !r->second->tcp : first->second.count(ino))
+            if (r != recorded.end() ? !r->second->tcp : held_first(ino))
                 need_tcp = need_unix = true;  // classify it (a Unix record: the table says its state)
             else if (r == recorded.end())
                 kinds[ino] = {Classified::Other, Peer(), false};  // appeared without connecting (so far)
@@ -366,7 +368,7 @@ bool SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketR
                 // Held at the first look (before the attach, or inherited):
                 // libpq was not seen connecting it, the server may say what it is.
                 const Peer& peer = f->second.peer;
-                if (first->second.count(ino) && !db(peer) && is_local_pg_server(peer, *tcp, *unix_sockets))
+                if (held_first(ino) && !db(peer) && is_local_pg_server(peer, *tcp, *unix_sockets))
                     rules_.learned.insert(peer);
             } else if (in_unix.count(ino)) {
                 kinds[ino] = {f->second.peer.kind == Peer::Kind::None ? Classified::Other : Classified::Unix,
