@@ -35,11 +35,17 @@ struct sock_rec {
 	__u16 family;
 	__u16 port;           /* TCP peer port, host order */
 	__u32 scratch;        /* kernel-side scratch, 0 in records */
-	__u8 addr[16];        /* TCP peer address; IPv4 in the first 4 bytes */
-	char path[SOCKETS_PATH_LEN]; /* Unix peer path; abstract names start with NUL */
-	__u8 local_addr[16];  /* TCP: our own address once established (same family as addr) */
-	__u16 local_port;     /* TCP: our own port once established, host order; 0 before */
-	__u16 pad[3];
+	/* A record is TCP or Unix, never both: their addresses share the room
+	 * (176 bytes a record, was 216; 100,000 records at scale, issue 16). */
+	union {
+		struct {
+			__u8 addr[16];       /* TCP peer address; IPv4 in the first 4 bytes */
+			__u8 local_addr[16]; /* TCP: our own address once established (same family as addr) */
+			__u16 local_port;    /* TCP: our own port once established, host order; 0 before */
+		};
+		char path[SOCKETS_PATH_LEN]; /* Unix peer path; abstract names start with NUL */
+	};
+	__u16 pad[2];
 };
 
 /* A thread's latest PQconnectPoll call (task storage): the handle, and where
