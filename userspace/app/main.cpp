@@ -406,6 +406,7 @@ int run(const Options& o)
     sopts.debug_root = o.debug_dir;
     Tracer* kernel = tracer.value().get();
     sopts.learn = [kernel](const unwind_key& key, const unwind_step& step) { kernel->learn_unwind_step(key, step); };
+    sopts.keep_costs = getenv("CONNLEAK_STACK_STATS") != nullptr;  // its summary at the end
     StackTable stacks(sopts);
     SessionConfig scfg;
     scfg.leak_after_s = o.leak_after_s;

@@ -225,7 +225,7 @@ void StackTable::on_acquire(const acquire_event& e, size_t stack_len)
     deferred_.push_back(std::move(d));
     const uint64_t t1 = now_ns();
     c.unwind_ns += t1 - t0;
-    if (cost_us_.size() < 100000)
+    if (opts_.keep_costs && cost_us_.size() < 100000)
         cost_us_.push_back({static_cast<uint32_t>((t1 - t0) / 1000), 0});
 }
 
@@ -240,6 +240,10 @@ void StackTable::settle()
             apply_release(*reinterpret_cast<const release_event*>(d.event.data()));
     }
     deferred_.clear();
+    // A burst of acquisitions (every handle of 1,000 processes at once) is
+    // not kept as room for good.
+    if (deferred_.capacity() > 4096)
+        deferred_.shrink_to_fit();
 }
 
 void StackTable::name_acquire(const acquire_event& e, const Deferred& d)
