@@ -80,7 +80,8 @@ private:
     // Reads the record map into records_ if the kernel changed it (or
     // userspace freed some) since the last read; true if it read it.
     bool refresh_records();
-    void refresh_traffic();  // every interval: traffic moves uncounted
+    void refresh_traffic();        // every interval: traffic moves uncounted
+    void settle_records_inputs();  // OwnRecords::inputs of the lists whose records or traffic moved
     // The sockets each of these exited processes held (and frees them).
     std::map<uint32_t, std::set<uint64_t>> take_exit_held(const std::set<uint32_t>& pids);
     void free_record(uint64_t sk);  // and its traffic entry
@@ -133,6 +134,10 @@ private:
     struct OwnRecords {
         std::vector<SocketRecord> records;
         uint64_t digest = 0;  // records_digest, for scan()
+        // socket_records_inputs (traffic included), for the report's
+        // inputs; false: its records or their traffic moved, computed again.
+        uint64_t inputs = 0;
+        bool inputs_valid = false;
     };
     std::map<uint32_t, OwnRecords> records_;
     std::vector<std::pair<uint64_t, SocketRecord*>> records_by_key_;  // into records_, by sk

@@ -111,7 +111,9 @@ std::vector<HandleFacts> facts_of(uint32_t pid, const std::vector<const RawConn*
     std::vector<std::pair<uint64_t, uint32_t>> by_address(conns.size());
     for (size_t i = 0; i < conns.size(); i++)
         by_address[i] = {conns[i]->conn, static_cast<uint32_t>(i)};
-    std::sort(by_address.begin(), by_address.end());
+    // The maps are read in key order: usually sorted already.
+    if (!std::is_sorted(by_address.begin(), by_address.end()))
+        std::sort(by_address.begin(), by_address.end());
     auto state = raw.handles.lower_bound({pid, 0});
     auto socket = sockets.conns.begin();
     for (const auto& [conn, i] : by_address) {
@@ -201,15 +203,24 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
 
     // Live handles oldest first (ties by address), sorted before their rows
     // are made: a row is big, a pointer is not (100,000 rows at scale).
-    auto age_ms_of = [&](const RawConn* c) {
-        const uint64_t age_ns = raw.now_ns > c->info.acquired_ns ? raw.now_ns - c->info.acquired_ns : 0;
-        return age_ns / kNsPerMs;
+    // The order is of indices into view.conns, each with its age and
+    // address at hand (a sort of pointers read both through them at each
+    // comparison); each handle's facts are found in the maps' own order.
+    struct Aged {
+        double age_ms;
+        uint64_t conn;
+        uint32_t index;
     };
-    std::vector<const RawConn*> conns = view.conns;
+    const std::vector<const RawConn*>& conns = view.conns;
+    std::vector<Aged> order(conns.size());
+    for (size_t i = 0; i < conns.size(); i++) {
+        const RawConn* c = conns[i];
+        const uint64_t age_ns = raw.now_ns > c->info.acquired_ns ? raw.now_ns - c->info.acquired_ns : 0;
+        order[i] = {age_ns / kNsPerMs, c->conn, static_cast<uint32_t>(i)};
+    }
     if (!exited)
-        std::sort(conns.begin(), conns.end(), [&](const RawConn* a, const RawConn* b) {
-            const double age_a = age_ms_of(a), age_b = age_ms_of(b);
-            return age_a != age_b ? age_a > age_b : a->conn < b->conn;
+        std::sort(order.begin(), order.end(), [](const Aged& a, const Aged& b) {
+            return a.age_ms != b.age_ms ? a.age_ms > b.age_ms : a.conn < b.conn;
         });
     r.connections.reserve(exited ? 0 : conns.size());
     const std::vector<HandleFacts> facts = exited ? std::vector<HandleFacts>{} : facts_of(p.pid, conns, raw, r.sockets);
@@ -218,7 +229,10 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
     using StateCounts = std::array<uint64_t, static_cast<size_t>(ConnState::broken) + 1>;
     StateCounts proc_states{};
     std::map<SiteReport*, StateCounts> site_states;
-    for (size_t i = 0; i < conns.size(); i++) {
+    SiteReport* counted_site = nullptr;  // the last handle's site and its counts: a process's handles repeat it
+    StateCounts* counted = nullptr;
+    for (const Aged& a : order) {
+        const size_t i = a.index;
         const RawConn* c = conns[i];
         auto it = sites.find(c->site);
         SiteRow* row = it != sites.end() ? &it->second : nullptr;
@@ -271,8 +285,13 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
             sr->active++;
             sr->leaks += cr.leak;
             sr->max_ms = std::max(sr->max_ms, age_ns / kNsPerMs);
-            if (state_counted)
-                site_states[sr][static_cast<size_t>(cr.state)]++;
+            if (state_counted) {
+                if (sr != counted_site) {
+                    counted_site = sr;
+                    counted = &site_states[sr];
+                }
+                (*counted)[static_cast<size_t>(cr.state)]++;
+            }
         }
     }
     auto name_states = [](const StateCounts& counts, std::map<std::string, uint64_t>& into) {

@@ -22,4 +22,12 @@ namespace connleak {
 uint64_t socket_inputs_digest(const std::vector<SocketRecord>& records, const std::vector<HandleRef>& handles,
                               uint64_t scan_version, size_t known_servers, const ProcessSocketMemory& mem);
 
+// The same digest in two parts, so that the records' part (every field of
+// every record: 100 records a process at scale) is computed again only
+// when the records or their traffic changed:
+// socket_inputs_digest(r, h, v, k, m) == socket_inputs_of(socket_records_inputs(r), h, v, k, m).
+uint64_t socket_records_inputs(const std::vector<SocketRecord>& records);
+uint64_t socket_inputs_of(uint64_t records_inputs, const std::vector<HandleRef>& handles, uint64_t scan_version,
+                          size_t known_servers, const ProcessSocketMemory& mem);
+
 }  // namespace connleak
