@@ -66,6 +66,7 @@ void HandleStates::annotate(RawState& raw)
             live.insert(p.pid);
     generation_++;
     cursor_ = 0;
+    raw.handles.reserve(raw.conns.size());  // at most one each, appended without regrowing
     added_.clear();
     // A process's handles (a run of one pid: the maps are read in key
     // order) in one batch of reads.
@@ -214,8 +215,8 @@ void HandleStates::annotate_process(RawState& raw, uint32_t pid, size_t begin, s
         const RawConn& c = raw.conns[begin + k];
         Known& known = e.added ? added_[e.known] : known_[e.known];
         known.seen = generation_;
-        // In key order, as read: each insert lands at the end.
-        raw.handles.emplace_hint(raw.handles.end(), std::make_pair(c.pid, c.conn), state_of(known));
+        // In key order, as read: each insert is an append.
+        raw.handles[std::make_pair(c.pid, c.conn)] = state_of(known);
     }
     read_ns_ += monotonic_ns() - start;
 }

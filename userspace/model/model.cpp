@@ -22,7 +22,7 @@ uint64_t dropped_of(const ProcessCounts& s)
 
 // The texts a report's rows repeat, one copy each for the whole report.
 struct RowTexts {
-    TextPool databases, users, peers, sockets;
+    TextPool peers, sockets;  // a handle's database and user come shared already (HandleState)
 };
 
 // A live handle's socket, as the socket report paired it (by PGconn).
@@ -114,12 +114,14 @@ std::vector<HandleFacts> facts_of(uint32_t pid, const std::vector<const RawConn*
     // The maps are read in key order: usually sorted already.
     if (!std::is_sorted(by_address.begin(), by_address.end()))
         std::sort(by_address.begin(), by_address.end());
-    auto state = raw.handles.lower_bound({pid, 0});
+    const auto& handles = raw.handles.map();
+    auto state = std::lower_bound(handles.begin(), handles.end(), std::make_pair(pid, uint64_t{0}),
+                                  [](const auto& e, const std::pair<uint32_t, uint64_t>& k) { return e.first < k; });
     auto socket = sockets.conns.begin();
     for (const auto& [conn, i] : by_address) {
-        while (state != raw.handles.end() && state->first.first == pid && state->first.second < conn)
+        while (state != handles.end() && state->first.first == pid && state->first.second < conn)
             ++state;
-        if (state != raw.handles.end() && state->first == std::make_pair(pid, conn))
+        if (state != handles.end() && state->first == std::make_pair(pid, conn))
             facts[i].state = &state->second;
         while (socket != sockets.conns.end() && socket->first < conn)
             ++socket;
@@ -258,8 +260,8 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
             cr.state_known = true;
             cr.state = h->state;
             cr.backend_pid = h->backend_pid;
-            cr.database = texts.databases.get(h->database);
-            cr.user = texts.users.get(h->user);
+            cr.database = h->database;
+            cr.user = h->user;
             const uint64_t since = std::max<uint64_t>(h->state_since_ns, c->info.acquired_ns);
             cr.state_ms = raw.now_ns > since ? (raw.now_ns - since) / kNsPerMs : 0;
         }

@@ -14,6 +14,7 @@
 #include "defaults.h"
 #include "libpq_handle.h"
 #include "server_join.h"
+#include "shared_map.h"
 #include "shared_text.h"
 #include "socket_model.h"
 
@@ -131,8 +132,10 @@ struct RawState {
     std::map<uint32_t, ProcessSocketReport> sockets;  // by pid
     std::vector<ExitedGroup> exited_folded;           // older exited processes, by comm
     // What each live handle's memory said this interval, by (pid, conn);
-    // absent when its libpq's layout is unknown or the read failed.
-    std::map<std::pair<uint32_t, uint64_t>, HandleState> handles;
+    // absent when its libpq's layout is unknown or the read failed. A
+    // sorted vector, not a tree: 100,000 nodes at scale were built, walked
+    // and freed every report.
+    SharedMap<std::pair<uint32_t, uint64_t>, HandleState> handles;
     ServerJoinInput server;  // --server: pg_stat_activity and the sockets to join
     // Last users' stacks the kernel walked: (pid, kernel stack id) to its
     // SiteKey::last_use (StackTable), for ConnSocket::use_stack.

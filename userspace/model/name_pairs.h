@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "shared_text.h"
+
 namespace connleak {
 
 class NamePairs {
@@ -18,8 +20,9 @@ public:
 
     // The id of (database, user), made if new.
     Id id(const std::string& database, const std::string& user);
-    const std::string& database(Id id) const { return pairs_.at(id - 1).first; }
-    const std::string& user(Id id) const { return pairs_.at(id - 1).second; }
+    // Shared: each handle's HandleState and report row hold the pair's one copy.
+    const SharedText& database(Id id) const { return pairs_.at(id - 1).first; }
+    const SharedText& user(Id id) const { return pairs_.at(id - 1).second; }
     size_t size() const { return pairs_.size(); }
 
     // Whether enough pairs were made since the last compact() to warrant
@@ -31,7 +34,7 @@ public:
     std::vector<Id> compact(const std::vector<Id>& used);
 
 private:
-    std::vector<std::pair<std::string, std::string>> pairs_;  // id - 1
+    std::vector<std::pair<SharedText, SharedText>> pairs_;  // id - 1
     std::map<std::pair<std::string, std::string>, Id> ids_;
     size_t limit_ = 64;
 };
