@@ -121,13 +121,14 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
     // The leaks to notice, counted first: the batch is made at its size, not
     // grown by doubling (100,000 notices of ~170 bytes at once at scale, and
     // twice that while a doubling copies them).
+    // A row reported already is not read again: its flag is asked first
+    // (steady at scale: every one of 100,000 rows, 22 MB, walked twice more).
     size_t new_leaks = 0;
     size_t counted = 0;
     for (const ProcessReport& p : snap.processes)
-        for (const ConnReport& c : p.connections) {
-            const bool reported = still_reported[counted++];
-            new_leaks += !p.exited && c.leak && !c.pre_attach && !reported;
-        }
+        for (const ConnReport& c : p.connections)
+            if (!still_reported[counted++])
+                new_leaks += !p.exited && c.leak && !c.pre_attach;
     out.reserve(out.size() + new_leaks);
     const size_t already = reported_.size();
     if (already + new_leaks > reported_.capacity())
@@ -141,8 +142,7 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
         for (const ConnReport& c : p.connections) {
             // A connection made before the attach (--server) has no handle
             // or stack to name: listed in the report, not noticed.
-            const bool reported = still_reported[ordinal++];
-            if (!c.leak || c.pre_attach || reported)
+            if (still_reported[ordinal++] || !c.leak || c.pre_attach)
                 continue;
             Notice n;
             n.kind = "leak";
