@@ -93,6 +93,9 @@ TEST_CASE("model rows: each live handle's state, socket and site, whatever the o
                 CHECK(c.state == h->second.state);
                 CHECK(c.database == h->second.database);
                 CHECK(c.user == h->second.user);
+                // The handle's own copy (NamePairs' at run time), not one the model made.
+                CHECK(&c.database.str() == &h->second.database.str());
+                CHECK(&c.user.str() == &h->second.user.str());
                 CHECK(c.backend_pid == h->second.backend_pid);
             }
             const auto& socks = copy.sockets.at(p.pid).conns;

@@ -7,6 +7,7 @@
 #include "name_pairs.h"
 
 using connleak::NamePairs;
+using connleak::SharedText;
 
 TEST_CASE("name pairs: one id per distinct pair, texts as given")
 {
@@ -34,6 +35,8 @@ TEST_CASE("name pairs: compact keeps the pairs in use, renumbered in order")
     for (int i = 0; i < 100; i++)
         names.id("db" + std::to_string(i), "u");
     REQUIRE(names.wants_compact());  // 100 > 64
+    // The pair's one copy, which handles' states share, survives the renumbering.
+    const SharedText db69 = names.database(70);
     const std::vector<NamePairs::Id> renumber = names.compact({0, 70, 5, 70, 99});
     REQUIRE(renumber.size() == 101);
     REQUIRE(names.size() == 3);
@@ -46,6 +49,7 @@ TEST_CASE("name pairs: compact keeps the pairs in use, renumbered in order")
     REQUIRE(names.database(1) == "db4");
     REQUIRE(names.database(2) == "db69");
     REQUIRE(names.database(3) == "db98");
+    REQUIRE(&names.database(2).str() == &db69.str());
     REQUIRE_FALSE(names.wants_compact());
     // A dropped pair made again gets a new id; a kept one its new id.
     REQUIRE(names.id("db69", "u") == 2);
