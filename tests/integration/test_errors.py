@@ -325,6 +325,21 @@ class ErrorTest(ConnleakTestCase):
         c.cmd("open 1")
         c.exit()
 
+    def test_server_without_libpq(self):
+        # libpq is loaded for --server only: when it cannot be, one line naming
+        # libpq and why, before anything is traced.
+        c = self.target()
+        env = dict(os.environ, CONNLEAK_LIBPQ="/nonexistent/libpq.so.5")
+        path = self.json_path()
+        r = run_connleak(["-p", str(c.pid), "--server", "host=127.0.0.1", "-d", "1", "--json", path], env=env)
+        self.assertFails(r, 2, r"^connleak: --server: cannot load libpq \(/nonexistent/libpq\.so\.5: cannot open")
+        self.assertNoJson(path, r)
+        # Without --server the same environment changes nothing.
+        r = run_connleak(["-p", str(c.pid), "-d", "1", "-i", "0.5", "--json", path], env=env)
+        self.assertEqual(r.returncode, 0, r.describe())
+        c.cmd("open 1")
+        c.exit()
+
     def test_empty_json_name(self):
         c = self.target()
         r = run_connleak(["-p", str(c.pid), "-d", "1", "-j", ""])
