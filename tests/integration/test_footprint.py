@@ -20,6 +20,7 @@ No PostgreSQL server needed. Env (set by ctest): CONNLEAK, BUILD_DIR.
 """
 
 import os
+import re
 import shutil
 import signal
 import sys
@@ -34,6 +35,20 @@ from connleak_testkit.snapshot import find_process, read_json  # noqa: E402
 
 MIB = 1 << 20
 RINGBUF = 27  # BPF_MAP_TYPE_RINGBUF
+
+
+# What only --server (libpq) or HTTPS would need: libpq and what it links (TLS,
+# Kerberos, LDAP), and what Debian's libcpp-httplib.so links (libssl,
+# libcrypto, brotli).
+NOT_UNLESS_USED = re.compile(r"lib(pq|ssl|crypto|gnutls|gssapi_krb5|krb5|k5crypto|ldap-[\d.]+|lber-[\d.]+|sasl2|"
+                             r"brotli(common|dec|enc)|cpp-httplib)\.so")
+
+
+def mapped_libraries(pid):
+    """The file names of the shared libraries mapped into the process."""
+    with open("/proc/%d/maps" % pid) as f:
+        return sorted({os.path.basename(line.split()[5]) for line in f
+                       if len(line.split()) >= 6 and ".so" in os.path.basename(line.split()[5])})
 
 
 def bpf_map_mappings(pid):
@@ -124,3 +139,21 @@ class FootprintTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
+
+    def test_libraries_mapped_only_when_used(self):
+        """A run with --http (plain HTTP) and no --server maps none of libpq,
+        TLS, Kerberos, LDAP or brotli (they were 7-8 MB of its RssFile); the
+        run's own libraries are mapped (libbpf, so the maps are read right)."""
+        holder = os.path.join(BUILD_DIR, "bench", "handle_holder")
+        r, w = os.pipe()
+        mon = benchlib.Monitored([CONNLEAK, "-q", "-i", "0.5", "--http", "127.0.0.1:0", "--", holder, 2, 2,
+                                  "host=127.0.0.1 port=1 connect_timeout=1"], self.tmp, name="libraries", stdin=r)
+        os.close(r)
+        self.addCleanup(lambda: mon.alive() and mon.kill())
+        ready = benchlib.wait_for(lambda: "ready" in mon.stdout() or not mon.alive(), 60)
+        self.assertTrue(ready and mon.alive(), "handle_holder did not get ready\n" + mon.describe())
+        libs = mapped_libraries(mon.pid)
+        os.close(w)  # handle_holder finishes its handles and exits, then connleak
+        self.assertEqual(mon.wait(60), 0, mon.describe())
+        self.assertEqual([lib for lib in libs if NOT_UNLESS_USED.match(lib)], [], libs)
+        self.assertIn("libbpf.so.1", libs)
