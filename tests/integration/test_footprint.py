@@ -44,11 +44,13 @@ NOT_UNLESS_USED = re.compile(r"lib(pq|ssl|crypto|gnutls|gssapi_krb5|krb5|k5crypt
                              r"brotli(common|dec|enc)|cpp-httplib)\.so")
 
 
-def mapped_libraries(pid):
-    """The file names of the shared libraries mapped into the process."""
+def loaded_libraries(pid):
+    """The file names of the shared libraries loaded in the process: mapped
+    executable. (The symbolizer maps the traced processes' libraries too, as
+    private read-write copies, to read their symbols.)"""
     with open("/proc/%d/maps" % pid) as f:
-        return sorted({os.path.basename(line.split()[5]) for line in f
-                       if len(line.split()) >= 6 and ".so" in os.path.basename(line.split()[5])})
+        return sorted({os.path.basename(fields[5]) for fields in map(str.split, f)
+                       if len(fields) >= 6 and "x" in fields[1] and ".so" in os.path.basename(fields[5])})
 
 
 def bpf_map_mappings(pid):
@@ -137,9 +139,6 @@ class FootprintTest(unittest.TestCase):
         self.check(["--stack-size", "0"], 4096)
 
 
-if __name__ == "__main__":
-    unittest.main(verbosity=2)
-
     def test_libraries_mapped_only_when_used(self):
         """A run with --http (plain HTTP) and no --server maps none of libpq,
         TLS, Kerberos, LDAP or brotli (they were 7-8 MB of its RssFile); the
@@ -152,8 +151,12 @@ if __name__ == "__main__":
         self.addCleanup(lambda: mon.alive() and mon.kill())
         ready = benchlib.wait_for(lambda: "ready" in mon.stdout() or not mon.alive(), 60)
         self.assertTrue(ready and mon.alive(), "handle_holder did not get ready\n" + mon.describe())
-        libs = mapped_libraries(mon.pid)
+        libs = loaded_libraries(mon.pid)
         os.close(w)  # handle_holder finishes its handles and exits, then connleak
         self.assertEqual(mon.wait(60), 0, mon.describe())
         self.assertEqual([lib for lib in libs if NOT_UNLESS_USED.match(lib)], [], libs)
-        self.assertIn("libbpf.so.1", libs)
+        self.assertTrue(any(lib.startswith("libbpf.so") for lib in libs), libs)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
