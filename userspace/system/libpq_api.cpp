@@ -12,8 +12,8 @@ Result<const LibpqApi*> load()
 {
     const char* env = std::getenv("CONNLEAK_LIBPQ");
     const std::string file = env && *env ? env : "libpq.so.5";
-    // RTLD_LOCAL: libpq's symbols stay out of the global namespace, so a
-    // traced library's name never resolves to connleak's copy.
+    // RTLD_LOCAL: libpq's symbols stay out of the global namespace, so
+    // nothing loaded later (libdw's debuginfod client) binds to them.
     void* lib = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!lib) {
         const char* why = dlerror();
