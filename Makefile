@@ -9,7 +9,7 @@ DEB_PACKAGES := clang llvm cmake g++ make pkg-config libbpf-dev bpftool \
 	libelf-dev libdw-dev zlib1g-dev libcli11-dev nlohmann-json3-dev catch2 libpq-dev \
 	postgresql postgresql-client python3 python3-psycopg2 tmux procps \
 	libclang-rt-14-dev python3-flask gunicorn python3-psycopg python3-sqlalchemy python3-psycopg-pool \
-	man-db libcpp-httplib-dev prometheus chromium python3-yaml systemd
+	man-db prometheus chromium python3-yaml systemd
 
 .PHONY: all build deps test test-sanitize fuzz demo bench vmlinux clean install
 

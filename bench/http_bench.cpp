@@ -9,7 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <httplib.h>
+#include <cpp-httplib/httplib.h>
 #include <string>
 #include <sys/resource.h>
 #include <vector>

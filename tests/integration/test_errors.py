@@ -297,6 +297,21 @@ class ErrorTest(ConnleakTestCase):
         self.assertIn("--verbose", named)
         self.assertEqual(sorted(named - accepted), [], "options named in messages but not accepted")
 
+    def test_server_without_libpq(self):
+        # libpq is loaded for --server only: when it cannot be, one line naming
+        # libpq and why, before anything is traced; a runtime failure (exit 1).
+        c = self.target()
+        env = dict(os.environ, CONNLEAK_LIBPQ="/nonexistent/libpq.so.5")
+        path = self.json_path()
+        r = run_connleak(["-p", str(c.pid), "--server", "host=127.0.0.1", "-d", "1", "--json", path], env=env)
+        self.assertFails(r, 1, r"^connleak: --server: cannot load libpq \(/nonexistent/libpq\.so\.5: cannot open")
+        self.assertNoJson(path, r)
+        # Without --server the same environment changes nothing.
+        r = run_connleak(["-p", str(c.pid), "-d", "1", "-i", "0.5", "--json", path], env=env)
+        self.assertEqual(r.returncode, 0, r.describe())
+        c.cmd("open 1")
+        c.exit()
+
     # ---- usage errors: exit 2 ----
 
     def check_usage(self, args):

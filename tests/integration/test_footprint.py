@@ -20,6 +20,7 @@ No PostgreSQL server needed. Env (set by ctest): CONNLEAK, BUILD_DIR.
 """
 
 import os
+import re
 import shutil
 import signal
 import sys
@@ -34,6 +35,22 @@ from connleak_testkit.snapshot import find_process, read_json  # noqa: E402
 
 MIB = 1 << 20
 RINGBUF = 27  # BPF_MAP_TYPE_RINGBUF
+
+
+# What only --server (libpq) or HTTPS would need: libpq and what it links (TLS,
+# Kerberos, LDAP), and what Debian's libcpp-httplib.so links (libssl,
+# libcrypto, brotli).
+NOT_UNLESS_USED = re.compile(r"lib(pq|ssl|crypto|gnutls|gssapi_krb5|krb5|k5crypto|ldap-[\d.]+|lber-[\d.]+|sasl2|"
+                             r"brotli(common|dec|enc)|cpp-httplib)\.so")
+
+
+def loaded_libraries(pid):
+    """The file names of the shared libraries loaded in the process: mapped
+    executable. (The symbolizer maps the traced processes' libraries too, as
+    private read-write copies, to read their symbols.)"""
+    with open("/proc/%d/maps" % pid) as f:
+        return sorted({os.path.basename(fields[5]) for fields in map(str.split, f)
+                       if len(fields) >= 6 and "x" in fields[1] and ".so" in os.path.basename(fields[5])})
 
 
 def bpf_map_mappings(pid):
@@ -120,6 +137,25 @@ class FootprintTest(unittest.TestCase):
     def test_no_stacks_no_ring_to_speak_of(self):
         # Nothing reads the ring without stacks: a page, never mapped.
         self.check(["--stack-size", "0"], 4096)
+
+
+    def test_libraries_mapped_only_when_used(self):
+        """A run with --http (plain HTTP) and no --server maps none of libpq,
+        TLS, Kerberos, LDAP or brotli (they were 7-8 MB of its RssFile); the
+        run's own libraries are mapped (libbpf, so the maps are read right)."""
+        holder = os.path.join(BUILD_DIR, "bench", "handle_holder")
+        r, w = os.pipe()
+        mon = benchlib.Monitored([CONNLEAK, "-q", "-i", "0.5", "--http", "127.0.0.1:0", "--", holder, 2, 2,
+                                  "host=127.0.0.1 port=1 connect_timeout=1"], self.tmp, name="libraries", stdin=r)
+        os.close(r)
+        self.addCleanup(lambda: mon.alive() and mon.kill())
+        ready = benchlib.wait_for(lambda: "ready" in mon.stdout() or not mon.alive(), 60)
+        self.assertTrue(ready and mon.alive(), "handle_holder did not get ready\n" + mon.describe())
+        libs = loaded_libraries(mon.pid)
+        os.close(w)  # handle_holder finishes its handles and exits, then connleak
+        self.assertEqual(mon.wait(60), 0, mon.describe())
+        self.assertEqual([lib for lib in libs if NOT_UNLESS_USED.match(lib)], [], libs)
+        self.assertTrue(any(lib.startswith("libbpf.so") for lib in libs), libs)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
 
 #include "connleak.h"
 #include "help_text.h"
+#include "libpq_api.h"
 #include "pg_activity_reader.h"
 #include "socket_model.h"
 
@@ -348,6 +349,13 @@ Options parse_options(int argc, char** argv)
     if (o.server_queries_text != "on" && o.server_queries_text != "off")
         usage_error("--server-queries must be on or off");
     o.server_queries = o.server_queries_text == "on";
+    // libpq is loaded for --server only (libpq_api.h): without it, one line
+    // and exit 1, a runtime failure (the host lacks it; the command is right).
+    if (!o.servers.empty())
+        if (auto api = libpq_api(); !api) {
+            std::fprintf(stderr, "connleak: --server: %s\n", api.error().message.c_str());
+            std::exit(1);
+        }
     for (size_t i = 0; i < o.servers.size(); i++) {
         // libpq's message names what is wrong, never the DSN (which may hold a password).
         auto label = server_label(o.servers[i]);

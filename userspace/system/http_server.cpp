@@ -5,7 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
-#include <httplib.h>
+#include <cpp-httplib/httplib.h>
 #include <mutex>
 #include <netinet/in.h>
 #include <signal.h>
@@ -127,7 +127,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::bind(const HttpAddress& addr, co
     // quality takes over 30 s for a 2 MB dashboard (bench/http_bench), so
     // one browser tab reloading it would keep a core busy. Dropping the
     // header is legal: the Request behind the const reference is the
-    // server's own, non-const object.
+    // server's own, non-const object. (third_party's copy is built without
+    // zlib and brotli, so it would not compress anyway; dropping the header
+    // keeps a build with them the same.)
     svr.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
         const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
         return httplib::Server::HandlerResponse::Unhandled;

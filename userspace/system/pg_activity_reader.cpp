@@ -5,7 +5,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <libpq-fe.h>
 #include <map>
 #include <poll.h>
 #include <set>
@@ -16,15 +15,23 @@
 
 #include "clock.h"
 #include "held_endpoints.h"
+#include "libpq_api.h"
 #include "proc_sockets.h"
 
 namespace connleak {
 namespace {
 
+// libpq's functions. Loaded before anything here runs: every --server DSN
+// goes through server_label() first, which fails when libpq cannot be loaded.
+const LibpqApi& pq()
+{
+    return *libpq_api().value();
+}
+
 // Parsed conninfo, freed by RAII.
 struct ConninfoOptions {
     PQconninfoOption* opts = nullptr;
-    ~ConninfoOptions() { PQconninfoFree(opts); }
+    ~ConninfoOptions() { pq().PQconninfoFree(opts); }
     std::string get(const char* keyword) const
     {
         for (PQconninfoOption* o = opts; o && o->keyword; o++)
@@ -69,22 +76,22 @@ std::string activity_query(const ActivityReaderOptions& o)
 
 std::optional<std::string> text_of(const PGresult* r, int row, int col)
 {
-    if (PQgetisnull(r, row, col))
+    if (pq().PQgetisnull(r, row, col))
         return std::nullopt;
-    return std::string(PQgetvalue(r, row, col));
+    return std::string(pq().PQgetvalue(r, row, col));
 }
 
 double number_of(const PGresult* r, int row, int col)
 {
-    return PQgetisnull(r, row, col) ? -1 : std::strtod(PQgetvalue(r, row, col), nullptr);
+    return pq().PQgetisnull(r, row, col) ? -1 : std::strtod(pq().PQgetvalue(r, row, col), nullptr);
 }
 
 Peer client_of(const PGresult* r, int row)
 {
-    if (PQgetisnull(r, row, 7) || PQgetisnull(r, row, 8))
+    if (pq().PQgetisnull(r, row, 7) || pq().PQgetisnull(r, row, 8))
         return {};
-    const std::string addr = PQgetvalue(r, row, 7);
-    const int port = std::atoi(PQgetvalue(r, row, 8));
+    const std::string addr = pq().PQgetvalue(r, row, 7);
+    const int port = std::atoi(pq().PQgetvalue(r, row, 8));
     if (port <= 0 || port > 65535)
         return {};
     auto p = parse_db_host(addr.find(':') != std::string::npos ? "[" + addr + "]:" + std::to_string(port)
@@ -108,12 +115,14 @@ std::set<uint64_t> backend_sockets(uint32_t pid)
 
 Result<std::string> server_label(const std::string& dsn)
 {
+    if (auto api = libpq_api(); !api)
+        return api.error();
     char* err = nullptr;
     ConninfoOptions c;
-    c.opts = PQconninfoParse(dsn.c_str(), &err);
+    c.opts = pq().PQconninfoParse(dsn.c_str(), &err);
     if (!c.opts) {
         std::string msg = err ? first_line(err) : "out of memory";
-        PQfreemem(err);
+        pq().PQfreemem(err);
         // libpq quotes the part it could not read, which may be a password:
         // what it quotes is left out.
         std::string said;
@@ -151,7 +160,7 @@ struct ActivityReader::Server {
     bool privilege_said = false;
     // Unix-socket backends: pid -> (backend_start, socket inodes of its fd table).
     std::map<uint32_t, std::pair<std::string, std::set<uint64_t>>> backend_fds;
-    ~Server() { PQfinish(conn); }
+    ~Server() { pq().PQfinish(conn); }
 
     std::string scrub(std::string s) const
     {
@@ -172,8 +181,8 @@ ActivityReader::ActivityReader(ActivityReaderOptions opts) : opts_(std::move(opt
         s->label = label ? label.value() : "?";
         char* err = nullptr;
         ConninfoOptions c;
-        c.opts = PQconninfoParse(dsn.c_str(), &err);
-        PQfreemem(err);
+        c.opts = pq().PQconninfoParse(dsn.c_str(), &err);
+        pq().PQfreemem(err);
         if (std::string pw = c.get("password"); !pw.empty())
             s->secrets.push_back(pw);
         if (const char* pw = getenv("PGPASSWORD"); pw && *pw)
@@ -277,24 +286,25 @@ std::string connect_server(PGconn*& out, const std::string& dsn, int stop_fd, ui
 {
     const char* keys[] = {"dbname", "fallback_application_name", nullptr};
     const char* vals[] = {dsn.c_str(), "connleak", nullptr};
-    PGconn* c = PQconnectStartParams(keys, vals, 1);
+    PGconn* c = pq().PQconnectStartParams(keys, vals, 1);
     if (!c)
         return "out of memory";
-    PQsetNoticeProcessor(c, ignore_notice, nullptr);  // server warnings are not connleak's output
+    pq().PQsetNoticeProcessor(c, ignore_notice, nullptr);  // server warnings are not connleak's output
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     std::string err;
-    while (PQstatus(c) != CONNECTION_BAD && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
-        const int w = wait_socket(PQsocket(c), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, stop_fd, deadline_ns);
+    while (pq().PQstatus(c) != CONNECTION_BAD && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        const int w =
+            wait_socket(pq().PQsocket(c), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, stop_fd, deadline_ns);
         if (w <= 0) {
             err = w == 0 ? "no answer within the timeout" : "stopped";
             break;
         }
-        st = PQconnectPoll(c);
+        st = pq().PQconnectPoll(c);
     }
-    if (err.empty() && (PQstatus(c) != CONNECTION_OK))
-        err = first_line(PQerrorMessage(c));
+    if (err.empty() && (pq().PQstatus(c) != CONNECTION_OK))
+        err = first_line(pq().PQerrorMessage(c));
     if (!err.empty()) {
-        PQfinish(c);
+        pq().PQfinish(c);
         return err.empty() ? "cannot connect" : err;
     }
     out = c;
@@ -305,29 +315,29 @@ std::string connect_server(PGconn*& out, const std::string& dsn, int stop_fd, ui
 // Returns the last result (owned by the caller) or null with err set.
 PGresult* run_query(PGconn* c, const std::string& sql, int stop_fd, uint64_t deadline_ns, std::string& err)
 {
-    if (!PQsendQuery(c, sql.c_str())) {
-        err = first_line(PQerrorMessage(c));
+    if (!pq().PQsendQuery(c, sql.c_str())) {
+        err = first_line(pq().PQerrorMessage(c));
         return nullptr;
     }
-    while (PQisBusy(c)) {
-        const int w = wait_socket(PQsocket(c), POLLIN, stop_fd, deadline_ns);
+    while (pq().PQisBusy(c)) {
+        const int w = wait_socket(pq().PQsocket(c), POLLIN, stop_fd, deadline_ns);
         if (w <= 0) {
             err = w == 0 ? "no answer within the timeout" : "stopped";
             return nullptr;
         }
-        if (!PQconsumeInput(c)) {
-            err = first_line(PQerrorMessage(c));
+        if (!pq().PQconsumeInput(c)) {
+            err = first_line(pq().PQerrorMessage(c));
             return nullptr;
         }
     }
     PGresult* last = nullptr;
-    while (PGresult* r = PQgetResult(c)) {
-        PQclear(last);
+    while (PGresult* r = pq().PQgetResult(c)) {
+        pq().PQclear(last);
         last = r;
     }
-    if (!last || (PQresultStatus(last) != PGRES_TUPLES_OK && PQresultStatus(last) != PGRES_COMMAND_OK)) {
-        err = last ? first_line(PQresultErrorMessage(last)) : first_line(PQerrorMessage(c));
-        PQclear(last);
+    if (!last || (pq().PQresultStatus(last) != PGRES_TUPLES_OK && pq().PQresultStatus(last) != PGRES_COMMAND_OK)) {
+        err = last ? first_line(pq().PQresultErrorMessage(last)) : first_line(pq().PQerrorMessage(c));
+        pq().PQclear(last);
         return nullptr;
     }
     return last;
@@ -360,17 +370,17 @@ void ActivityReader::run()
                                             stop_fd_, monotonic_ns() + timeout_ns, setup_err);
                     if (!r) {
                         err = setup_err;
-                        PQfinish(s.conn);
+                        pq().PQfinish(s.conn);
                         s.conn = nullptr;
                     } else {
-                        const bool sees_all = PQntuples(r) == 1 && std::strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+                        const bool sees_all = pq().PQntuples(r) == 1 && std::strcmp(pq().PQgetvalue(r, 0, 1), "t") == 0;
                         if (!sees_all && !s.privilege_said) {
                             s.privilege_said = true;
-                            say("--server " + s.label + ": role \"" + PQgetvalue(r, 0, 0) +
+                            say("--server " + s.label + ": role \"" + pq().PQgetvalue(r, 0, 0) +
                                 "\" cannot see other users' sessions (grant it pg_read_all_stats, or use a "
                                 "superuser): their connections have no server state");
                         }
-                        PQclear(r);
+                        pq().PQclear(r);
                         if (s.phase == Server::Phase::failing)
                             say("--server " + s.label + ": connected again, reading pg_stat_activity");
                         s.phase = Server::Phase::connected;
@@ -386,9 +396,9 @@ void ActivityReader::run()
                 if (r) {
                     read.ok = true;
                     std::map<uint32_t, std::pair<std::string, std::set<uint64_t>>> fresh;
-                    for (int row = 0; row < PQntuples(r); row++) {
+                    for (int row = 0; row < pq().PQntuples(r); row++) {
                         ServerSession ss;
-                        ss.backend_pid = static_cast<uint32_t>(std::strtoul(PQgetvalue(r, row, 0), nullptr, 10));
+                        ss.backend_pid = static_cast<uint32_t>(std::strtoul(pq().PQgetvalue(r, row, 0), nullptr, 10));
                         ss.state = text_of(r, row, 1);
                         ss.backend_start = text_of(r, row, 2);
                         ss.xact_start = text_of(r, row, 3);
@@ -403,7 +413,7 @@ void ActivityReader::run()
                         ss.state_age_ms = number_of(r, row, 11);
                         // A Unix-socket client is found through its peer: the backend's own socket.
                         // (client_port -1; NULL when the role may not see it.)
-                        if (!PQgetisnull(r, row, 8) && std::strcmp(PQgetvalue(r, row, 8), "-1") == 0) {
+                        if (!pq().PQgetisnull(r, row, 8) && std::strcmp(pq().PQgetvalue(r, row, 8), "-1") == 0) {
                             // A backend keeps its client's socket for life: its fd
                             // table is read once (per pid and start).
                             auto& known = fresh[ss.backend_pid];
@@ -422,12 +432,12 @@ void ActivityReader::run()
                         }
                         read.sessions.push_back(std::move(ss));
                     }
-                    PQclear(r);
+                    pq().PQclear(r);
                     s.backend_fds = std::move(fresh);  // backends gone are forgotten
                 } else {
                     // Lost (a restart, a terminated backend) or too slow: a new
                     // connection next interval.
-                    PQfinish(s.conn);
+                    pq().PQfinish(s.conn);
                     s.conn = nullptr;
                 }
             }
