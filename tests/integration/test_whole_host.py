@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
@@ -59,17 +60,35 @@ class PreforkTest(ConnleakTestCase):
             self.assertTrue(maps_libpq(w), "worker %d maps no libpq" % w)
         return p, d, master, workers
 
+    def wait_done(self, p, d):
+        """Each worker's DIR/done.PID line, within WAIT seconds; on failure,
+        what each worker is doing (not a wait without end on a pipe)."""
+        deadline = time.monotonic() + WAIT
+        done = {}
+        while len(done) < WORKERS and time.monotonic() < deadline and p.poll() is None:
+            for name in os.listdir(d):
+                if name.startswith("done.") and int(name[5:]) not in done:
+                    with open(os.path.join(d, name)) as f:
+                        m = re.match(r"done pid=(\d+) app=(\S+) acquired=(\d+) closed=(\d+)", f.read())
+                    self.assertIsNotNone(m, name)
+                    done[int(m.group(1))] = (m.group(2), int(m.group(3)), int(m.group(4)))
+            time.sleep(0.05)
+        if len(done) < WORKERS:
+            states = []
+            for pid in [int(t) for t in open("/proc/%d/task/%d/children" % (p.pid, p.pid)).read().split()]:
+                try:
+                    with open("/proc/%d/wchan" % pid) as f:
+                        states.append("%d: %s" % (pid, f.read()))
+                except OSError as e:
+                    states.append("%d: %s" % (pid, e))
+            self.fail("%d of %d workers done in %ss (%s); prefork exit %s; workers: %s" % (
+                len(done), WORKERS, WAIT, sorted(done), p.poll(), ", ".join(states)))
+        return done
+
     def run_workers(self, p, d, app, tracers):
         mark = self.server.log_mark()
         open(os.path.join(d, "go"), "w").close()
-        done = {}
-        while len(done) < WORKERS:
-            line = p.stdout.readline()
-            if not line:
-                self.fail("prefork ended early: %s" % p.stderr.read())
-            m = re.match(r"done pid=(\d+) app=(\S+) acquired=(\d+) closed=(\d+)", line)
-            if m:
-                done[int(m.group(1))] = (m.group(2), int(m.group(3)), int(m.group(4)))
+        done = self.wait_done(p, d)
         for t in tracers:
             for pid, (name, acquired, closed) in done.items():
                 # The server's own count of this worker's connections.

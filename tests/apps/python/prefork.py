@@ -6,7 +6,8 @@ The master never loads libpq. It forks WORKERS workers; each imports
 psycopg2 after the fork (so only the workers map libpq), says "ready", and
 waits for DIR/go. Worker i then makes i+2 connections with
 application_name APP_w<i>, closes all but the last (one leak), prints
-"done pid=P app=A acquired=N closed=C" and waits for DIR/stop. The master
+"done pid=P app=A acquired=N closed=C" (and writes it to DIR/done.P) and
+waits for DIR/stop. The master
 prints "master pid=P workers=W1,W2,..." once every worker is ready, and exits
 when they have.
 """
@@ -29,7 +30,16 @@ def worker(i, conninfo, app, d, ready_fd):
     conns = [psycopg2.connect(conninfo + " application_name=" + name) for _ in range(i + 2)]
     for c in conns[:-1]:
         c.close()
-    print("done pid=%d app=%s acquired=%d closed=%d" % (os.getpid(), name, len(conns), len(conns) - 1), flush=True)
+    line = "done pid=%d app=%s acquired=%d closed=%d\n" % (os.getpid(), name, len(conns), len(conns) - 1)
+    # Also as DIR/done.PID, written whole then renamed: the test waits for
+    # these files with a deadline (a line on the shared pipe once failed to
+    # reach it, and it waited for good).
+    tmp = os.path.join(d, ".done.%d" % os.getpid())
+    with open(tmp, "w") as f:
+        f.write(line)
+    os.rename(tmp, os.path.join(d, "done.%d" % os.getpid()))
+    sys.stdout.write(line)
+    sys.stdout.flush()
     wait_for(os.path.join(d, "stop"))
     os._exit(0)
 
