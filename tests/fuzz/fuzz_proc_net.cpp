@@ -17,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
         tcp.push_back(s);
     const std::vector<connleak::UnixSocket> unix_sockets = connleak::parse_proc_net_unix(text);
     for (const connleak::UnixSocket& s : unix_sockets)
-        FUZZ_CHECK(s.name.path.str().find('\n') == std::string::npos);
+        FUZZ_CHECK(s.name.path().find('\n') == std::string::npos);
 
     // Every inode seen, and whatever the text says as an fd link.
     std::set<uint64_t> inodes;

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "handle_refresh.h"
+#include "peer_names.h"
 #include "socket_model.h"
 #include "sockets.h"
 
@@ -19,11 +20,13 @@ TEST_CASE("held per socket: a peer without a Unix path of its own, a record with
 {
     // A shared text is one pointer (its count beside the text), not a shared_ptr's two.
     CHECK(sizeof(SharedText) == sizeof(void*));
-    // A Unix path shared (8 bytes), not a string (32): 32 bytes, was 56 (40 with a shared_ptr).
-    CHECK(sizeof(Peer) <= 32);
-    // Two peers, the last use's stack id and the flags last: 160 bytes, was 216 (224 with the stack id, 176 with 40-byte peers).
-    CHECK(sizeof(SocketRecord) <= 160);
-    CHECK(sizeof(HeldSocket) <= 80);  // 96 with 40-byte peers
+    // An IPv4 address in place, an IPv6 address or a Unix path as the id of
+    // its one counted copy: 8 bytes, was 32 (the 16-byte address and a
+    // shared path in place), 56 with the path a string.
+    CHECK(sizeof(Peer) == 8);
+    // Two peers, the last use's stack id and the flags last: 112 bytes, was 160 (216 with strings in the peers).
+    CHECK(sizeof(SocketRecord) <= 112);
+    CHECK(sizeof(HeldSocket) <= 32);  // 80 with 32-byte peers
 }
 
 TEST_CASE("a socket record in the kernel's map: TCP and Unix addresses share their room")
@@ -55,14 +58,14 @@ TEST_CASE("a peer's Unix path: shared, compared and printed as the text")
     Peer b = a;
     CHECK(a == b);
     CHECK(a.str() == "/run/postgresql/.s.PGSQL.5432");
-    CHECK(a.path == "/run/postgresql/.s.PGSQL.5432");
+    CHECK(a.path() == "/run/postgresql/.s.PGSQL.5432");
     const char other[] = "/tmp/.s.PGSQL.5433";
     b = Peer::unix_path(other, sizeof(other));
     CHECK(a != b);
     CHECK(a < b);  // by the text, as the string compared ("/run" before "/tmp")
     const char abstract[] = {'\0', 'p', 'g', '\0', '\0'};
     CHECK(Peer::unix_path(abstract, sizeof(abstract)).str() == "@pg");
-    CHECK(Peer().path.empty());
+    CHECK(Peer().path().empty());
 }
 
 TEST_CASE("a shared text: copies share one body, the last one frees it")
@@ -86,4 +89,57 @@ TEST_CASE("a shared text: copies share one body, the last one frees it")
     CHECK(SharedText("").empty());
     CHECK(SharedText() == SharedText(""));
     CHECK(SharedText("a") < SharedText("b"));
+}
+
+TEST_CASE("a peer's IPv6 address and Unix path: one counted copy per name, freed with the last peer")
+{
+    namespace names = connleak::peer_names;
+    const size_t before = names::live();
+    const uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    const char path[] = "/run/postgresql/.s.PGSQL.5432";
+    {
+        const Peer a = Peer::inet6(v6, 5432);
+        const Peer b = Peer::inet6(v6, 40112);  // the same address: the same name
+        const Peer u = Peer::unix_path(path, sizeof(path));
+        CHECK(names::live() == before + 2);
+        Peer c = a;
+        Peer d = std::move(c);
+        CHECK(c.kind() == Peer::Kind::None);  // moved from: empty, holds nothing
+        CHECK(d == a);
+        CHECK(a != b);
+        CHECK(a.str() == "[2001:db8::1]:5432");
+        CHECK(b.str() == "[2001:db8::1]:40112");
+        CHECK(a.addr()[15] == 1);
+        CHECK(u.path() == "/run/postgresql/.s.PGSQL.5432");
+        CHECK(Peer::unix_name("/run/postgresql/.s.PGSQL.5432") == u);
+        d = u;  // the address's name still held by a and b
+        CHECK(names::live() == before + 2);
+        CHECK(d.str() == "/run/postgresql/.s.PGSQL.5432");
+    }
+    CHECK(names::live() == before);  // the last peers gone, their names too
+    const uint8_t mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 7};
+    const Peer m = Peer::inet6(mapped, 5432);
+    CHECK_FALSE(m.v6());
+    CHECK(m.str() == "10.0.0.7:5432");
+    CHECK(names::live() == before);  // an IPv4 address needs no name
+}
+
+TEST_CASE("peers order as they did with their address and path in place")
+{
+    const uint8_t a1[4] = {10, 0, 0, 2}, a2[4] = {127, 0, 0, 1}, a3[4] = {192, 168, 0, 1};
+    const uint8_t v6a[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2};
+    const uint8_t v6b[16] = {0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    const Peer none;
+    const Peer p1 = Peer::inet4(a1, 6000), p2 = Peer::inet4(a2, 5432), p2b = Peer::inet4(a2, 5433),
+               p3 = Peer::inet4(a3, 1);
+    // Made in the other order, so their ids do not follow their bytes.
+    const Peer q2 = Peer::inet6(v6b, 1), q1 = Peer::inet6(v6a, 9), q1b = Peer::inet6(v6a, 10);
+    const Peer u1 = Peer::unix_name("/tmp/.s.PGSQL.5433"), u0 = Peer::unix_name("/run/postgresql/.s.PGSQL.5432");
+    const std::vector<Peer> ordered = {none, p1, p2, p2b, p3, q1, q1b, q2, u0, u1};
+    for (size_t i = 0; i < ordered.size(); i++)
+        for (size_t j = 0; j < ordered.size(); j++) {
+            INFO(i << " " << j);
+            CHECK((ordered[i] < ordered[j]) == (i < j));
+            CHECK((ordered[i] == ordered[j]) == (i == j));
+        }
 }

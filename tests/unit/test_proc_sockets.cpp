@@ -176,9 +176,9 @@ TEST_CASE("/proc/net/tcp6: IPv6, and IPv4-mapped addresses made IPv4", "[proc_so
     auto t = parse_proc_net_tcp(kTcp6, true);
     REQUIRE(t.size() == 3);
     CHECK(t[0].remote.str() == "[::1]:5432");
-    CHECK(t[0].remote.v6);
+    CHECK(t[0].remote.v6());
     CHECK(t[1].remote.str() == "127.0.0.1:5432");
-    CHECK_FALSE(t[1].remote.v6);
+    CHECK_FALSE(t[1].remote.v6());
     CHECK(t[1].state == 2);
     CHECK(t[2].local.str() == "[2001:db8::1]:48084");
     CHECK(t[2].remote.str() == "[2001:db8::2]:80");
@@ -202,7 +202,7 @@ TEST_CASE("/proc/net/unix: type, state, inode and path", "[proc_sockets]")
     CHECK(u[0].name.str() == "/run/postgresql/.s.PGSQL.5432");
     CHECK(u[1].inode == 43);
     CHECK(u[1].state == UnixSocket::State::Connected);
-    CHECK(u[1].name.kind == Peer::Kind::None);
+    CHECK(u[1].name.kind() == Peer::Kind::None);
     CHECK(u[1].type == 1);
     CHECK_FALSE(u[1].has_peer);
     CHECK(u[1].shutdown == -1);
@@ -232,7 +232,7 @@ TEST_CASE("sock_diag: inode, state, name, peer and shutdown of each socket", "[p
     CHECK(out[0].has_peer);
     CHECK(out[0].peer_inode == 700);
     CHECK(out[0].shutdown == 0);
-    CHECK(out[0].name.kind == Peer::Kind::None);
+    CHECK(out[0].name.kind() == Peer::Kind::None);
     CHECK(out[1].name.str() == "/run/postgresql/.s.PGSQL.5432");  // the trailing NUL is not part of it
     CHECK(out[2].peer_inode == 0);
     CHECK(out[2].shutdown == 3);
@@ -304,12 +304,12 @@ TEST_CASE("held sockets: what a process's fds lead to, and in which state", "[pr
     CHECK(by.at(675800).local.str() ==
           "1.0.0.10:40000");  // /proc/net/tcp holds the bytes in network order, printed as a little-endian word
     CHECK(by.at(600).peer.str() == pg);                // named by its peer's address
-    CHECK(by.at(600).local.kind == Peer::Kind::None);  // Unix: no address:port
+    CHECK(by.at(600).local.kind() == Peer::Kind::None);  // Unix: no address:port
     CHECK(by.at(600).state == SocketState::Live);
     CHECK(by.at(601).state == SocketState::PeerClosed);
-    CHECK(by.at(601).peer.kind == Peer::Kind::None);
+    CHECK(by.at(601).peer.kind() == Peer::Kind::None);
     CHECK(by.at(602).state == SocketState::Closed);
-    CHECK(by.at(603).peer.kind == Peer::Kind::None);
+    CHECK(by.at(603).peer.kind() == Peer::Kind::None);
     CHECK(by.at(603).state == SocketState::Live);
 }
 

@@ -371,7 +371,7 @@ bool SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketR
                 if (held_first(ino) && !db(peer) && is_local_pg_server(peer, *tcp, *unix_sockets))
                     rules_.learned.insert(peer);
             } else if (in_unix.count(ino)) {
-                kinds[ino] = {f->second.peer.kind == Peer::Kind::None ? Classified::Other : Classified::Unix,
+                kinds[ino] = {f->second.peer.kind() == Peer::Kind::None ? Classified::Other : Classified::Unix,
                               f->second.peer, true};
             }
         }

@@ -12,14 +12,14 @@ std::map<uint64_t, ServerMatch> match_sockets(const std::vector<HeldEndpoint>& h
         if (!r.ok)
             continue;
         for (const ServerSession& s : r.sessions) {
-            if (s.client.kind == Peer::Kind::Inet)
+            if (s.client.kind() == Peer::Kind::Inet)
                 by_client.emplace(s.client, ServerMatch{&r, &s});
             by_backend.emplace(s.backend_pid, ServerMatch{&r, &s});
         }
     }
     std::map<uint64_t, ServerMatch> out;
     for (const HeldEndpoint& h : held) {
-        if (h.local.kind == Peer::Kind::Inet) {
+        if (h.local.kind() == Peer::Kind::Inet) {
             if (auto it = by_client.find(h.local); it != by_client.end())
                 out[h.inode] = it->second;
             continue;

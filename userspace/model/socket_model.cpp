@@ -21,7 +21,7 @@ bool contains(const std::vector<std::string>& v, const std::string& s)
 // lookups (nscd over a Unix socket, inside PQconnectPoll too) are not.
 bool server_candidate(const SocketRecord& r, const DbServers& rules)
 {
-    return r.tcp || is_pg_socket_path(r.peer.path) || contains(rules.paths, r.peer.path);
+    return r.tcp || is_pg_socket_path(r.peer.path()) || contains(rules.paths, r.peer.path());
 }
 
 // The state of a recorded socket: the scan says whether the process holds
@@ -97,9 +97,9 @@ const SharedText& no_socket_text()
 Peer Peer::inet4(const uint8_t* a4, uint16_t port)
 {
     Peer p;
-    p.kind = Kind::Inet;
-    std::memcpy(p.addr.data(), a4, 4);
-    p.port = port;
+    p.kind_ = Kind::Inet;
+    std::memcpy(&p.word_, a4, 4);
+    p.port_ = port;
     return p;
 }
 
@@ -108,17 +108,15 @@ Peer Peer::inet6(const uint8_t* a16, uint16_t port)
     if (std::memcmp(a16, kV4Mapped, sizeof(kV4Mapped)) == 0)
         return inet4(a16 + 12, port);
     Peer p;
-    p.kind = Kind::Inet;
-    p.v6 = true;
-    std::memcpy(p.addr.data(), a16, 16);
-    p.port = port;
+    p.kind_ = Kind::Inet;
+    p.v6_ = true;
+    p.word_ = peer_names::intern_v6(a16);
+    p.port_ = port;
     return p;
 }
 
 Peer Peer::unix_path(const char* sun_path, size_t len)
 {
-    Peer p;
-    p.kind = Kind::Unix;
     std::string path;
     if (len > 0 && sun_path[0] == '\0') {  // abstract: the name is every byte
         path = "@" + std::string(sun_path + 1, len - 1);
@@ -127,20 +125,55 @@ Peer Peer::unix_path(const char* sun_path, size_t len)
     } else {
         path.assign(sun_path, strnlen(sun_path, len));
     }
-    p.path = std::move(path);
+    return unix_name(path);
+}
+
+Peer Peer::unix_name(const std::string& name)
+{
+    Peer p;
+    p.kind_ = Kind::Unix;
+    p.word_ = peer_names::intern_path(name);
     return p;
+}
+
+void Peer::hold() const
+{
+    if (named())
+        peer_names::hold(word_);
+}
+
+void Peer::drop()
+{
+    if (named())
+        peer_names::drop(word_);
+}
+
+std::array<uint8_t, 16> Peer::addr() const
+{
+    std::array<uint8_t, 16> a{};
+    if (kind_ == Kind::Inet && v6_)
+        return peer_names::v6_of(word_);
+    if (kind_ == Kind::Inet)
+        std::memcpy(a.data(), &word_, 4);
+    return a;
+}
+
+const std::string& Peer::path() const
+{
+    static const std::string none;
+    return kind_ == Kind::Unix ? peer_names::path_of(word_) : none;
 }
 
 std::string Peer::str() const
 {
     char buf[INET6_ADDRSTRLEN];
-    switch (kind) {
+    switch (kind_) {
     case Kind::None:
         return "";
     case Kind::Unix: {
         // Paths are any bytes: keep reports plain text and valid UTF-8.
         std::string out;
-        for (unsigned char c : path.str()) {
+        for (unsigned char c : path()) {
             if (c >= 0x20 && c < 0x7f && c != '\\') {
                 out += static_cast<char>(c);
             } else {
@@ -154,22 +187,29 @@ std::string Peer::str() const
     case Kind::Inet:
         break;
     }
-    if (!v6) {
-        inet_ntop(AF_INET, addr.data(), buf, sizeof(buf));
-        return std::string(buf) + ":" + std::to_string(port);
+    if (!v6_) {
+        inet_ntop(AF_INET, &word_, buf, sizeof(buf));
+        return std::string(buf) + ":" + std::to_string(port_);
     }
-    inet_ntop(AF_INET6, addr.data(), buf, sizeof(buf));
-    return "[" + std::string(buf) + "]:" + std::to_string(port);
+    inet_ntop(AF_INET6, peer_names::v6_of(word_).data(), buf, sizeof(buf));
+    return "[" + std::string(buf) + "]:" + std::to_string(port_);
 }
 
 bool Peer::operator<(const Peer& o) const
 {
-    return std::tie(kind, v6, addr, port, path) < std::tie(o.kind, o.v6, o.addr, o.port, o.path);
-}
-
-bool Peer::operator==(const Peer& o) const
-{
-    return std::tie(kind, v6, addr, port, path) == std::tie(o.kind, o.v6, o.addr, o.port, o.path);
+    if (kind_ != o.kind_)
+        return kind_ < o.kind_;
+    if (v6_ != o.v6_)
+        return v6_ < o.v6_;
+    if (kind_ == Kind::Inet && word_ != o.word_) {  // the address bytes in order
+        if (!v6_)
+            return std::memcmp(&word_, &o.word_, 4) < 0;
+        if (int c = std::memcmp(peer_names::v6_of(word_).data(), peer_names::v6_of(o.word_).data(), 16))
+            return c < 0;
+    }
+    if (port_ != o.port_)
+        return port_ < o.port_;
+    return kind_ == Kind::Unix && word_ != o.word_ && path() < o.path();
 }
 
 std::optional<Peer> parse_db_host(const std::string& text)
@@ -221,14 +261,14 @@ bool is_pg_socket_path(const std::string& path)
 
 bool DbServers::matches(const Peer& p) const
 {
-    if (p.kind == Peer::Kind::Unix)
-        return is_pg_socket_path(p.path) || contains(paths, p.path);
-    if (p.kind != Peer::Kind::Inet)
+    if (p.kind() == Peer::Kind::Unix)
+        return is_pg_socket_path(p.path()) || contains(paths, p.path());
+    if (p.kind() != Peer::Kind::Inet)
         return false;
-    if (std::find(ports.begin(), ports.end(), p.port) != ports.end() || learned.count(p))
+    if (std::find(ports.begin(), ports.end(), p.port()) != ports.end() || learned.count(p))
         return true;
     for (const Peer& h : hosts)
-        if (h.v6 == p.v6 && h.addr == p.addr && (h.port == 0 || h.port == p.port))
+        if (h.v6() == p.v6() && h.addr() == p.addr() && (h.port() == 0 || h.port() == p.port()))
             return true;
     return false;
 }
@@ -237,7 +277,7 @@ size_t learn_servers(const std::vector<SocketRecord>& records, DbServers& server
 {
     size_t added = 0;
     for (const SocketRecord& r : records)
-        if (r.conn && r.tcp && r.established_ns && r.peer.kind == Peer::Kind::Inet)
+        if (r.conn && r.tcp && r.established_ns && r.peer.kind() == Peer::Kind::Inet)
             added += servers.learned.insert(r.peer).second;
     return added;
 }
@@ -280,9 +320,9 @@ ProcessSocketReport build_socket_report(const ProcessScan& scan, const std::vect
             cs.peer = peers.get(cur->peer.str());
             cs.state = socket_state_text(s);
             cs.inode = cur->inode;
-            if (cur->local.port)  // the kernel's, at the handshake
+            if (cur->local.port())  // the kernel's, at the handshake
                 cs.local = cur->local.str();
-            else if (auto it = held.find(cur->inode); it != held.end() && it->second->local.port)
+            else if (auto it = held.find(cur->inode); it != held.end() && it->second->local.port())
                 cs.local = it->second->local.str();
             cs.last_io_ns = cur->last_io_ns;
             cs.use_ns = cur->use_ns;

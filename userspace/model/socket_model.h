@@ -14,33 +14,81 @@
 #include <string>
 #include <vector>
 
+#include "peer_names.h"
 #include "shared_map.h"
 #include "shared_text.h"
 
 namespace connleak {
 
 // Where a socket leads: a TCP endpoint or a Unix socket path.
-struct Peer {
+// 8 bytes: an IPv4 address is held in place, an IPv6 address or a Unix
+// path as the id of its one counted copy (peer_names.h). A Peer is held
+// four times per socket (a record's two, the last fd read's two: 100,000s
+// at scale); with the 16-byte address and a shared path in place it was 32.
+class Peer {
+public:
     enum class Kind : uint8_t { None, Inet, Unix };
-    Kind kind = Kind::None;
-    bool v6 = false;                 // Inet: IPv6 (IPv4-mapped addresses are made IPv4)
-    std::array<uint8_t, 16> addr{};  // Inet: IPv4 in the first 4 bytes
-    uint16_t port = 0;               // Inet
-    // Unix: abstract names start with '@'. Shared: few sockets are Unix, and
-    // a Peer is held twice per socket record and per socket held (100,000
-    // of each at scale), so an empty one costs 16 bytes, not a string's 32.
-    SharedText path;
+
+    Peer() = default;
+    Peer(const Peer& o) noexcept : kind_(o.kind_), v6_(o.v6_), port_(o.port_), word_(o.word_) { hold(); }
+    Peer(Peer&& o) noexcept : kind_(o.kind_), v6_(o.v6_), port_(o.port_), word_(o.word_) { o.forget(); }
+    Peer& operator=(const Peer& o) noexcept
+    {
+        if (this != &o) {
+            o.hold();
+            drop();
+            kind_ = o.kind_, v6_ = o.v6_, port_ = o.port_, word_ = o.word_;
+        }
+        return *this;
+    }
+    Peer& operator=(Peer&& o) noexcept
+    {
+        if (this != &o) {
+            drop();
+            kind_ = o.kind_, v6_ = o.v6_, port_ = o.port_, word_ = o.word_;
+            o.forget();
+        }
+        return *this;
+    }
+    ~Peer() { drop(); }
 
     static Peer inet4(const uint8_t* a4, uint16_t port);
+    // IPv4-mapped addresses are made IPv4.
     static Peer inet6(const uint8_t* a16, uint16_t port);
     // A sun_path as the kernel holds it (len bytes; abstract names start with NUL).
     static Peer unix_path(const char* sun_path, size_t len);
+    // A Unix peer by its name as shown (abstract names start with '@').
+    static Peer unix_name(const std::string& name);
+
+    Kind kind() const { return kind_; }
+    bool v6() const { return v6_; }          // Inet: IPv6
+    uint16_t port() const { return port_; }  // Inet
+    // Inet: the address, IPv4 in the first 4 bytes; zeros for the others.
+    std::array<uint8_t, 16> addr() const;
+    // Unix: the name (abstract names start with '@'); "" for the others.
+    const std::string& path() const;
 
     // "127.0.0.1:5432", "[::1]:5432", "/run/postgresql/.s.PGSQL.5432", or "".
     std::string str() const;
+    // By kind, then IPv6 or not, address, port, path (as when they were fields).
     bool operator<(const Peer& o) const;
-    bool operator==(const Peer& o) const;
+    // One id per distinct name held: equal peers have equal bytes.
+    bool operator==(const Peer& o) const
+    {
+        return kind_ == o.kind_ && v6_ == o.v6_ && port_ == o.port_ && word_ == o.word_;
+    }
     bool operator!=(const Peer& o) const { return !(*this == o); }
+
+private:
+    bool named() const { return kind_ == Kind::Unix || (kind_ == Kind::Inet && v6_); }
+    void hold() const;
+    void drop();
+    void forget() { kind_ = Kind::None, v6_ = false, port_ = 0, word_ = 0; }
+
+    Kind kind_ = Kind::None;
+    bool v6_ = false;
+    uint16_t port_ = 0;
+    uint32_t word_ = 0;  // IPv4: its 4 bytes as in memory; IPv6, Unix: its id in peer_names
 };
 
 // --db-host: "ADDR", "ADDR:PORT", "[V6ADDR]:PORT" (port 0: any port).
@@ -76,7 +124,7 @@ struct SocketRecord {
     uint64_t use_stack = 0;  // the kernel's id of that send's stack (RawState::use_stacks); 0: sent as a copy
     uint32_t use_tid = 0;
     bool traffic = false;
-    // The flags last: 176 bytes a record (one per socket at scale).
+    // The flags last: 112 bytes a record (one per socket at scale; 160 with 32-byte peers).
     bool tcp = false;  // else a Unix stream socket (no close times: scans tell)
 };
 

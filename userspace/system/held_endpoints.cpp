@@ -7,7 +7,7 @@ std::vector<HeldEndpoint> endpoints_of(const std::set<uint64_t>& inodes, const s
 {
     std::vector<HeldEndpoint> out;
     for (const InetSocket& t : tcp)
-        if (t.inode && inodes.count(t.inode) && t.remote.port)
+        if (t.inode && inodes.count(t.inode) && t.remote.port())
             out.push_back({t.inode, t.local, t.remote, 0});
     std::map<uint64_t, const UnixSocket*> by_inode;
     for (const UnixSocket& u : unix_sockets)

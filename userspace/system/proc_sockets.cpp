@@ -252,8 +252,7 @@ std::vector<UnixSocket> parse_proc_net_unix(std::string_view text)
         if (t.size() > 7) {  // the path: the rest of the line (it may hold spaces)
             size_t at = static_cast<size_t>(t[7].data() - line.data());
             std::string path(line.substr(at));
-            s.name.kind = Peer::Kind::Unix;
-            s.name.path = path;  // abstract names are already shown as "@name"
+            s.name = Peer::unix_name(path);  // abstract names are already shown as "@name"
         }
         out.push_back(std::move(s));
     });
@@ -372,13 +371,13 @@ std::vector<HeldSocket> held_sockets(const std::set<uint64_t>& inodes, const std
 bool is_local_pg_server(const Peer& peer, const std::vector<InetSocket>& tcp,
                         const std::vector<UnixSocket>& unix_sockets)
 {
-    if (peer.kind != Peer::Kind::Inet)
+    if (peer.kind() != Peer::Kind::Inet)
         return false;
-    const std::string name = ".s.PGSQL." + std::to_string(peer.port);
+    const std::string name = ".s.PGSQL." + std::to_string(peer.port());
     bool pg_unix = false;
     for (const UnixSocket& u : unix_sockets) {
-        const std::string& path = u.name.path;
-        if (u.state == UnixSocket::State::Listening && u.name.kind == Peer::Kind::Unix && path.size() >= name.size() &&
+        const std::string& path = u.name.path();
+        if (u.state == UnixSocket::State::Listening && u.name.kind() == Peer::Kind::Unix && path.size() >= name.size() &&
             path.compare(path.size() - name.size(), name.size(), name) == 0 &&
             (path.size() == name.size() || path[path.size() - name.size() - 1] == '/'))
             pg_unix = true;
@@ -386,19 +385,20 @@ bool is_local_pg_server(const Peer& peer, const std::vector<InetSocket>& tcp,
     if (!pg_unix)
         return false;
     auto unspecified = [](const Peer& p) {
-        return std::all_of(p.addr.begin(), p.addr.begin() + (p.v6 ? 16 : 4), [](uint8_t b) { return b == 0; });
+        const std::array<uint8_t, 16> a = p.addr();
+        return std::all_of(a.begin(), a.begin() + (p.v6() ? 16 : 4), [](uint8_t b) { return b == 0; });
     };
     auto loopback = [](const Peer& p) {
         static const uint8_t v6_loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-        return p.v6 ? std::memcmp(p.addr.data(), v6_loopback, 16) == 0 : p.addr[0] == 127;
+        return p.v6() ? std::memcmp(p.addr().data(), v6_loopback, 16) == 0 : p.addr()[0] == 127;
     };
-    auto same_addr = [](const Peer& a, const Peer& b) { return a.v6 == b.v6 && a.addr == b.addr; };
+    auto same_addr = [](const Peer& a, const Peer& b) { return a.v6() == b.v6() && a.addr() == b.addr(); };
     bool local = loopback(peer);
     for (const InetSocket& s : tcp)
         if (!local && s.state != kTcpListen && same_addr(s.local, peer))
             local = true;
     for (const InetSocket& s : tcp)
-        if (s.state == kTcpListen && s.local.port == peer.port &&
+        if (s.state == kTcpListen && s.local.port() == peer.port() &&
             (same_addr(s.local, peer) || (unspecified(s.local) && local)))
             return true;
     return false;
