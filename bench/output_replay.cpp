@@ -29,6 +29,8 @@ using namespace connleak;
 
 namespace {
 
+const uint8_t kLoopback[4] = {127, 0, 0, 1};
+
 struct Held {
     uint32_t pid;
     uint64_t conn, acquired_ns;
@@ -130,7 +132,7 @@ public:
                 ConnSocket s;
                 s.peer = pick(2) ? "127.0.0.1:5432" : "[2001:db8::1234:5678]:6432";
                 s.state = pick(6) ? "open" : pick(2) ? "peer_closed" : "closed";
-                s.local = pick(2) ? "127.0.0.1:" + std::to_string(40000 + h.conn % 20000) : "";
+                s.local = pick(2) ? Peer::inet4(kLoopback, static_cast<uint16_t>(40000 + h.conn % 20000)) : Peer();
                 s.inode = 100000 + h.conn % 100000;
                 s.last_io_ns = pick(4) ? now_ns_ - pick(30'000'000'000ull) : 0;
                 s.use_ns = pick(3) ? h.last_use_ns : 0;

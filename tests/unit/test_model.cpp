@@ -763,8 +763,8 @@ TEST_CASE("each live handle carries its socket from the process's socket report"
     raw.sockets_tracked = true;
     connleak::ProcessSocketReport& sockets = raw.sockets[1];
     sockets.tracked = true;
-    sockets.conns[0x1000] = {"127.0.0.1:5432", "open", "127.0.0.1:40112", 77};
-    sockets.conns[0x2000] = {"/run/postgresql/.s.PGSQL.5432", "peer_closed", "", 78};
+    sockets.conns[0x1000] = {"127.0.0.1:5432", "open", *connleak::parse_db_host("127.0.0.1:40112"), 77};
+    sockets.conns[0x2000] = {"/run/postgresql/.s.PGSQL.5432", "peer_closed", connleak::Peer(), 78};
     // 0x3000: acquired after the socket read: not in the report yet
 
     const ProcessReport p = build_snapshot(raw, ModelOptions{}, TestNamer{}).processes.at(0);

@@ -68,7 +68,7 @@ TEST_CASE("model rows: each live handle's state, socket and site, whatever the o
                 ConnSocket s;
                 s.peer = "10.0.0." + std::to_string(pick(2)) + ":5432";
                 s.state = pick(2) ? "open" : "";
-                s.local = "10.1.1.1:" + std::to_string(c.conn & 0xffff);
+                s.local = *parse_db_host("10.1.1.1:" + std::to_string(c.conn & 0xffff));
                 s.inode = c.conn + 1;
                 raw.sockets[pid].conns[c.conn] = s;
             }
@@ -103,7 +103,7 @@ TEST_CASE("model rows: each live handle's state, socket and site, whatever the o
             if (s != socks.end()) {
                 with_socket++;
                 CHECK(c.peer == s->second.peer);
-                CHECK(c.local == s->second.local);
+                CHECK(c.local == s->second.local.str());
                 CHECK(c.socket == (s->second.state.empty() ? "none" : s->second.state));
                 CHECK(c.socket_inode == s->second.inode);
             } else {

@@ -120,7 +120,7 @@ TEST_CASE("a traced handle gets its socket's backend; the others held since befo
     ServerJoinInput in = input();
     in.pre_attach[42] = {11, 12, 13};
     Snapshot snap = snapshot_with_process(30);
-    snap.processes[0].sockets.conns[0xabc] = ConnSocket{"/run/postgresql/.s.PGSQL.5432", "open", "", 12};
+    snap.processes[0].sockets.conns[0xabc] = ConnSocket{"/run/postgresql/.s.PGSQL.5432", "open", Peer(), 12};
     join_server_view(snap, in);
     const ProcessReport& p = snap.processes[0];
     REQUIRE(p.connections.size() == 2);  // 13 leads to no server; 12 is the handle's

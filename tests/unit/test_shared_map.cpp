@@ -16,8 +16,8 @@ ProcessSocketReport kept_report()
     r.tracked = true;
     r.db_sockets = 2;
     r.paired = 2;
-    r.conns[0x10] = {"127.0.0.1:5432", "open", "127.0.0.1:40001", 101, 5, 0};
-    r.conns[0x20] = {"127.0.0.1:5432", "peer_closed", "127.0.0.1:40002", 102, 6, 0};
+    r.conns[0x10] = {"127.0.0.1:5432", "open", *parse_db_host("127.0.0.1:40001"), 101, 5, 0};
+    r.conns[0x20] = {"127.0.0.1:5432", "peer_closed", *parse_db_host("127.0.0.1:40002"), 102, 6, 0};
     return r;
 }
 
@@ -30,7 +30,7 @@ TEST_CASE("A socket report's copy shares its handles' sockets instead of copying
     CHECK(handed_out.conns.shares_with(kept.conns));
     CHECK(handed_out.conns.size() == 2);
     CHECK(handed_out.conns.at(0x20).state == "peer_closed");
-    CHECK(socket_of(handed_out, 0x10).local == "127.0.0.1:40001");
+    CHECK(socket_of(handed_out, 0x10).local.str() == "127.0.0.1:40001");
     CHECK(socket_of(handed_out, 0x30).state.empty());
 }
 
@@ -39,7 +39,7 @@ TEST_CASE("A change to one copy of a socket report is seen by that copy only")
     const ProcessSocketReport kept = kept_report();
     ProcessSocketReport copy = kept;
     copy.conns[0x20].state = "closed";
-    copy.conns[0x30] = {"127.0.0.1:5432", "open", "127.0.0.1:40003", 103, 7, 0};
+    copy.conns[0x30] = {"127.0.0.1:5432", "open", *parse_db_host("127.0.0.1:40003"), 103, 7, 0};
     CHECK_FALSE(copy.conns.shares_with(kept.conns));
     CHECK(kept.conns.size() == 2);
     CHECK(kept.conns.at(0x20).state == "peer_closed");

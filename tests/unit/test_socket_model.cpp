@@ -399,18 +399,18 @@ TEST_CASE("each handle's socket says its inode, and its local address:port when 
     w.handle(0x50);  // no socket at all
     ProcessSocketReport r = w.report();
     auto sock = [&](uint64_t conn) { return r.conns.at(conn); };
-    CHECK(sock(0x10).local == "127.0.0.1:40112");
+    CHECK(sock(0x10).local.str() == "127.0.0.1:40112");
     CHECK(sock(0x10).inode == 10);
     CHECK(sock(0x10).state == "open");
-    CHECK(sock(0x20).local.empty());  // Unix: no address:port
+    CHECK(sock(0x20).local.str().empty());  // Unix: no address:port
     CHECK(sock(0x20).inode == 11);
-    CHECK(sock(0x30).local.empty());  // open, but no scan saw it
+    CHECK(sock(0x30).local.str().empty());  // open, but no scan saw it
     CHECK(sock(0x30).inode == 12);
     CHECK(sock(0x30).state == "open");
-    CHECK(sock(0x40).local.empty());
+    CHECK(sock(0x40).local.str().empty());
     CHECK(sock(0x40).inode == 13);
     CHECK(sock(0x40).state == "closed");
-    CHECK(sock(0x50).local.empty());
+    CHECK(sock(0x50).local.str().empty());
     CHECK(sock(0x50).inode == 0);
     CHECK(sock(0x50).state == "none");
 }
@@ -427,8 +427,8 @@ TEST_CASE("JSON and text say the same numbers", "[socket_model]")
     r.handles_without_socket = 1;
     r.pre_attach_peers = {{"127.0.0.1:5432", 2}};
     r.untracked_peers = {{kPgSock, 1}};
-    r.conns[0x10] = {"127.0.0.1:5432", "open", "", 0};
-    r.conns[0x20] = {"127.0.0.1:5432", "peer_closed", "", 0};
+    r.conns[0x10] = {"127.0.0.1:5432", "open", Peer(), 0};
+    r.conns[0x20] = {"127.0.0.1:5432", "peer_closed", Peer(), 0};
     auto j = socket_json(r);
     CHECK(j.dump() == "{\"paired\":1,\"pre_attach\":2,\"untracked\":1,\"connecting\":0,\"handles_without_socket\":1,"
                       "\"closed_at_exit\":0,\"dropped\":0,\"pre_attach_peers\":{\"127.0.0.1:5432\":2},"
@@ -457,8 +457,8 @@ TEST_CASE("a process's JSON gets its socket keys where the design puts them", "[
     r.paired = 1;
     r.handles_without_socket = 1;
     r.tracking_discrepancy = -1;
-    r.conns[0x10] = {"127.0.0.1:5432", "open", "", 0};
-    r.conns[0x20] = {"", "none", "", 0};
+    r.conns[0x10] = {"127.0.0.1:5432", "open", Peer(), 0};
+    r.conns[0x20] = {"", "none", Peer(), 0};
     json out = connleak::with_sockets(proc, r);
     std::vector<std::string> keys;
     for (auto it = out.begin(); it != out.end(); ++it)

@@ -451,10 +451,10 @@ bool SocketTracer::refresh_records()
     for (auto& [tgid, own] : records_) {
         own.digest = records_digest(own.records);
         for (SocketRecord& r : own.records)
-            records_by_key_.emplace_back(r.sk, &r);
+            records_by_key_.push_back(&r);
     }
     std::sort(records_by_key_.begin(), records_by_key_.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
+              [](const SocketRecord* a, const SocketRecord* b) { return a->sk < b->sk; });
     for (const auto& [tgid, own] : records_)
         learn_servers(own.records, rules_);
     records_changes_ = changes;
@@ -473,7 +473,8 @@ void SocketTracer::refresh_traffic()
     auto it = io.begin();
     std::set<uint32_t> moved;  // owners whose records' traffic changed
     SocketRecord now;          // only its traffic fields are used (no copy of the record's peers)
-    for (auto& [sk, r] : records_by_key_) {
+    for (SocketRecord* r : records_by_key_) {
+        const uint64_t sk = r->sk;
         while (it != io.end() && it->first < sk)
             ++it;
         now.last_io_ns = 0;

@@ -188,8 +188,27 @@ std::string Peer::str() const
         break;
     }
     if (!v6_) {
-        inet_ntop(AF_INET, &word_, buf, sizeof(buf));
-        return std::string(buf) + ":" + std::to_string(port_);
+        // By hand, inet_ntop's text: the model prints each handle's local
+        // address this way every report (ConnSocket::local).
+        char* p = buf;
+        auto decimal = [&p](unsigned v) {
+            char d[5];
+            int n = 0;
+            do
+                d[n++] = static_cast<char>('0' + v % 10);
+            while ((v /= 10) != 0);
+            while (n)
+                *p++ = d[--n];
+        };
+        const auto* b = reinterpret_cast<const uint8_t*>(&word_);
+        for (int i = 0; i < 4; i++) {
+            if (i)
+                *p++ = '.';
+            decimal(b[i]);
+        }
+        *p++ = ':';
+        decimal(port_);
+        return std::string(buf, p);
     }
     inet_ntop(AF_INET6, peer_names::v6_of(word_).data(), buf, sizeof(buf));
     return "[" + std::string(buf) + "]:" + std::to_string(port_);
@@ -321,9 +340,9 @@ ProcessSocketReport build_socket_report(const ProcessScan& scan, const std::vect
             cs.state = socket_state_text(s);
             cs.inode = cur->inode;
             if (cur->local.port())  // the kernel's, at the handshake
-                cs.local = cur->local.str();
+                cs.local = cur->local;
             else if (auto it = held.find(cur->inode); it != held.end() && it->second->local.port())
-                cs.local = it->second->local.str();
+                cs.local = it->second->local;
             cs.last_io_ns = cur->last_io_ns;
             cs.use_ns = cur->use_ns;
             cs.use_tid = cur->use_tid;
