@@ -45,7 +45,7 @@ const LibpqLayout* HandleStates::layout_of(uint32_t pid)
 HandleState HandleStates::state_of(const Known& k) const
 {
     HandleState s;
-    s.state = k.state;
+    s.state = k.mark.state;
     s.backend_pid = k.backend_pid;
     if (k.names) {
         s.database = names_.database(k.names);
@@ -195,9 +195,8 @@ void HandleStates::annotate_process(RawState& raw, uint32_t pid, size_t begin, s
         }
         Known& k_state = e.added ? added_[e.known] : known_[e.known];
         const ConnState state = conn_state_of(fields.value());
-        if (k_state.state_since_ns == 0 || k_state.state != state)
+        if (k_state.state_since_ns == 0 || k_state.mark.state != state)  // the last read's, marked below
             k_state.state_since_ns = raw.now_ns;
-        k_state.state = state;
         // PQbackendPID()'s rule: 0 unless connected.
         k_state.backend_pid = fields.value().status == 0 ? fields.value().be_pid : 0;
         if (!k_state.names && state != ConnState::unknown) {

@@ -37,14 +37,10 @@ public:
     uint64_t skipped() const { return skipped_; }  // handles whose last read stood
     size_t known_handles() const { return known_.size(); }
 
-private:
-    // The layout of the libpq `pid` has mapped, or null (said once per file).
-    const LibpqLayout* layout_of(uint32_t pid);
-
     using HandleId = std::tuple<uint32_t, uint64_t, uint64_t>;  // pid, conn, acquired_ns
-    // What is kept of a live handle between intervals: 96 bytes in a
+    // What is kept of a live handle between intervals: 88 bytes in a
     // sorted vector (a tree node with two strings was ~216 bytes; 100,000
-    // live handles at scale).
+    // live handles at scale). Its state is its last read's (mark.state).
     struct Known {
         uint32_t pid = 0;
         uint32_t seen = 0;  // the annotate() that last had it live (low bits of generation_)
@@ -52,11 +48,15 @@ private:
         uint64_t state_since_ns = 0;  // HandleState's
         int32_t backend_pid = 0;
         NamePairs::Id names = 0;  // database and user read (they never change); 0: not yet
-        ConnState state = ConnState::unknown;
-        HandleReadMark mark;  // what its last read saw, to tell whether to read it again
+        HandleReadMark mark;  // what its last read saw (its state too), to tell whether to read it again
 
         HandleId id() const { return {pid, conn, acquired_ns}; }
     };
+
+private:
+    // The layout of the libpq `pid` has mapped, or null (said once per file).
+    const LibpqLayout* layout_of(uint32_t pid);
+
     HandleState state_of(const Known& k) const;
     // One process's handles (raw.conns[begin, end)): those that need it
     // read together, into raw.handles and known_ (new ones into added_).

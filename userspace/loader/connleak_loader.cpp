@@ -252,15 +252,21 @@ std::vector<RawProcess> Tracer::read_processes() const
     return out;
 }
 
-const std::vector<std::pair<conn_key, conn_info>>& Tracer::conn_rows() const
+const std::vector<ConnRow>& Tracer::conn_rows() const
 {
     // The count first, then the map: the kernel bumps it after each change
     // is made, so a change the read missed leaves the count moved.
     const uint64_t changes = __atomic_load_n(&skel_->bss->conns_changes, __ATOMIC_ACQUIRE);
     if (!conn_rows_valid_ || changes != conn_rows_changes_) {
         conn_rows_read_ns_ = monotonic_ns();
-        conn_rows_ = dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less);
-        conn_rows_.shrink_to_fit();  // kept until the next change: without the batches' doubling room
+        // Kept until the next change: compact rows, made at their number
+        // (without the batches' doubling room).
+        const auto rows = dump_map<conn_key, conn_info>(bpf_map__fd(skel_->maps.conns), conn_key_less);
+        conn_rows_.clear();
+        conn_rows_.shrink_to_fit();
+        conn_rows_.reserve(rows.size());
+        for (const auto& [k, v] : rows)
+            conn_rows_.push_back(conn_row(k, v));
         conn_rows_changes_ = changes;
         conn_rows_valid_ = true;
     }
@@ -273,8 +279,8 @@ RawState Tracer::read() const
     raw.processes = read_processes();
     const auto& rows = conn_rows();
     raw.conns.reserve(rows.size());
-    for (const auto& [k, v] : rows)
-        raw.conns.push_back(raw_conn(k, v));
+    for (const ConnRow& r : rows)
+        raw.conns.push_back(raw_conn(r));
     // Stacks before sites: the kernel counts a site first, its stack then.
     raw.stacks = read_stacks(0);
     for (auto& [k, v] : dump_map<site_key, site_stats>(bpf_map__fd(skel_->maps.sites), site_key_less))
@@ -350,9 +356,9 @@ RawState Tracer::read_process(uint32_t pid) const
     // After the process entry: if it is exited, these are final too. So
     // are rows read after its exit, whatever other processes did since.
     const bool final_rows = stats.exited_ns && conn_rows_valid_ && conn_rows_read_ns_ > stats.exited_ns;
-    for (const auto& [k, v] : final_rows ? conn_rows_ : conn_rows())
-        if (k.tgid == pid)
-            raw.conns.push_back(raw_conn(k, v));
+    for (const ConnRow& r : final_rows ? conn_rows_ : conn_rows())
+        if (r.tgid == pid)
+            raw.conns.push_back(raw_conn(r));
     raw.stacks = read_stacks(pid);
     for (auto& [k, v] : dump_map<site_key, site_stats>(bpf_map__fd(skel_->maps.sites), site_key_less))
         if (k.tgid == pid)
@@ -378,9 +384,9 @@ std::map<uint32_t, RawState> Tracer::read_processes_of(const std::vector<uint32_
     for (auto& [pid, raw] : out)
         add_queue_drops(raw.processes.front(), drops);
     // After the process entries, as in read_process().
-    for (const auto& [k, v] : all_final ? conn_rows_ : conn_rows())
-        if (auto it = out.find(k.tgid); it != out.end())
-            it->second.conns.push_back(raw_conn(k, v));
+    for (const ConnRow& r : all_final ? conn_rows_ : conn_rows())
+        if (auto it = out.find(r.tgid); it != out.end())
+            it->second.conns.push_back(raw_conn(r));
     for (auto& [k, v] : dump_map<stack_key, stack_stats>(bpf_map__fd(skel_->maps.stack_counts), stack_key_less))
         if (auto it = out.find(k.tgid); it != out.end())
             it->second.stacks.push_back(raw_stack(k, v));
@@ -414,8 +420,11 @@ void Tracer::forget(const RawState& entries)
     // cost one read of the map, not one each.
     if (!gone.empty() && conn_rows_valid_) {
         std::sort(gone.begin(), gone.end(), conn_key_less);
-        auto deleted = [&](const std::pair<conn_key, conn_info>& row) {
-            return std::binary_search(gone.begin(), gone.end(), row.first, conn_key_less);
+        auto deleted = [&](const ConnRow& row) {
+            conn_key k{};
+            k.tgid = row.tgid;
+            k.conn = row.conn;
+            return std::binary_search(gone.begin(), gone.end(), k, conn_key_less);
         };
         conn_rows_.erase(std::remove_if(conn_rows_.begin(), conn_rows_.end(), deleted), conn_rows_.end());
     }

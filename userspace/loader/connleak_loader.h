@@ -14,6 +14,7 @@
 #include "connleak.h"
 #include "event_drain.h"
 #include "model.h"
+#include "raw_entries.h"
 #include "result.h"
 #include "tracer_sock_io.h"
 
@@ -124,14 +125,14 @@ private:
     static void add_queue_drops(RawProcess& p, const std::map<uint32_t, uint64_t>& drops);
     // The live-handle map, by key: read again only when the kernel's
     // count of its changes moved (or userspace deleted from it).
-    const std::vector<std::pair<conn_key, conn_info>>& conn_rows() const;
+    const std::vector<ConnRow>& conn_rows() const;
 
     connleak_bpf* skel_ = nullptr;
     std::vector<bpf_link*> links_;
     std::set<std::pair<dev_t, ino_t>> probed_files_;
     std::unique_ptr<EventDrain> events_;
     std::unique_ptr<SocketIoHooks> io_hooks_;
-    mutable std::vector<std::pair<conn_key, conn_info>> conn_rows_;
+    mutable std::vector<ConnRow> conn_rows_;  // by key (tgid, conn)
     mutable uint64_t conn_rows_changes_ = 0;
     mutable uint64_t conn_rows_read_ns_ = 0;  // CLOCK_MONOTONIC when they were read
     mutable bool conn_rows_valid_ = false;

@@ -26,17 +26,35 @@ RawProcess raw_process(uint32_t pid, const proc_stats& stats)
     return p;
 }
 
-RawConn raw_conn(const conn_key& key, const conn_info& info)
+ConnRow conn_row(const conn_key& key, const conn_info& info)
+{
+    ConnRow r;
+    r.tgid = key.tgid;
+    r.conn = key.conn;
+    r.start_ns = info.start_ns;
+    r.acquired_ns = info.acquired_ns;
+    r.tid = info.tid;
+    r.stack = info.stack;
+    r.site = info.site;
+    return r;
+}
+
+RawConn raw_conn(const ConnRow& row)
 {
     RawConn c;
-    c.pid = key.tgid;
-    c.conn = key.conn;
-    c.info.start_ns = info.start_ns;
-    c.info.acquired_ns = info.acquired_ns;
-    c.info.tid = info.tid;
-    c.info.stack = info.stack;
-    c.site = SiteKey::caller(info.site);
+    c.pid = row.tgid;
+    c.conn = row.conn;
+    c.info.start_ns = row.start_ns;
+    c.info.acquired_ns = row.acquired_ns;
+    c.info.tid = row.tid;
+    c.info.stack = row.stack;
+    c.site = SiteKey::caller(row.site);
     return c;
+}
+
+RawConn raw_conn(const conn_key& key, const conn_info& info)
+{
+    return raw_conn(conn_row(key, info));
 }
 
 RawStack raw_stack(const stack_key& key, const stack_stats& stats)

@@ -9,21 +9,18 @@
 
 namespace connleak {
 
-std::shared_ptr<const LeakNotices::Origin> LeakNotices::shared_origin(const std::string& comm, const SharedText& site,
-                                                                      const Frames& frames)
+LeakNotices::OriginRef LeakNotices::shared_origin(const std::string& comm, const SharedText& site,
+                                                  const Frames& frames)
 {
     // A batch's leaks come by process and site: mostly the one before's
     // origin again, found without building a key of two strings.
     if (last_origin_ && last_origin_->frames == frames && last_origin_->site == site && last_origin_->comm == comm)
         return last_origin_;
-    auto& slot = origins_[{comm, site.str(), frames.get()}];
-    auto origin = slot.lock();
-    if (!origin) {
-        origin = std::make_shared<const Origin>(Origin{comm, site, frames});
-        slot = origin;
-    }
-    last_origin_ = origin;
-    return origin;
+    auto it = origins_.find({comm, site.str(), frames.get()});
+    if (it == origins_.end())
+        it = origins_.emplace(std::make_tuple(comm, site.str(), frames.get()), Origin{comm, site, frames}).first;
+    last_origin_ = OriginRef(&it->second);
+    return last_origin_;
 }
 
 Notice LeakNotices::release_of(const Reported& leak)
@@ -185,7 +182,7 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
     while (recent_.size() > keep_)
         recent_.pop_front();
     for (auto it = origins_.begin(); it != origins_.end();)  // no leak notice uses it any more
-        it = it->second.expired() ? origins_.erase(it) : std::next(it);
+        it = it->second.uses == 0 ? origins_.erase(it) : std::next(it);
     return out;
 }
 

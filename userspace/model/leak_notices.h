@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "model.h"
@@ -26,6 +27,9 @@ using HoldLookup = std::function<std::optional<double>(uint32_t pid, uint64_t co
 class LeakNotices {
 public:
     explicit LeakNotices(size_t keep = 1000) : keep_(keep) {}
+    // The reported rows point into origins_.
+    LeakNotices(const LeakNotices&) = delete;
+    LeakNotices& operator=(const LeakNotices&) = delete;
 
     // The notices `snap` calls for, given every snapshot before it. They
     // are also kept (the latest `keep`) for recent().
@@ -42,23 +46,60 @@ private:
         std::string comm;
         SharedText site;
         Frames frames = nullptr;
+        mutable size_t uses = 0;  // the OriginRefs to it (the model's thread only)
+    };
+    // A counted pointer to an Origin of origins_ (which owns it, and lets
+    // it go once unused): one pointer, a shared_ptr's half.
+    class OriginRef {
+    public:
+        OriginRef() = default;
+        explicit OriginRef(const Origin* o) : o_(o) { hold(); }
+        OriginRef(const OriginRef& r) : o_(r.o_) { hold(); }
+        OriginRef(OriginRef&& r) noexcept : o_(r.o_) { r.o_ = nullptr; }
+        OriginRef& operator=(OriginRef r) noexcept
+        {
+            std::swap(o_, r.o_);
+            return *this;
+        }
+        ~OriginRef()
+        {
+            if (o_)
+                o_->uses--;
+        }
+        const Origin* operator->() const { return o_; }
+        explicit operator bool() const { return o_ != nullptr; }
+
+    private:
+        void hold()
+        {
+            if (o_)
+                o_->uses++;
+        }
+        const Origin* o_ = nullptr;
     };
     // A leak notice whose connection is live (100,000 at scale): a flat,
-    // sorted row of 64 bytes, not a tree node with its own texts.
+    // sorted row of 56 bytes (64 with a shared_ptr to its origin), not a
+    // tree node with its own texts.
     struct Reported {
         Key key;
         double age_ms = 0;  // the last age seen
         double in_transaction_ms = 0;
         uint32_t tid = 0;
         bool pooled = false;
-        std::shared_ptr<const Origin> origin;
+        OriginRef origin;
         bool operator<(const Reported& o) const { return key < o.key; }
     };
-    std::shared_ptr<const Origin> shared_origin(const std::string& comm, const SharedText& site, const Frames& frames);
+
+public:
+    static constexpr size_t kReportedRowSize = sizeof(Reported);
+
+private:
+    OriginRef shared_origin(const std::string& comm, const SharedText& site, const Frames& frames);
     static Notice release_of(const Reported& leak);
+    // Declared before the rows that point into it: destroyed after them.
+    std::map<std::tuple<std::string, std::string, const void*>, Origin> origins_;
     std::vector<Reported> reported_;  // by key
-    std::map<std::tuple<std::string, std::string, const void*>, std::weak_ptr<const Origin>> origins_;
-    std::shared_ptr<const Origin> last_origin_;  // shared_origin's latest answer
+    OriginRef last_origin_;  // shared_origin's latest answer
     std::deque<Notice> recent_;
     size_t keep_;
     uint64_t seq_ = 0;
