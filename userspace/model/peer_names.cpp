@@ -21,8 +21,9 @@ struct Entry {
 
 // Entries live in fixed chunks that never move (an id is read without the
 // lock); freed ids are used again, so ids stay as few as the names held at
-// once.
-constexpr uint32_t kChunkBits = 8, kChunk = 1u << kChunkBits, kMaxChunks = 1u << 16;
+// once (4M at most). The chunk table is 32 KB: zeroed when made, so kept
+// small (65,536 chunks of 256 made it 512 KB resident).
+constexpr uint32_t kChunkBits = 10, kChunk = 1u << kChunkBits, kMaxChunks = 1u << 12;
 
 class Table {
 public:
