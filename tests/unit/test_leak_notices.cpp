@@ -34,7 +34,7 @@ Snapshot snap(int64_t t, std::vector<ConnReport> conns, bool exited = false)
     p.comm = "api";
     p.exited = exited;
     if (!exited)
-        p.connections.assign(conns.begin(), conns.end());
+        p.connections = std::move(conns);
     s.processes.push_back(p);
     return s;
 }
@@ -273,8 +273,7 @@ TEST_CASE("notices fold per site and process, the stack once per site")
     Snapshot s = snap(1, conns);
     ProcessReport worker = s.processes[0];  // a forked worker, same site
     worker.pid = 20;
-    const std::vector<ConnReport> worker_leaks = leaks_from("a+0x1 (api)", 0x300, 2);
-    worker.connections.assign(worker_leaks.begin(), worker_leaks.end());
+    worker.connections = leaks_from("a+0x1 (api)", 0x300, 2);
     s.processes.push_back(worker);
     std::string text = nt.render(ln.update(s), o);
     // a (pid 10): line + 3 frames + fold; b: line + 3 frames; a (pid 20):

@@ -55,7 +55,7 @@ struct FakeSource : TraceSource {
         raw.now_ns = now_ns;
         if (auto it = maps.find(pid); it != maps.end()) {
             raw.processes.push_back(it->second.process);
-            raw.conns.assign(it->second.conns.begin(), it->second.conns.end());
+            raw.conns = it->second.conns;
             raw.sites = it->second.sites;
         }
         return raw;

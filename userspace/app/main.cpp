@@ -36,7 +36,6 @@
 #include "process_tree.h"
 #include "python_watch.h"
 #include "report_sink.h"
-#include "row_arena.h"
 #include "server_annotator.h"
 #include "session.h"
 #include "site_names.h"
@@ -639,9 +638,6 @@ int main(int argc, char** argv)
     // from mmap and gives them back, so connleak's resident memory while
     // tracing is its working set, not its start-up.
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
-    // The report's rows (one per live handle) on huge pages, given back
-    // after each report (system/row_arena.h).
-    connleak::install_row_arena();
     connleak::Options opts = connleak::parse_options(argc, argv);
     connleak::libbpf_verbose = connleak::libbpf_verbose || opts.verbose;
     libbpf_set_print(connleak::libbpf_quiet);

@@ -202,9 +202,7 @@ void Session::archive(uint32_t pid, RawState entry, uint64_t now_ns)
         }
     source_.forget(entry);  // exactly what was kept, nothing read later
     stacks_.process_exited(pid);
-    // Its handles copied out of the rows' memory: kept for a while, they
-    // would hold a huge page each (row_memory.h).
-    recent_.push_back({p, {entry.conns.begin(), entry.conns.end()}, std::move(entry.sites), std::move(entry.stacks)});
+    recent_.push_back({p, std::move(entry.conns), std::move(entry.sites), std::move(entry.stacks)});
 }
 
 void Session::fold(const Archived& a)
@@ -212,7 +210,7 @@ void Session::fold(const Archived& a)
     RawState one;
     one.now_ns = a.process.stats.exited_ns;
     one.processes.push_back(a.process);
-    one.conns.assign(a.conns.begin(), a.conns.end());
+    one.conns = a.conns;
     one.sites = a.sites;
     one.stacks = a.stacks;
     stacks_.split(one);

@@ -46,7 +46,7 @@ bool checked_out(const ConnReport& c)
     return c.state == ConnState::in_transaction || c.state == ConnState::in_error || c.state == ConnState::busy;
 }
 
-std::vector<LastUserReport> tally_last_users(const ConnRows& conns)
+std::vector<LastUserReport> tally_last_users(const std::vector<ConnReport>& conns)
 {
     std::map<std::string, LastUserReport> by_label;
     for (const ConnReport& c : conns) {

@@ -28,7 +28,7 @@ bool checked_out(const ConnReport& c);
 
 // Every last user of these live handles, by label, worst first: leaks,
 // then checked_out, then connections; then by label, the unknown one last.
-std::vector<LastUserReport> tally_last_users(const ConnRows& conns);
+std::vector<LastUserReport> tally_last_users(const std::vector<ConnReport>& conns);
 
 // The snapshot's totals (every process's last users, added up by label) and
 // each list cut to `top` entries; *_total keep how many there were.

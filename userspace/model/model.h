@@ -13,7 +13,6 @@
 
 #include "defaults.h"
 #include "libpq_handle.h"
-#include "row_memory.h"
 #include "server_join.h"
 #include "shared_map.h"
 #include "shared_text.h"
@@ -83,9 +82,6 @@ struct RawConn {
     uint32_t pid = 0;  // beside last_use_tid: 88 bytes, not 96 (100,000 each report at scale)
 };
 
-// Every live handle, read each report (100,000 at scale).
-using RawConns = std::vector<RawConn, RowAllocator<RawConn>>;
-
 // A site's counts of handles (hold times in ns).
 struct SiteCounts {
     uint64_t acquired = 0, released = 0;
@@ -129,7 +125,7 @@ struct RawState {
     uint64_t now_ns = 0;  // CLOCK_MONOTONIC, same clock as bpf_ktime_get_ns()
     int64_t wall_time_s = 0;
     std::vector<RawProcess> processes;
-    RawConns conns;  // on the rows' memory (row_memory.h): made anew each report
+    std::vector<RawConn> conns;
     std::vector<RawSite> sites;
     std::vector<RawStack> stacks;                     // read before `sites`: a stack's count never exceeds its site's
     bool sockets_tracked = false;                     // the sockets loader ran
@@ -177,8 +173,8 @@ struct SiteReport {
 // One live handle. Its texts are shared with the other rows that repeat
 // them (SharedText): a report holds one per live handle.
 struct ConnReport {
-    // Fields ordered so that none pads (100,000 rows at scale: each report
-    // faults in every page of them afresh).
+    // Fields ordered so that none pads: 200 bytes, was 224 (100,000 rows
+    // made anew each report at scale, each page of them faulted in again).
     uint64_t conn = 0;
     uint64_t acquired_ns = 0;  // with pid and conn, names one acquisition
     SharedText site;
@@ -189,8 +185,8 @@ struct ConnReport {
     ConnState state = ConnState::unknown;
     bool state_known = false;
     bool leak = false;
-    bool pooled = false;       // acquired through a pool's code (ModelOptions::pool_frames)
-    bool pre_attach = false;   // made before the attach: known from the server only (conn 0)
+    bool pooled = false;      // acquired through a pool's code (ModelOptions::pool_frames)
+    bool pre_attach = false;  // made before the attach: known from the server only (conn 0)
     uint32_t last_used_tid = 0;
     Frames frames = nullptr;
     SharedText database, user;
@@ -207,10 +203,6 @@ struct ConnReport {
     SharedText last_used_site;  // "": not known
     Frames last_used_frames = nullptr;
 };
-
-// A process's rows, made anew each report: on the rows' own memory
-// (row_memory.h).
-using ConnRows = std::vector<ConnReport, RowAllocator<ConnReport>>;
 
 // One last user (ConnReport::last_used_site) of a process's live handles,
 // or of the whole host's (by label): last_users.h says how it is counted.
@@ -233,7 +225,7 @@ struct ProcessReport {
     uint64_t dropped_stacks = 0, stacks_unwound = 0, stacks_truncated = 0;
     uint64_t python_stacks = 0, python_truncated = 0;
     std::vector<SiteReport> sites;           // worst first, at most top_sites
-    ConnRows connections;                    // live handles, oldest first
+    std::vector<ConnReport> connections;     // live handles, oldest first
     std::map<std::string, uint64_t> states;  // live handles by state, known states only
     uint64_t pool_slots_lost = 0;            // summed over its sites
     ProcessSocketReport sockets;             // if sockets.tracked: db_sockets, each handle's socket...
