@@ -467,33 +467,37 @@ void SocketTracer::refresh_traffic()
 {
     if (!traffic_)
         return;
-    // Both by key: one walk. A record without an entry of its own handle
-    // has no traffic (its entry freed, or another socket's at that key).
-    const auto io = dump_map<uint64_t, sock_io>(bpf_map__fd(skel_->maps.sock_io));
-    auto it = io.begin();
+    // Each entry of the map looked up among the records (by key), a batch
+    // at a time: no copy of the whole map. A record without an entry of its
+    // own handle has no traffic (its entry freed, or another socket's at
+    // that key).
+    std::vector<bool> seen(records_by_key_.size());
     std::set<uint32_t> moved;  // owners whose records' traffic changed
-    SocketRecord now;          // only its traffic fields are used (no copy of the record's peers)
-    for (SocketRecord* r : records_by_key_) {
-        const uint64_t sk = r->sk;
-        while (it != io.end() && it->first < sk)
-            ++it;
-        now.last_io_ns = 0;
-        now.traffic = false;
-        now.use_ns = 0;
-        now.use_tid = 0;
-        now.use_stack = 0;
-        if (it != io.end() && it->first == sk && it->second.conn == r->conn)
-            add_traffic(now, it->second);
-        if (now.last_io_ns != r->last_io_ns || now.traffic != r->traffic || now.use_ns != r->use_ns ||
-            now.use_tid != r->use_tid || now.use_stack != r->use_stack) {
-            r->last_io_ns = now.last_io_ns;
-            r->traffic = now.traffic;
-            r->use_ns = now.use_ns;
-            r->use_tid = now.use_tid;
-            r->use_stack = now.use_stack;
-            moved.insert(r->tgid);
+    auto update = [&](SocketRecord& r, const sock_io* io) {
+        SocketRecord now;  // only its traffic fields are used (no copy of the record's peers)
+        if (io)
+            add_traffic(now, *io);
+        if (now.last_io_ns != r.last_io_ns || now.traffic != r.traffic || now.use_ns != r.use_ns ||
+            now.use_tid != r.use_tid || now.use_stack != r.use_stack) {
+            r.last_io_ns = now.last_io_ns;
+            r.traffic = now.traffic;
+            r.use_ns = now.use_ns;
+            r.use_tid = now.use_tid;
+            r.use_stack = now.use_stack;
+            moved.insert(r.tgid);
         }
-    }
+    };
+    for_each_map_entry<uint64_t, sock_io>(bpf_map__fd(skel_->maps.sock_io), [&](uint64_t sk, const sock_io& io) {
+        const auto it = std::lower_bound(records_by_key_.begin(), records_by_key_.end(), sk,
+                                         [](const SocketRecord* r, uint64_t key) { return r->sk < key; });
+        if (it == records_by_key_.end() || (*it)->sk != sk || (*it)->conn != io.conn)
+            return;
+        seen[static_cast<size_t>(it - records_by_key_.begin())] = true;
+        update(**it, &io);
+    });
+    for (size_t i = 0; i < records_by_key_.size(); i++)
+        if (!seen[i])
+            update(*records_by_key_[i], nullptr);
     for (uint32_t tgid : moved)
         if (auto own = records_.find(tgid); own != records_.end())
             own->second.inputs_valid = false;

@@ -197,13 +197,11 @@ void SocketIoHooks::detach_tracepoints()
 // A libpq socket the tracepoints serve: Unix, or TCP that sock_ops did not take.
 bool SocketIoHooks::any_socket_needs_tracepoints(uint64_t made_before_ns) const
 {
-    std::vector<std::pair<uint64_t, sock_io>> rows;
-    if (!dump_map_batch<uint64_t, sock_io>(bpf_map__fd(skel_->maps.sock_io), rows, std::less<uint64_t>()))
-        return true;  // cannot tell: keep them
-    for (const auto& [sk, io] : rows)
-        if (!io.via_sock_ops && (!made_before_ns || io.created_ns + kSettleNs < made_before_ns))
-            return true;
-    return false;
+    bool needed = false;  // a batch at a time, no copy of the map (100,000 entries at scale)
+    for_each_map_entry<uint64_t, sock_io>(bpf_map__fd(skel_->maps.sock_io), [&](uint64_t, const sock_io& io) {
+        needed = needed || (!io.via_sock_ops && (!made_before_ns || io.created_ns + kSettleNs < made_before_ns));
+    });
+    return needed;
 }
 
 void SocketIoHooks::run_tcp_iterator()
