@@ -138,6 +138,7 @@ private:
         // inputs; false: its records or their traffic moved, computed again.
         uint64_t inputs = 0;
         bool inputs_valid = false;
+        size_t numbered_from = 0;  // the number of its first record, counted over records_ in order
     };
     std::map<uint32_t, OwnRecords> records_;
     // Into records_, by sk; the key read through the pointer (a pair with
