@@ -683,7 +683,13 @@ class SocketsTest(ConnleakTestCase):
                                                     handles_without_socket=1),
                                      conns={kept: (self.tcp_peer, "open"), lost: (self.tcp_peer, "peer_closed")})
         self.assertEqual(proc["db_sockets"], self.backends(app), t.describe())
-        self.assertGreater(sum(self.scale_stat(t, "socket_records_reads", changed)), 0, t.describe())
+        # The stats line of the report that showed it comes after its snapshot.
+        shown = len(self.scale_stat(t, "socket_records_reads", 0))
+        self.assertIsNotNone(
+            t.wait_snapshot(lambda s: len(self.scale_stat(t, "socket_records_reads", 0)) > shown, timeout=WAIT),
+            t.describe())
+        self.assertGreater(sum(self.scale_stat(t, "socket_records_reads", changed)[:shown + 1 - changed]), 0,
+                           t.describe())
 
     def test_socket_records_sized_by_max_conns(self):
         """The socket record map holds as many records as --max-conns
