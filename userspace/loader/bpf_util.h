@@ -70,16 +70,13 @@ bool dump_map_batch(int fd, std::vector<std::pair<K, V>>& out, Less less)
     return true;
 }
 
-// Every entry of a hash map, by key: in batches, else by get_next_key.
-// Keys deleted while we walk make get_next_key restart from the first key,
-// so entries are collected by key (std::map) to never count one twice. The
-// one map walk of both loaders.
+// Every entry of a hash map by get_next_key, one system call or two per
+// entry: for kernels without batch operations. Keys deleted while we walk
+// make get_next_key restart from the first key, so entries are collected
+// by key (std::map) to never count one twice.
 template <typename K, typename V, typename Less = std::less<K>>
-std::vector<std::pair<K, V>> dump_map(int fd, Less less = Less())
+std::map<K, V, Less> walk_map_by_key(int fd, Less less = Less())
 {
-    std::vector<std::pair<K, V>> batch;
-    if (dump_map_batch(fd, batch, less))
-        return batch;
     std::map<K, V, Less> seen(less);
     K key{}, next{};
     K* prev = nullptr;
@@ -90,6 +87,18 @@ std::vector<std::pair<K, V>> dump_map(int fd, Less less = Less())
         key = next;
         prev = &key;
     }
+    return seen;
+}
+
+// Every entry of a hash map, by key: in batches, else by get_next_key. The
+// one map walk of both loaders.
+template <typename K, typename V, typename Less = std::less<K>>
+std::vector<std::pair<K, V>> dump_map(int fd, Less less = Less())
+{
+    std::vector<std::pair<K, V>> batch;
+    if (dump_map_batch(fd, batch, less))
+        return batch;
+    const std::map<K, V, Less> seen = walk_map_by_key<K, V>(fd, less);
     return {seen.begin(), seen.end()};
 }
 
@@ -97,7 +106,7 @@ std::vector<std::pair<K, V>> dump_map(int fd, Less less = Less())
 // the kernel's order: no copy of the whole map, no sort (the sockets'
 // traffic each report: 100,000 entries at scale, a 9.6 MB vector that was
 // faulted in, doubled and sorted every time). Kernels without batch ops:
-// the walk of dump_map. fn must not mind seeing an entry twice (a batch
+// walk_map_by_key. fn must not mind seeing an entry twice (a batch
 // walk that fails midway is done again by that walk).
 template <typename K, typename V, typename Fn>
 void for_each_map_entry(int fd, Fn&& fn)
@@ -108,17 +117,7 @@ void for_each_map_entry(int fd, Fn&& fn)
     });
     if (ok)
         return;
-    std::map<K, V> seen;
-    K key{}, next{};
-    K* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-        V value{};
-        if (bpf_map_lookup_elem(fd, &next, &value) == 0)
-            seen[next] = value;
-        key = next;
-        prev = &key;
-    }
-    for (const auto& [k, v] : seen)
+    for (const auto& [k, v] : walk_map_by_key<K, V>(fd))
         fn(k, v);
 }
 
