@@ -56,10 +56,6 @@ long minor_faults()
     return u.ru_minflt;
 }
 
-}  // namespace
-
-namespace {
-
 int fail(const std::string& message)
 {
     std::fprintf(stderr, "connleak: %s\n", message.c_str());

@@ -52,11 +52,6 @@ RawConn raw_conn(const ConnRow& row)
     return c;
 }
 
-RawConn raw_conn(const conn_key& key, const conn_info& info)
-{
-    return raw_conn(conn_row(key, info));
-}
-
 RawStack raw_stack(const stack_key& key, const stack_stats& stats)
 {
     RawStack s;

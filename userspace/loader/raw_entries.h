@@ -21,7 +21,6 @@ struct ConnRow {
 ConnRow conn_row(const conn_key& key, const conn_info& info);
 // The handle is counted at the kernel's caller site until StackTable refines it.
 RawConn raw_conn(const ConnRow& row);
-RawConn raw_conn(const conn_key& key, const conn_info& info);
 RawSite raw_site(const site_key& key, const site_stats& stats);
 RawStack raw_stack(const stack_key& key, const stack_stats& stats);
 
