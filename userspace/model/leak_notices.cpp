@@ -27,7 +27,8 @@ Notice LeakNotices::release_of(const Reported& leak)
 {
     Notice n;
     n.kind = "released";
-    std::tie(n.pid, n.conn, std::ignore) = leak.key;
+    n.pid = leak.pid;
+    n.conn = leak.conn;
     n.tid = leak.tid;
     n.comm = leak.origin->comm;
     n.age_ms = leak.age_ms;
@@ -81,10 +82,11 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
     auto kept = reported_.begin();
     for (auto it = reported_.begin(); it != reported_.end(); ++it) {
         Reported& leak = *it;
-        auto [pid, conn, acquired_ns] = leak.key;
-        while (next_live != live.end() && next_live->key < leak.key)
+        const Key key = leak.key();
+        const auto [pid, conn, acquired_ns] = key;
+        while (next_live != live.end() && next_live->key < key)
             ++next_live;
-        const bool is_live = next_live != live.end() && next_live->key == leak.key;
+        const bool is_live = next_live != live.end() && next_live->key == key;
         const ConnReport* c = is_live ? next_live->conn : nullptr;
         if (c && (c->leak || !c->pooled)) {
             leak.age_ms = c->age_ms;  // the last age seen
@@ -161,8 +163,16 @@ std::vector<Notice> LeakNotices::update(const Snapshot& snap, const HoldLookup& 
                     n.frames = c.last_used_frames;
                 }
             }
-            reported_.push_back(Reported{Key{p.pid, c.conn, c.acquired_ns}, n.age_ms, n.in_transaction_ms, n.tid,
-                                         n.pooled, shared_origin(n.comm, n.site, n.frames)});
+            Reported row;
+            row.pid = p.pid;
+            row.tid = n.tid;
+            row.pooled = n.pooled;
+            row.conn = c.conn;
+            row.acquired_ns = c.acquired_ns;
+            row.age_ms = n.age_ms;
+            row.in_transaction_ms = n.in_transaction_ms;
+            row.origin = shared_origin(n.comm, n.site, n.frames);
+            reported_.push_back(std::move(row));
             out.push_back(std::move(n));
         }
     }

@@ -78,16 +78,22 @@ private:
         const Origin* o_ = nullptr;
     };
     // A leak notice whose connection is live (100,000 at scale): a flat,
-    // sorted row of 56 bytes (64 with a shared_ptr to its origin), not a
-    // tree node with its own texts.
+    // sorted row of 48 bytes, not a tree node with its own texts. Its key's
+    // fields in place of a Key (a tuple's pid is padded to 8 bytes), the
+    // thread and the pooled flag in the pid's word: a Linux thread id is at
+    // most 2^22 (PID_MAX_LIMIT), 31 bits hold it. Was 56 (the tuple, tid
+    // and flag after the ages), 64 with a shared_ptr to its origin.
     struct Reported {
-        Key key;
+        uint32_t pid = 0;
+        uint32_t tid : 31;
+        uint32_t pooled : 1;
+        Reported() : tid(0), pooled(0) {}  // (no default member initializers for bit-fields before C++20)
+        uint64_t conn = 0, acquired_ns = 0;
         double age_ms = 0;  // the last age seen
         double in_transaction_ms = 0;
-        uint32_t tid = 0;
-        bool pooled = false;
         OriginRef origin;
-        bool operator<(const Reported& o) const { return key < o.key; }
+        Key key() const { return Key{pid, conn, acquired_ns}; }
+        bool operator<(const Reported& o) const { return key() < o.key(); }
     };
 
 public:
