@@ -28,8 +28,9 @@ TEST_CASE("held per socket: a peer without a Unix path of its own, a record with
     // its one counted copy: 8 bytes, was 32 (the 16-byte address and a
     // shared path in place), 56 with the path a string.
     CHECK(sizeof(Peer) == 8);
-    // Two peers, the last use's stack id and the flags last: 112 bytes, was 160 (216 with strings in the peers).
-    CHECK(sizeof(SocketRecord) <= 112);
+    // Two peers, the last use's stack id, no connecting thread, TCP told by the peer's kind, the traffic
+    // flag in the top bit of the last use's thread: 104 bytes, was 112 (160 with 32-byte peers, 216 with strings).
+    CHECK(sizeof(SocketRecord) <= 104);
     CHECK(sizeof(HeldSocket) <= 32);  // 80 with 32-byte peers
 }
 
@@ -178,4 +179,24 @@ TEST_CASE("a report's rows, made anew for every live handle each report: fields 
     // 224 bytes before (ninth session): bools and 32-bit fields between 64-bit ones.
     CHECK(sizeof(connleak::ConnReport) <= 200);
     CHECK(sizeof(connleak::RawConn) <= 88);  // 96 with the pid first
+}
+
+TEST_CASE("a socket record's flags packed: the traffic bit beside the thread, TCP by the peer's kind")
+{
+    SocketRecord r;
+    CHECK(r.use_tid == 0);
+    CHECK_FALSE(r.traffic);
+    r.use_tid = 4194304;  // PID_MAX_LIMIT: the largest thread id Linux gives
+    r.traffic = true;
+    CHECK(r.use_tid == 4194304);
+    CHECK(r.traffic);
+    r.traffic = false;
+    CHECK(r.use_tid == 4194304);
+    const uint8_t a[4] = {127, 0, 0, 1};
+    r.peer = Peer::inet4(a, 5432);
+    CHECK(r.tcp());
+    r.peer = Peer::unix_name("/run/postgresql/.s.PGSQL.5432");
+    CHECK_FALSE(r.tcp());
+    r.peer = Peer();  // a family not named (sock_rec's family neither AF_INET nor AF_UNIX): TCP, as before
+    CHECK(r.tcp());
 }

@@ -349,3 +349,31 @@ TEST_CASE("notices and frames in the JSON snapshot")
     CHECK(j["notices"][1]["held_ms"] == 31234.0);
     CHECK_FALSE(j["notices"][1].contains("age_ms"));
 }
+
+TEST_CASE("a reported leak keeps its thread and pooled flag packed in its row, for its release")
+{
+    // The row holds the thread in 31 bits beside the pooled flag: the
+    // largest thread id Linux gives (PID_MAX_LIMIT, 2^22) comes back whole.
+    LeakNotices ln;
+    ConnReport c = conn(0xc, 3, 40000, true);
+    c.tid = 4194304;
+    c.pooled = true;
+    c.state_known = true;
+    c.idle_ms = 1200;
+    auto n1 = ln.update(snap(100, {c}));
+    REQUIRE(n1.size() == 1);
+    CHECK(n1[0].tid == 4194304);
+    CHECK(n1[0].pooled);
+    CHECK(n1[0].in_transaction_ms == 1200);
+    c.leak = false;  // given back to its pool: out of its transaction
+    c.age_ms = 42000;
+    auto n2 = ln.update(snap(102, {c}));
+    REQUIRE(n2.size() == 1);
+    CHECK(n2[0].kind == "released");
+    CHECK(n2[0].tid == 4194304);
+    CHECK(n2[0].pooled);
+    CHECK(n2[0].in_transaction_ms == 1200);
+    CHECK(n2[0].age_ms == 42000);
+    CHECK(n2[0].conn == 0xc);
+    CHECK(n2[0].pid == 10);
+}

@@ -49,12 +49,10 @@ Inputs two_handles()
         SocketRecord r;
         r.sk = 0x1000 + i;
         r.tgid = 42;
-        r.tid = 42;
         r.conn = 0xc0 + i;
         r.inode = 500 + i;
         r.connect_ns = 10 * kSec + i;
         r.established_ns = 11 * kSec;
-        r.tcp = true;
         r.peer = server();
         in.records.push_back(r);
         in.handles.push_back({r.conn, 42, 9 * kSec});

@@ -82,12 +82,10 @@ struct World {
         SocketRecord r;
         r.sk = 0xffff000000000000ULL + inode;
         r.tgid = 1;
-        r.tid = 1;
         r.conn = conn;
         r.inode = inode;
         r.connect_ns = static_cast<uint64_t>(static_cast<int64_t>(kScan) - ago_s * static_cast<int64_t>(kSec));
-        r.tcp = peer.kind() == Peer::Kind::Inet;
-        r.established_ns = r.tcp ? r.connect_ns + 1 : 0;
+        r.established_ns = peer.kind() == Peer::Kind::Inet ? r.connect_ns + 1 : 0;
         r.peer = peer;
         records.push_back(r);
         return records.back();
@@ -219,7 +217,6 @@ TEST_CASE("servers are learnt from every libpq socket of any process, handle liv
         SocketRecord r;
         r.tgid = tgid;
         r.conn = conn;
-        r.tcp = peer.kind() == Peer::Kind::Inet;
         r.connect_ns = kSec;
         r.established_ns = established ? 2 * kSec : 0;
         r.closed_ns = 3 * kSec;  // finished before anyone looked

@@ -45,7 +45,7 @@ uint64_t records_digest(const std::vector<SocketRecord>& records)
     uint64_t h = records.size();
     for (const SocketRecord& r : records)
         for (uint64_t v : {r.sk, r.inode, r.conn, r.connect_ns, r.established_ns, r.peer_closed_ns, r.closed_ns,
-                           static_cast<uint64_t>(r.tcp)})
+                           static_cast<uint64_t>(r.tcp())})
             h = digest_mix(h, v);
     return h;
 }
@@ -55,14 +55,12 @@ SocketRecord to_record(uint64_t sk, const sock_rec& r)
     SocketRecord out;
     out.sk = sk;
     out.tgid = r.tgid;
-    out.tid = r.tid;
     out.conn = r.conn;
     out.inode = r.inode;
     out.connect_ns = r.connect_ns;
     out.established_ns = r.established_ns;
     out.peer_closed_ns = r.peer_closed_ns;
     out.closed_ns = r.closed_ns;
-    out.tcp = r.family != SOCKETS_AF_UNIX;
     if (r.family == SOCKETS_AF_INET)
         out.peer = Peer::inet4(r.addr, r.port);
     else if (r.family == SOCKETS_AF_INET6)
@@ -312,7 +310,7 @@ bool SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketR
             }
         }
         if (k == kinds.end()) {
-            if (r != recorded.end() ? !r->second->tcp : held_first(ino))
+            if (r != recorded.end() ? !r->second->tcp() : held_first(ino))
                 need_tcp = need_unix = true;  // classify it (a Unix record: the table says its state)
             else if (r == recorded.end())
                 kinds[ino] = {Classified::Other, Peer(), false};  // appeared without connecting (so far)
@@ -394,7 +392,7 @@ bool SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketR
     for (uint64_t ino : inodes.value()) {
         auto r = recorded.find(ino);
         auto k = kinds.find(ino);
-        if (!(r != recorded.end() && r->second->tcp) &&
+        if (!(r != recorded.end() && r->second->tcp()) &&
             !(k != kinds.end() && k->second.kind == Classified::Other && k->second.settled))
             reusable = false;
     }

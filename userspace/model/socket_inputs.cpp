@@ -10,7 +10,7 @@ uint64_t socket_records_inputs(const std::vector<SocketRecord>& records)
     // handshake: connect_ns and established_ns stand for them.
     for (const SocketRecord& r : records)
         for (uint64_t v : {r.sk, r.inode, r.conn, r.connect_ns, r.established_ns, r.peer_closed_ns, r.closed_ns,
-                           static_cast<uint64_t>(r.tcp), r.last_io_ns, static_cast<uint64_t>(r.traffic), r.use_ns,
+                           static_cast<uint64_t>(r.tcp()), r.last_io_ns, static_cast<uint64_t>(r.traffic), r.use_ns,
                            static_cast<uint64_t>(r.use_tid), r.use_stack})
             h = digest_mix(h, v);
     return h;

@@ -21,7 +21,7 @@ bool contains(const std::vector<std::string>& v, const std::string& s)
 // lookups (nscd over a Unix socket, inside PQconnectPoll too) are not.
 bool server_candidate(const SocketRecord& r, const DbServers& rules)
 {
-    return r.tcp || is_pg_socket_path(r.peer.path()) || contains(rules.paths, r.peer.path());
+    return r.tcp() || is_pg_socket_path(r.peer.path()) || contains(rules.paths, r.peer.path());
 }
 
 // The state of a recorded socket: the scan says whether the process holds
@@ -37,7 +37,7 @@ SocketState record_state(const SocketRecord& r, const ProcessScan& scan,
         else if (r.connect_ns < scan.time_ns)
             s = SocketState::Closed;  // connected before the scan, not held in it
     }
-    if (r.tcp) {
+    if (r.tcp()) {
         if (r.closed_ns)
             s = SocketState::Closed;
         else if (r.peer_closed_ns && s == SocketState::Live)
@@ -296,7 +296,7 @@ size_t learn_servers(const std::vector<SocketRecord>& records, DbServers& server
 {
     size_t added = 0;
     for (const SocketRecord& r : records)
-        if (r.conn && r.tcp && r.established_ns && r.peer.kind() == Peer::Kind::Inet)
+        if (r.conn && r.tcp() && r.established_ns && r.peer.kind() == Peer::Kind::Inet)
             added += servers.learned.insert(r.peer).second;
     return added;
 }
@@ -425,7 +425,7 @@ ProcessSocketReport build_exit_report(uint64_t exited_ns, const std::vector<Sock
     // Held at exit: TCP sockets the hooks did not see closed before the
     // exit; Unix sockets held at the last scan or connected after it.
     auto still_open = [&](const SocketRecord& r) {
-        if (r.tcp)
+        if (r.tcp())
             return (!r.closed_ns || r.closed_ns >= exited_ns) && (!r.peer_closed_ns || r.peer_closed_ns >= exited_ns);
         return true;
     };
@@ -439,7 +439,7 @@ ProcessSocketReport build_exit_report(uint64_t exited_ns, const std::vector<Sock
             const SocketRecord* rec = r != by_inode.end() ? r->second : nullptr;
             auto s = scanned.find(inode);
             const HeldSocket* h = s != scanned.end() ? s->second : nullptr;
-            if (rec && rec->tcp &&
+            if (rec && rec->tcp() &&
                 ((rec->closed_ns && rec->closed_ns < exited_ns) ||
                  (rec->peer_closed_ns && rec->peer_closed_ns < exited_ns)))
                 continue;  // not live any more

@@ -108,24 +108,33 @@ struct DbServers {
 };
 
 // A connect() the kernel saw in a traced process (sockets.bpf.c's sock_rec).
+// 104 bytes a record (one per socket at scale): without the connecting
+// thread (nothing read it; sock_rec still has it), TCP told by the peer's
+// kind, the traffic flag in the top bit of the last use's thread id (a Linux
+// thread id is at most 2^22, PID_MAX_LIMIT). Was 112 (160 with 32-byte peers).
 struct SocketRecord {
+    SocketRecord() : use_tid(0), traffic(false) {}  // (no default member initializers for bit-fields before C++20)
+
     uint64_t sk = 0;  // the record's key
-    uint32_t tgid = 0, tid = 0;
+    uint32_t tgid = 0;
+    uint32_t use_tid : 31;  // the thread of the send that began its latest unit of work
+    // Traffic (libpq's sockets, when the send/recv hooks run): whether a
+    // byte was sent or received; last_io_ns is the connect when none yet.
+    bool traffic : 1;
     uint64_t conn = 0;  // PGconn whose PQconnectPoll ran the connect, 0 outside libpq
     uint64_t inode = 0;
     uint64_t connect_ns = 0, established_ns = 0, peer_closed_ns = 0, closed_ns = 0;
-    Peer peer;
+    Peer peer;   // Inet for TCP (IPv4 or IPv6), Unix for a Unix stream socket
     Peer local;  // TCP: our own address:port once established; kind None before and for Unix
-    // Traffic (libpq's sockets, when the send/recv hooks run): the last
-    // byte sent or received (the connect when none yet, traffic false),
-    // and the send that began its latest unit of work (0: none).
+    // The last byte sent or received (the connect when none yet), and the
+    // send that began its latest unit of work (0: none).
     uint64_t last_io_ns = 0;
     uint64_t use_ns = 0;
     uint64_t use_stack = 0;  // the kernel's id of that send's stack (RawState::use_stacks); 0: sent as a copy
-    uint32_t use_tid = 0;
-    bool traffic = false;
-    // The flags last: 112 bytes a record (one per socket at scale; 160 with 32-byte peers).
-    bool tcp = false;  // else a Unix stream socket (no close times: scans tell)
+
+    // Else a Unix stream socket (no close times: scans tell). A record's
+    // family is TCP's unless AF_UNIX (to_record), as its peer's kind is.
+    bool tcp() const { return peer.kind() != Peer::Kind::Unix; }
 };
 
 // Learns into servers.learned the server of every TCP socket a libpq handle
