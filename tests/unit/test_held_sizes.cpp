@@ -31,7 +31,7 @@ TEST_CASE("held per socket: a peer without a Unix path of its own, a record with
     // Two peers, the last use's stack id, no connecting thread, TCP told by the peer's kind, the traffic
     // flag in the top bit of the last use's thread: 104 bytes, was 112 (160 with 32-byte peers, 216 with strings).
     CHECK(sizeof(SocketRecord) <= 104);
-    CHECK(sizeof(HeldSocket) <= 32);  // 80 with 32-byte peers
+    CHECK(sizeof(HeldSocket) <= 24);  // the state in the inode's top byte: was 32, 80 with 32-byte peers
 }
 
 TEST_CASE("a socket record in the kernel's map: TCP and Unix addresses share their room")
@@ -199,4 +199,20 @@ TEST_CASE("a socket record's flags packed: the traffic bit beside the thread, TC
     CHECK_FALSE(r.tcp());
     r.peer = Peer();  // a family not named (sock_rec's family neither AF_INET nor AF_UNIX): TCP, as before
     CHECK(r.tcp());
+}
+
+TEST_CASE("a held socket's state packed above its inode")
+{
+    HeldSocket h;
+    CHECK(h.inode == 0);
+    CHECK(h.state == connleak::SocketState::Live);
+    h.inode = 0xffffffffULL;  // the largest socket inode (get_next_ino() is 32 bits)
+    h.state = connleak::SocketState::Closed;
+    CHECK(h.inode == 0xffffffffULL);
+    CHECK(h.state == connleak::SocketState::Closed);
+    h.state = connleak::SocketState::PeerClosed;
+    CHECK(h.inode == 0xffffffffULL);
+    const HeldSocket g{(1ULL << 56) - 1, Peer(), connleak::SocketState::Live, Peer()};
+    CHECK(g.inode == (1ULL << 56) - 1);
+    CHECK(g.state == connleak::SocketState::Live);
 }
