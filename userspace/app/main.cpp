@@ -301,6 +301,7 @@ int run(const Options& o)
             sc.sock_io_hooks_fd = tracer.value()->sock_io_hooks_fd();
             sc.io_wake_fd = tracer.value()->io_wake_fd();
             sc.sock_io_cgroups_fd = tracer.value()->sock_io_cgroups_fd();
+            sc.sock_io_writes_fd = tracer.value()->sock_io_writes_fd();
         } else {
             std::fprintf(stderr, "connleak: warning: %s\n", io.error().message.c_str());
         }
@@ -535,6 +536,7 @@ int run(const Options& o)
             const uint64_t fd_tables_start = sockets ? sockets->fd_tables_read() : 0;
             const uint64_t socket_reports_start = sockets ? sockets->reports_built() : 0;
             const uint64_t records_reads_start = sockets ? sockets->records_reads() : 0;
+            const uint64_t traffic_walks_start = sockets ? sockets->traffic_walks() : 0;
             const Session::Cost cost_start = session.cost();
             const long faults_start = scale_stats ? minor_faults() : 0;
             const std::string err = session.report(false);
@@ -555,7 +557,8 @@ int run(const Options& o)
                              "handle_reads_cpu_ms=%.2f handle_reads=%" PRIu64 " handle_reads_skipped=%" PRIu64
                              " fd_tables_read=%" PRIu64
                              " collect_cpu_ms=%.2f model_cpu_ms=%.2f notices_cpu_ms=%.2f output_cpu_ms=%.2f"
-                             " socket_reports_built=%" PRIu64 " socket_records_reads=%" PRIu64 " page_faults=%ld\n",
+                             " socket_reports_built=%" PRIu64 " socket_records_reads=%" PRIu64 " page_faults=%ld"
+                             " traffic_walks=%" PRIu64 "\n",
                              report_ns_last / 1e6, report_cpu_ns / 1e6, (sockets_cpu_ns - sockets_cpu_start) / 1e6,
                              (handle_states.read_cpu_ns() - handles_cpu_start) / 1e6,
                              handle_states.reads() - handle_reads_start, handle_states.skipped() - handle_skips_start,
@@ -565,7 +568,8 @@ int run(const Options& o)
                              (session.cost().notices_ns - cost_start.notices_ns) / 1e6,
                              (session.cost().output_ns - cost_start.output_ns) / 1e6,
                              (sockets ? sockets->reports_built() : 0) - socket_reports_start,
-                             (sockets ? sockets->records_reads() : 0) - records_reads_start, report_faults);
+                             (sockets ? sockets->records_reads() : 0) - records_reads_start, report_faults,
+                             (sockets ? sockets->traffic_walks() : 0) - traffic_walks_start);
             if (!err.empty()) {
                 sink.reset();  // the terminal back first, or the message is lost with the view
                 return fail(err);

@@ -98,6 +98,7 @@ public:
     int sock_io_mark_fd() const;
     int sock_io_hooks_fd() const;
     int io_wake_fd() const;
+    int sock_io_writes_fd() const;
     int sock_io_cgroups_fd() const;
     // whole_host (--all): the TCP sock_ops program on the cgroup v2 root;
     // else on the cgroups of the processes cover_traffic() is given.
