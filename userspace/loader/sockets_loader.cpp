@@ -35,8 +35,14 @@ constexpr int kCgroupUnixConnect = 49;
 // may be acquired after the conns map was read.
 constexpr uint64_t kClosedGraceNs = 30ULL * 1000000000ULL;
 
-// However little changed, a process's fd table is read in full this often.
+// However little changed, a process's fd table is read in full this often,
+// or, past 120 processes, once per kFdTableNetReadNs x processes: at most 4
+// such reads a second (each ~0.7 ms at 100 fds; at 1,000 processes every
+// 30 s cost every report 20-30 ms; now a table is read every 250 s). What
+// it catches is rare: a socket fd closed while another process keeps the
+// socket, and another fd opened in the same interval.
 constexpr uint64_t kFdTableRefreshNs = 30ULL * 1000000000ULL;
+constexpr uint64_t kFdTableNetReadNs = 250ULL * 1000000ULL;
 
 // What of a process's socket records a scan depends on: which sockets it
 // connected, and their TCP state changes.
@@ -401,10 +407,10 @@ bool SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketR
             reusable = false;
     }
     FdTableRead& read = fd_reads_[pid];
-    // A process's first refresh is spread by its pid over kFdTableRefreshNs,
-    // so processes started together are not read again all at once.
-    const uint64_t period =
-        memo == fd_reads_.end() ? kFdTableRefreshNs + (pid % 30) * kFdTableRefreshNs / 30 : kFdTableRefreshNs;
+    // A process's first refresh is spread by its pid over the period, so
+    // processes started together are not read again all at once.
+    const uint64_t net = std::max<uint64_t>(kFdTableRefreshNs, fd_reads_.size() * kFdTableNetReadNs);
+    const uint64_t period = memo == fd_reads_.end() ? net + (pid % 30) * (net / 30) : net;
     read = {fds, digest, now_ns + period, reusable};
     return true;
 }
