@@ -5,6 +5,7 @@
 // kHandleRefreshNs; else its last read stands.
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <set>
 #include <vector>
 
 #include "handle_refresh.h"
@@ -199,20 +200,25 @@ TEST_CASE("every read comes due at its handle's phase of the refresh period")
 
 TEST_CASE("handles made together come due spread over the period")
 {
-    // 1,000 processes x 100 handles at a fixed stride, read at once: their
+    // 1,000 processes (pids in a run) x 100 handles, read at once: their
     // due times fall in every one of 30 one-second slots, none with more
-    // than twice its share (pid * 31 + conn / 16 used 3 slots).
+    // than twice its share (pid * 31 + conn / 16 used 3 slots), and a
+    // process's handles all in one slot (read in one batch).
     const ConnSocket s = socket_at(7, "open", 10 * kSec);
     const HandleActivity a = handle_activity(&s, true, false, 0);
     std::vector<int> slot(30, 0);
-    for (uint32_t pid = 4000; pid < 5000; pid++)
+    for (uint32_t pid = 4000; pid < 5000; pid++) {
+        std::set<uint64_t> own;
         for (uint64_t i = 0; i < 100; i++) {
-            const uint64_t conn = 0x5555a0001000ULL + i * 0x3c0;
-            const uint64_t due = handle_read_mark(ConnState::broken, a, 20 * kSec, nullptr,
-                                                  connleak::handle_refresh_phase(pid, conn))
-                                     .due_ns;
-            slot[(due - 50 * kSec) / kSec]++;
+            // Read over three reports, 2 s apart: the same due time still.
+            const uint64_t read_ns = 20 * kSec + (i % 3) * 2 * kSec;
+            const uint64_t due =
+                handle_read_mark(ConnState::broken, a, read_ns, nullptr, connleak::handle_refresh_phase(pid)).due_ns;
+            own.insert(due);
+            slot[(due - 50 * kSec) / kSec % 30]++;
         }
+        CHECK(own.size() <= 2);  // 2 only when the phase falls between those reads
+    }
     for (int n : slot) {
         CHECK(n > 100000 / 30 / 2);
         CHECK(n < 100000 / 30 * 2);

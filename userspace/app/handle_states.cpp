@@ -207,7 +207,7 @@ void HandleStates::annotate_process(RawState& raw, uint32_t pid, size_t begin, s
         // Marked as of the start of the reads: a change during them is
         // within the settle time of the traffic that made it.
         k_state.mark = handle_read_mark(state, e.activity, start, e.first ? nullptr : &k_state.mark,
-                                        handle_refresh_phase(c.pid, c.conn), refresh_ns_);
+                                        handle_refresh_phase(c.pid), refresh_ns_);
     }
     for (size_t k = 0; k < entries.size(); k++) {
         const Entry& e = entries[k];

@@ -79,9 +79,9 @@ HandleReadMark handle_read_mark(ConnState state, const HandleActivity& activity,
     return m;
 }
 
-uint64_t handle_refresh_phase(uint32_t pid, uint64_t conn)
+uint64_t handle_refresh_phase(uint32_t pid)
 {
-    return digest_mix(digest_mix(0, pid), conn);
+    return digest_mix(0, pid);
 }
 
 }  // namespace connleak
