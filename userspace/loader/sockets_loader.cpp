@@ -409,7 +409,7 @@ bool SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketR
     FdTableRead& read = fd_reads_[pid];
     // A process's first refresh is spread by its pid over the period, so
     // processes started together are not read again all at once.
-    const uint64_t net = std::max<uint64_t>(kFdTableRefreshNs, fd_reads_.size() * kFdTableNetReadNs);
+    const uint64_t net = std::max<uint64_t>(kFdTableRefreshNs, scanning_ * kFdTableNetReadNs);
     const uint64_t period = memo == fd_reads_.end() ? net + (pid % 30) * (net / 30) : net;
     read = {fds, digest, now_ns + period, reusable};
     return true;
@@ -627,6 +627,9 @@ void SocketTracer::annotate(RawState& raw)
     };
     std::map<uint32_t, ProcessScan> scans;  // fresh reads; the others stand in memory_
     std::set<uint32_t> scanned;
+    scanning_ = 0;
+    for (const RawProcess& p : raw.processes)
+        scanning_ += !p.stats.exited_ns && !final_.count(p.pid);
     for (const RawProcess& p : raw.processes)
         if (!p.stats.exited_ns && !final_.count(p.pid)) {
             scanned.insert(p.pid);

@@ -138,6 +138,7 @@ private:
         bool reusable = false;    // no socket it held needed the tables
     };
     std::map<uint32_t, FdTableRead> fd_reads_;
+    size_t scanning_ = 0;  // processes this annotate() scans (the safety read's pace: kFdTableNetReadNs)
     // The record map's last read, by owner, each list by key; the kernel's
     // count of its changes then (sockets.bpf.c's socks_changes).
     struct OwnRecords {
