@@ -11,6 +11,11 @@
 const volatile bool trace_all = false;
 const volatile __u32 self_tgid = 0;
 
+/* Bumped after a process enters procs (an adoption, a fork of a traced
+ * process) or is marked exited: userspace's Python watcher looks at the
+ * process list (every 0.1 s) only when it moved. */
+volatile __u64 procs_changes;
+
 /* traced_proc(), and with trace_all a process not yet in the filter joins
  * it (BPF_NOEXIST: never resets an entry userspace or a fork made). A full
  * map leaves it untraced; userspace says so (see host_watch). */
@@ -18,7 +23,8 @@ static __always_inline struct proc_stats *traced_or_adopted(__u32 tgid)
 {
 	struct proc_stats zero = {};
 
-	if (trace_all && tgid != self_tgid && !bpf_map_lookup_elem(&procs, &tgid))
-		bpf_map_update_elem(&procs, &tgid, &zero, BPF_NOEXIST);
+	if (trace_all && tgid != self_tgid && !bpf_map_lookup_elem(&procs, &tgid) &&
+	    bpf_map_update_elem(&procs, &tgid, &zero, BPF_NOEXIST) == 0)
+		__sync_fetch_and_add(&procs_changes, 1);
 	return traced_proc(tgid);
 }

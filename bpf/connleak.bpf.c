@@ -559,6 +559,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 		__sync_fetch_and_add(&ps->dropped_children, 1);
 		return 0;
 	}
+	__sync_fetch_and_add(&procs_changes, 1);
 	python_fork(parent_tgid, child_pid);
 	/* The child holds the parent's live handles too. The maps are walked
 	 * only when the parent has some (its counters say so): a parent that
@@ -588,6 +589,7 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 	if (BPF_CORE_READ(task, signal, live.counter) == 0) {
 		bpf_probe_read_kernel_str(ps->comm, sizeof(ps->comm), task->comm);
 		ps->exited_ns = bpf_ktime_get_ns();
+		__sync_fetch_and_add(&procs_changes, 1);
 	}
 	return 0;
 }

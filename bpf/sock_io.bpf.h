@@ -125,6 +125,7 @@ static __always_inline void on_send(struct sock_io *io, __u64 now, bool after_re
 	io->last_send_ns = now;
 	if (after_recv)
 		begin_use(io, now, now > last ? now - last : 0);
+	note_io_write();
 }
 
 SEC("tp_btf/sock_send_length")
@@ -142,8 +143,10 @@ int BPF_PROG(sock_recv, struct sock *sk, int ret, int flags)
 {
 	struct sock_io *io = io_of(sk, ret);
 
-	if (io)
+	if (io) {
 		io->last_recv_ns = bpf_ktime_get_ns();
+		note_io_write();
+	}
 	return 0;
 }
 
@@ -175,6 +178,7 @@ static __always_inline void tcp_note_recv(struct sock_io *io, struct tcp_sock *t
 		at = io->last_send_ns;
 	if (at > io->last_recv_ns)
 		io->last_recv_ns = at;
+	note_io_write();
 }
 
 SEC("sockops")
@@ -212,6 +216,7 @@ int sock_ops_io(struct bpf_sock_ops *ops)
 			io->via_sock_ops = 1;
 		else
 			need_io_tracepoints();
+		note_io_write();
 		return 1;
 	}
 	if (!io->via_sock_ops)

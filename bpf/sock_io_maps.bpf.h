@@ -50,6 +50,26 @@ struct {
 	__uint(max_entries, 4096);
 } io_wake SEC(".maps");
 
+/* Writes to sock_io entries, counted per CPU (no shared cache line on a
+ * send): userspace sums them before it reads the map, and skips the walk of
+ * 100,000 entries when the sum has not moved since its last walk. Bumped
+ * after each write, so a write the walk missed leaves the sum moved. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} sock_io_writes SEC(".maps");
+
+static __always_inline void note_io_write(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&sock_io_writes, &zero);
+
+	if (n)
+		*n += 1;
+}
+
 /* A libpq socket the tracepoints must see: wake userspace if they are not
  * attached (a full ring means a wakeup is pending already). */
 static __always_inline void need_io_tracepoints(void)

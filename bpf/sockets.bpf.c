@@ -193,6 +193,7 @@ static __always_inline void track_io(__u64 key, void *sk, const struct sock_rec 
 			__sync_fetch_and_add(&st->io_dropped, 1);
 		return;
 	}
+	note_io_write();
 	bpf_sk_storage_get(&sock_io_mark, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	/* TCP: connleak's sock_ops program takes it at its connect callback
 	 * (or asks for the tracepoints itself), if attached over this task's

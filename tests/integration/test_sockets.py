@@ -662,7 +662,8 @@ class SocketsTest(ConnleakTestCase):
         when what it is made from changed: quiet reports read no record,
         build no report and list no fd table. A change of a record alone
         (the server ends a backend: CLOSE_WAIT, no fd opened or closed, so
-        the fd table read stands) still shows at once, as the server says."""
+        the fd table read stands) still shows at once, as the server says.
+        The traffic map is not walked either while no socket moves a byte."""
         app = self.app("pq")
         c = self.sock_client()
         t = self.attach_with_scale_stats(c.pid)
@@ -674,7 +675,9 @@ class SocketsTest(ConnleakTestCase):
         settled = len(self.scale_stat(t, "socket_records_reads", 0)) + 2  # after the builds that showed them
         self.assertIsNotNone(t.wait_snapshot(lambda s: len(self.scale_stat(t, "socket_records_reads", settled)) >= 5,
                                              timeout=WAIT), t.describe())
-        for key in ("socket_records_reads", "socket_reports_built", "fd_tables_read"):
+        # Nor walk the traffic map: no socket moved a byte (the kernel's
+        # count of its writes stood).
+        for key in ("socket_records_reads", "socket_reports_built", "fd_tables_read", "traffic_walks"):
             self.assertEqual(self.scale_stat(t, key, settled)[:5], [0] * 5, key + "\n" + t.describe())
 
         changed = len(self.scale_stat(t, "socket_records_reads", 0))

@@ -5,6 +5,8 @@
 // kHandleRefreshNs; else its last read stands.
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <set>
+#include <vector>
 
 #include "handle_refresh.h"
 
@@ -43,7 +45,7 @@ HandleActivity followed(const ConnSocket& sock)
 // A handle read at read_ns in `state`, its socket then `sock`.
 HandleReadMark read_at(ConnState state, const ConnSocket& sock, uint64_t read_ns)
 {
-    return handle_read_mark(state, handle_activity(&sock, true, false, 0), read_ns, false, 0);
+    return handle_read_mark(state, handle_activity(&sock, true, false, 0), read_ns, nullptr, read_ns);
 }
 
 }  // namespace
@@ -108,7 +110,7 @@ TEST_CASE("a connecting handle is read after its process called PQconnectPoll")
     // handle broken without a byte moved or the socket changing.
     const ConnSocket s = socket_at(7, "closed", 5 * kSec);
     auto mark = [&](uint64_t poll_ns, uint64_t read_ns) {
-        return handle_read_mark(ConnState::connecting, handle_activity(&s, true, false, poll_ns), read_ns, false, 0);
+        return handle_read_mark(ConnState::connecting, handle_activity(&s, true, false, poll_ns), read_ns, nullptr, read_ns);
     };
     // No poll seen (its libpq's PQconnectPoll not probed): every time.
     const HandleReadMark unprobed = mark(0, 20 * kSec);
@@ -155,21 +157,78 @@ TEST_CASE("without the traffic hooks, or a socket they do not follow, every inte
     // No socket at all is known: only a new socket can change such a handle,
     // and makes a record, unless its process's records did not all fit.
     const HandleReadMark none =
-        handle_read_mark(ConnState::broken, handle_activity(nullptr, true, false, 0), 20 * kSec, false, 0);
+        handle_read_mark(ConnState::broken, handle_activity(nullptr, true, false, 0), 20 * kSec, nullptr, 20 * kSec);
     CHECK_FALSE(handle_needs_read(&none, handle_activity(nullptr, true, false, 0), 22 * kSec));
     CHECK(handle_needs_read(&none, handle_activity(nullptr, true, true, 0), 22 * kSec));
     // A socket with its record is followed, whatever did not fit beside it.
     CHECK_FALSE(handle_needs_read(&m, handle_activity(&s, true, true, 0), 22 * kSec));
 }
 
-TEST_CASE("first reads spread their refresh over the refresh period")
+TEST_CASE("every read comes due at its handle's phase of the refresh period")
 {
     const ConnSocket s = socket_at(7, "open", 10 * kSec);
     const HandleActivity a = handle_activity(&s, true, false, 0);
-    const uint64_t slot = kHandleRefreshNs / 30;
-    CHECK(handle_read_mark(ConnState::idle, a, 20 * kSec, true, 0).due_ns == 20 * kSec + kHandleRefreshNs);
-    CHECK(handle_read_mark(ConnState::idle, a, 20 * kSec, true, 7).due_ns == 20 * kSec + kHandleRefreshNs + 7 * slot);
-    CHECK(handle_read_mark(ConnState::idle, a, 20 * kSec, true, 37).due_ns == 20 * kSec + kHandleRefreshNs + 7 * slot);
-    // Later reads: the period alone.
-    CHECK(handle_read_mark(ConnState::idle, a, 20 * kSec, false, 7).due_ns == 20 * kSec + kHandleRefreshNs);
+    auto mark = [&](uint64_t now, const HandleReadMark* last, uint64_t phase) {
+        return handle_read_mark(ConnState::idle, a, now, last, phase);
+    };
+    // A first read at 20 s, phase 7 s of the 30 s period: a period on (50 s),
+    // then on to the phase (67 s).
+    const HandleReadMark first = mark(20 * kSec, nullptr, 7 * kSec);
+    CHECK(first.due_ns == 67 * kSec);
+    // Read because due, a report late (68 s): one period after the due time.
+    const HandleReadMark due = mark(68 * kSec, &first, 7 * kSec);
+    CHECK(due.due_ns == 97 * kSec);
+    CHECK(mark(97 * kSec, &due, 7 * kSec).due_ns == 127 * kSec);
+    // Read for another reason before it was due (traffic at 40 s): 1 to 2
+    // periods on, at the phase.
+    CHECK(mark(40 * kSec, &first, 7 * kSec).due_ns == 97 * kSec);
+    // A read long past its due time (the process was not read meanwhile):
+    // as if first.
+    CHECK(mark(200 * kSec, &first, 7 * kSec).due_ns == 247 * kSec);
+    // At the phase exactly: a full period on.
+    CHECK(mark(37 * kSec, nullptr, 7 * kSec).due_ns == 67 * kSec);
+    // The phase is taken modulo the period.
+    CHECK(mark(20 * kSec, nullptr, 7 * kSec + 2 * kHandleRefreshNs).due_ns == 67 * kSec);
+    // Never within a period of a read, never past two.
+    for (uint64_t now = 0; now < 70 * kSec; now += kSec / 3) {
+        const uint64_t due_ns = mark(now, nullptr, 11 * kSec + 5).due_ns;
+        CHECK(due_ns >= now + kHandleRefreshNs);
+        CHECK(due_ns < now + 2 * kHandleRefreshNs);
+        CHECK(due_ns % kHandleRefreshNs == 11 * kSec + 5);
+    }
+}
+
+TEST_CASE("handles made together come due spread over the period")
+{
+    // 1,000 processes (pids in a run) x 100 handles, read at once: their
+    // due times fall in every one of 30 one-second slots, none with more
+    // than twice its share (pid * 31 + conn / 16 used 3 slots), and a
+    // process's handles all in one slot (read in one batch).
+    const ConnSocket s = socket_at(7, "open", 10 * kSec);
+    const HandleActivity a = handle_activity(&s, true, false, 0);
+    std::vector<int> slot(30, 0);
+    for (uint32_t pid = 4000; pid < 5000; pid++) {
+        std::set<uint64_t> own;
+        for (uint64_t i = 0; i < 100; i++) {
+            // Read over three reports, 2 s apart: the same due time still.
+            const uint64_t read_ns = 20 * kSec + (i % 3) * 2 * kSec;
+            const uint64_t due =
+                handle_read_mark(ConnState::broken, a, read_ns, nullptr, connleak::handle_refresh_phase(pid)).due_ns;
+            own.insert(due);
+            slot[(due - 50 * kSec) / kSec % 30]++;
+        }
+        CHECK(own.size() <= 2);  // 2 only when the phase falls between those reads
+    }
+    for (int n : slot) {
+        CHECK(n > 100000 / 30 / 2);
+        CHECK(n < 100000 / 30 * 2);
+    }
+}
+
+TEST_CASE("the safety net reads at most 1,000 handles a second")
+{
+    CHECK(connleak::handle_refresh_period(0) == kHandleRefreshNs);
+    CHECK(connleak::handle_refresh_period(30000) == kHandleRefreshNs);
+    CHECK(connleak::handle_refresh_period(30001) == 30001 * connleak::kHandleNetReadNs);
+    CHECK(connleak::handle_refresh_period(100000) == 100 * kSec);
 }

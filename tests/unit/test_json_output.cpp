@@ -233,7 +233,8 @@ TEST_CASE("with sockets tracked, each connection adds peer, local and socket", "
     s.processes[0].sockets.tracked = true;
     ConnReport& c = s.processes[0].connections[0];
     c.peer = "127.0.0.1:5432";
-    c.local = "127.0.0.1:40112";
+    const uint8_t lo[4] = {127, 0, 0, 1};
+    c.local = connleak::Peer::inet4(lo, 40112);
     c.socket = "open";
     c.socket_inode = 77;  // for joins inside connleak: not in the JSON
     ConnReport unix_conn = conn_report();

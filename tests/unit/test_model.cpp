@@ -770,12 +770,12 @@ TEST_CASE("each live handle carries its socket from the process's socket report"
     const ProcessReport p = build_snapshot(raw, ModelOptions{}, TestNamer{}).processes.at(0);
     const ConnReport& tcp = conn(p, 0x1000);
     CHECK(tcp.peer == "127.0.0.1:5432");
-    CHECK(tcp.local == "127.0.0.1:40112");
+    CHECK(tcp.local.str() == "127.0.0.1:40112");
     CHECK(tcp.socket == "open");
     CHECK(tcp.socket_inode == 77);
     const ConnReport& unix_conn = conn(p, 0x2000);
     CHECK(unix_conn.peer == "/run/postgresql/.s.PGSQL.5432");
-    CHECK(unix_conn.local.empty());
+    CHECK(unix_conn.local.kind() == connleak::Peer::Kind::None);
     CHECK(unix_conn.socket == "peer_closed");
     CHECK(unix_conn.socket_inode == 78);
     const ConnReport& unseen = conn(p, 0x3000);

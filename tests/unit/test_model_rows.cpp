@@ -103,7 +103,7 @@ TEST_CASE("model rows: each live handle's state, socket and site, whatever the o
             if (s != socks.end()) {
                 with_socket++;
                 CHECK(c.peer == s->second.peer);
-                CHECK(c.local == s->second.local.str());
+                CHECK(c.local == s->second.local);
                 CHECK(c.socket == (s->second.state.empty() ? "none" : s->second.state));
                 CHECK(c.socket_inode == s->second.inode);
             } else {

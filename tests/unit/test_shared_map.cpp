@@ -85,7 +85,7 @@ TEST_CASE("The model's rows show the sockets of a shared report, and leave the k
     const ProcessReport& r = snap.processes[0];
     REQUIRE(r.connections.size() == 2);
     CHECK(r.connections[0].socket == "open");
-    CHECK(r.connections[0].local == "127.0.0.1:40001");
+    CHECK(r.connections[0].local.str() == "127.0.0.1:40001");
     CHECK(r.connections[1].socket == "peer_closed");
     CHECK(r.sockets.tracking_discrepancy == 0);
     CHECK(r.sockets.conns.shares_with(kept.conns));

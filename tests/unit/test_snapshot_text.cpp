@@ -54,7 +54,8 @@ ProcessReport process(uint32_t pid, size_t conns, bool sockets)
         // Every form a value takes: unknown state, no socket, no last user...
         if (i % 2) {
             c.state = ConnState::unknown;
-            c.local = "127.0.0.1:40000";
+            const uint8_t lo[4] = {127, 0, 0, 1};
+            c.local = connleak::Peer::inet4(lo, 40000);
             c.backend_pid = 4242;
         }
         if (i % 3 == 1) {

@@ -66,6 +66,7 @@ void HandleStates::annotate(RawState& raw)
             live.insert(p.pid);
     generation_++;
     cursor_ = 0;
+    refresh_ns_ = handle_refresh_period(std::max(known_.size(), raw.conns.size()));
     raw.handles.reserve(raw.conns.size());  // at most one each, appended without regrowing
     added_.clear();
     // A process's handles (a run of one pid: the maps are read in key
@@ -205,7 +206,8 @@ void HandleStates::annotate_process(RawState& raw, uint32_t pid, size_t begin, s
         }
         // Marked as of the start of the reads: a change during them is
         // within the settle time of the traffic that made it.
-        k_state.mark = handle_read_mark(state, e.activity, start, e.first, c.pid * 31 + (c.conn >> 4));
+        k_state.mark = handle_read_mark(state, e.activity, start, e.first ? nullptr : &k_state.mark,
+                                        handle_refresh_phase(c.pid), refresh_ns_);
     }
     for (size_t k = 0; k < entries.size(); k++) {
         const Entry& e = entries[k];

@@ -70,6 +70,7 @@ private:
     // (not built anew each interval); handles read for the first time go
     // to added_ and are merged in at the end.
     std::vector<Known> known_;
+    uint64_t refresh_ns_ = kHandleRefreshNs;  // this annotate()'s safety-net period (handle_refresh_period)
     size_t cursor_ = 0;  // where in known_ the walk of this annotate() is (raw.conns is in key order)
     std::vector<Known> added_;
     NamePairs names_;

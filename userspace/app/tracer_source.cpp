@@ -7,6 +7,8 @@
 #include <csignal>
 #include <cstdio>
 
+#include "clock.h"
+
 namespace connleak {
 
 bool process_exists(uint32_t pid)
@@ -32,6 +34,30 @@ std::string read_comm(uint32_t pid)
     if (auto nl = comm.find('\n'); nl != std::string::npos)
         comm.resize(nl);
     return comm;
+}
+
+namespace {
+constexpr uint64_t kCommRefreshNs = 10ULL * 1000000000ULL;
+}
+
+std::string TracerSource::comm(uint32_t pid)
+{
+    const std::pair<uint64_t, uint64_t> counts{tracer_.procs_changes(), tracer_.traced_execs()};
+    if (counts != comm_counts_) {
+        comms_.clear();
+        comm_counts_ = counts;
+    }
+    const uint64_t now = monotonic_ns();
+    // Spread by pid, so names read together are not all read again at once.
+    const uint64_t keep = kCommRefreshNs + (pid % 10) * (kCommRefreshNs / 10);
+    if (auto it = comms_.find(pid); it != comms_.end() && now - it->second.read_ns < keep)
+        return it->second.comm;
+    std::string name = read_comm(pid);
+    if (name.empty())
+        comms_.erase(pid);  // gone
+    else
+        comms_[pid] = KnownComm{name, now};
+    return name;
 }
 
 }  // namespace connleak

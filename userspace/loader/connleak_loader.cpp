@@ -210,14 +210,17 @@ Status Tracer::trace_process(uint32_t pid)
                          std::to_string(bpf_map__max_entries(skel_->maps.procs)) + " entries); raise --max-procs"};
         return Error{"cannot trace process " + std::to_string(pid) + ": " + bpf_errstr(errno)};
     }
+    procs_added_++;
     return Ok{};
 }
 
 Result<bool> Tracer::adopt_process(uint32_t pid)
 {
     proc_stats zero{};
-    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.procs), &pid, &zero, BPF_NOEXIST) == 0)
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.procs), &pid, &zero, BPF_NOEXIST) == 0) {
+        procs_added_++;
         return true;
+    }
     if (errno == EEXIST)
         return false;
     if (errno == E2BIG)
@@ -343,6 +346,11 @@ int Tracer::python_map_fd() const
 uint64_t Tracer::traced_execs() const
 {
     return __atomic_load_n(&skel_->bss->traced_execs, __ATOMIC_ACQUIRE);
+}
+
+uint64_t Tracer::procs_changes() const
+{
+    return __atomic_load_n(&skel_->bss->procs_changes, __ATOMIC_ACQUIRE) + procs_added_;
 }
 
 RawState Tracer::read_process(uint32_t pid) const

@@ -82,6 +82,9 @@ public:
     int python_map_fd() const;
     // The kernel's count of execs of traced processes (python.bpf.h).
     uint64_t traced_execs() const;
+    // Moves whenever a process enters the process map (here or in the
+    // kernel) or is marked exited (adopt.bpf.h's procs_changes).
+    uint64_t procs_changes() const;
 
     // Teaches the kernel how to step from one return address to its
     // caller's (stack_walk.bpf.h).
@@ -98,6 +101,7 @@ public:
     int sock_io_mark_fd() const;
     int sock_io_hooks_fd() const;
     int io_wake_fd() const;
+    int sock_io_writes_fd() const;
     int sock_io_cgroups_fd() const;
     // whole_host (--all): the TCP sock_ops program on the cgroup v2 root;
     // else on the cgroups of the processes cover_traffic() is given.
@@ -134,6 +138,7 @@ private:
     std::unique_ptr<SocketIoHooks> io_hooks_;
     mutable std::vector<ConnRow> conn_rows_;  // by key (tgid, conn)
     mutable uint64_t conn_rows_changes_ = 0;
+    uint64_t procs_added_ = 0;  // processes this loader put in the map (procs_changes)
     mutable uint64_t conn_rows_read_ns_ = 0;  // CLOCK_MONOTONIC when they were read
     mutable bool conn_rows_valid_ = false;
 };

@@ -23,6 +23,14 @@ bool PythonWatcher::settling(uint64_t now_ns) const
     return false;
 }
 
+bool PythonWatcher::waiting() const
+{
+    for (const auto& [pid, s] : seen_)
+        if (s.state == PythonProbe::not_ready)
+            return true;
+    return false;
+}
+
 void PythonWatcher::poll(const std::vector<RawProcess>& procs, uint64_t now_ns, uint64_t traced_execs)
 {
     const bool no_exec = execs_ && *execs_ == traced_execs;

@@ -29,6 +29,9 @@ public:
     // (not Python so far, or its runtime not initialised): the caller then
     // polls again within milliseconds, not at its usual pace.
     bool settling(uint64_t now_ns) const;
+    // Whether some process is Python whose runtime was not ready at its
+    // last look (looked at again at every poll, however old).
+    bool waiting() const;
 
 private:
     struct Seen {

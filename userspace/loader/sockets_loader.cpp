@@ -35,8 +35,14 @@ constexpr int kCgroupUnixConnect = 49;
 // may be acquired after the conns map was read.
 constexpr uint64_t kClosedGraceNs = 30ULL * 1000000000ULL;
 
-// However little changed, a process's fd table is read in full this often.
+// However little changed, a process's fd table is read in full this often,
+// or, past 120 processes, once per kFdTableNetReadNs x processes: at most 4
+// such reads a second (each ~0.7 ms at 100 fds; at 1,000 processes every
+// 30 s cost every report 20-30 ms; now a table is read every 250 s). What
+// it catches is rare: a socket fd closed while another process keeps the
+// socket, and another fd opened in the same interval.
 constexpr uint64_t kFdTableRefreshNs = 30ULL * 1000000000ULL;
+constexpr uint64_t kFdTableNetReadNs = 250ULL * 1000000ULL;
 
 // What of a process's socket records a scan depends on: which sockets it
 // connected, and their TCP state changes.
@@ -98,6 +104,8 @@ sockets_bpf* open_and_load(int procs_map_fd, const SocketConfig& cfg, bool with_
         err = bpf_map__reuse_fd(skel->maps.sock_io_mark, cfg.sock_io_mark_fd);
     if (!err && cfg.sock_io_hooks_fd >= 0)
         err = bpf_map__reuse_fd(skel->maps.sock_io_hooks, cfg.sock_io_hooks_fd);
+    if (!err && cfg.sock_io_writes_fd >= 0)
+        err = bpf_map__reuse_fd(skel->maps.sock_io_writes, cfg.sock_io_writes_fd);
     if (!err && cfg.io_wake_fd >= 0)
         err = bpf_map__reuse_fd(skel->maps.io_wake, cfg.io_wake_fd);
     if (!err && cfg.sock_io_cgroups_fd >= 0)
@@ -397,10 +405,10 @@ bool SocketTracer::scan(uint32_t pid, uint64_t now_ns, const std::vector<SocketR
             reusable = false;
     }
     FdTableRead& read = fd_reads_[pid];
-    // A process's first refresh is spread by its pid over kFdTableRefreshNs,
-    // so processes started together are not read again all at once.
-    const uint64_t period =
-        memo == fd_reads_.end() ? kFdTableRefreshNs + (pid % 30) * kFdTableRefreshNs / 30 : kFdTableRefreshNs;
+    // A process's first refresh is spread by its pid over the period, so
+    // processes started together are not read again all at once.
+    const uint64_t net = std::max<uint64_t>(kFdTableRefreshNs, scanning_ * kFdTableNetReadNs);
+    const uint64_t period = memo == fd_reads_.end() ? net + (pid % 30) * (net / 30) : net;
     read = {fds, digest, now_ns + period, reusable};
     return true;
 }
@@ -464,10 +472,31 @@ bool SocketTracer::refresh_records()
     return true;
 }
 
-void SocketTracer::refresh_traffic()
+uint64_t SocketTracer::sock_io_writes() const
+{
+    static const int cpus = libbpf_num_possible_cpus();
+    std::vector<uint64_t> per_cpu(cpus > 0 ? cpus : 1);
+    const uint32_t zero = 0;
+    if (cpus <= 0 || bpf_map_lookup_elem(bpf_map__fd(skel_->maps.sock_io_writes), &zero, per_cpu.data()) != 0)
+        return UINT64_MAX;  // unknown: never equal to a walk's count, so always walked
+    uint64_t sum = 0;
+    for (uint64_t n : per_cpu)
+        sum += n;
+    return sum == UINT64_MAX ? 0 : sum;
+}
+
+void SocketTracer::refresh_traffic(bool records_read)
 {
     if (!traffic_)
         return;
+    // The count first, then the map (as with the records): a write the walk
+    // misses leaves the count moved for the next report. Idle sockets (a
+    // pool's, the scale benchmark's 100,000) cost one lookup, not a walk.
+    const uint64_t writes = sock_io_writes();
+    if (!records_read && writes != UINT64_MAX && io_writes_walked_ == writes)
+        return;
+    io_writes_walked_ = writes;
+    traffic_walks_++;
     // The map walked a batch at a time, not copied whole. Each batch is
     // sorted by owner and key, so each owner's records (sorted by key) are
     // walked forward beside it: looking 100,000 keys up in the records by
@@ -572,8 +601,7 @@ void SocketTracer::annotate(RawState& raw)
     // The records are read once, before the scans: a socket connected
     // after the read and held in a scan has no record yet (its kind is
     // settled at the next look, scan()), one closed after it is not held.
-    refresh_records();
-    refresh_traffic();
+    refresh_traffic(refresh_records());
     settle_records_inputs();
     // An exited process's final report lasts while the session lists it:
     // once folded it is not listed again, and a running process with its
@@ -597,6 +625,9 @@ void SocketTracer::annotate(RawState& raw)
     };
     std::map<uint32_t, ProcessScan> scans;  // fresh reads; the others stand in memory_
     std::set<uint32_t> scanned;
+    scanning_ = 0;
+    for (const RawProcess& p : raw.processes)
+        scanning_ += !p.stats.exited_ns && !final_.count(p.pid);
     for (const RawProcess& p : raw.processes)
         if (!p.stats.exited_ns && !final_.count(p.pid)) {
             scanned.insert(p.pid);

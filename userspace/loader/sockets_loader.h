@@ -6,6 +6,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -37,6 +38,9 @@ struct SocketConfig {
     // The cgroups the TCP sock_ops program is attached over
     // (Tracer::sock_io_cgroups_fd). -1: an own, empty one.
     int sock_io_cgroups_fd = -1;
+    // The per-CPU count of writes to sock_io (Tracer::sock_io_writes_fd):
+    // an unmoved sum lets a report skip the map's walk. -1: an own one.
+    int sock_io_writes_fd = -1;
 };
 
 class SocketTracer {
@@ -70,6 +74,7 @@ public:
     uint64_t reports_built() const { return reports_built_; }
     uint64_t reports_reused() const { return reports_reused_; }
     uint64_t records_reads() const { return records_reads_; }
+    uint64_t traffic_walks() const { return traffic_walks_; }  // of the sock_io map (refresh_traffic)
 
 private:
     SocketTracer() = default;
@@ -80,7 +85,11 @@ private:
     // Reads the record map into records_ if the kernel changed it (or
     // userspace freed some) since the last read; true if it read it.
     bool refresh_records();
-    void refresh_traffic();        // every interval: traffic moves uncounted
+    // The traffic of every record, from the sock_io map: walked when the
+    // records were read again (`records_read`) or the kernel wrote to the
+    // map since the last walk (sock_io_writes).
+    void refresh_traffic(bool records_read);
+    uint64_t sock_io_writes() const;  // the per-CPU counts summed
     void settle_records_inputs();  // OwnRecords::inputs of the lists whose records or traffic moved
     // The sockets each of these exited processes held (and frees them).
     std::map<uint32_t, std::set<uint64_t>> take_exit_held(const std::set<uint32_t>& pids);
@@ -129,6 +138,7 @@ private:
         bool reusable = false;    // no socket it held needed the tables
     };
     std::map<uint32_t, FdTableRead> fd_reads_;
+    size_t scanning_ = 0;  // processes this annotate() scans (the safety read's pace: kFdTableNetReadNs)
     // The record map's last read, by owner, each list by key; the kernel's
     // count of its changes then (sockets.bpf.c's socks_changes).
     struct OwnRecords {
@@ -159,6 +169,8 @@ private:
     std::map<uint32_t, uint64_t> scan_version_;  // pid -> its scan's version
     std::map<uint32_t, uint64_t> garbage_keys_;  // pid -> what its last collect_garbage() pass decided from
     uint64_t reports_built_ = 0, reports_reused_ = 0, records_reads_ = 0;
+    uint64_t traffic_walks_ = 0;
+    std::optional<uint64_t> io_writes_walked_;  // sock_io_writes() before the last walk
     uint64_t fd_tables_read_ = 0, fd_tables_reused_ = 0;
     // Per network namespace, read once per annotate().
     std::map<uint64_t, std::vector<InetSocket>> tcp_cache_;

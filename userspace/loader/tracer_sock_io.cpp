@@ -264,6 +264,11 @@ int Tracer::io_wake_fd() const
     return bpf_map__fd(skel_->maps.io_wake);
 }
 
+int Tracer::sock_io_writes_fd() const
+{
+    return bpf_map__fd(skel_->maps.sock_io_writes);
+}
+
 int Tracer::sock_io_cgroups_fd() const
 {
     return bpf_map__fd(skel_->maps.sock_io_cgroups);

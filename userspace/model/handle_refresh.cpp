@@ -55,8 +55,8 @@ bool handle_needs_read(const HandleReadMark* mark, const HandleActivity& now_act
     return mark->last_io_ns && mark->read_ns < mark->last_io_ns + kHandleSettleNs;
 }
 
-HandleReadMark handle_read_mark(ConnState state, const HandleActivity& activity, uint64_t now_ns, bool first,
-                                uint64_t spread, uint64_t refresh_ns)
+HandleReadMark handle_read_mark(ConnState state, const HandleActivity& activity, uint64_t now_ns,
+                                const HandleReadMark* last, uint64_t phase, uint64_t refresh_ns)
 {
     HandleReadMark m;
     m.state = state;
@@ -65,9 +65,23 @@ HandleReadMark handle_read_mark(ConnState state, const HandleActivity& activity,
     m.last_io_ns = activity.last_io_ns;
     m.poll_ns = activity.poll_ns;
     m.read_ns = now_ns;
-    const uint64_t slots = 30;
-    m.due_ns = now_ns + refresh_ns + (first ? (spread % slots) * (refresh_ns / slots) : 0);
+    if (refresh_ns == 0) {
+        m.due_ns = now_ns;
+        return m;
+    }
+    if (last && last->due_ns && now_ns >= last->due_ns && now_ns < last->due_ns + refresh_ns) {
+        m.due_ns = last->due_ns + refresh_ns;  // read because due (reports come late by up to an interval)
+        return m;
+    }
+    // A period on, then on to the handle's phase.
+    const uint64_t at = now_ns + refresh_ns;
+    m.due_ns = at + (phase % refresh_ns + refresh_ns - at % refresh_ns) % refresh_ns;
     return m;
+}
+
+uint64_t handle_refresh_phase(uint32_t pid)
+{
+    return digest_mix(0, pid);
 }
 
 }  // namespace connleak

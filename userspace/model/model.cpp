@@ -29,7 +29,7 @@ struct RowTexts {
 void join_socket(ConnReport& c, const ConnSocket& s, RowTexts& texts)
 {
     c.peer = texts.peers.get(s.peer);
-    c.local = s.local.str();
+    c.local = s.local;
     c.socket = texts.sockets.get(s.state.empty() ? no_socket_text() : s.state);  // a handle the socket read did not see yet
     c.socket_inode = s.inode;
 }

@@ -87,7 +87,8 @@ void ConnJsonWriter::append(std::string& out, const ConnReport& c, bool sockets_
     o.boolean("leak", c.leak);
     if (sockets_tracked) {
         o.text_or_null("peer", !c.peer.empty(), c.peer);
-        o.text_or_null("local", !c.local.empty(), c.local);
+        const std::string local = c.local.str();
+        o.text_or_null("local", !local.empty(), local);
         o.text("socket", c.socket);
     }
     if (c.idle_ms >= 0)

@@ -89,7 +89,8 @@ json conn_json(const ConnReport& c, bool sockets_tracked)
                 {"leak", c.leak}};
     if (sockets_tracked) {
         out["peer"] = c.peer.empty() ? json(nullptr) : json(c.peer);
-        out["local"] = c.local.empty() ? json(nullptr) : json(c.local);
+        const std::string local = c.local.str();
+        out["local"] = local.empty() ? json(nullptr) : json(local);
         out["socket"] = c.socket;
     }
     // Traffic on its socket: null when not known (no socket tracking, no use seen).
