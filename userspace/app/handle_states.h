@@ -38,7 +38,7 @@ public:
     size_t known_handles() const { return known_.size(); }
 
     using HandleId = std::tuple<uint32_t, uint64_t, uint64_t>;  // pid, conn, acquired_ns
-    // What is kept of a live handle between intervals: 88 bytes in a
+    // What is kept of a live handle between intervals: 80 bytes in a
     // sorted vector (a tree node with two strings was ~216 bytes; 100,000
     // live handles at scale). Its state is its last read's (mark.state).
     struct Known {

@@ -39,7 +39,7 @@ bool handle_needs_read(const HandleReadMark* mark, const HandleActivity& now_act
 {
     if (!mark || mark->state == ConnState::unknown)
         return true;  // new, its read failed, or not a handle's fields (half made, freed under us)
-    if (now_ns >= mark->due_ns)
+    if (now_ns >= mark->due_ns())
         return true;
     if (mark->state == ConnState::connecting)
         // Only PQconnectPoll changes a connecting handle (PQconnectStart
@@ -65,17 +65,19 @@ HandleReadMark handle_read_mark(ConnState state, const HandleActivity& activity,
     m.last_io_ns = activity.last_io_ns;
     m.poll_ns = activity.poll_ns;
     m.read_ns = now_ns;
-    if (refresh_ns == 0) {
-        m.due_ns = now_ns;
-        return m;
+    if (refresh_ns == 0)
+        return m;  // due at once
+    uint64_t due = 0;
+    if (last && last->read_ns && now_ns >= last->due_ns() && now_ns < last->due_ns() + refresh_ns) {
+        due = last->due_ns() + refresh_ns;  // read because due (reports come late by up to an interval)
+    } else {
+        // A period on, then on to the handle's phase.
+        const uint64_t at = now_ns + refresh_ns;
+        due = at + (phase % refresh_ns + refresh_ns - at % refresh_ns) % refresh_ns;
     }
-    if (last && last->due_ns && now_ns >= last->due_ns && now_ns < last->due_ns + refresh_ns) {
-        m.due_ns = last->due_ns + refresh_ns;  // read because due (reports come late by up to an interval)
-        return m;
-    }
-    // A period on, then on to the handle's phase.
-    const uint64_t at = now_ns + refresh_ns;
-    m.due_ns = at + (phase % refresh_ns + refresh_ns - at % refresh_ns) % refresh_ns;
+    // In whole ms after the read, rounded up: never before it was due.
+    const uint64_t ms = (due - now_ns + 999999) / 1000000;
+    m.due_ms = ms > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(ms);
     return m;
 }
 
