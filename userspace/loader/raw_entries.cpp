@@ -9,6 +9,7 @@ RawProcess raw_process(uint32_t pid, const proc_stats& stats)
     RawProcess p;
     p.pid = pid;
     p.comm.assign(stats.comm, strnlen(stats.comm, sizeof(stats.comm)));
+    p.last_poll_ns = stats.last_poll_ns;
     ProcessCounts& c = p.stats;
     c.acquired = stats.acquired;
     c.released = stats.released;

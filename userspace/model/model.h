@@ -43,6 +43,7 @@ struct RawProcess {
     uint64_t stacks_unwound = 0, stacks_truncated = 0;  // userspace unwinding (StackTable)
     uint64_t python_stacks = 0, python_truncated = 0;   // with Python frames; cut at the frame bound
     std::string container_id, pod_uid;                  // from its cgroup; "" when none (ContainerLabels)
+    uint64_t last_poll_ns = 0;                          // its latest PQconnectPoll entry (handle reads); 0: none
 };
 
 // Which site counts belong to: the kernel's (the return address into the
