@@ -559,8 +559,8 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 		__sync_fetch_and_add(&ps->dropped_children, 1);
 		return 0;
 	}
-	__sync_fetch_and_add(&procs_changes, 1);
 	python_fork(parent_tgid, child_pid);
+	__sync_fetch_and_add(&procs_changes, 1); /* after its Python layout: a look between finds it */
 	/* The child holds the parent's live handles too. The maps are walked
 	 * only when the parent has some (its counters say so): a parent that
 	 * forks before connecting, or holds nothing, pays one lookup. */

@@ -53,7 +53,9 @@ struct {
 /* Writes to sock_io entries, counted per CPU (no shared cache line on a
  * send): userspace sums them before it reads the map, and skips the walk of
  * 100,000 entries when the sum has not moved since its last walk. Bumped
- * after each write, so a write the walk missed leaves the sum moved. */
+ * after each write, so a write the walk missed leaves the sum moved; an
+ * atomic add, as a cgroup program can be preempted on its CPU mid-update
+ * (a plain one could then store back a count userspace already read). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -67,7 +69,7 @@ static __always_inline void note_io_write(void)
 	__u64 *n = bpf_map_lookup_elem(&sock_io_writes, &zero);
 
 	if (n)
-		*n += 1;
+		__sync_fetch_and_add(n, 1);
 }
 
 /* A libpq socket the tracepoints must see: wake userspace if they are not
