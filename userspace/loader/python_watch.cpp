@@ -2,6 +2,7 @@
 #include "python_watch.h"
 
 #include <bpf/bpf.h>
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <sys/stat.h>
@@ -35,6 +36,17 @@ void PythonWatcher::poll(const std::vector<RawProcess>& procs, uint64_t now_ns, 
 {
     const bool no_exec = execs_ && *execs_ == traced_execs;
     execs_ = traced_execs;
+    // `procs` is every process of the map: one gone from it (archived
+    // between two looks) is forgotten here, or a stale not-ready entry
+    // would keep the caller looking every 0.1 s (waiting()) and a reused
+    // pid would find it.
+    std::vector<uint32_t> listed;
+    listed.reserve(procs.size());
+    for (const RawProcess& p : procs)
+        listed.push_back(p.pid);
+    std::sort(listed.begin(), listed.end());
+    for (auto it = seen_.begin(); it != seen_.end();)
+        it = std::binary_search(listed.begin(), listed.end(), it->first) ? std::next(it) : seen_.erase(it);
     for (const RawProcess& p : procs) {
         if (p.stats.exited_ns) {
             seen_.erase(p.pid);
