@@ -143,6 +143,9 @@ Result<std::unique_ptr<SocketTracer>> SocketTracer::load(int procs_map_fd, const
             return Error{"--db-socket " + p + ": longer than a Unix socket path can be"};
     t->rules_.paths = cfg.db_sockets;
     t->traffic_ = cfg.sock_io_fd >= 0;
+    // The hooks' writes are counted in the connleak object's counter: without
+    // it (an own one, bumped by nothing but this object) every report walks.
+    t->writes_counted_ = cfg.sock_io_writes_fd >= 0;
 
     // The Unix hook needs kernel >= 6.7: without it, the rest still works.
     int err = 0;
@@ -492,10 +495,10 @@ void SocketTracer::refresh_traffic(bool records_read)
     // The count first, then the map (as with the records): a write the walk
     // misses leaves the count moved for the next report. Idle sockets (a
     // pool's, the scale benchmark's 100,000) cost one lookup, not a walk.
-    const uint64_t writes = sock_io_writes();
+    const uint64_t writes = writes_counted_ ? sock_io_writes() : UINT64_MAX;
     if (!records_read && writes != UINT64_MAX && io_writes_walked_ == writes)
         return;
-    io_writes_walked_ = writes;
+    io_writes_walked_.reset();  // set again once this walk is whole
     traffic_walks_++;
     // The map walked a batch at a time, not copied whole. Each batch is
     // sorted by owner and key, so each owner's records (sorted by key) are
@@ -576,6 +579,7 @@ void SocketTracer::refresh_traffic(bool records_read)
     for (uint32_t tgid : moved)
         if (auto own = records_.find(tgid); own != records_.end())
             own->second.inputs_valid = false;
+    io_writes_walked_ = writes;
 }
 
 void SocketTracer::settle_records_inputs()

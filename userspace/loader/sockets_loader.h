@@ -111,7 +111,8 @@ private:
     std::set<std::pair<dev_t, ino_t>> probed_files_;
     Symbolizer layout_symbols_{without_debug_files()};
     DbServers rules_;
-    bool traffic_ = false;  // the send/recv hooks fill sock_io
+    bool traffic_ = false;         // the send/recv hooks fill sock_io
+    bool writes_counted_ = false;  // their writes counted in the shared sock_io_writes (SocketConfig)
     std::map<uint32_t, ProcessSocketMemory> memory_;
     std::map<uint32_t, ProcessSocketReport> final_;  // exited processes
     std::set<uint32_t> exit_pending_;                // exited, their fd walk awaited (exit_walk_pending)
