@@ -1,8 +1,8 @@
 // handle_refresh: which live handles' state is read again. A handle is read
 // when new or unknown, while connecting and its process called
 // PQconnectPoll, when its socket or the socket's traffic changed since its
-// last read, when that read came right after traffic, and at least every
-// kHandleRefreshNs; else its last read stands.
+// last read, when that read came right after traffic, and once a refresh
+// period at its process's phase; else its last read stands.
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <set>
@@ -179,6 +179,17 @@ TEST_CASE("every read comes due at its handle's phase of the refresh period")
     const HandleReadMark due = mark(68 * kSec, &first, 7 * kSec);
     CHECK(due.due_ns() == 97 * kSec);
     CHECK(mark(97 * kSec, &due, 7 * kSec).due_ns() == 127 * kSec);
+    // The period grown since (more live handles): still at the phase, on
+    // the new period's grid, so a process's handles stay together.
+    const uint64_t longer = 40 * kSec;
+    const HandleReadMark regrid = handle_read_mark(ConnState::idle, a, 68 * kSec, &first, 7 * kSec, longer);
+    CHECK(regrid.due_ns() % longer == 7 * kSec);
+    CHECK(regrid.due_ns() > 68 * kSec);
+    CHECK(regrid.due_ns() <= 68 * kSec + 2 * longer);
+    // Kept to the ms, rounded up: the next due time is back on the grid.
+    HandleReadMark off = first;
+    off.due_ms += 1;  // 67.001 s
+    CHECK(mark(68 * kSec, &off, 7 * kSec).due_ns() == 97 * kSec);
     // Read for another reason before it was due (traffic at 40 s): 1 to 2
     // periods on, at the phase.
     CHECK(mark(40 * kSec, &first, 7 * kSec).due_ns() == 97 * kSec);

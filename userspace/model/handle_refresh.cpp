@@ -68,12 +68,22 @@ HandleReadMark handle_read_mark(ConnState state, const HandleActivity& activity,
     if (refresh_ns == 0)
         return m;  // due at once
     uint64_t due = 0;
+    const uint64_t grid = phase % refresh_ns;
     if (last && last->read_ns && now_ns >= last->due_ns() && now_ns < last->due_ns() + refresh_ns) {
-        due = last->due_ns() + refresh_ns;  // read because due (reports come late by up to an interval)
+        // Read because due (reports come late by up to an interval): a
+        // period after that due time, at the grid point of the phase
+        // nearest to it (the due time is kept to the ms, and the period
+        // grows and shrinks with the live handles: a process's handles stay
+        // together).
+        const uint64_t at = last->due_ns() + refresh_ns;
+        const uint64_t before = at - (at % refresh_ns + refresh_ns - grid) % refresh_ns;
+        due = at - before < refresh_ns / 2 ? before : before + refresh_ns;
+        if (due <= now_ns)
+            due += refresh_ns;
     } else {
         // A period on, then on to the handle's phase.
         const uint64_t at = now_ns + refresh_ns;
-        due = at + (phase % refresh_ns + refresh_ns - at % refresh_ns) % refresh_ns;
+        due = at + (grid + refresh_ns - at % refresh_ns) % refresh_ns;
     }
     // In whole ms after the read, rounded up: never before it was due.
     const uint64_t ms = (due - now_ns + 999999) / 1000000;

@@ -5,8 +5,9 @@
 // closed by the RST already), or comes with traffic on its socket (a query
 // sent, a result or the server's EOF received) or with its socket changing
 // (closed, peer closed, a new one on PQreset). So a handle is read again
-// only when one of those can have happened since its last read, and at
-// least every kHandleRefreshNs.
+// only when one of those can have happened since its last read, and as a
+// safety net once a period (handle_refresh_period: 30 s, longer past
+// 30,000 live handles; up to two periods after a read something else caused).
 #pragma once
 
 #include <cstdint>
@@ -77,8 +78,8 @@ HandleActivity handle_activity(const ConnSocket* sock, bool traffic, bool droppe
 bool handle_needs_read(const HandleReadMark* mark, const HandleActivity& now_activity, uint64_t now_ns);
 
 // The mark of a read at now_ns; `last`: the handle's previous mark (null:
-// its first read). Every handle comes due at its own phase of the refresh
-// period (`phase`, e.g. a hash of pid and handle, modulo refresh_ns): a
+// its first read). Every handle comes due at its phase of the refresh
+// period (`phase`, its process's: handle_refresh_phase, modulo refresh_ns): a
 // read that came because it was due is next due one period after that due
 // time; any other read, 1 to 2 periods after it. So handles read together
 // (100,000 made at once at scale, or re-read together while connecting)
