@@ -2,7 +2,7 @@
 live handle's PGconn is read again from its process's memory only when it
 is new, connecting or unknown, when its socket or the socket's traffic
 changed since its last read, when it is connecting and its process called
-PQconnectPoll, or when its last read came right after traffic; otherwise its last read stands (and every 30 s at least).
+PQconnectPoll, or when its last read came right after traffic; otherwise its last read stands (and once a safety period, 30 s here).
 
 One handle is driven through every transition of its client state, each
 checked against the client's own PQstatus()/PQtransactionStatus() and the

@@ -112,7 +112,8 @@ const std::vector<HelpEntry>& help_words()
         {"state", "a live handle as the client sees it, read from libpq's PGconn in the target's memory: "
                   "connecting, idle, in_transaction, in_error, busy or broken; with backend_pid, database and "
                   "user. Read again when it can have changed (traffic or a change on its socket, a PQconnectPoll "
-                  "call while connecting; every 30 s at least). The password is never read."},
+                  "call while connecting; every 30 s as a safety net, less often past 30,000 handles). The "
+                  "password is never read."},
         {"pooled", "acquired through a pool's code (psycopg2.pool, SQLAlchemy's pool, psycopg_pool, "
                    "--pool-frame)."},
         {"pool_slots_lost", "pooled handles finished while borrowed: the pool runs one connection short."},
