@@ -200,6 +200,16 @@ class PoolTest(unittest.TestCase):
                                  "last users %s" % want)
         self.assertGreaterEqual(proc["active"], live)
         self.assertEqual(proc["last_users_total"], len(proc["last_users"]), dump(proc))
+        # Per site (top_connection_users, and so /metrics and /health), each
+        # pooled leak is its borrower's: the rows with leaks are exactly the
+        # leaking handles' last users, never the site where the pool made them.
+        borrowed = {}
+        for c in proc["connections"]:
+            if c["leak"]:
+                borrowed[c["last_used_site"]] = borrowed.get(c["last_used_site"], 0) + 1
+        charged = {s["site"]: s["leaks"] for s in proc["top_connection_users"] if s["leaks"]}
+        self.assertEqual(charged, borrowed, dump(proc["top_connection_users"]))
+        self.assertEqual(sum(borrowed.values()), n_trans + n_error)
         self.assertEqual(snap["last_users"], proc["last_users"], "one traced process: the totals are its own")
         # Worst first: leaks, then checked out, then connections.
         ranks = [(u["leaks"], u["checked_out"], u["connections"]) for u in proc["last_users"]]

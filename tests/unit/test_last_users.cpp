@@ -36,6 +36,8 @@ std::string name_of(const RawSite& s)
         return "failing_route (/srv/app.py:20)";
     case 13:
         return "healthy_route (/srv/app.py:40)";
+    case 15:  // a borrower that also made connections: the same label as acquisition 2
+        return "plain_open (/srv/app.py:30)";
     }
     return "plain_user (/srv/app.py:50)";
 }
@@ -332,4 +334,73 @@ TEST_CASE("last users: the dashboard's table", "[last_users][http]")
     CHECK(at < html.find("<h2>Live connections</h2>"));
     // No last user yet: no table.
     CHECK(dashboard_html(snapshot_to_json(Snapshot{}), DashboardOptions{}).find("Last users") == std::string::npos);
+}
+
+namespace {
+
+const SiteReport* site_named(const ProcessReport& p, const std::string& name)
+{
+    for (const SiteReport& s : p.sites)
+        if (s.site == name)
+            return &s;
+    return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("last users: a pooled leak is charged to its borrower's site row, not the pool's", "[last_users]")
+{
+    RawState raw;
+    std::vector<Handle> app = kPoolApp;
+    // A pooled leak borrowed by a route that also acquires (plain_open):
+    // charged to that row. One with no last user known: the pool's site.
+    app.push_back({11, 1, 100, ConnState::in_transaction, 50, 15});
+    app.push_back({12, 1, 100, ConnState::in_transaction, 40, 0});
+    add_process(raw, 4242, app);
+    const Snapshot snap = build(raw);
+    const ProcessReport& p = snap.processes.at(0);
+    REQUIRE(p.leaks == 7);
+    const SiteReport* pool = site_named(p, "make_pool (/srv/app.py:5)");
+    const SiteReport* leaky = site_named(p, "leaky_route (/srv/app.py:12)");
+    const SiteReport* failing = site_named(p, "failing_route (/srv/app.py:20)");
+    const SiteReport* plain = site_named(p, "plain_open (/srv/app.py:30)");
+    REQUIRE(pool);
+    REQUIRE(leaky);
+    REQUIRE(failing);
+    REQUIRE(plain);
+    // The pool made 11 handles and holds them (active); only the one with no
+    // known borrower is its leak.
+    CHECK(pool->active == 11);
+    CHECK(pool->leaks == 1);
+    // Borrowers that made nothing: rows of their own, their leaks only.
+    CHECK(leaky->acquired == 0);
+    CHECK(leaky->active == 0);
+    CHECK(leaky->leaks == 3);
+    CHECK(leaky->max_ms == Approx(40000));  // kept in a transaction for 40 s
+    REQUIRE(leaky->frames);
+    CHECK(leaky->frames->front() == "leaky_route (/srv/app.py:12)");
+    CHECK(failing->leaks == 1);
+    CHECK(failing->active == 0);
+    // plain_open: its own plain handle held 100 s, and the pooled one it borrowed.
+    CHECK(plain->active == 1);
+    CHECK(plain->leaks == 2);
+    CHECK(plain->max_ms == Approx(100000));
+    // healthy_route borrowed and gave back: no row.
+    CHECK_FALSE(site_named(p, "healthy_route (/srv/app.py:40)"));
+    // Worst first, and the rows add up to the process's leaks.
+    CHECK(p.sites.front().site == "leaky_route (/srv/app.py:12)");
+    uint64_t leaks = 0;
+    for (const SiteReport& s : p.sites)
+        leaks += s.leaks;
+    CHECK(leaks == p.leaks);
+    // The JSON's per-site list says the same.
+    const auto j = snapshot_to_json(snap);
+    bool found = false;
+    for (const auto& s : j["processes"][0]["top_connection_users"])
+        if (s["site"] == "leaky_route (/srv/app.py:12)") {
+            found = true;
+            CHECK(s["leaks"] == 3);
+            CHECK(s["acquired"] == 0);
+        }
+    CHECK(found);
 }

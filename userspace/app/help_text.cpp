@@ -120,7 +120,9 @@ const std::vector<HelpEntry>& help_words()
         {"leak_ratio", "leaks / acquired x 100."},
         {"site", "where a handle was acquired: the first frame of its acquiring stack outside libpq and driver "
                  "glue (--site-skip), as function+0xoff (module) file.c:42, or module+0xoffset; for Python, "
-                 "the innermost application frame, qualname (path/file.py:42)."},
+                 "the innermost application frame, qualname (path/file.py:42). A pooled handle's leak is "
+                 "charged to its last user, the borrower (a row with nothing acquired where the borrower made "
+                 "no connection), not to the site where the pool made it."},
         {"leak notice", "one line on stderr the first time a live connection is a leak, and one more if it is "
                         "finished later. Never repeated."},
         {"avg_ms, max_ms", "per site: mean hold time of released handles; longest hold, released or still live."},

@@ -233,6 +233,26 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
     std::map<SiteReport*, StateCounts> site_states;
     SiteReport* counted_site = nullptr;  // the last handle's site and its counts: a process's handles repeat it
     StateCounts* counted = nullptr;
+    // A pooled handle's leak is its borrower's, its last user's (DESIGN.md),
+    // not the site where the pool made it: the row of that name, else a row
+    // of its own, where nothing was acquired. Without a known last user it
+    // stays at its acquiring site.
+    std::map<std::string, SiteReport> borrowers;
+    std::map<std::string, SiteReport*, std::less<>> rows_by_name;  // made at the first borrower
+    auto charge_borrower = [&](const ConnReport& cr, double held_ms) {
+        if (rows_by_name.empty())
+            for (auto& [key, row] : sites)
+                rows_by_name.emplace(row.report.site, &row.report);
+        SiteReport*& row = rows_by_name[cr.last_used_site.str()];
+        if (!row) {
+            SiteReport& b = borrowers[cr.last_used_site.str()];
+            b.site = cr.last_used_site.str();
+            b.frames = cr.last_used_frames;
+            row = &b;
+        }
+        row->leaks++;
+        row->max_ms = std::max(row->max_ms, held_ms);
+    };
     for (const Aged& a : order) {
         const size_t i = a.index;
         const RawConn* c = conns[i];
@@ -273,19 +293,24 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
         // borrowed and not given back, seen as a transaction left open with
         // no traffic: the kernel's idle_ms where known, else no state
         // change between reads.
-        if (cr.pooled && cr.state_known && cr.state != ConnState::unknown)
-            cr.leak =
-                in_transaction(cr.state) && (cr.idle_ms >= 0 ? cr.idle_ms : cr.state_ms) * kNsPerMs >= leak_after_ns;
-        else
+        double held_ms = age_ns / kNsPerMs;  // what the rule below measures
+        if (cr.pooled && cr.state_known && cr.state != ConnState::unknown) {
+            held_ms = cr.idle_ms >= 0 ? cr.idle_ms : cr.state_ms;
+            cr.leak = in_transaction(cr.state) && held_ms * kNsPerMs >= leak_after_ns;
+        } else {
             cr.leak = static_cast<double>(age_ns) >= leak_after_ns;
+        }
         r.active++;
         r.leaks += cr.leak;
+        const bool borrowed_leak = cr.leak && cr.pooled && !cr.last_used_site.empty();
+        if (borrowed_leak)
+            charge_borrower(cr, held_ms);
         const bool state_counted = cr.state_known && cr.state != ConnState::unknown;
         if (state_counted)
             proc_states[static_cast<size_t>(cr.state)]++;
         if (sr) {
             sr->active++;
-            sr->leaks += cr.leak;
+            sr->leaks += cr.leak && !borrowed_leak;
             sr->max_ms = std::max(sr->max_ms, age_ns / kNsPerMs);
             if (state_counted) {
                 if (sr != counted_site) {
@@ -308,6 +333,8 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
 
     for (auto& [key, row] : sites)
         r.sites.push_back(std::move(row.report));
+    for (auto& [name, row] : borrowers)
+        r.sites.push_back(std::move(row));
     std::sort(r.sites.begin(), r.sites.end(), worse_site);
     if (r.sites.size() > opts.top_sites)
         r.sites.resize(opts.top_sites);

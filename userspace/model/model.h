@@ -303,7 +303,9 @@ using SiteFrames = std::function<Frames(const RawSite& site)>;
 // - active: live handles; an exited process holds none (leaked_at_exit instead)
 // - leaks: live handles at least leak_after_s old (0 gives acquired - released);
 //   pooled handles whose state is known: in_transaction or in_error for
-//   leak_after_s or longer (an idle pooled handle sits in its pool)
+//   leak_after_s or longer (an idle pooled handle sits in its pool); a
+//   site's leaks: a pooled leak is its last user's (the row of that name,
+//   or one of its own with nothing acquired), where that is known
 // - leak_ratio: leaks / acquired * 100, 0 when nothing was acquired
 // - dropped: every map insertion that did not fit, summed
 // - tracking_discrepancy: db sockets - active handles
