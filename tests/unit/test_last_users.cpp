@@ -12,7 +12,9 @@
 #include "json_output.h"
 #include "last_users.h"
 #include "model.h"
+#include "notices_text.h"
 #include "screen_layout.h"
+#include "shown_frames.h"
 #include "text_report.h"
 #include "trends.h"
 
@@ -403,4 +405,40 @@ TEST_CASE("last users: a pooled leak is charged to its borrower's site row, not 
             CHECK(s["acquired"] == 0);
         }
     CHECK(found);
+}
+
+TEST_CASE("text outputs: a stack with Python frames shows those only", "[frames]")
+{
+    CHECK(python_frame("leak_raw (/tmp/app/app.py:31)"));
+    CHECK(python_frame("Connection._execute_context (/usr/lib/python3/dist-packages/sqlalchemy/engine/base.py)"));
+    CHECK_FALSE(python_frame("_PyObject_MakeTpCall+0x1c5 (python3.11)"));
+    CHECK_FALSE(python_frame("_psycopg.cpython-311-x86_64-linux-gnu.so+0x16998"));
+    CHECK_FALSE(python_frame("leaky_handler+0x3c (pqclient) pqclient.c:611"));
+    CHECK_FALSE(python_frame("run (/srv/x.py:4a)"));
+    const std::vector<std::string> mixed = {"_psycopg.cpython-311-x86_64-linux-gnu.so+0x16998",
+                                            "_PyObject_MakeTpCall+0x1c5 (python3.11)",
+                                            "connect (/usr/lib/python3/dist-packages/psycopg2/__init__.py:122)",
+                                            "_PyFunction_Vectorcall+0x191 (python3.11)",
+                                            "leak_raw (/tmp/app/app.py:31)", "main+0x40 (python3.11)"};
+    CHECK(shown_frames(mixed) == std::vector<std::string_view>{
+                                     "connect (/usr/lib/python3/dist-packages/psycopg2/__init__.py:122)",
+                                     "leak_raw (/tmp/app/app.py:31)"});
+    const std::vector<std::string> native = {"leaky_handler+0x3c (pqclient) pqclient.c:611", "main+0x10 (pqclient)"};
+    CHECK(shown_frames(native).size() == 2);
+
+    // The text report and the leak notices show them so.
+    RawState raw;
+    add_process(raw, 4242, kPoolApp);
+    Snapshot snap = build(raw);
+    for (SiteReport& s : snap.processes.at(0).sites)
+        s.frames = std::make_shared<const std::vector<std::string>>(mixed);
+    const std::string text = render_text_report(snap);
+    CHECK(text.find("at leak_raw (/tmp/app/app.py:31)") != std::string::npos);
+    CHECK(text.find("_PyObject_MakeTpCall") == std::string::npos);
+    Notice n;
+    n.kind = "leak";
+    n.frames = std::make_shared<const std::vector<std::string>>(mixed);
+    const std::string notice = render_notice(n, 30, 10);
+    CHECK(notice.find("    at connect (") != std::string::npos);
+    CHECK(notice.find("python3.11") == std::string::npos);
 }

@@ -188,7 +188,7 @@ void add_options(CLI::App& app, Options& o)
         ->default_val(CONNLEAK_STACK_SIZE)
         ->check(CLI::Range(0, CONNLEAK_STACK_SIZE_MAX).description(""))
         ->type_name("BYTES");
-    app.add_option("--stacks", o.stack_frames, "Frames shown per stack in the text report and leak notices")
+    app.add_option("--stacks", o.stack_frames, "Frames shown per stack in the text report and leak notices (a stack with Python frames shows those only)")
         ->default_val(10)
         ->type_name("N");
     app.add_flag("--notice-stacks", o.notice_stacks,

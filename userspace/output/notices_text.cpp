@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "safe_text.h"
+#include "shown_frames.h"
 #include "strfmt.h"
 
 namespace connleak {
@@ -35,9 +36,10 @@ std::string render_notice(const Notice& n, double leak_after_s, size_t frames_sh
                   n.conn, n.pid, safe_text(n.comm).c_str(), n.tid, n.age_ms / 1000.0, safe_text(n.site).c_str());
     if (n.kind == "leak" && n.frames && frames_shown) {
         size_t shown = 0;
-        for (const std::string& f : *n.frames) {
+        const std::vector<std::string_view> frames = shown_frames(*n.frames);
+        for (std::string_view f : frames) {
             if (shown++ == frames_shown) {
-                out += "    ... " + std::to_string(n.frames->size() - frames_shown) + " more\n";
+                out += "    ... " + std::to_string(frames.size() - frames_shown) + " more\n";
                 break;
             }
             out += "    at " + safe_text(f) + "\n";

@@ -11,6 +11,7 @@
 #include "safe_text.h"
 #include "server_text.h"
 #include "socket_text.h"
+#include "shown_frames.h"
 #include "strfmt.h"
 #include "time_format.h"
 
@@ -51,8 +52,10 @@ std::string process_header(const ProcessReport& p)
         s += fmt("  stacks dropped %" PRIu64, p.dropped_stacks);
     if (p.stacks_truncated)
         s += fmt("  stacks truncated %" PRIu64, p.stacks_truncated);
-    if (p.python_truncated)
-        s += fmt("  python stacks truncated %" PRIu64, p.python_truncated);
+    // Not p.python_truncated: a web worker's stacks are deeper than the 32
+    // Python frames kept, every one, and only their outermost frames (the
+    // server's loop) go; said as an error on every report, it alarmed. JSON
+    // keeps the count (python_frames_truncated).
     for (const auto& [state, n] : p.states)
         s += fmt("  %s %" PRIu64, state.c_str(), n);
     if (p.pool_slots_lost)
@@ -60,18 +63,19 @@ std::string process_header(const ProcessReport& p)
     return s + "\n";
 }
 
-// The site's stack under its row, at most `shown` frames.
+// The site's stack under its row, at most `shown` frames (shown_frames.h).
 std::string frame_lines(const SiteReport& r, size_t shown)
 {
     std::string s;
     if (!r.frames || !shown)
         return s;
-    for (size_t i = 0; i < r.frames->size(); i++) {
+    const std::vector<std::string_view> frames = shown_frames(*r.frames);
+    for (size_t i = 0; i < frames.size(); i++) {
         if (i == shown) {
-            s += fmt("      ... %zu more frames\n", r.frames->size() - shown);
+            s += fmt("      ... %zu more frames\n", frames.size() - shown);
             break;
         }
-        s += "      at " + safe_text((*r.frames)[i]) + "\n";
+        s += "      at " + safe_text(frames[i]) + "\n";
     }
     return s;
 }
