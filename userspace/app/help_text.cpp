@@ -164,10 +164,11 @@ const std::string& help_launched_command()
 {
     static const std::string text =
         "When connleak ends before a launched COMMAND (--duration, Ctrl-C, SIGTERM, q in the live view), it "
-        "stops the command and every process it started: SIGTERM (after Ctrl-C at a terminal they already had "
-        "SIGINT from it, and get no second signal), then SIGKILL to whatever is left --kill-after seconds later "
-        "(default 5). Their exits are in the final report. With --keep-command the command keeps running and "
-        "connleak says its PID at exit.";
+        "stops the command and every process it started, from the top down: SIGTERM to COMMAND, and to a "
+        "process under it once its parent has exited (a gunicorn master stops its own workers; after Ctrl-C at "
+        "a terminal they already had SIGINT from it, and get no second signal), then SIGKILL to whatever is "
+        "left --kill-after seconds later (default 5). Their exits are in the final report. With --keep-command "
+        "the command keeps running and connleak says its PID at exit.";
     return text;
 }
 
