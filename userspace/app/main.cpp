@@ -154,7 +154,7 @@ std::unique_ptr<ReportSink> make_sink(const Options& o)
         if (auto view = make_live_view(lv))
             return view;
     }
-    return make_text_sink();
+    return make_text_sink(o.servers.empty());  // with --server, the rows say it
 }
 
 double seconds_since(uint64_t start_ns)
