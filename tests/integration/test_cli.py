@@ -73,6 +73,10 @@ class HelpTest(unittest.TestCase):
         self.assertNotIn("INT in", self.help)  # CLI11's validator text, not a value name
 
 
+PID_1 = ("connleak: -p 1 would trace every process on the host (all run under PID 1): give --all for that, "
+         "or -p 1 --no-follow for PID 1 alone")
+
+
 class UsageErrorTest(unittest.TestCase):
     """Each parse error is one line of connleak's, exit 2."""
 
@@ -91,6 +95,9 @@ class UsageErrorTest(unittest.TestCase):
                                         "(see connleak --help)"),
         (["--kill-after", "-1", "--", "true"], "connleak: --kill-after must be a number of seconds, 0 or more "
                                                 "(see connleak --help)"),
+        # --libpq of no file: were -p 1 taken, connleak would end at it, before any probe.
+        (["-p", "1", "--libpq", "/nonexistent/libpq.so.5"], PID_1),
+        (["-p", "4242", "-p", "1", "-d", "1", "--libpq", "/nonexistent/libpq.so.5"], PID_1),
     ]
 
     def test_messages(self):
@@ -100,6 +107,21 @@ class UsageErrorTest(unittest.TestCase):
                 self.assertEqual(r.returncode, 2, r.describe())
                 self.assertEqual(r.stdout, "", r.describe())
                 self.assertEqual(r.stderr, want + "\n", r.describe())
+
+
+    def test_pid_1_attaches_nothing(self):
+        """-p 1 follows every process on the host: refused before anything
+        is loaded (no report, no JSON file); --no-follow is PID 1 alone."""
+        d = tempfile.mkdtemp(prefix="connleak-pid1-")
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, "snapshot.json")
+        # --libpq of no file: were -p 1 taken, connleak would end at it, before any probe.
+        r = run_connleak(["-p", "1", "-i", "0.2", "-d", "1", "--json", path, "--libpq", "/nonexistent/libpq.so.5"])
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (2, "", PID_1 + "\n"), r.describe())
+        self.assertFalse(os.path.exists(path), r.describe())
+        r = run_connleak(["-p", "1", "--no-follow", "-d", "1", "--json", path])
+        self.assertNotIn("-p 1 would trace", r.stderr, r.describe())
+        self.assertNotEqual(r.returncode, 2, r.describe())
 
 
 class ManPageTest(unittest.TestCase):

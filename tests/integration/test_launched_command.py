@@ -1,6 +1,7 @@
 """What becomes of a launched command when connleak ends first (issue #18
 item 4): like under `timeout` or `perf record --`, it is stopped with all it
-started (SIGTERM, SIGKILL --kill-after seconds later), and the final report
+started (SIGTERM to the command, to a process under it once its parent is
+gone, SIGKILL --kill-after seconds later), and the final report
 counts those exits; with --keep-command it is left running and its PIDs are
 said. Counts are checked against the server's log."""
 
@@ -19,7 +20,10 @@ from connleak_testkit.tracer import ConnleakTestCase, Run, connleak_args  # noqa
 
 # A pre-fork server in miniature (gunicorn's shape): the master connects,
 # forks a worker that connects too, both write their PID once connected and
-# wait for a signal. With "stubborn" the worker ignores SIGTERM.
+# wait for a signal. With "stubborn" the worker ignores SIGTERM. With
+# "relay" the master, on SIGTERM, after 0.3 s tells the worker (SIGUSR1)
+# to close its connection and exit, waits for it, closes its own and
+# exits; a SIGTERM to the worker itself kills it with its connection open.
 SERVER = r"""
 import os, signal, sys, time, psycopg2
 conninfo, pidfile, mode = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -31,13 +35,27 @@ master_conn = psycopg2.connect(conninfo)
 def note(who):
     with open(pidfile, "a") as f:
         f.write("%s %d\n" % (who, os.getpid()))
-if os.fork() == 0:
+worker = os.fork()
+if worker == 0:
     if mode == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     worker_conn = psycopg2.connect(conninfo)
+    if mode == "relay":
+        def finish(*_):
+            worker_conn.close()
+            os._exit(0)
+        signal.signal(signal.SIGUSR1, finish)
     note("worker")
     while True:
         time.sleep(60)
+if mode == "relay":
+    def stop(*_):
+        time.sleep(0.3)  # its own shutdown first; a worker signalled with it would be gone by now
+        os.kill(worker, signal.SIGUSR1)
+        os.waitpid(worker, 0)
+        master_conn.close()
+        os._exit(0)
+    signal.signal(signal.SIGTERM, stop)
 note("master")
 while True:
     time.sleep(60)
@@ -138,6 +156,25 @@ class LaunchedCommandTest(ConnleakTestCase):
         for who, pid in pids.items():
             self.assertFalse(alive(pid), "%s %d outlived connleak\n%s" % (who, pid, r.describe()))
         self.assertExitsCounted(r, pids, app)
+
+    def test_master_stops_its_worker_first(self):
+        """SIGTERM goes to the command, not to its worker at the same time:
+        the master has the worker close its connection before it exits, and
+        both connections are released, none leaked at exit."""
+        app = self.app()
+        p = self.start(app, "relay", extra=["-d", "6"])
+        pids = self.pids()
+        r = self.finish(p)
+        self.assertEqual(r.returncode, 0, r.describe())
+        self.assertEqual(r.stderr, "", r.describe())
+        for who, pid in pids.items():
+            self.assertFalse(alive(pid), "%s %d outlived connleak\n%s" % (who, pid, r.describe()))
+            proc = find_process(r.snapshot, pid)
+            self.assertIsNotNone(proc, who + "\n" + r.describe())
+            self.assertEqual((proc["exited"], proc["acquired"], proc["released"], proc["active"],
+                              proc["leaked_at_exit"]), (True, 1, 1, 0, 0), who + "\n" + r.describe())
+        self.assertEqual(self.server.count_authorized(app, self.mark), 2)
+        self.assertEqual(r.snapshot["tracking_stats"]["total_leaked_at_exit"], 0, r.describe())
 
     def test_sigkill_after_grace(self):
         """A worker that ignores SIGTERM is killed --kill-after seconds later."""

@@ -22,6 +22,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -29,6 +30,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
 
 WAIT = 60  # seconds to wait for an expected snapshot
+PREFORK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "apps", "python", "prefork.py")
 
 
 # ---------------------------------------------------------------- the client
@@ -207,6 +209,58 @@ class ServerTruthTest(ConnleakTestCase):
         self.assertIn("pre-attach", t.stdout, t.describe())
         self.assertIn("idle in transaction", t.stdout, t.describe())
         self.assertEqual(t.stderr, "", t.describe())
+
+    def start_prefork(self, app, workers):
+        """tests/apps/python/prefork.py, its workers connected and holding
+        every connection (hold) before connleak starts: (master, {worker pid:
+        application_name})."""
+        d = tempfile.mkdtemp(prefix="connleak-prefork-", dir=self.tmp)
+        ci = self.server.conninfo("x").replace("application_name=x", "")
+        p = subprocess.Popen([PYTHON, PREFORK, ci, app, str(workers), d, "hold"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+        self.addCleanup(end_process, p)
+        self.addCleanup(lambda: open(os.path.join(d, "stop"), "w").close())
+        m = re.match(r"master pid=(\d+) workers=([\d,]+)", p.stdout.readline())
+        self.assertIsNotNone(m, "prefork did not start")
+        master = int(m.group(1))
+        open(os.path.join(d, "go"), "w").close()
+        done = {}
+        deadline = time.monotonic() + WAIT
+        while len(done) < workers:
+            self.assertLess(time.monotonic(), deadline, "workers done: %s" % done)
+            for name in os.listdir(d):
+                if name.startswith("done."):
+                    with open(os.path.join(d, name)) as f:
+                        m = re.match(r"done pid=(\d+) app=(\S+)", f.read())
+                    done[int(m.group(1))] = m.group(2)
+            time.sleep(0.05)
+        return master, done
+
+    def test_master_pid_lists_its_workers_pre_attach_connections(self):
+        """-p MASTER --server, the master without libpq (gunicorn's shape):
+        the connections its workers made before the attach are listed from
+        the server, under their worker, exactly those pg_stat_activity has."""
+        master, workers = self.start_prefork(self.app(), 3)  # worker i holds i + 2 connections: 9
+        truth = {pid: pg_rows(self.server, "application_name = '%s'" % name) for pid, name in workers.items()}
+        self.assertEqual(sorted(len(rows) for rows in truth.values()), [2, 3, 4])
+
+        def pre_attach_rows(s):
+            return sum(1 for pid in workers for x in server_conns(s, pid) if x["pre_attach"] and x.get("server"))
+        t = self.tracer(Tracer.attach([master], leak_after=0, interval=0.2, extra=["--server", self.dsn()]))
+        snap = t.wait_snapshot(lambda s: pre_attach_rows(s) == 9, WAIT)
+        self.assertEqual(pre_attach_rows(snap or {}), 9, t.describe())
+        for pid, rows in truth.items():
+            conns = server_conns(snap, pid)
+            self.assertEqual(sorted(x["backend_pid"] for x in conns), sorted(rows), t.describe())
+            for x in conns:
+                self.assertEqual((x["conn"], x["pre_attach"], x["server"]["state"]), (None, True, "idle"),
+                                 t.describe())
+            self.assertEqual(find_process(snap, pid)["acquired"], 0, t.describe())
+        self.assertEqual(server_conns(snap, master), [], t.describe())
+        self.check_snapshot(snap, t.describe())
+        self.assert_not_self_traced(t, snap)
+        t.signal(15)
+        self.assertEqual(t.wait(), 0, t.describe())
 
     def test_queries_off(self):
         c = self.client()

@@ -471,6 +471,33 @@ class SocketsTest(ConnleakTestCase):
                                                    pre_attach=2, pre_attach_peers={self.tcp_peer: 2}))
         self.assertEqual(pt["db_sockets"], self.backends(app_t), t.describe())
 
+    def test_pre_attach_said_once_without_server(self):
+        """Without --server, connections held since before the attach are
+        not in "leaks": the text report says how many, once (under the
+        totals of the first report that has them), and names --server. With
+        --server their rows say it: no such line."""
+        c = self.pq_client(self.tcp(self.app()))
+        c.cmd("open 3")
+        note = ("  3 database connections predate the attach (not in acquired, active or leaks): "
+                "--server DSN shows their age and state")
+        t = Tracer.attach([c.pid], interval=0.2, duration=2, json_path=self.json_path())
+        self.addCleanup(t.cleanup)
+        self.assertEqual(t.wait(), 0, t.describe())
+        lines = t.stdout.splitlines()
+        headers = [i for i, line in enumerate(lines) if line.startswith("connleak ")]
+        self.assertGreaterEqual(len(headers), 3, "reports, one per interval\n" + t.describe())
+        self.assertEqual(lines.count(note), 1, t.describe())
+        self.assertIn(lines.index(note) - 1, headers, t.describe())
+        self.assertIn("discrepancy +3", lines[headers[-1]], t.describe())
+        dsn = "host=%s port=%d user=%s dbname=%s" % (self.server.host, self.server.port, self.server.user,
+                                                     self.server.dbname)
+        t = Tracer.attach([c.pid], interval=0.2, duration=2, json_path=self.json_path("server.json"),
+                          extra=["--server", dsn])
+        self.addCleanup(t.cleanup)
+        self.assertEqual(t.wait(), 0, t.describe())
+        self.assertGreaterEqual(len(re.findall(r"(?m)^connleak ", t.stdout)), 3, t.describe())
+        self.assertNotIn("predate", t.stdout, t.describe())
+
     def test_pre_attach_tcp_learned_from_libpq(self):
         """Without --db-port, a TCP server on another port than 5432 (behind a
         relay: nothing on this host says what it is) is known once the

@@ -482,3 +482,28 @@ TEST_CASE("each way of touching libpq keeps a process shown", "[text]")
     CHECK(shown([](ProcessReport& p) { p.sockets.db_sockets = 1; }));
     CHECK(shown([](ProcessReport& p) { p.sockets.closed_at_exit = 1; }));
 }
+
+TEST_CASE("connections held since before the attach: one line naming --server", "[text]")
+{
+    using connleak::pre_attach_note;
+    Snapshot s = leaking_snapshot();
+    CHECK(pre_attach_note(s) == "");  // sockets not tracked
+    s.processes[0].sockets.tracked = true;
+    CHECK(pre_attach_note(s) == "");  // none held
+    s.processes[0].sockets.pre_attach = 8;
+    ProcessReport worker = s.processes[0];
+    worker.pid = 4250;
+    worker.sockets.pre_attach = 3;
+    s.processes.push_back(worker);
+    ProcessReport gone = worker;  // exited: the kernel closed them
+    gone.pid = 4251;
+    gone.exited = true;
+    s.processes.push_back(gone);
+    CHECK(pre_attach_note(s) == "11 database connections predate the attach (not in acquired, active or leaks): "
+                                "--server DSN shows their age and state");
+    s.processes.resize(1);
+    s.processes[0].sockets.pre_attach = 1;
+    CHECK(pre_attach_note(s) == "1 database connection predates the attach (not in acquired, active or leaks): "
+                                "--server DSN shows its age and state");
+    CHECK_FALSE(contains(render_text_report(s), "predate"));  // the sink adds it, once
+}

@@ -130,7 +130,8 @@ const std::vector<HelpEntry>& help_words()
                        "socket of a live libpq handle), pre-attach (held since before connleak attached), "
                        "untracked (opened outside libpq) and connecting."},
         {"discrepancy", "db sockets - active (tracking_discrepancy): connections libpq tracking misses when "
-                        "positive, handles holding no socket when negative."},
+                        "positive, handles holding no socket when negative. Without --server, the text report "
+                        "says once how many database connections predate the attach."},
         {"idle, last user", "per live connection: time since its socket last sent or received a byte, and the "
                             "stack that began its current or latest unit of work (the first send while the "
                             "handle was idle: a pool's borrower, not the pool)."},
@@ -166,10 +167,11 @@ const std::string& help_launched_command()
 {
     static const std::string text =
         "When connleak ends before a launched COMMAND (--duration, Ctrl-C, SIGTERM, q in the live view), it "
-        "stops the command and every process it started: SIGTERM (after Ctrl-C at a terminal they already had "
-        "SIGINT from it, and get no second signal), then SIGKILL to whatever is left --kill-after seconds later "
-        "(default 5). Their exits are in the final report. With --keep-command the command keeps running and "
-        "connleak says its PID at exit.";
+        "stops the command and every process it started, from the top down: SIGTERM to COMMAND, and to a "
+        "process under it once its parent has exited (a gunicorn master stops its own workers; after Ctrl-C at "
+        "a terminal they already had SIGINT from it, and get no second signal), then SIGKILL to whatever is "
+        "left --kill-after seconds later (default 5). Their exits are in the final report. With --keep-command "
+        "the command keeps running and connleak says its PID at exit.";
     return text;
 }
 

@@ -154,7 +154,7 @@ std::unique_ptr<ReportSink> make_sink(const Options& o)
         if (auto view = make_live_view(lv))
             return view;
     }
-    return make_text_sink();
+    return make_text_sink(o.servers.empty());  // with --server, the rows say it
 }
 
 double seconds_since(uint64_t start_ns)
@@ -402,8 +402,10 @@ int run(const Options& o)
     if (sockets)  // what the targets hold now predates the attach
         for (uint32_t pid : attached)
             sockets->add_process(pid);
+    // The same processes as the sockets: with -p MASTER of a pre-forking
+    // server, its workers hold the connections, the master often none.
     if (server)
-        for (uint32_t pid : o.pids)
+        for (uint32_t pid : attached)
             server->add_process(pid);
 
     std::unique_ptr<ReportSink> sink = make_sink(o);

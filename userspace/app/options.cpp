@@ -1,6 +1,7 @@
 #include "options.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -134,7 +135,9 @@ constexpr const char* kDescription =
 void add_options(CLI::App& app, Options& o)
 {
     app.footer(help_footer());
-    app.add_option("-p,--pid", o.pids, "Attach to this running process and the processes under it (repeatable)")
+    app.add_option("-p,--pid", o.pids,
+                   "Attach to this running process and the processes under it (repeatable; -p 1 needs "
+                   "--no-follow: all run under it)")
         ->type_name("PID");
     app.add_flag("--all", o.all,
                  "Trace every process on the host that maps a libpq, now and later, containers included "
@@ -363,6 +366,12 @@ Options parse_options(int argc, char** argv)
             usage_error("--server #" + std::to_string(i + 1) + ": " + label.error().message);
         o.server_labels.push_back(label.value());
     }
+    // Every process runs under PID 1: following it is --all without the
+    // opt-in, probes in every libpq user on the host. Checked last, so a
+    // wrong value of another option is still named first.
+    if (o.follow_children && std::count(o.pids.begin(), o.pids.end(), 1u))
+        usage_error_line("-p 1 would trace every process on the host (all run under PID 1): give --all for that, "
+                         "or -p 1 --no-follow for PID 1 alone");
     hide_dsns(split, argv, o.servers);
     return o;
 }

@@ -32,7 +32,23 @@ private:
 
 class TextSink : public StdoutSink {
 public:
-    void show(const Snapshot& snap) override { write_line(render_text_report(snap)); }
+    explicit TextSink(bool pre_attach_hint) : hint_pending_(pre_attach_hint) {}
+
+    void show(const Snapshot& snap) override
+    {
+        std::string text = render_text_report(snap);
+        // Once: the same line every interval would be read past.
+        if (hint_pending_)
+            if (std::string note = pre_attach_note(snap); !note.empty()) {
+                const size_t header_end = text.find('\n');
+                text.insert(header_end == std::string::npos ? text.size() : header_end + 1, "  " + note + "\n");
+                hint_pending_ = false;
+            }
+        write_line(text);
+    }
+
+private:
+    bool hint_pending_;
 };
 
 class JsonLinesSink : public StdoutSink {
@@ -47,9 +63,9 @@ public:
 
 }  // namespace
 
-std::unique_ptr<ReportSink> make_text_sink()
+std::unique_ptr<ReportSink> make_text_sink(bool pre_attach_hint)
 {
-    return std::make_unique<TextSink>();
+    return std::make_unique<TextSink>(pre_attach_hint);
 }
 std::unique_ptr<ReportSink> make_json_lines_sink()
 {

@@ -27,8 +27,10 @@ public:
     virtual int output_error() const { return 0; }
 };
 
-// Plain text blocks on stdout, one per interval (pipes, files, CI).
-std::unique_ptr<ReportSink> make_text_sink();
+// Plain text blocks on stdout, one per interval (pipes, files, CI). With
+// pre_attach_hint (no --server), the first block that has connections
+// held since before the attach says so in a line (pre_attach_note).
+std::unique_ptr<ReportSink> make_text_sink(bool pre_attach_hint = false);
 // One JSON snapshot per line on stdout.
 std::unique_ptr<ReportSink> make_json_lines_sink();
 // No output (--quiet).

@@ -164,6 +164,19 @@ std::string render_text_report(const Snapshot& snap)
     return out;
 }
 
+std::string pre_attach_note(const Snapshot& snap)
+{
+    uint64_t held = 0;
+    for (const ProcessReport& p : snap.processes)
+        if (!p.exited && p.sockets.tracked)
+            held += p.sockets.pre_attach;
+    if (!held)
+        return "";
+    return fmt("%" PRIu64 " database %s the attach (not in acquired, active or leaks): --server DSN shows %s age "
+               "and state",
+               held, held == 1 ? "connection predates" : "connections predate", held == 1 ? "its" : "their");
+}
+
 std::string quiet_processes_note(const Snapshot& snap)
 {
     constexpr size_t kNamed = 3;  // one short line, however many helpers

@@ -15,4 +15,10 @@ std::string render_text_report(const Snapshot& snap);
 // every process is shown. Names as the target chose them (escape them).
 std::string quiet_processes_note(const Snapshot& snap);
 
+// Without --server, connections held since before the attach are only a
+// discrepancy, and "leaks 0" reads as all clear: "3 database connections
+// predate the attach ...: --server DSN shows their age and state", or ""
+// when no running process holds one. The text sink says it once.
+std::string pre_attach_note(const Snapshot& snap);
+
 }  // namespace connleak

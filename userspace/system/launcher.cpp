@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "process_tree.h"
+
 namespace connleak {
 namespace {
 
@@ -215,8 +217,12 @@ std::optional<int> Launcher::poll_exit()
 
 std::vector<pid_t> Launcher::running_tree(const std::vector<uint32_t>& also)
 {
+    return tree_in(running_children(), also);
+}
+
+std::vector<pid_t> Launcher::tree_in(const std::multimap<pid_t, pid_t>& children, const std::vector<uint32_t>& also)
+{
     poll_exit();  // a command that ended is collected, not counted as running
-    const std::multimap<pid_t, pid_t> children = running_children();
     std::set<pid_t> tree;
     std::vector<pid_t> todo;
     if (!exit_status_ && pid_ > 0)
@@ -240,11 +246,25 @@ size_t Launcher::stop(double grace_s, bool after_terminal_sigint, const std::fun
                       const std::function<bool()>& wait)
 {
     const pid_t own_group = getpgrp();
-    for (pid_t pid : running_tree(traced()))
-        if (!after_terminal_sigint || getpgid(pid) != own_group)
-            kill(pid, SIGTERM);
+    std::set<pid_t> told;  // each process is sent SIGTERM once
+    // The tree now; SIGTERM to its tops not yet told. All at once, the
+    // workers of a pre-forking server died by the signal with their
+    // handles open while their master was still telling them to finish.
+    auto tell_tops = [&] {
+        const std::multimap<pid_t, pid_t> children = running_children();
+        const std::vector<pid_t> tree = tree_in(children, traced());
+        std::map<uint32_t, uint32_t> parents;
+        for (const auto& [parent, child] : children)
+            parents[static_cast<uint32_t>(child)] = static_cast<uint32_t>(parent);
+        for (uint32_t top : tree_tops(parents, std::vector<uint32_t>(tree.begin(), tree.end()))) {
+            const pid_t pid = static_cast<pid_t>(top);
+            if (told.insert(pid).second && (!after_terminal_sigint || getpgid(pid) != own_group))
+                kill(pid, SIGTERM);
+        }
+        return !tree.empty();
+    };
     const double deadline = monotonic_s() + grace_s;
-    while (!running_tree(traced()).empty() && monotonic_s() < deadline)
+    while (tell_tops() && monotonic_s() < deadline)
         if (!wait())
             break;
     // SIGKILL until none is left: one forked between the list and the kill

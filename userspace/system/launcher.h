@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <sys/types.h>
@@ -41,16 +42,22 @@ public:
     // ended and are left out.
     std::vector<pid_t> running_tree(const std::vector<uint32_t>& also);
 
-    // Ends the command and everything under it, as a terminal would:
-    // SIGTERM, except to those in connleak's own process group when
-    // `after_terminal_sigint` (the terminal's Ctrl-C reached them already),
-    // then SIGKILL to what is left `grace_s` later, or as soon as `wait`
-    // (called between checks, ~100 ms) returns false. `traced` gives the
-    // traced processes still running. Returns how many had to be killed.
+    // Ends the command and everything under it, from the top down: SIGTERM
+    // to the command, and to a process under it only once its parent is
+    // gone (a gunicorn master stops its own workers, and they finish what
+    // they hold first; an orphan has nobody to stop it). None to those in
+    // connleak's own process group when `after_terminal_sigint` (the
+    // terminal's Ctrl-C reached them already). Then SIGKILL to whatever of
+    // the tree is left `grace_s` after the first SIGTERM, or as soon as
+    // `wait` (called between checks, ~100 ms) returns false. `traced` gives
+    // the traced processes still running. Returns how many had to be killed.
     size_t stop(double grace_s, bool after_terminal_sigint, const std::function<std::vector<uint32_t>()>& traced,
                 const std::function<bool()>& wait);
 
 private:
+    // running_tree() over a /proc read already made.
+    std::vector<pid_t> tree_in(const std::multimap<pid_t, pid_t>& children, const std::vector<uint32_t>& also);
+
     Launcher(pid_t pid, int gate_fd, int exec_fd, std::string exe)
             : pid_(pid), gate_fd_(gate_fd), exec_fd_(exec_fd), executable_(std::move(exe))
     {}

@@ -74,6 +74,18 @@ std::vector<uint32_t> descendants_in(const std::map<uint32_t, uint32_t>& parents
     return {found.begin(), found.end()};
 }
 
+std::vector<uint32_t> tree_tops(const std::map<uint32_t, uint32_t>& parents, const std::vector<uint32_t>& tree)
+{
+    const std::set<uint32_t> members(tree.begin(), tree.end());
+    std::vector<uint32_t> tops;
+    for (uint32_t pid : members) {
+        auto parent = parents.find(pid);
+        if (parent == parents.end() || parent->second == pid || !members.count(parent->second))
+            tops.push_back(pid);
+    }
+    return tops;
+}
+
 std::vector<uint32_t> descendants(const std::vector<uint32_t>& roots)
 {
     return descendants_in(parent_links(), roots);

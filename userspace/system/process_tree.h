@@ -27,4 +27,8 @@ std::vector<uint32_t> descendants(const std::vector<uint32_t>& roots);
 // Pure part of descendants(): walks `parents` (pid -> ppid).
 std::vector<uint32_t> descendants_in(const std::map<uint32_t, uint32_t>& parents, const std::vector<uint32_t>& roots);
 
+// The processes of `tree` whose parent (by `parents`, pid -> ppid) is not
+// in `tree`: those no other member of it can end. Ascending.
+std::vector<uint32_t> tree_tops(const std::map<uint32_t, uint32_t>& parents, const std::vector<uint32_t>& tree);
+
 }  // namespace connleak
