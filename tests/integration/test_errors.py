@@ -74,6 +74,24 @@ class ErrorTest(ConnleakTestCase):
         self.assertNoJson(path, r)
         self.assertIsNone(sleep.poll(), "the target must not be harmed")
 
+    def test_database_server_pid_says_it_is_no_client(self):
+        """-p of a PostgreSQL server process (a user naming the database that
+        runs out of connections): said plainly, not "if it loads libpq later,
+        name it with --libpq". A copy of sleep named postgres stands in."""
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
+        server = os.path.join(d, "postgres")
+        shutil.copy("/bin/sleep", server)
+        fake = subprocess.Popen([server, "60"])
+        self.addCleanup(kill_quietly, fake)
+        path = self.json_path()
+        r = run_connleak(["-p", str(fake.pid), "--json", path, "-i", "0.5"])
+        self.assertFails(r, 1, r"process %d \(postgres\) is a PostgreSQL server process, not a client: name the "
+                               r"application's processes" % fake.pid)
+        self.assertNotIn("--libpq", r.stderr, r.describe())
+        self.assertNoJson(path, r)
+        self.assertIsNone(fake.poll(), "the target must not be harmed")
+
     def check_unwritable_json(self, path):
         c = self.target()
         r = run_connleak(["-p", str(c.pid), "--json", path, "-i", "0.5", "-d", "3"])

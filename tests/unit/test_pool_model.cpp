@@ -11,6 +11,7 @@
 #include "model.h"
 #include "notices_text.h"
 #include "pool_slots.h"
+#include "text_report.h"
 
 using namespace connleak;
 
@@ -178,7 +179,7 @@ TEST_CASE("pool model: notices name the borrower and say when the handle is back
     const std::string text = render_notice(first[0], 30, 0);
     CHECK(text ==
           "connleak: leak: pooled connection 0x1 of pid 4242 (app) borrowed by leaky_route (/srv/app.py:12), in a "
-          "transaction for 34 s, never returned (leak-after 30s)\n");
+          "transaction for 34.0s, never returned (leak-after 30s)\n");
     // Still in its transaction: nothing new.
     CHECK(notices.update(build(raw_of({{1, 1, 105, ConnState::in_transaction, 39}}, kNow + 5 * kSec))).empty());
     // Given back: idle in the pool again, the same handle still live.
@@ -254,4 +255,22 @@ TEST_CASE("pool model: JSON keys of DESIGN.md on connections, counts by state on
             CHECK(s["pool_slots_lost"] == 0);
         }
     CHECK(found);
+}
+
+TEST_CASE("model: a handle leaked at exit keeps its hold in its site's max_ms")
+{
+    // Held 50 s then 70 s when the process exited 1 s before now: the
+    // longest hold is 69 s (acquired 70 s before now), not 0.
+    const Snapshot live = build(raw_of({{1, 2, 50, ConnState::idle, 5}, {2, 2, 70, ConnState::idle, 5}}));
+    CHECK(site_of(live, "plain_route").max_ms == Approx(70000));
+    const Snapshot gone = build(raw_of({{1, 2, 50, ConnState::idle, 5}, {2, 2, 70, ConnState::idle, 5}}, kNow, true));
+    const SiteReport& s = site_of(gone, "plain_route");
+    CHECK(s.leaked_at_exit == 2);
+    CHECK(s.max_ms == Approx(69000));
+    // Nothing released there: no mean hold in the text ("-", not 0.0).
+    const std::string text = render_text_report(gone);
+    const size_t row = text.find("  plain_route (/srv/app.py:30)");
+    REQUIRE(row != std::string::npos);
+    const std::string line = text.substr(row, text.find('\n', row) - row);
+    CHECK(line.find("          -    69000.0") != std::string::npos);
 }

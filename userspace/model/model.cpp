@@ -261,8 +261,13 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
         SiteReport* sr = row ? &row->report : nullptr;
         if (exited) {
             r.leaked_at_exit++;
-            if (sr)
+            if (sr) {
                 sr->leaked_at_exit++;
+                // Held until the exit: still the site's longest hold (it
+                // showed while live, and must not drop to 0 once exited).
+                if (p.stats.exited_ns > c->info.acquired_ns)
+                    sr->max_ms = std::max(sr->max_ms, (p.stats.exited_ns - c->info.acquired_ns) / kNsPerMs);
+            }
             continue;
         }
         // A handle acquired after the maps were read has a later timestamp.

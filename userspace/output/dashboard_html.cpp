@@ -121,7 +121,7 @@ std::string sites_table(const json& snapshot)
         out += std::string("<tr class=\"") + (leak ? "leak" : "healthy") + "\">" + cell(l.process) +
                cell(l.site, "site") + cell(num(l.active), "n") + cell(num(l.acquired), "n") +
                cell(num(l.released), "n") + cell(num(l.leaks), "n") + cell(num(l.at_exit), "n") +
-               cell(fixed1(l.avg_ms), "n") + "</tr>\n";
+               cell(l.released ? fixed1(l.avg_ms) : "-", "n") + "</tr>\n";
     }
     if (lines.empty())
         out += "<tr><td colspan=\"8\" class=\"empty\">no connection acquired yet</td></tr>\n";

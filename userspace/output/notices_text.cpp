@@ -18,7 +18,7 @@ std::string render_notice(const Notice& n, double leak_after_s, size_t frames_sh
     std::string out;
     if (n.kind == "leak" && n.pooled)
         out = fmt("connleak: leak: pooled connection 0x%" PRIx64 " of pid %u (%s) borrowed by %s,"
-                  " in a transaction for %.0f s, never returned (leak-after %gs)\n",
+                  " in a transaction for %.1fs, never returned (leak-after %gs)\n",
                   n.conn, n.pid, safe_text(n.comm).c_str(), safe_text(n.site).c_str(), n.in_transaction_ms / 1000.0,
                   leak_after_s);
     else if (n.kind == "released" && n.pooled)

@@ -233,7 +233,7 @@ std::string cell(Col col, const ProcessReport& p, const SiteReport& s, const Tre
     case Col::Released:
         return format_count(s.released, w);
     case Col::AvgMs:
-        return format_ms(s.avg_ms, w);
+        return s.released ? format_ms(s.avg_ms, w) : "-";  // no release, no mean hold
     case Col::MaxMs:
         return format_ms(s.max_ms, w);
     }

@@ -96,8 +96,10 @@ std::string site_table(const ProcessReport& p, size_t frames_shown)
     for (size_t i = 0; i < p.sites.size(); i++) {
         const SiteReport& r = p.sites[i];
         s += "  " + names[i] + std::string(static_cast<size_t>(width - display_width(names[i])), ' ');
-        s += fmt(" %7" PRIu64 " %9" PRIu64 " %9" PRIu64 " %7" PRIu64 " %10.1f %10.1f\n", r.active, r.acquired,
-                 r.released, p.exited ? r.leaked_at_exit : r.leaks, r.avg_ms, r.max_ms);
+        // No release, no mean hold: "-", not a 0.0 that reads as instant.
+        const std::string avg = r.released ? fmt("%.1f", r.avg_ms) : "-";
+        s += fmt(" %7" PRIu64 " %9" PRIu64 " %9" PRIu64 " %7" PRIu64 " %10s %10.1f\n", r.active, r.acquired,
+                 r.released, p.exited ? r.leaked_at_exit : r.leaks, avg.c_str(), r.max_ms);
         s += frame_lines(r, frames_shown);
     }
     return s;

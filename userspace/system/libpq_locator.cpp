@@ -72,7 +72,14 @@ Result<std::string> libpq_of_process(uint32_t pid)
     for (const Mapping& m : *maps)
         if (is_libpq(m.path) && m.perms.find('x') != std::string::npos)
             return path_in_target(pid, m);
-    return Error{"process " + std::to_string(pid) + " (" + read_comm(pid) +
+    const std::string comm = read_comm(pid);
+    // A PostgreSQL server process (its backends are named postgres too):
+    // the user named the database, not a client of it.
+    if (comm == "postgres" || comm == "postmaster")
+        return Error{"process " + std::to_string(pid) + " (" + comm +
+                     ") is a PostgreSQL server process, not a client: name the application's processes "
+                     "(connleak traces libpq, the client library), or use --all"};
+    return Error{"process " + std::to_string(pid) + " (" + comm +
                  ") has no libpq mapped; if it loads libpq later, name it with --libpq PATH"};
 }
 
