@@ -17,19 +17,23 @@ constexpr uint64_t kSettleNs = 3000000000ULL;  // a new process's first seconds
 
 bool PythonWatcher::settling(uint64_t now_ns) const
 {
-    for (const auto& [pid, s] : seen_)
-        if (s.state != PythonProbe::ready && s.state != PythonProbe::unsupported &&
-            now_ns - s.first_seen_ns < kSettleNs)
-            return true;
-    return false;
+    return now_ns < settle_until_ns_;
 }
 
 bool PythonWatcher::waiting() const
 {
-    for (const auto& [pid, s] : seen_)
-        if (s.state == PythonProbe::not_ready)
-            return true;
-    return false;
+    return waiting_;
+}
+
+void PythonWatcher::settle()
+{
+    settle_until_ns_ = 0;
+    waiting_ = false;
+    for (const auto& [pid, s] : seen_) {
+        if (s.state != PythonProbe::ready && s.state != PythonProbe::unsupported)
+            settle_until_ns_ = std::max(settle_until_ns_, s.first_seen_ns + kSettleNs);
+        waiting_ = waiting_ || s.state == PythonProbe::not_ready;
+    }
 }
 
 void PythonWatcher::poll(const std::vector<RawProcess>& procs, uint64_t now_ns, uint64_t traced_execs)
@@ -90,6 +94,7 @@ void PythonWatcher::poll(const std::vector<RawProcess>& procs, uint64_t now_ns, 
         const uint64_t first = it != seen_.end() ? it->second.first_seen_ns : now_ns;
         seen_[p.pid] = Seen{st.st_dev, st.st_ino, found.state, first};
     }
+    settle();
 }
 
 }  // namespace connleak
