@@ -253,11 +253,18 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
         row->leaks++;
         row->max_ms = std::max(row->max_ms, held_ms);
     };
+    // A process's handles mostly share a site: the last one's row at hand.
+    const SiteKey* looked_up = nullptr;
+    SiteRow* looked_up_row = nullptr;
     for (const Aged& a : order) {
         const size_t i = a.index;
         const RawConn* c = conns[i];
-        auto it = sites.find(c->site);
-        SiteRow* row = it != sites.end() ? &it->second : nullptr;
+        if (!looked_up || !(*looked_up == c->site)) {
+            auto it = sites.find(c->site);
+            looked_up = &c->site;
+            looked_up_row = it != sites.end() ? &it->second : nullptr;
+        }
+        SiteRow* row = looked_up_row;
         SiteReport* sr = row ? &row->report : nullptr;
         if (exited) {
             r.leaked_at_exit++;
