@@ -721,6 +721,35 @@ class SocketsTest(ConnleakTestCase):
         self.assertGreater(sum(self.scale_stat(t, "socket_records_reads", changed)[:shown + 1 - changed]), 0,
                            t.describe())
 
+    def test_tcp_receive_times_read_only_while_a_socket_can_receive(self):
+        """The TCP iterator (receive times of the sockets sock_ops serves)
+        walks every TCP socket of the namespace: it runs each report while
+        one of them is open, and not at all once the only ones left are
+        closed (a refused connect's handle keeps its closed socket) and
+        nothing was written to the traffic map since."""
+        app = self.app("pq")
+        dead = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        dead.bind(("127.0.0.1", 0))
+        dead_port = dead.getsockname()[1]
+        dead.close()  # nobody listens there now
+        c = self.sock_client()
+        t = self.attach_with_scale_stats(c.pid)
+        live, _ = c.pq(self.tcp(app))
+        self.await_sockets(t, c.pid, want(db_sockets=1, active=1, paired=1), conns={live: (self.tcp_peer, "open")})
+        start = len(self.scale_stat(t, "tcp_iterator_runs", 0))
+        self.assertIsNotNone(t.wait_snapshot(lambda s: len(self.scale_stat(t, "tcp_iterator_runs", start)) >= 3,
+                                             timeout=WAIT), t.describe())
+        self.assertEqual(self.scale_stat(t, "tcp_iterator_runs", start)[:3], [1] * 3, t.describe())
+        c.cmd("finish %x" % live)
+        bad, _ = c.pq("host=127.0.0.1 port=%d user=postgres dbname=postgres connect_timeout=5" % dead_port,
+                      may_fail=True)
+        self.await_sockets(t, c.pid, want(tracking_discrepancy=-1, active=1, handles_without_socket=1),
+                           conns={bad: ("127.0.0.1:%d" % dead_port, "closed")})
+        settled = len(self.scale_stat(t, "tcp_iterator_runs", 0)) + 2  # the report that saw it, and its walk
+        self.assertIsNotNone(t.wait_snapshot(lambda s: len(self.scale_stat(t, "tcp_iterator_runs", settled)) >= 4,
+                                             timeout=WAIT), t.describe())
+        self.assertEqual(self.scale_stat(t, "tcp_iterator_runs", settled)[:4], [0] * 4, t.describe())
+
     def test_socket_records_sized_by_max_conns(self):
         """The socket record map holds as many records as --max-conns
         handles: with room for 4, 6 libpq connections leave 2 records

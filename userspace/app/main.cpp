@@ -438,7 +438,8 @@ int run(const Options& o)
         containers.label(raw);
         const uint64_t sockets_start = thread_cpu_ns();
         tracer.value()->cover_traffic(raw.processes);  // the cgroups of processes that joined
-        tracer.value()->refresh_traffic();             // TCP receive times, before the sockets are read
+        // TCP receive times, before the sockets are read.
+        tracer.value()->refresh_traffic(!sockets || sockets->sock_ops_sockets_possible());
         if (sockets)
             sockets->annotate(raw);
         sockets_cpu_ns += thread_cpu_ns() - sockets_start;
@@ -553,6 +554,7 @@ int run(const Options& o)
             const uint64_t socket_reports_start = sockets ? sockets->reports_built() : 0;
             const uint64_t records_reads_start = sockets ? sockets->records_reads() : 0;
             const uint64_t traffic_walks_start = sockets ? sockets->traffic_walks() : 0;
+            const uint64_t tcp_iterator_start = tracer.value()->tcp_iterator_runs();
             const Session::Cost cost_start = session.cost();
             const long faults_start = scale_stats ? minor_faults() : 0;
             const std::string err = session.report(false);
@@ -574,7 +576,7 @@ int run(const Options& o)
                              " fd_tables_read=%" PRIu64
                              " collect_cpu_ms=%.2f model_cpu_ms=%.2f notices_cpu_ms=%.2f output_cpu_ms=%.2f"
                              " socket_reports_built=%" PRIu64 " socket_records_reads=%" PRIu64 " page_faults=%ld"
-                             " traffic_walks=%" PRIu64 "\n",
+                             " traffic_walks=%" PRIu64 " tcp_iterator_runs=%" PRIu64 "\n",
                              report_ns_last / 1e6, report_cpu_ns / 1e6, (sockets_cpu_ns - sockets_cpu_start) / 1e6,
                              (handle_states.read_cpu_ns() - handles_cpu_start) / 1e6,
                              handle_states.reads() - handle_reads_start, handle_states.skipped() - handle_skips_start,
@@ -585,7 +587,8 @@ int run(const Options& o)
                              (session.cost().output_ns - cost_start.output_ns) / 1e6,
                              (sockets ? sockets->reports_built() : 0) - socket_reports_start,
                              (sockets ? sockets->records_reads() : 0) - records_reads_start, report_faults,
-                             (sockets ? sockets->traffic_walks() : 0) - traffic_walks_start);
+                             (sockets ? sockets->traffic_walks() : 0) - traffic_walks_start,
+                             tracer.value()->tcp_iterator_runs() - tcp_iterator_start);
             if (!err.empty()) {
                 sink.reset();  // the terminal back first, or the message is lost with the view
                 return fail(err);

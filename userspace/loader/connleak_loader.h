@@ -96,7 +96,8 @@ public:
     // Traffic on libpq's sockets (bpf/sock_io.h; tracer_sock_io.h): the
     // maps the socket tracer fills and reads or shares, and the hooks,
     // attached only with socket tracking. refresh_traffic() before each
-    // report (the TCP receive times).
+    // report (the TCP receive times; sock_ops_sockets false: the socket
+    // tracer knows none can need them, SocketTracer::sock_ops_sockets_possible).
     int sock_io_map_fd() const;
     int sock_io_mark_fd() const;
     int sock_io_hooks_fd() const;
@@ -109,7 +110,8 @@ public:
     void cover_traffic(const std::vector<uint32_t>& pids);
     void cover_traffic(const std::vector<RawProcess>& processes);  // (the exited ones forgotten)
     void detach_socket_io();
-    void refresh_traffic();
+    void refresh_traffic(bool sock_ops_sockets = true);
+    uint64_t tcp_iterator_runs() const;  // of the TCP iterator refresh_traffic() runs (measurements)
     // Events: a descriptor to poll (-1 without events), and a pass over
     // what is pending, each record handed to `handler`. A thread drains
     // the ring meanwhile (event_drain.h); records it had no room for count

@@ -538,6 +538,12 @@ void SocketTracer::refresh_traffic(bool records_read)
         return it != records_by_key_.end() && (*it)->sk == sk ? *it : nullptr;
     };
     std::vector<uint32_t> order;
+    // Entries sock_ops serves on a socket that may still be open (a closed
+    // one receives nothing): a refused connect's stays with its live handle.
+    size_t sock_ops_entries = 0;
+    auto open_sock_ops = [](const SocketRecord* r, const sock_io& io) {
+        return io.via_sock_ops && !(r && r->conn == io.conn && r->closed_ns);
+    };
     const bool walked = walk_map_batches<uint64_t, sock_io>(
         bpf_map__fd(skel_->maps.sock_io), [&](const uint64_t* keys, const sock_io* ios, __u32 count) {
             order.resize(count);
@@ -561,16 +567,21 @@ void SocketTracer::refresh_traffic(bool records_read)
                     if (pos < recs.size() && recs[pos].sk == keys[i])
                         r = &recs[pos];
                 }
-                if (r)
-                    apply(r, &own->second, ios[i]);
-                else
-                    apply(by_key(keys[i]), nullptr, ios[i]);
+                const bool owners = r != nullptr;  // found among its owner's records
+                if (!r)
+                    r = by_key(keys[i]);
+                sock_ops_entries += open_sock_ops(r, ios[i]);
+                apply(r, owners ? &own->second : nullptr, ios[i]);
             }
         });
     if (!walked) {  // no batch operations: every entry by key
         std::fill(seen.begin(), seen.end(), 0);
-        for (const auto& [sk, io] : dump_map<uint64_t, sock_io>(bpf_map__fd(skel_->maps.sock_io)))
-            apply(by_key(sk), nullptr, io);
+        sock_ops_entries = 0;
+        for (const auto& [sk, io] : dump_map<uint64_t, sock_io>(bpf_map__fd(skel_->maps.sock_io))) {
+            SocketRecord* r = by_key(sk);
+            sock_ops_entries += open_sock_ops(r, io);
+            apply(r, nullptr, io);
+        }
     }
     for (auto& [tgid, own] : records_)
         for (size_t i = 0; i < own.records.size(); i++)
@@ -580,6 +591,14 @@ void SocketTracer::refresh_traffic(bool records_read)
         if (auto own = records_.find(tgid); own != records_.end())
             own->second.inputs_valid = false;
     io_writes_walked_ = writes;
+    sock_ops_entries_ = sock_ops_entries;
+}
+
+bool SocketTracer::sock_ops_sockets_possible() const
+{
+    if (!traffic_ || !writes_counted_ || !io_writes_walked_ || *io_writes_walked_ == UINT64_MAX)
+        return true;
+    return sock_ops_entries_ != 0 || sock_io_writes() != *io_writes_walked_;
 }
 
 void SocketTracer::settle_records_inputs()

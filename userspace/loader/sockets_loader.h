@@ -74,6 +74,11 @@ public:
     uint64_t reports_built() const { return reports_built_; }
     uint64_t reports_reused() const { return reports_reused_; }
     uint64_t records_reads() const { return records_reads_; }
+    // Whether a socket sock_ops serves can exist, whose receive times only
+    // the TCP iterator reads (Tracer::refresh_traffic): false only when the
+    // last whole walk of the traffic map found none and nothing was written
+    // to it since (a new entry, sock_ops' included, is a write).
+    bool sock_ops_sockets_possible() const;
     uint64_t traffic_walks() const { return traffic_walks_; }  // of the sock_io map (refresh_traffic)
 
 private:
@@ -172,6 +177,7 @@ private:
     uint64_t reports_built_ = 0, reports_reused_ = 0, records_reads_ = 0;
     uint64_t traffic_walks_ = 0;
     std::optional<uint64_t> io_writes_walked_;  // sock_io_writes() before the last walk
+    size_t sock_ops_entries_ = 0;               // entries sock_ops serves, in the last whole walk
     uint64_t fd_tables_read_ = 0, fd_tables_reused_ = 0;
     // Per network namespace, read once per annotate().
     std::map<uint64_t, std::vector<InetSocket>> tcp_cache_;

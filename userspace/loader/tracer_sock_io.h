@@ -41,7 +41,8 @@ public:
 
     // Before each report: TCP receive times; now and then, whether the
     // tracepoints are still needed.
-    void before_report();
+    uint64_t tcp_iterator_runs() const { return tcp_iterator_runs_; }  // measurements
+    void before_report(bool sock_ops_sockets);
     // A traced process: the sock_ops program over its cgroup (once per pid).
     void cover(uint32_t pid);
     void forget(uint32_t pid);  // exited
@@ -68,6 +69,7 @@ private:
     std::atomic<bool> stop_{false};
     std::mutex mutex_;
     uint64_t checked_ns_ = 0;
+    uint64_t tcp_iterator_runs_ = 0;
 };
 
 }  // namespace connleak
