@@ -1,6 +1,7 @@
 // The plain text report (pipes, files, CI): what it must say, and that it is
 // plain text.
 #include <catch2/catch.hpp>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -506,4 +507,32 @@ TEST_CASE("connections held since before the attach: one line naming --server", 
     CHECK(pre_attach_note(s) == "1 database connection predates the attach (not in acquired, active or leaks): "
                                 "--server DSN shows its age and state");
     CHECK_FALSE(contains(render_text_report(s), "predate"));  // the sink adds it, once
+}
+
+TEST_CASE("a run of text reports prints each site's stack once, again when it changes", "[text]")
+{
+    auto frames = [](std::vector<std::string> f) { return std::make_shared<const std::vector<std::string>>(f); };
+    Snapshot s = leaking_snapshot();
+    s.processes[0].sites[0].frames = frames({"get_users+0x3c (api) api.c:12", "main+0x10 (api)"});
+    s.processes[0].sites[1].frames = frames({"main+0x91 (api) api.c:40"});
+    connleak::StacksPrinted printed;
+    const std::string first = render_text_report(s, &printed);
+    CHECK(count_lines_starting(first, "at ") == 3);
+    // The next interval: the same stacks, not printed again; the rows are.
+    const std::string second = render_text_report(s, &printed);
+    CHECK(count_lines_starting(second, "at ") == 0);
+    CHECK(columns_after(second, "get_users+0x3c (api)").size() == 6);
+    // A site's stack that changed is printed again, the other one not.
+    s.processes[0].sites[1].frames = frames({"main+0x91 (api) api.c:40", "__libc_start_main+0x80 (libc.so.6)"});
+    const std::string third = render_text_report(s, &printed);
+    CHECK(count_lines_starting(third, "at ") == 2);
+    CHECK(contains(third, "at __libc_start_main+0x80 (libc.so.6)"));
+    // Without the record (the last report, the live view's last screen): all.
+    CHECK(count_lines_starting(render_text_report(s), "at ") == 4);
+    // A process gone from the report is forgotten: its pid reused, printed again.
+    Snapshot none = s;
+    none.processes.clear();
+    render_text_report(none, &printed);
+    CHECK(printed.empty());
+    CHECK(count_lines_starting(render_text_report(s, &printed), "at ") == 4);
 }

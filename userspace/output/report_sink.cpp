@@ -34,9 +34,15 @@ class TextSink : public StdoutSink {
 public:
     explicit TextSink(bool pre_attach_hint) : hint_pending_(pre_attach_hint) {}
 
-    void show(const Snapshot& snap) override
+    void show(const Snapshot& snap) override { write_report(snap, &printed_); }
+
+    // The last report: every site's stack again, to be read on its own.
+    void finish(const Snapshot& snap) override { write_report(snap, nullptr); }
+
+private:
+    void write_report(const Snapshot& snap, StacksPrinted* printed)
     {
-        std::string text = render_text_report(snap);
+        std::string text = render_text_report(snap, printed);
         // Once: the same line every interval would be read past.
         if (hint_pending_)
             if (std::string note = pre_attach_note(snap); !note.empty()) {
@@ -47,8 +53,8 @@ public:
         write_line(text);
     }
 
-private:
     bool hint_pending_;
+    StacksPrinted printed_;  // each site's stack printed once (again when it changes)
 };
 
 class JsonLinesSink : public StdoutSink {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -63,12 +65,28 @@ std::string process_header(const ProcessReport& p)
     return s + "\n";
 }
 
-// The site's stack under its row, at most `shown` frames (shown_frames.h).
-std::string frame_lines(const SiteReport& r, size_t shown)
+uint64_t frames_digest(const std::vector<std::string>& frames)
+{
+    uint64_t h = frames.size();
+    for (const std::string& f : frames)
+        h = h * 1000003 ^ std::hash<std::string>{}(f);
+    return h;
+}
+
+// The site's stack under its row, at most `shown` frames (shown_frames.h);
+// with `printed`, only when not printed before as it is now.
+std::string frame_lines(uint32_t pid, const SiteReport& r, size_t shown, StacksPrinted* printed)
 {
     std::string s;
     if (!r.frames || !shown)
         return s;
+    if (printed) {
+        const uint64_t digest = frames_digest(*r.frames);
+        auto [it, fresh] = printed->try_emplace({pid, r.site}, digest);
+        if (!fresh && it->second == digest)
+            return s;
+        it->second = digest;
+    }
     const std::vector<std::string_view> frames = shown_frames(*r.frames);
     for (size_t i = 0; i < frames.size(); i++) {
         if (i == shown) {
@@ -80,7 +98,7 @@ std::string frame_lines(const SiteReport& r, size_t shown)
     return s;
 }
 
-std::string site_table(const ProcessReport& p, size_t frames_shown)
+std::string site_table(const ProcessReport& p, size_t frames_shown, StacksPrinted* printed)
 {
     if (p.sites.empty())
         return "  no connections acquired while traced\n";
@@ -100,7 +118,7 @@ std::string site_table(const ProcessReport& p, size_t frames_shown)
         const std::string avg = r.released ? fmt("%.1f", r.avg_ms) : "-";
         s += fmt(" %7" PRIu64 " %9" PRIu64 " %9" PRIu64 " %7" PRIu64 " %10s %10.1f\n", r.active, r.acquired,
                  r.released, p.exited ? r.leaked_at_exit : r.leaks, avg.c_str(), r.max_ms);
-        s += frame_lines(r, frames_shown);
+        s += frame_lines(p.pid, r, frames_shown, printed);
     }
     return s;
 }
@@ -139,8 +157,15 @@ std::string leaked_connections(const ProcessReport& p, double leak_after_s)
 
 }  // namespace
 
-std::string render_text_report(const Snapshot& snap)
+std::string render_text_report(const Snapshot& snap, StacksPrinted* printed)
 {
+    if (printed) {  // processes gone from the report: their sites with them
+        std::set<uint32_t> listed;
+        for (const ProcessReport& p : snap.processes)
+            listed.insert(p.pid);
+        for (auto it = printed->begin(); it != printed->end();)
+            it = listed.count(it->first.first) ? std::next(it) : printed->erase(it);
+    }
     const Totals& t = snap.totals;
     std::string out = fmt("connleak %s  leak-after %gs  acquired %" PRIu64 "  released %" PRIu64 "  active %" PRIu64
                           "  leaks %" PRIu64 " (%.1f%%)",
@@ -154,7 +179,7 @@ std::string render_text_report(const Snapshot& snap)
     out += "\n";
     for (const ProcessReport& p : snap.processes)
         if (!quiet_helper(p))
-            out += process_header(p) + socket_text(p.sockets, p.exited) + site_table(p, snap.frames_shown) +
+            out += process_header(p) + socket_text(p.sockets, p.exited) + site_table(p, snap.frames_shown, printed) +
                    leaked_connections(p, snap.leak_after_s) + last_users_table_text(p) + last_users_text(p);
     if (std::string note = quiet_processes_note(snap); !note.empty())
         out += "  " + safe_text(note) + "\n";

@@ -1,15 +1,25 @@
 // The plain text report printed each interval when stdout is not a live view.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
 
 #include "model.h"
 
 namespace connleak {
 
+// The sites whose stack a run of text reports has printed: (pid, site) to
+// a digest of its frames. A report printed every 2 s into a log repeated
+// every site's stack each time (a hundred lines a report for 10 sites).
+using StacksPrinted = std::map<std::pair<uint32_t, std::string>, uint64_t>;
+
 // Exited processes that never touched libpq (quiet_helper) are left out,
-// and named in one line at the end (quiet_processes_note).
-std::string render_text_report(const Snapshot& snap);
+// and named in one line at the end (quiet_processes_note). With `printed`,
+// a site's stack is printed the first time only (again when it changes),
+// and entries of processes no longer listed are dropped from it.
+std::string render_text_report(const Snapshot& snap, StacksPrinted* printed = nullptr);
 
 // "not shown: 2 exited processes ...: ldconfig (pid 4321), ...", or "" when
 // every process is shown. Names as the target chose them (escape them).
