@@ -306,7 +306,11 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
         // no traffic: the kernel's idle_ms where known, else no state
         // change between reads.
         double held_ms = age_ns / kNsPerMs;  // what the rule below measures
-        if (cr.pooled && cr.state_known && cr.state != ConnState::unknown) {
+        // Only a leak by the pooled rule (borrowed, kept in a transaction) is
+        // its last user's: one by age (its state not read) may sit idle in
+        // its pool, its last user long done with it.
+        const bool pooled_rule = cr.pooled && cr.state_known && cr.state != ConnState::unknown;
+        if (pooled_rule) {
             held_ms = cr.idle_ms >= 0 ? cr.idle_ms : cr.state_ms;
             cr.leak = in_transaction(cr.state) && held_ms * kNsPerMs >= leak_after_ns;
         } else {
@@ -314,7 +318,7 @@ ProcessReport build_process(const ProcessView& view, const RawState& raw, const 
         }
         r.active++;
         r.leaks += cr.leak;
-        const bool borrowed_leak = cr.leak && cr.pooled && !cr.last_used_site.empty();
+        const bool borrowed_leak = cr.leak && pooled_rule && !cr.last_used_site.empty();
         if (borrowed_leak)
             charge_borrower(cr, held_ms);
         const bool state_counted = cr.state_known && cr.state != ConnState::unknown;
