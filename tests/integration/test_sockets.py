@@ -478,8 +478,8 @@ class SocketsTest(ConnleakTestCase):
         --server their rows say it: no such line."""
         c = self.pq_client(self.tcp(self.app()))
         c.cmd("open 3")
-        note = ("  3 database connections predate the attach (not in acquired, active or leaks): "
-                "--server DSN shows their age and state")
+        note = ("  3 database sockets held since before the attach (not in acquired, active or leaks): "
+                "--server DSN shows each connection's age and state")
         t = Tracer.attach([c.pid], interval=0.2, duration=2, json_path=self.json_path())
         self.addCleanup(t.cleanup)
         self.assertEqual(t.wait(), 0, t.describe())
@@ -496,7 +496,7 @@ class SocketsTest(ConnleakTestCase):
         self.addCleanup(t.cleanup)
         self.assertEqual(t.wait(), 0, t.describe())
         self.assertGreaterEqual(len(re.findall(r"(?m)^connleak ", t.stdout)), 3, t.describe())
-        self.assertNotIn("predate", t.stdout, t.describe())
+        self.assertNotIn("since before the attach", t.stdout, t.describe())
 
     def test_pre_attach_tcp_learned_from_libpq(self):
         """Without --db-port, a TCP server on another port than 5432 (behind a

@@ -335,3 +335,32 @@ TEST_CASE("a handle's own backend PID joins it to its session before any socket 
     join_server_view(snap2, two);
     CHECK_FALSE(snap2.processes[0].connections[0].server);
 }
+
+TEST_CASE("a pre-attach socket inherited by several traced processes is one connection, listed once")
+{
+    // A preloaded master (42) connected at import; its two workers (43, 44)
+    // inherited the socket (inode 11): one backend, one row, one leak.
+    ServerJoinInput in = input();
+    in.held[43] = in.held[42];
+    in.held[44] = in.held[42];
+    in.pre_attach[42] = {11};
+    in.pre_attach[43] = {11};
+    in.pre_attach[44] = {11};
+    Snapshot snap = snapshot_with_process(30);
+    snap.processes[0].connections.clear();
+    for (uint32_t pid : {43u, 44u}) {
+        ProcessReport w = snap.processes[0];
+        w.pid = pid;
+        snap.processes.push_back(w);
+    }
+    join_server_view(snap, in);
+    size_t rows = 0;
+    for (const ProcessReport& p : snap.processes)
+        rows += p.connections.size();
+    CHECK(rows == 1);
+    REQUIRE(snap.processes[0].connections.size() == 1);  // under the lowest pid
+    CHECK(snap.processes[0].connections[0].server->backend_pid == 81234);
+    CHECK(snap.processes[0].leaks == 1);
+    CHECK(snap.processes[1].leaks == 0);
+    CHECK(snap.totals.leaks == 1);
+}

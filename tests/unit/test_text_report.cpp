@@ -500,13 +500,13 @@ TEST_CASE("connections held since before the attach: one line naming --server", 
     gone.pid = 4251;
     gone.exited = true;
     s.processes.push_back(gone);
-    CHECK(pre_attach_note(s) == "11 database connections predate the attach (not in acquired, active or leaks): "
-                                "--server DSN shows their age and state");
+    CHECK(pre_attach_note(s) == "11 database sockets held since before the attach (not in acquired, active or "
+                                "leaks): --server DSN shows each connection's age and state");
     s.processes.resize(1);
     s.processes[0].sockets.pre_attach = 1;
-    CHECK(pre_attach_note(s) == "1 database connection predates the attach (not in acquired, active or leaks): "
-                                "--server DSN shows its age and state");
-    CHECK_FALSE(contains(render_text_report(s), "predate"));  // the sink adds it, once
+    CHECK(pre_attach_note(s) == "1 database socket held since before the attach (not in acquired, active or "
+                                "leaks): --server DSN shows its connection's age and state");
+    CHECK_FALSE(contains(render_text_report(s), "since before the attach"));  // the sink adds it, once
 }
 
 TEST_CASE("a run of text reports prints each site's stack once, again when it changes", "[text]")

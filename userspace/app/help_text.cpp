@@ -131,7 +131,7 @@ const std::vector<HelpEntry>& help_words()
                        "untracked (opened outside libpq) and connecting."},
         {"discrepancy", "db sockets - active (tracking_discrepancy): connections libpq tracking misses when "
                         "positive, handles holding no socket when negative. Without --server, the text report "
-                        "says once how many database connections predate the attach."},
+                        "says once how many database sockets are held since before the attach."},
         {"idle, last user", "per live connection: time since its socket last sent or received a byte, and the "
                             "stack that began its current or latest unit of work (the first send while the "
                             "handle was idle: a pool's borrower, not the pool)."},

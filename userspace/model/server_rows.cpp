@@ -39,6 +39,11 @@ void join_server_view(Snapshot& snap, const ServerJoinInput& in)
         snap.servers.push_back({r.server, r.ok, r.ok ? r.sessions.size() : 0});
     const double leak_after_ms = snap.leak_after_s * 1000.0;
     static const std::vector<HeldEndpoint> none;
+    // A socket held since before the attach by several processes (a
+    // preloaded master's connection inherited by its workers, all traced)
+    // is one server connection: listed, and a leak, once, under the first
+    // (lowest pid) that holds it.
+    std::set<uint64_t> listed;
     for (ProcessReport& p : snap.processes) {
         if (p.exited)
             continue;
@@ -64,7 +69,8 @@ void join_server_view(Snapshot& snap, const ServerJoinInput& in)
         uint64_t leaks = 0;
         for (const HeldEndpoint& e : held) {
             auto m = matches.find(e.inode);
-            if (!pre->second.count(e.inode) || used.count(e.inode) || m == matches.end())
+            if (!pre->second.count(e.inode) || used.count(e.inode) || m == matches.end() ||
+                !listed.insert(e.inode).second)
                 continue;
             ServerConn sc = server_conn(m->second, in);
             sc.peer = e.remote.str();

@@ -199,9 +199,11 @@ std::string pre_attach_note(const Snapshot& snap)
             held += p.sockets.pre_attach;
     if (!held)
         return "";
-    return fmt("%" PRIu64 " database %s the attach (not in acquired, active or leaks): --server DSN shows %s age "
-               "and state",
-               held, held == 1 ? "connection predates" : "connections predate", held == 1 ? "its" : "their");
+    // Sockets, not connections: a socket inherited by several traced
+    // processes (a preloaded master's, in each worker) counts in each.
+    return fmt("%" PRIu64 " database %s held since before the attach (not in acquired, active or leaks): "
+               "--server DSN shows %s connection's age and state",
+               held, held == 1 ? "socket" : "sockets", held == 1 ? "its" : "each");
 }
 
 std::string quiet_processes_note(const Snapshot& snap)
