@@ -146,6 +146,23 @@ class LaunchedCommandTest(ConnleakTestCase):
             self.assertFalse(alive(pid), "%s %d outlived connleak\n%s" % (who, pid, r.describe()))
         self.assertExitsCounted(r, pids, app)
 
+    def test_untraced_orphans_are_stopped_too(self):
+        """--no-follow: the command's children are not traced. SIGTERM goes to
+        the command first; the shell dies of it and its children go to init,
+        out of the command's tree: they must still be stopped, not left
+        running."""
+        p = subprocess.Popen([CONNLEAK, "--no-follow", "-q", "-d", "2", "--", "sh", "-c",
+                              "sleep 300 >/dev/null 2>&1 & echo $!; sleep 301 >/dev/null 2>&1 & echo $!; wait"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = p.communicate(timeout=60)
+        kids = [int(x) for x in out.split()]
+        self.addCleanup(lambda: [os.kill(k, signal.SIGKILL) for k in kids if alive(k)])
+        self.assertEqual(len(kids), 2, out + err)
+        deadline = time.time() + 5
+        while time.time() < deadline and any(alive(k) for k in kids):
+            time.sleep(0.05)
+        self.assertEqual([k for k in kids if alive(k)], [], "outlived connleak: " + err)
+
     def test_sigterm_stops_the_command(self):
         app = self.app()
         p = self.start(app)

@@ -247,12 +247,29 @@ size_t Launcher::stop(double grace_s, bool after_terminal_sigint, const std::fun
 {
     const pid_t own_group = getpgrp();
     std::set<pid_t> told;  // each process is sent SIGTERM once
+    // Every process of the tree seen so far, still running: one whose
+    // parent exited is re-parented out of the tree (to init), and one not
+    // traced (--no-follow, a full process map) would be found by no other
+    // way, and be left running.
+    std::set<pid_t> seen;
+    auto roots = [&] {
+        std::vector<uint32_t> r = traced();
+        for (auto it = seen.begin(); it != seen.end();)
+            if (is_running(*it)) {
+                r.push_back(static_cast<uint32_t>(*it));
+                ++it;
+            } else {
+                it = seen.erase(it);  // gone: its pid may come back as someone else's
+            }
+        return r;
+    };
     // The tree now; SIGTERM to its tops not yet told. All at once, the
     // workers of a pre-forking server died by the signal with their
     // handles open while their master was still telling them to finish.
     auto tell_tops = [&] {
         const std::multimap<pid_t, pid_t> children = running_children();
-        const std::vector<pid_t> tree = tree_in(children, traced());
+        const std::vector<pid_t> tree = tree_in(children, roots());
+        seen.insert(tree.begin(), tree.end());
         std::map<uint32_t, uint32_t> parents;
         for (const auto& [parent, child] : children)
             parents[static_cast<uint32_t>(child)] = static_cast<uint32_t>(parent);
@@ -271,7 +288,8 @@ size_t Launcher::stop(double grace_s, bool after_terminal_sigint, const std::fun
     // is found on the next round.
     size_t killed = 0;
     for (int round = 0; round < 50; round++) {
-        const std::vector<pid_t> left = running_tree(traced());
+        const std::vector<pid_t> left = running_tree(roots());
+        seen.insert(left.begin(), left.end());
         if (left.empty())
             break;
         for (pid_t pid : left)
