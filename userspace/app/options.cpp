@@ -196,7 +196,7 @@ void add_options(CLI::App& app, Options& o)
         ->type_name("N");
     app.add_flag("--notice-stacks", o.notice_stacks,
                  "Each leak notice on its own line with its whole stack (default: a site's stack once, "
-                 "repeats folded)");
+                 "repeats folded; a stack with Python frames: those only)");
     app.add_option("--site-skip", o.site_skip,
                    "A frame matching this regex (\"func+0x1c (module) file.c:3\", or a Python frame "
                    "\"qualname (file.py:LINE)\") is not the site: driver glue "
