@@ -65,6 +65,13 @@ class HelpTest(unittest.TestCase):
         for code in ("0", "1", "2"):
             self.assertRegex(text, r"(?m)^  %s " % code)
 
+    def test_one_synopsis(self):
+        """The three forms of the command line, and no second, poorer
+        'Usage: connleak [OPTIONS]' line under them."""
+        self.assertNotIn("Usage:", self.help)
+        for form in ("connleak [OPTIONS] -p PID", "connleak [OPTIONS] -- COMMAND", "connleak [OPTIONS] --all"):
+            self.assertIn(form, self.help.split("\nOptions:\n")[0])
+
     def test_lines_fit_a_terminal(self):
         """connleak's own text, after CLI11's option list."""
         footer = self.help[self.help.index("\nExamples:\n"):]

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <regex>
 #include <sys/un.h>
 
@@ -129,6 +130,13 @@ constexpr const char* kDescription =
     "  connleak [OPTIONS] -p PID [-p PID ...]     attach to running processes\n"
     "  connleak [OPTIONS] -- COMMAND [ARGS ...]   launch COMMAND, traced from its first instruction\n"
     "  connleak [OPTIONS] --all                   every process on the host using libpq, now and later";
+
+// The description gives the three forms of the command line; CLI11's own
+// "Usage: connleak [OPTIONS]" under them said less, a second time.
+class NoUsageLine : public CLI::Formatter {
+public:
+    std::string make_usage(const CLI::App*, std::string) const override { return ""; }
+};
 
 // The options, on `app`, writing into `o`: shared by parse_options and the
 // man page, so both list the same options with the same words.
@@ -264,6 +272,7 @@ Options parse_options(int argc, char** argv)
         o.command.emplace_back(argv[i]);
 
     CLI::App app{kDescription, "connleak"};
+    app.formatter(std::make_shared<NoUsageLine>());
     add_options(app, o);
 
     try {
