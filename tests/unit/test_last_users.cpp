@@ -278,6 +278,12 @@ TEST_CASE("last users: the text report's table", "[last_users][text]")
                     "  plain_user (/srv/app.py:50)              1      0           0      1\n"
                     "  healthy_route (/srv/app.py:40)           3      3           1      0\n"
                     "  ... and 1 more last user (--top)\n") != std::string::npos);
+    // No pool: no word of checking out in the heading.
+    RawState plain;
+    add_process(plain, 4242, {{1, 2, 100, ConnState::idle, 70, 14}});
+    const std::string plain_text = render_text_report(build(plain));
+    CHECK(plain_text.find("  last users:\n  LAST USER") != std::string::npos);
+    CHECK(plain_text.find("checked out:") == std::string::npos);
     // Nobody seen using any handle: no table.
     RawState quiet;
     add_process(quiet, 4242, {{1, 1, 100, ConnState::idle, 40, 0}});

@@ -57,7 +57,12 @@ std::string last_users_table_text(const ProcessReport& p)
     const std::vector<TableLine> lines = last_users_lines(p);
     if (lines.empty())
         return "";
-    std::string out = "  last users (checked out: pooled handles borrowed now, in a transaction or busy):\n";
+    // What "checked out" means only where a pool is: jargon to a C client's
+    // reader, whose handles are never checked out.
+    const bool pooled = std::any_of(p.last_users.begin(), p.last_users.end(),
+                                    [](const LastUserReport& u) { return u.pooled > 0; });
+    std::string out = pooled ? "  last users (checked out: pooled handles borrowed now, in a transaction or busy):\n"
+                             : "  last users:\n";
     for (const TableLine& l : lines) {
         std::string text = l.text;
         while (!text.empty() && text.back() == ' ')
