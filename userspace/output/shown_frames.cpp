@@ -1,6 +1,5 @@
 #include "shown_frames.h"
 
-
 namespace connleak {
 
 bool python_frame(std::string_view frame)
