@@ -92,7 +92,12 @@ class PythonSiteTest(unittest.TestCase):
             for p in jobs:
                 get(port, p)
         total = sum(requests.values())
-        snap = t.wait_snapshot(lambda s: s["tracking_stats"]["total_acquired"] == total, timeout=60)
+        # Counted, and every acquisition's stack unwound: a copied stack
+        # reaches userspace just after its count (the count first, so no
+        # stack runs ahead of its site), so a snapshot in between holds a
+        # frameless row for it.
+        snap = t.wait_snapshot(lambda s: s["tracking_stats"]["total_acquired"] == total
+                               and all("frames" in r for _, r in rows(s)), timeout=60)
         server_counts = {name: self.server.count_authorized("t_py_" + name, since=mark_log)
                          for name in ("direct", "closing", "audit", "report")}
         with open(pidfile) as f:

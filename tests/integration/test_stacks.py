@@ -20,7 +20,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
 
 from connleak_testkit.tracer import ConnleakTestCase, Tracer  # noqa: E402
-from connleak_testkit.snapshot import counts, dump, find_process, proc_counts  # noqa: E402
+from connleak_testkit.snapshot import counts, dump, find_process, proc_counts, stacks_told  # noqa: E402
 from connleak_testkit.stacks import STACKCLIENT, StackClient, function, module  # noqa: E402
 
 WAIT = 60
@@ -45,8 +45,10 @@ class StackTest(ConnleakTestCase):
         self.assertIsNotNone(t.wait_attached(WAIT), t.describe())
         c.step("done")
         held = counts(False, acquired=NA + NB, released=NA + NB - KA - KB, active=KA + KB)
-        snap = t.wait_snapshot(lambda s: find_process(s, c.pid) and proc_counts(find_process(s, c.pid)) == held,
-                               WAIT)
+        extra = list(extra)
+        stacks = "--stack-size" not in extra or extra[extra.index("--stack-size") + 1] != "0"
+        snap = t.wait_snapshot(lambda s: find_process(s, c.pid) and proc_counts(find_process(s, c.pid)) == held
+                               and (not stacks or stacks_told(find_process(s, c.pid))), WAIT)
         self.assertEqual(proc_counts(find_process(snap, c.pid)), held, t.describe())
         self.check_snapshot(snap, t.describe())
         c.step("finished")
@@ -185,8 +187,8 @@ class StackTest(ConnleakTestCase):
         p.stdin.flush()
         self.assertEqual(p.stdout.readline().strip(), "done")
         want = counts(False, acquired=4, released=2, active=2)
-        snap = t.wait_snapshot(lambda s: find_process(s, p.pid) and proc_counts(find_process(s, p.pid)) == want,
-                               WAIT)
+        snap = t.wait_snapshot(lambda s: find_process(s, p.pid) and proc_counts(find_process(s, p.pid)) == want
+                               and stacks_told(find_process(s, p.pid)), WAIT)
         ctx = t.describe()
         proc = find_process(snap, p.pid)
         self.assertEqual(proc_counts(proc), want, ctx)

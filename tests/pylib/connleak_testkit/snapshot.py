@@ -83,6 +83,13 @@ def proc_counts(proc):
                                  "leaked_at_exit", "pings", "resets", "dropped")}
 
 
+def stacks_told(proc):
+    """Whether every acquisition of a process entry has its stack told
+    (unwound, truncated or dropped). A copied stack reaches userspace just
+    after its count: a snapshot in between counts it on its caller's row."""
+    return proc["stacks_unwound"] + proc["stacks_truncated"] + proc["dropped_stacks"] == proc["acquired"]
+
+
 def counts(exited, **kw):
     """A full proc_counts() dict: the given counters, every other one 0."""
     d = {"exited": exited, "acquired": 0, "released": 0, "released_untracked": 0, "active": 0, "leaks": 0,
