@@ -114,39 +114,52 @@ static __always_inline void send_entered(__u32 tgid)
 	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 }
 
+/* Whether the 8 bytes at sp hold the uretprobe trampoline's address: the
+ * return address of a call whose return is probed (ours or another tool's)
+ * was replaced there. Direct loads, no helper call but the read. */
+static __always_inline bool return_probed(__u64 sp)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct mm_struct *mm = task->mm;
+	struct xol_area *xol = mm ? mm->uprobes_state.xol_area : NULL;
+	__u64 ret = 0;
+
+	if (!xol || bpf_probe_read_user(&ret, sizeof(ret), (void *)sp))
+		return false;
+	return ret == xol->vaddr;
+}
+
 static __always_inline int call_enter(struct pt_regs *ctx, __u32 kind)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct proc_stats *ps = traced_or_adopted(pid_tgid >> 32);
 	struct thread_call *tc;
-	__u64 site = 0;
+	__u64 sp = PT_REGS_SP(ctx);
 
 	if (!ps)
 		return 0;
-	/* At function entry the return address is on top of the stack: the
-	 * caller, found without frame pointers. */
-	bpf_probe_read_user(&site, sizeof(site), (void *)PT_REGS_SP(ctx));
 	tc = thread_call_of(true);
 	if (!tc) {
 		__sync_fetch_and_add(&ps->dropped_threads, 1);
 		return 0;
 	}
 	/* libpq calling its own API: only the outermost call counts. A call
-	 * nested in it runs deeper in the stack (or, a tail call, at the same
+	 * nested in it runs deeper in the stack or, a tail call, at the same
 	 * depth with its return address already replaced by the outer call's
-	 * return probe). Any other means the outer call returned unseen (it
+	 * return probe. Any other means the outer call returned unseen (it
 	 * entered before its return probe was attached): start afresh rather
-	 * than count nothing on this thread ever again. */
-	if (tc->depth && (PT_REGS_SP(ctx) < tc->sp || (PT_REGS_SP(ctx) == tc->sp && site != tc->site))) {
+	 * than count nothing on this thread ever again. The site (the caller's
+	 * return address) is taken at the return, where it is the ip: no read
+	 * of the stack here but for that rare tie. */
+	if (tc->depth && (sp < tc->sp || (sp == tc->sp && return_probed(sp)))) {
 		tc->depth++;
 		return 0;
 	}
 	if (!ps->entered && __sync_val_compare_and_swap(&ps->entered, 0, 1) == 0)
 		send_entered(pid_tgid >> 32);
 	tc->start_ns = bpf_ktime_get_ns();
-	tc->site = site;
 	tc->kind = kind;
-	tc->sp = PT_REGS_SP(ctx);
+	tc->sp = sp;
 	tc->depth = 1;
 	return 0;
 }
@@ -384,7 +397,8 @@ int BPF_KRETPROBE(call_exit, void *conn)
 		return 0;
 	}
 	info.start_ns = tc->start_ns;
-	info.site = tc->site;
+	/* The return probe put the caller's return address back as the ip. */
+	info.site = PT_REGS_IP(ctx);
 	info.tid = tid;
 	__u32 kind = tc->kind;
 	tc->depth = 0;

@@ -97,7 +97,6 @@ enum call_kind {
 
 struct thread_call {
 	__u64 start_ns;
-	__u64 site;
 	__u64 sp;  /* stack pointer at the outermost call's entry */
 	__u32 depth; /* calls in progress, the outermost included; 0: none */
 	__u32 kind;
