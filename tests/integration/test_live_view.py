@@ -29,7 +29,7 @@ from connleak_testkit.clients import Client  # noqa: E402
 TMUX = shutil.which("tmux")
 WAIT = 60  # seconds to wait for an expected screen
 
-COLUMNS = ("ACTIVE", "CHANGE", "SINCE START", "TREND", "LEAKS", "AT EXIT", "ACQUIRED", "RELEASED", "AVG MS", "MAX MS")
+COLUMNS = ("ACTIVE", "CHANGE", "SINCE START", "TREND", "LEAKS", "AT EXIT", "ACQUIRED", "RELEASED", "AVG HOLD", "MAX HOLD")
 RED, GREEN = (31, 91), (32, 92)
 _SGR = re.compile(r"\x1b\[([0-9;:]*)m")
 
@@ -382,7 +382,7 @@ class LiveViewTest(ConnleakTestCase):
         s = self.wait_screen(pane, narrow, "the narrow layout")
         self.assertIn(s.fg_at(site_of(s, leaker.pid)["_row"], "interactive_open"), RED, s.escaped)
         pane.resize(120, 40)
-        self.wait_screen(pane, lambda s: "RELEASED" in s.text and "MAX MS" in s.text, "the wide layout again")
+        self.wait_screen(pane, lambda s: "RELEASED" in s.text and "MAX HOLD" in s.text, "the wide layout again")
 
         # q: the shell's screen back, modes restored, exit status 0, and the
         # final report printed there, where it stays.
@@ -418,7 +418,7 @@ class LiveViewTest(ConnleakTestCase):
         listed = [line for line in s.section(pid)[1] if re.match(r"[! ] 0x[0-9a-f]+ ", line)]
         self.assertGreaterEqual(len(listed), 3, s.text)
         for line in listed[:3]:
-            self.assertRegex(line, r"! 0x[0-9a-f]+ +[0-9.]+s +\S+ +%d +leaky_handler" % pid,
+            self.assertRegex(line, r"! 0x[0-9a-f]+ +[0-9]+\.[0-9] s +\S+ +%d +leaky_handler" % pid,
                              "the oldest live handles are the leaked ones\n" + s.text)
 
         pane.keys("C-c")
