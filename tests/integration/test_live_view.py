@@ -345,7 +345,7 @@ class LiveViewTest(ConnleakTestCase):
         self.assertIn(s.fg_of_value("leak ratio"), RED, s.escaped)
         # The live connections and their age: all 4 fit on 40 rows.
         start, lines = s.section(leaker.pid)
-        row = r"! 0x[0-9a-f]+ +[0-9.]+m?s +\S+ +%d +interactive_open" % leaker.pid  # address, held, state, thread
+        row = r"! 0x[0-9a-f]+ +[0-9.]+ m?s +\S+ +%d +interactive_open" % leaker.pid  # address, held, state, thread
         oldest = [line for line in lines if re.match(row, line)]
         self.assertEqual(len(oldest), 4, s.text)
         self.assertNotIn("more live", s.text)
@@ -494,7 +494,7 @@ class LiveViewTest(ConnleakTestCase):
 
         def rows(s):
             return [line for line in s.section(c.pid)[1]
-                    if re.match(r"! 0x[0-9a-f]+ +[0-9.]+m?s +\S+ +%d +interactive_open" % c.pid, line)]
+                    if re.match(r"! 0x[0-9a-f]+ +[0-9.]+ m?s +\S+ +%d +interactive_open" % c.pid, line)]
         s = self.wait_screen(pane, lambda s: (find_site(s.table(c.pid), "interactive_open") or {}).get("ACTIVE")
                              == "7", "7 live connections")
         self.assertEqual(sorted(int(r.split()[1], 16) for r in rows(s)), sorted(conns), s.text)
