@@ -479,6 +479,24 @@ class LiveViewTest(ConnleakTestCase):
         pane.keys("q")
         self.assertRestored(pane, pane.wait_exit())
 
+    def test_sockets_from_before_the_attach_said_under_the_totals(self):
+        """Without --server, connections made before the attach are in no
+        count ("leaks 0" would read as all clear): a header line says how many
+        sockets, as the text report's one-time note does, on every screen."""
+        c = self.client("preattach")
+        c.cmd("open 3")
+        pane = self.pane(["--interval", "0.3", "-p", c.pid])
+        self.live_screen(pane, c.pid)
+        line = " 3 db sockets from before the attach, not counted: --server DSN shows them"
+
+        def said(s):
+            return [i for i, text in enumerate(s.lines) if text.rstrip() == line]
+        s = self.wait_screen(pane, said, "the pre-attach line")
+        self.assertEqual(said(s), [s.header_rows()[-1]], "once, the last header line\n" + s.text)
+        self.assertEqual(s.totals()["leaks"], "0", s.text)
+        pane.keys("q")
+        self.assertRestored(pane, pane.wait_exit())
+
     def test_tall_terminal_lists_every_live_connection(self):
         """Issue #18: on 150x40, 7 live connections are all listed (not 3
         and "+4 more live" above 30 blank lines)."""

@@ -250,6 +250,47 @@ TEST_CASE("the header shows the database sockets and the discrepancy", "[layout]
     CHECK(value_style(s.lines[1], "discrepancy ") == Style::Healthy);
 }
 
+TEST_CASE("without --server, a header line says how many sockets predate the attach", "[layout]")
+{
+    Snapshot snap = fixture();
+    snap.processes[0].sockets.tracked = true;
+    snap.processes[0].sockets.pre_attach = 3;
+    snap.processes[1].sockets.tracked = true;
+    snap.processes[1].sockets.pre_attach = 5;  // exited: the kernel closed them, not counted
+    LayoutParams params;
+    params.width = 200;
+    params.height = 40;
+    params.pre_attach_hint = true;
+    Screen s = layout_screen(snap, Trends{}, ViewState{}, params);
+    REQUIRE(s.lines.size() > 2);
+    // Right under the totals, where "leaks 4" is read.
+    CHECK(line_text(s.lines[2]) == " 3 db sockets from before the attach, not counted: --server DSN shows them");
+    CHECK(s.lines[2].front().style == Style::Warn);
+
+    snap.processes[0].sockets.pre_attach = 1;
+    s = layout_screen(snap, Trends{}, ViewState{}, params);
+    CHECK(line_text(s.lines[2]) == " 1 db socket from before the attach, not counted: --server DSN shows it");
+
+    // On 80 columns the whole line still fits.
+    params.width = 80;
+    snap.processes[0].sockets.pre_attach = 3;
+    CHECK(text_of(layout_screen(snap, Trends{}, ViewState{}, params), "before the attach") ==
+          " 3 db sockets from before the attach, not counted: --server DSN shows them");
+
+    auto said = [](const Snapshot& sn, const LayoutParams& lp) {
+        return find_line(layout_screen(sn, Trends{}, ViewState{}, lp), "before the attach") != nullptr;
+    };
+    CHECK(said(snap, params));
+    LayoutParams server = params;  // --server: the rows say it
+    server.pre_attach_hint = false;
+    CHECK_FALSE(said(snap, server));
+    LayoutParams waiting = params;  // no report yet
+    waiting.waiting = true;
+    CHECK_FALSE(said(snap, waiting));
+    snap.processes[0].sockets.pre_attach = 0;  // only the exited process's
+    CHECK_FALSE(said(snap, params));
+}
+
 TEST_CASE("a healthy header is green", "[layout]")
 {
     Snapshot snap = fixture(0);

@@ -781,6 +781,13 @@ Screen layout_screen(const Snapshot& snap, const Trends& trends, const ViewState
     if (!params.waiting)
         for (Line& l : flow(total_fields(snap, trends, params.interval_s), width, " ", " "))
             top.push_back(std::move(l));
+    // The text report's pre-attach note, short, and on every screen: a
+    // screen is redrawn, not read back, and "leaks 0" must not read as all clear.
+    if (const uint64_t n = params.pre_attach_hint && !params.waiting ? pre_attach_sockets(snap) : 0)
+        top.push_back(fit({{fmt(" %" PRIu64 " db socket%s from before the attach, not counted: --server DSN shows %s",
+                                n, n == 1 ? "" : "s", n == 1 ? "it" : "them"),
+                            Style::Warn}},
+                          width));
     top.push_back({});
     // Tiny terminals: the title and the key bar win over the header.
     if (top.size() + 1 > height)

@@ -62,8 +62,9 @@ struct ViewState {
 struct LayoutParams {
     int width = 80, height = 24;
     double interval_s = 2;
-    size_t oldest_conns = 3;  // live connections listed per process at least; more while the screen has room
-    bool waiting = false;     // no report yet: say so instead of zeros
+    size_t oldest_conns = 3;       // live connections listed per process at least; more while the screen has room
+    bool waiting = false;          // no report yet: say so instead of zeros
+    bool pre_attach_hint = false;  // no --server: a line when sockets predate the attach
 };
 
 struct Screen {

@@ -193,12 +193,18 @@ std::string render_text_report(const Snapshot& snap, StacksPrinted* printed)
     return out;
 }
 
-std::string pre_attach_note(const Snapshot& snap)
+uint64_t pre_attach_sockets(const Snapshot& snap)
 {
     uint64_t held = 0;
     for (const ProcessReport& p : snap.processes)
         if (!p.exited && p.sockets.tracked)
             held += p.sockets.pre_attach;
+    return held;
+}
+
+std::string pre_attach_note(const Snapshot& snap)
+{
+    const uint64_t held = pre_attach_sockets(snap);
     if (!held)
         return "";
     // Sockets, not connections: a socket inherited by several traced
