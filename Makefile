@@ -57,8 +57,20 @@ fuzz: deps
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_all
 	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
-demo: deps build
-	tests/demo.sh $(BUILD)/connleak
+# Builds only what tests/demo.sh runs (connleak, pqclient), quietly: the
+# build's output goes to a log, shown (its tail, without make's directory
+# lines) only if the build fails.
+DEMO_LOG = $(BUILD)/demo-build.log
+demo: deps
+	@echo "== building connleak and its demo client in $(BUILD)/ (log: $(DEMO_LOG))"
+	@mkdir -p $(BUILD)
+	@if ! { cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo && \
+		cmake --build $(BUILD) -j $(JOBS) --target connleak pqclient; } >$(DEMO_LOG) 2>&1; then \
+		grep -v 'ing directory' $(DEMO_LOG) | tail -n 30; \
+		echo "make demo: the build failed; its whole log is $(DEMO_LOG)" >&2; \
+		exit 1; \
+	fi
+	@tests/demo.sh $(BUILD)/connleak
 
 bench: deps build
 	bench/run_all.sh $(BUILD)

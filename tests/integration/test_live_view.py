@@ -29,7 +29,7 @@ from connleak_testkit.clients import Client  # noqa: E402
 TMUX = shutil.which("tmux")
 WAIT = 60  # seconds to wait for an expected screen
 
-COLUMNS = ("ACTIVE", "CHANGE", "SINCE START", "TREND", "LEAKS", "AT EXIT", "ACQUIRED", "RELEASED", "AVG MS", "MAX MS")
+COLUMNS = ("ACTIVE", "CHANGE", "SINCE START", "TREND", "LEAKS", "AT EXIT", "ACQUIRED", "RELEASED", "AVG HOLD", "MAX HOLD")
 RED, GREEN = (31, 91), (32, 92)
 _SGR = re.compile(r"\x1b\[([0-9;:]*)m")
 
@@ -345,7 +345,7 @@ class LiveViewTest(ConnleakTestCase):
         self.assertIn(s.fg_of_value("leak ratio"), RED, s.escaped)
         # The live connections and their age: all 4 fit on 40 rows.
         start, lines = s.section(leaker.pid)
-        row = r"! 0x[0-9a-f]+ +[0-9.]+m?s +\S+ +%d +interactive_open" % leaker.pid  # address, held, state, thread
+        row = r"! 0x[0-9a-f]+ +[0-9.]+ m?s +\S+ +%d +interactive_open" % leaker.pid  # address, held, state, thread
         oldest = [line for line in lines if re.match(row, line)]
         self.assertEqual(len(oldest), 4, s.text)
         self.assertNotIn("more live", s.text)
@@ -382,7 +382,7 @@ class LiveViewTest(ConnleakTestCase):
         s = self.wait_screen(pane, narrow, "the narrow layout")
         self.assertIn(s.fg_at(site_of(s, leaker.pid)["_row"], "interactive_open"), RED, s.escaped)
         pane.resize(120, 40)
-        self.wait_screen(pane, lambda s: "RELEASED" in s.text and "MAX MS" in s.text, "the wide layout again")
+        self.wait_screen(pane, lambda s: "RELEASED" in s.text and "MAX HOLD" in s.text, "the wide layout again")
 
         # q: the shell's screen back, modes restored, exit status 0, and the
         # final report printed there, where it stays.
@@ -418,7 +418,7 @@ class LiveViewTest(ConnleakTestCase):
         listed = [line for line in s.section(pid)[1] if re.match(r"[! ] 0x[0-9a-f]+ ", line)]
         self.assertGreaterEqual(len(listed), 3, s.text)
         for line in listed[:3]:
-            self.assertRegex(line, r"! 0x[0-9a-f]+ +[0-9.]+s +\S+ +%d +leaky_handler" % pid,
+            self.assertRegex(line, r"! 0x[0-9a-f]+ +[0-9]+\.[0-9] s +\S+ +%d +leaky_handler" % pid,
                              "the oldest live handles are the leaked ones\n" + s.text)
 
         pane.keys("C-c")
@@ -479,6 +479,24 @@ class LiveViewTest(ConnleakTestCase):
         pane.keys("q")
         self.assertRestored(pane, pane.wait_exit())
 
+    def test_sockets_from_before_the_attach_said_under_the_totals(self):
+        """Without --server, connections made before the attach are in no
+        count ("leaks 0" would read as all clear): a header line says how many
+        sockets, as the text report's one-time note does, on every screen."""
+        c = self.client("preattach")
+        c.cmd("open 3")
+        pane = self.pane(["--interval", "0.3", "-p", c.pid])
+        self.live_screen(pane, c.pid)
+        line = " 3 db sockets from before the attach, not counted: --server DSN shows them"
+
+        def said(s):
+            return [i for i, text in enumerate(s.lines) if text.rstrip() == line]
+        s = self.wait_screen(pane, said, "the pre-attach line")
+        self.assertEqual(said(s), [s.header_rows()[-1]], "once, the last header line\n" + s.text)
+        self.assertEqual(s.totals()["leaks"], "0", s.text)
+        pane.keys("q")
+        self.assertRestored(pane, pane.wait_exit())
+
     def test_tall_terminal_lists_every_live_connection(self):
         """Issue #18: on 150x40, 7 live connections are all listed (not 3
         and "+4 more live" above 30 blank lines)."""
@@ -494,7 +512,7 @@ class LiveViewTest(ConnleakTestCase):
 
         def rows(s):
             return [line for line in s.section(c.pid)[1]
-                    if re.match(r"! 0x[0-9a-f]+ +[0-9.]+m?s +\S+ +%d +interactive_open" % c.pid, line)]
+                    if re.match(r"! 0x[0-9a-f]+ +[0-9.]+ m?s +\S+ +%d +interactive_open" % c.pid, line)]
         s = self.wait_screen(pane, lambda s: (find_site(s.table(c.pid), "interactive_open") or {}).get("ACTIVE")
                              == "7", "7 live connections")
         self.assertEqual(sorted(int(r.split()[1], 16) for r in rows(s)), sorted(conns), s.text)

@@ -79,9 +79,9 @@ class NoticeTest(ConnleakTestCase):
         # with its whole stack, whatever --stacks says.
         err = t.stderr
         leak_lines = re.findall(r"^connleak: leak: connection (0x[0-9a-f]+) of pid (\d+) .* on thread (\d+) held "
-                                r"([0-9.]+)s \(leak-after 1s\), acquired at (\S+)", err, re.M)
+                                r"([0-9]+\.[0-9]) s \(leak-after 1s\), acquired at (\S+)", err, re.M)
         rel_lines = re.findall(r"^connleak: released: previously reported leaked connection (0x[0-9a-f]+) .* "
-                               r"was finished after ([0-9.]+)s", err, re.M)
+                               r"was finished after ([0-9]+\.[0-9]) s", err, re.M)
         self.assertEqual(sorted(int(x[0], 16) for x in leak_lines), held, err)
         self.assertEqual(sorted(int(x[0], 16) for x in rel_lines), held, err)
         for line in leak_lines:

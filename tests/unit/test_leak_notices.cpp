@@ -190,7 +190,7 @@ TEST_CASE("notice text: one line, frames bounded")
     REQUIRE(n.size() == 1);
     std::string text = render_notice(n[0], 30, 2);
     CHECK(text ==
-          "connleak: leak: connection 0xab of pid 10 (api) on thread 11 held 31.2s (leak-after 30s), acquired at "
+          "connleak: leak: connection 0xab of pid 10 (api) on thread 11 held 31.2 s (leak-after 30s), acquired at "
           "get_users+0x3c (api)\n"
           "    at get_users+0x3c (api)\n"
           "    at handle+0x10 (api)\n"
@@ -199,7 +199,7 @@ TEST_CASE("notice text: one line, frames bounded")
     REQUIRE(r.size() == 1);
     CHECK(render_notice(r[0], 30, 2) ==
           "connleak: released: previously reported leaked connection 0xab of pid 10 (api) on thread 11 was "
-          "finished after 31.2s, acquired at get_users+0x3c (api)\n");
+          "finished after 31.2 s, acquired at get_users+0x3c (api)\n");
 }
 
 namespace {
@@ -234,12 +234,12 @@ TEST_CASE("10 leaks from one site in one interval: one line, the stack, one fold
     REQUIRE(batch.size() == 10);  // every one is still a notice of its own (JSON)
     std::string text = nt.render(batch, o);
     CHECK(text ==
-          "connleak: leak: connection 0x100 of pid 10 (api) on thread 11 held 31.0s (leak-after 30s), acquired at "
+          "connleak: leak: connection 0x100 of pid 10 (api) on thread 11 held 31.0 s (leak-after 30s), acquired at "
           "get_users+0x3c (api)\n"
           "    at get_users+0x3c (api)\n"
           "    at handle+0x10 (api)\n"
           "    ... 1 more\n"
-          "connleak: leak: and 9 more connections of pid 10 (api) from the same site, held 31.1s to 31.9s\n");
+          "connleak: leak: and 9 more connections of pid 10 (api) from the same site, held 31.1 s to 31.9 s\n");
     CHECK(line_count(text) == 5);
 
     // The next interval, 10 more from that site: its stack was shown.
@@ -258,7 +258,7 @@ TEST_CASE("10 leaks from one site in one interval: one line, the stack, one fold
     text = nt.render(batch, o);
     CHECK(line_count(text) == 2);
     CHECK(text.find("connleak: released: and 19 more previously reported connections of pid 10 (api) from the same "
-                    "site, finished after 31.0s to 31.9s\n") != std::string::npos);
+                    "site, finished after 31.0 s to 31.9 s\n") != std::string::npos);
 }
 
 TEST_CASE("notices fold per site and process, the stack once per site")

@@ -189,26 +189,27 @@ TEST_CASE("wide: every column, the leaking row red and counted", "[layout]")
     std::string heading = text_of(s, "SITE");
     for (const char* col : {"ACTIVE", "CHANGE", "TREND", "LEAKS", "ACQUIRED", "RELEASED"})
         CHECK(has_word(heading, col));
-    for (const char* col : {"SINCE START", "AVG MS", "MAX MS"})
+    for (const char* col : {"SINCE START", "AVG HOLD", "MAX HOLD"})
         CHECK(heading.find(col) != std::string::npos);
 
     const Line* leaky = find_line(s, kLeakySite);
     REQUIRE(leaky);
     CHECK(style_of(*leaky, kLeakySite) == Style::Leak);
-    // SITE ACTIVE CHANGE SINCE-START TREND LEAKS ACQUIRED RELEASED AVG MS MAX MS
+    // SITE ACTIVE CHANGE SINCE-START TREND LEAKS ACQUIRED RELEASED AVG-HOLD MAX-HOLD,
+    // the holds in words: 95000 ms reads as minutes, not "95000.0".
     std::vector<std::string> w = words(line_text(*leaky));
     INFO(line_text(*leaky));
-    REQUIRE(w.size() == 12);
+    REQUIRE(w.size() == 16);
     CHECK(w[0] == "!");  // the leak is visible without colour too
     CHECK(std::vector<std::string>(w.begin() + 3, w.end()) ==
-          std::vector<std::string>{"6", "+2", "+2", "up", "4", "10", "4", "12.5", "95000.0"});
+          std::vector<std::string>{"6", "+2", "+2", "up", "4", "10", "4", "12", "ms", "1", "min", "35", "s"});
 
     const Line* good = find_line(s, kGoodSite);
     REQUIRE(good);
     CHECK(style_of(*good, kGoodSite) == Style::Healthy);
     w = words(line_text(*good));
     CHECK(std::vector<std::string>(w.begin() + 2, w.end()) ==  // no "!" on a healthy row
-          std::vector<std::string>{"0", "0", "0", "flat", "0", "25", "25", "3.2", "40.0"});
+          std::vector<std::string>{"0", "0", "0", "flat", "0", "25", "25", "3.2", "ms", "40", "ms"});
 
     // Site names are padded to the longest, not to the screen: numbers stay
     // next to the names they belong to on a wide terminal.
@@ -249,6 +250,47 @@ TEST_CASE("the header shows the database sockets and the discrepancy", "[layout]
     CHECK(value_style(s.lines[1], "discrepancy ") == Style::Healthy);
 }
 
+TEST_CASE("without --server, a header line says how many sockets predate the attach", "[layout]")
+{
+    Snapshot snap = fixture();
+    snap.processes[0].sockets.tracked = true;
+    snap.processes[0].sockets.pre_attach = 3;
+    snap.processes[1].sockets.tracked = true;
+    snap.processes[1].sockets.pre_attach = 5;  // exited: the kernel closed them, not counted
+    LayoutParams params;
+    params.width = 200;
+    params.height = 40;
+    params.pre_attach_hint = true;
+    Screen s = layout_screen(snap, Trends{}, ViewState{}, params);
+    REQUIRE(s.lines.size() > 2);
+    // Right under the totals, where "leaks 4" is read.
+    CHECK(line_text(s.lines[2]) == " 3 db sockets from before the attach, not counted: --server DSN shows them");
+    CHECK(s.lines[2].front().style == Style::Warn);
+
+    snap.processes[0].sockets.pre_attach = 1;
+    s = layout_screen(snap, Trends{}, ViewState{}, params);
+    CHECK(line_text(s.lines[2]) == " 1 db socket from before the attach, not counted: --server DSN shows it");
+
+    // On 80 columns the whole line still fits.
+    params.width = 80;
+    snap.processes[0].sockets.pre_attach = 3;
+    CHECK(text_of(layout_screen(snap, Trends{}, ViewState{}, params), "before the attach") ==
+          " 3 db sockets from before the attach, not counted: --server DSN shows them");
+
+    auto said = [](const Snapshot& sn, const LayoutParams& lp) {
+        return find_line(layout_screen(sn, Trends{}, ViewState{}, lp), "before the attach") != nullptr;
+    };
+    CHECK(said(snap, params));
+    LayoutParams server = params;  // --server: the rows say it
+    server.pre_attach_hint = false;
+    CHECK_FALSE(said(snap, server));
+    LayoutParams waiting = params;  // no report yet
+    waiting.waiting = true;
+    CHECK_FALSE(said(snap, waiting));
+    snap.processes[0].sockets.pre_attach = 0;  // only the exited process's
+    CHECK_FALSE(said(snap, params));
+}
+
 TEST_CASE("a healthy header is green", "[layout]")
 {
     Snapshot snap = fixture(0);
@@ -263,14 +305,15 @@ TEST_CASE("80 columns: the least telling columns make room for the site", "[layo
     Screen s = layout(fixture(), trends_of({fixture()}), 80, 30);
     std::string heading = text_of(s, "SITE");
     CHECK_FALSE(has_word(heading, "RELEASED"));
-    CHECK(heading.find("MAX MS") == std::string::npos);
+    CHECK(heading.find("MAX HOLD") == std::string::npos);
     CHECK(heading.find("SINCE START") == std::string::npos);
-    CHECK(heading.find("AVG MS") != std::string::npos);
+    CHECK(heading.find("AVG HOLD") != std::string::npos);
     for (const char* col : {"ACTIVE", "CHANGE", "TREND", "LEAKS", "ACQUIRED"})
         CHECK(has_word(heading, col));
     std::string row = text_of(s, kLeakySite);  // the whole name still fits
     // First report: no change yet (CHANGE blank), TREND new.
-    CHECK(words(row) == std::vector<std::string>{"!", "leaky_handler+0x1c", "(api)", "6", "new", "4", "10", "12.5"});
+    CHECK(words(row) ==
+          std::vector<std::string>{"!", "leaky_handler+0x1c", "(api)", "6", "new", "4", "10", "12", "ms"});
 }
 
 TEST_CASE("narrow: site, active and leaks survive", "[layout]")
@@ -339,7 +382,7 @@ TEST_CASE("the oldest live connections with their age", "[layout]")
     const Line* oldest = find_line(s, "0x5500 ");
     REQUIRE(oldest);
     CHECK(words(line_text(*oldest)) ==
-          std::vector<std::string>{"!", "0x5500", "1m35s", "-", "101", "leaky_handler+0x1c", "(api)"});
+          std::vector<std::string>{"!", "0x5500", "1", "min", "35", "s", "-", "101", "leaky_handler+0x1c", "(api)"});
     CHECK(style_of(*oldest, "0x5500") == Style::Leak);
     CHECK(find_line(s, "0x5505 "));  // 40 rows: all six fit
     CHECK_FALSE(find_line(s, "more live"));
@@ -525,7 +568,7 @@ TEST_CASE("sorting by state lists handles kept in a transaction first, idle last
         std::vector<std::string> order;
         for (const std::string& l : texts(layout(snap, Trends{}, 160, 60, v)))
             if (l.find("0xa") != std::string::npos)
-                order.push_back(l.substr(l.find("0xa"), 4) + " " + words(l)[2]);
+                order.push_back(l.substr(l.find("0xa"), 4) + " " + words(l)[3]);  // after "12.0 s"
         return order;
     };
     CHECK(rows(SortKey::Leaks) ==
@@ -614,14 +657,6 @@ TEST_CASE("cells: clipping and compact numbers", "[layout]")
     CHECK(format_count(1234567, 5) == "1.2M");
     CHECK(format_count(123456789, 4) == "123M");
     CHECK(format_count(999999, 4) == "1.0M");
-    CHECK(format_ms(12.345, 8) == "12.3");
-    CHECK(format_ms(123456789.0, 8) == "123M");
-
-    CHECK(format_age(850) == "850ms");
-    CHECK(format_age(41234) == "41.2s");
-    CHECK(format_age(725000) == "12m05s");
-    CHECK(format_age(3.0 * 3600000 + 2 * 60000) == "3h02m");
-    CHECK(format_age(2.0 * 86400000 + 4 * 3600000) == "2d04h");
 }
 
 TEST_CASE("keys: letters, arrows, and sequences split across reads", "[keys]")

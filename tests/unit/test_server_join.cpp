@@ -270,9 +270,10 @@ TEST_CASE("text report: the server state beside each listed connection")
     join_server_view(snap, in);
     const std::string text = render_text_report(snap);
     INFO(text);
-    CHECK(text.find("  CONNECTION           THREAD      HELD STATE            SERVER                        SITE\n") !=
-          std::string::npos);
-    CHECK(text.find("  pre-attach                -     61.0s -                idle in transaction 46.0s\n") !=
+    CHECK(
+        text.find("  CONNECTION           THREAD        HELD STATE            SERVER                        SITE\n") !=
+        std::string::npos);
+    CHECK(text.find("  pre-attach                -  1 min 01 s -                idle in transaction 46.0 s\n") !=
           std::string::npos);
 }
 
@@ -291,9 +292,9 @@ TEST_CASE("live view: idle in transaction in red beside the connection")
     bool red_state = false, plain_idle = false;
     for (const Line& l : screen.lines)
         for (const Span& s : l) {
-            if (s.text.rfind("idle in transaction 46.0s", 0) == 0)
+            if (s.text.rfind("idle in transaction 46.0 s", 0) == 0)
                 red_state = s.style == Style::Leak;
-            if (s.text.rfind("idle 20.0s", 0) == 0)
+            if (s.text.rfind("idle 20.0 s", 0) == 0)
                 plain_idle = s.style == Style::Plain;
         }
     CHECK(red_state);

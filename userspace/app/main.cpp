@@ -151,6 +151,7 @@ std::unique_ptr<ReportSink> make_sink(const Options& o)
         LiveViewOptions lv;
         lv.interval_s = o.interval_s;
         lv.color = color_wanted(o.no_color);
+        lv.pre_attach_hint = o.servers.empty();  // with --server, the rows say it
         if (auto view = make_live_view(lv))
             return view;
     }

@@ -2,6 +2,7 @@
 
 #include <cinttypes>
 
+#include "duration_text.h"
 #include "safe_text.h"
 #include "screen_layout.h"
 #include "strfmt.h"
@@ -12,7 +13,7 @@ std::string last_user_phrase(const ConnReport& c)
 {
     std::string out;
     if (c.idle_ms >= 0)
-        out = "idle " + format_age(c.idle_ms);
+        out = "idle " + format_duration(c.idle_ms);
     if (!c.last_used_site.empty())
         out += (out.empty() ? "" : ", ") + std::string("last user ") + safe_text(c.last_used_site);
     return out;

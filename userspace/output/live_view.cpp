@@ -299,6 +299,7 @@ private:
         params.height = height;
         params.interval_s = opts_.interval_s;
         params.waiting = waiting_;
+        params.pre_attach_hint = opts_.pre_attach_hint;
         Screen screen = layout_screen(shown_, shown_trends_, view_, params);
         view_.scroll = screen.scroll;
         page_ = screen.page;

@@ -13,8 +13,9 @@
 namespace connleak {
 
 struct LiveViewOptions {
-    double interval_s = 2;  // shown in the title bar
-    bool color = true;      // see color_wanted()
+    double interval_s = 2;         // shown in the title bar
+    bool color = true;             // see color_wanted()
+    bool pre_attach_hint = false;  // no --server: say when sockets predate the attach
 };
 
 // --no-color, or NO_COLOR set to anything but "" (https://no-color.org),

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <limits>
 
+#include "duration_text.h"
 #include "safe_text.h"
 #include "shown_frames.h"
 #include "strfmt.h"
@@ -18,22 +19,24 @@ std::string render_notice(const Notice& n, double leak_after_s, size_t frames_sh
     std::string out;
     if (n.kind == "leak" && n.pooled)
         out = fmt("connleak: leak: pooled connection 0x%" PRIx64 " of pid %u (%s) borrowed by %s,"
-                  " in a transaction for %.1fs, never returned (leak-after %gs)\n",
-                  n.conn, n.pid, safe_text(n.comm).c_str(), safe_text(n.site).c_str(), n.in_transaction_ms / 1000.0,
-                  leak_after_s);
+                  " in a transaction for %s, never returned (leak-after %gs)\n",
+                  n.conn, n.pid, safe_text(n.comm).c_str(), safe_text(n.site).c_str(),
+                  format_duration(n.in_transaction_ms).c_str(), leak_after_s);
     else if (n.kind == "released" && n.pooled)
-        out = fmt("connleak: released: pooled connection 0x%" PRIx64 " of pid %u (%s) borrowed by %s"
-                  " is back (out of its transaction, or finished) after %.1fs\n",
-                  n.conn, n.pid, safe_text(n.comm).c_str(), safe_text(n.site).c_str(), n.age_ms / 1000.0);
+        out =
+            fmt("connleak: released: pooled connection 0x%" PRIx64 " of pid %u (%s) borrowed by %s"
+                " is back (out of its transaction, or finished) after %s\n",
+                n.conn, n.pid, safe_text(n.comm).c_str(), safe_text(n.site).c_str(), format_duration(n.age_ms).c_str());
     else if (n.kind == "leak")
-        out = fmt("connleak: leak: connection 0x%" PRIx64 " of pid %u (%s) on thread %u held %.1fs"
+        out = fmt("connleak: leak: connection 0x%" PRIx64 " of pid %u (%s) on thread %u held %s"
                   " (leak-after %gs), acquired at %s\n",
-                  n.conn, n.pid, safe_text(n.comm).c_str(), n.tid, n.age_ms / 1000.0, leak_after_s,
+                  n.conn, n.pid, safe_text(n.comm).c_str(), n.tid, format_duration(n.age_ms).c_str(), leak_after_s,
                   safe_text(n.site).c_str());
     else
         out = fmt("connleak: released: previously reported leaked connection 0x%" PRIx64
-                  " of pid %u (%s) on thread %u was finished after %.1fs, acquired at %s\n",
-                  n.conn, n.pid, safe_text(n.comm).c_str(), n.tid, n.age_ms / 1000.0, safe_text(n.site).c_str());
+                  " of pid %u (%s) on thread %u was finished after %s, acquired at %s\n",
+                  n.conn, n.pid, safe_text(n.comm).c_str(), n.tid, format_duration(n.age_ms).c_str(),
+                  safe_text(n.site).c_str());
     if (n.kind == "leak" && n.frames && frames_shown) {
         size_t shown = 0;
         const std::vector<std::string_view> frames = shown_frames(*n.frames);
@@ -54,11 +57,11 @@ namespace {
 // against a host with endless distinct sites. Past it, stacks show again.
 constexpr size_t kMaxStacksShown = 65536;
 
-std::string seconds_range(double low_ms, double high_ms)
+// One duration when both ends print alike.
+std::string duration_range(double low_ms, double high_ms)
 {
-    if (fmt("%.1f", low_ms / 1000.0) == fmt("%.1f", high_ms / 1000.0))
-        return fmt("%.1fs", high_ms / 1000.0);
-    return fmt("%.1fs to %.1fs", low_ms / 1000.0, high_ms / 1000.0);
+    const std::string low = format_duration(low_ms), high = format_duration(high_ms);
+    return low == high ? high : low + " to " + high;
 }
 
 // "and 9 more ... from the same site": the rest of a group on one line.
@@ -73,10 +76,10 @@ std::string fold_line(const std::vector<const Notice*>& rest)
     const char* noun = rest.size() == 1 ? "connection" : "connections";
     if (n.kind == "leak")
         return fmt("connleak: leak: and %zu more %s of pid %u (%s) from the same site, held %s\n", rest.size(), noun,
-                   n.pid, safe_text(n.comm).c_str(), seconds_range(low, high).c_str());
+                   n.pid, safe_text(n.comm).c_str(), duration_range(low, high).c_str());
     return fmt("connleak: released: and %zu more previously reported %s of pid %u (%s) from the same site,"
                " finished after %s\n",
-               rest.size(), noun, n.pid, safe_text(n.comm).c_str(), seconds_range(low, high).c_str());
+               rest.size(), noun, n.pid, safe_text(n.comm).c_str(), duration_range(low, high).c_str());
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <map>
 #include <string_view>
 
+#include "duration_text.h"
 #include "last_user_text.h"
 #include "last_users.h"
 #include "last_users_table.h"
@@ -147,7 +148,7 @@ std::vector<Field> total_fields(const Snapshot& snap, const Trends& trends, doub
 
 // ---- the site table ----------------------------------------------------
 
-enum class Col { Active, Chg, Session, Trend, Leaks, Acquired, Released, AvgMs, MaxMs };
+enum class Col { Active, Chg, Session, Trend, Leaks, Acquired, Released, AvgHold, MaxHold };
 
 struct Column {
     Col id;
@@ -160,11 +161,15 @@ struct Column {
 // says so; the headings should read without it). LEAKS is wide enough for
 // "AT EXIT", its heading for exited processes.
 constexpr Column kColumns[] = {
-    {Col::Active, "ACTIVE", 6, 0},        {Col::Chg, "CHANGE", 6, 7},  // ACTIVE since the last report
-    {Col::Session, "SINCE START", 11, 3},                              // ACTIVE since the site was first seen
-    {Col::Trend, "TREND", 5, 6},                                       // up / flat / down over the last reports
-    {Col::Leaks, "LEAKS", 7, 0},          {Col::Acquired, "ACQUIRED", 8, 5}, {Col::Released, "RELEASED", 8, 1},
-    {Col::AvgMs, "AVG MS", 8, 4},         {Col::MaxMs, "MAX MS", 8, 2},
+    {Col::Active, "ACTIVE", 6, 0},
+    {Col::Chg, "CHANGE", 6, 7},            // ACTIVE since the last report
+    {Col::Session, "SINCE START", 11, 3},  // ACTIVE since the site was first seen
+    {Col::Trend, "TREND", 5, 6},           // up / flat / down over the last reports
+    {Col::Leaks, "LEAKS", 7, 0},
+    {Col::Acquired, "ACQUIRED", 8, 5},
+    {Col::Released, "RELEASED", 8, 1},
+    {Col::AvgHold, "AVG HOLD", kDurationWidth, 4},
+    {Col::MaxHold, "MAX HOLD", kDurationWidth, 2},
 };
 constexpr size_t kIndent = 2;    // "! " marks a leaking row without colour
 constexpr size_t kSiteMin = 24;  // narrower than this, numbers make room for names
@@ -232,10 +237,10 @@ std::string cell(Col col, const ProcessReport& p, const SiteReport& s, const Tre
         return format_count(s.acquired, w);
     case Col::Released:
         return format_count(s.released, w);
-    case Col::AvgMs:
-        return s.released ? format_ms(s.avg_ms, w) : "-";  // no release, no mean hold
-    case Col::MaxMs:
-        return format_ms(s.max_ms, w);
+    case Col::AvgHold:
+        return s.released ? format_duration(s.avg_ms) : "-";  // no release, no mean hold
+    case Col::MaxHold:
+        return format_duration(s.max_ms);
     }
     return "";
 }
@@ -410,7 +415,7 @@ std::vector<Field> process_fields(const ProcessReport& p)
 
 Line connection_heading(size_t width, bool server)
 {
-    return fit({{fmt("  %-18s %8s %-14s %8s  %s%s", "LIVE CONNECTION", "HELD", "STATE", "THREAD",
+    return fit({{fmt("  %-18s %*s %-14s %8s  %s%s", "LIVE CONNECTION", kDurationWidth, "HELD", "STATE", "THREAD",
                      server ? fmt("%-28s  ", "SERVER").c_str() : "", "SITE"),
                  Style::Heading}},
                width);
@@ -423,8 +428,8 @@ Line connection_row(const ConnReport& c, size_t width, bool server)
 {
     const Style style = c.leak ? Style::Leak : Style::Plain;
     const std::string state = c.state_known ? std::string(conn_state_name(c.state)) + (c.pooled ? "*" : "") : "-";
-    Line line = {{fmt("%s%-18s %8s %-14s %8s  ", c.leak ? "! " : "  ", connection_cell(c).c_str(),
-                      format_age(c.age_ms).c_str(), state.c_str(), thread_cell(c).c_str()),
+    Line line = {{fmt("%s%-18s %*s %-14s %8s  ", c.leak ? "! " : "  ", connection_cell(c).c_str(), kDurationWidth,
+                      format_duration(c.age_ms).c_str(), state.c_str(), thread_cell(c).c_str()),
                   style}};
     if (server) {
         const std::string cell = server_cell(c);
@@ -729,27 +734,6 @@ std::string format_count(uint64_t v, size_t width)
     return clip(plain, width);
 }
 
-std::string format_ms(double ms, size_t width)
-{
-    std::string s = fmt("%.1f", ms);
-    return s.size() <= width ? s : format_count(static_cast<uint64_t>(std::llround(ms)), width);
-}
-
-std::string format_age(double ms)
-{
-    if (ms < 1000)
-        return fmt("%.0fms", ms);
-    const double s = ms / 1000;
-    if (s < 60)
-        return fmt("%.1fs", s);
-    const uint64_t secs = static_cast<uint64_t>(s);
-    if (secs < 3600)
-        return fmt("%" PRIu64 "m%02" PRIu64 "s", secs / 60, secs % 60);
-    if (secs < 86400)
-        return fmt("%" PRIu64 "h%02" PRIu64 "m", secs / 3600, secs % 3600 / 60);
-    return fmt("%" PRIu64 "d%02" PRIu64 "h", secs / 86400, secs % 86400 / 3600);
-}
-
 SortKey next_sort(SortKey k)
 {
     switch (k) {
@@ -797,6 +781,13 @@ Screen layout_screen(const Snapshot& snap, const Trends& trends, const ViewState
     if (!params.waiting)
         for (Line& l : flow(total_fields(snap, trends, params.interval_s), width, " ", " "))
             top.push_back(std::move(l));
+    // The text report's pre-attach note, short, and on every screen: a
+    // screen is redrawn, not read back, and "leaks 0" must not read as all clear.
+    if (const uint64_t n = params.pre_attach_hint && !params.waiting ? pre_attach_sockets(snap) : 0)
+        top.push_back(fit({{fmt(" %" PRIu64 " db socket%s from before the attach, not counted: --server DSN shows %s",
+                                n, n == 1 ? "" : "s", n == 1 ? "it" : "them"),
+                            Style::Warn}},
+                          width));
     top.push_back({});
     // Tiny terminals: the title and the key bar win over the header.
     if (top.size() + 1 > height)

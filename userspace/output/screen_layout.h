@@ -47,8 +47,6 @@ std::string printable(std::string_view s);
 
 // Compact numbers for fixed-width cells: 1234567 in 5 columns is "1.2M".
 std::string format_count(uint64_t v, size_t width);
-std::string format_ms(double ms, size_t width);
-std::string format_age(double ms);  // "850ms", "41.2s", "12m05s", "3h02m", "2d04h"
 
 enum class SortKey { Leaks, Active, Acquired, AvgHold, State, LastUser };
 SortKey next_sort(SortKey k);
@@ -64,8 +62,9 @@ struct ViewState {
 struct LayoutParams {
     int width = 80, height = 24;
     double interval_s = 2;
-    size_t oldest_conns = 3;  // live connections listed per process at least; more while the screen has room
-    bool waiting = false;     // no report yet: say so instead of zeros
+    size_t oldest_conns = 3;       // live connections listed per process at least; more while the screen has room
+    bool waiting = false;          // no report yet: say so instead of zeros
+    bool pre_attach_hint = false;  // no --server: a line when sockets predate the attach
 };
 
 struct Screen {

@@ -2,6 +2,7 @@
 
 #include <cinttypes>
 
+#include "duration_text.h"
 #include "safe_text.h"
 #include "screen_layout.h"
 #include "strfmt.h"
@@ -16,7 +17,7 @@ std::string server_cell(const ConnReport& c)
         return "?";
     std::string s = safe_text(*c.server->state);
     if (c.server->state_age_ms >= 0)
-        s += " " + format_age(c.server->state_age_ms);
+        s += " " + format_duration(c.server->state_age_ms);
     return s;
 }
 

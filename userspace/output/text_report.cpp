@@ -8,12 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "duration_text.h"
 #include "last_user_text.h"
 #include "last_users_table.h"
 #include "safe_text.h"
 #include "server_text.h"
-#include "socket_text.h"
 #include "shown_frames.h"
+#include "socket_text.h"
 #include "strfmt.h"
 #include "time_format.h"
 
@@ -109,15 +110,16 @@ std::string site_table(const ProcessReport& p, size_t frames_shown, StacksPrinte
         names.push_back(safe_text(r.site));
         width = std::max(width, display_width(names.back()));
     }
-    std::string s = fmt("  %-*s %7s %9s %9s %7s %10s %10s\n", width, "SITE", "ACTIVE", "ACQUIRED", "RELEASED",
-                        p.exited ? "AT EXIT" : "LEAKS", "AVG MS", "MAX MS");
+    std::string s = fmt("  %-*s %7s %9s %9s %7s %*s %*s\n", width, "SITE", "ACTIVE", "ACQUIRED", "RELEASED",
+                        p.exited ? "AT EXIT" : "LEAKS", kDurationWidth, "AVG HOLD", kDurationWidth, "MAX HOLD");
     for (size_t i = 0; i < p.sites.size(); i++) {
         const SiteReport& r = p.sites[i];
         s += "  " + names[i] + std::string(static_cast<size_t>(width - display_width(names[i])), ' ');
         // No release, no mean hold: "-", not a 0.0 that reads as instant.
-        const std::string avg = r.released ? fmt("%.1f", r.avg_ms) : "-";
-        s += fmt(" %7" PRIu64 " %9" PRIu64 " %9" PRIu64 " %7" PRIu64 " %10s %10.1f\n", r.active, r.acquired,
-                 r.released, p.exited ? r.leaked_at_exit : r.leaks, avg.c_str(), r.max_ms);
+        const std::string avg = r.released ? format_duration(r.avg_ms) : "-";
+        s += fmt(" %7" PRIu64 " %9" PRIu64 " %9" PRIu64 " %7" PRIu64 " %*s %*s\n", r.active, r.acquired, r.released,
+                 p.exited ? r.leaked_at_exit : r.leaks, kDurationWidth, avg.c_str(), kDurationWidth,
+                 format_duration(r.max_ms).c_str());
         s += frame_lines(p.pid, r, frames_shown, printed);
     }
     return s;
@@ -139,8 +141,8 @@ std::string leaked_connections(const ProcessReport& p, double leak_after_s)
         server = server || c.server;
     for (const ConnReport& c : p.connections)
         if (c.leak) {
-            rows += fmt("  %-18s %8s %9s %-15s  ", connection_cell(c).c_str(), thread_cell(c).c_str(),
-                        fmt("%.1fs", c.age_ms / 1000.0).c_str(), connection_state_text(c).c_str());
+            rows += fmt("  %-18s %8s %*s %-15s  ", connection_cell(c).c_str(), thread_cell(c).c_str(), kDurationWidth,
+                        format_duration(c.age_ms).c_str(), connection_state_text(c).c_str());
             if (server)
                 rows += fmt("%-28s  ", server_cell(c).empty() ? "-" : server_cell(c).c_str());
             rows += safe_text(c.site);
@@ -150,8 +152,8 @@ std::string leaked_connections(const ProcessReport& p, double leak_after_s)
         }
     if (rows.empty())
         return "";
-    return fmt("  connections held %gs or longer:\n  %-18s %8s %9s %-15s  ", leak_after_s, "CONNECTION", "THREAD",
-               "HELD", "STATE") +
+    return fmt("  connections held %gs or longer:\n  %-18s %8s %*s %-15s  ", leak_after_s, "CONNECTION", "THREAD",
+               kDurationWidth, "HELD", "STATE") +
            (server ? fmt("%-28s  ", "SERVER") : "") + "SITE\n" + rows;
 }
 
@@ -191,12 +193,18 @@ std::string render_text_report(const Snapshot& snap, StacksPrinted* printed)
     return out;
 }
 
-std::string pre_attach_note(const Snapshot& snap)
+uint64_t pre_attach_sockets(const Snapshot& snap)
 {
     uint64_t held = 0;
     for (const ProcessReport& p : snap.processes)
         if (!p.exited && p.sockets.tracked)
             held += p.sockets.pre_attach;
+    return held;
+}
+
+std::string pre_attach_note(const Snapshot& snap)
+{
+    const uint64_t held = pre_attach_sockets(snap);
     if (!held)
         return "";
     // Sockets, not connections: a socket inherited by several traced

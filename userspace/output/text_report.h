@@ -31,4 +31,8 @@ std::string quiet_processes_note(const Snapshot& snap);
 // when no running process holds one. The text sink says it once.
 std::string pre_attach_note(const Snapshot& snap);
 
+// The database sockets running processes hold since before the attach: the
+// count pre_attach_note and the live view's line say.
+uint64_t pre_attach_sockets(const Snapshot& snap);
+
 }  // namespace connleak
