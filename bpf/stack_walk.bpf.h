@@ -43,10 +43,6 @@ struct {
 	__type(value, __u64);
 } unwind_asked SEC(".maps");
 
-/* Temporary (w13): capture_stack calls that the memo spared a walk, and the others. */
-volatile __u64 walk_memo_hits;
-volatile __u64 walk_memo_misses;
-
 /* At most this much of a stack is read in one go (a power of two). How
  * much a walk needs is learnt per thread (walk_memo.span): the span its
  * previous walk read, so a thread's first walk reads slot by slot. */
@@ -250,11 +246,8 @@ static __always_inline struct stack_capture *capture_stack(struct pt_regs *ctx, 
 	}
 	/* The same stack as last time (the usual case: a thread connects from
 	 * where it did before) costs no lookup a frame: a compare a frame. */
-	if (memo && walk_remembered(&w, memo)) {
-		__sync_fetch_and_add(&walk_memo_hits, 1);
+	if (memo && walk_remembered(&w, memo))
 		goto python;
-	}
-	__sync_fetch_and_add(&walk_memo_misses, 1);
 	bpf_loop(CONNLEAK_STACK_FRAMES, walk_one, &w, 0);
 	if (memo) {
 		memo->span = w.top - w.base < STACK_WINDOW ? w.top - w.base : STACK_WINDOW;
