@@ -417,7 +417,7 @@ int BPF_KRETPROBE(call_exit, void *conn)
 	/* The stack: walked here when every return address on it is known
 	 * (then counted per stack below), else copied for userspace to unwind
 	 * and learn from. */
-	struct stack_capture *cap = stack_size ? capture_stack(ctx, tgid, &tc->walk_span) : NULL;
+	struct stack_capture *cap = stack_size ? capture_stack(ctx, tgid, &tc->acquire_walk) : NULL;
 	struct stack_stats *st = NULL;
 
 	if (cap && cap->id)

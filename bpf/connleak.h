@@ -95,13 +95,29 @@ enum call_kind {
 	CALL_PING = 2,
 };
 
+/* A thread's last stack walk of one kind (stack_walk.bpf.h, capture_stack):
+ * how much of the stack it read and, when it was complete, short, and its
+ * steps all rsp-based, its return addresses and where each lay, so the
+ * same stack next time is recognised from the words alone. */
+#define CONNLEAK_MEMO_FRAMES 32
+
+struct walk_memo {
+	__u32 span;  /* bytes above sp the walk read: the window the next one reads */
+	__u32 count; /* return addresses in pcs[]; 0: nothing remembered */
+	__u64 family;
+	__u64 hash;  /* the stack id's native part: family and pcs[] mixed */
+	__u64 pcs[CONNLEAK_MEMO_FRAMES];
+	__u16 slots[CONNLEAK_MEMO_FRAMES]; /* slots[i]: where pcs[i] lay, bytes above sp (i >= 1) */
+};
+
 struct thread_call {
 	__u64 start_ns;
 	__u64 sp;  /* stack pointer at the outermost call's entry */
 	__u32 depth; /* calls in progress, the outermost included; 0: none */
 	__u32 kind;
-	__u32 walk_span; /* bytes above sp the thread's last stack walk read (stack_walk.bpf.h) */
-	__u32 pad;
+	/* Apart, as a thread's acquiring stacks and its last-use stacks differ. */
+	struct walk_memo acquire_walk; /* call_exit's */
+	struct walk_memo use_walk;     /* begin_use's (sock_io.bpf.h) */
 };
 
 /* Events (ring buffer): what maps cannot hold. Each acquisition sends the

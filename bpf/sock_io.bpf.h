@@ -95,7 +95,7 @@ static __always_inline void begin_use(struct sock_io *io, __u64 now, __u64 quiet
 	 * walked is named by its id in this entry, sent once per process; one it
 	 * could not walk yet goes as a copy, which teaches userspace its steps. */
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	struct stack_capture *cap = stack_size ? capture_stack(regs, tgid, tc ? &tc->walk_span : NULL) : NULL;
+	struct stack_capture *cap = stack_size ? capture_stack(regs, tgid, tc ? &tc->use_walk : NULL) : NULL;
 
 	if (!cap)
 		return;

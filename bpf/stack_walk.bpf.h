@@ -44,8 +44,8 @@ struct {
 } unwind_asked SEC(".maps");
 
 /* At most this much of a stack is read in one go (a power of two). How
- * much a walk needs is learnt per thread (thread_call.walk_span): the span
- * its previous walk read, so a thread's first walk reads slot by slot. */
+ * much a walk needs is learnt per thread (walk_memo.span): the span its
+ * previous walk read, so a thread's first walk reads slot by slot. */
 #define STACK_WINDOW 8192
 
 struct stack_capture {
@@ -55,6 +55,7 @@ struct stack_capture {
 	__u32 count;  /* return addresses in pcs[] */
 	__u32 python; /* the thread's Python frames are in python_scratch (stack_python) */
 	__u64 pcs[CONNLEAK_STACK_FRAMES];
+	__u16 slots[CONNLEAK_MEMO_FRAMES]; /* as walk_memo.slots, for the walk to be remembered */
 	/* The stack from sp up, read in one go: the slots the walk reads lie
 	 * there (the few that do not are read one by one). */
 	__u8 window[STACK_WINDOW + 8];
@@ -89,6 +90,7 @@ struct stack_walker {
 	__u64 top;    /* the highest address a read needed, plus 8 */
 	__u32 window; /* bytes of window[] that hold the stack */
 	__u32 end;
+	__u32 unsure; /* a read outside the window or an rbp-based CFA: not to be remembered */
 };
 
 /* The 8-byte user word at addr: from the window when it lies there, else
@@ -103,6 +105,7 @@ static __always_inline int stack_word(struct stack_walker *w, __u64 addr, __u64 
 		*out = *(__u64 *)(w->cap->window + (off & (STACK_WINDOW - 1)));
 		return 0;
 	}
+	w->unsure = 1;
 	return bpf_probe_read_user(out, sizeof(*out), (void *)addr);
 }
 
@@ -134,7 +137,11 @@ static long walk_one(__u64 i, void *data)
 		w->end = WALK_COMPLETE;
 		return 1;
 	}
+	if (step->flags & UNWIND_CFA_RBP)
+		w->unsure = 1; /* rbp comes from outside the words compared */
 	cfa = (step->flags & UNWIND_CFA_RBP ? w->bp : w->sp) + (__s64)step->cfa_offset;
+	if (i + 1 < CONNLEAK_MEMO_FRAMES)
+		w->cap->slots[(i + 1) & (CONNLEAK_MEMO_FRAMES - 1)] = cfa - 8 - w->base;
 	if (stack_word(w, cfa - 8, &ra) || !ra) {
 		w->end = WALK_UNKNOWN;
 		return 1;
@@ -164,11 +171,43 @@ static __always_inline __u64 address_space_family(void)
 	return mix64(mix64(1, mm->mmap_base), mm->start_stack) | 1;
 }
 
+/* Whether the window holds the memo's stack: then the walk would give the
+ * memo's return addresses, and they are copied to cap->pcs instead.
+ *
+ * Why that is sound, by induction over the frames: frame 0's pc is the
+ * probe's ip and its sp the window's base, as in the memo's walk. If frame
+ * i's pc is the memo's, its step (learnt once per family and pc) is too; an
+ * rsp-based CFA then lies at the same offset from base, so the return
+ * address comes from the same slot, and the same word there is the same
+ * caller's pc. Saved rbp words only matter to an rbp-based CFA, which is
+ * never remembered, and every word the memo's walk read lay in its span,
+ * which this window covers: no read can fail where it did not. */
+static __always_inline bool walk_remembered(struct stack_walker *w, const struct walk_memo *memo)
+{
+	struct stack_capture *cap = w->cap;
+	__u32 n = memo->count;
+
+	if (!n || n > CONNLEAK_MEMO_FRAMES || memo->family != cap->family || memo->pcs[0] != w->pc ||
+	    w->window < memo->span)
+		return false;
+	for (__u32 i = 1; i < CONNLEAK_MEMO_FRAMES && i < n; i++) {
+		__u32 off = memo->slots[i];
+
+		if (off + 8 > w->window || *(__u64 *)(cap->window + (off & (STACK_WINDOW - 1))) != memo->pcs[i])
+			return false;
+	}
+	/* Constant size: copied inline, no helper call. */
+	__builtin_memcpy(cap->pcs, memo->pcs, sizeof(memo->pcs));
+	cap->count = n;
+	w->hash = memo->hash;
+	return true;
+}
+
 /* The current thread's stack at a uprobe or uretprobe (its ip the first
  * frame), walked with what userspace learnt, and its Python frames. In a
- * per-CPU scratch: valid until the program ends. `span` (or NULL): the
- * thread's walk_span, read and updated. */
-static __always_inline struct stack_capture *capture_stack(struct pt_regs *ctx, __u32 tgid, __u32 *span)
+ * per-CPU scratch: valid until the program ends. `memo` (or NULL): the
+ * thread's last walk of this kind, used and updated. */
+static __always_inline struct stack_capture *capture_stack(struct pt_regs *ctx, __u32 tgid, struct walk_memo *memo)
 {
 	struct stack_walker w = {};
 	struct stack_capture *cap;
@@ -197,21 +236,36 @@ static __always_inline struct stack_capture *capture_stack(struct pt_regs *ctx, 
 	 * read per frame (each helper call costs). A read that faults (this
 	 * stack is shallower and the span crosses its end) leaves the window
 	 * empty: every slot is then read on its own. */
-	if (span) {
-		__u32 len = *span;
+	if (memo) {
+		__u32 len = memo->span;
 
 		if (len > STACK_WINDOW)
 			len = STACK_WINDOW;
 		if (len && bpf_probe_read_user(cap->window, len, (void *)w.base) == 0)
 			w.window = len;
 	}
+	/* The same stack as last time (the usual case: a thread connects from
+	 * where it did before) costs no lookup a frame: a compare a frame. */
+	if (memo && walk_remembered(&w, memo))
+		goto python;
 	bpf_loop(CONNLEAK_STACK_FRAMES, walk_one, &w, 0);
-	if (span)
-		*span = w.top - w.base < STACK_WINDOW ? w.top - w.base : STACK_WINDOW;
+	if (memo) {
+		memo->span = w.top - w.base < STACK_WINDOW ? w.top - w.base : STACK_WINDOW;
+		/* Remembered only when the compare above can stand for the walk. */
+		memo->count = 0;
+		if (w.end == WALK_COMPLETE && !w.unsure && cap->count <= CONNLEAK_MEMO_FRAMES) {
+			__builtin_memcpy(memo->pcs, cap->pcs, sizeof(memo->pcs));
+			__builtin_memcpy(memo->slots, cap->slots, sizeof(memo->slots));
+			memo->family = cap->family;
+			memo->hash = w.hash;
+			memo->count = cap->count;
+		}
+	}
 	if (w.end != WALK_COMPLETE) {
 		cap->stuck = w.pc;
 		return cap;
 	}
+python:
 	if (py) {
 		__u32 n = py->count;
 
