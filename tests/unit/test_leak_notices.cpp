@@ -124,7 +124,8 @@ TEST_CASE("a reported leak is kept in at most 80 bytes, its texts and frames sha
     REQUIRE(ln.reported() == 10000);
 #ifndef __SANITIZE_ADDRESS__  // ASan's allocator is not glibc's: mallinfo2 does not see it
     REQUIRE(after > before);
-    CHECK((after - before) / 10000 <= 60);  // 64 with a shared_ptr to its origin; 144: a tree node each, with its comm and site shared apart
+    // 64 with a shared_ptr to its origin; 144: a tree node each, with its comm and site shared apart
+    CHECK((after - before) / 10000 <= 60);
 #endif
     // Still all known: each one's release is noticed, with its texts.
     s.processes[3].connections.clear();

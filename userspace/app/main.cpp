@@ -475,8 +475,7 @@ int run(const Options& o)
     // at the next look.
     std::optional<std::pair<uint64_t, uint64_t>> python_looked;  // procs_changes, traced_execs
     auto python_poll = [&] {
-        const std::pair<uint64_t, uint64_t> now_counts{tracer.value()->procs_changes(),
-                                                       tracer.value()->traced_execs()};
+        const std::pair<uint64_t, uint64_t> now_counts{tracer.value()->procs_changes(), tracer.value()->traced_execs()};
         const uint64_t now = monotonic_ns();
         if (python_looked == now_counts && !python.settling(now) && !python.waiting())
             return;

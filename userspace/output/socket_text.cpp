@@ -47,7 +47,8 @@ std::string socket_text(const ProcessSocketReport& r, bool exited)
             if (s.state != "open") {
                 char addr[32];
                 std::snprintf(addr, sizeof(addr), "0x%llx", static_cast<unsigned long long>(conn));
-                out += std::string(" ") + addr + " (" + s.state.str() + (s.peer.empty() ? "" : " " + s.peer.str()) + ")";
+                out +=
+                    std::string(" ") + addr + " (" + s.state.str() + (s.peer.empty() ? "" : " " + s.peer.str()) + ")";
             }
         out += "\n";
     }
