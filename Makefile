@@ -66,7 +66,7 @@ demo: deps
 	@mkdir -p $(BUILD)
 	@if ! { cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo && \
 		cmake --build $(BUILD) -j $(JOBS) --target connleak pqclient; } >$(DEMO_LOG) 2>&1; then \
-		grep -v 'ing directory' $(DEMO_LOG) | tail -n 30; \
+		grep -Ev '^g?make(\[[0-9]+\])?: (Entering|Leaving) directory' $(DEMO_LOG) | tail -n 30; \
 		echo "make demo: the build failed; its whole log is $(DEMO_LOG)" >&2; \
 		exit 1; \
 	fi

@@ -51,6 +51,8 @@ TEST_CASE("format_duration: no number to show, and the widest texts", "[duration
     CHECK(format_duration(-1) == "-");
     CHECK(format_duration(std::nan("")) == "-");
     CHECK(format_duration(std::numeric_limits<double>::infinity()) == "-");
+    CHECK(format_duration(1e15) == "-");  // its day count would not fit
+    CHECK(format_duration(-0.0) == "0.0 ms");
     for (double ms : {kHour - 1, kDay - 1, 999 * kDay + 23 * kHour})
         CHECK(format_duration(ms).size() <= static_cast<size_t>(kDurationWidth));
     CHECK(format_duration(kHour - 1).size() == static_cast<size_t>(kDurationWidth));

@@ -513,6 +513,16 @@ TEST_CASE("connections held since before the attach: one line naming --server", 
     CHECK(pre_attach_note(s) == "1 database socket held since before the attach (not in acquired, active or "
                                 "leaks): --server DSN shows its connection's age and state");
     CHECK_FALSE(contains(render_text_report(s), "since before the attach"));  // the sink adds it, once
+    // Added under the header line, the rest untouched.
+    const std::string report = render_text_report(s);
+    std::string with = report;
+    REQUIRE(connleak::add_pre_attach_note(with, s));
+    const size_t header_end = report.find('\n') + 1;
+    CHECK(with == report.substr(0, header_end) + "  " + pre_attach_note(s) + "\n" + report.substr(header_end));
+    s.processes[0].sockets.pre_attach = 0;
+    std::string without = report;
+    CHECK_FALSE(connleak::add_pre_attach_note(without, s));
+    CHECK(without == report);
 }
 
 TEST_CASE("a run of text reports prints each site's stack once, again when it changes", "[text]")

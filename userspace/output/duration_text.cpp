@@ -11,8 +11,12 @@ namespace connleak {
 
 std::string format_duration(double ms)
 {
-    if (!std::isfinite(ms) || ms < 0)
+    // Nothing real lasts 10^15 ms (31,000 years), and a value far larger
+    // would overflow the whole seconds below.
+    if (!std::isfinite(ms) || ms < 0 || ms >= 1e15)
         return "-";
+    if (ms == 0)
+        ms = 0;  // -0.0 passes the test above: "0.0 ms", not "-0.0 ms"
     // Each bound is where the next unit's rounding would print the limit
     // ("1000 ms", "60.0 s"), so a value never shows as a full unit's worth.
     if (ms < 9.95)

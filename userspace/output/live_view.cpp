@@ -225,7 +225,11 @@ public:
     void finish(const Snapshot& snap) override
     {
         give_back_terminal();
-        std::printf("%s\n", render_text_report(snap).c_str());
+        std::string text = render_text_report(snap);
+        // The screen's line under the totals, kept in the report that stays.
+        if (opts_.pre_attach_hint)
+            add_pre_attach_note(text, snap);
+        std::printf("%s\n", text.c_str());
         std::fflush(stdout);
     }
 

@@ -44,12 +44,8 @@ private:
     {
         std::string text = render_text_report(snap, printed);
         // Once: the same line every interval would be read past.
-        if (hint_pending_)
-            if (std::string note = pre_attach_note(snap); !note.empty()) {
-                const size_t header_end = text.find('\n');
-                text.insert(header_end == std::string::npos ? text.size() : header_end + 1, "  " + note + "\n");
-                hint_pending_ = false;
-            }
+        if (hint_pending_ && add_pre_attach_note(text, snap))
+            hint_pending_ = false;
         write_line(text);
     }
 

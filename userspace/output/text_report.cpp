@@ -214,6 +214,16 @@ std::string pre_attach_note(const Snapshot& snap)
                held, held == 1 ? "socket" : "sockets", held == 1 ? "its" : "each");
 }
 
+bool add_pre_attach_note(std::string& report, const Snapshot& snap)
+{
+    const std::string note = pre_attach_note(snap);
+    if (note.empty())
+        return false;
+    const size_t header_end = report.find('\n');
+    report.insert(header_end == std::string::npos ? report.size() : header_end + 1, "  " + note + "\n");
+    return true;
+}
+
 std::string quiet_processes_note(const Snapshot& snap)
 {
     constexpr size_t kNamed = 3;  // one short line, however many helpers

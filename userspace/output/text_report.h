@@ -31,6 +31,10 @@ std::string quiet_processes_note(const Snapshot& snap);
 // when no running process holds one. The text sink says it once.
 std::string pre_attach_note(const Snapshot& snap);
 
+// `report` (render_text_report's) with pre_attach_note's line under its
+// header line; false (unchanged) when there is nothing to say.
+bool add_pre_attach_note(std::string& report, const Snapshot& snap);
+
 // The database sockets running processes hold since before the attach: the
 // count pre_attach_note and the live view's line say.
 uint64_t pre_attach_sockets(const Snapshot& snap);

@@ -87,7 +87,8 @@ def stacks_told(proc):
     """Whether every acquisition of a process entry has its stack told
     (unwound, truncated or dropped). A copied stack reaches userspace just
     after its count: a snapshot in between counts it on its caller's row."""
-    return proc["stacks_unwound"] + proc["stacks_truncated"] + proc["dropped_stacks"] == proc["acquired"]
+    # >=: dropped_stacks also counts dropped release and last-use events.
+    return proc["stacks_unwound"] + proc["stacks_truncated"] + proc["dropped_stacks"] >= proc["acquired"]
 
 
 def counts(exited, **kw):
