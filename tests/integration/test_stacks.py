@@ -22,6 +22,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from connleak_testkit.tracer import ConnleakTestCase, Tracer  # noqa: E402
 from connleak_testkit.snapshot import counts, dump, find_process, proc_counts, stacks_told  # noqa: E402
 from connleak_testkit.stacks import STACKCLIENT, StackClient, function, module  # noqa: E402
+from connleak_testkit import benchlib  # noqa: E402
+from connleak_testkit.paths import BUILD_DIR, CONNLEAK  # noqa: E402
+from connleak_testkit import tracer as tracer_module  # noqa: E402
 
 WAIT = 60
 NA, NB, KA, KB = 4, 3, 2, 1  # connections by path a and b, and how many of each stay open
@@ -161,6 +164,29 @@ class StackTest(ConnleakTestCase):
         for s in live["top_connection_users"]:
             self.assertIn(function(s["site"]), ("acquire_a", "acquire_b"), ctx)
             self.assertNotIn("_start", [function(f) for f in s["frames"]], ctx)
+
+    def test_one_kernel_id_per_stack(self):
+        """The kernel names a stack it walks by a hash of its return
+        addresses; a thread walking the same stack again takes it from its
+        memo of the last walk (stack_walk.bpf.h). Either way one stack has
+        one id: a stack split across two ids would still print right (the
+        frames merge in userspace) but count twice in the kernel's maps."""
+        tools = benchlib.Tools(BUILD_DIR, connleak=CONNLEAK)
+        self.assertFalse(tools.missing(("pqstress",)), "pqstress not built (bench/CMakeLists.txt)")
+        env = dict(os.environ, CONNLEAK_STACK_STATS="1")
+        run = tracer_module.launch([tools.pqstress, "-n", "4000", "-t", "2"], interval=0.5,
+                                   json_path=self.json_path(), env=env)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        m = re.search(r"^connleak: stacks: (\d+) unwound, (\d+) truncated, (\d+) distinct, (\d+) kernel ids",
+                      run.stderr, re.M)
+        self.assertIsNotNone(m, run.stderr)
+        _, truncated, distinct, kernel_ids = map(int, m.groups())
+        self.assertEqual(truncated, 0, run.stderr)
+        self.assertGreaterEqual(kernel_ids, 1, "the kernel walked no stack\n" + run.stderr)
+        self.assertLessEqual(kernel_ids, distinct, run.stderr)
+        procs = [p for p in run.snapshot["processes"] if p["acquired"]]
+        self.assertEqual([(p["acquired"], p["stacks_unwound"], p["dropped_stacks"]) for p in procs],
+                         [(4000, 4000, 0)], dump(run.snapshot))
 
     def test_psycopg2(self):
         """A psycopg2 script attached by PID: native frames through

@@ -578,9 +578,10 @@ std::string StackTable::cost_summary() const
     uint64_t n = c.unwound + c.truncated;
     char buf[512];
     int len = std::snprintf(buf, sizeof buf,
-                            "connleak: stacks: %" PRIu64 " unwound, %" PRIu64 " truncated, %zu distinct; per stack"
-                            " %.1f us unwinding, %.1f us naming\n",
-                            c.unwound, c.truncated, stacks_.size(), n ? c.unwind_ns / 1e3 / n : 0.0,
+                            "connleak: stacks: %" PRIu64 " unwound, %" PRIu64 " truncated, %zu distinct, %zu kernel"
+                            " ids; per stack %.1f us unwinding, %.1f us naming\n",
+                            c.unwound, c.truncated, stacks_.size(), kernel_stacks_.size(),
+                            n ? c.unwind_ns / 1e3 / n : 0.0,
                             n ? c.name_ns / 1e3 / n : 0.0);
     std::string out(buf, static_cast<size_t>(len));
     std::vector<uint32_t> unwind, name;
