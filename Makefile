@@ -62,7 +62,7 @@ fuzz: deps
 # lines) only if the build fails.
 DEMO_LOG = $(BUILD)/demo-build.log
 demo: deps
-	@echo "== building connleak and its demo client in $(BUILD)/ (log: $(DEMO_LOG))"
+	@echo "== building connleak and its demo client in $(BUILD)/ (a few minutes the first time; log: $(DEMO_LOG))"
 	@mkdir -p $(BUILD)
 	@if ! { cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo && \
 		cmake --build $(BUILD) -j $(JOBS) --target connleak pqclient; } >$(DEMO_LOG) 2>&1; then \
